@@ -1,0 +1,237 @@
+"""Envoy's ext_authz Check: CheckRequest → decide() → CheckResponse, from memory only.
+
+Allowed requests carry dynamic metadata (namespace `envoy.filters.http.ext_authz`, read by the
+rate-limit actions and the access log) and identifying headers for the upstream; the key header is
+stripped. Refusals are RFC 9457 problem documents with the right HTTP status, never a bare 403.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import traceback
+from collections.abc import Callable, Mapping
+from datetime import datetime
+
+import grpc
+from envoy.config.core.v3.base_pb2 import HeaderValue, HeaderValueOption
+from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
+from envoy.type.v3.http_status_pb2 import HttpStatus
+from google.protobuf.struct_pb2 import Struct
+from google.rpc import code_pb2, status_pb2
+
+from keymgr.decision import Allowed, AuthzRequest, Denied, decide
+from keymgr.index import KeyIndex, KeySnapshot
+from tollway.schema import utcnow
+
+log = logging.getLogger(__name__)
+
+PROBLEM_TYPE_BASE = "https://tollway.dev/problems/"
+HEADER_APPLICATION = "x-tollway-application"
+HEADER_SUBSCRIPTION = "x-tollway-subscription"
+HEADER_PLAN = "x-tollway-plan"
+HEADER_KEY_ID = "x-tollway-key-id"
+
+_OVERWRITE = HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
+_GRPC_CODES = {
+    401: code_pb2.UNAUTHENTICATED,
+    403: code_pb2.PERMISSION_DENIED,
+    404: code_pb2.NOT_FOUND,
+    500: code_pb2.INTERNAL,
+    503: code_pb2.UNAVAILABLE,
+}
+# Allowed responses depend only on (snapshot, api, key, key header): reuse them until the snapshot
+# changes. Bounded so that many keys cannot grow it without limit.
+_CACHE_LIMIT = 50_000
+_REQUEST_ID_LIMIT = 128
+_OK_STATUS = status_pb2.Status(code=code_pb2.OK)
+
+
+def _header(name: str, value: str) -> HeaderValueOption:
+    # OVERWRITE: whatever a client sent under these names never reaches the upstream.
+    return HeaderValueOption(header=HeaderValue(key=name, value=value), append_action=_OVERWRITE)
+
+
+def _struct(fields: Mapping[str, str]) -> Struct:
+    struct = Struct()
+    struct.update(fields)
+    return struct
+
+
+def authz_request(request: external_auth_pb2.CheckRequest) -> AuthzRequest:
+    """The parts of a CheckRequest a decision needs; absent parts read as empty, never raise."""
+    attributes = request.attributes
+    http = attributes.request.http
+    headers: Mapping[str, str]
+    if http.header_map.headers:
+        # Envoy sends this form instead of `headers` when encode_raw_headers is on.
+        joined: dict[str, str] = {}
+        for entry in http.header_map.headers:
+            name = entry.key.lower()
+            value = entry.raw_value.decode("utf-8", "replace") if entry.raw_value else entry.value
+            joined[name] = f"{joined[name]},{value}" if name in joined else value
+        headers = joined
+    else:
+        # Envoy's header names are always lowercase, so the map is read as is (no per-request copy).
+        headers = http.headers
+    return AuthzRequest(
+        headers=headers,
+        api_id=attributes.context_extensions.get("api_id", ""),
+        client_ip=attributes.source.address.socket_address.address,
+        # Client-controlled when Envoy preserves it: bounded before it reaches bodies and logs.
+        request_id=(headers.get("x-request-id", "") or http.id)[:_REQUEST_ID_LIMIT],
+    )
+
+
+def allowed_response(decision: Allowed) -> external_auth_pb2.CheckResponse:
+    api, application, subscription, plan = (
+        decision.api,
+        decision.application,
+        decision.subscription,
+        decision.plan,
+    )
+    return external_auth_pb2.CheckResponse(
+        status=_OK_STATUS,
+        ok_response=external_auth_pb2.OkHttpResponse(
+            headers=[
+                _header(HEADER_APPLICATION, application.id),
+                _header(HEADER_SUBSCRIPTION, subscription.id),
+                _header(HEADER_PLAN, plan.id),
+                _header(HEADER_KEY_ID, decision.key_id),
+            ],
+            # The upstream never sees the key.
+            headers_to_remove=list(decision.key_header_names_to_remove),
+        ),
+        dynamic_metadata=_struct(
+            {
+                "api_id": api.id,
+                "api_name": api.name,
+                "application_id": application.id,
+                "subscription_id": subscription.id,
+                "plan_id": plan.id,
+                "plan_name": plan.name,
+                "key_id": decision.key_id,
+            }
+        ),
+    )
+
+
+def _problem_prefix(decision: Denied) -> str:
+    # Everything but the request id, which is appended per request.
+    document = {
+        "type": PROBLEM_TYPE_BASE + decision.reason,
+        "title": decision.title,
+        "status": decision.http_status,
+        "detail": decision.detail,
+        "reason": decision.reason,
+    }
+    return json.dumps(document, separators=(",", ":"))[:-1] + ',"request_id":'
+
+
+def problem_body(decision: Denied, request_id: str) -> str:
+    """RFC 9457 problem details; built from the decision only, so it can never contain the key."""
+    return _problem_prefix(decision) + json.dumps(request_id) + "}"
+
+
+def denied_response(decision: Denied, request_id: str) -> external_auth_pb2.CheckResponse:
+    headers = [
+        _header("content-type", "application/problem+json"),
+        _header("cache-control", "no-store"),
+    ]
+    if decision.www_authenticate:
+        headers.append(_header("www-authenticate", decision.www_authenticate))
+    return external_auth_pb2.CheckResponse(
+        status=status_pb2.Status(
+            code=_GRPC_CODES.get(decision.http_status, code_pb2.PERMISSION_DENIED), message=decision.reason
+        ),
+        denied_response=external_auth_pb2.DeniedHttpResponse(
+            status=HttpStatus(code=decision.http_status),  # type: ignore[arg-type]
+            headers=headers,
+            body=problem_body(decision, request_id),
+        ),
+        # Lets the access log attribute the refusal (api, and application/key once they were known).
+        dynamic_metadata=_struct({**decision.context, "reason": decision.reason}),
+    )
+
+
+_INTERNAL_ERROR = Denied(
+    http_status=500,
+    reason="internal_error",
+    title="Internal error",
+    detail="The gateway could not decide on this request.",
+)
+
+
+class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):
+    def __init__(self, index: KeyIndex, key_hash_secret: str, clock: Callable[[], datetime] = utcnow) -> None:
+        self._index = index
+        self._secret = key_hash_secret
+        self._clock = clock
+        self._cache_snapshot: KeySnapshot | None = None
+        self._cache: dict[tuple[str, str, tuple[str, ...]], external_auth_pb2.CheckResponse] = {}
+        # Refusals differ per request only in the body's request id: copy a template, set the body.
+        self._denied: dict[tuple[object, ...], tuple[external_auth_pb2.CheckResponse, str]] = {}
+
+    async def Check(
+        self, request: external_auth_pb2.CheckRequest, context: grpc.aio.ServicerContext
+    ) -> external_auth_pb2.CheckResponse:
+        return self.check(request)
+
+    def check(self, request: external_auth_pb2.CheckRequest) -> external_auth_pb2.CheckResponse:
+        """Synchronous core of Check (no awaits: nothing here waits on I/O)."""
+        request_id = ""
+        try:
+            authz = authz_request(request)
+            request_id = authz.request_id
+            snapshot = self._index.snapshot
+            decision = decide(snapshot, authz, self._clock(), self._secret)
+            if isinstance(decision, Allowed):
+                return self._allowed(snapshot, decision)
+        except Exception as exc:
+            # Fail closed with a defined answer. Only the exception type and place are logged: its
+            # message or locals could hold request data.
+            frames = traceback.extract_tb(exc.__traceback__)
+            where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
+            log.error("Check failed: %s at %s", type(exc).__name__, where)
+            decision = _INTERNAL_ERROR
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "refused: reason=%s status=%d key_id=%s api_id=%s request_id=%r",
+                decision.reason,
+                decision.http_status,
+                decision.key_id or "-",
+                decision.context.get("api_id", "-"),
+                request_id,
+            )
+        return self._denied_response(decision, request_id)
+
+    def _denied_response(self, decision: Denied, request_id: str) -> external_auth_pb2.CheckResponse:
+        cache_key = (
+            decision.http_status,
+            decision.reason,
+            decision.title,
+            decision.detail,
+            decision.www_authenticate,
+            *sorted(decision.context.items()),
+        )
+        cached = self._denied.get(cache_key)
+        if cached is None:
+            if len(self._denied) >= _CACHE_LIMIT:
+                self._denied = {}
+            cached = self._denied[cache_key] = (denied_response(decision, ""), _problem_prefix(decision))
+        template, prefix = cached
+        response = external_auth_pb2.CheckResponse()
+        response.CopyFrom(template)
+        response.denied_response.body = prefix + json.dumps(request_id) + "}"
+        return response
+
+    def _allowed(self, snapshot: KeySnapshot, decision: Allowed) -> external_auth_pb2.CheckResponse:
+        if snapshot is not self._cache_snapshot or len(self._cache) >= _CACHE_LIMIT:
+            self._cache = {}
+            self._cache_snapshot = snapshot
+        cache_key = (decision.api.id, decision.key_id, decision.key_header_names_to_remove)
+        response = self._cache.get(cache_key)
+        if response is None:
+            # Shared between calls: grpc only serializes it, nothing mutates it.
+            response = self._cache[cache_key] = allowed_response(decision)
+        return response

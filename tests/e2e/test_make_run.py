@@ -1,0 +1,73 @@
+"""`make run` prints a curl that works exactly as printed, plus the admin address and token lines."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.harness import free_port
+
+pytestmark = pytest.mark.e2e
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_make_run_prints_a_working_curl(tmp_path: Path) -> None:
+    env = dict(os.environ)
+    env.update(
+        TOLLWAY_DATA_DIR=str(tmp_path / "data"),
+        TOLLWAY_GRPC_ADDR=f"127.0.0.1:{free_port()}",
+        TOLLWAY_ADMIN_ADDR=f"127.0.0.1:{free_port()}",
+        TOLLWAY_GATEWAY_ADDR=f"127.0.0.1:{free_port()}",
+        TOLLWAY_ENVOY_ADMIN_ADDR=f"127.0.0.1:{free_port()}",
+        TOLLWAY_DEMO_UPSTREAM_ADDR=f"127.0.0.1:{free_port()}",
+    )
+    stderr_path = tmp_path / "stderr.log"
+    with stderr_path.open("w") as stderr:
+        proc = subprocess.Popen(
+            ["make", "--no-print-directory", "run"],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            start_new_session=True,
+        )
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 120
+        assert proc.stdout is not None
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line.rstrip("\n"))
+            if line.startswith("TOLLWAY_ADMIN_TOKEN="):
+                break
+        curl = next((line for line in lines if line.startswith("curl ")), None)
+        assert curl is not None, "no curl line in:\n" + "\n".join(lines) + stderr_path.read_text()
+        assert any(re.fullmatch(r"TOLLWAY_ADMIN_ADDR=\S+:\d+", line) for line in lines)
+        assert any(re.fullmatch(r"TOLLWAY_ADMIN_TOKEN=\S+", line) for line in lines)
+
+        result = subprocess.run(
+            ["sh", "-c", curl + " -o /dev/null -w '%{http_code}'"], capture_output=True, text=True, timeout=30
+        )
+        assert result.stdout.strip() == "200", result
+        body = subprocess.run(["sh", "-c", curl], capture_output=True, text=True, timeout=30).stdout
+        assert '"path"' in body and "x-api-key" not in body
+
+        key = re.search(r"tw_[a-z2-7]+_[a-z2-7]+", curl)
+        assert key is not None
+        assert key.group(0) not in stderr_path.read_text(), "the demo key reached a log line"
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise

@@ -1,0 +1,206 @@
+"""CatalogService over gRPC: converts requests to drafts, calls the store, converts rows back.
+
+All rules live in tollway.catalog.validation and tollway.catalog.store; errors become gRPC statuses
+through map_grpc_errors.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+from tollway import schema
+from tollway.catalog.store import ApiRecord, CatalogStore
+from tollway.catalog.v1 import catalog_pb2, catalog_pb2_grpc
+from tollway.catalog.validation import (
+    API_FIELDS,
+    PLAN_FIELDS,
+    ApiDraft,
+    LimitsDraft,
+    PlanDraft,
+    PriceTierDraft,
+    PricingDraft,
+)
+from tollway.errors import InvalidArgument, map_grpc_errors
+from tollway.protoconv import mask_fields, timestamp
+
+_QUOTA_POLICY_NAMES = {
+    catalog_pb2.QUOTA_POLICY_UNSPECIFIED: "",
+    catalog_pb2.QUOTA_POLICY_HARD: "HARD",
+    catalog_pb2.QUOTA_POLICY_SOFT: "SOFT",
+}
+_QUOTA_POLICY_VALUES = {"HARD": catalog_pb2.QUOTA_POLICY_HARD, "SOFT": catalog_pb2.QUOTA_POLICY_SOFT}
+
+
+def plan_from_proto(plan: catalog_pb2.Plan) -> PlanDraft:
+    limits, pricing = plan.limits, plan.pricing
+    return PlanDraft(
+        name=plan.name,
+        description=plan.description,
+        limits=LimitsDraft(
+            requests_per_second=limits.requests_per_second,
+            requests_per_minute=limits.requests_per_minute,
+            requests_per_hour=limits.requests_per_hour,
+            requests_per_day=limits.requests_per_day,
+            monthly_quota=limits.monthly_quota,
+            # An enum number this server does not know stays visible, so validation can reject it.
+            quota_policy=_QUOTA_POLICY_NAMES.get(limits.quota_policy, str(limits.quota_policy)),
+        ),
+        pricing=PricingDraft(
+            currency=pricing.currency,
+            recurring_fee=pricing.recurring_fee,
+            included_requests=pricing.included_requests,
+            unit_price=pricing.unit_price,
+            tiers=tuple(
+                PriceTierDraft(up_to=tier.up_to, unit_price=tier.unit_price) for tier in pricing.tiers
+            ),
+            overage_price=pricing.overage_price,
+            minimum_charge=pricing.minimum_charge,
+        ),
+        approval_required=plan.approval_required,
+    )
+
+
+def plan_to_proto(row: schema.Plan) -> catalog_pb2.Plan:
+    return catalog_pb2.Plan(
+        id=row.id,
+        name=row.name,
+        description=row.description,
+        limits=catalog_pb2.PlanLimits(
+            requests_per_second=row.requests_per_second,
+            requests_per_minute=row.requests_per_minute,
+            requests_per_hour=row.requests_per_hour,
+            requests_per_day=row.requests_per_day,
+            monthly_quota=row.monthly_quota,
+            quota_policy=_QUOTA_POLICY_VALUES.get(row.quota_policy, catalog_pb2.QUOTA_POLICY_UNSPECIFIED),
+        ),
+        pricing=catalog_pb2.PlanPricing(
+            currency=row.currency,
+            recurring_fee=row.recurring_fee,
+            included_requests=row.included_requests,
+            unit_price=row.unit_price,
+            tiers=[
+                catalog_pb2.PriceTier(up_to=int(tier["up_to"]), unit_price=str(tier["unit_price"]))
+                for tier in row.tiers
+            ],
+            overage_price=row.overage_price,
+            minimum_charge=row.minimum_charge,
+        ),
+        approval_required=row.approval_required,
+        create_time=timestamp(row.created_at),
+        update_time=timestamp(row.updated_at),
+    )
+
+
+def api_from_proto(api: catalog_pb2.Api) -> ApiDraft:
+    return ApiDraft(
+        name=api.name,
+        version=api.version,
+        context_path=api.context_path,
+        upstream_urls=tuple(api.upstream_urls),
+        plan_ids=tuple(api.plan_ids),
+        description=api.description,
+    )
+
+
+def api_to_proto(record: ApiRecord) -> catalog_pb2.Api:
+    api = record.api
+    return catalog_pb2.Api(
+        id=api.id,
+        name=api.name,
+        version=api.version,
+        context_path=api.context_path,
+        upstream_urls=list(api.upstream_urls),
+        plan_ids=list(record.plan_ids),
+        published=api.published,
+        description=api.description,
+        create_time=timestamp(api.created_at),
+        update_time=timestamp(api.updated_at),
+    )
+
+
+def _required_id(value: str, field: str) -> str:
+    if not value:
+        raise InvalidArgument(f"{field} is required")
+    return value
+
+
+@map_grpc_errors
+class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
+    def __init__(self, store: CatalogStore) -> None:
+        self._store = store
+
+    async def CreatePlan(
+        self, request: catalog_pb2.CreatePlanRequest, context: grpc.aio.ServicerContext
+    ) -> catalog_pb2.CreatePlanResponse:
+        row = await self._store.create_plan(plan_from_proto(request.plan))
+        return catalog_pb2.CreatePlanResponse(plan=plan_to_proto(row))
+
+    async def GetPlan(
+        self, request: catalog_pb2.GetPlanRequest, context: grpc.aio.ServicerContext
+    ) -> catalog_pb2.GetPlanResponse:
+        row = await self._store.get_plan(_required_id(request.id, "id"))
+        return catalog_pb2.GetPlanResponse(plan=plan_to_proto(row))
+
+    async def ListPlans(
+        self, request: catalog_pb2.ListPlansRequest, context: grpc.aio.ServicerContext
+    ) -> catalog_pb2.ListPlansResponse:
+        rows = await self._store.list_plans()
+        return catalog_pb2.ListPlansResponse(plans=[plan_to_proto(row) for row in rows])
+
+    async def UpdatePlan(
+        self, request: catalog_pb2.UpdatePlanRequest, context: grpc.aio.ServicerContext
+    ) -> catalog_pb2.UpdatePlanResponse:
+        plan_id = _required_id(request.plan.id, "plan.id")
+        fields = mask_fields(request.update_mask, PLAN_FIELDS)
+        row = await self._store.update_plan(plan_id, plan_from_proto(request.plan), fields)
+        return catalog_pb2.UpdatePlanResponse(plan=plan_to_proto(row))
+
+    async def DeletePlan(
+        self, request: catalog_pb2.DeletePlanRequest, context: grpc.aio.ServicerContext
+    ) -> catalog_pb2.DeletePlanResponse:
+        await self._store.delete_plan(_required_id(request.id, "id"))
+        return catalog_pb2.DeletePlanResponse()
+
+    async def CreateApi(
+        self, request: catalog_pb2.CreateApiRequest, context: grpc.aio.ServicerContext
+    ) -> catalog_pb2.CreateApiResponse:
+        record = await self._store.create_api(api_from_proto(request.api))
+        return catalog_pb2.CreateApiResponse(api=api_to_proto(record))
+
+    async def GetApi(
+        self, request: catalog_pb2.GetApiRequest, context: grpc.aio.ServicerContext
+    ) -> catalog_pb2.GetApiResponse:
+        record = await self._store.get_api(_required_id(request.id, "id"))
+        return catalog_pb2.GetApiResponse(api=api_to_proto(record))
+
+    async def ListApis(
+        self, request: catalog_pb2.ListApisRequest, context: grpc.aio.ServicerContext
+    ) -> catalog_pb2.ListApisResponse:
+        records = await self._store.list_apis(published_only=request.published_only)
+        return catalog_pb2.ListApisResponse(apis=[api_to_proto(record) for record in records])
+
+    async def UpdateApi(
+        self, request: catalog_pb2.UpdateApiRequest, context: grpc.aio.ServicerContext
+    ) -> catalog_pb2.UpdateApiResponse:
+        api_id = _required_id(request.api.id, "api.id")
+        fields = mask_fields(request.update_mask, API_FIELDS)
+        record = await self._store.update_api(api_id, api_from_proto(request.api), fields)
+        return catalog_pb2.UpdateApiResponse(api=api_to_proto(record))
+
+    async def DeleteApi(
+        self, request: catalog_pb2.DeleteApiRequest, context: grpc.aio.ServicerContext
+    ) -> catalog_pb2.DeleteApiResponse:
+        await self._store.delete_api(_required_id(request.id, "id"))
+        return catalog_pb2.DeleteApiResponse()
+
+    async def PublishApi(
+        self, request: catalog_pb2.PublishApiRequest, context: grpc.aio.ServicerContext
+    ) -> catalog_pb2.PublishApiResponse:
+        record = await self._store.publish_api(_required_id(request.id, "id"))
+        return catalog_pb2.PublishApiResponse(api=api_to_proto(record))
+
+    async def UnpublishApi(
+        self, request: catalog_pb2.UnpublishApiRequest, context: grpc.aio.ServicerContext
+    ) -> catalog_pb2.UnpublishApiResponse:
+        record = await self._store.unpublish_api(_required_id(request.id, "id"))
+        return catalog_pb2.UnpublishApiResponse(api=api_to_proto(record))

@@ -1,0 +1,421 @@
+"""Validation of catalog input (pure: no database, no protobuf).
+
+Drafts carry what a client sent; `validate_plan` / `validate_api` return the canonical draft that gets
+stored or raise InvalidArgument naming the offending field (as its path in the proto, e.g.
+`pricing.tiers[1].up_to`). Checks that need the database (unique names, overlapping context paths,
+unknown plans) live in the store.
+
+Canonical forms:
+- money: plain decimal text of the parsed amount, scale kept ("49.00" stays "49.00", "007.5" becomes
+  "7.5", unset becomes "0"); see tollway.money.
+- currency: upper case; quota_policy: "HARD" or "SOFT" (unspecified means HARD).
+- upstream URLs: lower-case scheme and host, no trailing slash on the path ("http://B:8080/" becomes
+  "http://b:8080").
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from urllib.parse import urlsplit
+
+from tollway.errors import InvalidArgument
+from tollway.money import is_currency, minor_units, money_text, parse_money
+
+MAX_NAME_LENGTH = 100
+MAX_VERSION_LENGTH = 50
+MAX_DESCRIPTION_LENGTH = 4000
+MAX_CONTEXT_PATH_LENGTH = 200
+MAX_UPSTREAM_URLS = 16
+MAX_URL_LENGTH = 2048
+MAX_PLANS_PER_API = 32
+MAX_TIERS = 32
+# Upper bound for every request count (limits, quotas, tier bounds): far beyond any real plan, and
+# small enough that sums and products stay exact everywhere (including PostgreSQL BIGINT).
+MAX_COUNT = 10**12
+
+QUOTA_POLICIES = ("HARD", "SOFT")
+
+
+@dataclass(frozen=True, slots=True)
+class PriceTierDraft:
+    up_to: int = 0
+    unit_price: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsDraft:
+    requests_per_second: int = 0
+    requests_per_minute: int = 0
+    requests_per_hour: int = 0
+    requests_per_day: int = 0
+    monthly_quota: int = 0
+    # "", "HARD" or "SOFT"; empty means HARD.
+    quota_policy: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PricingDraft:
+    currency: str = ""
+    recurring_fee: str = ""
+    included_requests: int = 0
+    unit_price: str = ""
+    tiers: tuple[PriceTierDraft, ...] = ()
+    overage_price: str = ""
+    minimum_charge: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PlanDraft:
+    name: str = ""
+    description: str = ""
+    limits: LimitsDraft = field(default_factory=LimitsDraft)
+    pricing: PricingDraft = field(default_factory=PricingDraft)
+    approval_required: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ApiDraft:
+    name: str = ""
+    version: str = ""
+    context_path: str = ""
+    upstream_urls: tuple[str, ...] = ()
+    # Plan identifiers (or names; the store resolves them to identifiers).
+    plan_ids: tuple[str, ...] = ()
+    description: str = ""
+
+
+# Top-level fields an update may replace (the update_mask paths of the proto).
+PLAN_FIELDS = ("name", "description", "limits", "pricing", "approval_required")
+API_FIELDS = ("name", "version", "context_path", "upstream_urls", "plan_ids", "description")
+
+_LIMIT_FIELDS = (
+    "requests_per_second",
+    "requests_per_minute",
+    "requests_per_hour",
+    "requests_per_day",
+    "monthly_quota",
+)
+# RFC 3986 unreserved characters: safe in every URL and route without escaping.
+_PATH_SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")
+_VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+# RFC 3986 pchar: unreserved, sub-delims, ":", "@" and percent-escapes.
+_URL_PATH_SEGMENT = re.compile(r"(?:[A-Za-z0-9._~!$&'()*+,;=:@-]|%[0-9A-Fa-f]{2})+")
+_HOST_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
+
+
+# --- text -------------------------------------------------------------------------------------------
+
+
+def _has_control(value: str, allowed: str = "") -> bool:
+    return any(unicodedata.category(ch) in ("Cc", "Cf") and ch not in allowed for ch in value)
+
+
+def validate_name(value: str, field: str, max_length: int = MAX_NAME_LENGTH) -> str:
+    if not value or not value.strip():
+        raise InvalidArgument(f"{field} is required")
+    if len(value) > max_length:
+        raise InvalidArgument(f"{field} must be at most {max_length} characters, got {len(value)}")
+    if value != value.strip():
+        raise InvalidArgument(f"{field} must not start or end with whitespace: {value!r}")
+    if _has_control(value):
+        raise InvalidArgument(f"{field} must not contain control characters: {value!r}")
+    return value
+
+
+def validate_version(value: str, field: str = "version") -> str:
+    """Optional; when given, a short token such as "v1", "2.1" or "2024-06-01" (no ":" so that
+    "name:version" lookups stay unambiguous)."""
+    if value == "":
+        return value
+    if len(value) > MAX_VERSION_LENGTH:
+        raise InvalidArgument(f"{field} must be at most {MAX_VERSION_LENGTH} characters, got {len(value)}")
+    if not _VERSION.fullmatch(value):
+        raise InvalidArgument(
+            f"{field} {value!r} must start with a letter or digit and contain only letters, digits "
+            "and . _ + -"
+        )
+    return value
+
+
+def validate_description(value: str, field: str = "description") -> str:
+    if len(value) > MAX_DESCRIPTION_LENGTH:
+        raise InvalidArgument(
+            f"{field} must be at most {MAX_DESCRIPTION_LENGTH} characters, got {len(value)}"
+        )
+    if _has_control(value, allowed="\n\r\t"):
+        raise InvalidArgument(f"{field} must not contain control characters other than newlines and tabs")
+    return value
+
+
+# --- context paths ----------------------------------------------------------------------------------
+
+
+def validate_context_path(path: str, field: str = "context_path") -> str:
+    """A gateway path prefix such as "/weather/v1": "/"-separated segments of URL-safe characters."""
+    if not path:
+        raise InvalidArgument(f'{field} is required, e.g. "/weather/v1"')
+    if len(path) > MAX_CONTEXT_PATH_LENGTH:
+        raise InvalidArgument(
+            f"{field} must be at most {MAX_CONTEXT_PATH_LENGTH} characters, got {len(path)}"
+        )
+    if not path.startswith("/"):
+        raise InvalidArgument(f'{field} must start with "/", got {path!r}')
+    if path == "/":
+        raise InvalidArgument(f'{field} must not be "/" alone: every API needs a path prefix of its own')
+    if path.endswith("/"):
+        raise InvalidArgument(f'{field} must not end with "/": use {path.rstrip("/")!r}')
+    for segment in path[1:].split("/"):
+        if segment == "":
+            raise InvalidArgument(f'{field} must not contain "//", got {path!r}')
+        if segment in (".", ".."):
+            raise InvalidArgument(f'{field} must not contain "." or ".." segments, got {path!r}')
+        if not _PATH_SEGMENT.fullmatch(segment):
+            raise InvalidArgument(
+                f"{field} segment {segment!r} may contain only letters, digits and . _ ~ - (got {path!r})"
+            )
+    return path
+
+
+def paths_overlap(a: str, b: str, ignore_case: bool = True) -> bool:
+    """Whether two context paths would compete for requests: equal, or one a segment prefix of the
+    other ("/a" and "/a/b" overlap, "/a" and "/ab" do not).
+
+    Compared case-insensitively although Envoy routes case-sensitively: "/Weather" next to "/weather"
+    is almost certainly a mistake, clients and proxies in front of the gateway may fold case, and
+    it keeps the gateway free to match case-insensitively later.
+    """
+    if ignore_case:
+        a, b = a.lower(), b.lower()
+    return a == b or a.startswith(b + "/") or b.startswith(a + "/")
+
+
+# --- upstream URLs ----------------------------------------------------------------------------------
+
+
+def _validate_host(host: str, bracketed: bool, field: str, url: str) -> str:
+    if bracketed:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise InvalidArgument(f"{field} has an invalid IPv6 address: {url!r}") from None
+        return f"[{host}]"
+    if re.fullmatch(r"[0-9.]+", host):
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            raise InvalidArgument(f"{field} has an invalid IPv4 address: {url!r}") from None
+        return host
+    labels = host.removesuffix(".").split(".")
+    if len(host) > 253 or not all(_HOST_LABEL.fullmatch(label) for label in labels):
+        raise InvalidArgument(f"{field} has an invalid host name {host!r}: {url!r}")
+    return host
+
+
+def validate_upstream_url(url: str, field: str = "upstream_url") -> str:
+    """The canonical form of one backend URL: http(s), a host, an optional port, an optional path."""
+    if not url:
+        raise InvalidArgument(f"{field} must not be empty")
+    if len(url) > MAX_URL_LENGTH:
+        raise InvalidArgument(f"{field} must be at most {MAX_URL_LENGTH} characters, got {len(url)}")
+    if not url.isascii() or any(ch.isspace() or not ch.isprintable() for ch in url):
+        raise InvalidArgument(
+            f"{field} must be ASCII without spaces or control characters (punycode host names, "
+            f"percent-encoded paths): {url!r}"
+        )
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise InvalidArgument(f"{field} is not a valid URL: {url!r}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not url[len(scheme) + 1 :].startswith("//"):
+        raise InvalidArgument(f"{field} must be an http:// or https:// URL, got {url!r}")
+    if "?" in url or "#" in url:
+        raise InvalidArgument(f"{field} must not have a query or fragment: {url!r}")
+    if "@" in parts.netloc:
+        raise InvalidArgument(f"{field} must not contain user information (credentials): {url!r}")
+    host = parts.hostname or ""
+    if not host:
+        raise InvalidArgument(f"{field} must name a host: {url!r}")
+    try:
+        port = parts.port
+    except ValueError:
+        raise InvalidArgument(f"{field} port must be a number from 1 to 65535: {url!r}") from None
+    if port == 0:
+        raise InvalidArgument(f"{field} port must be a number from 1 to 65535: {url!r}")
+    netloc = _validate_host(host, parts.netloc.startswith("["), field, url)
+    if port is not None:
+        netloc += f":{port}"
+    path = parts.path.rstrip("/")
+    for segment in path.split("/")[1:]:
+        if segment == "":
+            raise InvalidArgument(f'{field} path must not contain "//": {url!r}')
+        if segment in (".", ".."):
+            raise InvalidArgument(f'{field} path must not contain "." or ".." segments: {url!r}')
+        if not _URL_PATH_SEGMENT.fullmatch(segment):
+            raise InvalidArgument(f"{field} path has an invalid segment {segment!r}: {url!r}")
+    return f"{scheme}://{netloc}{path}"
+
+
+def validate_upstream_urls(urls: Sequence[str], field: str = "upstream_urls") -> tuple[str, ...]:
+    """0 to MAX_UPSTREAM_URLS distinct URLs sharing scheme and path (publishing needs at least one)."""
+    if len(urls) > MAX_UPSTREAM_URLS:
+        raise InvalidArgument(f"{field} may list at most {MAX_UPSTREAM_URLS} URLs, got {len(urls)}")
+    canonical = tuple(validate_upstream_url(url, f"{field}[{i}]") for i, url in enumerate(urls))
+    seen: set[str] = set()
+    for url in canonical:
+        if url in seen:
+            raise InvalidArgument(f"{field} lists {url!r} twice")
+        seen.add(url)
+    if canonical:
+        first = urlsplit(canonical[0])
+        for url in canonical[1:]:
+            other = urlsplit(url)
+            if (other.scheme, other.path) != (first.scheme, first.path):
+                raise InvalidArgument(
+                    f"{field}: every URL of an API must share scheme and path; {canonical[0]!r} and "
+                    f"{url!r} differ"
+                )
+    return canonical
+
+
+# --- plans --------------------------------------------------------------------------------------------
+
+
+def _validate_count(value: int, field: str) -> int:
+    if value < 0:
+        raise InvalidArgument(f"{field} must not be negative, got {value}")
+    if value > MAX_COUNT:
+        raise InvalidArgument(f"{field} must be at most {MAX_COUNT}, got {value}")
+    return value
+
+
+def validate_limits(limits: LimitsDraft) -> LimitsDraft:
+    for name in _LIMIT_FIELDS:
+        _validate_count(getattr(limits, name), f"limits.{name}")
+    policy = limits.quota_policy.upper() or "HARD"
+    if policy not in QUOTA_POLICIES:
+        raise InvalidArgument(f"limits.quota_policy must be HARD or SOFT, got {limits.quota_policy!r}")
+    return replace(limits, quota_policy=policy)
+
+
+def _fraction_digits(value: Decimal) -> int:
+    exponent = value.normalize().as_tuple().exponent
+    assert isinstance(exponent, int)
+    return max(0, -exponent)
+
+
+def validate_pricing(pricing: PricingDraft, limits: LimitsDraft) -> PricingDraft:
+    """Pricing of a plan whose (validated) limits are `limits`."""
+    currency = pricing.currency.upper()
+    if currency and not is_currency(currency):
+        raise InvalidArgument(
+            f"pricing.currency {pricing.currency!r} is not a known ISO 4217 code such as EUR or USD"
+        )
+    recurring_fee = parse_money(pricing.recurring_fee, "pricing.recurring_fee")
+    unit_price = parse_money(pricing.unit_price, "pricing.unit_price")
+    overage_price = parse_money(pricing.overage_price, "pricing.overage_price")
+    minimum_charge = parse_money(pricing.minimum_charge, "pricing.minimum_charge")
+    included_requests = _validate_count(pricing.included_requests, "pricing.included_requests")
+
+    if len(pricing.tiers) > MAX_TIERS:
+        raise InvalidArgument(f"pricing.tiers may have at most {MAX_TIERS} tiers, got {len(pricing.tiers)}")
+    tier_prices: list[Decimal] = []
+    last = len(pricing.tiers) - 1
+    for i, tier in enumerate(pricing.tiers):
+        up_to = _validate_count(tier.up_to, f"pricing.tiers[{i}].up_to")
+        tier_prices.append(parse_money(tier.unit_price, f"pricing.tiers[{i}].unit_price"))
+        if up_to == 0:
+            if i != last:
+                raise InvalidArgument(
+                    f"pricing.tiers[{i}].up_to is 0 (unbounded), but only the last tier may be unbounded"
+                )
+        elif i > 0 and up_to <= pricing.tiers[i - 1].up_to:
+            raise InvalidArgument(
+                f"pricing.tiers[{i}].up_to ({up_to}) must be greater than "
+                f"pricing.tiers[{i - 1}].up_to ({pricing.tiers[i - 1].up_to})"
+            )
+    if pricing.tiers and pricing.tiers[last].up_to != 0:
+        raise InvalidArgument(
+            f"pricing.tiers[{last}].up_to must be 0: the last tier must be unbounded "
+            f"(got {pricing.tiers[last].up_to})"
+        )
+    if pricing.tiers and unit_price != 0:
+        raise InvalidArgument(
+            "pricing.unit_price and pricing.tiers are mutually exclusive: set the per-request price in "
+            "the tiers and leave unit_price empty"
+        )
+
+    amounts = [recurring_fee, unit_price, overage_price, minimum_charge, *tier_prices]
+    if any(amount != 0 for amount in amounts) and not currency:
+        raise InvalidArgument("pricing.currency is required for a priced plan (an ISO 4217 code such as EUR)")
+    if currency:
+        # Fees are charged as they are: they must be payable in the currency's smallest unit (unit
+        # prices may be finer, e.g. 0.0004 EUR per request; billing rounds each invoice line).
+        digits = minor_units(currency)
+        for name, amount in (("recurring_fee", recurring_fee), ("minimum_charge", minimum_charge)):
+            if _fraction_digits(amount) > digits:
+                raise InvalidArgument(
+                    f"pricing.{name} {money_text(amount)} {currency} has more decimals than {currency} "
+                    f"allows ({digits})"
+                )
+    if overage_price != 0 and (limits.quota_policy != "SOFT" or limits.monthly_quota == 0):
+        raise InvalidArgument(
+            "pricing.overage_price applies only beyond a soft monthly quota: set limits.monthly_quota "
+            "and limits.quota_policy SOFT, or leave overage_price empty"
+        )
+
+    return PricingDraft(
+        currency=currency,
+        recurring_fee=money_text(recurring_fee),
+        included_requests=included_requests,
+        unit_price=money_text(unit_price),
+        tiers=tuple(
+            PriceTierDraft(up_to=tier.up_to, unit_price=money_text(price))
+            for tier, price in zip(pricing.tiers, tier_prices, strict=True)
+        ),
+        overage_price=money_text(overage_price),
+        minimum_charge=money_text(minimum_charge),
+    )
+
+
+def validate_plan(plan: PlanDraft) -> PlanDraft:
+    limits = validate_limits(plan.limits)
+    return PlanDraft(
+        name=validate_name(plan.name, "name"),
+        description=validate_description(plan.description),
+        limits=limits,
+        pricing=validate_pricing(plan.pricing, limits),
+        approval_required=plan.approval_required,
+    )
+
+
+# --- APIs ---------------------------------------------------------------------------------------------
+
+
+def validate_plan_refs(plan_ids: Sequence[str], field: str = "plan_ids") -> tuple[str, ...]:
+    if len(plan_ids) > MAX_PLANS_PER_API:
+        raise InvalidArgument(f"{field} may list at most {MAX_PLANS_PER_API} plans, got {len(plan_ids)}")
+    seen: set[str] = set()
+    for i, plan_id in enumerate(plan_ids):
+        if not plan_id:
+            raise InvalidArgument(f"{field}[{i}] must not be empty")
+        if plan_id in seen:
+            raise InvalidArgument(f"{field} lists {plan_id!r} twice")
+        seen.add(plan_id)
+    return tuple(plan_ids)
+
+
+def validate_api(api: ApiDraft) -> ApiDraft:
+    return ApiDraft(
+        name=validate_name(api.name, "name"),
+        version=validate_version(api.version),
+        context_path=validate_context_path(api.context_path),
+        upstream_urls=validate_upstream_urls(api.upstream_urls),
+        plan_ids=validate_plan_refs(api.plan_ids),
+        description=validate_description(api.description),
+    )

@@ -1,0 +1,159 @@
+"""The `tollway` command: `serve` runs the services, `up` runs them with Envoy, the rest are admin RPCs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import typer
+
+from tollway.admin_cli import register as register_admin_commands
+from tollway.settings import Settings
+
+app = typer.Typer(
+    help="Tollway: keys, plans, quotas, usage and invoices for APIs behind Envoy.", no_args_is_help=True
+)
+register_admin_commands(app)
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+async def _run_until_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+@app.command()
+def serve() -> None:
+    """Run Tollway's gRPC services (Envoy-facing and admin), configured from TOLLWAY_* variables."""
+    settings = Settings.from_env()
+    _configure_logging(settings.log_level)
+
+    async def main() -> None:
+        from tollway.runner import TollwayProcess
+
+        process = TollwayProcess(settings)
+        await process.start()
+        try:
+            await _run_until_signal()
+        finally:
+            await process.stop()
+
+    asyncio.run(main())
+
+
+def _wait_for_http_200(url: str, headers: dict[str, str], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        request = urllib.request.Request(url, headers=headers)
+        with (
+            contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError),
+            urllib.request.urlopen(request, timeout=2) as response,
+        ):
+            if response.status == 200:
+                return True
+        time.sleep(0.1)
+    return False
+
+
+@app.command()
+def up(
+    demo: bool = typer.Option(False, "--demo", help="Serve a demo API and issue a demo key."),
+    demo_upstream: str = typer.Option(
+        "127.0.0.1:8090", envvar="TOLLWAY_DEMO_UPSTREAM_ADDR", help="Where the demo API's upstream listens."
+    ),
+) -> None:
+    """Run the services together with Envoy (bootstrap generated, pointing at ADS); Ctrl-C stops all."""
+    settings = Settings.from_env()
+    _configure_logging(settings.log_level)
+
+    async def main() -> None:
+        from tollway.envoy import EnvoyProcess, bootstrap_config
+        from tollway.runner import TollwayProcess
+
+        process = TollwayProcess(settings)
+        await process.start()
+        echo_server = None
+        envoy: EnvoyProcess | None = None
+        try:
+            credentials = None
+            if demo:
+                from tollway.demo import seed, start_echo_server
+
+                host, _, port = demo_upstream.rpartition(":")
+                echo_server = start_echo_server(host, int(port))
+                credentials = await seed(process, f"http://{demo_upstream}")
+
+            ads_host, ads_port = settings.grpc_host_port
+            admin_host, admin_port = settings.envoy_admin_host_port
+            envoy = EnvoyProcess(
+                bootstrap_config(
+                    node_id="tollway-gateway",
+                    node_cluster="tollway",
+                    ads_host=ads_host,
+                    ads_port=ads_port,
+                    admin_host=admin_host,
+                    admin_port=admin_port,
+                ),
+                work_dir=Path(settings.data_dir) / "envoy",
+                concurrency=settings.envoy_concurrency,
+            )
+            await asyncio.to_thread(envoy.start)
+            await asyncio.to_thread(envoy.wait_ready, 30.0)
+            gateway = f"http://{settings.gateway_addr}"
+            print("", flush=True)
+            print("Tollway is up.", flush=True)
+            print(f"  gateway (Envoy)      {gateway}", flush=True)
+            print(f"  Envoy admin          http://{settings.envoy_admin_addr}", flush=True)
+            print(f"  envoy-facing gRPC    {settings.grpc_addr}  (ADS, ext_authz Check)", flush=True)
+            print(
+                f"  admin gRPC           {settings.admin_addr}  (grpcurl -plaintext, or the tollway CLI)",
+                flush=True,
+            )
+            print(f"  Envoy log            {envoy.log_path}", flush=True)
+            if credentials is not None:
+                url = f"{gateway}{credentials.api_path}/hello"
+                ready = await asyncio.to_thread(_wait_for_http_200, url, {"x-api-key": credentials.key}, 15.0)
+                if not ready:
+                    print("warning: the demo route did not answer 200 yet; see the Envoy log", flush=True)
+                print("", flush=True)
+                print("Call the demo API through Envoy with the demo key (shown once):", flush=True)
+                print(f"curl -s -H 'x-api-key: {credentials.key}' {url}", flush=True)
+                print(
+                    "Without a key, or with a wrong one, Envoy answers 401 with a problem+json body.",
+                    flush=True,
+                )
+            print("", flush=True)
+            print("Admin credential for grpcurl and the CLI:", flush=True)
+            print(f"TOLLWAY_ADMIN_ADDR={settings.admin_addr}", flush=True)
+            print(f"TOLLWAY_ADMIN_TOKEN={settings.admin_token}", flush=True)
+            print("Press Ctrl-C to stop.", flush=True)
+            await _run_until_signal()
+        finally:
+            if envoy is not None:
+                await asyncio.to_thread(envoy.stop)
+            if echo_server is not None:
+                echo_server.shutdown()
+            await process.stop()
+
+    asyncio.run(main())
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,110 @@
+"""Database access: one async engine per process, sessions, schema creation, change revisions."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import event, text, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlmodel import SQLModel, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from tollway import schema
+
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+NOTIFY_CHANNEL = "tollway_changes"
+
+
+def async_url(url: str) -> str:
+    """Accepts plain sqlite:/// and postgresql:// URLs and picks the async driver Tollway uses."""
+    parsed = make_url(url)
+    if parsed.drivername in ("sqlite", "sqlite+pysqlite"):
+        parsed = parsed.set(drivername="sqlite+aiosqlite")
+    elif parsed.drivername in ("postgresql", "postgres", "postgresql+psycopg2"):
+        parsed = parsed.set(drivername="postgresql+asyncpg")
+    return parsed.render_as_string(hide_password=False)
+
+
+class Database:
+    def __init__(self, url: str, schema_name: str = "") -> None:
+        self.url = async_url(url)
+        self.schema_name = schema_name
+        self.is_postgres = self.url.startswith("postgresql")
+        self.is_sqlite = self.url.startswith("sqlite")
+        if schema_name and not _SCHEMA_NAME.match(schema_name):
+            raise ValueError(f"invalid database schema name {schema_name!r}")
+        connect_args: dict[str, Any] = {}
+        if self.is_postgres:
+            connect_args["timeout"] = 5
+            if schema_name:
+                connect_args["server_settings"] = {"search_path": schema_name}
+        if self.is_sqlite:
+            connect_args["timeout"] = 15
+        self.engine: AsyncEngine = create_async_engine(
+            self.url, connect_args=connect_args, pool_pre_ping=self.is_postgres
+        )
+        if self.is_sqlite:
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        self.sessions = async_sessionmaker(self.engine, class_=AsyncSession, expire_on_commit=False)
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        async with self.sessions() as session:
+            yield session
+
+    async def create_schema(self) -> None:
+        if self.is_sqlite:
+            database = make_url(self.url).database
+            if database and database != ":memory:":
+                from pathlib import Path
+
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+        async with self.engine.begin() as conn:
+            if self.is_postgres and self.schema_name:
+                await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema_name}"'))
+            await conn.run_sync(SQLModel.metadata.create_all)
+        async with self.session() as session:
+            if await session.get(schema.ChangeRevision, 1) is None:
+                session.add(schema.ChangeRevision(id=1, value=0))
+                await session.commit()
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+    async def record_change(self, session: AsyncSession) -> None:
+        """Bumps the change revision inside the caller's transaction, so replicas see the change only
+        once it is committed; on PostgreSQL the NOTIFY is delivered at commit too."""
+        await session.exec(
+            update(schema.ChangeRevision)
+            .where(schema.ChangeRevision.id == 1)  # type: ignore[arg-type]
+            .values(value=schema.ChangeRevision.value + 1)
+        )
+        if self.is_postgres:
+            await session.exec(text("SELECT pg_notify(:channel, '')").bindparams(channel=self.notify_channel))
+
+    async def current_revision(self) -> int:
+        async with self.session() as session:
+            statement = select(schema.ChangeRevision.value).where(schema.ChangeRevision.id == 1)
+            result = await session.exec(statement)
+            return int(result.one_or_none() or 0)
+
+    @property
+    def notify_channel(self) -> str:
+        return f"{NOTIFY_CHANNEL}_{self.schema_name}" if self.schema_name else NOTIFY_CHANNEL
+
+    def asyncpg_dsn(self) -> str:
+        """Plain DSN for the dedicated LISTEN connection."""
+        return make_url(self.url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets gateway replicas read while the admin server writes; foreign keys are off by default.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=15000")
+    cursor.close()

@@ -1,0 +1,106 @@
+"""`make run`'s demo: an upstream API the command serves itself, and the catalog/store records that let
+one application call it through Envoy with a key."""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from tollway import schema
+from tollway.catalog.validation import ApiDraft, PlanDraft
+from tollway.errors import NotFound
+from tollway.runner import TollwayProcess
+
+DEMO_PLAN = "demo"
+DEMO_API = "echo"
+DEMO_CONTEXT = "/echo/v1"
+DEMO_APPLICATION = "demo-app"
+DEMO_OWNER = "demo@tollway.local"
+
+
+class EchoHandler(BaseHTTPRequestHandler):
+    """Answers every request with what it received, so a caller can see what Envoy forwarded."""
+
+    server_version = "tollway-demo-echo"
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        body = self.rfile.read(length).decode(errors="replace") if length else ""
+        payload = {
+            "method": self.command,
+            "path": self.path,
+            "headers": {k.lower(): v for k, v in self.headers.items()},
+            "body": body,
+        }
+        data = json.dumps(payload, indent=2).encode() + b"\n"
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _answer
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass  # request lines would go to stderr for every call; the gateway logs requests already
+
+
+def start_echo_server(host: str, port: int) -> ThreadingHTTPServer:
+    server = ThreadingHTTPServer((host, port), EchoHandler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="demo-upstream", daemon=True).start()
+    return server
+
+
+@dataclass(frozen=True)
+class DemoCredentials:
+    api_path: str
+    key: str
+
+
+async def seed(process: TollwayProcess, upstream_url: str) -> DemoCredentials:
+    """Creates (or refreshes, on a second run) the demo plan, API, application and subscription, and
+    issues a fresh demo key: keys are shown once, so a new run cannot print an old one."""
+    catalog, store = process.catalog, process.store
+    try:
+        plan = await catalog.get_plan(DEMO_PLAN)
+    except NotFound:
+        plan = await catalog.create_plan(PlanDraft(name=DEMO_PLAN, description="Demo plan of `make run`"))
+    try:
+        api = (await catalog.get_api(DEMO_API)).api
+        if api.published:
+            await catalog.unpublish_api(api.id)
+        # The upstream's port may differ from the last run's.
+        changes = ApiDraft(upstream_urls=(upstream_url,), plan_ids=(plan.id,))
+        api = (await catalog.update_api(api.id, changes, ("upstream_urls", "plan_ids"))).api
+    except NotFound:
+        draft = ApiDraft(
+            name=DEMO_API,
+            version="v1",
+            context_path=DEMO_CONTEXT,
+            upstream_urls=(upstream_url,),
+            plan_ids=(plan.id,),
+            description="Echoes what the upstream received",
+        )
+        api = (await catalog.create_api(draft)).api
+    await catalog.publish_api(api.id)
+
+    named = [a for a in await store.list_applications(owner=DEMO_OWNER) if a.name == DEMO_APPLICATION]
+    application = (
+        named[0]
+        if named
+        else await store.create_application(
+            name=DEMO_APPLICATION, owner=DEMO_OWNER, description="Demo application of `make run`"
+        )
+    )
+    live = [
+        s
+        for s in await store.list_subscriptions(application_id=application.id, api_id=api.id)
+        if s.state in schema.LIVE_SUBSCRIPTION_STATES
+    ]
+    if not live:
+        await store.create_subscription(application.id, api.id, plan.id)
+    issued = await store.create_api_key(application.id, name="demo")
+    return DemoCredentials(api_path=DEMO_CONTEXT, key=issued.key)

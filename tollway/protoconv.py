@@ -1,0 +1,38 @@
+"""Conversions between protobuf well-known types and Python values, shared by the admin servicers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.field_mask_pb2 import FieldMask
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from tollway.errors import InvalidArgument
+from tollway.schema import as_utc
+
+
+def timestamp(value: datetime | None) -> Timestamp | None:
+    """A Timestamp for a stored datetime, None when unset (so the proto field stays unset)."""
+    value = as_utc(value)
+    if value is None:
+        return None
+    stamp = Timestamp()
+    stamp.FromDatetime(value.astimezone(UTC))
+    return stamp
+
+
+def duration(value: Duration, field: str) -> timedelta:
+    if value.seconds < 0 or value.nanos < 0:
+        raise InvalidArgument(f"{field} must not be negative")
+    return value.ToTimedelta()
+
+
+def mask_fields(mask: FieldMask, allowed: tuple[str, ...]) -> tuple[str, ...]:
+    """Top-level field names an update replaces: all `allowed` when the mask is empty."""
+    if not mask.paths:
+        return allowed
+    unknown = sorted(set(mask.paths) - set(allowed))
+    if unknown:
+        raise InvalidArgument(f"update_mask names unknown or immutable fields: {', '.join(unknown)}")
+    return tuple(mask.paths)

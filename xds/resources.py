@@ -1,0 +1,506 @@
+"""Envoy's configuration for Tollway, built from the published APIs: one listener, one route table,
+one cluster per API plus the clusters of Tollway's own gRPC services. Pure functions, no I/O.
+
+The result maps an xDS type URL to {resource name: message}; xds.cache versions it and xds.server
+sends it. Endpoints are inline in the clusters (load_assignment), so there is no EDS.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import ssl
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from envoy.config.accesslog.v3 import accesslog_pb2
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.core.v3 import address_pb2, base_pb2, config_source_pb2, grpc_service_pb2, protocol_pb2
+from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
+from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
+from envoy.config.route.v3 import route_components_pb2, route_pb2
+from envoy.extensions.access_loggers.grpc.v3 import als_pb2
+from envoy.extensions.filters.http.ext_authz.v3 import ext_authz_pb2
+from envoy.extensions.filters.http.router.v3 import router_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm_pb2
+from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
+from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
+from envoy.type.matcher.v3 import regex_pb2, string_pb2
+from envoy.type.v3 import http_status_pb2
+from google.protobuf import any_pb2, duration_pb2, wrappers_pb2
+from google.protobuf.message import Message
+
+from tollway.catalog.view import PublishedApi
+
+CLUSTER_TYPE = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener"
+ROUTE_TYPE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+# The order Envoy must receive updates in, so nothing refers to a resource it does not have yet.
+TYPE_ORDER: tuple[str, ...] = (CLUSTER_TYPE, LISTENER_TYPE, ROUTE_TYPE)
+
+LISTENER_NAME = "tollway_http"
+ROUTE_CONFIG_NAME = "tollway_routes"
+KEYMGR_CLUSTER = "tollway_keymgr"
+USAGE_CLUSTER = "tollway_usage"
+NOT_FOUND_ROUTE = "tollway_not_found"
+ACCESS_LOG_NAME = "tollway"
+
+EXT_AUTHZ_FILTER = "envoy.filters.http.ext_authz"
+ROUTER_FILTER = "envoy.filters.http.router"
+HCM_FILTER = "envoy.filters.network.http_connection_manager"
+GRPC_ACCESS_LOG = "envoy.access_loggers.http_grpc"
+HTTP_PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+TLS_TRANSPORT_SOCKET = "envoy.transport_sockets.tls"
+
+# RFC 9457 body for paths no API is published at; served by Envoy itself, keymgr never sees them.
+NOT_FOUND_BODY = json.dumps(
+    {
+        "type": "about:blank",
+        "title": "Not Found",
+        "status": 404,
+        "detail": "No API is published at this path.",
+    }
+)
+
+Resources = dict[str, dict[str, Message]]
+HostPort = tuple[str, int]
+
+
+def api_cluster_name(api_id: str) -> str:
+    return f"api_{api_id}"
+
+
+# Where distributions keep their CA bundle; Python's own idea comes first.
+_CA_BUNDLE_CANDIDATES = (
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/cert.pem",
+    "/etc/ssl/ca-bundle.pem",
+)
+
+
+def system_ca_file() -> str | None:
+    paths = ssl.get_default_verify_paths()
+    for candidate in (paths.cafile, paths.openssl_cafile, *_CA_BUNDLE_CANDIDATES):
+        if candidate and os.path.isfile(candidate):
+            return candidate
+    return None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GatewayOptions:
+    """Everything about the gateway that does not come from the catalog."""
+
+    # Where Envoy's listener for API traffic binds.
+    listener_host: str = "0.0.0.0"
+    listener_port: int = 8080
+    # Each Tollway process serving Check / StreamAccessLogs is its own endpoint (Envoy keeps one
+    # HTTP/2 connection per worker per endpoint, so processes behind one port share no load).
+    keymgr_endpoints: tuple[HostPort, ...]
+    usage_endpoints: tuple[HostPort, ...]
+    authz_timeout_ms: int = 250
+    # False = fail closed: when keymgr cannot answer, Envoy denies with 503.
+    authz_failure_mode_allow: bool = False
+    upstream_timeout_s: float = 30.0
+    upstream_connect_timeout_s: float = 2.0
+    # CA bundle that verifies https upstreams (Envoy checks SANs only against a CA file, not against
+    # its system_root_certs); the default is the operating system's bundle.
+    upstream_ca_file: str | None = field(default_factory=system_ca_file)
+    # Slot between ext_authz and the router (the throttle's ratelimit filter goes here).
+    extra_http_filters: tuple[hcm_pb2.HttpFilter, ...] = field(default=())
+    # Clusters the extra filters need (e.g. the rate limit service).
+    extra_clusters: tuple[cluster_pb2.Cluster, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        # Accept lists from callers, keep the dataclass hashable and immutable.
+        for name in ("keymgr_endpoints", "usage_endpoints"):
+            endpoints = tuple((str(host), int(port)) for host, port in getattr(self, name))
+            if not endpoints:
+                raise ValueError(f"{name} must list at least one host:port")
+            for host, port in endpoints:
+                _check_port(port, name)
+                if not host:
+                    raise ValueError(f"{name} has an empty host")
+            object.__setattr__(self, name, endpoints)
+        object.__setattr__(self, "extra_http_filters", tuple(self.extra_http_filters))
+        object.__setattr__(self, "extra_clusters", tuple(self.extra_clusters))
+        _check_port(self.listener_port, "listener_port")
+        if self.authz_timeout_ms <= 0:
+            raise ValueError("authz_timeout_ms must be positive")
+        if self.upstream_timeout_s <= 0 or self.upstream_connect_timeout_s <= 0:
+            raise ValueError("upstream timeouts must be positive")
+
+
+def _check_port(port: int, what: str) -> None:
+    if not 0 < port < 65536:
+        raise ValueError(f"{what}: port {port} is out of range")
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    """One upstream URL, taken apart."""
+
+    tls: bool
+    host: str  # name or IP literal, IPv6 without brackets
+    port: int
+    path: str  # "" or "/base", never a trailing slash
+
+    @property
+    def authority(self) -> str:
+        """The Host header value for this upstream (port only when not the scheme's default)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        default_port = 443 if self.tls else 80
+        return host if self.port == default_port else f"{host}:{self.port}"
+
+
+def parse_upstream(url: str) -> Upstream:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"upstream URL {url!r}: scheme must be http or https")
+    if not parts.hostname:
+        raise ValueError(f"upstream URL {url!r} has no host")
+    tls = parts.scheme == "https"
+    try:
+        port = parts.port or (443 if tls else 80)
+    except ValueError as exc:
+        raise ValueError(f"upstream URL {url!r}: {exc}") from None
+    return Upstream(tls=tls, host=parts.hostname, port=port, path=parts.path.rstrip("/"))
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _duration(seconds: float) -> duration_pb2.Duration:
+    value = duration_pb2.Duration()
+    value.FromMilliseconds(round(seconds * 1000))
+    return value
+
+
+def _packed(message: Message) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return packed
+
+
+# RE2 metacharacters; context paths are otherwise literal.
+_RE2_SPECIAL = frozenset("\\.+*?()|[]{}^$")
+
+
+def _re2_escape(text: str) -> str:
+    return "".join("\\" + char if char in _RE2_SPECIAL else char for char in text)
+
+
+def path_rewrite(context_path: str, upstream_path: str) -> regex_pb2.RegexMatchAndSubstitute:
+    """Replaces the context path with the upstream's path; Envoy keeps the query string apart.
+
+    /weather/v1/today → /base/today, /weather/v1 → /base; without an upstream path the
+    context path and the slash after it become "/" (so /weather/v1 → / and never an empty path).
+    """
+    if upstream_path:
+        pattern, substitution = f"^{_re2_escape(context_path)}", upstream_path.replace("\\", "\\\\")
+    else:
+        pattern, substitution = f"^{_re2_escape(context_path)}/?", "/"
+    return regex_pb2.RegexMatchAndSubstitute(
+        pattern=regex_pb2.RegexMatcher(regex=pattern), substitution=substitution
+    )
+
+
+def _socket_address(host: str, port: int) -> address_pb2.Address:
+    return address_pb2.Address(socket_address=address_pb2.SocketAddress(address=host, port_value=port))
+
+
+def _load_assignment(
+    cluster_name: str, endpoints: Iterable[tuple[str, int, str]]
+) -> endpoint_pb2.ClusterLoadAssignment:
+    """endpoints: (host, port, hostname for Host/SNI rewriting or "")."""
+    lb_endpoints = [
+        endpoint_components_pb2.LbEndpoint(
+            endpoint=endpoint_components_pb2.Endpoint(address=_socket_address(host, port), hostname=hostname)
+        )
+        for host, port, hostname in endpoints
+    ]
+    return endpoint_pb2.ClusterLoadAssignment(
+        cluster_name=cluster_name,
+        endpoints=[endpoint_components_pb2.LocalityLbEndpoints(lb_endpoints=lb_endpoints)],
+    )
+
+
+def _discovery_type(hosts: Iterable[str]) -> cluster_pb2.Cluster.DiscoveryType.ValueType:
+    # IP literals need no DNS; any name means Envoy resolves (and re-resolves) it.
+    return cluster_pb2.Cluster.STATIC if all(_is_ip(h) for h in hosts) else cluster_pb2.Cluster.STRICT_DNS
+
+
+def grpc_service_cluster(name: str, endpoints: Sequence[HostPort]) -> cluster_pb2.Cluster:
+    """A cluster for one of Tollway's gRPC services: HTTP/2, with keepalive so a dead process is noticed."""
+    protocol_options = http_protocol_options_pb2.HttpProtocolOptions(
+        explicit_http_config=http_protocol_options_pb2.HttpProtocolOptions.ExplicitHttpConfig(
+            http2_protocol_options=protocol_pb2.Http2ProtocolOptions(
+                connection_keepalive=protocol_pb2.KeepaliveSettings(
+                    interval=_duration(30), timeout=_duration(5)
+                )
+            )
+        )
+    )
+    cluster = cluster_pb2.Cluster(
+        name=name,
+        type=_discovery_type(host for host, _ in endpoints),
+        connect_timeout=_duration(1),
+        lb_policy=cluster_pb2.Cluster.ROUND_ROBIN,
+        dns_lookup_family=cluster_pb2.Cluster.V4_PREFERRED,
+        load_assignment=_load_assignment(name, ((host, port, "") for host, port in endpoints)),
+    )
+    cluster.typed_extension_protocol_options[HTTP_PROTOCOL_OPTIONS].Pack(protocol_options)
+    return cluster
+
+
+def _upstream_tls(upstreams: Sequence[Upstream], ca_file: str | None) -> tls_pb2.UpstreamTlsContext:
+    names = sorted({u.host for u in upstreams})
+    validation = common_pb2.CertificateValidationContext(
+        match_typed_subject_alt_names=[
+            common_pb2.SubjectAltNameMatcher(
+                san_type=common_pb2.SubjectAltNameMatcher.IP_ADDRESS
+                if _is_ip(name)
+                else common_pb2.SubjectAltNameMatcher.DNS,
+                matcher=string_pb2.StringMatcher(exact=name),
+            )
+            for name in names
+        ]
+    )
+    if not ca_file:
+        raise ValueError("https upstreams need a CA bundle: none found, set GatewayOptions.upstream_ca_file")
+    validation.trusted_ca.filename = ca_file
+    context = tls_pb2.UpstreamTlsContext(
+        common_tls_context=tls_pb2.CommonTlsContext(validation_context=validation)
+    )
+    dns_names = [name for name in names if not _is_ip(name)]
+    # SNI carries names only (RFC 6066); several names = each connection sends its endpoint's name.
+    if len(dns_names) == 1:
+        context.sni = dns_names[0]
+    elif len(dns_names) > 1:
+        context.auto_host_sni = True
+    return context
+
+
+def _endpoint_hostname(upstream: Upstream) -> str:
+    # What auto_host_rewrite puts in Host and auto_host_sni in SNI; SNI takes a bare name.
+    return upstream.host if upstream.tls else upstream.authority
+
+
+def api_cluster(api_id: str, upstreams: Sequence[Upstream], options: GatewayOptions) -> cluster_pb2.Cluster:
+    name = api_cluster_name(api_id)
+    cluster = cluster_pb2.Cluster(
+        name=name,
+        # Names are re-resolved as DNS changes; IP literals simply resolve to themselves.
+        type=cluster_pb2.Cluster.STRICT_DNS,
+        connect_timeout=_duration(options.upstream_connect_timeout_s),
+        lb_policy=cluster_pb2.Cluster.ROUND_ROBIN,
+        dns_lookup_family=cluster_pb2.Cluster.V4_PREFERRED,
+        load_assignment=_load_assignment(name, ((u.host, u.port, _endpoint_hostname(u)) for u in upstreams)),
+    )
+    if upstreams and upstreams[0].tls:
+        cluster.transport_socket.name = TLS_TRANSPORT_SOCKET
+        cluster.transport_socket.typed_config.Pack(_upstream_tls(upstreams, options.upstream_ca_file))
+    return cluster
+
+
+def api_route(
+    api: PublishedApi, upstreams: Sequence[Upstream], options: GatewayOptions
+) -> route_components_pb2.Route:
+    action = route_components_pb2.RouteAction(
+        cluster=api_cluster_name(api.id),
+        regex_rewrite=path_rewrite(api.context_path, upstreams[0].path),
+        timeout=_duration(options.upstream_timeout_s),
+    )
+    authorities = {u.authority for u in upstreams}
+    if len(authorities) == 1:
+        action.host_rewrite_literal = authorities.pop()
+    else:
+        # Different hosts behind one API: each request carries its chosen endpoint's name.
+        action.auto_host_rewrite.value = True
+    route = route_components_pb2.Route(
+        name=api_cluster_name(api.id),
+        match=route_components_pb2.RouteMatch(path_separated_prefix=api.context_path),
+        route=action,
+    )
+    # keymgr learns which API is called from these, not from parsing the path again.
+    per_route = ext_authz_pb2.ExtAuthzPerRoute(
+        check_settings=ext_authz_pb2.CheckSettings(
+            context_extensions={"api_id": api.id, "api_name": api.name, "api_version": api.version}
+        )
+    )
+    route.typed_per_filter_config[EXT_AUTHZ_FILTER].Pack(per_route)
+    return route
+
+
+def not_found_route() -> route_components_pb2.Route:
+    route = route_components_pb2.Route(
+        name=NOT_FOUND_ROUTE,
+        match=route_components_pb2.RouteMatch(prefix="/"),
+        direct_response=route_components_pb2.DirectResponseAction(
+            status=404, body=base_pb2.DataSource(inline_string=NOT_FOUND_BODY)
+        ),
+        response_headers_to_add=[
+            base_pb2.HeaderValueOption(
+                header=base_pb2.HeaderValue(key="content-type", value="application/problem+json"),
+                append_action=base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD,
+            )
+        ],
+    )
+    route.typed_per_filter_config[EXT_AUTHZ_FILTER].Pack(ext_authz_pb2.ExtAuthzPerRoute(disabled=True))
+    return route
+
+
+def route_configuration(routes: Sequence[route_components_pb2.Route]) -> route_pb2.RouteConfiguration:
+    return route_pb2.RouteConfiguration(
+        name=ROUTE_CONFIG_NAME,
+        virtual_hosts=[
+            route_components_pb2.VirtualHost(
+                name="tollway", domains=["*"], routes=[*routes, not_found_route()]
+            )
+        ],
+    )
+
+
+def _grpc_service(cluster: str, timeout_ms: int | None = None) -> grpc_service_pb2.GrpcService:
+    service = grpc_service_pb2.GrpcService(
+        envoy_grpc=grpc_service_pb2.GrpcService.EnvoyGrpc(cluster_name=cluster)
+    )
+    if timeout_ms is not None:
+        service.timeout.FromMilliseconds(timeout_ms)
+    return service
+
+
+def _http_filter(name: str, config: Message) -> hcm_pb2.HttpFilter:
+    return hcm_pb2.HttpFilter(name=name, typed_config=_packed(config))
+
+
+def ext_authz_filter(options: GatewayOptions) -> hcm_pb2.HttpFilter:
+    return _http_filter(
+        EXT_AUTHZ_FILTER,
+        ext_authz_pb2.ExtAuthz(
+            grpc_service=_grpc_service(KEYMGR_CLUSTER, options.authz_timeout_ms),
+            transport_api_version=config_source_pb2.V3,
+            failure_mode_allow=options.authz_failure_mode_allow,
+            status_on_error=http_status_pb2.HttpStatus(code=http_status_pb2.ServiceUnavailable),
+        ),
+    )
+
+
+def access_log() -> accesslog_pb2.AccessLog:
+    config = als_pb2.HttpGrpcAccessLogConfig(
+        common_config=als_pb2.CommonGrpcAccessLogConfig(
+            log_name=ACCESS_LOG_NAME,
+            grpc_service=_grpc_service(USAGE_CLUSTER),
+            transport_api_version=config_source_pb2.V3,
+        )
+    )
+    return accesslog_pb2.AccessLog(name=GRPC_ACCESS_LOG, typed_config=_packed(config))
+
+
+def http_connection_manager(options: GatewayOptions) -> hcm_pb2.HttpConnectionManager:
+    return hcm_pb2.HttpConnectionManager(
+        stat_prefix=LISTENER_NAME,
+        codec_type=hcm_pb2.HttpConnectionManager.AUTO,
+        rds=hcm_pb2.Rds(
+            route_config_name=ROUTE_CONFIG_NAME,
+            config_source=config_source_pb2.ConfigSource(
+                ads=config_source_pb2.AggregatedConfigSource(),
+                resource_api_version=config_source_pb2.V3,
+            ),
+        ),
+        http_filters=[
+            ext_authz_filter(options),
+            *options.extra_http_filters,
+            _http_filter(ROUTER_FILTER, router_pb2.Router()),
+        ],
+        access_log=[access_log()],
+        # Envoy is the edge: the client address is the peer's, and every request gets its own id.
+        use_remote_address=wrappers_pb2.BoolValue(value=True),
+        generate_request_id=wrappers_pb2.BoolValue(value=True),
+        always_set_request_id_in_response=True,
+        # Route matching on canonical paths, so /weather/./v1 or //weather/v1 cannot dodge a prefix.
+        normalize_path=wrappers_pb2.BoolValue(value=True),
+        merge_slashes=True,
+    )
+
+
+def listener(options: GatewayOptions) -> listener_pb2.Listener:
+    return listener_pb2.Listener(
+        name=LISTENER_NAME,
+        address=_socket_address(options.listener_host, options.listener_port),
+        filter_chains=[
+            listener_components_pb2.FilterChain(
+                filters=[
+                    listener_components_pb2.Filter(
+                        name=HCM_FILTER, typed_config=_packed(http_connection_manager(options))
+                    )
+                ]
+            )
+        ],
+    )
+
+
+def _unique_by_name(messages: Iterable[Message], kind: str) -> dict[str, Message]:
+    by_name: dict[str, Message] = {}
+    for message in messages:
+        name = message.name  # type: ignore[attr-defined]
+        if not name:
+            raise ValueError(f"a {kind} has no name")
+        if name in by_name:
+            raise ValueError(f"two {kind}s are named {name!r}")
+        by_name[name] = message
+    return by_name
+
+
+def validate_resources(resources: Resources) -> None:
+    """Fails loudly on a message Envoy could not even decode: unknown type, unnamed, unpackable."""
+    for type_url, by_name in resources.items():
+        if type_url not in TYPE_ORDER:
+            raise ValueError(f"unsupported resource type {type_url}")
+        for name, message in by_name.items():
+            if f"type.googleapis.com/{message.DESCRIPTOR.full_name}" != type_url:
+                raise ValueError(f"{name!r} is a {message.DESCRIPTOR.full_name}, not a {type_url}")
+            if getattr(message, "name", None) != name:
+                raise ValueError(f"resource {name!r} carries the name {getattr(message, 'name', None)!r}")
+            # A round trip through Any is exactly what the wire will do to it.
+            unpacked = type(message)()
+            if not _packed(message).Unpack(unpacked) or unpacked != message:
+                raise ValueError(f"{name!r} does not survive packing")
+
+
+def build_resources(apis: Sequence[PublishedApi], options: GatewayOptions) -> Resources:
+    """CDS, LDS and RDS resources for the given published APIs."""
+    # Longest context path first: /weather/v1 must win over /weather for /weather/v1/today.
+    ordered = sorted(apis, key=lambda api: (-len(api.context_path), api.context_path))
+    seen_paths: set[str] = set()
+    routes: list[route_components_pb2.Route] = []
+    api_clusters: list[cluster_pb2.Cluster] = []
+    for api in ordered:
+        if api.context_path in seen_paths:
+            raise ValueError(f"two APIs are published at {api.context_path}")
+        seen_paths.add(api.context_path)
+        upstreams = [parse_upstream(url) for url in api.upstream_urls]
+        if not upstreams:
+            raise ValueError(f"API {api.id} has no upstream URL")
+        routes.append(api_route(api, upstreams, options))
+        api_clusters.append(api_cluster(api.id, upstreams, options))
+    clusters = [
+        grpc_service_cluster(KEYMGR_CLUSTER, options.keymgr_endpoints),
+        grpc_service_cluster(USAGE_CLUSTER, options.usage_endpoints),
+        *api_clusters,
+        *options.extra_clusters,
+    ]
+    resources: Resources = {
+        CLUSTER_TYPE: _unique_by_name(clusters, "cluster"),
+        LISTENER_TYPE: _unique_by_name([listener(options)], "listener"),
+        ROUTE_TYPE: _unique_by_name([route_configuration(routes)], "route configuration"),
+    }
+    validate_resources(resources)
+    return resources
