@@ -1,10 +1,14 @@
-"""The one place that wires a Tollway process: database, change feed, components, and the two gRPC
-servers (Envoy-facing and admin)."""
+"""The one place that wires a Tollway process: database, change feed, the components the settings
+select, and the two gRPC servers (Envoy-facing and admin).
+
+Each component contributes servicers to one of the servers and, where it keeps state, background
+work started and stopped here. Components never reach into each other; they share the core only."""
 
 from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import Any
 
 import grpc
 from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
@@ -44,28 +48,50 @@ def gateway_options(settings: Settings) -> GatewayOptions:
     )
 
 
-def _service_name(module: object, service: str) -> str:
-    return module.DESCRIPTOR.services_by_name[service].full_name  # type: ignore[attr-defined]
+def service_name(module: Any, service: str) -> str:
+    """Full name of a service defined in a generated *_pb2 module (for health and reflection)."""
+    return str(module.DESCRIPTOR.services_by_name[service].full_name)
 
 
-async def _add_health_and_reflection(server: grpc.aio.Server, services: list[str]) -> None:
-    health = health_aio.HealthServicer()
-    for name in ["", *services]:
-        await health.set(name, health_pb2.HealthCheckResponse.SERVING)
-    health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    reflection.enable_server_reflection(
-        [*services, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
-        server,
-    )
+class GrpcServer:
+    """A grpc.aio server with reflection and health for every service registered on it."""
+
+    def __init__(self, address: str, interceptors: tuple[grpc.aio.ServerInterceptor, ...] = ()) -> None:
+        self.address = address
+        self.server = grpc.aio.server(interceptors=interceptors)
+        self.services: list[str] = []
+
+    def add(self, name: str) -> grpc.aio.Server:
+        """Declares a service by full name; returns the server to register its servicer on."""
+        self.services.append(name)
+        return self.server
+
+    async def start(self) -> None:
+        health = health_aio.HealthServicer()
+        for name in ["", *self.services]:
+            await health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        health_pb2_grpc.add_HealthServicer_to_server(health, self.server)
+        reflection.enable_server_reflection(
+            [*self.services, service_name(health_pb2, "Health"), reflection.SERVICE_NAME], self.server
+        )
+        self.server.add_insecure_port(self.address)
+        await self.server.start()
+
+    async def stop(self) -> None:
+        await self.server.stop(grace=1.0)
 
 
 class TollwayProcess:
-    """All services of one Tollway replica. `start()` binds both ports; `stop()` releases everything."""
+    """The services of one Tollway replica. `start()` binds the ports; `stop()` releases everything."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.components = set(settings.components)
         self.db = Database(settings.database_url, settings.database_schema)
         self.changes = ChangeFeed(self.db, settings.change_poll_seconds)
+        self._servers: list[GrpcServer] = []
+
+        # Catalog and store: the admin side, and what keymgr/xds read.
         self.catalog = CatalogStore(self.db, self.changes.committed)
         self.store = StoreRepository(
             self.db,
@@ -73,64 +99,57 @@ class TollwayProcess:
             key_hash_secret=settings.key_hash_secret,
             default_grace=timedelta(seconds=settings.key_rotation_grace_seconds),
         )
-        self.key_index = KeyIndex(self.db)
+        # xds: Envoy's config from the catalog.
         self.xds_cache = SnapshotCache()
         self.xds_options = gateway_options(settings)
         self.ads = AggregatedDiscoveryServicer(self.xds_cache)
-        self.envoy_server: grpc.aio.Server | None = None
-        self.admin_server: grpc.aio.Server | None = None
+        # keymgr: ext_authz Check from an in-memory index.
+        self.key_index = KeyIndex(self.db)
 
     async def _push_xds(self) -> None:
         apis = await self.catalog.published_apis()
         self.xds_cache.set_snapshot(build_resources(apis, self.xds_options))
 
+    def _wire(self) -> None:
+        if "admin" in self.components:
+            catalog_pb2_grpc.add_CatalogServiceServicer_to_server(
+                CatalogServicer(self.catalog), self.admin.add(service_name(catalog_pb2, "CatalogService"))
+            )
+            store_pb2_grpc.add_StoreServiceServicer_to_server(
+                StoreServicer(self.store), self.admin.add(service_name(store_pb2, "StoreService"))
+            )
+        if "xds" in self.components:
+            self.changes.subscribe(self._push_xds)
+            ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(
+                self.ads, self.envoy_facing.add(service_name(ads_pb2, "AggregatedDiscoveryService"))
+            )
+        if "keymgr" in self.components:
+            self.changes.subscribe(self.key_index.reload)
+            external_auth_pb2_grpc.add_AuthorizationServicer_to_server(
+                AuthorizationServicer(self.key_index, self.settings.key_hash_secret),
+                self.envoy_facing.add(service_name(external_auth_pb2, "Authorization")),
+            )
+
     async def start(self) -> None:
         await self.db.create_schema()
-        self.changes.subscribe(self.key_index.reload)
-        self.changes.subscribe(self._push_xds)
+        # grpc.aio servers bind to the running event loop, so they are made here rather than in __init__.
+        self.envoy_facing = GrpcServer(self.settings.grpc_addr)
+        self.admin = GrpcServer(self.settings.admin_addr, (AdminTokenInterceptor(self.settings.admin_token),))
+        self._wire()
         await self.changes.start()
-
-        self.envoy_server = grpc.aio.server()
-        ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(self.ads, self.envoy_server)
-        external_auth_pb2_grpc.add_AuthorizationServicer_to_server(
-            AuthorizationServicer(self.key_index, self.settings.key_hash_secret), self.envoy_server
-        )
-        await _add_health_and_reflection(
-            self.envoy_server,
-            [
-                _service_name(ads_pb2, "AggregatedDiscoveryService"),
-                _service_name(external_auth_pb2, "Authorization"),
-            ],
-        )
-        self.envoy_server.add_insecure_port(self.settings.grpc_addr)
-
-        self.admin_server = grpc.aio.server(interceptors=[AdminTokenInterceptor(self.settings.admin_token)])
-        catalog_pb2_grpc.add_CatalogServiceServicer_to_server(
-            CatalogServicer(self.catalog), self.admin_server
-        )
-        store_pb2_grpc.add_StoreServiceServicer_to_server(StoreServicer(self.store), self.admin_server)
-        await _add_health_and_reflection(
-            self.admin_server,
-            [_service_name(catalog_pb2, "CatalogService"), _service_name(store_pb2, "StoreService")],
-        )
-        self.admin_server.add_insecure_port(self.settings.admin_addr)
-
-        await self.envoy_server.start()
-        await self.admin_server.start()
+        self._servers = [server for server in (self.envoy_facing, self.admin) if server.services]
+        for server in self._servers:
+            await server.start()
         log.info(
-            "tollway serving: envoy-facing gRPC on %s, admin gRPC on %s, database %s",
-            self.settings.grpc_addr,
-            self.settings.admin_addr,
+            "tollway serving %s: envoy-facing gRPC on %s, admin gRPC on %s, database %s",
+            ",".join(sorted(self.components)),
+            self.settings.grpc_addr if self.envoy_facing.services else "-",
+            self.settings.admin_addr if self.admin.services else "-",
             self.db.engine.url.render_as_string(hide_password=True),
         )
 
     async def stop(self) -> None:
-        for server in (self.admin_server, self.envoy_server):
-            if server is not None:
-                await server.stop(grace=1.0)
+        for server in self._servers:
+            await server.stop()
         await self.changes.stop()
         await self.db.dispose()
-
-    async def wait(self) -> None:
-        assert self.envoy_server is not None
-        await self.envoy_server.wait_for_termination()

@@ -176,3 +176,37 @@ class ChangeRevision(SQLModel, table=True):
 
     id: int = Field(default=1, primary_key=True)
     value: int = 0
+
+
+# Usage summary granularities; minute windows roll up into the coarser ones.
+USAGE_GRANULARITIES = ("minute", "hour", "day")
+
+
+class UsageWindow(SQLModel, table=True):
+    """What one (subscription, API, application, plan) did in one window, by outcome class.
+
+    Written by usage/ with additive upserts (many replicas can write into one database); read by
+    billing/. Requests refused by ext_authz have no subscription: they are counted per API and key id
+    (subscription_id, application_id and plan_id empty, key_id set when the key id was known)."""
+
+    __tablename__ = "usage_window"
+
+    granularity: str = Field(primary_key=True)  # one of USAGE_GRANULARITIES
+    window_start: datetime = Field(sa_column=Column(DateTime(timezone=True), primary_key=True))
+    api_id: str = Field(primary_key=True)
+    subscription_id: str = Field(primary_key=True, default="")
+    application_id: str = Field(primary_key=True, default="")
+    plan_id: str = Field(primary_key=True, default="")
+    key_id: str = Field(primary_key=True, default="")
+    # Outcome classes (disjoint; overage is the part of `success` admitted beyond a soft quota).
+    success: int = 0
+    overage: int = 0
+    client_error: int = 0
+    upstream_fault: int = 0
+    throttled: int = 0
+    unauthorized: int = 0
+    ratelimit_error: int = 0
+    request_bytes: int = 0
+    response_bytes: int = 0
+    latency_us_sum: int = 0
+    latency_us_max: int = 0

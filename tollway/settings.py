@@ -31,9 +31,23 @@ def _read_or_create_secret(path: Path) -> str:
     return value
 
 
+# What one process can host. A replica may run any subset (e.g. usage alone, so it can be killed and
+# restarted without touching the gateway's key checks).
+ALL_COMPONENTS = ("admin", "xds", "keymgr", "throttle", "usage", "billing")
+
+
+def _components(value: str) -> tuple[str, ...]:
+    chosen = tuple(part.strip() for part in value.split(",") if part.strip())
+    unknown = sorted(set(chosen) - set(ALL_COMPONENTS))
+    if unknown:
+        raise ValueError(f"unknown TOLLWAY_COMPONENTS {unknown}; choose from {', '.join(ALL_COMPONENTS)}")
+    return chosen or ALL_COMPONENTS
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path(".tollway")
+    components: tuple[str, ...] = ALL_COMPONENTS
     # SQLAlchemy URL; sqlite:/// and postgresql:// are upgraded to their async drivers.
     database_url: str = ""
     # PostgreSQL schema (search_path) to keep Tollway's tables in; empty = the server default.
@@ -70,6 +84,7 @@ class Settings:
         base = cls()
         settings = cls(
             data_dir=Path(get("DATA_DIR", str(base.data_dir))),
+            components=_components(get("COMPONENTS", "")),
             database_url=get("DATABASE_URL", ""),
             database_schema=get("DATABASE_SCHEMA", ""),
             grpc_addr=get("GRPC_ADDR", base.grpc_addr),
