@@ -114,7 +114,8 @@ def up(
                 work_dir=Path(settings.data_dir) / "envoy",
                 concurrency=settings.envoy_concurrency,
             )
-            await asyncio.to_thread(envoy.start)
+            # Started from the event loop thread: Envoy is tied to this thread's life (PR_SET_PDEATHSIG).
+            envoy.start()
             await asyncio.to_thread(envoy.wait_ready, 30.0)
             gateway = f"http://{settings.gateway_addr}"
             print("", flush=True)

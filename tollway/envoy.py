@@ -4,6 +4,7 @@ and the CLI can use it alike (from async code, call it through asyncio.to_thread
 
 from __future__ import annotations
 
+import ctypes
 import ipaddress
 import json
 import logging
@@ -131,6 +132,14 @@ def bootstrap_config(
     }
 
 
+def _die_with_parent() -> None:
+    """Runs in the child before exec: ask Linux to SIGTERM Envoy when its parent exits."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 class EnvoyProcess:
     """One Envoy process with a given bootstrap, its files (bootstrap, logs) in `work_dir`."""
 
@@ -192,6 +201,8 @@ class EnvoyProcess:
                 stderr=subprocess.STDOUT,
                 # Own process group: Ctrl-C in a terminal reaches Tollway, which then stops Envoy in order.
                 start_new_session=True,
+                # ...and if Tollway dies without stopping it (kill -9), the kernel stops Envoy too.
+                preexec_fn=_die_with_parent,
             )
         log.info("Envoy started (pid %d), log %s", self._process.pid, self.log_path)
 

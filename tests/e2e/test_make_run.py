@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -71,3 +72,19 @@ def test_make_run_prints_a_working_curl(tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             raise
+    # Ctrl-C stopped everything: Envoy's listener and the services' ports are closed.
+    for name in ("TOLLWAY_GATEWAY_ADDR", "TOLLWAY_GRPC_ADDR", "TOLLWAY_ADMIN_ADDR"):
+        assert wait_closed(env[name]), f"{name} still accepts connections after Ctrl-C"
+
+
+def wait_closed(address: str, timeout: float = 10.0) -> bool:
+    host, _, port = address.rpartition(":")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((host, int(port)), timeout=0.5).close()
+        except OSError:
+            return True
+        time.sleep(0.1)
+    return False
+
