@@ -12,6 +12,7 @@ from google.protobuf.duration_pb2 import Duration
 from tests.e2e.harness import Response, Stack
 from tollway.catalog.v1 import catalog_pb2
 from tollway.store.v1 import store_pb2
+from xds.resources import ROUTE_CONFIG_NAME, ROUTE_TYPE, build_resources
 
 pytestmark = pytest.mark.e2e
 
@@ -191,3 +192,32 @@ def test_admin_rpcs_require_the_token(stack: Stack) -> None:
         stack.catalog.ListPlans(catalog_pb2.ListPlansRequest(), metadata=(("authorization", "Bearer nope"),))
     assert wrong.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert stack.call(stack.catalog.ListPlans, catalog_pb2.ListPlansRequest()).plans is not None
+
+
+def test_nacked_config_leaves_previous_routes_serving(stack: Stack, world: dict) -> None:
+    headers = {"x-api-key": world["key"].key}
+    assert stack.wait_for_status("/weather/v1/a", 200, headers)[0].status == 200
+    ads = stack.process.ads
+    nacks_before = ads.nacks[ROUTE_TYPE]
+
+    async def push_broken() -> None:
+        # What the catalog would build, with one route Envoy must reject (a regex that does not compile).
+        resources = build_resources(await stack.process.catalog.published_apis(), stack.process.xds_options)
+        table = resources[ROUTE_TYPE][ROUTE_CONFIG_NAME]
+        table.virtual_hosts[0].routes[0].route.regex_rewrite.pattern.regex = "^(["
+        stack.process.xds_cache.set_snapshot(resources)
+
+    stack.run(push_broken())
+    deadline = time.monotonic() + 5
+    while ads.nacks[ROUTE_TYPE] == nacks_before and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert ads.nacks[ROUTE_TYPE] == nacks_before + 1
+    assert stack.get("/weather/v1/a", headers).status == 200
+    sent = ads.responses_sent[ROUTE_TYPE]
+    time.sleep(0.5)
+    assert ads.responses_sent[ROUTE_TYPE] == sent, "the rejected config was sent again"
+
+    # The next catalog change produces a valid config again, and Envoy takes it.
+    api = stack.create_api("after-nack", "/after-nack/v1", [world["plan"].id])
+    assert stack.wait_for_status("/after-nack/v1/x", 401)[0].status == 401
+    stack.call(stack.catalog.UnpublishApi, catalog_pb2.UnpublishApiRequest(id=api.id))
