@@ -143,16 +143,16 @@ class Stack:
 
 def start_stack(work_dir: Path, **overrides: Any) -> Stack:
     grpc_port, admin_port, gateway_port, envoy_admin_port, upstream_port = (free_port() for _ in range(5))
-    settings = Settings(
-        data_dir=work_dir,
-        database_url=f"sqlite:///{work_dir / 'tollway.db'}",
-        grpc_addr=f"127.0.0.1:{grpc_port}",
-        admin_addr=f"127.0.0.1:{admin_port}",
-        gateway_addr=f"127.0.0.1:{gateway_port}",
-        envoy_admin_addr=f"127.0.0.1:{envoy_admin_port}",
-        change_poll_seconds=0.1,
-        **overrides,
-    ).resolved()
+    fields: dict[str, Any] = {
+        "data_dir": work_dir,
+        "database_url": f"sqlite:///{work_dir / 'tollway.db'}",
+        "grpc_addr": f"127.0.0.1:{grpc_port}",
+        "admin_addr": f"127.0.0.1:{admin_port}",
+        "gateway_addr": f"127.0.0.1:{gateway_port}",
+        "envoy_admin_addr": f"127.0.0.1:{envoy_admin_port}",
+        "change_poll_seconds": 0.1,
+    }
+    settings = Settings(**{**fields, **overrides}).resolved()
     logs = LogCapture()
     logging.getLogger().addHandler(logs)
     logging.getLogger().setLevel(logging.INFO)
