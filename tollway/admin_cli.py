@@ -23,6 +23,7 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.json_format import MessageToJson
 from google.protobuf.message import Message
 
+from tollway.admin_channel import admin_channel
 from tollway.catalog.v1 import catalog_pb2 as cat
 from tollway.catalog.v1 import catalog_pb2_grpc as cat_grpc
 from tollway.settings import Settings
@@ -167,7 +168,7 @@ class AdminClient:
         self.addr = addr
         self.timeout = timeout
         self._metadata = (("authorization", f"Bearer {token}"),)
-        self._channel = grpc.insecure_channel(addr)
+        self._channel = admin_channel(addr)
         self.catalog = cat_grpc.CatalogServiceStub(self._channel)
         self.store = st_grpc.StoreServiceStub(self._channel)
 

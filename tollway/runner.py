@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -48,6 +49,20 @@ def gateway_options(settings: Settings) -> GatewayOptions:
     )
 
 
+def admin_tls_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """TLS for the admin port when a certificate is configured; mTLS when a client CA is too."""
+    if not settings.admin_tls_cert_file:
+        return None
+    key = Path(settings.admin_tls_key_file).read_bytes()
+    chain = Path(settings.admin_tls_cert_file).read_bytes()
+    client_ca = settings.admin_tls_client_ca_file
+    return grpc.ssl_server_credentials(
+        [(key, chain)],
+        root_certificates=Path(client_ca).read_bytes() if client_ca else None,
+        require_client_auth=bool(client_ca),
+    )
+
+
 def service_name(module: Any, service: str) -> str:
     """Full name of a service defined in a generated *_pb2 module (for health and reflection)."""
     return str(module.DESCRIPTOR.services_by_name[service].full_name)
@@ -56,8 +71,14 @@ def service_name(module: Any, service: str) -> str:
 class GrpcServer:
     """A grpc.aio server with reflection and health for every service registered on it."""
 
-    def __init__(self, address: str, interceptors: tuple[grpc.aio.ServerInterceptor, ...] = ()) -> None:
+    def __init__(
+        self,
+        address: str,
+        interceptors: tuple[grpc.aio.ServerInterceptor, ...] = (),
+        credentials: grpc.ServerCredentials | None = None,
+    ) -> None:
         self.address = address
+        self.credentials = credentials
         self.server = grpc.aio.server(interceptors=interceptors)
         self.services: list[str] = []
 
@@ -74,7 +95,10 @@ class GrpcServer:
         reflection.enable_server_reflection(
             [*self.services, service_name(health_pb2, "Health"), reflection.SERVICE_NAME], self.server
         )
-        self.server.add_insecure_port(self.address)
+        if self.credentials is None:
+            self.server.add_insecure_port(self.address)
+        else:
+            self.server.add_secure_port(self.address, self.credentials)
         await self.server.start()
 
     async def stop(self) -> None:
@@ -134,7 +158,11 @@ class TollwayProcess:
         await self.db.create_schema()
         # grpc.aio servers bind to the running event loop, so they are made here rather than in __init__.
         self.envoy_facing = GrpcServer(self.settings.grpc_addr)
-        self.admin = GrpcServer(self.settings.admin_addr, (AdminTokenInterceptor(self.settings.admin_token),))
+        self.admin = GrpcServer(
+            self.settings.admin_addr,
+            (AdminTokenInterceptor(self.settings.admin_token),),
+            admin_tls_credentials(self.settings),
+        )
         self._wire()
         await self.changes.start()
         self._servers = [server for server in (self.envoy_facing, self.admin) if server.services]
