@@ -4,7 +4,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PROTOS := $(shell find protos -name '*.proto' | sort)
 
-.PHONY: install run test lint protos clean bench
+TOOLS := .tools
+BUF := $(TOOLS)/node_modules/.bin/buf
+
+.PHONY: install tools run test lint protos clean bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +18,13 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 	touch $@
 
 install: $(VENV)/.installed
+
+# buf (from the npm registry) lints protos/ in the test suite; `make run` does not need it.
+$(BUF):
+	mkdir -p $(TOOLS)
+	cd $(TOOLS) && npm install --silent --no-audit --no-fund @bufbuild/buf@1.75.0
+
+tools: $(BUF)
 
 # Regenerates Tollway's own protobuf/gRPC code next to the hand-written packages (tollway/<area>/v1/).
 # Envoy's contracts come from the xds-protos package and are never generated here.
@@ -28,7 +38,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: install
+test: install tools
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
@@ -36,4 +46,4 @@ bench: install
 	$(BIN)/python -m bench.check
 
 clean:
-	rm -rf $(VENV) .tollway .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) .tollway .pytest_cache .ruff_cache
