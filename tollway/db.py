@@ -2,19 +2,35 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import event, text, update
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Connection,
+    DateTime,
+    Float,
+    Integer,
+    Numeric,
+    event,
+    inspect,
+    text,
+    update,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.types import TypeEngine
 from sqlmodel import SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from tollway import schema
 
+log = logging.getLogger(__name__)
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 NOTIFY_CHANNEL = "tollway_changes"
 
@@ -67,6 +83,7 @@ class Database:
             if self.is_postgres and self.schema_name:
                 await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema_name}"'))
             await conn.run_sync(SQLModel.metadata.create_all)
+            await conn.run_sync(add_missing_columns)
         async with self.session() as session:
             if await session.get(schema.ChangeRevision, 1) is None:
                 session.add(schema.ChangeRevision(id=1, value=0))
@@ -99,6 +116,42 @@ class Database:
     def asyncpg_dsn(self) -> str:
         """Plain DSN for the dedicated LISTEN connection."""
         return make_url(self.url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def add_missing_columns(conn: Connection) -> list[str]:
+    """Additive schema upgrades: columns a newer Tollway declares that an existing database lacks are
+    added with a default, so a data directory from an earlier version keeps working. Renames, drops
+    and type changes are not attempted. Returns "table.column" for each column added."""
+    inspector = inspect(conn)
+    added: list[str] = []
+    for table in SQLModel.metadata.sorted_tables:
+        existing = {column["name"] for column in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in existing:
+                continue
+            column_type = column.type.compile(dialect=conn.dialect)
+            default = "" if column.nullable else " DEFAULT " + _empty_value(column.type, conn.dialect.name)
+            statement = f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {column_type}{default}'
+            conn.execute(text(statement))
+            added.append(f"{table.name}.{column.name}")
+    if added:
+        log.warning("database upgraded: added columns %s", ", ".join(added))
+    return added
+
+
+def _empty_value(column_type: TypeEngine[Any], dialect: str) -> str:
+    """SQL literal for existing rows of a new NOT NULL column (the model's defaults are Python-side)."""
+    if isinstance(column_type, Boolean):
+        return "FALSE"
+    if isinstance(column_type, Integer | Numeric | Float):
+        return "0"
+    if isinstance(column_type, JSON):
+        return "'[]'"
+    if isinstance(column_type, DateTime):
+        # The upgrade time, as a constant (SQLite refuses non-constant defaults on ADD COLUMN).
+        now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+        return f"'{now}'" if dialect == "sqlite" else f"'{now}+00:00'"
+    return "''"
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
