@@ -14,13 +14,17 @@ from pathlib import Path
 
 import typer
 
+from billing.cli import register as register_billing_commands
 from tollway.admin_cli import register as register_admin_commands
 from tollway.settings import Settings
+from usage.cli import register as register_usage_commands
 
 app = typer.Typer(
     help="Tollway: keys, plans, quotas, usage and invoices for APIs behind Envoy.", no_args_is_help=True
 )
 register_admin_commands(app)
+register_billing_commands(app)
+register_usage_commands(app)
 
 
 def _configure_logging(level: str) -> None:
@@ -94,7 +98,7 @@ def up(
         try:
             credentials = None
             if demo:
-                from tollway.demo import seed, start_echo_server
+                from tollway.demo import DEMO_REQUESTS_PER_MINUTE, seed, start_echo_server
 
                 host, _, port = demo_upstream.rpartition(":")
                 echo_server = start_echo_server(host, int(port))
@@ -122,7 +126,10 @@ def up(
             print("Tollway is up.", flush=True)
             print(f"  gateway (Envoy)      {gateway}", flush=True)
             print(f"  Envoy admin          http://{settings.envoy_admin_addr}", flush=True)
-            print(f"  envoy-facing gRPC    {settings.grpc_addr}  (ADS, ext_authz Check)", flush=True)
+            print(
+                f"  envoy-facing gRPC    {settings.grpc_addr}  (ADS, ext_authz Check, ShouldRateLimit)",
+                flush=True,
+            )
             print(
                 f"  admin gRPC           {settings.admin_addr}  (grpcurl -plaintext, or the tollway CLI)",
                 flush=True,
@@ -138,6 +145,12 @@ def up(
                 print(f"curl -s -H 'x-api-key: {credentials.key}' {url}", flush=True)
                 print(
                     "Without a key, or with a wrong one, Envoy answers 401 with a problem+json body.",
+                    flush=True,
+                )
+                print(
+                    f"The demo plan allows {DEMO_REQUESTS_PER_MINUTE} requests per minute: repeat the curl "
+                    f"and the {DEMO_REQUESTS_PER_MINUTE + 1}th call within a minute gets 429 "
+                    "(Retry-After, X-RateLimit-* headers, problem+json).",
                     flush=True,
                 )
             print("", flush=True)

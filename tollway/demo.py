@@ -9,11 +9,13 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from tollway import schema
-from tollway.catalog.validation import ApiDraft, PlanDraft
+from tollway.catalog.validation import ApiDraft, LimitsDraft, PlanDraft
 from tollway.errors import NotFound
 from tollway.runner import TollwayProcess
 
 DEMO_PLAN = "demo"
+# Small enough that repeating the printed curl shows the 429 within a minute.
+DEMO_REQUESTS_PER_MINUTE = 10
 DEMO_API = "echo"
 DEMO_CONTEXT = "/echo/v1"
 DEMO_APPLICATION = "demo-app"
@@ -64,10 +66,14 @@ async def seed(process: TollwayProcess, upstream_url: str) -> DemoCredentials:
     """Creates (or refreshes, on a second run) the demo plan, API, application and subscription, and
     issues a fresh demo key: keys are shown once, so a new run cannot print an old one."""
     catalog, store = process.catalog, process.store
+    limits = LimitsDraft(requests_per_minute=DEMO_REQUESTS_PER_MINUTE)
     try:
         plan = await catalog.get_plan(DEMO_PLAN)
+        if plan.requests_per_minute != DEMO_REQUESTS_PER_MINUTE:
+            plan = await catalog.update_plan(plan.id, PlanDraft(name=DEMO_PLAN, limits=limits), ("limits",))
     except NotFound:
-        plan = await catalog.create_plan(PlanDraft(name=DEMO_PLAN, description="Demo plan of `make run`"))
+        draft = PlanDraft(name=DEMO_PLAN, description="Demo plan of `make run`", limits=limits)
+        plan = await catalog.create_plan(draft)
     try:
         api = (await catalog.get_api(DEMO_API)).api
         if api.published:

@@ -14,14 +14,19 @@ from typing import Any
 import grpc
 from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 from envoy.service.discovery.v3 import ads_pb2, ads_pb2_grpc
+from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
+from billing.component import BillingComponent
 from keymgr.admin import StoreServicer
 from keymgr.index import KeyIndex
 from keymgr.servicer import AuthorizationServicer
 from keymgr.store import StoreRepository
+from throttle import envoy_config as throttle_envoy
+from throttle.runtime import Throttle
+from throttle.servicer import QuotaServicer, RateLimitServicer
 from tollway.auth import AdminTokenInterceptor
 from tollway.catalog.servicer import CatalogServicer
 from tollway.catalog.store import CatalogStore
@@ -30,6 +35,8 @@ from tollway.changes import ChangeFeed
 from tollway.db import Database
 from tollway.settings import Settings
 from tollway.store.v1 import store_pb2, store_pb2_grpc
+from tollway.throttle.v1 import throttle_pb2, throttle_pb2_grpc
+from usage.component import UsageComponent
 from xds.cache import SnapshotCache
 from xds.resources import GatewayOptions, build_resources
 from xds.server import AggregatedDiscoveryServicer
@@ -46,6 +53,12 @@ def gateway_options(settings: Settings) -> GatewayOptions:
         usage_endpoints=settings.usage_endpoints,
         authz_timeout_ms=settings.authz_timeout_ms,
         authz_failure_mode_allow=settings.authz_failure_mode_allow,
+        # throttle/: ratelimit filter after ext_authz, its cluster, and descriptors on every API route.
+        extra_http_filters=(
+            throttle_envoy.ratelimit_filter(settings.ratelimit_timeout_ms, settings.ratelimit_failure_mode),
+        ),
+        extra_clusters=(throttle_envoy.throttle_cluster(settings.throttle_endpoints),),
+        route_rate_limits=throttle_envoy.route_rate_limits(),
     )
 
 
@@ -129,6 +142,16 @@ class TollwayProcess:
         self.ads = AggregatedDiscoveryServicer(self.xds_cache)
         # keymgr: ext_authz Check from an in-memory index.
         self.key_index = KeyIndex(self.db)
+        # throttle: ShouldRateLimit from an in-memory plan view and a counter store (memory or Redis).
+        self.throttle = (
+            Throttle(settings, self.db, self.changes.committed) if "throttle" in self.components else None
+        )
+        # usage: access-log ingestion (WAL, then summaries in the database) and the usage queries.
+        self.usage = UsageComponent(settings, self.db) if "usage" in self.components else None
+        # billing: invoices, usage summaries and the approval workflow for accounting (admin port).
+        self.billing = (
+            BillingComponent(settings, self.db, self.changes) if "billing" in self.components else None
+        )
 
     async def _push_xds(self) -> None:
         apis = await self.catalog.published_apis()
@@ -153,6 +176,21 @@ class TollwayProcess:
                 AuthorizationServicer(self.key_index, self.settings.key_hash_secret),
                 self.envoy_facing.add(service_name(external_auth_pb2, "Authorization")),
             )
+        if self.usage is not None:
+            self.usage.wire(self.envoy_facing, self.admin)
+        if self.billing is not None:
+            self.billing.wire(self.admin)
+        if self.throttle is not None:
+            self.changes.subscribe(self.throttle.index.reload)
+            rls_pb2_grpc.add_RateLimitServiceServicer_to_server(
+                RateLimitServicer(self.throttle.service),
+                self.envoy_facing.add(service_name(rls_pb2, "RateLimitService")),
+            )
+            # The quota query is an admin RPC, but it reads this replica's counters.
+            throttle_pb2_grpc.add_QuotaServiceServicer_to_server(
+                QuotaServicer(self.throttle.service, self.throttle.limits),
+                self.admin.add(service_name(throttle_pb2, "QuotaService")),
+            )
 
     async def start(self) -> None:
         await self.db.create_schema()
@@ -165,6 +203,10 @@ class TollwayProcess:
         )
         self._wire()
         await self.changes.start()
+        if self.throttle is not None:
+            await self.throttle.start()
+        if self.usage is not None:
+            await self.usage.start()
         self._servers = [server for server in (self.envoy_facing, self.admin) if server.services]
         for server in self._servers:
             await server.start()
@@ -180,4 +222,10 @@ class TollwayProcess:
         for server in self._servers:
             await server.stop()
         await self.changes.stop()
+        if self.usage is not None:
+            await self.usage.stop()
+        if self.throttle is not None:
+            await self.throttle.close()
+        if self.billing is not None:
+            await self.billing.close()
         await self.db.dispose()

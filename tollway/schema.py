@@ -9,7 +9,7 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint, text
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 _ID_ALPHABET = "abcdefghijkmnopqrstuvwxyz23456789"
@@ -51,6 +51,8 @@ class Plan(SQLModel, table=True):
     requests_per_day: int = 0
     monthly_quota: int = 0
     quota_policy: str = "HARD"  # HARD | SOFT
+    # Shadow mode: throttle counts and reports what it would deny, but admits everything.
+    shadow_mode: bool = False
     # Pricing: decimal strings in `currency`.
     currency: str = ""
     recurring_fee: str = "0"
@@ -61,6 +63,9 @@ class Plan(SQLModel, table=True):
     overage_price: str = "0"
     minimum_charge: str = "0"
     approval_required: bool = False
+    # Usage classes charged: of success, client_error, upstream_fault; empty = success only. Throttled
+    # and refused requests never are.
+    billable_classes: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     created_at: datetime = _timestamp()
     updated_at: datetime = _timestamp()
 
@@ -169,6 +174,21 @@ class BlockRule(SQLModel, table=True):
     created_at: datetime = _timestamp()
 
 
+class TrafficLimit(SQLModel, table=True):
+    """Limits shared by every subscription of one API (scope API) or of one application (scope
+    APPLICATION), on top of each subscription's plan; enforced by throttle/. 0 = no limit."""
+
+    __tablename__ = "traffic_limit"
+
+    scope: str = Field(primary_key=True)  # API | APPLICATION
+    target_id: str = Field(primary_key=True)
+    requests_per_second: int = 0
+    requests_per_minute: int = 0
+    requests_per_hour: int = 0
+    requests_per_day: int = 0
+    updated_at: datetime = _timestamp()
+
+
 class ChangeRevision(SQLModel, table=True):
     """A counter bumped in the same transaction as every change gateway replicas must see."""
 
@@ -176,6 +196,124 @@ class ChangeRevision(SQLModel, table=True):
 
     id: int = Field(default=1, primary_key=True)
     value: int = 0
+
+
+# --- billing/ (issue 5): invoices, billed usage, numbering, subscription history ----------------------
+
+_OPEN_INVOICE_SQL = "state != 'VOID'"
+
+
+class SubscriptionEvent(SQLModel, table=True):
+    """Audit trail of a subscription's workflow: approvals, rejections, suspensions, plan changes.
+    Billing reads plan changes (PLAN_CHANGED) and approvals (APPROVED) from it to split periods."""
+
+    __tablename__ = "subscription_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscription_id: str = Field(foreign_key="subscription.id", index=True)
+    at: datetime = _timestamp()
+    kind: str  # APPROVED | REJECTED | SUSPENDED | RESUMED | PLAN_CHANGED
+    from_state: str = ""
+    to_state: str = ""
+    from_plan_id: str = ""
+    to_plan_id: str = ""
+    reason: str = ""
+
+
+class Invoice(SQLModel, table=True):
+    """One application's charges in one currency for one billing period. DRAFT → FINALIZED (numbered,
+    immutable) → VOID (kept on record, number kept)."""
+
+    __tablename__ = "invoice"
+    __table_args__ = (
+        # One open (draft or finalized) invoice per customer, currency and period.
+        Index(
+            "uq_invoice_open_period",
+            "application_id",
+            "currency",
+            "period_start",
+            "period_end",
+            unique=True,
+            sqlite_where=text(_OPEN_INVOICE_SQL),
+            postgresql_where=text(_OPEN_INVOICE_SQL),
+        ),
+    )
+
+    id: str = Field(primary_key=True)
+    number: str | None = Field(default=None, unique=True)
+    state: str = Field(default="DRAFT", index=True)  # DRAFT | FINALIZED | VOID
+    application_id: str = Field(index=True)
+    currency: str
+    period_start: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, index=True))
+    period_end: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    total: str = "0"
+    # COMPLETE | INCOMPLETE | UNKNOWN: whether every Envoy node's usage for the period had arrived.
+    usage_completeness: str = "UNKNOWN"
+    completeness_note: str = ""
+    created_at: datetime = _timestamp()
+    updated_at: datetime = _timestamp()
+    finalized_at: datetime | None = _timestamp(nullable=True)
+    voided_at: datetime | None = _timestamp(nullable=True)
+    void_reason: str = ""
+
+
+class InvoiceLine(SQLModel, table=True):
+    __tablename__ = "invoice_line"
+
+    id: int | None = Field(default=None, primary_key=True)
+    invoice_id: str = Field(foreign_key="invoice.id", index=True, ondelete="CASCADE")
+    position: int = 0
+    subscription_id: str = ""
+    api_id: str = ""
+    plan_id: str = ""
+    kind: str  # billing/pricing.py line kinds
+    description: str = ""
+    quantity: str = "0"
+    unit_price: str = "0"
+    amount: str = "0"
+    # The billed segment an ADJUSTMENT line corrects.
+    adjusts_segment_id: int | None = None
+    details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class BilledSegment(SQLModel, table=True):
+    """What an invoice priced for one subscription under one plan in one period: the counts, the plan's
+    pricing as it was, the charged amount. Late usage is found by comparing it with the usage table."""
+
+    __tablename__ = "billed_segment"
+
+    id: int | None = Field(default=None, primary_key=True)
+    invoice_id: str = Field(foreign_key="invoice.id", index=True, ondelete="CASCADE")
+    subscription_id: str = Field(index=True)
+    api_id: str = ""
+    plan_id: str = ""
+    period_start: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    period_end: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    share: str = "1"  # the fee's share of the period, "num/den"
+    pricing: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    # Counts and charged amount billed so far: the invoice's, plus finalized adjustments.
+    usage: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    amount: str = "0"
+
+
+class BillingSequence(SQLModel, table=True):
+    """Gapless invoice numbers: the counter row is incremented in the finalizing transaction."""
+
+    __tablename__ = "billing_sequence"
+
+    name: str = Field(primary_key=True)
+    value: int = 0
+
+
+class BillingIdempotency(SQLModel, table=True):
+    """Idempotency keys of billing writes, committed in the same transaction as the data they protect."""
+
+    __tablename__ = "billing_idempotency"
+
+    key: str = Field(primary_key=True)
+    operation: str
+    result: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = _timestamp()
 
 
 # Usage summary granularities; minute windows roll up into the coarser ones.
@@ -210,3 +348,73 @@ class UsageWindow(SQLModel, table=True):
     response_bytes: int = 0
     latency_us_sum: int = 0
     latency_us_max: int = 0
+    # Latency histogram (microseconds), one additive counter per bucket: upper bounds in
+    # USAGE_LATENCY_BUCKETS_US, the last bucket open-ended. Enough for p50/p95/p99 by interpolation.
+    latency_b00: int = 0
+    latency_b01: int = 0
+    latency_b02: int = 0
+    latency_b03: int = 0
+    latency_b04: int = 0
+    latency_b05: int = 0
+    latency_b06: int = 0
+    latency_b07: int = 0
+    latency_b08: int = 0
+    latency_b09: int = 0
+    latency_b10: int = 0
+    latency_b11: int = 0
+    latency_b12: int = 0
+    latency_b13: int = 0
+
+
+# Upper bounds (inclusive, microseconds) of latency_b00..latency_b12; latency_b13 is everything above.
+USAGE_LATENCY_BUCKETS_US = (
+    1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 200_000, 500_000,
+    1_000_000, 2_000_000, 5_000_000, 10_000_000,
+)  # fmt: skip
+
+
+class UsageSeen(SQLModel, table=True):
+    """Dedupe state of usage/: one row per access-log entry counted, written in the same transaction as
+    the counts it protects, so a WAL replay after a crash cannot count an entry twice."""
+
+    __tablename__ = "usage_seen"
+
+    node_id: str = Field(primary_key=True)
+    request_id: str = Field(primary_key=True)
+    # Minute (epoch seconds) of the request's start; old rows are pruned by it.
+    minute: int = Field(default=0, sa_column=Column(BigInteger, index=True, nullable=False))
+
+
+class UsageNodeReceipt(SQLModel, table=True):
+    """Entries counted per Envoy node and hour (additive, same transaction as the counts)."""
+
+    __tablename__ = "usage_node_receipt"
+
+    node_id: str = Field(primary_key=True)
+    window_start: datetime = Field(sa_column=Column(DateTime(timezone=True), primary_key=True))
+    received: int = 0
+
+
+class UsageNodeSample(SQLModel, table=True):
+    """A reading of one Envoy node's cumulative access-log counters (logs_written / logs_dropped)."""
+
+    __tablename__ = "usage_node_sample"
+
+    node_id: str = Field(primary_key=True)
+    sampled_at: datetime = Field(sa_column=Column(DateTime(timezone=True), primary_key=True))
+    logs_written: int = 0
+    logs_dropped: int = 0
+
+
+class UsageThrottle(SQLModel, table=True):
+    """Throttled-out requests per minute and the plan limit that fired (from throttle's metadata)."""
+
+    __tablename__ = "usage_throttle"
+
+    window_start: datetime = Field(sa_column=Column(DateTime(timezone=True), primary_key=True))
+    api_id: str = Field(primary_key=True)
+    subscription_id: str = Field(primary_key=True, default="")
+    application_id: str = Field(primary_key=True, default="")
+    plan_id: str = Field(primary_key=True, default="")
+    limit_name: str = Field(primary_key=True, default="")
+    throttled: int = 0

@@ -112,6 +112,8 @@ class GatewayOptions:
     extra_http_filters: tuple[hcm_pb2.HttpFilter, ...] = field(default=())
     # Clusters the extra filters need (e.g. the rate limit service).
     extra_clusters: tuple[cluster_pb2.Cluster, ...] = field(default=())
+    # Rate limit actions on every API route (descriptors for the ratelimit filter; see throttle/).
+    route_rate_limits: tuple[route_components_pb2.RateLimit, ...] = field(default=())
 
     def __post_init__(self) -> None:
         # Accept lists from callers, keep the dataclass hashable and immutable.
@@ -126,6 +128,7 @@ class GatewayOptions:
             object.__setattr__(self, name, endpoints)
         object.__setattr__(self, "extra_http_filters", tuple(self.extra_http_filters))
         object.__setattr__(self, "extra_clusters", tuple(self.extra_clusters))
+        object.__setattr__(self, "route_rate_limits", tuple(self.route_rate_limits))
         _check_port(self.listener_port, "listener_port")
         if self.authz_timeout_ms <= 0:
             raise ValueError("authz_timeout_ms must be positive")
@@ -317,6 +320,7 @@ def api_route(
         cluster=api_cluster_name(api.id),
         regex_rewrite=path_rewrite(api.context_path, upstreams[0].path),
         timeout=_duration(options.upstream_timeout_s),
+        rate_limits=options.route_rate_limits,
     )
     authorities = {u.authority for u in upstreams}
     if len(authorities) == 1:

@@ -44,6 +44,7 @@ def plan_from_proto(plan: catalog_pb2.Plan) -> PlanDraft:
             monthly_quota=limits.monthly_quota,
             # An enum number this server does not know stays visible, so validation can reject it.
             quota_policy=_QUOTA_POLICY_NAMES.get(limits.quota_policy, str(limits.quota_policy)),
+            shadow_mode=limits.shadow_mode,
         ),
         pricing=PricingDraft(
             currency=pricing.currency,
@@ -55,6 +56,7 @@ def plan_from_proto(plan: catalog_pb2.Plan) -> PlanDraft:
             ),
             overage_price=pricing.overage_price,
             minimum_charge=pricing.minimum_charge,
+            billable_classes=tuple(pricing.billable_classes),
         ),
         approval_required=plan.approval_required,
     )
@@ -72,6 +74,7 @@ def plan_to_proto(row: schema.Plan) -> catalog_pb2.Plan:
             requests_per_day=row.requests_per_day,
             monthly_quota=row.monthly_quota,
             quota_policy=_QUOTA_POLICY_VALUES.get(row.quota_policy, catalog_pb2.QUOTA_POLICY_UNSPECIFIED),
+            shadow_mode=row.shadow_mode,
         ),
         pricing=catalog_pb2.PlanPricing(
             currency=row.currency,
@@ -84,6 +87,7 @@ def plan_to_proto(row: schema.Plan) -> catalog_pb2.Plan:
             ],
             overage_price=row.overage_price,
             minimum_charge=row.minimum_charge,
+            billable_classes=list(row.billable_classes),
         ),
         approval_required=row.approval_required,
         create_time=timestamp(row.created_at),

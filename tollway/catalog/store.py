@@ -56,6 +56,7 @@ def _plan_columns(plan: PlanDraft) -> dict[str, Any]:
         "requests_per_day": limits.requests_per_day,
         "monthly_quota": limits.monthly_quota,
         "quota_policy": limits.quota_policy,
+        "shadow_mode": limits.shadow_mode,
         "currency": pricing.currency,
         "recurring_fee": pricing.recurring_fee,
         "included_requests": pricing.included_requests,
@@ -63,6 +64,7 @@ def _plan_columns(plan: PlanDraft) -> dict[str, Any]:
         "tiers": [{"up_to": tier.up_to, "unit_price": tier.unit_price} for tier in pricing.tiers],
         "overage_price": pricing.overage_price,
         "minimum_charge": pricing.minimum_charge,
+        "billable_classes": list(pricing.billable_classes),
         "approval_required": plan.approval_required,
     }
 
@@ -79,6 +81,7 @@ def plan_draft(row: schema.Plan) -> PlanDraft:
             requests_per_day=row.requests_per_day,
             monthly_quota=row.monthly_quota,
             quota_policy=row.quota_policy,
+            shadow_mode=row.shadow_mode,
         ),
         pricing=PricingDraft(
             currency=row.currency,
@@ -91,6 +94,7 @@ def plan_draft(row: schema.Plan) -> PlanDraft:
             ),
             overage_price=row.overage_price,
             minimum_charge=row.minimum_charge,
+            billable_classes=tuple(row.billable_classes),
         ),
         approval_required=row.approval_required,
     )

@@ -56,6 +56,7 @@ class LimitsDraft:
     monthly_quota: int = 0
     # "", "HARD" or "SOFT"; empty means HARD.
     quota_policy: str = ""
+    shadow_mode: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +68,7 @@ class PricingDraft:
     tiers: tuple[PriceTierDraft, ...] = ()
     overage_price: str = ""
     minimum_charge: str = ""
+    billable_classes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -380,7 +382,21 @@ def validate_pricing(pricing: PricingDraft, limits: LimitsDraft) -> PricingDraft
         ),
         overage_price=money_text(overage_price),
         minimum_charge=money_text(minimum_charge),
+        billable_classes=validate_billable_classes(pricing.billable_classes),
     )
+
+
+BILLABLE_CLASSES = ("success", "client_error", "upstream_fault")
+
+
+def validate_billable_classes(classes: Sequence[str]) -> tuple[str, ...]:
+    """Distinct classes from BILLABLE_CLASSES, in that order; empty stays empty (successful only)."""
+    for i, name in enumerate(classes):
+        if name not in BILLABLE_CLASSES:
+            raise InvalidArgument(
+                f"pricing.billable_classes[{i}] must be one of {', '.join(BILLABLE_CLASSES)}, got {name!r}"
+            )
+    return tuple(name for name in BILLABLE_CLASSES if name in classes)
 
 
 def validate_plan(plan: PlanDraft) -> PlanDraft:

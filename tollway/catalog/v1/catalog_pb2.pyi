@@ -21,20 +21,22 @@ QUOTA_POLICY_HARD: QuotaPolicy
 QUOTA_POLICY_SOFT: QuotaPolicy
 
 class PlanLimits(_message.Message):
-    __slots__ = ("requests_per_second", "requests_per_minute", "requests_per_hour", "requests_per_day", "monthly_quota", "quota_policy")
+    __slots__ = ("requests_per_second", "requests_per_minute", "requests_per_hour", "requests_per_day", "monthly_quota", "quota_policy", "shadow_mode")
     REQUESTS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
     REQUESTS_PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
     REQUESTS_PER_HOUR_FIELD_NUMBER: _ClassVar[int]
     REQUESTS_PER_DAY_FIELD_NUMBER: _ClassVar[int]
     MONTHLY_QUOTA_FIELD_NUMBER: _ClassVar[int]
     QUOTA_POLICY_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_MODE_FIELD_NUMBER: _ClassVar[int]
     requests_per_second: int
     requests_per_minute: int
     requests_per_hour: int
     requests_per_day: int
     monthly_quota: int
     quota_policy: QuotaPolicy
-    def __init__(self, requests_per_second: _Optional[int] = ..., requests_per_minute: _Optional[int] = ..., requests_per_hour: _Optional[int] = ..., requests_per_day: _Optional[int] = ..., monthly_quota: _Optional[int] = ..., quota_policy: _Optional[_Union[QuotaPolicy, str]] = ...) -> None: ...
+    shadow_mode: bool
+    def __init__(self, requests_per_second: _Optional[int] = ..., requests_per_minute: _Optional[int] = ..., requests_per_hour: _Optional[int] = ..., requests_per_day: _Optional[int] = ..., monthly_quota: _Optional[int] = ..., quota_policy: _Optional[_Union[QuotaPolicy, str]] = ..., shadow_mode: _Optional[bool] = ...) -> None: ...
 
 class PriceTier(_message.Message):
     __slots__ = ("up_to", "unit_price")
@@ -45,7 +47,7 @@ class PriceTier(_message.Message):
     def __init__(self, up_to: _Optional[int] = ..., unit_price: _Optional[str] = ...) -> None: ...
 
 class PlanPricing(_message.Message):
-    __slots__ = ("currency", "recurring_fee", "included_requests", "unit_price", "tiers", "overage_price", "minimum_charge")
+    __slots__ = ("currency", "recurring_fee", "included_requests", "unit_price", "tiers", "overage_price", "minimum_charge", "billable_classes")
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
     RECURRING_FEE_FIELD_NUMBER: _ClassVar[int]
     INCLUDED_REQUESTS_FIELD_NUMBER: _ClassVar[int]
@@ -53,6 +55,7 @@ class PlanPricing(_message.Message):
     TIERS_FIELD_NUMBER: _ClassVar[int]
     OVERAGE_PRICE_FIELD_NUMBER: _ClassVar[int]
     MINIMUM_CHARGE_FIELD_NUMBER: _ClassVar[int]
+    BILLABLE_CLASSES_FIELD_NUMBER: _ClassVar[int]
     currency: str
     recurring_fee: str
     included_requests: int
@@ -60,7 +63,8 @@ class PlanPricing(_message.Message):
     tiers: _containers.RepeatedCompositeFieldContainer[PriceTier]
     overage_price: str
     minimum_charge: str
-    def __init__(self, currency: _Optional[str] = ..., recurring_fee: _Optional[str] = ..., included_requests: _Optional[int] = ..., unit_price: _Optional[str] = ..., tiers: _Optional[_Iterable[_Union[PriceTier, _Mapping]]] = ..., overage_price: _Optional[str] = ..., minimum_charge: _Optional[str] = ...) -> None: ...
+    billable_classes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, currency: _Optional[str] = ..., recurring_fee: _Optional[str] = ..., included_requests: _Optional[int] = ..., unit_price: _Optional[str] = ..., tiers: _Optional[_Iterable[_Union[PriceTier, _Mapping]]] = ..., overage_price: _Optional[str] = ..., minimum_charge: _Optional[str] = ..., billable_classes: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Plan(_message.Message):
     __slots__ = ("id", "name", "description", "limits", "pricing", "approval_required", "create_time", "update_time")

@@ -1,0 +1,307 @@
+"""Pricing: one plan segment's usage → invoice lines (pure: no database, no protobuf).
+
+Rules (what accounting can rely on):
+- Money is Decimal end to end. Each line's amount is `quantity x unit_price` (the fee and the minimum
+  charge times the segment's share of the period) rounded ONCE, to the currency's minor unit, with
+  ROUND_HALF_EVEN (banker's rounding: no upward drift over many lines). Totals are sums of rounded lines.
+- Billable requests (the plan's billable classes; successful ones by default) first use up the included
+  requests, then cost `unit_price` each, or follow the graduated tiers: tier bounds count requests
+  beyond the included ones (tier i covers up to `up_to` of them, the last tier is unbounded).
+- Soft-quota overage (requests admitted beyond a soft monthly quota) costs `overage_price` each.
+- Throttled, refused and non-billable requests appear as informational lines with amount 0.
+- Proration: a segment that covers part of the period (plan change, start or end mid-period) is charged
+  `fee x seconds(segment) / seconds(period)`; the included requests become
+  `floor(included x seconds(segment) / seconds(period))`; the minimum charge is prorated like the fee.
+- Minimum charge: when the segment's charged lines sum below the (prorated) minimum, a MINIMUM line
+  tops them up to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_EVEN, Context, Decimal
+from fractions import Fraction
+from typing import Any
+
+from tollway.errors import InvalidArgument
+from tollway.money import minor_units, money_text
+
+# Outcome classes of UsageWindow that a plan may bill; throttled / refused requests never bill.
+BILLABLE_CLASSES = ("success", "client_error", "upstream_fault")
+DEFAULT_BILLABLE_CLASSES = ("success",)
+_EXACT = Context(prec=60)
+
+# Line kinds, in the order they appear on an invoice.
+FEE = "FEE"
+INCLUDED = "INCLUDED"
+USAGE = "USAGE"
+TIER = "TIER"
+OVERAGE = "OVERAGE"
+MINIMUM = "MINIMUM"
+ADJUSTMENT = "ADJUSTMENT"
+INFO_NON_BILLABLE = "INFO_NON_BILLABLE"
+INFO_THROTTLED = "INFO_THROTTLED"
+INFO_REFUSED = "INFO_REFUSED"
+CHARGED_KINDS = (FEE, USAGE, TIER, OVERAGE, MINIMUM, ADJUSTMENT)
+
+
+@dataclass(frozen=True, slots=True)
+class Tier:
+    up_to: int  # 0 = unbounded (last tier only)
+    unit_price: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Pricing:
+    currency: str
+    recurring_fee: Decimal = Decimal(0)
+    included_requests: int = 0
+    unit_price: Decimal = Decimal(0)
+    tiers: tuple[Tier, ...] = ()
+    overage_price: Decimal = Decimal(0)
+    minimum_charge: Decimal = Decimal(0)
+    billable_classes: tuple[str, ...] = DEFAULT_BILLABLE_CLASSES
+
+    def to_json(self) -> dict[str, Any]:
+        """Snapshot kept with billed usage, so later adjustments price with the plan as it was billed."""
+        return {
+            "currency": self.currency,
+            "recurring_fee": money_text(self.recurring_fee),
+            "included_requests": self.included_requests,
+            "unit_price": money_text(self.unit_price),
+            "tiers": [{"up_to": t.up_to, "unit_price": money_text(t.unit_price)} for t in self.tiers],
+            "overage_price": money_text(self.overage_price),
+            "minimum_charge": money_text(self.minimum_charge),
+            "billable_classes": list(self.billable_classes),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Pricing:
+        return cls(
+            currency=str(data.get("currency", "")),
+            recurring_fee=Decimal(str(data.get("recurring_fee", "0") or "0")),
+            included_requests=int(data.get("included_requests", 0) or 0),
+            unit_price=Decimal(str(data.get("unit_price", "0") or "0")),
+            tiers=tuple(
+                Tier(int(t.get("up_to", 0) or 0), Decimal(str(t.get("unit_price", "0") or "0")))
+                for t in data.get("tiers") or ()
+            ),
+            overage_price=Decimal(str(data.get("overage_price", "0") or "0")),
+            minimum_charge=Decimal(str(data.get("minimum_charge", "0") or "0")),
+            billable_classes=tuple(data.get("billable_classes") or DEFAULT_BILLABLE_CLASSES),
+        )
+
+    @classmethod
+    def from_plan(cls, plan: Any) -> Pricing:
+        """From a schema.Plan row (money stored as canonical decimal text)."""
+        return cls.from_json(
+            {
+                "currency": plan.currency,
+                "recurring_fee": plan.recurring_fee,
+                "included_requests": plan.included_requests,
+                "unit_price": plan.unit_price,
+                "tiers": plan.tiers,
+                "overage_price": plan.overage_price,
+                "minimum_charge": plan.minimum_charge,
+                "billable_classes": getattr(plan, "billable_classes", None),
+            }
+        )
+
+    @property
+    def is_free(self) -> bool:
+        amounts = (self.recurring_fee, self.unit_price, self.overage_price, self.minimum_charge)
+        return all(a == 0 for a in amounts) and all(t.unit_price == 0 for t in self.tiers)
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Request counts of one subscription under one plan in one segment (UsageWindow classes), except
+    that `success` is the successful requests within quota; `overage` those beyond a soft quota."""
+
+    success: int = 0
+    overage: int = 0
+    client_error: int = 0
+    upstream_fault: int = 0
+    throttled: int = 0
+    unauthorized: int = 0
+    ratelimit_error: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(*(a + b for a, b in zip(self.as_tuple(), other.as_tuple(), strict=True)))
+
+    def __sub__(self, other: Usage) -> Usage:
+        return Usage(*(a - b for a, b in zip(self.as_tuple(), other.as_tuple(), strict=True)))
+
+    def as_tuple(self) -> tuple[int, ...]:
+        return (
+            self.success,
+            self.overage,
+            self.client_error,
+            self.upstream_fault,
+            self.throttled,
+            self.unauthorized,
+            self.ratelimit_error,
+        )
+
+    def to_json(self) -> dict[str, int]:
+        return dict(zip(USAGE_FIELDS, self.as_tuple(), strict=True))
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Usage:
+        return cls(*(int(data.get(name, 0) or 0) for name in USAGE_FIELDS))
+
+
+USAGE_FIELDS = (
+    "success",
+    "overage",
+    "client_error",
+    "upstream_fault",
+    "throttled",
+    "unauthorized",
+    "ratelimit_error",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    kind: str
+    description: str
+    quantity: Decimal
+    unit_price: Decimal
+    amount: Decimal  # rounded to the currency's minor unit
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def charged(self) -> bool:
+        return self.kind in CHARGED_KINDS
+
+
+def round_amount(value: Decimal, currency: str) -> Decimal:
+    """The one rounding step of a line: half-even to the currency's minor unit."""
+    exponent = Decimal(1).scaleb(-minor_units(currency))
+    return value.quantize(exponent, rounding=ROUND_HALF_EVEN, context=_EXACT)
+
+
+def _share(amount: Decimal, fraction: Fraction) -> Decimal:
+    if fraction == 1:
+        return amount
+    return _EXACT.divide(_EXACT.multiply(amount, Decimal(fraction.numerator)), Decimal(fraction.denominator))
+
+
+def billable_count(pricing: Pricing, usage: Usage) -> int:
+    return sum(getattr(usage, name) for name in pricing.billable_classes)
+
+
+def tier_quantities(tiers: Sequence[Tier], quantity: int) -> list[int]:
+    """How many of `quantity` requests fall into each graduated tier."""
+    result: list[int] = []
+    lower = 0
+    for tier in tiers:
+        upper = tier.up_to if tier.up_to else None
+        if upper is None:
+            result.append(max(0, quantity - lower))
+        else:
+            result.append(max(0, min(quantity, upper) - lower))
+            lower = upper
+    return result
+
+
+def _fmt_count(n: int) -> str:
+    return f"{n:,}"
+
+
+def price_segment(
+    pricing: Pricing,
+    usage: Usage,
+    fraction: Fraction = Fraction(1),
+    label: str = "",
+) -> list[Line]:
+    """Invoice lines for `usage` under `pricing` over `fraction` of a billing period (0 < fraction ≤ 1)."""
+    if not 0 <= fraction <= 1:
+        raise InvalidArgument(f"segment share must be between 0 and 1, got {fraction}")
+    if any(count < 0 for count in usage.as_tuple()):
+        raise InvalidArgument("usage counts must not be negative")
+    currency = pricing.currency
+    minor_units(currency)  # unsupported currency → InvalidArgument before anything is priced
+    prefix = f"{label}: " if label else ""
+    lines: list[Line] = []
+    prorated = fraction != 1
+    share_note = f" (prorated {fraction.numerator}/{fraction.denominator})" if prorated else ""
+
+    if pricing.recurring_fee:
+        fee = round_amount(_share(pricing.recurring_fee, fraction), currency)
+        lines.append(
+            Line(FEE, f"{prefix}recurring fee{share_note}", Decimal(1), pricing.recurring_fee, fee,
+                 {"share": f"{fraction.numerator}/{fraction.denominator}"})
+        )  # fmt: skip
+
+    billable = billable_count(pricing, usage)
+    included = int(pricing.included_requests * fraction)  # floor: prorated allowance
+    covered = min(billable, included)
+    if included:
+        lines.append(
+            Line(INCLUDED, f"{prefix}included requests ({_fmt_count(covered)} of {_fmt_count(included)})",
+                 Decimal(covered), Decimal(0), round_amount(Decimal(0), currency), {"allowance": included})
+        )  # fmt: skip
+    beyond = billable - covered
+    if pricing.tiers:
+        lower = 0
+        for i, (tier, quantity) in enumerate(
+            zip(pricing.tiers, tier_quantities(pricing.tiers, beyond), strict=True)
+        ):
+            bound = f"{_fmt_count(lower + 1)}-{_fmt_count(tier.up_to)}" if tier.up_to else f"> {lower:,}"
+            lower = tier.up_to or lower
+            if quantity == 0:
+                continue
+            amount = round_amount(tier.unit_price * quantity, currency)
+            lines.append(
+                Line(TIER, f"{prefix}requests, tier {i + 1} ({bound})", Decimal(quantity), tier.unit_price,
+                     amount, {"tier": i + 1})
+            )  # fmt: skip
+    elif beyond or pricing.unit_price:
+        amount = round_amount(pricing.unit_price * beyond, currency)
+        lines.append(Line(USAGE, f"{prefix}billable requests", Decimal(beyond), pricing.unit_price, amount))
+
+    if usage.overage or pricing.overage_price:
+        amount = round_amount(pricing.overage_price * usage.overage, currency)
+        lines.append(
+            Line(OVERAGE, f"{prefix}overage beyond the soft quota", Decimal(usage.overage),
+                 pricing.overage_price, amount)
+        )  # fmt: skip
+
+    if pricing.minimum_charge:
+        minimum = round_amount(_share(pricing.minimum_charge, fraction), currency)
+        subtotal = sum((line.amount for line in lines if line.charged), Decimal(0))
+        if subtotal < minimum:
+            lines.append(
+                Line(MINIMUM, f"{prefix}minimum charge top-up{share_note}", Decimal(1), minimum - subtotal,
+                     minimum - subtotal, {"minimum": money_text(minimum)})
+            )  # fmt: skip
+
+    zero = round_amount(Decimal(0), currency)
+    non_billable = sum(
+        getattr(usage, name) for name in ("success", "client_error", "upstream_fault")
+        if name not in pricing.billable_classes
+    )  # fmt: skip
+    if non_billable:
+        lines.append(
+            Line(INFO_NON_BILLABLE, f"{prefix}non-billable requests (not charged)", Decimal(non_billable),
+                 Decimal(0), zero)
+        )  # fmt: skip
+    if usage.throttled:
+        lines.append(
+            Line(INFO_THROTTLED, f"{prefix}throttled requests (not charged)", Decimal(usage.throttled),
+                 Decimal(0), zero)
+        )  # fmt: skip
+    refused = usage.unauthorized + usage.ratelimit_error
+    if refused:
+        lines.append(
+            Line(INFO_REFUSED, f"{prefix}refused requests (not charged)", Decimal(refused), Decimal(0), zero)
+        )
+    return lines
+
+
+def charged_total(lines: Sequence[Line]) -> Decimal:
+    """Sum of the charged lines' (already rounded) amounts."""
+    return sum((line.amount for line in lines if line.charged), Decimal(0))

@@ -1,0 +1,67 @@
+"""Throttle metrics: decisions by plan and result, Redis latency and errors, served in Prometheus text."""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.request
+from datetime import UTC, datetime
+
+from tests.throttle.throttle_fixtures import SHARED_REDIS_URL, FakeClock, free_port, index_with, subscription
+from throttle.counters import MemoryCounterStore
+from throttle.limits import PlanLimits
+from throttle.metrics import ThrottleMetrics, serve_metrics
+from throttle.redis_store import RedisCounterStore
+from throttle.service import ThrottleService
+
+
+async def test_decisions_and_redis_latency_are_counted_and_rendered() -> None:
+    metrics = ThrottleMetrics()
+    plan = PlanLimits("plan_m", per_minute=1)
+    sub = subscription(plan.plan_id)
+    store = RedisCounterStore(SHARED_REDIS_URL, 500, metrics=metrics)
+    clock = FakeClock(datetime(2026, 4, 1, tzinfo=UTC))
+    service = ThrottleService(index_with([plan], [sub]), store, clock=clock, metrics=metrics)
+    try:
+        for _ in range(3):
+            await service.should_rate_limit("tollway", [{"subscription_id": sub.id}])
+        await service.should_rate_limit("tollway", [{"api_id": "x"}])
+    finally:
+        await store.close()
+    text = metrics.render()
+    assert 'tollway_throttle_decisions_total{plan="plan_m",result="ok"} 1' in text
+    assert 'tollway_throttle_decisions_total{plan="plan_m",result="over_limit"} 2' in text
+    assert 'tollway_throttle_decisions_total{plan="",result="unknown"} 1' in text
+    assert "tollway_throttle_redis_seconds_count 3" in text
+    assert 'tollway_throttle_redis_seconds_bucket{le="+Inf"} 3' in text
+
+
+async def test_metrics_are_served_over_http() -> None:
+    metrics = ThrottleMetrics()
+    metrics.redis_error("TimeoutError")
+    port = free_port()
+    server = await serve_metrics("127.0.0.1", port, metrics.render)
+    try:
+
+        def fetch() -> tuple[int, str, str]:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+                return response.status, response.headers["content-type"], response.read().decode()
+
+        status, content_type, body = await asyncio.to_thread(fetch)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert status == 200 and content_type.startswith("text/plain")
+    assert 'tollway_throttle_redis_errors_total{error="TimeoutError"} 1' in body
+
+
+async def test_shadow_and_overage_results_are_labelled() -> None:
+    metrics = ThrottleMetrics()
+    shadow = PlanLimits("plan_s", per_minute=1, shadow_mode=True)
+    soft = PlanLimits("plan_o", monthly_quota=1, soft_quota=True)
+    subs = [subscription(shadow.plan_id), subscription(soft.plan_id)]
+    service = ThrottleService(index_with([shadow, soft], subs), MemoryCounterStore(), metrics=metrics)
+    for sub in subs:
+        for _ in range(2):
+            await service.should_rate_limit("tollway", [{"subscription_id": sub.id}])
+    assert metrics.decisions[("plan_s", "shadow_over_limit")] == 1
+    assert metrics.decisions[("plan_o", "overage")] == 1

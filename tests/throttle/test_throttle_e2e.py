@@ -1,0 +1,242 @@
+"""Plans as throttling tiers through a real Envoy, counters in the real Redis (127.0.0.1:6379).
+
+The throttle's clock is injected (a FakeClock on the running service), so "the next window" is a
+step of the clock rather than a minute of waiting. Each test uses subscriptions of its own."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf.field_mask_pb2 import FieldMask
+
+from tests.e2e.harness import Response, Stack, start_stack, stop_stack
+from tests.throttle.throttle_fixtures import SHARED_REDIS_URL, FakeClock, unique
+from tollway.catalog.v1 import catalog_pb2
+from tollway.throttle.v1 import throttle_pb2, throttle_pb2_grpc
+
+pytestmark = pytest.mark.e2e
+
+T0 = datetime(2031, 7, 14, 9, 0, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    started = start_stack(
+        Path(tmp_path_factory.mktemp("throttle")), ratelimit_store="redis", redis_url=SHARED_REDIS_URL
+    )
+    try:
+        yield started
+    finally:
+        stop_stack(started)
+
+
+@pytest.fixture
+def clock(stack: Stack) -> FakeClock:
+    fake = FakeClock(T0)
+    assert stack.process.throttle is not None
+    stack.process.throttle.service.clock = fake
+    return fake
+
+
+@pytest.fixture(scope="module")
+def quota(stack: Stack) -> throttle_pb2_grpc.QuotaServiceStub:
+    return throttle_pb2_grpc.QuotaServiceStub(stack._channel)
+
+
+class Client:
+    """One subscribed application with its key, on one API."""
+
+    def __init__(self, stack: Stack, api: catalog_pb2.Api, plan: catalog_pb2.Plan) -> None:
+        self.stack = stack
+        app = stack.create_application(unique("app"))
+        self.subscription = stack.subscribe(app.id, api.id, plan.id)
+        self.key = stack.issue_key(app.id).key
+        self.path = api.context_path + "/items"
+
+    def get(self) -> Response:
+        return self.stack.get(self.path, {"x-api-key": self.key})
+
+    def warm_up(self) -> None:
+        """Waits until key, subscription and plan reached every component (the successful call counts)."""
+        response, _ = self.stack.wait_for_status(self.path, 200, {"x-api-key": self.key})
+        assert response.status == 200, response.body
+
+
+def _plan(stack: Stack, **limits: Any) -> catalog_pb2.Plan:
+    shadow = limits.pop("shadow_mode", False)
+    return stack.create_plan(unique("plan"), limits=catalog_pb2.PlanLimits(shadow_mode=shadow, **limits))
+
+
+def _api(stack: Stack, plans: list[catalog_pb2.Plan]) -> catalog_pb2.Api:
+    return stack.create_api(unique("api"), f"/{unique('t')}/v1", [p.id for p in plans])
+
+
+def _problem(response: Response) -> dict[str, Any]:
+    assert response.status == 429, response.body
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = json.loads(response.body)
+    assert problem["status"] == 429
+    return problem
+
+
+def test_five_per_minute(stack: Stack, clock: FakeClock) -> None:
+    plan = _plan(stack, requests_per_minute=5)
+    client = Client(stack, _api(stack, [plan]), plan)
+    client.warm_up()
+    clock.advance(minutes=1)
+    responses = [client.get() for _ in range(6)]
+    assert [r.status for r in responses] == [200, 200, 200, 200, 200, 429]
+    assert [r.headers["x-ratelimit-remaining"] for r in responses[:5]] == ["4", "3", "2", "1", "0"]
+    assert all(r.headers["x-ratelimit-limit"].startswith("5, 5;w=60") for r in responses)
+    denied = responses[5]
+    assert denied.headers["retry-after"] == "60"
+    problem = _problem(denied)
+    assert (problem["window"], problem["limit"], problem["reason"]) == ("minute", 5, "rate_limited")
+    # Still denied later in the same minute, with a shorter wait.
+    clock.advance(seconds=45)
+    again = client.get()
+    assert again.status == 429 and again.headers["retry-after"] == "15"
+    # The next window admits again.
+    clock.advance(seconds=15)
+    assert client.get().status == 200
+
+
+def test_two_plans_on_one_api_and_a_plan_change(stack: Stack, clock: FakeClock) -> None:
+    small = _plan(stack, requests_per_minute=2)
+    large = _plan(stack, requests_per_minute=4)
+    api = _api(stack, [small, large])
+    on_small, on_large = Client(stack, api, small), Client(stack, api, large)
+    on_small.warm_up()
+    on_large.warm_up()
+    clock.advance(minutes=1)
+    assert [on_small.get().status for _ in range(3)] == [200, 200, 429]
+    assert [on_large.get().status for _ in range(5)] == [200, 200, 200, 200, 429]
+
+    change = catalog_pb2.Plan(id=small.id, limits=catalog_pb2.PlanLimits(requests_per_minute=3))
+    request = catalog_pb2.UpdatePlanRequest(plan=change, update_mask=FieldMask(paths=["limits"]))
+    stack.call(stack.catalog.UpdatePlan, request)
+    # The raised limit applies without restart and without resetting this minute's 2 used requests.
+    response, _ = stack.wait_for_status(on_small.path, 200, {"x-api-key": on_small.key}, timeout=1.0)
+    assert response.status == 200 and response.headers["x-ratelimit-remaining"] == "0"
+    assert on_small.get().status == 429
+    assert on_large.get().status == 429
+
+
+def test_denied_requests_do_not_consume_the_monthly_quota(
+    stack: Stack, clock: FakeClock, quota: throttle_pb2_grpc.QuotaServiceStub
+) -> None:
+    plan = _plan(stack, requests_per_minute=2, monthly_quota=7)
+    client = Client(stack, _api(stack, [plan]), plan)
+    client.warm_up()
+    request = throttle_pb2.GetSubscriptionQuotaRequest(subscription_id=client.subscription.id)
+    warm = stack.call(quota.GetSubscriptionQuota, request).windows[-1].used
+    admitted, reasons = 0, []
+    for _ in range(6):
+        clock.advance(minutes=1)
+        for _ in range(5):  # 3 of every 5 are burst denials
+            response = client.get()
+            if response.status == 200:
+                admitted += 1
+            else:
+                reasons.append(_problem(response)["reason"])
+    assert warm + admitted == 7
+    assert reasons.count("rate_limited") >= 9
+    assert reasons[-1] == "quota_exceeded"
+    windows = {w.window: w for w in stack.call(quota.GetSubscriptionQuota, request).windows}
+    period = windows[throttle_pb2.WINDOW_BILLING_PERIOD]
+    assert (period.limit, period.used, period.remaining) == (7, 7, 0)
+    assert period.start_time.ToDatetime(tzinfo=UTC) == datetime(2031, 7, 1, tzinfo=UTC)
+    assert period.reset_time.ToDatetime(tzinfo=UTC) == datetime(2031, 8, 1, tzinfo=UTC)
+    minute = windows[throttle_pb2.WINDOW_MINUTE]
+    # The quota ran out minutes ago: this minute admitted nothing, its denials counted nothing.
+    assert (minute.limit, minute.used) == (2, 0)
+    # A new billing period starts from zero.
+    clock.current = datetime(2031, 8, 1, tzinfo=UTC)
+    assert client.get().status == 200
+
+
+def test_shadow_plan_reports_without_denying(stack: Stack, clock: FakeClock) -> None:
+    plan = _plan(stack, requests_per_minute=1, shadow_mode=True)
+    client = Client(stack, _api(stack, [plan]), plan)
+    client.warm_up()
+    responses = [client.get() for _ in range(3)]
+    assert [r.status for r in responses] == [200, 200, 200]
+    assert responses[-1].headers["x-ratelimit-remaining"] == "0"
+
+
+def test_quota_rpc_answers_and_refuses_bad_input(
+    stack: Stack, clock: FakeClock, quota: throttle_pb2_grpc.QuotaServiceStub
+) -> None:
+    plan = _plan(stack, requests_per_second=50, requests_per_day=1000)
+    client = Client(stack, _api(stack, [plan]), plan)
+    client.warm_up()
+    answer = stack.call(
+        quota.GetSubscriptionQuota,
+        throttle_pb2.GetSubscriptionQuotaRequest(subscription_id=client.subscription.id),
+    )
+    assert answer.plan_id == plan.id and not answer.shadow_mode
+    windows = [(w.window, w.limit) for w in answer.windows]
+    assert windows == [
+        (throttle_pb2.WINDOW_SECOND, 50),
+        (throttle_pb2.WINDOW_DAY, 1000),
+        (throttle_pb2.WINDOW_BILLING_PERIOD, 0),  # no monthly quota, still counted for billing
+    ]
+    day = answer.windows[1]
+    assert day.used >= 1 and day.remaining == 1000 - day.used
+    assert answer.windows[2].used == day.used
+    for request, code in (
+        (throttle_pb2.GetSubscriptionQuotaRequest(), grpc.StatusCode.INVALID_ARGUMENT),
+        (throttle_pb2.GetSubscriptionQuotaRequest(subscription_id="sub_unknown"), grpc.StatusCode.NOT_FOUND),
+    ):
+        with pytest.raises(grpc.RpcError) as failure:
+            stack.call(quota.GetSubscriptionQuota, request)
+        assert failure.value.code() == code
+    with pytest.raises(grpc.RpcError) as unauthenticated:
+        quota.GetSubscriptionQuota(
+            throttle_pb2.GetSubscriptionQuotaRequest(subscription_id=client.subscription.id), timeout=5
+        )
+    assert unauthenticated.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_api_level_limit_is_shared_across_applications(
+    stack: Stack, clock: FakeClock, quota: throttle_pb2_grpc.QuotaServiceStub
+) -> None:
+    plan = _plan(stack, requests_per_minute=100)
+    api = _api(stack, [plan])
+    first, second = Client(stack, api, plan), Client(stack, api, plan)
+    first.warm_up()
+    second.warm_up()
+    limit = throttle_pb2.TrafficLimit(
+        scope=throttle_pb2.LIMIT_SCOPE_API, target_id=api.id, requests_per_minute=3
+    )
+    stack.call(quota.SetTrafficLimit, throttle_pb2.SetTrafficLimitRequest(limit=limit))
+    request = throttle_pb2.GetSubscriptionQuotaRequest(subscription_id=first.subscription.id)
+    deadline = time.monotonic() + 1.0
+    while not any(
+        w.scope == throttle_pb2.LIMIT_SCOPE_API
+        for w in stack.call(quota.GetSubscriptionQuota, request).windows
+    ):
+        assert time.monotonic() < deadline, "the API limit did not reach the throttle within a second"
+        time.sleep(0.02)
+    clock.advance(minutes=1)
+    statuses = [first.get().status, second.get().status, first.get().status]
+    assert statuses == [200, 200, 200]
+    denied = second.get()
+    problem = _problem(denied)
+    assert (problem["scope"], problem["window"], problem["limit"]) == ("api", "minute", 3)
+    windows = stack.call(quota.GetSubscriptionQuota, request).windows
+    api_window = next(w for w in windows if w.scope == throttle_pb2.LIMIT_SCOPE_API)
+    assert (api_window.target_id, api_window.limit, api_window.used) == (api.id, 3, 3)
+    own_minute = next(
+        w
+        for w in windows
+        if w.scope == throttle_pb2.LIMIT_SCOPE_SUBSCRIPTION and w.window == throttle_pb2.WINDOW_MINUTE
+    )
+    assert own_minute.used == 2

@@ -1,0 +1,254 @@
+"""The throttle's decisions, independent of gRPC: descriptors → windows → one atomic store step.
+
+Descriptors (built by Envoy from the ext_authz dynamic metadata, see xds/ and throttle.envoy_config):
+one descriptor per request with the entries subscription_id, plan_id, application_id, api_id.
+
+Defined answers for what does not fit:
+- empty domain, no descriptors, hits above MAX_HITS → InvalidRequest (gRPC INVALID_ARGUMENT; Envoy
+  then applies its failure mode). Nothing is counted.
+- a descriptor without subscription_id, or of another domain → OK, no limit, nothing counted.
+- a subscription this replica does not know yet (just created, snapshot reloading) → the plan named
+  by the descriptor's plan_id, calendar-month period; an unknown plan → OK, only the period counted.
+- counters unreachable → failure mode "allow": OK with dynamic metadata store_unavailable=true;
+  "deny": StoreUnavailable (gRPC UNAVAILABLE; Envoy's failure_mode_deny answers 503).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from throttle.counters import CounterStore, StoreUnavailable
+from throttle.index import ThrottleIndex
+from throttle.limits import PERIOD, Clock, PlanLimits, SharedLimits, Window, system_clock, windows_for
+from throttle.metrics import ThrottleMetrics
+
+DOMAIN = "tollway"
+_WINDOW_CACHE_LIMIT = 100_000
+# hits_addend is uint32 on the wire (uint64 per descriptor); anything this large is a bug upstream.
+MAX_HITS = 1_000_000_000
+
+# Dynamic metadata keys. Envoy stores RLS dynamic_metadata under the namespace
+# "envoy.filters.http.ratelimit" (fixed in the filter's source, whatever the filter's name), where the
+# access log (usage/) reads them:
+#   overage (bool)          the request was admitted beyond a soft monthly quota
+#   overage_hits (number)   how many of its hits were beyond the quota
+#   shadow_over_limit (bool) a shadow-mode plan would have denied the request
+#   window (string)         the window concerned: second, minute, hour, day or billing_period
+#   store_unavailable (bool) counters unreachable; admitted by failure mode "allow"
+METADATA_NAMESPACE = "envoy.filters.http.ratelimit"
+
+
+class InvalidRequest(ValueError):
+    """A RateLimitRequest that cannot be answered; nothing was counted."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The answer for one descriptor."""
+
+    over_limit: bool = False
+    # The window reported to Envoy: the exceeded one, else the one with the least room; None = unlimited.
+    window: Window | None = None
+    remaining: int = 0
+
+
+UNLIMITED = Outcome()
+
+
+@dataclass(slots=True)
+class Decision:
+    over_limit: bool
+    outcomes: list[Outcome]
+    now: datetime
+    plan_id: str = ""
+    # The window that denied the request (first over-limit descriptor).
+    exceeded: Window | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def retry_after(self) -> int:
+        if self.exceeded is None:
+            return 0
+        return max(1, math.ceil(self.exceeded.seconds_until_reset(self.now)))
+
+
+@dataclass(frozen=True, slots=True)
+class WindowUsage:
+    window: Window
+    used: int
+
+    @property
+    def remaining(self) -> int:
+        return max(self.window.limit - self.used, 0) if self.window.limit else 0
+
+    @property
+    def overage(self) -> int:
+        soft = self.window.name == PERIOD and self.window.limit and not self.window.hard
+        return max(self.used - self.window.limit, 0) if soft else 0
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaReport:
+    subscription_id: str
+    plan_id: str
+    shadow_mode: bool
+    windows: list[WindowUsage]
+
+
+class UnknownSubscription(LookupError):
+    pass
+
+
+class ThrottleService:
+    def __init__(
+        self,
+        index: ThrottleIndex,
+        store: CounterStore,
+        *,
+        failure_mode: str = "allow",
+        clock: Clock = system_clock,
+        metrics: ThrottleMetrics | None = None,
+    ) -> None:
+        if failure_mode not in ("allow", "deny"):
+            raise ValueError(f"failure mode must be allow or deny, got {failure_mode!r}")
+        self.index = index
+        self.store = store
+        self.failure_mode = failure_mode
+        self.clock = clock
+        self.metrics = metrics or ThrottleMetrics()
+        # subscription → (plan, anchor, shared limits, valid from, valid until (POSIX s), windows): the
+        # windows of a request only change when one of them ends, so the hot path rarely rebuilds them.
+        self._windows: dict[
+            str, tuple[PlanLimits | None, int, tuple[SharedLimits, ...], float, float, list[Window]]
+        ] = {}
+
+    def _windows_for(
+        self,
+        subscription_id: str,
+        plan: PlanLimits | None,
+        now: datetime,
+        anchor: int,
+        shared: tuple[SharedLimits, ...],
+    ) -> list[Window]:
+        now_ts = now.timestamp()
+        cached = self._windows.get(subscription_id)
+        if (
+            cached is not None
+            and cached[0] is plan
+            and cached[1] == anchor
+            and cached[2] == shared
+            and cached[3] <= now_ts < cached[4]
+        ):
+            return cached[5]
+        windows = windows_for(subscription_id, plan, now, anchor, shared)
+        if len(self._windows) >= _WINDOW_CACHE_LIMIT:
+            self._windows.clear()
+        valid_from = max(w.start for w in windows).timestamp()
+        valid_until = min(w.end for w in windows).timestamp()
+        self._windows[subscription_id] = (plan, anchor, shared, valid_from, valid_until, windows)
+        return windows
+
+    def _plan_for(
+        self, entries: Mapping[str, str]
+    ) -> tuple[str, PlanLimits | None, int, tuple[SharedLimits, ...]]:
+        """(subscription id, plan limits, billing anchor day, shared limits) of a descriptor;
+        subscription id "" when the descriptor is not ours."""
+        subscription_id = entries.get("subscription_id", "")
+        if not subscription_id:
+            return "", None, 0, ()
+        snapshot = self.index.snapshot
+        subscription = snapshot.subscriptions.get(subscription_id)
+        if subscription is not None:
+            return (
+                subscription_id,
+                snapshot.plans.get(subscription.plan_id),
+                subscription.billing_anchor_day,
+                snapshot.shared_for(subscription.api_id, subscription.application_id),
+            )
+        shared = snapshot.shared_for(entries.get("api_id", ""), entries.get("application_id", ""))
+        return subscription_id, snapshot.plans.get(entries.get("plan_id", "")), 0, shared
+
+    async def should_rate_limit(
+        self, domain: str, descriptors: Sequence[Mapping[str, str]], hits: int = 1
+    ) -> Decision:
+        if not domain:
+            raise InvalidRequest("domain is empty")
+        if not descriptors:
+            raise InvalidRequest("no descriptors")
+        hits = hits or 1  # Envoy: an unset hits_addend means 1
+        if hits > MAX_HITS:
+            raise InvalidRequest(f"hits_addend {hits} exceeds {MAX_HITS}")
+        now = self.clock()
+        decision = Decision(False, [], now)
+        for entries in descriptors:
+            decision.outcomes.append(await self._one(domain, entries, hits, now, decision))
+        return decision
+
+    async def _one(
+        self, domain: str, entries: Mapping[str, str], hits: int, now: datetime, decision: Decision
+    ) -> Outcome:
+        subscription_id, plan, anchor, shared = (
+            self._plan_for(entries) if domain == DOMAIN else ("", None, 0, ())
+        )
+        if not subscription_id:
+            self.metrics.decision("", "unknown")
+            return UNLIMITED
+        plan_id = plan.plan_id if plan else entries.get("plan_id", "")
+        decision.plan_id = decision.plan_id or plan_id
+        windows = self._windows_for(subscription_id, plan, now, anchor, shared)
+        shadow = bool(plan and plan.shadow_mode)
+        try:
+            result = await self.store.hit(windows, hits, now, enforce=not shadow)
+        except StoreUnavailable:
+            if self.failure_mode == "deny":
+                self.metrics.decision(plan_id, "store_unavailable_denied")
+                raise
+            self.metrics.decision(plan_id, "store_unavailable_allowed")
+            decision.metadata["store_unavailable"] = True
+            return UNLIMITED
+        if result.exceeded >= 0:
+            exceeded = windows[result.exceeded]
+            if not shadow:
+                self.metrics.decision(plan_id, "over_limit")
+                decision.over_limit = True
+                decision.exceeded = decision.exceeded or exceeded
+                return Outcome(True, exceeded, max(exceeded.limit - result.counts[result.exceeded], 0))
+            self.metrics.decision(plan_id, "shadow_over_limit")
+            decision.metadata.update(shadow_over_limit=True, window=exceeded.name)
+        # Admitted: report the limited window with the least room left.
+        reported: Window | None = None
+        remaining = 0
+        for window, count in zip(windows, result.counts, strict=True):
+            if not window.limit:
+                continue
+            room = max(window.limit - count, 0)
+            if reported is None or room < remaining:
+                reported, remaining = window, room
+            if window.name == PERIOD and not window.hard and count > window.limit:
+                decision.metadata.update(
+                    overage=True, overage_hits=min(hits, count - window.limit), window=window.name
+                )
+        if result.exceeded < 0:
+            self.metrics.decision(plan_id, "overage" if decision.metadata.get("overage") else "ok")
+        return Outcome(False, reported, remaining)
+
+    async def quota(self, subscription_id: str, at: datetime | None = None) -> QuotaReport:
+        snapshot = self.index.snapshot
+        subscription = snapshot.subscriptions.get(subscription_id)
+        if subscription is None:
+            raise UnknownSubscription(subscription_id)
+        plan = snapshot.plans.get(subscription.plan_id)
+        now = at or self.clock()
+        shared = snapshot.shared_for(subscription.api_id, subscription.application_id)
+        windows = windows_for(subscription_id, plan, now, subscription.billing_anchor_day, shared)
+        used = await self.store.read([w.key for w in windows], now)
+        return QuotaReport(
+            subscription_id=subscription_id,
+            plan_id=subscription.plan_id,
+            shadow_mode=bool(plan and plan.shadow_mode),
+            windows=[WindowUsage(w, u) for w, u in zip(windows, used, strict=True)],
+        )

@@ -1,0 +1,411 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from tollway.store.v1 import store_pb2 as _store_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class InvoiceState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    INVOICE_STATE_UNSPECIFIED: _ClassVar[InvoiceState]
+    INVOICE_STATE_DRAFT: _ClassVar[InvoiceState]
+    INVOICE_STATE_FINALIZED: _ClassVar[InvoiceState]
+    INVOICE_STATE_VOID: _ClassVar[InvoiceState]
+
+class UsageCompleteness(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    USAGE_COMPLETENESS_UNSPECIFIED: _ClassVar[UsageCompleteness]
+    USAGE_COMPLETENESS_COMPLETE: _ClassVar[UsageCompleteness]
+    USAGE_COMPLETENESS_INCOMPLETE: _ClassVar[UsageCompleteness]
+    USAGE_COMPLETENESS_UNKNOWN: _ClassVar[UsageCompleteness]
+
+class ExportFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EXPORT_FORMAT_UNSPECIFIED: _ClassVar[ExportFormat]
+    EXPORT_FORMAT_CSV: _ClassVar[ExportFormat]
+    EXPORT_FORMAT_JSONL: _ClassVar[ExportFormat]
+INVOICE_STATE_UNSPECIFIED: InvoiceState
+INVOICE_STATE_DRAFT: InvoiceState
+INVOICE_STATE_FINALIZED: InvoiceState
+INVOICE_STATE_VOID: InvoiceState
+USAGE_COMPLETENESS_UNSPECIFIED: UsageCompleteness
+USAGE_COMPLETENESS_COMPLETE: UsageCompleteness
+USAGE_COMPLETENESS_INCOMPLETE: UsageCompleteness
+USAGE_COMPLETENESS_UNKNOWN: UsageCompleteness
+EXPORT_FORMAT_UNSPECIFIED: ExportFormat
+EXPORT_FORMAT_CSV: ExportFormat
+EXPORT_FORMAT_JSONL: ExportFormat
+
+class UsageCounts(_message.Message):
+    __slots__ = ("success", "overage", "client_error", "upstream_fault", "throttled", "unauthorized", "ratelimit_error")
+    SUCCESS_FIELD_NUMBER: _ClassVar[int]
+    OVERAGE_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_ERROR_FIELD_NUMBER: _ClassVar[int]
+    UPSTREAM_FAULT_FIELD_NUMBER: _ClassVar[int]
+    THROTTLED_FIELD_NUMBER: _ClassVar[int]
+    UNAUTHORIZED_FIELD_NUMBER: _ClassVar[int]
+    RATELIMIT_ERROR_FIELD_NUMBER: _ClassVar[int]
+    success: int
+    overage: int
+    client_error: int
+    upstream_fault: int
+    throttled: int
+    unauthorized: int
+    ratelimit_error: int
+    def __init__(self, success: _Optional[int] = ..., overage: _Optional[int] = ..., client_error: _Optional[int] = ..., upstream_fault: _Optional[int] = ..., throttled: _Optional[int] = ..., unauthorized: _Optional[int] = ..., ratelimit_error: _Optional[int] = ...) -> None: ...
+
+class PlanUsage(_message.Message):
+    __slots__ = ("plan_id", "counts")
+    PLAN_ID_FIELD_NUMBER: _ClassVar[int]
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
+    plan_id: str
+    counts: UsageCounts
+    def __init__(self, plan_id: _Optional[str] = ..., counts: _Optional[_Union[UsageCounts, _Mapping]] = ...) -> None: ...
+
+class InvoiceLine(_message.Message):
+    __slots__ = ("position", "subscription_id", "api_id", "plan_id", "kind", "description", "quantity", "unit_price", "amount")
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    SUBSCRIPTION_ID_FIELD_NUMBER: _ClassVar[int]
+    API_ID_FIELD_NUMBER: _ClassVar[int]
+    PLAN_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    QUANTITY_FIELD_NUMBER: _ClassVar[int]
+    UNIT_PRICE_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    position: int
+    subscription_id: str
+    api_id: str
+    plan_id: str
+    kind: str
+    description: str
+    quantity: str
+    unit_price: str
+    amount: str
+    def __init__(self, position: _Optional[int] = ..., subscription_id: _Optional[str] = ..., api_id: _Optional[str] = ..., plan_id: _Optional[str] = ..., kind: _Optional[str] = ..., description: _Optional[str] = ..., quantity: _Optional[str] = ..., unit_price: _Optional[str] = ..., amount: _Optional[str] = ...) -> None: ...
+
+class Invoice(_message.Message):
+    __slots__ = ("id", "number", "state", "application_id", "currency", "period_start", "period_end", "total", "usage_completeness", "completeness_note", "lines", "create_time", "finalize_time", "void_time", "void_reason")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    APPLICATION_ID_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_START_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_END_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    USAGE_COMPLETENESS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETENESS_NOTE_FIELD_NUMBER: _ClassVar[int]
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    FINALIZE_TIME_FIELD_NUMBER: _ClassVar[int]
+    VOID_TIME_FIELD_NUMBER: _ClassVar[int]
+    VOID_REASON_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    number: str
+    state: InvoiceState
+    application_id: str
+    currency: str
+    period_start: _timestamp_pb2.Timestamp
+    period_end: _timestamp_pb2.Timestamp
+    total: str
+    usage_completeness: UsageCompleteness
+    completeness_note: str
+    lines: _containers.RepeatedCompositeFieldContainer[InvoiceLine]
+    create_time: _timestamp_pb2.Timestamp
+    finalize_time: _timestamp_pb2.Timestamp
+    void_time: _timestamp_pb2.Timestamp
+    void_reason: str
+    def __init__(self, id: _Optional[str] = ..., number: _Optional[str] = ..., state: _Optional[_Union[InvoiceState, str]] = ..., application_id: _Optional[str] = ..., currency: _Optional[str] = ..., period_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., period_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., total: _Optional[str] = ..., usage_completeness: _Optional[_Union[UsageCompleteness, str]] = ..., completeness_note: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[InvoiceLine, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finalize_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., void_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., void_reason: _Optional[str] = ...) -> None: ...
+
+class SubscriptionEvent(_message.Message):
+    __slots__ = ("subscription_id", "time", "kind", "from_state", "to_state", "from_plan_id", "to_plan_id", "reason")
+    SUBSCRIPTION_ID_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    FROM_STATE_FIELD_NUMBER: _ClassVar[int]
+    TO_STATE_FIELD_NUMBER: _ClassVar[int]
+    FROM_PLAN_ID_FIELD_NUMBER: _ClassVar[int]
+    TO_PLAN_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    subscription_id: str
+    time: _timestamp_pb2.Timestamp
+    kind: str
+    from_state: str
+    to_state: str
+    from_plan_id: str
+    to_plan_id: str
+    reason: str
+    def __init__(self, subscription_id: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kind: _Optional[str] = ..., from_state: _Optional[str] = ..., to_state: _Optional[str] = ..., from_plan_id: _Optional[str] = ..., to_plan_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class GetUsageSummaryRequest(_message.Message):
+    __slots__ = ("subscription_id", "period_start", "period_end", "at")
+    SUBSCRIPTION_ID_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_START_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_END_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    subscription_id: str
+    period_start: _timestamp_pb2.Timestamp
+    period_end: _timestamp_pb2.Timestamp
+    at: _timestamp_pb2.Timestamp
+    def __init__(self, subscription_id: _Optional[str] = ..., period_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., period_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class GetUsageSummaryResponse(_message.Message):
+    __slots__ = ("subscription_id", "period_start", "period_end", "total", "plans")
+    SUBSCRIPTION_ID_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_START_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_END_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    PLANS_FIELD_NUMBER: _ClassVar[int]
+    subscription_id: str
+    period_start: _timestamp_pb2.Timestamp
+    period_end: _timestamp_pb2.Timestamp
+    total: UsageCounts
+    plans: _containers.RepeatedCompositeFieldContainer[PlanUsage]
+    def __init__(self, subscription_id: _Optional[str] = ..., period_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., period_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., total: _Optional[_Union[UsageCounts, _Mapping]] = ..., plans: _Optional[_Iterable[_Union[PlanUsage, _Mapping]]] = ...) -> None: ...
+
+class GenerateInvoicesRequest(_message.Message):
+    __slots__ = ("billing_month", "period_start", "period_end", "application_id", "subscription_id", "request_id")
+    BILLING_MONTH_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_START_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_END_FIELD_NUMBER: _ClassVar[int]
+    APPLICATION_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBSCRIPTION_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    billing_month: str
+    period_start: _timestamp_pb2.Timestamp
+    period_end: _timestamp_pb2.Timestamp
+    application_id: str
+    subscription_id: str
+    request_id: str
+    def __init__(self, billing_month: _Optional[str] = ..., period_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., period_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., application_id: _Optional[str] = ..., subscription_id: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class GenerateInvoicesResponse(_message.Message):
+    __slots__ = ("invoices",)
+    INVOICES_FIELD_NUMBER: _ClassVar[int]
+    invoices: _containers.RepeatedCompositeFieldContainer[Invoice]
+    def __init__(self, invoices: _Optional[_Iterable[_Union[Invoice, _Mapping]]] = ...) -> None: ...
+
+class ListInvoicesRequest(_message.Message):
+    __slots__ = ("state", "application_id", "period_start", "period_end", "include_lines")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    APPLICATION_ID_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_START_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_END_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_LINES_FIELD_NUMBER: _ClassVar[int]
+    state: InvoiceState
+    application_id: str
+    period_start: _timestamp_pb2.Timestamp
+    period_end: _timestamp_pb2.Timestamp
+    include_lines: bool
+    def __init__(self, state: _Optional[_Union[InvoiceState, str]] = ..., application_id: _Optional[str] = ..., period_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., period_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., include_lines: _Optional[bool] = ...) -> None: ...
+
+class ListInvoicesResponse(_message.Message):
+    __slots__ = ("invoices",)
+    INVOICES_FIELD_NUMBER: _ClassVar[int]
+    invoices: _containers.RepeatedCompositeFieldContainer[Invoice]
+    def __init__(self, invoices: _Optional[_Iterable[_Union[Invoice, _Mapping]]] = ...) -> None: ...
+
+class GetInvoiceRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class GetInvoiceResponse(_message.Message):
+    __slots__ = ("invoice",)
+    INVOICE_FIELD_NUMBER: _ClassVar[int]
+    invoice: Invoice
+    def __init__(self, invoice: _Optional[_Union[Invoice, _Mapping]] = ...) -> None: ...
+
+class FinalizeInvoiceRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class FinalizeInvoiceResponse(_message.Message):
+    __slots__ = ("invoice",)
+    INVOICE_FIELD_NUMBER: _ClassVar[int]
+    invoice: Invoice
+    def __init__(self, invoice: _Optional[_Union[Invoice, _Mapping]] = ...) -> None: ...
+
+class VoidInvoiceRequest(_message.Message):
+    __slots__ = ("id", "reason")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    reason: str
+    def __init__(self, id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class VoidInvoiceResponse(_message.Message):
+    __slots__ = ("invoice",)
+    INVOICE_FIELD_NUMBER: _ClassVar[int]
+    invoice: Invoice
+    def __init__(self, invoice: _Optional[_Union[Invoice, _Mapping]] = ...) -> None: ...
+
+class ExportInvoicesRequest(_message.Message):
+    __slots__ = ("period_start", "period_end", "format", "state")
+    PERIOD_START_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_END_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    period_start: _timestamp_pb2.Timestamp
+    period_end: _timestamp_pb2.Timestamp
+    format: ExportFormat
+    state: InvoiceState
+    def __init__(self, period_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., period_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., format: _Optional[_Union[ExportFormat, str]] = ..., state: _Optional[_Union[InvoiceState, str]] = ...) -> None: ...
+
+class ExportInvoicesResponse(_message.Message):
+    __slots__ = ("content_type", "content")
+    CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    content_type: str
+    content: str
+    def __init__(self, content_type: _Optional[str] = ..., content: _Optional[str] = ...) -> None: ...
+
+class ListPendingSubscriptionsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListPendingSubscriptionsResponse(_message.Message):
+    __slots__ = ("subscriptions",)
+    SUBSCRIPTIONS_FIELD_NUMBER: _ClassVar[int]
+    subscriptions: _containers.RepeatedCompositeFieldContainer[_store_pb2.Subscription]
+    def __init__(self, subscriptions: _Optional[_Iterable[_Union[_store_pb2.Subscription, _Mapping]]] = ...) -> None: ...
+
+class WatchPendingSubscriptionsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class WatchPendingSubscriptionsResponse(_message.Message):
+    __slots__ = ("subscription",)
+    SUBSCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    subscription: _store_pb2.Subscription
+    def __init__(self, subscription: _Optional[_Union[_store_pb2.Subscription, _Mapping]] = ...) -> None: ...
+
+class ApproveSubscriptionRequest(_message.Message):
+    __slots__ = ("subscription_id", "reason")
+    SUBSCRIPTION_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    subscription_id: str
+    reason: str
+    def __init__(self, subscription_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ApproveSubscriptionResponse(_message.Message):
+    __slots__ = ("subscription",)
+    SUBSCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    subscription: _store_pb2.Subscription
+    def __init__(self, subscription: _Optional[_Union[_store_pb2.Subscription, _Mapping]] = ...) -> None: ...
+
+class RejectSubscriptionRequest(_message.Message):
+    __slots__ = ("subscription_id", "reason")
+    SUBSCRIPTION_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    subscription_id: str
+    reason: str
+    def __init__(self, subscription_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class RejectSubscriptionResponse(_message.Message):
+    __slots__ = ("subscription",)
+    SUBSCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    subscription: _store_pb2.Subscription
+    def __init__(self, subscription: _Optional[_Union[_store_pb2.Subscription, _Mapping]] = ...) -> None: ...
+
+class SuspendSubscriptionRequest(_message.Message):
+    __slots__ = ("subscription_id", "reason")
+    SUBSCRIPTION_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    subscription_id: str
+    reason: str
+    def __init__(self, subscription_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class SuspendSubscriptionResponse(_message.Message):
+    __slots__ = ("subscription",)
+    SUBSCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    subscription: _store_pb2.Subscription
+    def __init__(self, subscription: _Optional[_Union[_store_pb2.Subscription, _Mapping]] = ...) -> None: ...
+
+class ResumeSubscriptionRequest(_message.Message):
+    __slots__ = ("subscription_id", "reason")
+    SUBSCRIPTION_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    subscription_id: str
+    reason: str
+    def __init__(self, subscription_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ResumeSubscriptionResponse(_message.Message):
+    __slots__ = ("subscription",)
+    SUBSCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    subscription: _store_pb2.Subscription
+    def __init__(self, subscription: _Optional[_Union[_store_pb2.Subscription, _Mapping]] = ...) -> None: ...
+
+class ChangeSubscriptionPlanRequest(_message.Message):
+    __slots__ = ("subscription_id", "plan_id")
+    SUBSCRIPTION_ID_FIELD_NUMBER: _ClassVar[int]
+    PLAN_ID_FIELD_NUMBER: _ClassVar[int]
+    subscription_id: str
+    plan_id: str
+    def __init__(self, subscription_id: _Optional[str] = ..., plan_id: _Optional[str] = ...) -> None: ...
+
+class ChangeSubscriptionPlanResponse(_message.Message):
+    __slots__ = ("subscription",)
+    SUBSCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    subscription: _store_pb2.Subscription
+    def __init__(self, subscription: _Optional[_Union[_store_pb2.Subscription, _Mapping]] = ...) -> None: ...
+
+class ListSubscriptionEventsRequest(_message.Message):
+    __slots__ = ("subscription_id",)
+    SUBSCRIPTION_ID_FIELD_NUMBER: _ClassVar[int]
+    subscription_id: str
+    def __init__(self, subscription_id: _Optional[str] = ...) -> None: ...
+
+class ListSubscriptionEventsResponse(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[SubscriptionEvent]
+    def __init__(self, events: _Optional[_Iterable[_Union[SubscriptionEvent, _Mapping]]] = ...) -> None: ...
+
+class ReconcileUsageRequest(_message.Message):
+    __slots__ = ("at", "application_id", "subscription_id")
+    AT_FIELD_NUMBER: _ClassVar[int]
+    APPLICATION_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBSCRIPTION_ID_FIELD_NUMBER: _ClassVar[int]
+    at: _timestamp_pb2.Timestamp
+    application_id: str
+    subscription_id: str
+    def __init__(self, at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., application_id: _Optional[str] = ..., subscription_id: _Optional[str] = ...) -> None: ...
+
+class Reconciliation(_message.Message):
+    __slots__ = ("subscription_id", "period_start", "period_end", "metered_admitted", "billed_successful", "limiter_admitted", "difference", "limiter_available", "note")
+    SUBSCRIPTION_ID_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_START_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_END_FIELD_NUMBER: _ClassVar[int]
+    METERED_ADMITTED_FIELD_NUMBER: _ClassVar[int]
+    BILLED_SUCCESSFUL_FIELD_NUMBER: _ClassVar[int]
+    LIMITER_ADMITTED_FIELD_NUMBER: _ClassVar[int]
+    DIFFERENCE_FIELD_NUMBER: _ClassVar[int]
+    LIMITER_AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    subscription_id: str
+    period_start: _timestamp_pb2.Timestamp
+    period_end: _timestamp_pb2.Timestamp
+    metered_admitted: int
+    billed_successful: int
+    limiter_admitted: int
+    difference: int
+    limiter_available: bool
+    note: str
+    def __init__(self, subscription_id: _Optional[str] = ..., period_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., period_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metered_admitted: _Optional[int] = ..., billed_successful: _Optional[int] = ..., limiter_admitted: _Optional[int] = ..., difference: _Optional[int] = ..., limiter_available: _Optional[bool] = ..., note: _Optional[str] = ...) -> None: ...
+
+class ReconcileUsageResponse(_message.Message):
+    __slots__ = ("subscriptions",)
+    SUBSCRIPTIONS_FIELD_NUMBER: _ClassVar[int]
+    subscriptions: _containers.RepeatedCompositeFieldContainer[Reconciliation]
+    def __init__(self, subscriptions: _Optional[_Iterable[_Union[Reconciliation, _Mapping]]] = ...) -> None: ...

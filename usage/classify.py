@@ -1,0 +1,224 @@
+"""Pure logic: one Envoy access-log entry → one usage record (or a reason to skip it).
+
+A record is a plain tuple so it is cheap to build, to write to the WAL as JSON and to aggregate:
+(node_id, request_id, minute, api_id, subscription_id, application_id, plan_id, key_id, outcome,
+ overage, request_bytes, response_bytes, latency_us, limit_name)
+where `minute` is the epoch second of the UTC minute the request started in."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from envoy.data.accesslog.v3 import accesslog_pb2
+
+from tollway.schema import USAGE_LATENCY_BUCKETS_US
+
+# Outcome classes, in the order of UsageWindow's count columns.
+OUTCOMES = ("success", "client_error", "upstream_fault", "throttled", "unauthorized", "ratelimit_error")
+SUCCESS, CLIENT_ERROR, UPSTREAM_FAULT, THROTTLED, UNAUTHORIZED, RATELIMIT_ERROR = range(len(OUTCOMES))
+
+EXT_AUTHZ_NS = "envoy.filters.http.ext_authz"
+RATELIMIT_NS = "envoy.filters.http.ratelimit"
+DOWNSTREAM_END = accesslog_pb2.AccessLogType.Value("DownstreamEnd")
+
+# Response flags that mean the upstream (or the way to it) failed, whatever the status code says.
+_UPSTREAM_FLAGS = (
+    "failed_local_healthcheck",
+    "no_healthy_upstream",
+    "upstream_request_timeout",
+    "local_reset",
+    "upstream_remote_reset",
+    "upstream_connection_failure",
+    "upstream_connection_termination",
+    "upstream_overflow",
+    "upstream_retry_limit_exceeded",
+    "upstream_max_stream_duration_reached",
+    "upstream_protocol_error",
+    "dns_resolution_failure",
+)
+
+# Sanity bounds: anything beyond them is a hostile or broken entry, skipped (with a metric), so one bad
+# entry can never poison a window's sums.
+MAX_ID_LEN = 128
+MAX_BYTES = 1 << 40  # 1 TiB in one request
+MAX_LATENCY_US = 24 * 3600 * 1_000_000
+MAX_CLOCK_SKEW_S = 3600  # entries may not start more than an hour in the future
+MAX_AGE_S = 35 * 24 * 3600  # nor before the previous billing period
+
+Record = tuple[str, str, int, str, str, str, str, str, int, int, int, int, int, str]
+# Positions in a Record.
+R_NODE, R_REQ, R_MINUTE, R_API, R_SUB, R_APP, R_PLAN, R_KEY, R_OUTCOME, R_OVERAGE = range(10)
+R_REQ_BYTES, R_RESP_BYTES, R_LATENCY, R_LIMIT = range(10, 14)
+
+
+class Skip(Exception):
+    """An entry that is not counted; `reason` names the metric it increments."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def outcome(code: int, flags: accesslog_pb2.ResponseFlags, refused: bool) -> int:
+    """The class of one finished request; the order of the tests is the precedence."""
+    if not flags.ByteSize():  # no flag at all: the common case, decided by the status code
+        if refused:
+            return UNAUTHORIZED
+        if code >= 500:
+            return UPSTREAM_FAULT
+        return CLIENT_ERROR if code >= 400 or code == 0 else SUCCESS
+    if refused or flags.HasField("unauthorized_details"):
+        return UNAUTHORIZED
+    if flags.rate_limit_service_error:
+        return RATELIMIT_ERROR
+    if flags.rate_limited:
+        return THROTTLED
+    if any(getattr(flags, name) for name in _UPSTREAM_FLAGS) or code >= 500:
+        return UPSTREAM_FAULT
+    if code >= 400 or code == 0:
+        # 0: the client went away before a response; not billable, not the upstream's fault.
+        return CLIENT_ERROR
+    return SUCCESS
+
+
+def latency_bucket(latency_us: int) -> int:
+    for index, bound in enumerate(USAGE_LATENCY_BUCKETS_US):
+        if latency_us <= bound:
+            return index
+    return len(USAGE_LATENCY_BUCKETS_US)
+
+
+def _duration_us(duration: Any) -> int:
+    return int(duration.seconds) * 1_000_000 + int(duration.nanos) // 1000
+
+
+def _text(fields: Any, name: str) -> str:
+    value = fields.get(name)
+    if value is None:
+        return ""
+    if value.WhichOneof("kind") != "string_value":
+        raise Skip("bad_metadata")
+    text = value.string_value
+    if len(text) > MAX_ID_LEN or not text.isprintable():
+        raise Skip("bad_metadata")
+    return text
+
+
+Identity = tuple[str, str, str, str, str, bool, bool, str]
+# Entries of one subscription carry the same metadata bytes: parse them once (bounded cache).
+_identities: dict[bytes, Identity | str] = {}
+_IDENTITY_CACHE_MAX = 50_000
+
+
+def _identity(metadata: Any) -> Identity:
+    """(api, subscription, application, plan, key, refused, overage, limit) from the dynamic metadata."""
+    raw = metadata.SerializeToString()
+    cached = _identities.get(raw)
+    if cached is None:
+        try:
+            cached = _parse_identity(metadata)
+        except Skip as skip:
+            cached = skip.reason
+        if len(_identities) >= _IDENTITY_CACHE_MAX:
+            _identities.clear()
+        _identities[raw] = cached
+    if isinstance(cached, str):
+        raise Skip(cached)
+    return cached
+
+
+def _parse_identity(metadata: Any) -> Identity:
+    filter_metadata = metadata.filter_metadata
+    authz = filter_metadata[EXT_AUTHZ_NS].fields if EXT_AUTHZ_NS in filter_metadata else {}
+    api_id = _text(authz, "api_id")
+    if not api_id:
+        raise Skip("no_api")  # not routed to a Tollway API (404s, health checks): nothing to meter
+    refused = bool(_text(authz, "reason"))
+    subscription_id = "" if refused else _text(authz, "subscription_id")
+    application_id = "" if refused else _text(authz, "application_id")
+    plan_id = "" if refused else _text(authz, "plan_id")
+    key_id = _text(authz, "key_id")
+    overage = False
+    limit = ""
+    if RATELIMIT_NS in filter_metadata:
+        ratelimit = filter_metadata[RATELIMIT_NS].fields
+        value = ratelimit.get("overage")
+        if value is not None:
+            overage = bool(value.bool_value or value.number_value > 0 or value.string_value in ("true", "1"))
+        # Informational only: a malformed value must not cost the request its count.
+        for name in ("window", "limit"):
+            value = ratelimit.get(name)
+            if value is not None and value.WhichOneof("kind") == "string_value" and not limit:
+                limit = value.string_value[:MAX_ID_LEN]
+    return api_id, subscription_id, application_id, plan_id, key_id, refused, overage, limit
+
+
+def classify(entry: accesslog_pb2.HTTPAccessLogEntry, node_id: str, now_s: float) -> Record:
+    """The usage record of one entry, or Skip. `now_s` bounds the entry's start time."""
+    common = entry.common_properties
+    if common.access_log_type != DOWNSTREAM_END:
+        raise Skip("not_downstream_end")  # periodic/upstream entries would count a request twice
+    api_id, subscription_id, application_id, plan_id, key_id, refused, overage_flag, limit = _identity(
+        common.metadata
+    )
+    start_s = common.start_time.seconds
+    if not (now_s - MAX_AGE_S <= start_s <= now_s + MAX_CLOCK_SKEW_S):
+        raise Skip("bad_time")
+    request = entry.request
+    response = entry.response
+    request_bytes = request.request_headers_bytes + request.request_body_bytes
+    response_bytes = response.response_headers_bytes + response.response_body_bytes
+    if request_bytes > MAX_BYTES or response_bytes > MAX_BYTES:
+        raise Skip("absurd_value")
+    if common.HasField("time_to_last_downstream_tx_byte"):
+        latency_us = _duration_us(common.time_to_last_downstream_tx_byte)
+    else:
+        latency_us = _duration_us(common.duration)
+    if not 0 <= latency_us <= MAX_LATENCY_US:
+        raise Skip("absurd_value")
+    code = response.response_code.value
+    if code > 999:
+        raise Skip("absurd_value")
+
+    kind = outcome(code, common.response_flags, refused)
+    overage = int(overage_flag and kind == SUCCESS)
+    limit_name = limit if kind == THROTTLED else ""
+
+    request_id = request.request_id
+    if not request_id or len(request_id) > MAX_ID_LEN:
+        # No id to dedupe on: a digest of the whole entry is as unique as the entry itself.
+        request_id = "sha256:" + hashlib.sha256(entry.SerializeToString(deterministic=True)).hexdigest()
+    return (
+        node_id,
+        request_id,
+        start_s - start_s % 60,
+        api_id,
+        subscription_id,
+        application_id,
+        plan_id,
+        key_id,
+        kind,
+        overage,
+        request_bytes,
+        response_bytes,
+        latency_us,
+        limit_name,
+    )
+
+
+def percentile(buckets: list[int], fraction: float) -> int:
+    """Latency (µs) below which `fraction` of the requests fall, interpolated inside its bucket."""
+    total = sum(buckets)
+    if total == 0:
+        return 0
+    target = fraction * total
+    seen = 0
+    lower = 0
+    for index, count in enumerate(buckets):
+        upper = USAGE_LATENCY_BUCKETS_US[index] if index < len(USAGE_LATENCY_BUCKETS_US) else lower * 2 or 1
+        if count and seen + count >= target:
+            return int(lower + (upper - lower) * (target - seen) / count)
+        seen += count
+        lower = upper
+    return lower

@@ -1,0 +1,80 @@
+"""Reads each Envoy's own access-log counters, so completeness can be stated per node and period.
+
+Envoy's gRPC access logger counts `access_logs.grpc_access_log.logs_written` (entries handed to a
+stream, not dropped) and `logs_dropped` (entries lost to back-up). Samples of these cumulative
+counters, beside what usage/ counted per node, give received / (written + dropped) for any period."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import urllib.request
+from collections import Counter
+from datetime import UTC, datetime
+
+from usage.store import UsageStore
+
+log = logging.getLogger(__name__)
+
+WRITTEN = "access_logs.grpc_access_log.logs_written"
+DROPPED = "access_logs.grpc_access_log.logs_dropped"
+
+
+def read_envoy(host: str, port: int, timeout: float = 2.0) -> tuple[str, int, int]:
+    """(node id, logs_written, logs_dropped) from one Envoy admin endpoint."""
+    base = f"http://{host}:{port}"
+    with urllib.request.urlopen(f"{base}/server_info", timeout=timeout) as response:
+        node_id = json.load(response)["command_line_options"]["service_node"] or ""
+    if not node_id:
+        with urllib.request.urlopen(f"{base}/server_info", timeout=timeout) as response:
+            node_id = json.load(response).get("node", {}).get("id", "")
+    url = f"{base}/stats?format=json&filter=%5Eaccess_logs%5C.grpc_access_log%5C."
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        stats = {
+            item["name"]: int(item.get("value", 0)) for item in json.load(response)["stats"] if "name" in item
+        }
+    return node_id, stats.get(WRITTEN, 0), stats.get(DROPPED, 0)
+
+
+class CompletenessSampler:
+    def __init__(self, store: UsageStore, admins: tuple[tuple[str, int], ...], interval: float) -> None:
+        self.store = store
+        self.admins = admins
+        self.interval = interval
+        self.failures: Counter[str] = Counter()
+        self._task: asyncio.Task[None] | None = None
+
+    async def sample_once(self) -> int:
+        """Reads every configured Envoy once; returns how many answered."""
+        answered = 0
+        for host, port in self.admins:
+            try:
+                node_id, written, dropped = await asyncio.to_thread(read_envoy, host, port)
+            except (OSError, ValueError, KeyError):
+                self.failures[f"{host}:{port}"] += 1
+                continue
+            if node_id:
+                await self.store.record_sample(node_id, datetime.now(UTC), written, dropped)
+                answered += 1
+        return answered
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.sample_once()
+            except Exception:
+                log.warning("usage: completeness sample failed", exc_info=True)
+            await asyncio.sleep(self.interval)
+
+    def start(self) -> None:
+        if self.admins and self.interval > 0:
+            self._task = asyncio.create_task(self._loop(), name="usage-completeness")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None

@@ -1,0 +1,416 @@
+"""Usage summaries in the database: additive upserts (many replicas, one database), dedupe state in
+the same transaction as the counts it protects, and the queries accounting and support ask."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import and_, delete, func, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+
+from tollway.db import Database
+from tollway.schema import (
+    USAGE_LATENCY_BUCKETS_US,
+    UsageNodeReceipt,
+    UsageNodeSample,
+    UsageSeen,
+    UsageThrottle,
+    UsageWindow,
+)
+from usage.classify import (
+    OUTCOMES,
+    R_MINUTE,
+    R_NODE,
+    R_REQ,
+    THROTTLED,
+    Record,
+    latency_bucket,
+)
+
+GRANULARITY_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
+BUCKET_COLUMNS = tuple(f"latency_b{i:02d}" for i in range(len(USAGE_LATENCY_BUCKETS_US) + 1))
+# The additive columns of a window, in the order of a Counters list.
+SUM_COLUMNS = (*OUTCOMES, "overage", "request_bytes", "response_bytes", "latency_us_sum", *BUCKET_COLUMNS)
+KEY_COLUMNS = (
+    "granularity",
+    "window_start",
+    "api_id",
+    "subscription_id",
+    "application_id",
+    "plan_id",
+    "key_id",
+)
+_N_OUT = len(OUTCOMES)
+_I_OVERAGE, _I_REQ, _I_RESP, _I_LAT = _N_OUT, _N_OUT + 1, _N_OUT + 2, _N_OUT + 3
+_I_BUCKET = _N_OUT + 4
+DEDUPE_RETENTION_S = 7 * 86400
+_PG_CHUNK = 20_000
+# SQLite allows 32766 bound parameters per statement.
+_SQLITE_CHUNK = 5_000
+
+
+def _utc(epoch: int) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+def as_utc(value: datetime) -> datetime:
+    """SQLite hands DateTime back naive; every Tollway time is UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+@dataclass
+class ApplyResult:
+    counted: int = 0
+    duplicates: int = 0
+
+
+@dataclass
+class Aggregate:
+    """Windows (every granularity), per-node receipts and throttle rows of a batch of records."""
+
+    windows: dict[tuple[Any, ...], list[int]] = field(default_factory=dict)
+    latency_max: dict[tuple[Any, ...], int] = field(default_factory=dict)
+    receipts: dict[tuple[str, int], int] = field(default_factory=lambda: defaultdict(int))
+    throttles: dict[tuple[Any, ...], int] = field(default_factory=lambda: defaultdict(int))
+
+    def add(self, record: Record) -> None:
+        """Adds one record to its minute window; `roll_up()` derives hours and days afterwards."""
+        (node, _, minute, api, sub, app, plan, key, outcome, overage, req, resp, latency, limit) = record
+        window = ("minute", minute, api, sub, app, plan, key)
+        counters = self.windows.get(window)
+        if counters is None:
+            counters = self.windows[window] = [0] * len(SUM_COLUMNS)
+            self.latency_max[window] = 0
+        counters[outcome] += 1
+        counters[_I_OVERAGE] += overage
+        counters[_I_REQ] += req
+        counters[_I_RESP] += resp
+        counters[_I_LAT] += latency
+        counters[_I_BUCKET + latency_bucket(latency)] += 1
+        if latency > self.latency_max[window]:
+            self.latency_max[window] = latency
+        self.receipts[(node, minute - minute % 3600)] += 1
+        if outcome == THROTTLED:
+            self.throttles[(minute, api, sub, app, plan, limit)] += 1
+
+    def roll_up(self) -> None:
+        """Hour and day windows from the minute windows (per window, not per record: cheap)."""
+        for (_, minute, *ident), counters in list(self.windows.items()):
+            maximum = self.latency_max[("minute", minute, *ident)]
+            for granularity in ("hour", "day"):
+                seconds = GRANULARITY_SECONDS[granularity]
+                window = (granularity, minute - minute % seconds, *ident)
+                total = self.windows.get(window)
+                if total is None:
+                    self.windows[window] = list(counters)
+                    self.latency_max[window] = maximum
+                else:
+                    for index, value in enumerate(counters):
+                        total[index] += value
+                    self.latency_max[window] = max(self.latency_max[window], maximum)
+
+
+class UsageStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._insert = postgresql.insert if db.is_postgres else sqlite.insert
+        self._greatest = func.greatest if db.is_postgres else func.max
+        self._last_prune = 0.0
+
+    async def apply(self, records: Iterable[Record]) -> ApplyResult:
+        """Counts each (node, request id) once, ever: the dedupe rows and the counts commit together."""
+        unique: dict[tuple[str, str], Record] = {}
+        result = ApplyResult()
+        for record in records:
+            key = (record[R_NODE], record[R_REQ])
+            if key in unique:
+                result.duplicates += 1
+            else:
+                unique[key] = record
+        if not unique:
+            return result
+        async with self.db.engine.begin() as conn:
+            claimed = await self._claim(conn, sorted(unique.values(), key=lambda r: (r[R_NODE], r[R_REQ])))
+            result.duplicates += len(unique) - len(claimed)
+            fresh = [unique[key] for key in claimed]
+            if not fresh:
+                return result
+            aggregate = Aggregate()
+            for record in fresh:
+                aggregate.add(record)
+            aggregate.roll_up()
+            await self._upsert_windows(conn, aggregate)
+            await self._upsert_receipts(conn, aggregate)
+            await self._upsert_throttles(conn, aggregate)
+            result.counted = len(fresh)
+            await self._maybe_prune(conn)
+        return result
+
+    async def _claim(self, conn: Any, records: list[Record]) -> list[tuple[str, str]]:
+        """Inserts the dedupe rows; returns the (node, request id) pairs that were not there yet. One
+        statement per chunk, and only the rows it inserted come back (ON CONFLICT DO NOTHING)."""
+        claimed: list[tuple[str, str]] = []
+        if self.db.is_postgres:
+            statement = text(
+                "INSERT INTO usage_seen (node_id, request_id, minute) "
+                "SELECT * FROM unnest(CAST(:nodes AS text[]), CAST(:ids AS text[]), "
+                "CAST(:minutes AS bigint[])) "
+                "ON CONFLICT DO NOTHING RETURNING node_id, request_id"
+            )
+            for start in range(0, len(records), _PG_CHUNK):
+                chunk = records[start : start + _PG_CHUNK]
+                rows = await conn.execute(
+                    statement,
+                    {
+                        "nodes": [r[R_NODE] for r in chunk],
+                        "ids": [r[R_REQ] for r in chunk],
+                        "minutes": [r[R_MINUTE] for r in chunk],
+                    },
+                )
+                claimed.extend((node, request_id) for node, request_id in rows)
+            return claimed
+        # SQLite: look the ids up, then insert the new ones. Safe without RETURNING: SQLite has one
+        # writer at a time, and a write after another process committed fails (SQLITE_BUSY_SNAPSHOT)
+        # instead of going ahead on a stale read, so the flush is retried, never double counted.
+        table = UsageSeen.__table__  # type: ignore[attr-defined]
+        existing: set[tuple[str, str]] = set()
+        by_node: dict[str, list[str]] = defaultdict(list)
+        for record in records:
+            by_node[record[R_NODE]].append(record[R_REQ])
+        for node, ids in by_node.items():
+            for start in range(0, len(ids), _SQLITE_CHUNK):
+                rows = await conn.execute(
+                    select(table.c.request_id).where(
+                        table.c.node_id == node, table.c.request_id.in_(ids[start : start + _SQLITE_CHUNK])
+                    )
+                )
+                existing.update((node, request_id) for (request_id,) in rows)
+        new = [r for r in records if (r[R_NODE], r[R_REQ]) not in existing]
+        if new:
+            await conn.execute(
+                sqlite.insert(table),
+                [{"node_id": r[R_NODE], "request_id": r[R_REQ], "minute": r[R_MINUTE]} for r in new],
+            )
+        return [(r[R_NODE], r[R_REQ]) for r in new]
+
+    async def _upsert_windows(self, conn: Any, aggregate: Aggregate) -> None:
+        table = UsageWindow.__table__  # type: ignore[attr-defined]
+        rows = []
+        # A fixed order of row locks: two replicas upserting the same windows cannot deadlock.
+        for key in sorted(aggregate.windows, key=lambda k: (k[0], k[1], *k[2:])):
+            row = dict(zip(KEY_COLUMNS, key, strict=True))
+            row["window_start"] = _utc(key[1])
+            row.update(zip(SUM_COLUMNS, aggregate.windows[key], strict=True))
+            row["latency_us_max"] = aggregate.latency_max[key]
+            rows.append(row)
+        insert = self._insert(table)
+        updates = {name: table.c[name] + insert.excluded[name] for name in SUM_COLUMNS}
+        updates["latency_us_max"] = self._greatest(table.c.latency_us_max, insert.excluded.latency_us_max)
+        await conn.execute(insert.on_conflict_do_update(index_elements=list(KEY_COLUMNS), set_=updates), rows)
+
+    async def _upsert_receipts(self, conn: Any, aggregate: Aggregate) -> None:
+        table = UsageNodeReceipt.__table__  # type: ignore[attr-defined]
+        rows = [
+            {"node_id": node, "window_start": _utc(hour), "received": count}
+            for (node, hour), count in sorted(aggregate.receipts.items())
+        ]
+        insert = self._insert(table)
+        await conn.execute(
+            insert.on_conflict_do_update(
+                index_elements=["node_id", "window_start"],
+                set_={"received": table.c.received + insert.excluded.received},
+            ),
+            rows,
+        )
+
+    async def _upsert_throttles(self, conn: Any, aggregate: Aggregate) -> None:
+        if not aggregate.throttles:
+            return
+        table = UsageThrottle.__table__  # type: ignore[attr-defined]
+        names = ("window_start", "api_id", "subscription_id", "application_id", "plan_id", "limit_name")
+        rows = []
+        for key, count in sorted(aggregate.throttles.items()):
+            row = dict(zip(names, key, strict=True))
+            row["window_start"] = _utc(key[0])
+            row["throttled"] = count
+            rows.append(row)
+        insert = self._insert(table)
+        await conn.execute(
+            insert.on_conflict_do_update(
+                index_elements=list(names), set_={"throttled": table.c.throttled + insert.excluded.throttled}
+            ),
+            rows,
+        )
+
+    async def _maybe_prune(self, conn: Any) -> None:
+        now = time.time()
+        if now - self._last_prune < 3600:
+            return
+        self._last_prune = now
+        table = UsageSeen.__table__  # type: ignore[attr-defined]
+        await conn.execute(delete(table).where(table.c.minute < int(now) - DEDUPE_RETENTION_S))
+
+    # --- completeness ---------------------------------------------------------------------------------
+
+    async def record_sample(self, node_id: str, at: datetime, written: int, dropped: int) -> None:
+        table = UsageNodeSample.__table__  # type: ignore[attr-defined]
+        async with self.db.engine.begin() as conn:
+            await conn.execute(
+                self._insert(table).on_conflict_do_nothing(),
+                [{"node_id": node_id, "sampled_at": at, "logs_written": written, "logs_dropped": dropped}],
+            )
+
+    async def completeness(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
+        """Per Envoy node over [start, end): entries counted vs. what Envoy says it wrote and dropped.
+
+        Envoy's counters are cumulative since it started; increases between consecutive samples are
+        summed (a decrease means Envoy restarted, so the later reading itself is the increase)."""
+        receipts = UsageNodeReceipt.__table__  # type: ignore[attr-defined]
+        samples = UsageNodeSample.__table__  # type: ignore[attr-defined]
+        hour_start = _utc(int(start.timestamp()) - int(start.timestamp()) % 3600)
+        async with self.db.engine.connect() as conn:
+            received_rows = await conn.execute(
+                select(receipts.c.node_id, func.sum(receipts.c.received))
+                .where(receipts.c.window_start >= hour_start, receipts.c.window_start < end)
+                .group_by(receipts.c.node_id)
+            )
+            received = {node: int(total or 0) for node, total in received_rows}
+            sample_rows = await conn.execute(
+                select(
+                    samples.c.node_id, samples.c.sampled_at, samples.c.logs_written, samples.c.logs_dropped
+                )
+                .where(samples.c.sampled_at < end)
+                .order_by(samples.c.node_id, samples.c.sampled_at)
+            )
+            series: dict[str, list[tuple[datetime, int, int]]] = defaultdict(list)
+            for node, at, written, dropped in sample_rows:
+                series[node].append((as_utc(at), int(written), int(dropped)))
+        report = []
+        for node in sorted(set(received) | set(series)):
+            written = dropped = 0
+            previous: tuple[datetime, int, int] | None = None
+            for point in series.get(node, []):
+                if previous is not None and point[0] > start:
+                    written += point[1] - previous[1] if point[1] >= previous[1] else point[1]
+                    dropped += point[2] - previous[2] if point[2] >= previous[2] else point[2]
+                previous = point
+            got = received.get(node, 0)
+            expected = max(written + dropped, got)
+            report.append(
+                {
+                    "node_id": node,
+                    "received": got,
+                    "logs_written": written,
+                    "logs_dropped": dropped,
+                    "completeness": (got / expected) if expected else 1.0,
+                    "sampled": bool(series.get(node)),
+                }
+            )
+        return report
+
+    # --- queries ----------------------------------------------------------------------------------------
+
+    async def windows(
+        self,
+        granularity: str,
+        start: datetime,
+        end: datetime,
+        api_id: str = "",
+        application_id: str = "",
+        subscription_id: str = "",
+        limit: int = 1000,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        table = UsageWindow.__table__  # type: ignore[attr-defined]
+        conditions = [
+            table.c.granularity == granularity,
+            table.c.window_start >= start,
+            table.c.window_start < end,
+        ]
+        for column, value in (
+            ("api_id", api_id),
+            ("application_id", application_id),
+            ("subscription_id", subscription_id),
+        ):
+            if value:
+                conditions.append(table.c[column] == value)
+        statement = (
+            select(table)
+            .where(and_(*conditions))
+            .order_by(*(table.c[name] for name in KEY_COLUMNS[1:]))
+            .limit(limit)
+            .offset(offset)
+        )
+        async with self.db.engine.connect() as conn:
+            rows = (await conn.execute(statement)).mappings().all()
+        return [{**row, "window_start": as_utc(row["window_start"])} for row in rows]
+
+    async def totals(
+        self,
+        start: datetime,
+        end: datetime,
+        group_by: tuple[str, ...],
+        api_id: str = "",
+        application_id: str = "",
+        subscription_id: str = "",
+        order_by_requests: bool = False,
+        limit: int = 1000,
+    ) -> list[dict[str, Any]]:
+        """Sums over [start, end) from the finest windows that tile it (minutes), grouped by columns."""
+        table = UsageWindow.__table__  # type: ignore[attr-defined]
+        granularity = _granularity_for(start, end)
+        conditions = [
+            table.c.granularity == granularity,
+            table.c.window_start >= start,
+            table.c.window_start < end,
+        ]
+        for column, value in (
+            ("api_id", api_id),
+            ("application_id", application_id),
+            ("subscription_id", subscription_id),
+        ):
+            if value:
+                conditions.append(table.c[column] == value)
+        sums = [func.sum(table.c[name]).label(name) for name in SUM_COLUMNS]
+        requests = sum((func.sum(table.c[name]) for name in OUTCOMES), start=0).label("requests")  # type: ignore[arg-type]
+        groups = [table.c[name] for name in group_by]
+        statement = select(*groups, *sums, func.max(table.c.latency_us_max).label("latency_us_max"), requests)
+        statement = statement.where(and_(*conditions))
+        if groups:
+            statement = statement.group_by(*groups)
+        if order_by_requests:
+            statement = statement.order_by(requests.desc(), *groups)
+        elif groups:
+            statement = statement.order_by(*groups)
+        statement = statement.limit(limit)
+        async with self.db.engine.connect() as conn:
+            rows = (await conn.execute(statement)).mappings().all()
+        return [{name: (0 if value is None else value) for name, value in row.items()} for row in rows]
+
+    async def throttled(
+        self, start: datetime, end: datetime, api_id: str = "", subscription_id: str = "", limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        table = UsageThrottle.__table__  # type: ignore[attr-defined]
+        conditions = [table.c.window_start >= start, table.c.window_start < end]
+        if api_id:
+            conditions.append(table.c.api_id == api_id)
+        if subscription_id:
+            conditions.append(table.c.subscription_id == subscription_id)
+        statement = select(table).where(and_(*conditions)).order_by(table.c.window_start).limit(limit)
+        async with self.db.engine.connect() as conn:
+            rows = (await conn.execute(statement)).mappings().all()
+        return [{**row, "window_start": as_utc(row["window_start"])} for row in rows]
+
+
+def _granularity_for(start: datetime, end: datetime) -> str:
+    """The coarsest granularity whose windows tile [start, end) exactly (fewest rows to sum)."""
+    for granularity in ("day", "hour"):
+        seconds = GRANULARITY_SECONDS[granularity]
+        if int(start.timestamp()) % seconds == 0 and int(end.timestamp()) % seconds == 0:
+            return granularity
+    return "minute"
