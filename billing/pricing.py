@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Context, Decimal
 from fractions import Fraction
+from operator import attrgetter
 from typing import Any
 
 from tollway.errors import InvalidArgument
@@ -211,6 +212,150 @@ def _fmt_count(n: int) -> str:
     return f"{n:,}"
 
 
+class SegmentPricer:
+    """`price_segment` for one (pricing, share, label), with everything that does not depend on the
+    usage worked out once: an invoice run prices thousands of subscriptions on the same few plans.
+    Lines that do not depend on the usage (the fee) are shared between the results: treat them as
+    read-only."""
+
+    __slots__ = (
+        "_billable",
+        "_exponent",
+        "_fee",
+        "_included",
+        "_included_details",
+        "_included_text",
+        "_minimum",
+        "_minimum_details",
+        "_minimum_text",
+        "_non_billable",
+        "_prefix",
+        "_tiers",
+        "_zero",
+        "pricing",
+    )
+
+    def __init__(self, pricing: Pricing, fraction: Fraction = Fraction(1), label: str = "") -> None:
+        if not 0 <= fraction <= 1:
+            raise InvalidArgument(f"segment share must be between 0 and 1, got {fraction}")
+        self.pricing = pricing
+        # Unsupported currency → InvalidArgument before anything is priced.
+        self._exponent = Decimal(1).scaleb(-minor_units(pricing.currency))
+        prefix = f"{label}: " if label else ""
+        self._prefix = prefix
+        share_text = f"{fraction.numerator}/{fraction.denominator}"
+        share_note = f" (prorated {share_text})" if fraction != 1 else ""
+        self._zero = self._round(Decimal(0))
+        self._fee: Line | None = None
+        if pricing.recurring_fee:
+            fee = self._round(_share(pricing.recurring_fee, fraction))
+            self._fee = Line(
+                FEE, f"{prefix}recurring fee{share_note}", Decimal(1), pricing.recurring_fee, fee,
+                {"share": share_text},
+            )  # fmt: skip
+        self._included = int(pricing.included_requests * fraction)  # floor: prorated allowance
+        self._included_details = {"allowance": self._included}
+        self._included_text = (f"{prefix}included requests (", f" of {_fmt_count(self._included)})")
+        tiers: list[tuple[Decimal, str, dict[str, Any]]] = []
+        lower = 0
+        for i, tier in enumerate(pricing.tiers):
+            bound = f"{_fmt_count(lower + 1)}-{_fmt_count(tier.up_to)}" if tier.up_to else f"> {lower:,}"
+            lower = tier.up_to or lower
+            tiers.append((tier.unit_price, f"{prefix}requests, tier {i + 1} ({bound})", {"tier": i + 1}))
+        self._tiers = tuple(tiers)
+        self._minimum: Decimal | None = None
+        if pricing.minimum_charge:
+            self._minimum = self._round(_share(pricing.minimum_charge, fraction))
+            self._minimum_details = {"minimum": money_text(self._minimum)}
+            self._minimum_text = f"{prefix}minimum charge top-up{share_note}"
+        self._billable = attrgetter(*pricing.billable_classes) if pricing.billable_classes else None
+        self._non_billable = tuple(
+            name
+            for name in ("success", "client_error", "upstream_fault")
+            if name not in pricing.billable_classes
+        )
+
+    def _round(self, value: Decimal) -> Decimal:
+        return value.quantize(self._exponent, rounding=ROUND_HALF_EVEN, context=_EXACT)
+
+    def price(self, usage: Usage) -> list[Line]:
+        """Invoice lines for `usage`, exactly as `price_segment` documents them."""
+        if min(usage.as_tuple()) < 0:
+            raise InvalidArgument("usage counts must not be negative")
+        pricing = self.pricing
+        prefix = self._prefix
+        lines: list[Line] = []
+        if self._fee is not None:
+            lines.append(self._fee)
+
+        if self._billable is None:
+            billable = 0
+        elif len(pricing.billable_classes) == 1:
+            billable = self._billable(usage)
+        else:
+            billable = sum(self._billable(usage))
+        included = self._included
+        covered = min(billable, included)
+        if included:
+            head, tail = self._included_text
+            lines.append(
+                Line(INCLUDED, f"{head}{_fmt_count(covered)}{tail}", Decimal(covered), Decimal(0), self._zero,
+                     self._included_details)
+            )  # fmt: skip
+        beyond = billable - covered
+        if self._tiers:
+            for (unit_price, description, details), quantity in zip(
+                self._tiers, tier_quantities(pricing.tiers, beyond), strict=True
+            ):
+                if quantity:
+                    amount = self._round(unit_price * quantity)
+                    lines.append(Line(TIER, description, Decimal(quantity), unit_price, amount, details))
+        elif beyond or pricing.unit_price:
+            amount = self._round(pricing.unit_price * beyond)
+            lines.append(
+                Line(USAGE, f"{prefix}billable requests", Decimal(beyond), pricing.unit_price, amount)
+            )
+
+        if usage.overage or pricing.overage_price:
+            amount = self._round(pricing.overage_price * usage.overage)
+            lines.append(
+                Line(OVERAGE, f"{prefix}overage beyond the soft quota", Decimal(usage.overage),
+                     pricing.overage_price, amount)
+            )  # fmt: skip
+
+        if self._minimum is not None:
+            subtotal = sum((line.amount for line in lines if line.charged), Decimal(0))
+            if subtotal < self._minimum:
+                top_up = self._minimum - subtotal
+                lines.append(
+                    Line(MINIMUM, self._minimum_text, Decimal(1), top_up, top_up, dict(self._minimum_details))
+                )
+
+        non_billable = sum(getattr(usage, name) for name in self._non_billable)
+        if non_billable:
+            lines.append(
+                Line(INFO_NON_BILLABLE, f"{prefix}non-billable requests (not charged)", Decimal(non_billable),
+                     Decimal(0), self._zero)
+            )  # fmt: skip
+        if usage.throttled:
+            lines.append(
+                Line(INFO_THROTTLED, f"{prefix}throttled requests (not charged)", Decimal(usage.throttled),
+                     Decimal(0), self._zero)
+            )  # fmt: skip
+        refused = usage.unauthorized + usage.ratelimit_error
+        if refused:
+            lines.append(
+                Line(
+                    INFO_REFUSED,
+                    f"{prefix}refused requests (not charged)",
+                    Decimal(refused),
+                    Decimal(0),
+                    self._zero,
+                )
+            )
+        return lines
+
+
 def price_segment(
     pricing: Pricing,
     usage: Usage,
@@ -218,88 +363,7 @@ def price_segment(
     label: str = "",
 ) -> list[Line]:
     """Invoice lines for `usage` under `pricing` over `fraction` of a billing period (0 < fraction ≤ 1)."""
-    if not 0 <= fraction <= 1:
-        raise InvalidArgument(f"segment share must be between 0 and 1, got {fraction}")
-    if any(count < 0 for count in usage.as_tuple()):
-        raise InvalidArgument("usage counts must not be negative")
-    currency = pricing.currency
-    minor_units(currency)  # unsupported currency → InvalidArgument before anything is priced
-    prefix = f"{label}: " if label else ""
-    lines: list[Line] = []
-    prorated = fraction != 1
-    share_note = f" (prorated {fraction.numerator}/{fraction.denominator})" if prorated else ""
-
-    if pricing.recurring_fee:
-        fee = round_amount(_share(pricing.recurring_fee, fraction), currency)
-        lines.append(
-            Line(FEE, f"{prefix}recurring fee{share_note}", Decimal(1), pricing.recurring_fee, fee,
-                 {"share": f"{fraction.numerator}/{fraction.denominator}"})
-        )  # fmt: skip
-
-    billable = billable_count(pricing, usage)
-    included = int(pricing.included_requests * fraction)  # floor: prorated allowance
-    covered = min(billable, included)
-    if included:
-        lines.append(
-            Line(INCLUDED, f"{prefix}included requests ({_fmt_count(covered)} of {_fmt_count(included)})",
-                 Decimal(covered), Decimal(0), round_amount(Decimal(0), currency), {"allowance": included})
-        )  # fmt: skip
-    beyond = billable - covered
-    if pricing.tiers:
-        lower = 0
-        for i, (tier, quantity) in enumerate(
-            zip(pricing.tiers, tier_quantities(pricing.tiers, beyond), strict=True)
-        ):
-            bound = f"{_fmt_count(lower + 1)}-{_fmt_count(tier.up_to)}" if tier.up_to else f"> {lower:,}"
-            lower = tier.up_to or lower
-            if quantity == 0:
-                continue
-            amount = round_amount(tier.unit_price * quantity, currency)
-            lines.append(
-                Line(TIER, f"{prefix}requests, tier {i + 1} ({bound})", Decimal(quantity), tier.unit_price,
-                     amount, {"tier": i + 1})
-            )  # fmt: skip
-    elif beyond or pricing.unit_price:
-        amount = round_amount(pricing.unit_price * beyond, currency)
-        lines.append(Line(USAGE, f"{prefix}billable requests", Decimal(beyond), pricing.unit_price, amount))
-
-    if usage.overage or pricing.overage_price:
-        amount = round_amount(pricing.overage_price * usage.overage, currency)
-        lines.append(
-            Line(OVERAGE, f"{prefix}overage beyond the soft quota", Decimal(usage.overage),
-                 pricing.overage_price, amount)
-        )  # fmt: skip
-
-    if pricing.minimum_charge:
-        minimum = round_amount(_share(pricing.minimum_charge, fraction), currency)
-        subtotal = sum((line.amount for line in lines if line.charged), Decimal(0))
-        if subtotal < minimum:
-            lines.append(
-                Line(MINIMUM, f"{prefix}minimum charge top-up{share_note}", Decimal(1), minimum - subtotal,
-                     minimum - subtotal, {"minimum": money_text(minimum)})
-            )  # fmt: skip
-
-    zero = round_amount(Decimal(0), currency)
-    non_billable = sum(
-        getattr(usage, name) for name in ("success", "client_error", "upstream_fault")
-        if name not in pricing.billable_classes
-    )  # fmt: skip
-    if non_billable:
-        lines.append(
-            Line(INFO_NON_BILLABLE, f"{prefix}non-billable requests (not charged)", Decimal(non_billable),
-                 Decimal(0), zero)
-        )  # fmt: skip
-    if usage.throttled:
-        lines.append(
-            Line(INFO_THROTTLED, f"{prefix}throttled requests (not charged)", Decimal(usage.throttled),
-                 Decimal(0), zero)
-        )  # fmt: skip
-    refused = usage.unauthorized + usage.ratelimit_error
-    if refused:
-        lines.append(
-            Line(INFO_REFUSED, f"{prefix}refused requests (not charged)", Decimal(refused), Decimal(0), zero)
-        )
-    return lines
+    return SegmentPricer(pricing, fraction, label).price(usage)
 
 
 def charged_total(lines: Sequence[Line]) -> Decimal:

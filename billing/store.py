@@ -21,7 +21,8 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any, Protocol
 
-from sqlalchemy import JSON, bindparam, delete, func, insert, update
+from sqlalchemy import JSON, String, bindparam, delete, func, insert, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col, select
@@ -78,10 +79,70 @@ class UnknownCompleteness:
         return "UNKNOWN", "usage completeness is not reported by the usage service yet"
 
 
+@dataclass(frozen=True, slots=True)
+class InvoiceRecord:
+    """An invoice row as read (or just written): plain values, no ORM identity to keep in sync."""
+
+    id: str
+    number: str | None
+    state: str
+    application_id: str
+    currency: str
+    period_start: datetime
+    period_end: datetime
+    total: str
+    usage_completeness: str
+    completeness_note: str
+    created_at: datetime
+    updated_at: datetime
+    finalized_at: datetime | None
+    voided_at: datetime | None
+    void_reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class LineRecord:
+    invoice_id: str
+    position: int
+    subscription_id: str
+    api_id: str
+    plan_id: str
+    kind: str
+    description: str
+    quantity: str
+    unit_price: str
+    amount: str
+    adjusts_segment_id: int | None
+    details: dict[str, Any]
+
+
+_INVOICE_FIELDS = [f for f in InvoiceRecord.__slots__]  # type: ignore[attr-defined]
+_LINE_FIELDS = [f for f in LineRecord.__slots__]  # type: ignore[attr-defined]
+_INVOICE_COLUMNS = [getattr(Invoice, name) for name in _INVOICE_FIELDS]
+_LINE_COLUMNS = [getattr(InvoiceLine, name) for name in _LINE_FIELDS]
+
+
 @dataclass
 class InvoiceView:
-    invoice: Invoice
-    lines: list[InvoiceLine] = field(default_factory=list)
+    invoice: InvoiceRecord
+    lines: list[LineRecord] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _Sub:
+    """The subscription columns an invoice run reads (tens of thousands: no ORM objects)."""
+
+    id: str
+    application_id: str
+    api_id: str
+    plan_id: str
+    state: str
+    billing_anchor_day: int
+    created_at: datetime
+    updated_at: datetime
+
+
+_SUB_COLUMNS = [getattr(Subscription, name) for name in _Sub.__slots__]  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -150,7 +211,6 @@ class BillingRepository:
         self._on_commit = on_commit
         self._clock = clock
         self.completeness_source: CompletenessSource = completeness or UnknownCompleteness()
-        self._pricing_cache: dict[str, pr.Pricing] = {}
 
     def now(self) -> datetime:
         return self._clock()
@@ -392,13 +452,12 @@ class BillingRepository:
                 done = await session.get(BillingIdempotency, f"generate:{request_id}")
                 if done is not None:
                     return await self._views(session, list(done.result.get("invoice_ids", [])))
-            subscriptions = await self._scope(session, application_id, subscription_id)
-            by_period: dict[Period, list[Subscription]] = defaultdict(list)
+            subscriptions = await self._scope_rows(session, application_id, subscription_id)
+            by_period: dict[Period, list[_Sub]] = defaultdict(list)
             for subscription in subscriptions:
                 own = period or period_starting_in(*month, subscription.billing_anchor_day)  # type: ignore[misc]
                 by_period[own].append(subscription)
-            plans = {plan.id: plan for plan in (await session.exec(select(Plan))).all()}
-            self._pricing_cache = {}  # one Pricing per plan and run (plans are read in this transaction)
+            pricers = _Pricers({plan.id: plan for plan in (await session.exec(select(Plan))).all()})
             sub_ids = [s.id for s in subscriptions] if (application_id or subscription_id) else None
             events = await self._billing_events(session, sub_ids)
 
@@ -411,7 +470,7 @@ class BillingRepository:
                         usage[row.subscription_id].append(row)
                 for subscription in members:
                     self._price_subscription(
-                        subscription, own_period, plans, events.get(subscription.id, []),
+                        subscription, own_period, pricers, events.get(subscription.id, []),
                         usage.get(subscription.id, []), drafts,
                     )  # fmt: skip
                 await self._adjustments(session, own_period, members, drafts)
@@ -431,9 +490,25 @@ class BillingRepository:
     async def _scope(
         self, session: AsyncSession, application_id: str, subscription_id: str
     ) -> list[Subscription]:
-        statement = select(Subscription).where(
-            col(Subscription.state).not_in(("REJECTED", "PENDING_APPROVAL"))
+        statement = await self._scope_statement(
+            session, select(Subscription), application_id, subscription_id
         )
+        return list((await session.exec(statement)).all())
+
+    async def _scope_rows(
+        self, session: AsyncSession, application_id: str, subscription_id: str
+    ) -> list[_Sub]:
+        statement = await self._scope_statement(
+            session, select(*_SUB_COLUMNS), application_id, subscription_id
+        )
+        return [_Sub(*row) for row in (await session.exec(statement)).all()]
+
+    async def _scope_statement(
+        self, session: AsyncSession, statement: Any, application_id: str, subscription_id: str
+    ) -> Any:
+        """Subscriptions in a billing scope (all, one application's, or one), rejected/pending excluded;
+        an unknown application or subscription is NOT_FOUND."""
+        statement = statement.where(col(Subscription.state).not_in(("REJECTED", "PENDING_APPROVAL")))
         if subscription_id:
             await self._subscription(session, subscription_id)
             statement = statement.where(Subscription.id == subscription_id)
@@ -441,7 +516,7 @@ class BillingRepository:
             if await session.get(Application, application_id) is None:
                 raise NotFound(f"application {application_id!r} not found")
             statement = statement.where(Subscription.application_id == application_id)
-        return list((await session.exec(statement.order_by(col(Subscription.id)))).all())
+        return statement.order_by(col(Subscription.id))
 
     async def _billing_events(
         self, session: AsyncSession, subscription_ids: list[str] | None
@@ -462,9 +537,9 @@ class BillingRepository:
 
     def _price_subscription(
         self,
-        subscription: Subscription,
+        subscription: _Sub,
         period: Period,
-        plans: dict[str, Plan],
+        pricers: _Pricers,
         events: list[SubscriptionEvent],
         usage: list[UsageRow],
         drafts: dict[tuple[str, str, Period], _Draft],
@@ -483,19 +558,17 @@ class BillingRepository:
             shares.setdefault(plan_id, Fraction(0))
         several = len(shares) > 1
         for plan_id, share in shares.items():
-            plan = plans.get(plan_id)
-            if plan is None or not plan.currency:
+            pricer = pricers.get(plan_id, share, several)
+            if pricer is None:
                 continue  # free plans without a currency are not invoiced (their usage is still reported)
-            pricing = self._pricing_cache.get(plan_id) or pr.Pricing.from_plan(plan)
-            self._pricing_cache[plan_id] = pricing
-            counts = by_plan.get(plan_id, pr.Usage())
-            lines = pr.price_segment(pricing, counts, share, label=plan.name if several else "")
-            draft = drafts.setdefault(
-                (subscription.application_id, pricing.currency, period),
-                _Draft(subscription.application_id, pricing.currency, period),
-            )
+            counts = by_plan.get(plan_id, _NO_USAGE)
+            lines = pricer.price(counts)
+            key = (subscription.application_id, pricer.pricing.currency, period)
+            draft = drafts.get(key)
+            if draft is None:
+                draft = drafts[key] = _Draft(subscription.application_id, pricer.pricing.currency, period)
             draft.segments.append(
-                _Segment(subscription.id, subscription.api_id, plan_id, share, pricing, counts, lines)
+                _Segment(subscription.id, subscription.api_id, plan_id, share, pricer.pricing, counts, lines)
             )
 
     async def _adjustments(
@@ -573,157 +646,181 @@ class BillingRepository:
     async def _store_drafts(
         self, session: AsyncSession, drafts: dict[tuple[str, str, Period], _Draft]
     ) -> list[InvoiceView]:
+        """Writes the run's drafts set-based: a replaced draft keeps its invoice row (one UPDATE for all
+        of them) and loses its lines and segments (one DELETE each); new invoices, and every line and
+        segment, are inserted in bulk (COPY on PostgreSQL). Finalized invoices are left as they are."""
         if not drafts:
             return []
         periods = {key[2] for key in drafts}
-        existing: dict[tuple[str, str, Period], Invoice] = {}
+        existing: dict[tuple[str, str, Period], tuple[str, str, datetime]] = {}  # id, state, created_at
         for own in periods:
-            statement = select(Invoice).where(
-                Invoice.state != "VOID", Invoice.period_start == own.start, Invoice.period_end == own.end
-            )
-            for invoice in (await session.exec(statement)).all():
-                existing[(invoice.application_id, invoice.currency, own)] = invoice
+            statement = select(
+                Invoice.id, Invoice.application_id, Invoice.currency, Invoice.state, Invoice.created_at
+            ).where(Invoice.state != "VOID", Invoice.period_start == own.start, Invoice.period_end == own.end)
+            for row in (await session.exec(statement)).all():
+                existing[(row[1], row[2], own)] = (row[0], row[3], row[4])
         now = self.now()
         completeness = {own: await self.completeness_source.completeness(own) for own in periods}
-        replaced = [inv.id for key, inv in existing.items() if key in drafts and inv.state == "DRAFT"]
-        for chunk in _chunks(replaced):
-            await session.exec(delete(InvoiceLine).where(col(InvoiceLine.invoice_id).in_(chunk)))  # type: ignore[call-overload]
-            await session.exec(delete(BilledSegment).where(col(BilledSegment.invoice_id).in_(chunk)))  # type: ignore[call-overload]
-        invoice_rows: list[dict[str, Any]] = []
-        invoice_updates: list[dict[str, Any]] = []
-        line_rows: list[dict[str, Any]] = []
-        segment_rows: list[dict[str, Any]] = []
-        invoice_ids: list[str] = []
+        await self._delete_contents(
+            session, [inv[0] for key, inv in existing.items() if key in drafts and inv[1] == "DRAFT"]
+        )
+        with_lines = len(drafts) <= 1000  # a whole run's lines are read with list_invoices / export
+        invoice_rows: list[tuple[Any, ...]] = []
+        invoice_updates: list[tuple[str, str, str, str, datetime]] = []
+        line_rows: list[tuple[Any, ...]] = []
+        segment_rows: list[tuple[Any, ...]] = []
+        views: list[InvoiceView | str] = []  # a finalized invoice's id, to read below
         fresh_ids = _invoice_ids(len(drafts))
         for key in sorted(drafts, key=lambda k: (k[2], k[0], k[1])):
             draft = drafts[key]
             old = existing.get(key)
-            if old is not None and old.state == "FINALIZED":
-                invoice_ids.append(old.id)  # immutable: late usage lands on the next period's invoice
+            if old is not None and old[1] == "FINALIZED":
+                views.append(old[0])  # immutable: late usage lands on the next period's invoice
                 continue
             lines = draft.lines()
             if not lines:
                 continue
             total = sum((line.amount for _, line in lines if line.charged), Decimal(0))
             state, note = completeness[key[2]]
-            invoice_id = old.id if old is not None else next(fresh_ids)
-            values = {
-                "total": money_text(total),
-                "usage_completeness": state,
-                "completeness_note": note,
-                "updated_at": now,
-            }
+            invoice_id = old[0] if old is not None else next(fresh_ids)
+            invoice = (
+                invoice_id, None, "DRAFT", draft.application_id, draft.currency, draft.period.start,
+                draft.period.end, money_text(total), state, note, old[2] if old is not None else now, now,
+                None, None, "",
+            )  # fmt: skip
             if old is None:
-                invoice_rows.append(
-                    {
-                        "id": invoice_id,
-                        "state": "DRAFT",
-                        "application_id": draft.application_id,
-                        "currency": draft.currency,
-                        "period_start": draft.period.start,
-                        "period_end": draft.period.end,
-                        "created_at": now,
-                        "void_reason": "",
-                        **values,
-                    }
-                )
+                invoice_rows.append(invoice)
             else:
-                invoice_updates.append({"invoice_id": invoice_id, **values})
-            invoice_ids.append(invoice_id)
-            for position, (segment, line) in enumerate(lines):
+                invoice_updates.append((invoice_id, invoice[7], state, note, now))
+            first_line = len(line_rows)
+            for position, (ref, line) in enumerate(lines):
                 line_rows.append(
-                    {
-                        "invoice_id": invoice_id,
-                        "position": position,
-                        "subscription_id": segment.subscription_id,
-                        "api_id": segment.api_id,
-                        "plan_id": segment.plan_id,
-                        "kind": line.kind,
-                        "description": line.description,
-                        "quantity": money_text(line.quantity),
-                        "unit_price": money_text(line.unit_price),
-                        "amount": money_text(line.amount),
-                        "adjusts_segment_id": line.details.get("segment_id")
-                        if line.kind == pr.ADJUSTMENT
-                        else None,
-                        "details": line.details,
-                    }
-                )
+                    (
+                        invoice_id, position, ref.subscription_id, ref.api_id, ref.plan_id, line.kind,
+                        line.description, money_text(line.quantity), money_text(line.unit_price),
+                        money_text(line.amount),
+                        line.details.get("segment_id") if line.kind == pr.ADJUSTMENT else None,
+                        line.details,
+                    )
+                )  # fmt: skip
+            period = draft.period
             for segment in draft.segments:
                 segment_rows.append(
-                    {
-                        "invoice_id": invoice_id,
-                        "subscription_id": segment.subscription_id,
-                        "api_id": segment.api_id,
-                        "plan_id": segment.plan_id,
-                        "period_start": draft.period.start,
-                        "period_end": draft.period.end,
-                        "share": f"{segment.share.numerator}/{segment.share.denominator}",
-                        "pricing": _pricing_json(segment.pricing),
-                        "usage": segment.usage.to_json(),
-                        "amount": money_text(pr.charged_total(segment.lines)),
-                    }
-                )
-        if invoice_rows:
-            await self._bulk_insert(session, Invoice, invoice_rows)
-        if invoice_updates:
-            # Core executemany (no ORM session synchronisation: nothing of these rows is loaded).
-            table = Invoice.__table__  # type: ignore[attr-defined]
-            statement = (
-                update(table)
-                .where(table.c.id == bindparam("invoice_id"))
-                .values(
-                    {name: bindparam(f"new_{name}") for name in invoice_updates[0] if name != "invoice_id"}
+                    (
+                        invoice_id, segment.subscription_id, segment.api_id, segment.plan_id, period.start,
+                        period.end, f"{segment.share.numerator}/{segment.share.denominator}",
+                        _pricing_json(segment.pricing), segment.usage.to_json(),
+                        money_text(pr.charged_total(segment.lines)),
+                    )
+                )  # fmt: skip
+            views.append(
+                InvoiceView(
+                    InvoiceRecord(*invoice),
+                    [LineRecord(*row) for row in line_rows[first_line:]] if with_lines else [],
                 )
             )
-            params = [
-                {f"new_{k}" if k != "invoice_id" else k: v for k, v in row.items()} for row in invoice_updates
-            ]
-            await session.exec(statement, params=params)  # type: ignore[call-overload]
-        if line_rows:
-            await self._bulk_insert(session, InvoiceLine, line_rows)
-        if segment_rows:
-            await self._bulk_insert(session, BilledSegment, segment_rows)
-        await session.flush()
-        return await self._views(session, invoice_ids, with_lines=len(invoice_ids) <= 1000)
+        await self._update_invoices(session, invoice_updates)
+        await self._bulk_insert(session, Invoice, _INVOICE_FIELDS, invoice_rows)
+        await self._bulk_insert(session, InvoiceLine, _LINE_FIELDS, line_rows)
+        await self._bulk_insert(session, BilledSegment, _SEGMENT_FIELDS, segment_rows)
+        finalized = [view for view in views if isinstance(view, str)]
+        if not finalized:
+            return views  # type: ignore[return-value]
+        read = {view.invoice.id: view for view in await self._views(session, finalized, with_lines)}
+        return [
+            read[view] if isinstance(view, str) else view
+            for view in views
+            if not isinstance(view, str) or view in read
+        ]
 
-    async def _bulk_insert(self, session: AsyncSession, model: Any, rows: list[dict[str, Any]]) -> None:
+    async def _delete_contents(self, session: AsyncSession, invoice_ids: list[str]) -> None:
+        """Deletes the lines and billed segments of invoices, one statement per table on PostgreSQL."""
+        if not invoice_ids:
+            return
+        tables = [InvoiceLine.__table__, BilledSegment.__table__]  # type: ignore[attr-defined]
+        if self._db.is_postgres:
+            # IN (SELECT unnest(...)) lets the planner hash the ids; `= ANY(array)` probes per element.
+            ids = select(func.unnest(bindparam("ids", value=invoice_ids, type_=ARRAY(String))))
+            for table in tables:
+                await session.exec(delete(table).where(table.c.invoice_id.in_(ids.scalar_subquery())))  # type: ignore[call-overload]
+            return
+        for chunk in _chunks(invoice_ids):
+            for table in tables:
+                await session.exec(delete(table).where(table.c.invoice_id.in_(chunk)))  # type: ignore[call-overload]
+
+    async def _update_invoices(
+        self, session: AsyncSession, updates: list[tuple[str, str, str, str, datetime]]
+    ) -> None:
+        """(id, total, usage_completeness, completeness_note, updated_at) of replaced drafts: one
+        UPDATE ... FROM unnest(...) on PostgreSQL, one executemany elsewhere."""
+        if not updates:
+            return
+        table = Invoice.__table__  # type: ignore[attr-defined]
+        names = ["id", "total", "usage_completeness", "completeness_note", "updated_at"]
+        if self._db.is_postgres and len(updates) >= 100:
+            connection = await session.connection()
+            raw = await connection.get_raw_connection()
+            columns = list(zip(*updates, strict=True))
+            await raw.driver_connection.execute(  # type: ignore[union-attr]
+                f"UPDATE {table.name} AS i SET total = v.total, usage_completeness = v.usage_completeness,"
+                " completeness_note = v.completeness_note, updated_at = v.updated_at"
+                " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[])"
+                " AS v(id, total, usage_completeness, completeness_note, updated_at) WHERE i.id = v.id",
+                *(list(c) for c in columns),
+            )
+            return
+        statement = (
+            update(table)
+            .where(table.c.id == bindparam("invoice_id"))
+            .values({name: bindparam(f"new_{name}") for name in names[1:]})
+        )
+        params = [
+            {"invoice_id": row[0], **{f"new_{n}": v for n, v in zip(names[1:], row[1:], strict=True)}}
+            for row in updates
+        ]
+        await session.exec(statement, params=params)  # type: ignore[call-overload]
+
+    async def _bulk_insert(
+        self, session: AsyncSession, model: Any, columns: list[str], rows: list[tuple[Any, ...]]
+    ) -> None:
         """Many rows in the session's transaction: COPY on PostgreSQL, one executemany elsewhere."""
+        if not rows:
+            return
         table = model.__table__
         if not self._db.is_postgres or len(rows) < 100:
-            await session.exec(insert(table), params=rows)  # type: ignore[call-overload]
+            params = [dict(zip(columns, row, strict=True)) for row in rows]
+            await session.exec(insert(table), params=params)  # type: ignore[call-overload]
             return
-        columns = list(rows[0])
-        json_columns = {c.name for c in table.columns if isinstance(c.type, JSON)}
-        records = [
-            tuple(json.dumps(row[c]) if c in json_columns else row[c] for c in columns) for row in rows
-        ]
+        json_at = [i for i, name in enumerate(columns) if isinstance(table.c[name].type, JSON)]
+        if json_at:
+            encode = _JsonTexts()
+            rows = [list(row) for row in rows]  # type: ignore[misc]
+            for row in rows:
+                for i in json_at:
+                    row[i] = encode(row[i])  # type: ignore[index]
         connection = await session.connection()
         raw = await connection.get_raw_connection()
         await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
-            table.name, records=records, columns=columns, schema_name=self._db.schema_name or None
+            table.name, records=rows, columns=columns, schema_name=self._db.schema_name or None
         )
 
     async def _views(
         self, session: AsyncSession, invoice_ids: list[str], with_lines: bool = True
     ) -> list[InvoiceView]:
-        invoices: dict[str, Invoice] = {}
-        lines: dict[str, list[InvoiceLine]] = defaultdict(list)
+        invoices: dict[str, InvoiceRecord] = {}
+        lines: dict[str, list[LineRecord]] = defaultdict(list)
         for chunk in _chunks(invoice_ids):
-            # populate_existing: rows updated by Core statements in this transaction are read afresh.
-            statement = (
-                select(Invoice).where(col(Invoice.id).in_(chunk)).execution_options(populate_existing=True)
-            )
-            for invoice in (await session.exec(statement)).all():
-                invoices[invoice.id] = invoice
+            statement = select(*_INVOICE_COLUMNS).where(col(Invoice.id).in_(chunk))
+            for row in (await session.exec(statement)).all():  # type: ignore[call-overload]
+                invoices[row[0]] = InvoiceRecord(*row)
             if with_lines:
                 statement = (
-                    select(InvoiceLine)
+                    select(*_LINE_COLUMNS)
                     .where(col(InvoiceLine.invoice_id).in_(chunk))
                     .order_by(col(InvoiceLine.invoice_id), col(InvoiceLine.position))
                 )
-                for line in (await session.exec(statement)).all():
-                    lines[line.invoice_id].append(line)
+                for row in (await session.exec(statement)).all():  # type: ignore[call-overload]
+                    lines[row[0]].append(LineRecord(*row))
         return [InvoiceView(invoices[i], lines[i]) for i in invoice_ids if i in invoices]
 
     # --- reading, finalizing, voiding ----------------------------------------------------------------
@@ -972,4 +1069,48 @@ class _SegmentRef:
     plan_id: str
 
 
-__all__ = ["Api", "BillingRepository", "InvoiceView", "UsageRow"]
+_NO_USAGE = pr.Usage()
+_SEGMENT_FIELDS = [
+    "invoice_id", "subscription_id", "api_id", "plan_id", "period_start", "period_end", "share", "pricing",
+    "usage", "amount",
+]  # fmt: skip
+
+
+class _Pricers:
+    """One Pricing per plan and one SegmentPricer per (plan, share, label) for the length of a run:
+    plans are read in the run's transaction, and thousands of subscriptions share a few of them."""
+
+    def __init__(self, plans: dict[str, Plan]) -> None:
+        self._plans = plans
+        self._pricers: dict[tuple[str, Fraction, bool], pr.SegmentPricer | None] = {}
+
+    def get(self, plan_id: str, share: Fraction, labelled: bool) -> pr.SegmentPricer | None:
+        key = (plan_id, share, labelled)
+        try:
+            return self._pricers[key]
+        except KeyError:
+            pass
+        plan = self._plans.get(plan_id)
+        pricer = None
+        if plan is not None and plan.currency:
+            pricer = pr.SegmentPricer(pr.Pricing.from_plan(plan), share, plan.name if labelled else "")
+        self._pricers[key] = pricer
+        return pricer
+
+
+class _JsonTexts:
+    """json.dumps with a cache by identity: most lines share their details dict (SegmentPricer)."""
+
+    def __init__(self) -> None:
+        self._texts: dict[int, tuple[Any, str]] = {}
+
+    def __call__(self, value: Any) -> str:
+        hit = self._texts.get(id(value))
+        if hit is not None and hit[0] is value:
+            return hit[1]
+        text = json.dumps(value)
+        self._texts[id(value)] = (value, text)  # keeps `value` alive, so its id is not reused
+        return text
+
+
+__all__ = ["Api", "BillingRepository", "InvoiceRecord", "InvoiceView", "LineRecord", "UsageRow"]

@@ -4,7 +4,6 @@ and the CLI can use it alike (from async code, call it through asyncio.to_thread
 
 from __future__ import annotations
 
-import ctypes
 import ipaddress
 import json
 import logging
@@ -132,12 +131,14 @@ def bootstrap_config(
     }
 
 
-def _die_with_parent() -> None:
-    """Runs in the child before exec: ask Linux to SIGTERM Envoy when its parent exits."""
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+def _die_with_parent(command: list[str]) -> list[str]:
+    """Prefixes `command` so Linux sends Envoy SIGTERM when the process that started it dies, even by
+    kill -9. setpriv (util-linux) does it between fork and exec; a Python preexec_fn cannot, safely,
+    in a process whose gRPC threads are running (the forked child can abort before exec)."""
+    setpriv = shutil.which("setpriv")
+    if sys.platform.startswith("linux") and setpriv:
+        return [setpriv, "--pdeathsig", "TERM", "--", *command]
+    return command
 
 
 class EnvoyProcess:
@@ -195,14 +196,13 @@ class EnvoyProcess:
         ]
         with self.console_path.open("wb") as console:
             self._process = subprocess.Popen(
-                command,
+                # If Tollway dies without stopping it (kill -9), the kernel stops Envoy too.
+                _die_with_parent(command),
                 stdin=subprocess.DEVNULL,
                 stdout=console,
                 stderr=subprocess.STDOUT,
                 # Own process group: Ctrl-C in a terminal reaches Tollway, which then stops Envoy in order.
                 start_new_session=True,
-                # ...and if Tollway dies without stopping it (kill -9), the kernel stops Envoy too.
-                preexec_fn=_die_with_parent,
             )
         log.info("Envoy started (pid %d), log %s", self._process.pid, self.log_path)
 
