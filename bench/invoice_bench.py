@@ -66,8 +66,8 @@ async def seed(db: Database, subscriptions: int, windows: int) -> int:
     ]  # fmt: skip
     async with db.session() as session:
         for i in range(0, subscriptions, 5000):
-            await session.execute(insert(schema.Application), apps[i : i + 5000])
-            await session.execute(insert(schema.Subscription), subs[i : i + 5000])
+            await session.exec(insert(schema.Application), params=apps[i : i + 5000])  # type: ignore[call-overload]
+            await session.exec(insert(schema.Subscription), params=subs[i : i + 5000])  # type: ignore[call-overload]
         await session.commit()
 
     rng = random.Random(5)
@@ -93,7 +93,7 @@ async def seed(db: Database, subscriptions: int, windows: int) -> int:
                 await conn.close()
         else:
             async with db.session() as session:
-                await session.execute(insert(schema.UsageWindow), batch)
+                await session.exec(insert(schema.UsageWindow), params=batch)  # type: ignore[call-overload]
                 await session.commit()
         batch.clear()
 
@@ -161,7 +161,7 @@ async def aggregate(db: Database) -> float:
     )
     start = time.perf_counter()
     async with db.session() as session:
-        rows = (await session.execute(statement)).all()
+        rows = (await session.exec(statement)).all()  # type: ignore[call-overload]
     elapsed = time.perf_counter() - start
     assert rows
     return elapsed

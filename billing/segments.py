@@ -17,6 +17,8 @@ from itertools import pairwise
 
 from billing.periods import Period
 
+_WHOLE = Fraction(1)
+
 
 @dataclass(frozen=True, slots=True)
 class PlanChange:
@@ -47,6 +49,8 @@ def plan_shares(
     shares: dict[str, Fraction] = {}
     if end <= start:
         return shares
+    if not changes and start == period.start and end == period.end:
+        return {current_plan_id: _WHOLE}  # the common case, without Fraction arithmetic
     cuts = sorted({change.at for change in changes if start < change.at < end})
     bounds = [start, *cuts, end]
     for lo, hi in pairwise(bounds):

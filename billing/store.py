@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import csv
 import functools
+import gc
 import io
 import json
 import logging
 import secrets
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -197,6 +198,20 @@ def _pricing_json(pricing: pr.Pricing) -> dict[str, Any]:
 def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection during an invoice run: it allocates hundreds of thousands of
+    short-lived objects (lines, rows), none in cycles, and collections over them cost ~15% of the run.
+    Reference counting still frees them; the collector resumes (if it was on) when the run ends."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class BillingRepository:
@@ -447,6 +462,17 @@ class BillingRepository:
         request_id = request_id.strip()
         if len(request_id) > REQUEST_ID_MAX:
             raise InvalidArgument(f"request_id must be at most {REQUEST_ID_MAX} characters")
+        with _gc_paused():
+            return await self._generate(period, month, application_id, subscription_id, request_id)
+
+    async def _generate(
+        self,
+        period: Period | None,
+        month: tuple[int, int] | None,
+        application_id: str,
+        subscription_id: str,
+        request_id: str,
+    ) -> list[InvoiceView]:
         async with self._billing_write() as session:
             if request_id:
                 done = await session.get(BillingIdempotency, f"generate:{request_id}")
@@ -555,7 +581,7 @@ class BillingRepository:
         shares = plan_shares(period, active_from, active_until, subscription.plan_id, changes)  # type: ignore[arg-type]
         by_plan = {row.plan_id: row.usage for row in usage}
         for plan_id in by_plan:
-            shares.setdefault(plan_id, Fraction(0))
+            shares.setdefault(plan_id, _NO_SHARE)
         several = len(shares) > 1
         for plan_id, share in shares.items():
             pricer = pricers.get(plan_id, share, several)
@@ -667,8 +693,8 @@ class BillingRepository:
         with_lines = len(drafts) <= 1000  # a whole run's lines are read with list_invoices / export
         invoice_rows: list[tuple[Any, ...]] = []
         invoice_updates: list[tuple[str, str, str, str, datetime]] = []
-        line_rows: list[tuple[Any, ...]] = []
-        segment_rows: list[tuple[Any, ...]] = []
+        written: list[tuple[str, _Draft, list[_LineOf]]] = []
+        emptied: list[str] = []
         views: list[InvoiceView | str] = []  # a finalized invoice's id, to read below
         fresh_ids = _invoice_ids(len(drafts))
         for key in sorted(drafts, key=lambda k: (k[2], k[0], k[1])):
@@ -679,8 +705,12 @@ class BillingRepository:
                 continue
             lines = draft.lines()
             if not lines:
+                if old is not None:
+                    emptied.append(old[0])  # nothing to bill any more: the stale draft goes
                 continue
-            total = sum((line.amount for _, line in lines if line.charged), Decimal(0))
+            # Started at the currency's zero, so an invoice with nothing charged totals "0.00", not "0".
+            zero = pr.round_amount(Decimal(0), draft.currency)
+            total = sum((line[3].amount for line in lines if line[3].charged), zero)
             state, note = completeness[key[2]]
             invoice_id = old[0] if old is not None else next(fresh_ids)
             invoice = (
@@ -692,37 +722,50 @@ class BillingRepository:
                 invoice_rows.append(invoice)
             else:
                 invoice_updates.append((invoice_id, invoice[7], state, note, now))
-            first_line = len(line_rows)
-            for position, (ref, line) in enumerate(lines):
-                line_rows.append(
-                    (
-                        invoice_id, position, ref.subscription_id, ref.api_id, ref.plan_id, line.kind,
+            written.append((invoice_id, draft, lines))
+            views.append(InvoiceView(InvoiceRecord(*invoice)))
+
+        # Line and segment rows are generated while COPY sends them: Python formats the next rows
+        # while PostgreSQL inserts the previous ones.
+        def line_rows() -> Iterator[tuple[Any, ...]]:
+            for invoice_id, _, lines in written:
+                for position, (subscription_id, api_id, plan_id, line) in enumerate(lines):
+                    yield (
+                        invoice_id, position, subscription_id, api_id, plan_id, line.kind,
                         line.description, money_text(line.quantity), money_text(line.unit_price),
                         money_text(line.amount),
                         line.details.get("segment_id") if line.kind == pr.ADJUSTMENT else None,
                         line.details,
-                    )
-                )  # fmt: skip
-            period = draft.period
-            for segment in draft.segments:
-                segment_rows.append(
-                    (
-                        invoice_id, segment.subscription_id, segment.api_id, segment.plan_id, period.start,
-                        period.end, f"{segment.share.numerator}/{segment.share.denominator}",
+                    )  # fmt: skip
+
+        def segment_rows() -> Iterator[tuple[Any, ...]]:
+            for invoice_id, draft, _ in written:
+                start, end = draft.period.start, draft.period.end
+                for segment in draft.segments:
+                    yield (
+                        invoice_id, segment.subscription_id, segment.api_id, segment.plan_id, start, end,
+                        f"{segment.share.numerator}/{segment.share.denominator}",
                         _pricing_json(segment.pricing), segment.usage.to_json(),
                         money_text(pr.charged_total(segment.lines)),
-                    )
-                )  # fmt: skip
-            views.append(
-                InvoiceView(
-                    InvoiceRecord(*invoice),
-                    [LineRecord(*row) for row in line_rows[first_line:]] if with_lines else [],
-                )
-            )
+                    )  # fmt: skip
+
+        line_count = sum(len(lines) for _, _, lines in written)
+        segment_count = sum(len(draft.segments) for _, draft, _ in written)
+        lines_out: Iterable[tuple[Any, ...]] = line_rows()
+        if with_lines:
+            lines_out = list(lines_out)
+            by_invoice: dict[str, list[LineRecord]] = defaultdict(list)
+            for row in lines_out:
+                by_invoice[row[0]].append(LineRecord(*row))
+            for view in views:
+                if isinstance(view, InvoiceView):
+                    view.lines = by_invoice[view.invoice.id]
+        for chunk in _chunks(emptied):
+            await session.exec(delete(Invoice.__table__).where(Invoice.__table__.c.id.in_(chunk)))  # type: ignore[attr-defined, call-overload]
         await self._update_invoices(session, invoice_updates)
-        await self._bulk_insert(session, Invoice, _INVOICE_FIELDS, invoice_rows)
-        await self._bulk_insert(session, InvoiceLine, _LINE_FIELDS, line_rows)
-        await self._bulk_insert(session, BilledSegment, _SEGMENT_FIELDS, segment_rows)
+        await self._bulk_insert(session, Invoice, _INVOICE_FIELDS, invoice_rows, len(invoice_rows))
+        await self._bulk_insert(session, InvoiceLine, _LINE_FIELDS, lines_out, line_count)
+        await self._bulk_insert(session, BilledSegment, _SEGMENT_FIELDS, segment_rows(), segment_count)
         finalized = [view for view in views if isinstance(view, str)]
         if not finalized:
             return views  # type: ignore[return-value]
@@ -781,27 +824,39 @@ class BillingRepository:
         await session.exec(statement, params=params)  # type: ignore[call-overload]
 
     async def _bulk_insert(
-        self, session: AsyncSession, model: Any, columns: list[str], rows: list[tuple[Any, ...]]
+        self,
+        session: AsyncSession,
+        model: Any,
+        columns: list[str],
+        rows: Iterable[tuple[Any, ...]],
+        count: int,
     ) -> None:
-        """Many rows in the session's transaction: COPY on PostgreSQL, one executemany elsewhere."""
-        if not rows:
+        """`count` rows in the session's transaction: COPY on PostgreSQL (streamed from `rows`), one
+        executemany elsewhere."""
+        if not count:
             return
         table = model.__table__
-        if not self._db.is_postgres or len(rows) < 100:
+        if not self._db.is_postgres or count < 100:
             params = [dict(zip(columns, row, strict=True)) for row in rows]
             await session.exec(insert(table), params=params)  # type: ignore[call-overload]
             return
         json_at = [i for i, name in enumerate(columns) if isinstance(table.c[name].type, JSON)]
+        records: Iterable[tuple[Any, ...]] = rows
         if json_at:
             encode = _JsonTexts()
-            rows = [list(row) for row in rows]  # type: ignore[misc]
-            for row in rows:
-                for i in json_at:
-                    row[i] = encode(row[i])  # type: ignore[index]
+
+            def encoded() -> Iterator[tuple[Any, ...]]:
+                for row in rows:
+                    values = list(row)
+                    for i in json_at:
+                        values[i] = encode(values[i])
+                    yield tuple(values)
+
+            records = encoded()
         connection = await session.connection()
         raw = await connection.get_raw_connection()
         await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
-            table.name, records=rows, columns=columns, schema_name=self._db.schema_name or None
+            table.name, records=records, columns=columns, schema_name=self._db.schema_name or None
         )
 
     async def _views(
@@ -1052,24 +1107,22 @@ class _Draft:
     segments: list[_Segment] = field(default_factory=list)
     adjustments: list[tuple[BilledSegment, pr.Line]] = field(default_factory=list)
 
-    def lines(self) -> list[tuple[_SegmentRef, pr.Line]]:
-        result: list[tuple[_SegmentRef, pr.Line]] = []
+    def lines(self) -> list[_LineOf]:
+        result: list[_LineOf] = []
         for segment in self.segments:
-            ref = _SegmentRef(segment.subscription_id, segment.api_id, segment.plan_id)
-            result.extend((ref, line) for line in segment.lines)
+            ids = (segment.subscription_id, segment.api_id, segment.plan_id)
+            result += [(*ids, line) for line in segment.lines]
         for billed, line in self.adjustments:
-            result.append((_SegmentRef(billed.subscription_id, billed.api_id, billed.plan_id), line))
+            result.append((billed.subscription_id, billed.api_id, billed.plan_id, line))
         return result
 
 
-@dataclass(frozen=True)
-class _SegmentRef:
-    subscription_id: str
-    api_id: str
-    plan_id: str
+# (subscription_id, api_id, plan_id, line): an invoice line and the segment it belongs to.
+_LineOf = tuple[str, str, str, pr.Line]
 
 
 _NO_USAGE = pr.Usage()
+_NO_SHARE = Fraction(0)
 _SEGMENT_FIELDS = [
     "invoice_id", "subscription_id", "api_id", "plan_id", "period_start", "period_end", "share", "pricing",
     "usage", "amount",
@@ -1105,6 +1158,8 @@ class _JsonTexts:
         self._texts: dict[int, tuple[Any, str]] = {}
 
     def __call__(self, value: Any) -> str:
+        if not value and isinstance(value, dict):
+            return "{}"  # most informational lines: no details
         hit = self._texts.get(id(value))
         if hit is not None and hit[0] is value:
             return hit[1]

@@ -162,9 +162,18 @@ def windows_for(
     return windows
 
 
+def _slack(window: Window) -> int:
+    return 32 * 86400 if window.name == PERIOD else 5
+
+
 def ttl_seconds(window: Window, now: datetime) -> int:
     """How long a counter is kept: its window plus slack; billing periods one more period (at most
     31 days), so the quota RPC and billing reconciliation can still read the previous period."""
     remaining = window.seconds_until_reset(now)
-    slack = 32 * 86400 if window.name == PERIOD else 5
-    return int(remaining) + 1 + slack
+    return int(remaining) + 1 + _slack(window)
+
+
+def expire_at(window: Window) -> int:
+    """When a counter may go (POSIX s): ttl_seconds as an instant, the same for every request of the
+    window, so it can be computed once per window rather than once per request."""
+    return int(window.end.timestamp()) + 1 + _slack(window)

@@ -6,15 +6,13 @@ tollway_throttle_decisions_total{plan,result}   result: ok, over_limit, overage,
 tollway_throttle_redis_errors_total{error}
 tollway_throttle_redis_seconds (histogram)      latency of successful Redis calls
 
-Served over HTTP (any path) at TOLLWAY_THROTTLE_METRICS_ADDR when set.
+Registered with the process's metrics endpoint (tollway.metrics, TOLLWAY_METRICS_ADDR).
 """
 
 from __future__ import annotations
 
-import asyncio
 import bisect
 from collections import Counter
-from collections.abc import Callable
 
 _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
 
@@ -68,26 +66,3 @@ class ThrottleMetrics:
         lines.append(f"tollway_throttle_redis_seconds_sum {self._latency_sum}")
         lines.append(f"tollway_throttle_redis_seconds_count {self._latency_count}")
         return "\n".join(lines) + "\n"
-
-
-async def serve_metrics(host: str, port: int, render: Callable[[], str]) -> asyncio.Server:
-    """A minimal HTTP endpoint for Prometheus: any GET answers the current metrics."""
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            request_line = await asyncio.wait_for(reader.readline(), timeout=5)
-            while (await asyncio.wait_for(reader.readline(), timeout=5)) not in (b"\r\n", b"\n", b""):
-                pass
-            if request_line.startswith(b"GET "):
-                body = render().encode()
-                head = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"
-            else:
-                body, head = b"method not allowed\n", b"HTTP/1.1 405 Method Not Allowed\r\n"
-            writer.write(head + b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)
-            await writer.drain()
-        except (TimeoutError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
-    return await asyncio.start_server(handle, host, port)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 
 from throttle.counters import CounterStore, MemoryCounterStore
 from throttle.index import ThrottleIndex
-from throttle.metrics import ThrottleMetrics, serve_metrics
+from throttle.metrics import ThrottleMetrics
 from throttle.redis_store import RedisCounterStore
 from throttle.service import ThrottleService
 from throttle.store import TrafficLimitStore
@@ -28,8 +27,6 @@ class Throttle:
         self, settings: Settings, db: Database, on_commit: Callable[[], None] = lambda: None
     ) -> None:
         self.metrics = ThrottleMetrics()
-        self._metrics_addr = settings.throttle_metrics_addr
-        self._metrics_server: asyncio.Server | None = None
         self.index = ThrottleIndex(db)
         self.limits = TrafficLimitStore(db, on_commit)
         self.store = counter_store(settings, self.metrics)
@@ -38,12 +35,7 @@ class Throttle:
         )
 
     async def start(self) -> None:
-        if self._metrics_addr:
-            host, _, port = self._metrics_addr.rpartition(":")
-            self._metrics_server = await serve_metrics(host.strip("[]"), int(port), self.metrics.render)
+        """Nothing to start: `metrics` is served by the process's endpoint (tollway.metrics)."""
 
     async def close(self) -> None:
-        if self._metrics_server is not None:
-            self._metrics_server.close()
-            await self._metrics_server.wait_closed()
         await self.store.close()

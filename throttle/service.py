@@ -120,37 +120,45 @@ class ThrottleService:
         self.failure_mode = failure_mode
         self.clock = clock
         self.metrics = metrics or ThrottleMetrics()
-        # subscription → (plan, anchor, shared limits, valid from, valid until (POSIX s), windows): the
-        # windows of a request only change when one of them ends, so the hot path rarely rebuilds them.
+        # subscription → (snapshot, fallback source, valid from, valid until (POSIX s), plan, windows):
+        # a request's windows only change when one of them ends or the snapshot is swapped (a plan,
+        # subscription or shared-limit change), so the hot path rarely rebuilds them.
         self._windows: dict[
-            str, tuple[PlanLimits | None, int, tuple[SharedLimits, ...], float, float, list[Window]]
+            str, tuple[object, tuple[str, str, str] | None, float, float, PlanLimits | None, list[Window]]
         ] = {}
 
-    def _windows_for(
-        self,
-        subscription_id: str,
-        plan: PlanLimits | None,
-        now: datetime,
-        anchor: int,
-        shared: tuple[SharedLimits, ...],
-    ) -> list[Window]:
+    def _resolve(
+        self, entries: Mapping[str, str], now: datetime
+    ) -> tuple[str, PlanLimits | None, list[Window]]:
+        """(subscription id, plan limits, windows) of a descriptor; subscription id "" when the
+        descriptor is not ours."""
+        subscription_id = entries.get("subscription_id", "")
+        if not subscription_id:
+            return "", None, []
+        snapshot = self.index.snapshot
+        # A subscription this replica does not know yet is resolved from the descriptor's own entries.
+        source = (
+            None
+            if subscription_id in snapshot.subscriptions
+            else (entries.get("plan_id", ""), entries.get("api_id", ""), entries.get("application_id", ""))
+        )
         now_ts = now.timestamp()
         cached = self._windows.get(subscription_id)
         if (
             cached is not None
-            and cached[0] is plan
-            and cached[1] == anchor
-            and cached[2] == shared
-            and cached[3] <= now_ts < cached[4]
+            and cached[0] is snapshot
+            and cached[1] == source
+            and cached[2] <= now_ts < cached[3]
         ):
-            return cached[5]
+            return subscription_id, cached[4], cached[5]
+        _, plan, anchor, shared = self._plan_for(entries)
         windows = windows_for(subscription_id, plan, now, anchor, shared)
         if len(self._windows) >= _WINDOW_CACHE_LIMIT:
             self._windows.clear()
         valid_from = max(w.start for w in windows).timestamp()
         valid_until = min(w.end for w in windows).timestamp()
-        self._windows[subscription_id] = (plan, anchor, shared, valid_from, valid_until, windows)
-        return windows
+        self._windows[subscription_id] = (snapshot, source, valid_from, valid_until, plan, windows)
+        return subscription_id, plan, windows
 
     def _plan_for(
         self, entries: Mapping[str, str]
@@ -191,15 +199,12 @@ class ThrottleService:
     async def _one(
         self, domain: str, entries: Mapping[str, str], hits: int, now: datetime, decision: Decision
     ) -> Outcome:
-        subscription_id, plan, anchor, shared = (
-            self._plan_for(entries) if domain == DOMAIN else ("", None, 0, ())
-        )
+        subscription_id, plan, windows = self._resolve(entries, now) if domain == DOMAIN else ("", None, [])
         if not subscription_id:
             self.metrics.decision("", "unknown")
             return UNLIMITED
         plan_id = plan.plan_id if plan else entries.get("plan_id", "")
         decision.plan_id = decision.plan_id or plan_id
-        windows = self._windows_for(subscription_id, plan, now, anchor, shared)
         shadow = bool(plan and plan.shadow_mode)
         try:
             result = await self.store.hit(windows, hits, now, enforce=not shadow)
@@ -215,7 +220,10 @@ class ThrottleService:
             if not shadow:
                 self.metrics.decision(plan_id, "over_limit")
                 decision.over_limit = True
-                decision.exceeded = decision.exceeded or exceeded
+                if decision.exceeded is None:
+                    decision.exceeded = exceeded
+                    # usage/ files the throttled-out request under the window that fired.
+                    decision.metadata["window"] = exceeded.name
                 return Outcome(True, exceeded, max(exceeded.limit - result.counts[result.exceeded], 0))
             self.metrics.decision(plan_id, "shadow_over_limit")
             decision.metadata.update(shadow_over_limit=True, window=exceeded.name)
@@ -229,9 +237,9 @@ class ThrottleService:
             if reported is None or room < remaining:
                 reported, remaining = window, room
             if window.name == PERIOD and not window.hard and count > window.limit:
-                decision.metadata.update(
-                    overage=True, overage_hits=min(hits, count - window.limit), window=window.name
-                )
+                decision.metadata.update(overage=True, overage_hits=min(hits, count - window.limit))
+                if not decision.over_limit:  # a denied request keeps the window that denied it
+                    decision.metadata["window"] = window.name
         if result.exceeded < 0:
             self.metrics.decision(plan_id, "overage" if decision.metadata.get("overage") else "ok")
         return Outcome(False, reported, remaining)

@@ -15,6 +15,7 @@ from pathlib import Path
 import typer
 
 from billing.cli import register as register_billing_commands
+from throttle.cli import register as register_throttle_commands
 from tollway.admin_cli import register as register_admin_commands
 from tollway.settings import Settings
 from usage.cli import register as register_usage_commands
@@ -25,6 +26,7 @@ app = typer.Typer(
 register_admin_commands(app)
 register_billing_commands(app)
 register_usage_commands(app)
+register_throttle_commands(app)
 
 
 def _configure_logging(level: str) -> None:

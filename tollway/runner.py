@@ -6,6 +6,7 @@ work started and stopped here. Components never reach into each other; they shar
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import timedelta
 from pathlib import Path
@@ -33,6 +34,7 @@ from tollway.catalog.store import CatalogStore
 from tollway.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from tollway.changes import ChangeFeed
 from tollway.db import Database
+from tollway.metrics import MetricsRegistry, family, serve_metrics, split_host_port
 from tollway.settings import Settings
 from tollway.store.v1 import store_pb2, store_pb2_grpc
 from tollway.throttle.v1 import throttle_pb2, throttle_pb2_grpc
@@ -127,6 +129,10 @@ class TollwayProcess:
         self.db = Database(settings.database_url, settings.database_schema)
         self.changes = ChangeFeed(self.db, settings.change_poll_seconds)
         self._servers: list[GrpcServer] = []
+        # One Prometheus endpoint per process (TOLLWAY_METRICS_ADDR): each component registers its own.
+        self.metrics = MetricsRegistry()
+        self.metrics.register("process", self._render_info)
+        self._metrics_server: asyncio.Server | None = None
 
         # Catalog and store: the admin side, and what keymgr/xds read.
         self.catalog = CatalogStore(self.db, self.changes.committed)
@@ -152,6 +158,14 @@ class TollwayProcess:
         self.billing = (
             BillingComponent(settings, self.db, self.changes) if "billing" in self.components else None
         )
+        if self.throttle is not None:
+            self.metrics.register("throttle", self.throttle.metrics.render)
+        if self.usage is not None:
+            self.metrics.register("usage", self.usage.render_metrics)
+
+    def _render_info(self) -> str:
+        labels = {"components": ",".join(sorted(self.components))}
+        return "\n".join(family("tollway_info", "gauge", "This Tollway process.", [(labels, 1)])) + "\n"
 
     async def _push_xds(self) -> None:
         apis = await self.catalog.published_apis()
@@ -210,6 +224,10 @@ class TollwayProcess:
         self._servers = [server for server in (self.envoy_facing, self.admin) if server.services]
         for server in self._servers:
             await server.start()
+        if self.settings.metrics_addr:
+            self._metrics_server = await serve_metrics(
+                *split_host_port(self.settings.metrics_addr), self.metrics.render
+            )
         log.info(
             "tollway serving %s: envoy-facing gRPC on %s, admin gRPC on %s, database %s",
             ",".join(sorted(self.components)),
@@ -219,6 +237,9 @@ class TollwayProcess:
         )
 
     async def stop(self) -> None:
+        if self._metrics_server is not None:
+            self._metrics_server.close()
+            await self._metrics_server.wait_closed()
         for server in self._servers:
             await server.stop()
         await self.changes.stop()

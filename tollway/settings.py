@@ -90,8 +90,8 @@ class Settings:
     # Where Envoy reaches ShouldRateLimit; defaults to grpc_addr. Envoy's own deadline for the call.
     throttle_endpoints: tuple[tuple[str, int], ...] = ()
     ratelimit_timeout_ms: int = 250
-    # host:port serving the throttle's Prometheus metrics over HTTP; empty = not served.
-    throttle_metrics_addr: str = ""
+    # host:port serving this process's Prometheus metrics over HTTP (every component); empty = off.
+    metrics_addr: str = ""
     # How often each replica checks the database's change revision (push via LISTEN/NOTIFY on PostgreSQL).
     change_poll_seconds: float = 0.25
     key_rotation_grace_seconds: int = 24 * 3600
@@ -140,7 +140,8 @@ class Settings:
             ),
             throttle_endpoints=_endpoints(get("THROTTLE_ENDPOINTS", "")),
             ratelimit_timeout_ms=int(get("RATELIMIT_TIMEOUT_MS", str(base.ratelimit_timeout_ms))),
-            throttle_metrics_addr=get("THROTTLE_METRICS_ADDR", ""),
+            # TOLLWAY_THROTTLE_METRICS_ADDR: the earlier, throttle-only name, still accepted.
+            metrics_addr=get("METRICS_ADDR", "") or get("THROTTLE_METRICS_ADDR", ""),
             change_poll_seconds=float(get("CHANGE_POLL_SECONDS", str(base.change_poll_seconds))),
             key_rotation_grace_seconds=int(
                 get("KEY_ROTATION_GRACE_SECONDS", str(base.key_rotation_grace_seconds))

@@ -12,7 +12,8 @@ import json
 import logging
 import urllib.request
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from usage.store import UsageStore
 
@@ -43,7 +44,10 @@ class CompletenessSampler:
         self.store = store
         self.admins = admins
         self.interval = interval
-        self.failures: Counter[str] = Counter()
+        self.failures: Counter[str] = Counter()  # Envoy admin endpoints that did not answer
+        self.db_errors = 0
+        # Per node, over the current UTC day: what metrics show (refreshed after every sample).
+        self.latest: dict[str, dict[str, Any]] = {}
         self._task: asyncio.Task[None] | None = None
 
     async def sample_once(self) -> int:
@@ -58,6 +62,11 @@ class CompletenessSampler:
             if node_id:
                 await self.store.record_sample(node_id, datetime.now(UTC), written, dropped)
                 answered += 1
+        day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        self.latest = {
+            report["node_id"]: report
+            for report in await self.store.completeness(day, day + timedelta(days=1))
+        }
         return answered
 
     async def _loop(self) -> None:
@@ -65,6 +74,7 @@ class CompletenessSampler:
             try:
                 await self.sample_once()
             except Exception:
+                self.db_errors += 1
                 log.warning("usage: completeness sample failed", exc_info=True)
             await asyncio.sleep(self.interval)
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
-from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
+from envoy.service.accesslog.v3 import als_pb2
 
 from tollway.db import Database
 from tollway.settings import Settings
 from tollway.usage.v1 import usage_pb2, usage_pb2_grpc
 from usage.completeness import CompletenessSampler
 from usage.ingest import Ingestor
-from usage.servicer import AccessLogServicer, UsageServicer
+from usage.metrics import render as render_metrics
+from usage.servicer import AccessLogServicer, UsageServicer, register
 from usage.store import UsageStore
 
 
@@ -39,10 +40,13 @@ class UsageComponent:
     def wire(self, envoy_facing: Any, admin: Any) -> None:
         """`envoy_facing` and `admin` are runner.GrpcServer instances."""
         server: grpc.aio.Server = envoy_facing.add(_full_name(als_pb2, "AccessLogService"))
-        als_pb2_grpc.add_AccessLogServiceServicer_to_server(self.access_log, server)
+        register(self.access_log, server)
         usage_pb2_grpc.add_UsageServiceServicer_to_server(
             self.queries, admin.add(_full_name(usage_pb2, "UsageService"))
         )
+
+    def render_metrics(self) -> str:
+        return render_metrics(self.ingestor, self.sampler)
 
     async def start(self) -> None:
         # Replays the WAL into the database before Envoy's streams are accepted.

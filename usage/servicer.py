@@ -6,58 +6,61 @@ import asyncio
 import base64
 import logging
 import time
-from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 import grpc
 from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
-from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from tollway.errors import InvalidArgument, map_grpc_errors
 from tollway.protoconv import timestamp
 from tollway.usage.v1 import usage_pb2, usage_pb2_grpc
-from usage.classify import OUTCOMES, Record, Skip, classify, percentile
+from usage.classify import OUTCOMES, percentile
+from usage.frames import MalformedMessage, inspect, valid_node_id
 from usage.ingest import Ingestor
 from usage.store import BUCKET_COLUMNS, UsageStore
 
 log = logging.getLogger(__name__)
 
-MAX_NODE_ID = 256
-
 
 class AccessLogServicer(als_pb2_grpc.AccessLogServiceServicer):
-    """One call per Envoy worker stream; the node identifier comes only with the first message."""
+    """One call per Envoy worker stream; the node identifier comes only with the first message.
+
+    Registered with `register()`, so messages arrive as the bytes Envoy sent: the hot path checks their
+    structure (usage/frames.inspect), and hands those very bytes to the WAL; entries are decoded and
+    classified by the background flush."""
 
     def __init__(self, ingestor: Ingestor) -> None:
         self.ingestor = ingestor
         self.metrics = ingestor.metrics
 
     async def StreamAccessLogs(
-        self,
-        request_iterator: AsyncIterator[als_pb2.StreamAccessLogsMessage],
-        context: grpc.aio.ServicerContext,
+        self, request_iterator: AsyncIterator[bytes], context: grpc.aio.ServicerContext
     ) -> als_pb2.StreamAccessLogsResponse:
         node_id = ""
         try:
-            async for message in request_iterator:
+            async for raw in request_iterator:
+                try:
+                    received = inspect(raw)
+                except MalformedMessage:
+                    # Entries of the earlier, whole messages stay received; the garbage is refused.
+                    self.metrics.bad_streams["malformed_message"] += 1
+                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "malformed StreamAccessLogsMessage")
                 if not node_id:
-                    node_id = message.identifier.node.id
-                    if not node_id or len(node_id) > MAX_NODE_ID or not node_id.isprintable():
+                    node_id = received.node_id
+                    if not valid_node_id(node_id):
                         self.metrics.bad_streams["missing_identifier"] += 1
                         await context.abort(
                             grpc.StatusCode.INVALID_ARGUMENT, "first message must identify the node"
                         )
-                records = self.parse(message, node_id)
-                await self.ingestor.submit(records)
+                entries = received.http_entries + received.tcp_entries
+                if entries:
+                    self.metrics.entries_by_node[node_id] += entries
+                    await self.ingestor.submit(node_id, raw, entries)
         except (grpc.aio.AbortError, GeneratorExit, asyncio.CancelledError):
             raise
-        except DecodeError:
-            # Entries of the earlier, whole messages stay received; the garbage is refused.
-            self.metrics.bad_streams["malformed_message"] += 1
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "malformed StreamAccessLogsMessage")
         except Exception as exc:  # a cut or garbled stream ends this call, never the service
             self.metrics.bad_streams["stream_error"] += 1
             log.warning(
@@ -65,22 +68,20 @@ class AccessLogServicer(als_pb2_grpc.AccessLogServiceServicer):
             )
         return als_pb2.StreamAccessLogsResponse()
 
-    def parse(self, message: als_pb2.StreamAccessLogsMessage, node_id: str) -> list[Record]:
-        if message.HasField("tcp_logs"):
-            self.metrics.skipped["tcp_entry"] += len(message.tcp_logs.log_entry)
-        entries = message.http_logs.log_entry
-        records: list[Record] = []
-        now = time.time()
-        skipped: Counter[str] = Counter()
-        for entry in entries:
-            try:
-                records.append(classify(entry, node_id, now))
-            except Skip as skip:
-                skipped[skip.reason] += 1
-        if skipped:
-            self.metrics.skipped.update(skipped)
-        self.metrics.entries_by_node[node_id] += len(entries)
-        return records
+
+ACCESS_LOG_SERVICE = "envoy.service.accesslog.v3.AccessLogService"
+
+
+def register(servicer: AccessLogServicer, server: grpc.aio.Server) -> None:
+    """Adds StreamAccessLogs with no request deserializer: the servicer receives raw message bytes."""
+    handler = grpc.stream_unary_rpc_method_handler(
+        servicer.StreamAccessLogs,
+        request_deserializer=None,
+        response_serializer=als_pb2.StreamAccessLogsResponse.SerializeToString,
+    )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(ACCESS_LOG_SERVICE, {"StreamAccessLogs": handler}),)
+    )
 
 
 _GRANULARITIES = {

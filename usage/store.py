@@ -192,9 +192,11 @@ class UsageStore:
                 existing.update((node, request_id) for (request_id,) in rows)
         new = [r for r in records if (r[R_NODE], r[R_REQ]) not in existing]
         if new:
-            await conn.execute(
-                sqlite.insert(table),
-                [{"node_id": r[R_NODE], "request_id": r[R_REQ], "minute": r[R_MINUTE]} for r in new],
+            # Straight to the driver: one dedupe row per entry, so SQLAlchemy's per-row work would cost
+            # more than SQLite's.
+            await conn.exec_driver_sql(
+                f"INSERT INTO {table.name} (node_id, request_id, minute) VALUES (?, ?, ?)",
+                [(r[R_NODE], r[R_REQ], r[R_MINUTE]) for r in new],
             )
         return [(r[R_NODE], r[R_REQ]) for r in new]
 
@@ -295,9 +297,15 @@ class UsageStore:
             written = dropped = 0
             previous: tuple[datetime, int, int] | None = None
             for point in series.get(node, []):
-                if previous is not None and point[0] > start:
-                    written += point[1] - previous[1] if point[1] >= previous[1] else point[1]
-                    dropped += point[2] - previous[2] if point[2] >= previous[2] else point[2]
+                if point[0] > start:
+                    if previous is None:
+                        # No reading before the range: Envoy's counters run from its start, so the first
+                        # reading counts whole. That may include entries from before the range (the
+                        # report then errs towards "incomplete"), never fewer than were received.
+                        written, dropped = point[1], point[2]
+                    else:
+                        written += point[1] - previous[1] if point[1] >= previous[1] else point[1]
+                        dropped += point[2] - previous[2] if point[2] >= previous[2] else point[2]
                 previous = point
             got = received.get(node, 0)
             expected = max(written + dropped, got)

@@ -3,6 +3,7 @@ The Redis variant runs against the real Redis at 127.0.0.1:6379."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -36,6 +37,28 @@ async def test_admits_up_to_the_limit_then_denies(store: CounterStore) -> None:
     assert [r.admitted for r in results] == [True, True, True, False, False]
     assert [r.counts[0] for r in results] == [1, 2, 3, 3, 3]
     assert results[3].exceeded == 0
+
+
+async def test_concurrent_requests_answer_as_if_one_after_another(store: CounterStore) -> None:
+    """Concurrent hits go to Redis as one batch (one script call): each request is still its own
+    all-or-nothing step, in order, seeing the increments of those before it."""
+    tight = windows_for(unique("sub"), PlanLimits("p", per_minute=4, monthly_quota=100), NOW)
+    other = windows_for(unique("sub"), PlanLimits("p", per_hour=1), NOW)
+    shadow = windows_for(unique("sub"), PlanLimits("p", per_minute=1), NOW)
+    calls = [store.hit(tight, 3, NOW), store.hit(tight, 2, NOW), store.hit(other, 1, NOW)]
+    calls += [store.hit(tight, 1, NOW), store.hit(other, 1, NOW), store.hit(shadow, 1, NOW, enforce=False)]
+    calls += [store.hit(shadow, 1, NOW, enforce=False)]
+    results = await asyncio.gather(*calls)
+    assert [(r.admitted, r.exceeded, r.counts) for r in results] == [
+        (True, -1, (3, 3)),
+        (False, 0, (3, 3)),  # 3 + 2 > 4: nothing counted, not even the monthly quota
+        (True, -1, (1, 1)),
+        (True, -1, (4, 4)),
+        (False, 0, (1, 1)),
+        (True, -1, (1, 1)),
+        (False, 0, (2, 2)),  # shadow: over the limit, counted anyway
+    ]
+    assert await store.read([w.key for w in tight], NOW) == [4, 4]
 
 
 async def test_denied_request_consumes_nothing_in_any_window(store: CounterStore) -> None:

@@ -9,9 +9,10 @@ from datetime import UTC, datetime
 from tests.throttle.throttle_fixtures import SHARED_REDIS_URL, FakeClock, free_port, index_with, subscription
 from throttle.counters import MemoryCounterStore
 from throttle.limits import PlanLimits
-from throttle.metrics import ThrottleMetrics, serve_metrics
+from throttle.metrics import ThrottleMetrics
 from throttle.redis_store import RedisCounterStore
 from throttle.service import ThrottleService
+from tollway.metrics import serve_metrics
 
 
 async def test_decisions_and_redis_latency_are_counted_and_rendered() -> None:

@@ -63,6 +63,15 @@ async def test_over_limit_answer_has_retry_after_and_problem_json() -> None:
     problem = json.loads(response.raw_body)
     assert problem["status"] == 429 and problem["window"] == "minute" and problem["reason"] == "rate_limited"
     assert problem["retry_after"] == 15 and problem["reset_time"] == "2026-01-20T10:01:00Z"
+    # usage/ files the throttled-out request under the window that fired (ratelimit dynamic metadata).
+    assert MessageToDict(response.dynamic_metadata) == {"window": "minute"}
+
+
+async def test_over_limit_metadata_names_the_quota_window() -> None:
+    service, sub = service_for(PlanLimits("p", per_hour=10, monthly_quota=1))
+    await service.should_rate_limit("tollway", [descriptor(sub)])
+    denied = await service.should_rate_limit("tollway", [descriptor(sub)])
+    assert denied.over_limit and denied.metadata == {"window": "billing_period"}
 
 
 async def test_monthly_quota_resets_at_the_calendar_month_boundary() -> None:

@@ -15,11 +15,13 @@ from typing import Any
 import grpc
 import pytest
 from google.protobuf.field_mask_pb2 import FieldMask
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from tests.e2e.harness import Response, Stack, start_stack, stop_stack
 from tests.throttle.throttle_fixtures import SHARED_REDIS_URL, FakeClock, unique
 from tollway.catalog.v1 import catalog_pb2
 from tollway.throttle.v1 import throttle_pb2, throttle_pb2_grpc
+from tollway.usage.v1 import usage_pb2, usage_pb2_grpc
 
 pytestmark = pytest.mark.e2e
 
@@ -106,6 +108,33 @@ def test_five_per_minute(stack: Stack, clock: FakeClock) -> None:
     # The next window admits again.
     clock.advance(seconds=15)
     assert client.get().status == 200
+
+
+def test_throttled_requests_reach_usage_with_the_window_that_fired(stack: Stack, clock: FakeClock) -> None:
+    plan = _plan(stack, requests_per_hour=100, monthly_quota=1000, requests_per_minute=1)
+    client = Client(stack, _api(stack, [plan]), plan)
+    client.warm_up()
+    clock.advance(minutes=1)
+    assert [client.get().status for _ in range(3)] == [200, 429, 429]
+    # Envoy's access log carries the ratelimit dynamic metadata to usage/, which files the 429s
+    # under the window named in it (ListThrottledWindows' limit).
+    now = datetime.now(UTC)
+    request = usage_pb2.ListThrottledWindowsRequest(
+        start_time=Timestamp(seconds=int(now.timestamp()) - 3600),
+        end_time=Timestamp(seconds=int(now.timestamp()) + 3600),
+        filter=usage_pb2.UsageFilter(subscription_id=client.subscription.id),
+    )
+    stub = usage_pb2_grpc.UsageServiceStub(stack._channel)
+    deadline = time.monotonic() + 15  # Envoy flushes its access-log buffer every second
+    windows: list[Any] = []
+    while time.monotonic() < deadline:
+        windows = list(stack.call(stub.ListThrottledWindows, request).windows)
+        if sum(w.throttled for w in windows) >= 2:
+            break
+        time.sleep(0.1)
+    assert sum(w.throttled for w in windows) == 2
+    assert {w.limit for w in windows} == {"minute"}
+    assert {w.plan_id for w in windows} == {plan.id}
 
 
 def test_two_plans_on_one_api_and_a_plan_change(stack: Stack, clock: FakeClock) -> None:
@@ -240,3 +269,63 @@ def test_api_level_limit_is_shared_across_applications(
         if w.scope == throttle_pb2.LIMIT_SCOPE_SUBSCRIPTION and w.window == throttle_pb2.WINDOW_MINUTE
     )
     assert own_minute.used == 2
+
+
+def test_cli_quota_and_traffic_limits(stack: Stack, clock: FakeClock) -> None:
+    from typer.testing import CliRunner
+
+    from tollway.cli import app
+
+    plan = _plan(stack, requests_per_minute=5)
+    api = _api(stack, [plan])
+    client = Client(stack, api, plan)
+    client.warm_up()
+    clock.advance(minutes=1)
+    assert [client.get().status for _ in range(2)] == [200, 200]
+    common = ["--addr", stack.settings.admin_addr, "--token", stack.settings.admin_token]
+    runner = CliRunner()
+
+    def run(*args: str) -> dict[str, Any]:
+        result = runner.invoke(app, [*args, *common])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.output)
+
+    report = run("quota", client.subscription.id)
+    assert report["plan_id"] == plan.id
+    windows = {w["window"]: w for w in report["windows"]}
+    assert (windows["WINDOW_MINUTE"]["limit"], windows["WINDOW_MINUTE"]["used"]) == ("5", "2")
+    assert windows["WINDOW_MINUTE"]["remaining"] == "3"
+    # A past instant reads that minute's counter.
+    past = run("quota", client.subscription.id, "--at", "2031-07-14T09:00:30Z")
+    assert {w["window"]: w["used"] for w in past["windows"]}["WINDOW_MINUTE"] == "1"
+
+    limit = run("limits", "set", "--api", api.id, "--per-minute", "100", "--per-day", "1000")["limit"]
+    assert (limit["scope"], limit["target_id"], limit["requests_per_minute"]) == (
+        "LIMIT_SCOPE_API",
+        api.id,
+        "100",
+    )
+    assert api.id in {row["target_id"] for row in run("limits", "list")["limits"]}
+    # The shared limit reaches the throttle through the change feed and shows in the quota report.
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        scopes = {(w["scope"], w["window"]) for w in run("quota", client.subscription.id)["windows"]}
+        if ("LIMIT_SCOPE_API", "WINDOW_DAY") in scopes:
+            break
+        time.sleep(0.1)
+    assert ("LIMIT_SCOPE_API", "WINDOW_MINUTE") in scopes
+    run("limits", "delete", "--api", api.id)
+    assert api.id not in {row["target_id"] for row in run("limits", "list")["limits"]}
+
+    # Bad input: clear errors, nothing changed.
+    for args in (
+        ["limits", "set", "--per-minute", "5"],  # no target
+        ["limits", "set", "--api", api.id, "--application", "app_x"],  # two targets
+        ["limits", "delete", "--api", api.id],  # already gone: NOT_FOUND
+        ["quota", "sub_unknown"],
+        ["quota", client.subscription.id, "--at", "yesterday"],
+    ):
+        result = runner.invoke(app, [*args, *common])
+        assert result.exit_code != 0, args
+    assert "NOT_FOUND" in runner.invoke(app, ["quota", "sub_unknown", *common]).output
+    assert api.id not in {row["target_id"] for row in run("limits", "list")["limits"]}

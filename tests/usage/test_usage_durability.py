@@ -5,7 +5,6 @@ replicas on one PostgreSQL database give the same totals as one."""
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 import shutil
 import threading
@@ -27,6 +26,7 @@ from tollway.db import Database
 from tollway.schema import UsageSeen
 from usage.classify import R_NODE, R_REQ
 from usage.completeness import CompletenessSampler
+from usage.frames import Records, records_of
 from usage.store import UsageStore
 from usage.wal import WriteAheadLog
 
@@ -46,14 +46,11 @@ def wal_request_ids(wal_dir: Path, snapshot: Path) -> set[str]:
     for path in wal_dir.glob("*.wal"):
         shutil.copy(path, snapshot / path.name)
     wal = WriteAheadLog(snapshot)
-    ids = {
-        record[R_REQ]
-        for _, payload in wal.replay()
-        for record in json.loads(payload)
-        if record[R_NODE] == "e2e"
-    }
+    found = Records()
+    for _, payload in wal.replay():
+        records_of(payload, found)
     wal.close()
-    return ids
+    return {record[R_REQ] for record in found.records if record[R_NODE] == "e2e"}
 
 
 class Load:

@@ -13,8 +13,9 @@ from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
 from tests.support import grpc_server
 from tests.usage.usage_entries import entry, message
 from tollway.db import Database
+from usage.frames import Skeleton
 from usage.ingest import Ingestor
-from usage.servicer import AccessLogServicer
+from usage.servicer import AccessLogServicer, register
 from usage.store import UsageStore
 
 METHOD = "/envoy.service.accesslog.v3.AccessLogService/StreamAccessLogs"
@@ -26,9 +27,7 @@ async def service(database: Database, tmp_path):
     ingestor = Ingestor(tmp_path / "wal", store.apply, sync_interval=0.001, flush_interval=0.02)
     await ingestor.start()
     servicer = AccessLogServicer(ingestor)
-    async with grpc_server(
-        lambda s: als_pb2_grpc.add_AccessLogServiceServicer_to_server(servicer, s)
-    ) as channel:
+    async with grpc_server(lambda s: register(servicer, s)) as channel:
         yield channel, ingestor, store
     await ingestor.stop()
 
@@ -134,3 +133,27 @@ async def test_repeated_request_ids_count_once(service) -> None:
     assert await counted(ingestor, 1) == 1
     await asyncio.sleep(0.1)
     assert ingestor.metrics.duplicates == 3
+
+
+async def test_a_garbled_entry_inside_a_whole_message_costs_only_itself(service) -> None:
+    """The hot path checks framing only; the flush decodes each entry and skips the one it cannot."""
+    channel, ingestor, _ = service
+    skeleton = Skeleton()
+    good = message([entry(), entry()], node_id="n1")
+    skeleton.identifier = good.identifier.SerializeToString()
+    skeleton.http_logs.log_entry.extend(
+        [
+            good.http_logs.log_entry[0].SerializeToString(),
+            b"\x0a\xff\xff",
+            good.http_logs.log_entry[1].SerializeToString(),
+        ]
+    )
+    raw = channel.stream_unary(METHOD, request_serializer=lambda b: b, response_deserializer=lambda b: b)
+
+    async def stream():
+        yield skeleton.SerializeToString()
+
+    await raw(stream(), timeout=5)
+    assert await counted(ingestor, 2) == 2
+    assert ingestor.metrics.skipped["malformed_entry"] == 1
+    assert ingestor.metrics.entries_by_node["n1"] == 3

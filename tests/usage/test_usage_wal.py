@@ -8,9 +8,12 @@ import os
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from tests.usage.usage_entries import entry
+from tests.usage.usage_entries import entry, message
 from tollway.db import Database
+from usage import frames
 from usage.classify import classify
 from usage.ingest import Ingestor
 from usage.store import ApplyResult, UsageStore
@@ -21,6 +24,16 @@ T0 = (int(time.time()) // 86400) * 86400 - 3600
 
 def rec(i: int, node: str = "n1"):
     return classify(entry(200, request_id=f"r{i}", start=T0 + 5), node, T0 + 5)
+
+
+def raw(ids: range, node: str = "n1") -> bytes:
+    """One serialized StreamAccessLogsMessage holding an entry per id."""
+    return message([entry(200, request_id=f"r{i}", start=T0 + 5) for i in ids], node).SerializeToString()
+
+
+def frame(ids: range, node: str = "n1") -> bytes:
+    """A WAL frame as the hot path writes it."""
+    return frames.encode(node, T0 + 5, len(ids), raw(ids, node))
 
 
 def test_frames_round_trip_and_a_torn_tail_is_dropped(tmp_path) -> None:
@@ -67,7 +80,8 @@ async def test_records_reach_the_database_and_the_wal_is_emptied(database: Datab
     store = UsageStore(database)
     ingestor = Ingestor(tmp_path / "wal", store.apply, sync_interval=0.001, flush_interval=0.02)
     await ingestor.start()
-    await ingestor.submit([rec(i) for i in range(100)])
+    for start in range(0, 100, 25):
+        await ingestor.submit("n1", raw(range(start, start + 25)), 25)
     deadline = time.monotonic() + 5
     while ingestor.metrics.counted < 100 and time.monotonic() < deadline:
         await asyncio.sleep(0.01)
@@ -94,11 +108,9 @@ async def test_crash_after_commit_before_wal_cleanup_counts_nothing_twice(
     wal_dir = tmp_path / "wal"
     wal = WriteAheadLog(wal_dir)
     wal.open_segment()
-    committed = [rec(i) for i in range(60)]
-    only_in_wal = [rec(i) for i in range(60, 100)]
-    wal.append([json.dumps(committed).encode(), json.dumps(only_in_wal).encode()])
+    wal.append([frame(range(60)), frame(range(60, 100))])
     wal.close()
-    await store.apply(committed)  # the flush that committed before the "crash"
+    await store.apply([rec(i) for i in range(60)])  # the flush that committed before the "crash"
 
     ingestor = Ingestor(wal_dir, store.apply, flush_interval=0.02)
     await ingestor.start()  # replays
@@ -126,7 +138,7 @@ async def test_database_outage_keeps_records_in_the_wal_and_retries(tmp_path) ->
 
     ingestor = Ingestor(tmp_path / "wal", sink, sync_interval=0.001, flush_interval=0.01)
     await ingestor.start()
-    await ingestor.submit([rec(i) for i in range(10)])
+    await ingestor.submit("n1", raw(range(10)), 10)
     deadline = time.monotonic() + 5
     while ingestor.metrics.flush_failures == 0 and time.monotonic() < deadline:
         await asyncio.sleep(0.01)
@@ -139,3 +151,85 @@ async def test_database_outage_keeps_records_in_the_wal_and_retries(tmp_path) ->
     assert len(applied) == 10
     assert not [p for p in (tmp_path / "wal").glob("*.wal") if p.stat().st_size]
     assert os.path.exists(tmp_path / "wal" / "LOCK")
+
+
+async def test_frames_written_before_the_raw_format_still_replay(database: Database, tmp_path) -> None:
+    """An upgrade: a WAL of JSON record lists (the earlier frame format) is applied once at start."""
+    store = UsageStore(database)
+    wal = WriteAheadLog(tmp_path / "wal")
+    wal.open_segment()
+    wal.append([json.dumps([rec(i) for i in range(7)]).encode(), frame(range(7, 10))])
+    wal.close()
+    ingestor = Ingestor(tmp_path / "wal", store.apply)
+    await ingestor.start()
+    assert (ingestor.metrics.replayed, ingestor.metrics.counted) == (10, 10)
+    await ingestor.stop()
+
+
+def test_a_frame_yields_the_same_records_whenever_it_is_read() -> None:
+    """Classification depends on the frame alone (its receive time, not the clock at replay), so a
+    replay after a kill -9 derives exactly the records (and request ids) the first flush derived."""
+    payload = frame(range(5))
+    first, again = frames.Records(), frames.Records()
+    frames.records_of(payload, first)
+    frames.records_of(payload, again)
+    assert first.records == again.records == [rec(i) for i in range(5)]
+    # Received far later, the same entries are too old to count: the receive time decides.
+    late = frames.Records()
+    frames.records_of(frames.encode("n1", T0 + 90 * 86400, 5, raw(range(5))), late)
+    assert not late.records and late.skipped["bad_time"] == 5
+
+
+def test_a_garbled_entry_is_skipped_and_its_neighbours_counted() -> None:
+    good = [entry(200, request_id=f"g{i}", start=T0 + 5).SerializeToString() for i in range(2)]
+    skeleton = frames.Skeleton()
+    skeleton.http_logs.log_entry.extend([good[0], b"\x0a\xff\xff\xff\xff\x0f", good[1]])
+    message_bytes = skeleton.SerializeToString()
+    assert frames.inspect(message_bytes).http_entries == 3  # the framing is whole
+    out = frames.Records()
+    frames.records_of(frames.encode("n1", T0 + 5, 3, message_bytes), out)
+    assert [r[1] for r in out.records] == ["g0", "g1"]
+    assert out.skipped == {"malformed_entry": 1}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_are_refused_or_read_never_crash(data: bytes) -> None:
+    try:
+        seen = frames.inspect(data)
+    except frames.MalformedMessage:
+        return
+    out = frames.Records()
+    frames.records_of(frames.encode("n1", T0 + 5, seen.http_entries, data), out)
+    assert len(out.records) + sum(out.skipped.values()) <= seen.http_entries + seen.tcp_entries
+    frames.records_of(data, out)  # not even a frame: skipped, never raised
+    frames.records_of(b"[" + data, out)  # nor a legacy JSON frame
+
+
+async def test_a_failed_group_and_those_after_it_are_retried_and_none_applied_twice(tmp_path) -> None:
+    """Groups are pipelined (the next one classified while the database applies this one): when a group
+    fails, it and every later group go back to pending; the groups before it are not applied again."""
+    applied: list[str] = []
+    calls = 0
+
+    async def sink(batch):
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise OSError("database blip")
+        applied.extend(record[1] for record in batch)
+        return ApplyResult(counted=len(batch))
+
+    ingestor = Ingestor(tmp_path / "wal", sink, sync_interval=0.001, flush_interval=3600, max_batch=10)
+    await ingestor.start()
+    for start in range(0, 50, 10):
+        await ingestor.submit("n1", raw(range(start, start + 10)), 10)
+    await ingestor.sync()
+    await ingestor.flush()  # group 1 applied, group 2 fails: groups 2..5 stay pending
+    assert (ingestor.metrics.counted, ingestor.metrics.flush_failures, ingestor.unflushed) == (10, 1, 40)
+    assert ingestor.wal_size_bytes() > 0
+    await ingestor.flush()
+    assert ingestor.metrics.counted == 50 and ingestor.unflushed == 0
+    assert sorted(applied) == sorted(f"r{i}" for i in range(50))  # each once
+    await ingestor.stop()
+    assert not [p for p in (tmp_path / "wal").glob("*.wal") if p.stat().st_size]
