@@ -1,6 +1,6 @@
 """Check throughput and latency: Tollway's AuthorizationServicer against a no-op one, same run.
 
-    /tmp/probe-venv/bin/python bench/check_bench.py [--requests 20000] [--concurrency 32] [--keys 1000]
+    .venv/bin/python bench/check_bench.py [--requests 20000] [--concurrency 32] [--keys 1000]
 
 1. in-process: servicer.check() on prebuilt CheckRequests (decision + response, no gRPC);
 2. over gRPC: a grpc.aio server in a child process (so client and server do not share one event loop),
