@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 import sys
@@ -11,14 +10,19 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from billing.cli import register as register_billing_commands
+from keymgr.keys import parse_key
 from throttle.cli import register as register_throttle_commands
 from tollway.admin_cli import register as register_admin_commands
 from tollway.settings import Settings
 from usage.cli import register as register_usage_commands
+
+if TYPE_CHECKING:
+    from tollway.runner import TollwayProcess
 
 app = typer.Typer(
     help="Tollway: keys, plans, quotas, usage and invoices for APIs behind Envoy.", no_args_is_help=True
@@ -64,17 +68,31 @@ def serve() -> None:
     asyncio.run(main())
 
 
-def _wait_for_http_200(url: str, headers: dict[str, str], timeout: float) -> bool:
+def _wait_for_status(url: str, status: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        request = urllib.request.Request(url, headers=headers)
-        with (
-            contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError),
-            urllib.request.urlopen(request, timeout=2) as response,
-        ):
-            if response.status == 200:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == status:
+                    return True
+        except urllib.error.HTTPError as error:
+            if error.code == status:
                 return True
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
         time.sleep(0.1)
+    return False
+
+
+async def _wait_for_key(process: TollwayProcess, key: str, timeout: float) -> bool:
+    """The demo key is live once the gateway's key index holds it (checked in-process, so that the
+    readiness probe spends none of the demo plan's per-minute allowance)."""
+    parsed = parse_key(key)
+    deadline = time.monotonic() + timeout
+    while parsed is not None and time.monotonic() < deadline:
+        if parsed.key_id in process.key_index.snapshot.keys:
+            return True
+        await asyncio.sleep(0.05)
     return False
 
 
@@ -139,7 +157,9 @@ def up(
             print(f"  Envoy log            {envoy.log_path}", flush=True)
             if credentials is not None:
                 url = f"{gateway}{credentials.api_path}/hello"
-                ready = await asyncio.to_thread(_wait_for_http_200, url, {"x-api-key": credentials.key}, 15.0)
+                # Without a key the route answers 401 once Envoy has it and keymgr is answering.
+                routed = await asyncio.to_thread(_wait_for_status, url, 401, 15.0)
+                ready = routed and await _wait_for_key(process, credentials.key, 5.0)
                 if not ready:
                     print("warning: the demo route did not answer 200 yet; see the Envoy log", flush=True)
                 print("", flush=True)
