@@ -69,19 +69,22 @@ class MemoryCounterStore:
         self, windows: Sequence[Window], hits: int, now: datetime, enforce: bool = True
     ) -> HitResult:
         now_ts = now.timestamp()
-        current = [self._get(w.key, now_ts) for w in windows]
+        counters = self._counters
+        entries = [counters.get(w.key) for w in windows]
+        current = [0 if e is None or e[1] <= now_ts else e[0] for e in entries]
         exceeded = decide(windows, current, hits)
         if exceeded >= 0 and enforce:
             return HitResult(False, exceeded, tuple(current))
         counts = []
-        for window, value in zip(windows, current, strict=True):
+        for window, value, entry in zip(windows, current, entries, strict=True):
             if value == 0:
                 self._inserted += 1
                 expiry = now_ts + ttl_seconds(window, now)
             else:
-                expiry = self._counters[window.key][1]
-            self._counters[window.key] = (value + hits, expiry)
-            counts.append(value + hits)
+                expiry = entry[1]  # type: ignore[index]  # value > 0: a live entry
+            value += hits
+            counters[window.key] = (value, expiry)
+            counts.append(value)
         if self._inserted >= self._SWEEP_EVERY:
             self._sweep(now_ts)
         return HitResult(exceeded < 0, exceeded, tuple(counts))

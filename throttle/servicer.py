@@ -61,6 +61,8 @@ _SCOPE_ENUM = {
 _OK = rls_pb2.RateLimitResponse.OK
 _OVER = rls_pb2.RateLimitResponse.OVER_LIMIT
 _UNLIMITED_STATUS = rls_pb2.RateLimitResponse.DescriptorStatus(code=_OK)
+# (window name, limit) → the RateLimit reported for it, built once (statuses copy it).
+_current_limits: dict[tuple[str, int], rls_pb2.RateLimitResponse.RateLimit] = {}
 
 
 def _status(outcome: Outcome, decision: Decision) -> rls_pb2.RateLimitResponse.DescriptorStatus:
@@ -68,9 +70,17 @@ def _status(outcome: Outcome, decision: Decision) -> rls_pb2.RateLimitResponse.D
     if window is None:
         return _UNLIMITED_STATUS
     reset = max(1, int(-(-window.seconds_until_reset(decision.now) // 1)))
+    limit_key = (window.name, window.limit)
+    current_limit = _current_limits.get(limit_key)
+    if current_limit is None:
+        if len(_current_limits) >= 10_000:
+            _current_limits.clear()
+        current_limit = _current_limits[limit_key] = RateLimit(
+            name=window.name, requests_per_unit=window.limit, unit=_UNITS[window.name]
+        )
     return rls_pb2.RateLimitResponse.DescriptorStatus(
         code=_OVER if outcome.over_limit else _OK,
-        current_limit=RateLimit(name=window.name, requests_per_unit=window.limit, unit=_UNITS[window.name]),
+        current_limit=current_limit,
         limit_remaining=outcome.remaining,
         duration_until_reset=Duration(seconds=reset),
     )
@@ -130,8 +140,25 @@ def rate_limit_response(decision: Decision) -> rls_pb2.RateLimitResponse:
     return response
 
 
+_PARTS_CACHE_LIMIT = 100_000
+# serialized request → its parts. Envoy sends the same few descriptors over and over; reading a fresh
+# message's fields through the protobuf wrappers costs several times what serializing it does.
+_parts_cache: dict[bytes, tuple[str, list[dict[str, str]], int]] = {}
+
+
 def request_parts(request: rls_pb2.RateLimitRequest) -> tuple[str, list[dict[str, str]], int]:
-    """(domain, descriptors as entry maps, hits). A descriptor's own hits_addend wins over the request's."""
+    """(domain, descriptors as entry maps, hits). A descriptor's own hits_addend wins over the request's.
+    The result is shared by equal requests: callers must not modify it."""
+    key = request.SerializeToString(deterministic=True)
+    parts = _parts_cache.get(key)
+    if parts is None:
+        if len(_parts_cache) >= _PARTS_CACHE_LIMIT:
+            _parts_cache.clear()
+        parts = _parts_cache[key] = _read_parts(request)
+    return parts
+
+
+def _read_parts(request: rls_pb2.RateLimitRequest) -> tuple[str, list[dict[str, str]], int]:
     hits = request.hits_addend
     descriptors = []
     for descriptor in request.descriptors:
