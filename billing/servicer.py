@@ -16,9 +16,8 @@ from billing.reconcile import AdmittedCounts, NoLimiter, reconcile
 from billing.store import BillingRepository, InvoiceView
 from tollway.billing.v1 import billing_pb2, billing_pb2_grpc
 from tollway.errors import InvalidArgument, map_grpc_errors, status_for
-from tollway.protoconv import timestamp
-from tollway.schema import Subscription, SubscriptionEvent, as_utc
-from tollway.store.v1 import store_pb2
+from tollway.protoconv import subscription_to_proto, timestamp
+from tollway.schema import SubscriptionEvent, as_utc
 
 _COMPLETENESS = {
     "COMPLETE": billing_pb2.USAGE_COMPLETENESS_COMPLETE,
@@ -33,21 +32,6 @@ _STATES = {
 _STATE_NAMES = {value: name for name, value in _STATES.items()}
 # How long a watcher waits for a change notification before looking anyway.
 WATCH_POLL_SECONDS = 1.0
-
-
-def subscription_to_proto(row: Subscription) -> store_pb2.Subscription:
-    state = store_pb2.SubscriptionState.Value(f"SUBSCRIPTION_STATE_{row.state}")
-    return store_pb2.Subscription(
-        id=row.id,
-        application_id=row.application_id,
-        api_id=row.api_id,
-        plan_id=row.plan_id,
-        state=state,  # type: ignore[arg-type]
-        billing_anchor_day=row.billing_anchor_day,
-        create_time=timestamp(row.created_at),
-        update_time=timestamp(row.updated_at),
-        state_reason=row.state_reason,
-    )
 
 
 def invoice_to_proto(view: InvoiceView) -> billing_pb2.Invoice:

@@ -12,8 +12,8 @@ from google.protobuf.message import Message
 from keymgr import keys
 from keymgr.store import StoreRepository, key_state
 from tollway.errors import InvalidArgument, map_grpc_errors
-from tollway.protoconv import duration, mask_fields, timestamp
-from tollway.schema import ApiKey, Application, BlockRule, Subscription
+from tollway.protoconv import duration, mask_fields, subscription_to_proto, timestamp
+from tollway.schema import ApiKey, Application, BlockRule
 from tollway.store.v1 import store_pb2, store_pb2_grpc
 
 _SUBSCRIPTION_STATE_PREFIX = "SUBSCRIPTION_STATE_"
@@ -58,20 +58,6 @@ def application_to_proto(application: Application) -> store_pb2.Application:
         description=application.description,
         create_time=timestamp(application.created_at),
         delete_time=timestamp(application.deleted_at),
-    )
-
-
-def subscription_to_proto(subscription: Subscription) -> store_pb2.Subscription:
-    return store_pb2.Subscription(
-        id=subscription.id,
-        application_id=subscription.application_id,
-        api_id=subscription.api_id,
-        plan_id=subscription.plan_id,
-        state=_enum_value(store_pb2.SubscriptionState, _SUBSCRIPTION_STATE_PREFIX, subscription.state),
-        billing_anchor_day=subscription.billing_anchor_day,
-        create_time=timestamp(subscription.created_at),
-        update_time=timestamp(subscription.updated_at),
-        state_reason=subscription.state_reason,
     )
 
 

@@ -9,7 +9,8 @@ from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from tollway.errors import InvalidArgument
-from tollway.schema import as_utc
+from tollway.schema import Subscription, as_utc
+from tollway.store.v1 import store_pb2
 
 
 def timestamp(value: datetime | None) -> Timestamp | None:
@@ -36,3 +37,23 @@ def mask_fields(mask: FieldMask, allowed: tuple[str, ...]) -> tuple[str, ...]:
     if unknown:
         raise InvalidArgument(f"update_mask names unknown or immutable fields: {', '.join(unknown)}")
     return tuple(mask.paths)
+
+
+def subscription_to_proto(row: Subscription) -> store_pb2.Subscription:
+    """The store contract's view of a subscription row, for every admin service that returns one
+    (the store's RPCs and billing's approval workflow). A state the proto lacks reads UNSPECIFIED."""
+    try:
+        state = store_pb2.SubscriptionState.Value(f"SUBSCRIPTION_STATE_{row.state}")
+    except ValueError:
+        state = store_pb2.SUBSCRIPTION_STATE_UNSPECIFIED
+    return store_pb2.Subscription(
+        id=row.id,
+        application_id=row.application_id,
+        api_id=row.api_id,
+        plan_id=row.plan_id,
+        state=state,
+        billing_anchor_day=row.billing_anchor_day,
+        create_time=timestamp(row.created_at),
+        update_time=timestamp(row.updated_at),
+        state_reason=row.state_reason,
+    )
