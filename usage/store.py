@@ -115,6 +115,31 @@ class Aggregate:
                     self.latency_max[window] = max(self.latency_max[window], maximum)
 
 
+def _window_filter(
+    table: Any,
+    granularity: str,
+    start: datetime,
+    end: datetime,
+    api_id: str,
+    application_id: str,
+    subscription_id: str,
+) -> list[Any]:
+    """WHERE conditions of the usage queries: one granularity, [start, end), and the filters given."""
+    conditions = [
+        table.c.granularity == granularity,
+        table.c.window_start >= start,
+        table.c.window_start < end,
+    ]
+    for column, value in (
+        ("api_id", api_id),
+        ("application_id", application_id),
+        ("subscription_id", subscription_id),
+    ):
+        if value:
+            conditions.append(table.c[column] == value)
+    return conditions
+
+
 class UsageStore:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -335,18 +360,7 @@ class UsageStore:
         offset: int = 0,
     ) -> list[dict[str, Any]]:
         table = UsageWindow.__table__  # type: ignore[attr-defined]
-        conditions = [
-            table.c.granularity == granularity,
-            table.c.window_start >= start,
-            table.c.window_start < end,
-        ]
-        for column, value in (
-            ("api_id", api_id),
-            ("application_id", application_id),
-            ("subscription_id", subscription_id),
-        ):
-            if value:
-                conditions.append(table.c[column] == value)
+        conditions = _window_filter(table, granularity, start, end, api_id, application_id, subscription_id)
         statement = (
             select(table)
             .where(and_(*conditions))
@@ -372,18 +386,7 @@ class UsageStore:
         """Sums over [start, end) from the finest windows that tile it (minutes), grouped by columns."""
         table = UsageWindow.__table__  # type: ignore[attr-defined]
         granularity = _granularity_for(start, end)
-        conditions = [
-            table.c.granularity == granularity,
-            table.c.window_start >= start,
-            table.c.window_start < end,
-        ]
-        for column, value in (
-            ("api_id", api_id),
-            ("application_id", application_id),
-            ("subscription_id", subscription_id),
-        ):
-            if value:
-                conditions.append(table.c[column] == value)
+        conditions = _window_filter(table, granularity, start, end, api_id, application_id, subscription_id)
         sums = [func.sum(table.c[name]).label(name) for name in SUM_COLUMNS]
         requests = sum((func.sum(table.c[name]) for name in OUTCOMES), start=0).label("requests")  # type: ignore[arg-type]
         groups = [table.c[name] for name in group_by]
