@@ -13,9 +13,9 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.e2e.harness import free_port
+from tollway.app.cli import app
+from tollway.app.runner import TollwayProcess
 from tollway.catalog.v1 import catalog_pb2, catalog_pb2_grpc
-from tollway.cli import app
-from tollway.runner import TollwayProcess
 from tollway.settings import Settings
 
 TOKEN = (("authorization", "Bearer tls-test-token"),)

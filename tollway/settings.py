@@ -1,22 +1,33 @@
-"""One settings object for every Tollway process, read from TOLLWAY_* environment variables."""
+"""One settings object for every Tollway process, read from TOLLWAY_* environment variables.
+
+Each field declares its environment variable, default and parser in one place
+(`field(default=..., metadata=env(NAME, parser))`); `Settings.from_env` is the one loader, and nothing
+else reads the environment. Components receive their own part (`Settings.keymgr`, `.gateway`,
+`.throttle`, `.usage`, `.admin_client`), not the whole."""
 
 from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "TOLLWAY_"
+HostPort = tuple[str, int]
 
 
-def _split_addr(addr: str) -> tuple[str, int]:
+def split_addr(addr: str) -> HostPort:
+    """`host:port` (IPv6 hosts in brackets) as a (host, port) pair; ValueError otherwise."""
     host, _, port = addr.rpartition(":")
     if not host or not port.isdigit():
         raise ValueError(f"address must be host:port, got {addr!r}")
     return host.strip("[]"), int(port)
 
 
-def _endpoints(value: str) -> tuple[tuple[str, int], ...]:
-    return tuple(_split_addr(part.strip()) for part in value.split(",") if part.strip())
+def _endpoints(value: str) -> tuple[HostPort, ...]:
+    return tuple(split_addr(part.strip()) for part in value.split(",") if part.strip())
 
 
 def _read_or_create_secret(path: Path) -> str:
@@ -44,121 +55,169 @@ def _components(value: str) -> tuple[str, ...]:
     return chosen or ALL_COMPONENTS
 
 
-def _choice(value: str, allowed: tuple[str, ...]) -> str:
-    chosen = value.strip().lower()
-    if chosen not in allowed:
-        raise ValueError(f"{value!r} must be one of {', '.join(allowed)}")
-    return chosen
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        chosen = value.strip().lower()
+        if chosen not in allowed:
+            raise ValueError(f"{value!r} must be one of {', '.join(allowed)}")
+        return chosen
+
+    return parse
+
+
+def _flag(value: str) -> bool:
+    return value.lower() in ("1", "true", "yes")
+
+
+def _optional_path(value: str) -> Path | None:
+    return Path(value) if value else None
+
+
+@dataclass(frozen=True)
+class EnvVar:
+    """Where a field comes from: TOLLWAY_<names[0]> (later names are older aliases) and its parser."""
+
+    names: tuple[str, ...]
+    parse: Callable[[str], Any]
+
+    def read(self, environ: Mapping[str, str]) -> str | None:
+        """The first name set to a non-empty value, else the first name set at all, else None."""
+        present = [environ[ENV_PREFIX + name] for name in self.names if ENV_PREFIX + name in environ]
+        return next((value for value in present if value), present[0] if present else None)
+
+
+def env(name: str | tuple[str, ...], parse: Callable[[str], Any] = str) -> dict[str, EnvVar]:
+    """Field metadata: read from TOLLWAY_<name> with `parse` (the field's default when unset)."""
+    return {"env": EnvVar((name,) if isinstance(name, str) else name, parse)}
+
+
+@dataclass(frozen=True)
+class KeymgrSettings:
+    key_hash_secret: str
+    key_rotation_grace_seconds: int
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    """What xds/ tells Envoy beyond the catalog: its listener and where the Envoy-facing services are."""
+
+    listener: HostPort
+    keymgr_endpoints: tuple[HostPort, ...]
+    usage_endpoints: tuple[HostPort, ...]
+    authz_timeout_ms: int
+    authz_failure_mode_allow: bool
+
+
+@dataclass(frozen=True)
+class ThrottleSettings:
+    store: str
+    redis_url: str
+    redis_timeout_ms: int
+    failure_mode: str
+    endpoints: tuple[HostPort, ...]
+    timeout_ms: int
+
+
+@dataclass(frozen=True)
+class UsageSettings:
+    wal_dir: Path
+    wal_sync_ms: int
+    flush_ms: int
+    envoy_admins: tuple[HostPort, ...]
+    sample_seconds: float
+
+
+@dataclass(frozen=True)
+class AdminClientSettings:
+    """How a component reaches the admin port of its own process (billing asks usage and throttle)."""
+
+    addr: str
+    token: str
+    tls: bool
 
 
 @dataclass(frozen=True)
 class Settings:
-    data_dir: Path = Path(".tollway")
-    components: tuple[str, ...] = ALL_COMPONENTS
+    data_dir: Path = field(default=Path(".tollway"), metadata=env("DATA_DIR", Path))
+    components: tuple[str, ...] = field(default=ALL_COMPONENTS, metadata=env("COMPONENTS", _components))
     # SQLAlchemy URL; sqlite:/// and postgresql:// are upgraded to their async drivers.
-    database_url: str = ""
+    database_url: str = field(default="", metadata=env("DATABASE_URL"))
     # PostgreSQL schema (search_path) to keep Tollway's tables in; empty = the server default.
-    database_schema: str = ""
-    # Envoy-facing gRPC services (ADS, ext_authz Check, later ShouldRateLimit and StreamAccessLogs).
-    grpc_addr: str = "127.0.0.1:18000"
-    # Admin gRPC services (catalog, store, later billing): bearer-token protected, on their own port.
-    admin_addr: str = "127.0.0.1:18001"
-    admin_token: str = ""
+    database_schema: str = field(default="", metadata=env("DATABASE_SCHEMA"))
+    # Envoy-facing gRPC services (ADS, ext_authz Check, ShouldRateLimit and StreamAccessLogs).
+    grpc_addr: str = field(default="127.0.0.1:18000", metadata=env("GRPC_ADDR"))
+    # Admin gRPC services (catalog, store, billing, ...): bearer-token protected, on their own port.
+    admin_addr: str = field(default="127.0.0.1:18001", metadata=env("ADMIN_ADDR"))
+    admin_token: str = field(default="", metadata=env("ADMIN_TOKEN"))
     # TLS for the admin port (PEM files); with a client CA, callers must present a certificate (mTLS).
-    admin_tls_cert_file: str = ""
-    admin_tls_key_file: str = ""
-    admin_tls_client_ca_file: str = ""
+    admin_tls_cert_file: str = field(default="", metadata=env("ADMIN_TLS_CERT"))
+    admin_tls_key_file: str = field(default="", metadata=env("ADMIN_TLS_KEY"))
+    admin_tls_client_ca_file: str = field(default="", metadata=env("ADMIN_TLS_CLIENT_CA"))
     # Server secret for the keyed hash of API keys; never stored in the database.
-    key_hash_secret: str = ""
+    key_hash_secret: str = field(default="", metadata=env("KEY_HASH_SECRET"))
     # Where Envoy listens for API traffic (pushed to Envoy as its listener by xds/).
-    gateway_addr: str = "127.0.0.1:8080"
-    envoy_admin_addr: str = "127.0.0.1:9901"
-    envoy_concurrency: int = 2
+    gateway_addr: str = field(default="127.0.0.1:8080", metadata=env("GATEWAY_ADDR"))
+    envoy_admin_addr: str = field(default="127.0.0.1:9901", metadata=env("ENVOY_ADMIN_ADDR"))
+    envoy_concurrency: int = field(default=2, metadata=env("ENVOY_CONCURRENCY", int))
     # Where Envoy reaches each Envoy-facing service; defaults to grpc_addr (all in one process).
-    keymgr_endpoints: tuple[tuple[str, int], ...] = ()
-    usage_endpoints: tuple[tuple[str, int], ...] = ()
-    authz_timeout_ms: int = 250
+    keymgr_endpoints: tuple[HostPort, ...] = field(default=(), metadata=env("KEYMGR_ENDPOINTS", _endpoints))
+    usage_endpoints: tuple[HostPort, ...] = field(default=(), metadata=env("USAGE_ENDPOINTS", _endpoints))
+    authz_timeout_ms: int = field(default=250, metadata=env("AUTHZ_TIMEOUT_MS", int))
     # Envoy's answer when keymgr cannot be reached: deny (default, fail closed) or allow.
-    authz_failure_mode_allow: bool = False
+    authz_failure_mode_allow: bool = field(default=False, metadata=env("AUTHZ_FAILURE_MODE_ALLOW", _flag))
     # throttle/: where rate-limit counters live (memory: one replica only; redis: shared by replicas).
-    ratelimit_store: str = "memory"
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    ratelimit_store: str = field(
+        default="memory", metadata=env("RATELIMIT_STORE", _choice("memory", "redis"))
+    )
+    redis_url: str = field(default="redis://127.0.0.1:6379/0", metadata=env("REDIS_URL"))
     # Each Redis call gives up after this long; the answer then follows ratelimit_failure_mode.
-    redis_timeout_ms: int = 50
+    redis_timeout_ms: int = field(default=50, metadata=env("REDIS_TIMEOUT_MS", int))
     # When counters cannot be reached: allow (fail open, default) or deny (fail closed).
-    ratelimit_failure_mode: str = "allow"
+    ratelimit_failure_mode: str = field(
+        default="allow", metadata=env("RATELIMIT_FAILURE_MODE", _choice("allow", "deny"))
+    )
     # Where Envoy reaches ShouldRateLimit; defaults to grpc_addr. Envoy's own deadline for the call.
-    throttle_endpoints: tuple[tuple[str, int], ...] = ()
-    ratelimit_timeout_ms: int = 250
+    throttle_endpoints: tuple[HostPort, ...] = field(
+        default=(), metadata=env("THROTTLE_ENDPOINTS", _endpoints)
+    )
+    ratelimit_timeout_ms: int = field(default=250, metadata=env("RATELIMIT_TIMEOUT_MS", int))
     # host:port serving this process's Prometheus metrics over HTTP (every component); empty = off.
-    metrics_addr: str = ""
+    # TOLLWAY_THROTTLE_METRICS_ADDR: the earlier, throttle-only name, still accepted.
+    metrics_addr: str = field(default="", metadata=env(("METRICS_ADDR", "THROTTLE_METRICS_ADDR")))
     # How often each replica checks the database's change revision (push via LISTEN/NOTIFY on PostgreSQL).
-    change_poll_seconds: float = 0.25
-    key_rotation_grace_seconds: int = 24 * 3600
+    change_poll_seconds: float = field(default=0.25, metadata=env("CHANGE_POLL_SECONDS", float))
+    key_rotation_grace_seconds: int = field(
+        default=24 * 3600, metadata=env("KEY_ROTATION_GRACE_SECONDS", int)
+    )
     # usage/: local write-ahead log of received access-log entries (default <data_dir>/usage-wal; one
     # directory per usage replica), how often it is fsync'd and applied to the database, and the Envoy
     # admin endpoints whose access-log counters measure completeness (default envoy_admin_addr).
-    usage_wal_dir: Path | None = None
-    usage_wal_sync_ms: int = 5
-    usage_flush_ms: int = 200
-    usage_envoy_admins: tuple[tuple[str, int], ...] = ()
-    usage_sample_seconds: float = 10.0
-    log_level: str = "INFO"
+    usage_wal_dir: Path | None = field(default=None, metadata=env("USAGE_WAL_DIR", _optional_path))
+    usage_wal_sync_ms: int = field(default=5, metadata=env("USAGE_WAL_SYNC_MS", int))
+    usage_flush_ms: int = field(default=200, metadata=env("USAGE_FLUSH_MS", int))
+    usage_envoy_admins: tuple[HostPort, ...] = field(
+        default=(), metadata=env("USAGE_ENVOY_ADMINS", _endpoints)
+    )
+    usage_sample_seconds: float = field(default=10.0, metadata=env("USAGE_SAMPLE_SECONDS", float))
+    log_level: str = field(default="INFO", metadata=env("LOG_LEVEL"))
+    # Where `tollway up --demo` serves the demo API's upstream (its --demo-upstream option wins).
+    demo_upstream_addr: str = field(default="127.0.0.1:8090", metadata=env("DEMO_UPSTREAM_ADDR"))
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
-        env = dict(os.environ if environ is None else environ)
-
-        def get(name: str, default: str) -> str:
-            return env.get(f"TOLLWAY_{name}", default)
-
-        base = cls()
-        settings = cls(
-            data_dir=Path(get("DATA_DIR", str(base.data_dir))),
-            components=_components(get("COMPONENTS", "")),
-            database_url=get("DATABASE_URL", ""),
-            database_schema=get("DATABASE_SCHEMA", ""),
-            grpc_addr=get("GRPC_ADDR", base.grpc_addr),
-            admin_addr=get("ADMIN_ADDR", base.admin_addr),
-            admin_token=get("ADMIN_TOKEN", ""),
-            admin_tls_cert_file=get("ADMIN_TLS_CERT", ""),
-            admin_tls_key_file=get("ADMIN_TLS_KEY", ""),
-            admin_tls_client_ca_file=get("ADMIN_TLS_CLIENT_CA", ""),
-            key_hash_secret=get("KEY_HASH_SECRET", ""),
-            gateway_addr=get("GATEWAY_ADDR", base.gateway_addr),
-            envoy_admin_addr=get("ENVOY_ADMIN_ADDR", base.envoy_admin_addr),
-            envoy_concurrency=int(get("ENVOY_CONCURRENCY", str(base.envoy_concurrency))),
-            keymgr_endpoints=_endpoints(get("KEYMGR_ENDPOINTS", "")),
-            usage_endpoints=_endpoints(get("USAGE_ENDPOINTS", "")),
-            authz_timeout_ms=int(get("AUTHZ_TIMEOUT_MS", str(base.authz_timeout_ms))),
-            authz_failure_mode_allow=get("AUTHZ_FAILURE_MODE_ALLOW", "false").lower() in ("1", "true", "yes"),
-            ratelimit_store=_choice(get("RATELIMIT_STORE", base.ratelimit_store), ("memory", "redis")),
-            redis_url=get("REDIS_URL", base.redis_url),
-            redis_timeout_ms=int(get("REDIS_TIMEOUT_MS", str(base.redis_timeout_ms))),
-            ratelimit_failure_mode=_choice(
-                get("RATELIMIT_FAILURE_MODE", base.ratelimit_failure_mode), ("allow", "deny")
-            ),
-            throttle_endpoints=_endpoints(get("THROTTLE_ENDPOINTS", "")),
-            ratelimit_timeout_ms=int(get("RATELIMIT_TIMEOUT_MS", str(base.ratelimit_timeout_ms))),
-            # TOLLWAY_THROTTLE_METRICS_ADDR: the earlier, throttle-only name, still accepted.
-            metrics_addr=get("METRICS_ADDR", "") or get("THROTTLE_METRICS_ADDR", ""),
-            change_poll_seconds=float(get("CHANGE_POLL_SECONDS", str(base.change_poll_seconds))),
-            key_rotation_grace_seconds=int(
-                get("KEY_ROTATION_GRACE_SECONDS", str(base.key_rotation_grace_seconds))
-            ),
-            usage_wal_dir=Path(env["TOLLWAY_USAGE_WAL_DIR"]) if env.get("TOLLWAY_USAGE_WAL_DIR") else None,
-            usage_wal_sync_ms=int(get("USAGE_WAL_SYNC_MS", str(base.usage_wal_sync_ms))),
-            usage_flush_ms=int(get("USAGE_FLUSH_MS", str(base.usage_flush_ms))),
-            usage_envoy_admins=_endpoints(get("USAGE_ENVOY_ADMINS", "")),
-            usage_sample_seconds=float(get("USAGE_SAMPLE_SECONDS", str(base.usage_sample_seconds))),
-            log_level=get("LOG_LEVEL", base.log_level),
-        )
-        return settings.resolved()
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Every field from its TOLLWAY_* variable (the default when unset), then `resolved()`."""
+        source = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for item in fields(cls):
+            raw = item.metadata["env"].read(source)
+            if raw is not None:
+                values[item.name] = item.metadata["env"].parse(raw)
+        return cls(**values).resolved()
 
     def resolved(self) -> Settings:
         """Fills the embedded defaults: SQLite in the data dir, secrets persisted there, local endpoints."""
         database_url = self.database_url or f"sqlite:///{self.data_dir / 'tollway.db'}"
-        grpc = (_split_addr(self.grpc_addr),)
+        grpc = (split_addr(self.grpc_addr),)
         return replace(
             self,
             database_url=database_url,
@@ -167,22 +226,68 @@ class Settings:
             keymgr_endpoints=self.keymgr_endpoints or grpc,
             usage_endpoints=self.usage_endpoints or grpc,
             usage_wal_dir=self.usage_wal_dir or self.data_dir / "usage-wal",
-            usage_envoy_admins=self.usage_envoy_admins or (_split_addr(self.envoy_admin_addr),),
+            usage_envoy_admins=self.usage_envoy_admins or (split_addr(self.envoy_admin_addr),),
             throttle_endpoints=self.throttle_endpoints or grpc,
         )
 
-    @property
-    def gateway_host_port(self) -> tuple[str, int]:
-        return _split_addr(self.gateway_addr)
+    # -- each component's part ---------------------------------------------------------------------
 
     @property
-    def grpc_host_port(self) -> tuple[str, int]:
-        return _split_addr(self.grpc_addr)
+    def keymgr(self) -> KeymgrSettings:
+        return KeymgrSettings(self.key_hash_secret, self.key_rotation_grace_seconds)
 
     @property
-    def admin_host_port(self) -> tuple[str, int]:
-        return _split_addr(self.admin_addr)
+    def gateway(self) -> GatewaySettings:
+        return GatewaySettings(
+            listener=self.gateway_host_port,
+            keymgr_endpoints=self.keymgr_endpoints,
+            usage_endpoints=self.usage_endpoints,
+            authz_timeout_ms=self.authz_timeout_ms,
+            authz_failure_mode_allow=self.authz_failure_mode_allow,
+        )
 
     @property
-    def envoy_admin_host_port(self) -> tuple[str, int]:
-        return _split_addr(self.envoy_admin_addr)
+    def throttle(self) -> ThrottleSettings:
+        return ThrottleSettings(
+            store=self.ratelimit_store,
+            redis_url=self.redis_url,
+            redis_timeout_ms=self.redis_timeout_ms,
+            failure_mode=self.ratelimit_failure_mode,
+            endpoints=self.throttle_endpoints,
+            timeout_ms=self.ratelimit_timeout_ms,
+        )
+
+    @property
+    def usage(self) -> UsageSettings:
+        """Call on resolved settings (the WAL directory and Envoy admins have defaults by then)."""
+        if self.usage_wal_dir is None:
+            raise ValueError("usage settings need resolved() settings (no WAL directory yet)")
+        return UsageSettings(
+            wal_dir=self.usage_wal_dir,
+            wal_sync_ms=self.usage_wal_sync_ms,
+            flush_ms=self.usage_flush_ms,
+            envoy_admins=self.usage_envoy_admins,
+            sample_seconds=self.usage_sample_seconds,
+        )
+
+    @property
+    def admin_client(self) -> AdminClientSettings:
+        return AdminClientSettings(self.admin_addr, self.admin_token, tls=bool(self.admin_tls_cert_file))
+
+    # -- addresses as (host, port) -----------------------------------------------------------------
+
+    @property
+    def gateway_host_port(self) -> HostPort:
+        return split_addr(self.gateway_addr)
+
+    @property
+    def grpc_host_port(self) -> HostPort:
+        return split_addr(self.grpc_addr)
+
+    @property
+    def admin_host_port(self) -> HostPort:
+        return split_addr(self.admin_addr)
+
+    @property
+    def envoy_admin_host_port(self) -> HostPort:
+        return split_addr(self.envoy_admin_addr)

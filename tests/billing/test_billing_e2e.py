@@ -129,7 +129,7 @@ def test_cli_drives_the_billing_service(stack: Stack, tmp_path: Path) -> None:
 
     from typer.testing import CliRunner
 
-    from tollway.cli import app as cli_app
+    from tollway.app.cli import app as cli_app
 
     def run(*args: str) -> tuple[int, str]:
         result = CliRunner().invoke(

@@ -18,10 +18,10 @@ from typing import Any, TypeVar
 
 import grpc
 
+from tollway.app.demo import start_echo_server
+from tollway.app.runner import TollwayProcess
 from tollway.catalog.v1 import catalog_pb2, catalog_pb2_grpc
-from tollway.demo import start_echo_server
 from tollway.envoy import EnvoyProcess, bootstrap_config
-from tollway.runner import TollwayProcess
 from tollway.settings import Settings
 from tollway.store.v1 import store_pb2, store_pb2_grpc
 

@@ -12,6 +12,7 @@ from google.protobuf.duration_pb2 import Duration
 from tests.e2e.harness import Response, Stack
 from tollway.catalog.v1 import catalog_pb2
 from tollway.store.v1 import store_pb2
+from xds.process import Xds
 from xds.resources import ROUTE_CONFIG_NAME, ROUTE_TYPE, build_resources
 
 pytestmark = pytest.mark.e2e
@@ -197,15 +198,17 @@ def test_admin_rpcs_require_the_token(stack: Stack) -> None:
 def test_nacked_config_leaves_previous_routes_serving(stack: Stack, world: dict) -> None:
     headers = {"x-api-key": world["key"].key}
     assert stack.wait_for_status("/weather/v1/a", 200, headers)[0].status == 200
-    ads = stack.process.ads
+    xds = stack.process.find(Xds)
+    assert xds is not None
+    ads = xds.ads
     nacks_before = ads.nacks[ROUTE_TYPE]
 
     async def push_broken() -> None:
         # What the catalog would build, with one route Envoy must reject (a regex that does not compile).
-        resources = build_resources(await stack.process.catalog.published_apis(), stack.process.xds_options)
+        resources = build_resources(await stack.process.catalog.published_apis(), xds.options)
         table = resources[ROUTE_TYPE][ROUTE_CONFIG_NAME]
         table.virtual_hosts[0].routes[0].route.regex_rewrite.pattern.regex = "^(["
-        stack.process.xds_cache.set_snapshot(resources)
+        xds.cache.set_snapshot(resources)
 
     stack.run(push_broken())
     deadline = time.monotonic() + 5

@@ -12,8 +12,8 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import http_con
 from envoy.type.v3 import http_status_pb2
 
 from throttle.envoy_config import DESCRIPTOR_KEYS, RATELIMIT_FILTER, THROTTLE_CLUSTER, route_rate_limits
+from tollway.app.registry import gateway_options
 from tollway.catalog.view import PublishedApi
-from tollway.runner import gateway_options
 from tollway.settings import Settings
 from xds.resources import (
     CLUSTER_TYPE,

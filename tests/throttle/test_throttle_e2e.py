@@ -19,6 +19,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from tests.e2e.harness import Response, Stack, start_stack, stop_stack
 from tests.throttle.throttle_fixtures import SHARED_REDIS_URL, FakeClock, unique
+from throttle.process import Throttle
 from tollway.catalog.v1 import catalog_pb2
 from tollway.throttle.v1 import throttle_pb2, throttle_pb2_grpc
 from tollway.usage.v1 import usage_pb2, usage_pb2_grpc
@@ -42,8 +43,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 @pytest.fixture
 def clock(stack: Stack) -> FakeClock:
     fake = FakeClock(T0)
-    assert stack.process.throttle is not None
-    stack.process.throttle.service.clock = fake
+    throttle = stack.process.find(Throttle)
+    assert throttle is not None
+    throttle.service.clock = fake
     return fake
 
 
@@ -274,7 +276,7 @@ def test_api_level_limit_is_shared_across_applications(
 def test_cli_quota_and_traffic_limits(stack: Stack, clock: FakeClock) -> None:
     from typer.testing import CliRunner
 
-    from tollway.cli import app
+    from tollway.app.cli import app
 
     plan = _plan(stack, requests_per_minute=5)
     api = _api(stack, [plan])

@@ -9,6 +9,7 @@ import pytest
 
 from tests.e2e.harness import start_stack, stop_stack
 from tests.throttle.throttle_fixtures import free_port, unique
+from throttle.process import Throttle
 from tollway.catalog.v1 import catalog_pb2
 
 pytestmark = pytest.mark.e2e
@@ -37,8 +38,9 @@ def test_redis_down_follows_the_failure_mode(tmp_path: Path, mode: str, status: 
         if mode == "allow":
             # No counters, so no rate-limit headers rather than made-up ones.
             assert "x-ratelimit-remaining" not in response.headers
-        assert stack.process.throttle is not None
+        throttle = stack.process.find(Throttle)
+        assert throttle is not None
         result = "store_unavailable_allowed" if mode == "allow" else "store_unavailable_denied"
-        assert stack.process.throttle.metrics.decisions[(plan.id, result)] >= 4
+        assert throttle.metrics.decisions[(plan.id, result)] >= 4
     finally:
         stop_stack(stack)

@@ -21,6 +21,7 @@ from tests.usage.usage_stack import (
 from tollway.catalog.v1 import catalog_pb2
 from tollway.usage.v1 import usage_pb2
 from usage.completeness import DROPPED, WRITTEN
+from usage.process import Usage
 
 pytestmark = pytest.mark.e2e
 
@@ -141,7 +142,9 @@ def test_completeness_compares_with_envoys_own_counters(stack: Stack, traffic: d
     with urllib.request.urlopen(f"http://{stack.settings.envoy_admin_addr}/stats?format=json") as response:
         names = {item.get("name") for item in json.load(response)["stats"]}
     assert {WRITTEN, DROPPED} <= names
-    assert stack.run(stack.process.usage.sampler.sample_once()) == 1
+    usage = stack.process.find(Usage)
+    assert usage is not None
+    assert stack.run(usage.sampler.sample_once()) == 1
     start, end = today()
     nodes = stack.call(
         usage_stub(stack).GetCompleteness, usage_pb2.GetCompletenessRequest(start_time=start, end_time=end)
@@ -171,7 +174,7 @@ def test_ingestion_stats_and_bad_queries(stack: Stack, traffic: dict) -> None:
 def test_cli_reads_the_same_numbers(stack: Stack, traffic: dict) -> None:
     from typer.testing import CliRunner
 
-    from tollway.cli import app
+    from tollway.app.cli import app
 
     start, end = today()
     common = ["--addr", stack.settings.admin_addr, "--token", stack.settings.admin_token]

@@ -8,10 +8,11 @@ import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from keymgr.process import store_repository
 from tollway import schema
+from tollway.app.runner import TollwayProcess
 from tollway.catalog.validation import ApiDraft, LimitsDraft, PlanDraft
 from tollway.errors import NotFound
-from tollway.runner import TollwayProcess
 
 DEMO_PLAN = "demo"
 # Small enough that repeating the printed curl shows the 429 within a minute.
@@ -65,7 +66,8 @@ class DemoCredentials:
 async def seed(process: TollwayProcess, upstream_url: str) -> DemoCredentials:
     """Creates (or refreshes, on a second run) the demo plan, API, application and subscription, and
     issues a fresh demo key: keys are shown once, so a new run cannot print an old one."""
-    catalog, store = process.catalog, process.store
+    catalog = process.catalog
+    store = store_repository(process.settings.keymgr, process.db, process.changes.committed)
     limits = LimitsDraft(requests_per_minute=DEMO_REQUESTS_PER_MINUTE)
     try:
         plan = await catalog.get_plan(DEMO_PLAN)

@@ -9,28 +9,22 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
-from billing.cli import register as register_billing_commands
 from keymgr.keys import parse_key
-from throttle.cli import register as register_throttle_commands
-from tollway.admin_cli import register as register_admin_commands
+from tollway.app.registry import COMPONENTS
 from tollway.settings import Settings
-from usage.cli import register as register_usage_commands
 
 if TYPE_CHECKING:
-    from tollway.runner import TollwayProcess
+    from tollway.app.runner import TollwayProcess
 
 app = typer.Typer(
     help="Tollway: keys, plans, quotas, usage and invoices for APIs behind Envoy.", no_args_is_help=True
 )
-register_admin_commands(app)
-register_billing_commands(app)
-register_usage_commands(app)
-register_throttle_commands(app)
+for component in COMPONENTS:
+    component.register_cli(app)
 
 
 def _configure_logging(level: str) -> None:
@@ -56,7 +50,7 @@ def serve() -> None:
     _configure_logging(settings.log_level)
 
     async def main() -> None:
-        from tollway.runner import TollwayProcess
+        from tollway.app.runner import TollwayProcess
 
         process = TollwayProcess(settings)
         await process.start()
@@ -87,10 +81,13 @@ def _wait_for_status(url: str, status: int, timeout: float) -> bool:
 async def _wait_for_key(process: TollwayProcess, key: str, timeout: float) -> bool:
     """The demo key is live once the gateway's key index holds it (checked in-process, so that the
     readiness probe spends none of the demo plan's per-minute allowance)."""
+    from keymgr.process import Keymgr
+
     parsed = parse_key(key)
+    keymgr = process.find(Keymgr)
     deadline = time.monotonic() + timeout
-    while parsed is not None and time.monotonic() < deadline:
-        if parsed.key_id in process.key_index.snapshot.keys:
+    while parsed is not None and keymgr is not None and time.monotonic() < deadline:
+        if parsed.key_id in keymgr.index.snapshot.keys:
             return True
         await asyncio.sleep(0.05)
     return False
@@ -99,17 +96,21 @@ async def _wait_for_key(process: TollwayProcess, key: str, timeout: float) -> bo
 @app.command()
 def up(
     demo: bool = typer.Option(False, "--demo", help="Serve a demo API and issue a demo key."),
-    demo_upstream: str = typer.Option(
-        "127.0.0.1:8090", envvar="TOLLWAY_DEMO_UPSTREAM_ADDR", help="Where the demo API's upstream listens."
+    demo_upstream: str | None = typer.Option(
+        None,
+        help="Where the demo API's upstream listens [default: TOLLWAY_DEMO_UPSTREAM_ADDR or 127.0.0.1:8090].",
+        show_default=False,
     ),
 ) -> None:
     """Run the services together with Envoy (bootstrap generated, pointing at ADS); Ctrl-C stops all."""
     settings = Settings.from_env()
+    upstream = demo_upstream or settings.demo_upstream_addr
     _configure_logging(settings.log_level)
 
     async def main() -> None:
-        from tollway.envoy import EnvoyProcess, bootstrap_config
-        from tollway.runner import TollwayProcess
+        from tollway.app.launcher import gateway_envoy
+        from tollway.app.runner import TollwayProcess
+        from tollway.envoy import EnvoyProcess
 
         process = TollwayProcess(settings)
         await process.start()
@@ -118,26 +119,13 @@ def up(
         try:
             credentials = None
             if demo:
-                from tollway.demo import DEMO_REQUESTS_PER_MINUTE, seed, start_echo_server
+                from tollway.app.demo import DEMO_REQUESTS_PER_MINUTE, seed, start_echo_server
 
-                host, _, port = demo_upstream.rpartition(":")
+                host, _, port = upstream.rpartition(":")
                 echo_server = start_echo_server(host, int(port))
-                credentials = await seed(process, f"http://{demo_upstream}")
+                credentials = await seed(process, f"http://{upstream}")
 
-            ads_host, ads_port = settings.grpc_host_port
-            admin_host, admin_port = settings.envoy_admin_host_port
-            envoy = EnvoyProcess(
-                bootstrap_config(
-                    node_id="tollway-gateway",
-                    node_cluster="tollway",
-                    ads_host=ads_host,
-                    ads_port=ads_port,
-                    admin_host=admin_host,
-                    admin_port=admin_port,
-                ),
-                work_dir=Path(settings.data_dir) / "envoy",
-                concurrency=settings.envoy_concurrency,
-            )
+            envoy = gateway_envoy(settings)
             # Started from the event loop thread: Envoy is tied to this thread's life (PR_SET_PDEATHSIG).
             envoy.start()
             await asyncio.to_thread(envoy.wait_ready, 30.0)

@@ -1,0 +1,47 @@
+"""billing/ inside a Tollway process: the repository, BillingService on the admin server, and the
+gRPC clients for usage completeness and the rate limiter's counts (through the admin port, so usage/
+and throttle/ are reached by contract whether they run here or not)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from billing.clients import AdminClient, QuotaReader, UsageCompleteness
+from billing.reconcile import AdmittedCounts, NoLimiter
+from billing.servicer import BillingServicer, PendingHub
+from billing.store import BillingRepository, CompletenessSource, UnknownCompleteness
+from tollway.billing.v1 import billing_pb2, billing_pb2_grpc
+from tollway.changes import ChangeFeed, Listener
+from tollway.component import GrpcService, RunningComponent, service_name
+from tollway.db import Database
+from tollway.settings import AdminClientSettings
+
+
+class Billing(RunningComponent):
+    def __init__(self, settings: AdminClientSettings, db: Database, changes: ChangeFeed) -> None:
+        self.hub = PendingHub()
+        # TLS on the admin port would need a client certificate for this loopback call; until one is
+        # configured, completeness is reported as unknown and reconciliation as unavailable.
+        self.client = None if settings.tls else AdminClient(settings.addr, settings.token)
+        completeness: CompletenessSource = (
+            UsageCompleteness(self.client) if self.client is not None else UnknownCompleteness()
+        )
+        self.limiter: AdmittedCounts = QuotaReader(self.client) if self.client is not None else NoLimiter()
+        self.repository = BillingRepository(db, changes.committed, completeness=completeness)
+
+    def admin_services(self) -> Sequence[GrpcService]:
+        servicer = BillingServicer(self.repository, self.hub, self.limiter)
+        return (
+            GrpcService(
+                service_name(billing_pb2, "BillingService"),
+                lambda server: billing_pb2_grpc.add_BillingServiceServicer_to_server(servicer, server),
+            ),
+        )
+
+    def change_listeners(self) -> Sequence[Listener]:
+        # Wakes the pending-approval watchers.
+        return (self.hub.notify,)
+
+    async def stop(self) -> None:
+        if self.client is not None:
+            await self.client.close()

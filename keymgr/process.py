@@ -1,0 +1,59 @@
+"""keymgr/ inside a Tollway process: ext_authz Check on the Envoy-facing server, answered from an
+in-memory key index that the change feed keeps current. Its StoreService (applications,
+subscriptions, keys) is served with the catalog as the admin services (tollway/app/admin.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+
+from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
+
+from keymgr.admin import StoreServicer
+from keymgr.index import KeyIndex
+from keymgr.servicer import AuthorizationServicer
+from keymgr.store import StoreRepository
+from tollway.changes import Listener
+from tollway.component import GrpcService, RunningComponent, service_name
+from tollway.db import Database
+from tollway.settings import KeymgrSettings
+from tollway.store.v1 import store_pb2, store_pb2_grpc
+
+
+def store_repository(
+    settings: KeymgrSettings, db: Database, on_commit: Callable[[], None]
+) -> StoreRepository:
+    """The records keymgr's index is built from: applications, subscriptions, API keys."""
+    return StoreRepository(
+        db,
+        on_commit,
+        key_hash_secret=settings.key_hash_secret,
+        default_grace=timedelta(seconds=settings.key_rotation_grace_seconds),
+    )
+
+
+def store_service(store: StoreRepository) -> GrpcService:
+    """StoreService for the admin server."""
+    servicer = StoreServicer(store)
+    return GrpcService(
+        service_name(store_pb2, "StoreService"),
+        lambda server: store_pb2_grpc.add_StoreServiceServicer_to_server(servicer, server),
+    )
+
+
+class Keymgr(RunningComponent):
+    def __init__(self, settings: KeymgrSettings, db: Database) -> None:
+        self.key_hash_secret = settings.key_hash_secret
+        self.index = KeyIndex(db)
+
+    def envoy_services(self) -> Sequence[GrpcService]:
+        servicer = AuthorizationServicer(self.index, self.key_hash_secret)
+        return (
+            GrpcService(
+                service_name(external_auth_pb2, "Authorization"),
+                lambda server: external_auth_pb2_grpc.add_AuthorizationServicer_to_server(servicer, server),
+            ),
+        )
+
+    def change_listeners(self) -> Sequence[Listener]:
+        return (self.index.reload,)

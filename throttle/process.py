@@ -1,0 +1,77 @@
+"""throttle/ inside a Tollway process: the plan index, the counter store (memory or Redis), the
+ShouldRateLimit service Envoy calls and the quota query on the admin port."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
+
+from throttle.counters import CounterStore, MemoryCounterStore
+from throttle.index import ThrottleIndex
+from throttle.metrics import ThrottleMetrics
+from throttle.redis_store import RedisCounterStore
+from throttle.service import ThrottleService
+from throttle.servicer import QuotaServicer, RateLimitServicer
+from throttle.store import TrafficLimitStore
+from tollway.changes import Listener
+from tollway.component import (
+    GrpcService,
+    RunningComponent,
+    service_name,
+)
+from tollway.db import Database
+from tollway.metrics import Render
+from tollway.settings import ThrottleSettings
+from tollway.throttle.v1 import throttle_pb2, throttle_pb2_grpc
+
+
+def counter_store(settings: ThrottleSettings, metrics: ThrottleMetrics) -> CounterStore:
+    if settings.store == "redis":
+        return RedisCounterStore(settings.redis_url, settings.redis_timeout_ms, metrics=metrics)
+    if settings.store == "memory":
+        return MemoryCounterStore()
+    raise ValueError(f"unknown rate-limit store {settings.store!r}; use memory or redis")
+
+
+class Throttle(RunningComponent):
+    """The throttle's state in one replica: index, counter store, service, metrics."""
+
+    def __init__(
+        self, settings: ThrottleSettings, db: Database, on_commit: Callable[[], None] = lambda: None
+    ) -> None:
+        self.metrics = ThrottleMetrics()
+        self.index = ThrottleIndex(db)
+        self.limits = TrafficLimitStore(db, on_commit)
+        self.store = counter_store(settings, self.metrics)
+        self.service = ThrottleService(
+            self.index, self.store, failure_mode=settings.failure_mode, metrics=self.metrics
+        )
+
+    def envoy_services(self) -> Sequence[GrpcService]:
+        servicer = RateLimitServicer(self.service)
+        return (
+            GrpcService(
+                service_name(rls_pb2, "RateLimitService"),
+                lambda server: rls_pb2_grpc.add_RateLimitServiceServicer_to_server(servicer, server),
+            ),
+        )
+
+    def admin_services(self) -> Sequence[GrpcService]:
+        # The quota query is an admin RPC, but it reads this replica's counters.
+        servicer = QuotaServicer(self.service, self.limits)
+        return (
+            GrpcService(
+                service_name(throttle_pb2, "QuotaService"),
+                lambda server: throttle_pb2_grpc.add_QuotaServiceServicer_to_server(servicer, server),
+            ),
+        )
+
+    def change_listeners(self) -> Sequence[Listener]:
+        return (self.index.reload,)
+
+    def metrics_renderer(self) -> Render:
+        return self.metrics.render
+
+    async def stop(self) -> None:
+        await self.store.close()

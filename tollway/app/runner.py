@@ -1,0 +1,168 @@
+"""One Tollway process: database, change feed, the components the settings select, and the two gRPC
+servers (Envoy-facing and admin).
+
+The runner names no component: it loops over the registry and asks each selected component for its
+servicers, change listeners, background work and metrics. Components never reach into each other;
+they share the core only."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TypeVar
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+from grpc_reflection.v1alpha import reflection
+
+from tollway.app.registry import COMPONENTS, gateway_contribution
+from tollway.auth import AdminTokenInterceptor
+from tollway.catalog.store import CatalogStore
+from tollway.changes import ChangeFeed
+from tollway.component import Component, GrpcService, ProcessContext, RunningComponent, service_name
+from tollway.db import Database
+from tollway.metrics import MetricsRegistry, family, serve_metrics, split_host_port
+from tollway.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Running = TypeVar("Running", bound=RunningComponent)
+
+
+def admin_tls_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """TLS for the admin port when a certificate is configured; mTLS when a client CA is too."""
+    if not settings.admin_tls_cert_file:
+        return None
+    key = Path(settings.admin_tls_key_file).read_bytes()
+    chain = Path(settings.admin_tls_cert_file).read_bytes()
+    client_ca = settings.admin_tls_client_ca_file
+    return grpc.ssl_server_credentials(
+        [(key, chain)],
+        root_certificates=Path(client_ca).read_bytes() if client_ca else None,
+        require_client_auth=bool(client_ca),
+    )
+
+
+class GrpcServer:
+    """A grpc.aio server with reflection and health for every service registered on it."""
+
+    def __init__(
+        self,
+        address: str,
+        interceptors: tuple[grpc.aio.ServerInterceptor, ...] = (),
+        credentials: grpc.ServerCredentials | None = None,
+    ) -> None:
+        self.address = address
+        self.credentials = credentials
+        self.server = grpc.aio.server(interceptors=interceptors)
+        self.services: list[str] = []
+
+    def add(self, service: GrpcService) -> None:
+        """Registers a servicer; its full name is then listed by health and reflection."""
+        self.services.append(service.full_name)
+        service.add_to_server(self.server)
+
+    async def start(self) -> None:
+        health = health_aio.HealthServicer()
+        for name in ["", *self.services]:
+            await health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        health_pb2_grpc.add_HealthServicer_to_server(health, self.server)
+        reflection.enable_server_reflection(
+            [*self.services, service_name(health_pb2, "Health"), reflection.SERVICE_NAME], self.server
+        )
+        if self.credentials is None:
+            self.server.add_insecure_port(self.address)
+        else:
+            self.server.add_secure_port(self.address, self.credentials)
+        await self.server.start()
+
+    async def stop(self) -> None:
+        await self.server.stop(grace=1.0)
+
+
+class TollwayProcess:
+    """The services of one Tollway replica. `start()` binds the ports; `stop()` releases everything."""
+
+    def __init__(self, settings: Settings, registry: Sequence[Component] = COMPONENTS) -> None:
+        self.settings = settings
+        self.components = set(settings.components)
+        self.db = Database(settings.database_url, settings.database_schema)
+        self.changes = ChangeFeed(self.db, settings.change_poll_seconds)
+        # The catalog is core: the admin services write it, xds reads it.
+        self.catalog = CatalogStore(self.db, self.changes.committed)
+        self._servers: list[GrpcServer] = []
+        # One Prometheus endpoint per process (TOLLWAY_METRICS_ADDR): each component registers its own.
+        self.metrics = MetricsRegistry()
+        self.metrics.register("process", self._render_info)
+        self._metrics_server: asyncio.Server | None = None
+
+        context = ProcessContext(self.db, self.changes, self.catalog, gateway_contribution(settings))
+        # The selected components, in registry order (the order they are wired and started).
+        self.running: dict[str, RunningComponent] = {
+            component.name: component.build(settings, context)
+            for component in registry
+            if component.name in self.components
+        }
+        for name, running in self.running.items():
+            render = running.metrics_renderer()
+            if render is not None:
+                self.metrics.register(name, render)
+
+    def find(self, kind: type[Running]) -> Running | None:
+        """The running component of this type, None when the settings did not select it."""
+        return next((r for r in self.running.values() if isinstance(r, kind)), None)
+
+    def _render_info(self) -> str:
+        labels = {"components": ",".join(sorted(self.components))}
+        return "\n".join(family("tollway_info", "gauge", "This Tollway process.", [(labels, 1)])) + "\n"
+
+    def _wire(self) -> None:
+        for running in self.running.values():
+            for service in running.envoy_services():
+                self.envoy_facing.add(service)
+            for service in running.admin_services():
+                self.admin.add(service)
+            for listener in running.change_listeners():
+                self.changes.subscribe(listener)
+
+    async def start(self) -> None:
+        await self.db.create_schema()
+        # grpc.aio servers bind to the running event loop, so they are made here rather than in __init__.
+        self.envoy_facing = GrpcServer(self.settings.grpc_addr)
+        self.admin = GrpcServer(
+            self.settings.admin_addr,
+            (AdminTokenInterceptor(self.settings.admin_token),),
+            admin_tls_credentials(self.settings),
+        )
+        self._wire()
+        await self.changes.start()
+        for running in self.running.values():
+            await running.start()
+        self._servers = [server for server in (self.envoy_facing, self.admin) if server.services]
+        for server in self._servers:
+            await server.start()
+        if self.settings.metrics_addr:
+            self._metrics_server = await serve_metrics(
+                *split_host_port(self.settings.metrics_addr), self.metrics.render
+            )
+        log.info(
+            "tollway serving %s: envoy-facing gRPC on %s, admin gRPC on %s, database %s",
+            ",".join(sorted(self.components)),
+            self.settings.grpc_addr if self.envoy_facing.services else "-",
+            self.settings.admin_addr if self.admin.services else "-",
+            self.db.engine.url.render_as_string(hide_password=True),
+        )
+
+    async def stop(self) -> None:
+        if self._metrics_server is not None:
+            self._metrics_server.close()
+            await self._metrics_server.wait_closed()
+        for server in self._servers:
+            await server.stop()
+        await self.changes.stop()
+        for running in reversed(self.running.values()):
+            await running.stop()
+        await self.db.dispose()

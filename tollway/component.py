@@ -1,0 +1,124 @@
+"""The one shape every component has inside a Tollway process.
+
+A component (keymgr, throttle, usage, billing, xds, and the admin services) exposes one `Component`
+object; `tollway/app/registry.py` lists them and the runner and the CLI loop over that list, so
+neither names a component. The `Component` exists without a process: it registers CLI commands and
+says what it adds to Envoy's configuration (that holds even when it runs in another replica).
+`build` makes its `RunningComponent` inside a process: servicers for the Envoy-facing and admin
+servers, the change-feed listeners it follows, background start/stop and metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+import grpc
+import typer
+
+from tollway.settings import Settings
+
+# Types only: every `tollway` command imports this module, and the database layer and Envoy's protos
+# take longer to load than the command needs.
+if TYPE_CHECKING:
+    from envoy.config.cluster.v3 import cluster_pb2
+    from envoy.config.route.v3 import route_components_pb2
+    from envoy.extensions.filters.network.http_connection_manager.v3 import (
+        http_connection_manager_pb2 as hcm_pb2,
+    )
+
+    from tollway.catalog.store import CatalogStore
+    from tollway.changes import ChangeFeed, Listener
+    from tollway.db import Database
+    from tollway.metrics import Render
+
+
+def service_name(module: Any, service: str) -> str:
+    """Full name of a service defined in a generated *_pb2 module (for health and reflection)."""
+    return str(module.DESCRIPTOR.services_by_name[service].full_name)
+
+
+@dataclass(frozen=True)
+class GrpcService:
+    """One gRPC service: its full name (health and reflection list it) and how to add its servicer."""
+
+    full_name: str
+    add_to_server: Callable[[grpc.aio.Server], None]
+
+
+@dataclass(frozen=True)
+class GatewayContribution:
+    """What a component adds to the gateway's Envoy configuration (xds/ builds it into GatewayOptions):
+    HTTP filters between ext_authz and the router, the clusters they call, rate-limit actions on
+    every API route."""
+
+    http_filters: tuple[hcm_pb2.HttpFilter, ...] = ()
+    clusters: tuple[cluster_pb2.Cluster, ...] = ()
+    route_rate_limits: tuple[route_components_pb2.RateLimit, ...] = ()
+
+    @classmethod
+    def combine(cls, parts: Iterable[GatewayContribution]) -> GatewayContribution:
+        """All parts in order (filters run in the order the registry lists their components)."""
+        chosen = tuple(parts)
+        return cls(
+            http_filters=tuple(f for part in chosen for f in part.http_filters),
+            clusters=tuple(c for part in chosen for c in part.clusters),
+            route_rate_limits=tuple(r for part in chosen for r in part.route_rate_limits),
+        )
+
+
+@dataclass(frozen=True)
+class ProcessContext:
+    """What a Tollway process shares with the components it runs (the core only)."""
+
+    db: Database
+    changes: ChangeFeed
+    catalog: CatalogStore
+    # Every registered component's contribution, combined: what Envoy is to be told.
+    gateway: GatewayContribution
+
+
+class RunningComponent(Protocol):
+    """A component inside one process. Subclass it to inherit the empty defaults."""
+
+    def envoy_services(self) -> Sequence[GrpcService]:
+        """Services on the Envoy-facing server (no token; Envoy calls them)."""
+        return ()
+
+    def admin_services(self) -> Sequence[GrpcService]:
+        """Services on the admin server (bearer token, optional TLS)."""
+        return ()
+
+    def change_listeners(self) -> Sequence[Listener]:
+        """Called once when the change feed starts, then after every committed change."""
+        return ()
+
+    def metrics_renderer(self) -> Render | None:
+        """Renders its Prometheus lines for the process's endpoint; None = no metrics."""
+        return None
+
+    async def start(self) -> None:
+        """Background work, started after the change feed's first round and before the servers."""
+
+    async def stop(self) -> None:
+        """Releases what `start` or the constructor acquired; called after the servers stopped."""
+
+
+class Component(Protocol):
+    """One component as the composition root knows it. Subclass it to inherit the empty defaults."""
+
+    @property
+    def name(self) -> str:
+        """Its value in TOLLWAY_COMPONENTS (tollway.settings.ALL_COMPONENTS)."""
+        ...
+
+    def register_cli(self, app: typer.Typer) -> None:
+        """Adds its commands to the `tollway` command."""
+
+    def gateway_contribution(self, settings: Settings) -> GatewayContribution:
+        """What Envoy needs to reach it, whether or not it runs in this process."""
+        return GatewayContribution()
+
+    def build(self, settings: Settings, context: ProcessContext) -> RunningComponent:
+        """Its state in a process that runs it (TOLLWAY_COMPONENTS names it)."""
+        ...
