@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING
 import typer
 
 from billing.cli import register as register_billing_commands
+from keymgr.cli import register as register_keymgr_commands
 from keymgr.keys import parse_key
 from throttle.cli import register as register_throttle_commands
-from tollway.admin_cli import register as register_admin_commands
+from tollway.catalog.cli import register as register_catalog_commands
 from tollway.settings import Settings
 from usage.cli import register as register_usage_commands
 
@@ -27,7 +28,8 @@ if TYPE_CHECKING:
 app = typer.Typer(
     help="Tollway: keys, plans, quotas, usage and invoices for APIs behind Envoy.", no_args_is_help=True
 )
-register_admin_commands(app)
+register_catalog_commands(app)
+register_keymgr_commands(app)
 register_billing_commands(app)
 register_usage_commands(app)
 register_throttle_commands(app)
