@@ -32,6 +32,7 @@ _SETTINGS_DEFAULTS = Settings()
 DEFAULT_ADMIN_ADDR = _SETTINGS_DEFAULTS.admin_addr
 
 ServiceStub = TypeVar("ServiceStub")
+Response = TypeVar("Response")
 Parsed = TypeVar("Parsed")
 
 # --------------------------------------------------------------------------------------------------
@@ -163,7 +164,7 @@ class AdminClient(Generic[ServiceStub]):
     def close(self) -> None:
         self.channel.close()
 
-    def call(self, rpc: Callable[..., Parsed], request: Message) -> Parsed:
+    def call(self, rpc: Callable[..., Response], request: Message) -> Response:
         """One unary call; a gRPC error ends the command with exit code 1."""
         try:
             return rpc(request, timeout=self.timeout, metadata=self.metadata)
