@@ -1,21 +1,24 @@
 """`tollway quota <subscription-id>` and `tollway limits ...`: the QuotaService for support and
-operators (JSON on stdout). Same connection options and token as the other admin commands."""
+operators (JSON on stdout). Connection options, token and exit codes come from `tollway.cli_support`."""
 
 from __future__ import annotations
 
-from contextlib import closing
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 
 import typer
-from google.protobuf.timestamp_pb2 import Timestamp
 
-from tollway.admin_cli import AddrOpt, AdminClient, TokenOpt, _emit, _resolve_token
-from tollway.settings import Settings
+from tollway.cli_support import (
+    DEFAULT_ADMIN_ADDR,
+    AdminAddr,
+    AdminToken,
+    admin_client,
+    emit,
+    time_param,
+    timestamp_proto,
+)
 from tollway.throttle.v1 import throttle_pb2 as pb
-from tollway.throttle.v1 import throttle_pb2_grpc
-
-_DEFAULT_ADDR = Settings().admin_addr
+from tollway.throttle.v1.throttle_pb2_grpc import QuotaServiceStub
 
 ApiOpt = Annotated[str, typer.Option("--api", help="The limit is shared by every subscriber of this API id.")]
 AppOpt = Annotated[
@@ -24,29 +27,7 @@ AppOpt = Annotated[
 ]
 
 
-class QuotaClient(AdminClient):
-    def __init__(self, addr: str, token: str) -> None:
-        super().__init__(addr, token)
-        self.quota = throttle_pb2_grpc.QuotaServiceStub(self._channel)
-
-
-def _client(addr: str, token: str | None) -> QuotaClient:
-    return QuotaClient(addr, _resolve_token(token))
-
-
-def _at(text: str) -> Timestamp | None:
-    if not text:
-        return None
-    try:
-        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise typer.BadParameter(f"invalid time {text!r}: use ISO 8601, e.g. 2026-11-01T00:00:00Z") from None
-    stamp = Timestamp()
-    stamp.FromDatetime(value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC))
-    return stamp
-
-
-def target(api: str, application: str) -> tuple[int, str]:
+def target(api: str, application: str) -> tuple[pb.LimitScope, str]:
     """(scope, target id) from exactly one of --api / --application."""
     if bool(api) == bool(application):
         raise typer.BadParameter("give exactly one of --api or --application")
@@ -65,36 +46,37 @@ def _limit_commands() -> typer.Typer:
         per_minute: Annotated[int, typer.Option("--per-minute", min=0, help="0 = no limit.")] = 0,
         per_hour: Annotated[int, typer.Option("--per-hour", min=0, help="0 = no limit.")] = 0,
         per_day: Annotated[int, typer.Option("--per-day", min=0, help="0 = no limit.")] = 0,
-        addr: AddrOpt = _DEFAULT_ADDR, token: TokenOpt = None,
+        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None,
     ) -> None:  # fmt: skip
         """Create or replace the shared limit of an API or application (from the next request on)."""
         scope, target_id = target(api, application)
         limit = pb.TrafficLimit(
-            scope=scope,  # type: ignore[arg-type]
+            scope=scope,
             target_id=target_id,
             requests_per_second=per_second,
             requests_per_minute=per_minute,
             requests_per_hour=per_hour,
             requests_per_day=per_day,
         )
-        with closing(_client(addr, token)) as client:
-            _emit(client.call(client.quota.SetTrafficLimit, pb.SetTrafficLimitRequest(limit=limit)))
+        with admin_client(addr, token, QuotaServiceStub) as quota:
+            emit(quota.call(quota.service.SetTrafficLimit, pb.SetTrafficLimitRequest(limit=limit)))
 
     @app.command("list")
-    def list_(addr: AddrOpt = _DEFAULT_ADDR, token: TokenOpt = None) -> None:
+    def list_(addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:
         """Every shared traffic limit."""
-        with closing(_client(addr, token)) as client:
-            _emit(client.call(client.quota.ListTrafficLimits, pb.ListTrafficLimitsRequest()))
+        with admin_client(addr, token, QuotaServiceStub) as quota:
+            emit(quota.call(quota.service.ListTrafficLimits, pb.ListTrafficLimitsRequest()))
 
     @app.command("delete")
     def delete(
-        api: ApiOpt = "", application: AppOpt = "", addr: AddrOpt = _DEFAULT_ADDR, token: TokenOpt = None
-    ) -> None:
+        api: ApiOpt = "", application: AppOpt = "",
+        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None,
+    ) -> None:  # fmt: skip
         """Remove the shared limit of an API or application."""
         scope, target_id = target(api, application)
-        request = pb.DeleteTrafficLimitRequest(scope=scope, target_id=target_id)  # type: ignore[arg-type]
-        with closing(_client(addr, token)) as client:
-            _emit(client.call(client.quota.DeleteTrafficLimit, request))
+        request = pb.DeleteTrafficLimitRequest(scope=scope, target_id=target_id)
+        with admin_client(addr, token, QuotaServiceStub) as quota:
+            emit(quota.call(quota.service.DeleteTrafficLimit, request))
 
     return app
 
@@ -103,17 +85,25 @@ def register(app: typer.Typer) -> None:
     """Mounts `tollway quota` and `tollway limits ...` on the main CLI."""
 
     @app.command("quota")
-    def quota(
+    def quota_report(
         subscription_id: Annotated[str, typer.Argument(help="The subscription to report on.")],
         at: Annotated[
-            str, typer.Option("--at", help="Instant to read the windows at (ISO 8601); default now.")
-        ] = "",
-        addr: AddrOpt = _DEFAULT_ADDR,
-        token: TokenOpt = None,
+            datetime | None,
+            typer.Option(
+                "--at",
+                parser=time_param,
+                metavar="TIME",
+                help="Instant to read the windows at (ISO 8601); default now.",
+            ),
+        ] = None,
+        addr: AdminAddr = DEFAULT_ADMIN_ADDR,
+        token: AdminToken = None,
     ) -> None:
         """Each window of a subscription's limits: limit, used, remaining and reset time."""
-        request = pb.GetSubscriptionQuotaRequest(subscription_id=subscription_id, at=_at(at))
-        with closing(_client(addr, token)) as client:
-            _emit(client.call(client.quota.GetSubscriptionQuota, request))
+        request = pb.GetSubscriptionQuotaRequest(
+            subscription_id=subscription_id, at=timestamp_proto(at) if at is not None else None
+        )
+        with admin_client(addr, token, QuotaServiceStub) as quota:
+            emit(quota.call(quota.service.GetSubscriptionQuota, request))
 
     app.add_typer(_limit_commands(), name="limits")

@@ -1,70 +1,86 @@
-"""`tollway usage ...`: the UsageService for accounting and support (JSON on stdout). Same connection
-options and token as the other admin commands."""
+"""`tollway usage ...`: the UsageService for accounting and support (JSON on stdout). Connection options,
+token and exit codes come from `tollway.cli_support`."""
 
 from __future__ import annotations
 
-from contextlib import closing
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Annotated
 
 import typer
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from tollway.admin_cli import AddrOpt, AdminClient, TokenOpt, _emit, _resolve_token
-from tollway.settings import Settings
+from tollway.cli_support import (
+    DEFAULT_ADMIN_ADDR,
+    AdminAddr,
+    AdminToken,
+    admin_client,
+    emit,
+    time_param,
+    timestamp_proto,
+)
 from tollway.usage.v1 import usage_pb2 as pb
-from tollway.usage.v1 import usage_pb2_grpc
+from tollway.usage.v1.usage_pb2_grpc import UsageServiceStub
 
-_DEFAULT_ADDR = Settings().admin_addr
-GRANULARITIES = {"minute": pb.GRANULARITY_MINUTE, "hour": pb.GRANULARITY_HOUR, "day": pb.GRANULARITY_DAY}
+
+class GranularityChoice(StrEnum):
+    minute = "minute"
+    hour = "hour"
+    day = "day"
+
+
+class DimensionChoice(StrEnum):
+    api = "api"
+    subscription = "subscription"
+    application = "application"
+    plan = "plan"
+    key = "key"
+
+
+GRANULARITIES = {
+    GranularityChoice.minute: pb.GRANULARITY_MINUTE,
+    GranularityChoice.hour: pb.GRANULARITY_HOUR,
+    GranularityChoice.day: pb.GRANULARITY_DAY,
+}
 DIMENSIONS = {
-    "api": pb.DIMENSION_API,
-    "subscription": pb.DIMENSION_SUBSCRIPTION,
-    "application": pb.DIMENSION_APPLICATION,
-    "plan": pb.DIMENSION_PLAN,
-    "key": pb.DIMENSION_KEY,
+    DimensionChoice.api: pb.DIMENSION_API,
+    DimensionChoice.subscription: pb.DIMENSION_SUBSCRIPTION,
+    DimensionChoice.application: pb.DIMENSION_APPLICATION,
+    DimensionChoice.plan: pb.DIMENSION_PLAN,
+    DimensionChoice.key: pb.DIMENSION_KEY,
 }
 
-StartOpt = Annotated[str, typer.Option("--start", help="Range start (ISO 8601, UTC); default: today 00:00.")]
-EndOpt = Annotated[str, typer.Option("--end", help="Range end, exclusive (ISO 8601); default: start + 1d.")]
+StartOpt = Annotated[
+    datetime | None,
+    typer.Option(
+        "--start",
+        parser=time_param,
+        metavar="TIME",
+        help="Range start (ISO 8601, UTC); default: today 00:00.",
+    ),
+]
+EndOpt = Annotated[
+    datetime | None,
+    typer.Option(
+        "--end",
+        parser=time_param,
+        metavar="TIME",
+        help="Range end, exclusive (ISO 8601); default: start + 1d.",
+    ),
+]
+GranularityOpt = Annotated[
+    GranularityChoice, typer.Option("--granularity", case_sensitive=False, help="minute, hour or day.")
+]
 ApiOpt = Annotated[str, typer.Option("--api", help="Only this API id.")]
 AppOpt = Annotated[str, typer.Option("--application", help="Only this application id.")]
 SubOpt = Annotated[str, typer.Option("--subscription", help="Only this subscription id.")]
 
 
-class UsageClient(AdminClient):
-    def __init__(self, addr: str, token: str) -> None:
-        super().__init__(addr, token)
-        self.usage = usage_pb2_grpc.UsageServiceStub(self._channel)
-
-
-def _client(addr: str, token: str | None) -> UsageClient:
-    return UsageClient(addr, _resolve_token(token))
-
-
-def _time(text: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise typer.BadParameter(f"invalid time {text!r}: use ISO 8601, e.g. 2026-11-01T00:00:00Z") from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def time_range(start: str, end: str) -> tuple[Timestamp, Timestamp]:
+def time_range(start: datetime | None, end: datetime | None) -> tuple[Timestamp, Timestamp]:
     """[start, end) as Timestamps; defaults to today (UTC)."""
-    begin = _time(start) if start else datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    finish = _time(end) if end else begin + timedelta(days=1)
-    stamps = Timestamp(), Timestamp()
-    stamps[0].FromDatetime(begin)
-    stamps[1].FromDatetime(finish)
-    return stamps
-
-
-def _choice(value: str, choices: dict[str, int], what: str) -> int:
-    try:
-        return choices[value.strip().lower()]
-    except KeyError:
-        raise typer.BadParameter(f"{what} must be one of {', '.join(choices)}") from None
+    begin = start or datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    finish = end or begin + timedelta(days=1)
+    return timestamp_proto(begin), timestamp_proto(finish)
 
 
 def _commands() -> typer.Typer:
@@ -72,90 +88,92 @@ def _commands() -> typer.Typer:
 
     @app.command()
     def windows(
-        granularity: Annotated[str, typer.Option("--granularity", help="minute, hour or day.")] = "hour",
-        start: StartOpt = "", end: EndOpt = "", api: ApiOpt = "", application: AppOpt = "",
-        subscription: SubOpt = "", addr: AddrOpt = _DEFAULT_ADDR, token: TokenOpt = None,
+        granularity: GranularityOpt = GranularityChoice.hour,
+        start: StartOpt = None, end: EndOpt = None, api: ApiOpt = "", application: AppOpt = "",
+        subscription: SubOpt = "", addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None,
     ) -> None:  # fmt: skip
         """Usage windows of one granularity starting in [start, end)."""
         begin, finish = time_range(start, end)
         request = pb.ListUsageWindowsRequest(
-            granularity=_choice(granularity, GRANULARITIES, "granularity"),
+            granularity=GRANULARITIES[granularity],
             start_time=begin,
             end_time=finish,
             filter=pb.UsageFilter(api_id=api, application_id=application, subscription_id=subscription),
         )
-        with closing(_client(addr, token)) as client:
-            _emit(client.call(client.usage.ListUsageWindows, request))
+        with admin_client(addr, token, UsageServiceStub) as usage:
+            emit(usage.call(usage.service.ListUsageWindows, request))
 
     @app.command()
     def totals(
-        by: Annotated[list[str] | None, typer.Option("--by", help="Group by api, subscription, ...")] = None,
-        start: StartOpt = "", end: EndOpt = "", api: ApiOpt = "", application: AppOpt = "",
-        subscription: SubOpt = "", addr: AddrOpt = _DEFAULT_ADDR, token: TokenOpt = None,
+        by: Annotated[
+            list[DimensionChoice] | None,
+            typer.Option("--by", case_sensitive=False, help="Group by api, subscription, ..."),
+        ] = None,
+        start: StartOpt = None, end: EndOpt = None, api: ApiOpt = "", application: AppOpt = "",
+        subscription: SubOpt = "", addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None,
     ) -> None:  # fmt: skip
         """Totals over [start, end), with per-node completeness."""
         begin, finish = time_range(start, end)
         request = pb.GetUsageTotalsRequest(
             start_time=begin,
             end_time=finish,
-            group_by=[_choice(name, DIMENSIONS, "--by") for name in by or []],
+            group_by=[DIMENSIONS[name] for name in by or []],
             filter=pb.UsageFilter(api_id=api, application_id=application, subscription_id=subscription),
         )
-        with closing(_client(addr, token)) as client:
-            _emit(client.call(client.usage.GetUsageTotals, request))
+        with admin_client(addr, token, UsageServiceStub) as usage:
+            emit(usage.call(usage.service.GetUsageTotals, request))
 
     @app.command()
     def top(
-        by: Annotated[str, typer.Option("--by", help="subscription, application, api, plan or key.")] = (
-            "subscription"
-        ),
+        by: Annotated[
+            DimensionChoice,
+            typer.Option("--by", case_sensitive=False, help="subscription, application, api, plan or key."),
+        ] = DimensionChoice.subscription,
         limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 10,
-        start: StartOpt = "", end: EndOpt = "", api: ApiOpt = "",
-        addr: AddrOpt = _DEFAULT_ADDR, token: TokenOpt = None,
+        start: StartOpt = None, end: EndOpt = None, api: ApiOpt = "",
+        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None,
     ) -> None:  # fmt: skip
         """Top consumers by requests in [start, end)."""
         begin, finish = time_range(start, end)
         request = pb.ListTopConsumersRequest(
             start_time=begin,
             end_time=finish,
-            dimension=_choice(by, DIMENSIONS, "--by"),
+            dimension=DIMENSIONS[by],
             filter=pb.UsageFilter(api_id=api),
             limit=limit,
         )
-        with closing(_client(addr, token)) as client:
-            _emit(client.call(client.usage.ListTopConsumers, request))
+        with admin_client(addr, token, UsageServiceStub) as usage:
+            emit(usage.call(usage.service.ListTopConsumers, request))
 
     @app.command()
     def throttled(
-        start: StartOpt = "", end: EndOpt = "", api: ApiOpt = "", subscription: SubOpt = "",
-        addr: AddrOpt = _DEFAULT_ADDR, token: TokenOpt = None,
+        start: StartOpt = None, end: EndOpt = None, api: ApiOpt = "", subscription: SubOpt = "",
+        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None,
     ) -> None:  # fmt: skip
         """Throttled-out requests per minute and the limit that fired."""
         begin, finish = time_range(start, end)
         request = pb.ListThrottledWindowsRequest(
             start_time=begin, end_time=finish, filter=pb.UsageFilter(api_id=api, subscription_id=subscription)
         )
-        with closing(_client(addr, token)) as client:
-            _emit(client.call(client.usage.ListThrottledWindows, request))
+        with admin_client(addr, token, UsageServiceStub) as usage:
+            emit(usage.call(usage.service.ListThrottledWindows, request))
 
     @app.command()
     def completeness(
-        start: StartOpt = "", end: EndOpt = "", addr: AddrOpt = _DEFAULT_ADDR, token: TokenOpt = None
-    ) -> None:
+        start: StartOpt = None, end: EndOpt = None,
+        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None,
+    ) -> None:  # fmt: skip
         """Per Envoy node: entries counted vs. what Envoy reports written and dropped."""
         begin, finish = time_range(start, end)
-        with closing(_client(addr, token)) as client:
-            _emit(
-                client.call(
-                    client.usage.GetCompleteness, pb.GetCompletenessRequest(start_time=begin, end_time=finish)
-                )
-            )
+        request = pb.GetCompletenessRequest(start_time=begin, end_time=finish)
+        with admin_client(addr, token, UsageServiceStub) as usage:
+            emit(usage.call(usage.service.GetCompleteness, request))
 
     @app.command()
-    def stats(addr: AddrOpt = _DEFAULT_ADDR, token: TokenOpt = None) -> None:
+    def stats(addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:
         """Ingestion metrics of the replica that answers (rate, batch latency, WAL size, skips)."""
-        with closing(_client(addr, token)) as client:
-            _emit(client.call(client.usage.GetIngestionStats, pb.GetIngestionStatsRequest()))
+        with admin_client(addr, token, UsageServiceStub) as usage:
+            emit(usage.call(usage.service.GetIngestionStats, pb.GetIngestionStatsRequest()))
 
     return app
 

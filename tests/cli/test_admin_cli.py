@@ -22,9 +22,12 @@ import typer
 from google.protobuf.message import Message
 from typer.testing import CliRunner
 
-from tollway.admin_cli import parse_duration, parse_money, parse_tier, register
+from keymgr.cli import register as register_keymgr_commands
+from tollway.catalog.cli import parse_money, parse_tier
+from tollway.catalog.cli import register as register_catalog_commands
 from tollway.catalog.v1 import catalog_pb2 as cat
 from tollway.catalog.v1 import catalog_pb2_grpc as cat_grpc
+from tollway.cli_support import parse_duration
 from tollway.store.v1 import store_pb2 as st
 from tollway.store.v1 import store_pb2_grpc as st_grpc
 
@@ -165,7 +168,8 @@ def admin_server() -> Iterator[tuple[FakeAdmin, str]]:
 @pytest.fixture
 def cli() -> typer.Typer:
     app = typer.Typer()
-    register(app)
+    register_catalog_commands(app)
+    register_keymgr_commands(app)
     return app
 
 

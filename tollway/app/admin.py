@@ -1,5 +1,6 @@
 """The admin services (TOLLWAY_COMPONENTS value "admin"): the catalog (core) and keymgr's store of
-applications, subscriptions and keys, with the admin CLI commands for both."""
+applications, subscriptions and keys. Its CLI commands are the catalog's (plan, api); keymgr registers
+its own (app, sub, key, block)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from tollway.admin_cli import register
+from tollway.catalog.cli import register
 from tollway.component import Component, GrpcService, ProcessContext, RunningComponent, service_name
 from tollway.settings import Settings
 

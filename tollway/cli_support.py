@@ -1,0 +1,280 @@
+"""What every admin command of the `tollway` CLI shares: the connection options, the channel to the admin
+port, the call that turns gRPC errors into clean CLI errors, JSON output and the value parsers.
+
+Each component's CLI module builds its commands from these, so the `--addr`/`--token` pair, the TLS
+variables and the exit codes are declared once: 0 on success, 1 when the server refuses or cannot be
+reached (message on stderr), 2 for usage errors (typer's own, or a parser's `BadParameter`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Generic, NoReturn, TypeVar
+
+import grpc
+import typer
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.json_format import MessageToJson
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from tollway.settings import Settings
+
+RPC_TIMEOUT_SECONDS = 10.0
+# Plain dataclass defaults; Settings.from_env() would create secrets on disk.
+_SETTINGS_DEFAULTS = Settings()
+DEFAULT_ADMIN_ADDR = _SETTINGS_DEFAULTS.admin_addr
+
+ServiceStub = TypeVar("ServiceStub")
+Response = TypeVar("Response")
+Parsed = TypeVar("Parsed")
+
+# --------------------------------------------------------------------------------------------------
+# Connection options (every admin command takes `addr: AdminAddr = DEFAULT_ADMIN_ADDR,
+# token: AdminToken = None`)
+# --------------------------------------------------------------------------------------------------
+
+AdminAddr = Annotated[
+    str,
+    typer.Option(
+        "--addr",
+        envvar="TOLLWAY_ADMIN_ADDR",
+        help="Admin gRPC server, host:port.",
+        rich_help_panel="Connection",
+    ),
+]
+AdminToken = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        envvar="TOLLWAY_ADMIN_TOKEN",
+        # Never show the token (or that it came from the environment) in help output.
+        show_default=False,
+        help="Admin bearer token; defaults to <TOLLWAY_DATA_DIR>/admin-token written by `tollway serve`.",
+        rich_help_panel="Connection",
+    ),
+]
+
+
+@dataclass(frozen=True)
+class ClientEnvironment:
+    """The client side's view of the environment beyond --addr/--token: where the embedded server keeps
+    its generated token, and the PEM files for TLS (CA only) or mTLS (CA, client certificate and key)."""
+
+    data_dir: Path = _SETTINGS_DEFAULTS.data_dir
+    tls_ca: str = ""
+    tls_client_cert: str = ""
+    tls_client_key: str = ""
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> ClientEnvironment:
+        return cls(
+            data_dir=Path(environ.get("TOLLWAY_DATA_DIR", str(cls.data_dir))),
+            tls_ca=environ.get("TOLLWAY_ADMIN_TLS_CA", ""),
+            tls_client_cert=environ.get("TOLLWAY_ADMIN_TLS_CLIENT_CERT", ""),
+            tls_client_key=environ.get("TOLLWAY_ADMIN_TLS_CLIENT_KEY", ""),
+        )
+
+
+def admin_channel(addr: str, environment: ClientEnvironment) -> grpc.Channel:
+    """Plaintext by default; TLS when a CA is given, verifying the server against it; mTLS when a client
+    certificate and key are given too."""
+    if not environment.tls_ca:
+        return grpc.insecure_channel(addr)
+    cert, key = environment.tls_client_cert, environment.tls_client_key
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=Path(environment.tls_ca).read_bytes(),
+        private_key=Path(key).read_bytes() if key else None,
+        certificate_chain=Path(cert).read_bytes() if cert else None,
+    )
+    return grpc.secure_channel(addr, credentials)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Ends the command with `error: <message>` on stderr and the given exit code."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def resolve_token(token: str | None, data_dir: Path) -> str:
+    """The given token, else the one the embedded server wrote to the data dir; exit 2 when neither."""
+    if token:
+        return token.strip()
+    # Embedded mode keeps the generated token in the data dir; reading it lets `tollway up` + CLI just work.
+    try:
+        stored = (data_dir / "admin-token").read_text().strip()
+    except OSError:
+        stored = ""
+    if not stored:
+        fail("no admin token: pass --token or set TOLLWAY_ADMIN_TOKEN", code=2)
+    return stored
+
+
+# --------------------------------------------------------------------------------------------------
+# Calls and errors
+# --------------------------------------------------------------------------------------------------
+
+# Messages gRPC core uses when no connection could be made, as opposed to UNAVAILABLE from the server.
+_CONNECT_FAILURES = (
+    "failed to connect",
+    "errors resolving",
+    "dns resolution failed",
+    "connection refused",
+    "connections to all backends failing",
+)
+
+
+def describe_rpc_error(code: grpc.StatusCode, details: str, addr: str, connected: Callable[[], bool]) -> str:
+    """`CODE: details`, prefixed with the address when the server was never reached (refused, unresolvable,
+    or a deadline that ran out before a connection existed)."""
+    status = f"{code.name}: {details}" if details else code.name
+    unreachable = code == grpc.StatusCode.UNAVAILABLE and any(
+        marker in details.lower() for marker in _CONNECT_FAILURES
+    )
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED and not connected():
+        unreachable = True
+    if unreachable:
+        return f"cannot reach the admin server at {addr}: {status}"
+    return status
+
+
+class AdminClient(Generic[ServiceStub]):
+    """One channel to the admin server and one service's stub; every call carries the bearer token."""
+
+    def __init__(
+        self,
+        addr: str,
+        token: str,
+        stub_type: Callable[[grpc.Channel], ServiceStub],
+        environment: ClientEnvironment,
+        timeout: float = RPC_TIMEOUT_SECONDS,
+    ) -> None:
+        self.addr = addr
+        self.timeout = timeout
+        self.metadata = (("authorization", f"Bearer {token}"),)
+        self.channel = admin_channel(addr, environment)
+        self.service = stub_type(self.channel)
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def call(self, rpc: Callable[..., Response], request: Message) -> Response:
+        """One unary call; a gRPC error ends the command with exit code 1."""
+        try:
+            return rpc(request, timeout=self.timeout, metadata=self.metadata)
+        except grpc.RpcError as exc:
+            fail(self.describe(exc))
+
+    def describe(self, exc: grpc.RpcError) -> str:
+        code: grpc.StatusCode = exc.code()  # type: ignore[attr-defined]
+        details: str = exc.details() or ""  # type: ignore[attr-defined]
+        return describe_rpc_error(code, details, self.addr, self._connected)
+
+    def _connected(self) -> bool:
+        try:
+            grpc.channel_ready_future(self.channel).result(timeout=0.05)
+        except grpc.FutureTimeoutError:
+            return False
+        return True
+
+
+@contextmanager
+def admin_client(
+    addr: str,
+    token: str | None,
+    stub_type: Callable[[grpc.Channel], ServiceStub],
+    environ: Mapping[str, str] | None = None,
+) -> Iterator[AdminClient[ServiceStub]]:
+    """A client for one admin service, closed on exit; the token falls back to the data dir's file."""
+    # The CLI's one read of the process environment beyond typer's own envvar options.
+    environment = ClientEnvironment.from_environ(os.environ if environ is None else environ)
+    client = AdminClient(addr, resolve_token(token, environment.data_dir), stub_type, environment)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+# --------------------------------------------------------------------------------------------------
+# Output
+# --------------------------------------------------------------------------------------------------
+
+
+def emit(message: Message) -> None:
+    """A response as JSON on stdout, with proto field names and empty fields printed."""
+    typer.echo(
+        MessageToJson(message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+    )
+
+
+def require_changes(mask: Sequence[str]) -> None:
+    """An empty update mask would mean "replace every field", so an update with nothing to change is a
+    usage error."""
+    if not mask:
+        raise typer.BadParameter("nothing to update: pass at least one option to change")
+
+
+# --------------------------------------------------------------------------------------------------
+# Value parsers (pure; raise ValueError so they are testable without typer; `typer_parser` adapts them)
+# --------------------------------------------------------------------------------------------------
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION_PART = re.compile(r"(\d+)([smhdw])")
+
+
+def parse_duration(text: str) -> timedelta:
+    """'30s', '15m', '1h', '30d', '2w' or compounds such as '1h30m'; a bare '0' means zero."""
+    value = text.strip().lower()
+    if value == "0":
+        return timedelta(0)
+    if not value or _DURATION_PART.sub("", value):
+        raise ValueError(f"invalid duration {text!r}: use a number with a unit s, m, h, d or w, e.g. 30d")
+    seconds = sum(int(n) * _DURATION_UNITS[unit] for n, unit in _DURATION_PART.findall(value))
+    return timedelta(seconds=seconds)
+
+
+def parse_time(text: str) -> datetime:
+    """ISO 8601 date or date-time ('Z' accepted), as an aware UTC datetime; naive values are UTC."""
+    try:
+        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"invalid time {text!r}: use ISO 8601, e.g. 2026-11-01T00:00:00Z") from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def duration_proto(value: timedelta) -> Duration:
+    proto = Duration()
+    proto.FromTimedelta(value)
+    return proto
+
+
+def timestamp_proto(value: datetime) -> Timestamp:
+    proto = Timestamp()
+    proto.FromDatetime(value)
+    return proto
+
+
+def typer_parser(parse: Callable[[str], Parsed]) -> Callable[[str], Parsed]:
+    """Turns a parser's ValueError into a usage error (exit code 2) with the parser's message; for
+    `typer.Option(parser=...)`."""
+
+    def parser(value: str) -> Parsed:
+        # Typer also calls the parser on values it already converted (defaults, repeated options).
+        if not isinstance(value, str):
+            return value
+        try:
+            return parse(value)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+
+    return parser
+
+
+duration_param = typer_parser(parse_duration)
+time_param = typer_parser(parse_time)
