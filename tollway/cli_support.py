@@ -8,7 +8,6 @@ reached (message on stderr), 2 for usage errors (typer's own, or a parser's `Bad
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -44,7 +43,7 @@ AdminAddr = Annotated[
     str,
     typer.Option(
         "--addr",
-        envvar="TOLLWAY_ADMIN_ADDR",
+        envvar=Settings.env_name("admin_addr"),
         help="Admin gRPC server, host:port.",
         rich_help_panel="Connection",
     ),
@@ -53,7 +52,7 @@ AdminToken = Annotated[
     str | None,
     typer.Option(
         "--token",
-        envvar="TOLLWAY_ADMIN_TOKEN",
+        envvar=Settings.env_name("admin_token"),
         # Never show the token (or that it came from the environment) in help output.
         show_default=False,
         help="Admin bearer token; defaults to <TOLLWAY_DATA_DIR>/admin-token written by `tollway serve`.",
@@ -73,12 +72,14 @@ class ClientEnvironment:
     tls_client_key: str = ""
 
     @classmethod
-    def from_environ(cls, environ: Mapping[str, str]) -> ClientEnvironment:
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> ClientEnvironment:
+        """Read through the settings' one loader (declared there with their variable names)."""
+        settings = Settings.read_env(environ)
         return cls(
-            data_dir=Path(environ.get("TOLLWAY_DATA_DIR", str(cls.data_dir))),
-            tls_ca=environ.get("TOLLWAY_ADMIN_TLS_CA", ""),
-            tls_client_cert=environ.get("TOLLWAY_ADMIN_TLS_CLIENT_CERT", ""),
-            tls_client_key=environ.get("TOLLWAY_ADMIN_TLS_CLIENT_KEY", ""),
+            data_dir=settings.data_dir,
+            tls_ca=settings.admin_client_tls_ca_file,
+            tls_client_cert=settings.admin_client_tls_cert_file,
+            tls_client_key=settings.admin_client_tls_key_file,
         )
 
 
@@ -192,8 +193,7 @@ def admin_client(
     environ: Mapping[str, str] | None = None,
 ) -> Iterator[AdminClient[ServiceStub]]:
     """A client for one admin service, closed on exit; the token falls back to the data dir's file."""
-    # The CLI's one read of the process environment beyond typer's own envvar options.
-    environment = ClientEnvironment.from_environ(os.environ if environ is None else environ)
+    environment = ClientEnvironment.from_environ(environ)
     client = AdminClient(addr, resolve_token(token, environment.data_dir), stub_type, environment)
     try:
         yield client

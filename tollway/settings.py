@@ -153,6 +153,11 @@ class Settings:
     admin_tls_cert_file: str = field(default="", metadata=env("ADMIN_TLS_CERT"))
     admin_tls_key_file: str = field(default="", metadata=env("ADMIN_TLS_KEY"))
     admin_tls_client_ca_file: str = field(default="", metadata=env("ADMIN_TLS_CLIENT_CA"))
+    # The CLI's side of that TLS: the CA that signed the admin port's certificate (TLS), and a client
+    # certificate and key (mTLS).
+    admin_client_tls_ca_file: str = field(default="", metadata=env("ADMIN_TLS_CA"))
+    admin_client_tls_cert_file: str = field(default="", metadata=env("ADMIN_TLS_CLIENT_CERT"))
+    admin_client_tls_key_file: str = field(default="", metadata=env("ADMIN_TLS_CLIENT_KEY"))
     # Server secret for the keyed hash of API keys; never stored in the database.
     key_hash_secret: str = field(default="", metadata=env("KEY_HASH_SECRET"))
     # Where Envoy listens for API traffic (pushed to Envoy as its listener by xds/).
@@ -204,15 +209,27 @@ class Settings:
     demo_upstream_addr: str = field(default="127.0.0.1:8090", metadata=env("DEMO_UPSTREAM_ADDR"))
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Every field from its TOLLWAY_* variable (the default when unset), then `resolved()`."""
+    def read_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Every field from its TOLLWAY_* variable (the default when unset), nothing filled in or
+        created: what a client (the CLI) needs, without the server's secrets on disk."""
         source = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for item in fields(cls):
             raw = item.metadata["env"].read(source)
             if raw is not None:
                 values[item.name] = item.metadata["env"].parse(raw)
-        return cls(**values).resolved()
+        return cls(**values)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """A server's settings: `read_env()`, then `resolved()`."""
+        return cls.read_env(environ).resolved()
+
+    @classmethod
+    def env_name(cls, field_name: str) -> str:
+        """The environment variable a field is read from (its current name, not older aliases)."""
+        item = next(item for item in fields(cls) if item.name == field_name)
+        return ENV_PREFIX + item.metadata["env"].names[0]
 
     def resolved(self) -> Settings:
         """Fills the embedded defaults: SQLite in the data dir, secrets persisted there, local endpoints."""
