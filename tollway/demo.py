@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from tollway import schema
-from tollway.catalog.validation import ApiDraft, LimitsDraft, PlanDraft
+from tollway.catalog.limits import PlanLimits
+from tollway.catalog.validation import ApiDraft, PlanDraft
 from tollway.errors import NotFound
 from tollway.runner import TollwayProcess
 
@@ -66,7 +67,7 @@ async def seed(process: TollwayProcess, upstream_url: str) -> DemoCredentials:
     """Creates (or refreshes, on a second run) the demo plan, API, application and subscription, and
     issues a fresh demo key: keys are shown once, so a new run cannot print an old one."""
     catalog, store = process.catalog, process.store
-    limits = LimitsDraft(requests_per_minute=DEMO_REQUESTS_PER_MINUTE)
+    limits = PlanLimits(requests_per_minute=DEMO_REQUESTS_PER_MINUTE)
     try:
         plan = await catalog.get_plan(DEMO_PLAN)
         if plan.requests_per_minute != DEMO_REQUESTS_PER_MINUTE:
