@@ -31,20 +31,21 @@ from redis.asyncio import Redis
 
 from throttle.counters import CounterStore, MemoryCounterStore
 from throttle.index import SubscriptionInfo, ThrottleIndex, ThrottleSnapshot
-from throttle.limits import PlanLimits
 from throttle.redis_store import RedisCounterStore
 from throttle.service import ThrottleService
 from throttle.servicer import RateLimitServicer
+from tollway.catalog.limits import PlanLimits
 
-PLAN = PlanLimits("plan_bench", per_minute=10**9, per_day=10**9, monthly_quota=10**9)
+PLAN_ID = "plan_bench"
+PLAN = PlanLimits(requests_per_minute=10**9, requests_per_day=10**9, monthly_quota=10**9)
 
 
 def index_for(subscriptions: int, run: str) -> ThrottleIndex:
     subs = [
-        SubscriptionInfo(f"sub_{run}_{i}", PLAN.plan_id, f"app_{i}", "api_bench", "ACTIVE")
+        SubscriptionInfo(f"sub_{run}_{i}", PLAN_ID, f"app_{i}", "api_bench", "ACTIVE")
         for i in range(subscriptions)
     ]
-    return ThrottleIndex(snapshot=ThrottleSnapshot.build([PLAN], subs))
+    return ThrottleIndex(snapshot=ThrottleSnapshot.build({PLAN_ID: PLAN}, subs))
 
 
 def rls_request(sub_id: str) -> rls_pb2.RateLimitRequest:
@@ -52,7 +53,7 @@ def rls_request(sub_id: str) -> rls_pb2.RateLimitRequest:
         ratelimit_pb2.RateLimitDescriptor.Entry(key=key, value=value)
         for key, value in (
             ("subscription_id", sub_id),
-            ("plan_id", PLAN.plan_id),
+            ("plan_id", PLAN_ID),
             ("application_id", "app_x"),
             ("api_id", "api_bench"),
         )

@@ -12,11 +12,9 @@ from datetime import datetime
 
 from keymgr.index import ApiEntry, ApplicationEntry, KeySnapshot, PlanEntry, SubscriptionEntry
 from keymgr.keys import parse_key, verify_key
+from tollway import envoy_contract as contract
+from tollway.envoy_contract import API_KEY_HEADER, AUTHORIZATION_HEADER
 
-API_KEY_HEADER = "x-api-key"
-AUTHORIZATION_HEADER = "authorization"
-REALM = 'Bearer realm="tollway"'
-INVALID_TOKEN = 'Bearer realm="tollway", error="invalid_token"'
 # Compared against for unknown key ids so that they cost the same HMAC as known ones.
 _DUMMY_HASH = "0" * 64
 
@@ -72,7 +70,7 @@ _TITLES = {
     "subscription_pending_approval": (403, "Subscription pending approval"),
     "subscription_blocked": (403, "Subscription blocked"),
     "subscription_suspended": (403, "Subscription suspended"),
-    "service_unavailable": (503, "Service unavailable"),
+    contract.SERVICE_UNAVAILABLE: (503, "Service unavailable"),
 }
 REASONS = tuple(_TITLES)
 
@@ -88,7 +86,9 @@ def _deny(
     status, title = _TITLES.get(reason, (403, reason.replace("_", " ").capitalize()))
     www_authenticate = None
     if status == 401:
-        www_authenticate = INVALID_TOKEN if key_presented else REALM
+        www_authenticate = (
+            contract.WWW_AUTHENTICATE_INVALID_TOKEN if key_presented else contract.WWW_AUTHENTICATE_REALM
+        )
     return Denied(
         http_status=status,
         reason=reason,
@@ -114,12 +114,14 @@ def presented_key(headers: Mapping[str, str]) -> tuple[str, str] | None:
 
 def decide(snapshot: KeySnapshot, request: AuthzRequest, now: datetime, server_secret: str) -> Decision:
     if not snapshot.loaded:
-        return _deny("service_unavailable", "The gateway has not loaded its key data yet; retry shortly.")
+        return _deny(
+            contract.SERVICE_UNAVAILABLE, "The gateway has not loaded its key data yet; retry shortly."
+        )
 
     api = snapshot.apis.get(request.api_id)
     if api is None:
         return _deny("api_not_found", "No published API serves this route.")
-    context: dict[str, str] = {"api_id": api.id}
+    context: dict[str, str] = {contract.API_ID: api.id}
 
     if snapshot.client_blocked(request.client_ip):
         return _deny("client_blocked", "Requests from this client address are blocked.", context=context)
@@ -156,8 +158,8 @@ def decide(snapshot: KeySnapshot, request: AuthzRequest, now: datetime, server_s
             key_id=parsed.key_id,
             context=context,
         )
-    context["key_id"] = key.key_id
-    context["application_id"] = key.application_id
+    context[contract.KEY_ID] = key.key_id
+    context[contract.APPLICATION_ID] = key.application_id
 
     if key.revoked:
         return _deny(
@@ -200,8 +202,8 @@ def decide(snapshot: KeySnapshot, request: AuthzRequest, now: datetime, server_s
             key_id=key.key_id,
             context=context,
         )
-    context["subscription_id"] = subscription.id
-    context["plan_id"] = plan.id
+    context[contract.SUBSCRIPTION_ID] = subscription.id
+    context[contract.PLAN_ID] = plan.id
 
     if subscription.state != "ACTIVE":
         state = subscription.state.lower()

@@ -20,6 +20,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from tollway import schema
 from tollway.db import Database
+from tollway.vocabulary import BlockTarget
 
 log = logging.getLogger(__name__)
 
@@ -181,11 +182,14 @@ async def _read(session: AsyncSession, revision: int) -> KeySnapshot:
             )
         )
     ]
-    blocked: dict[str, set[str]] = {"API": set(), "APPLICATION": set(), "API_KEY": set()}
+    # Id targets; CLIENT_CIDR rules become networks below.
+    blocked: dict[str, set[str]] = {
+        target: set() for target in BlockTarget if target != BlockTarget.CLIENT_CIDR
+    }
     networks: list[IPNetwork] = []
     B = schema.BlockRule
     for rule_id, target, value in await session.exec(select(B.id, B.target, B.value)):
-        if target == "CLIENT_CIDR":
+        if target == BlockTarget.CLIENT_CIDR:
             try:
                 networks.append(ipaddress.ip_network(value.strip(), strict=False))
             except ValueError:
@@ -202,9 +206,9 @@ async def _read(session: AsyncSession, revision: int) -> KeySnapshot:
         plans=plans,
         applications=applications,
         subscriptions=subscriptions,
-        blocked_api_ids=blocked["API"],
-        blocked_application_ids=blocked["APPLICATION"],
-        blocked_key_ids=blocked["API_KEY"],
+        blocked_api_ids=blocked[BlockTarget.API],
+        blocked_application_ids=blocked[BlockTarget.APPLICATION],
+        blocked_key_ids=blocked[BlockTarget.API_KEY],
         blocked_networks=networks,
     )
 

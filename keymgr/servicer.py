@@ -1,8 +1,9 @@
 """Envoy's ext_authz Check: CheckRequest → decide() → CheckResponse, from memory only.
 
 Allowed requests carry dynamic metadata (namespace `envoy.filters.http.ext_authz`, read by the
-rate-limit actions and the access log) and identifying headers for the upstream; the key header is
-stripped. Refusals are RFC 9457 problem documents with the right HTTP status, never a bare 403.
+rate-limit actions and the access log; names in tollway.envoy_contract) and identifying headers for
+the upstream; the key header is stripped. Refusals are RFC 9457 problem documents with the right
+HTTP status, never a bare 403.
 """
 
 from __future__ import annotations
@@ -22,15 +23,10 @@ from google.rpc import code_pb2, status_pb2
 
 from keymgr.decision import Allowed, AuthzRequest, Denied, decide
 from keymgr.index import KeyIndex, KeySnapshot
+from tollway import envoy_contract as contract
 from tollway.schema import utcnow
 
 log = logging.getLogger(__name__)
-
-PROBLEM_TYPE_BASE = "https://tollway.dev/problems/"
-HEADER_APPLICATION = "x-tollway-application"
-HEADER_SUBSCRIPTION = "x-tollway-subscription"
-HEADER_PLAN = "x-tollway-plan"
-HEADER_KEY_ID = "x-tollway-key-id"
 
 _OVERWRITE = HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 _GRPC_CODES = {
@@ -76,10 +72,10 @@ def authz_request(request: external_auth_pb2.CheckRequest) -> AuthzRequest:
         headers = http.headers
     return AuthzRequest(
         headers=headers,
-        api_id=attributes.context_extensions.get("api_id", ""),
+        api_id=attributes.context_extensions.get(contract.CONTEXT_API_ID, ""),
         client_ip=attributes.source.address.socket_address.address,
         # Client-controlled when Envoy preserves it: bounded before it reaches bodies and logs.
-        request_id=(headers.get("x-request-id", "") or http.id)[:_REQUEST_ID_LIMIT],
+        request_id=(headers.get(contract.REQUEST_ID_HEADER, "") or http.id)[:_REQUEST_ID_LIMIT],
     )
 
 
@@ -94,23 +90,23 @@ def allowed_response(decision: Allowed) -> external_auth_pb2.CheckResponse:
         status=_OK_STATUS,
         ok_response=external_auth_pb2.OkHttpResponse(
             headers=[
-                _header(HEADER_APPLICATION, application.id),
-                _header(HEADER_SUBSCRIPTION, subscription.id),
-                _header(HEADER_PLAN, plan.id),
-                _header(HEADER_KEY_ID, decision.key_id),
+                _header(contract.APPLICATION_HEADER, application.id),
+                _header(contract.SUBSCRIPTION_HEADER, subscription.id),
+                _header(contract.PLAN_HEADER, plan.id),
+                _header(contract.KEY_ID_HEADER, decision.key_id),
             ],
             # The upstream never sees the key.
             headers_to_remove=list(decision.key_header_names_to_remove),
         ),
         dynamic_metadata=_struct(
             {
-                "api_id": api.id,
-                "api_name": api.name,
-                "application_id": application.id,
-                "subscription_id": subscription.id,
-                "plan_id": plan.id,
-                "plan_name": plan.name,
-                "key_id": decision.key_id,
+                contract.API_ID: api.id,
+                contract.API_NAME: api.name,
+                contract.APPLICATION_ID: application.id,
+                contract.SUBSCRIPTION_ID: subscription.id,
+                contract.PLAN_ID: plan.id,
+                contract.PLAN_NAME: plan.name,
+                contract.KEY_ID: decision.key_id,
             }
         ),
     )
@@ -119,7 +115,7 @@ def allowed_response(decision: Allowed) -> external_auth_pb2.CheckResponse:
 def _problem_prefix(decision: Denied) -> str:
     # Everything but the request id, which is appended per request.
     document = {
-        "type": PROBLEM_TYPE_BASE + decision.reason,
+        "type": contract.problem_type(decision.reason),
         "title": decision.title,
         "status": decision.http_status,
         "detail": decision.detail,
@@ -135,11 +131,11 @@ def problem_body(decision: Denied, request_id: str) -> str:
 
 def denied_response(decision: Denied, request_id: str) -> external_auth_pb2.CheckResponse:
     headers = [
-        _header("content-type", "application/problem+json"),
-        _header("cache-control", "no-store"),
+        _header(contract.CONTENT_TYPE_HEADER, contract.PROBLEM_CONTENT_TYPE),
+        _header(contract.CACHE_CONTROL_HEADER, "no-store"),
     ]
     if decision.www_authenticate:
-        headers.append(_header("www-authenticate", decision.www_authenticate))
+        headers.append(_header(contract.WWW_AUTHENTICATE_HEADER, decision.www_authenticate))
     return external_auth_pb2.CheckResponse(
         status=status_pb2.Status(
             code=_GRPC_CODES.get(decision.http_status, code_pb2.PERMISSION_DENIED), message=decision.reason
@@ -150,13 +146,13 @@ def denied_response(decision: Denied, request_id: str) -> external_auth_pb2.Chec
             body=problem_body(decision, request_id),
         ),
         # Lets the access log attribute the refusal (api, and application/key once they were known).
-        dynamic_metadata=_struct({**decision.context, "reason": decision.reason}),
+        dynamic_metadata=_struct({**decision.context, contract.REASON: decision.reason}),
     )
 
 
 _INTERNAL_ERROR = Denied(
     http_status=500,
-    reason="internal_error",
+    reason=contract.INTERNAL_ERROR,
     title="Internal error",
     detail="The gateway could not decide on this request.",
 )
@@ -200,7 +196,7 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):
                 decision.reason,
                 decision.http_status,
                 decision.key_id or "-",
-                decision.context.get("api_id", "-"),
+                decision.context.get(contract.API_ID, "-"),
                 request_id,
             )
         return self._denied_response(decision, request_id)

@@ -1,6 +1,7 @@
 """What Envoy needs to call the throttle: the ratelimit HTTP filter (into GatewayOptions'
 extra_http_filters slot, after ext_authz), the tollway_throttle cluster, and the route rate_limits
-actions that turn ext_authz's dynamic metadata into one descriptor per request:
+actions that turn ext_authz's dynamic metadata into one descriptor per request (keys and domain from
+tollway.envoy_contract):
 
     (subscription_id, S) (plan_id, P) (application_id, A) (api_id, X)
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from envoy.config.cluster.v3 import cluster_pb2
-from envoy.config.core.v3 import config_source_pb2, grpc_service_pb2
+from envoy.config.core.v3 import config_source_pb2
 from envoy.config.ratelimit.v3 import rls_pb2 as rls_config_pb2
 from envoy.config.route.v3 import route_components_pb2
 from envoy.extensions.filters.http.ratelimit.v3 import rate_limit_pb2
@@ -19,28 +20,23 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import http_con
 from envoy.type.metadata.v3 import metadata_pb2
 from envoy.type.v3 import http_status_pb2
 
-from throttle.service import DOMAIN
-from xds.resources import grpc_service_cluster
+from tollway.envoy_contract import DESCRIPTOR_KEYS, EXT_AUTHZ_NAMESPACE, RATELIMIT_FILTER, RLS_DOMAIN
+from tollway.envoy_resources import grpc_service, grpc_service_cluster
+from tollway.vocabulary import FailureMode
 
 THROTTLE_CLUSTER = "tollway_throttle"
-RATELIMIT_FILTER = "envoy.filters.http.ratelimit"
-EXT_AUTHZ_NAMESPACE = "envoy.filters.http.ext_authz"
-# Descriptor entry key = ext_authz metadata key (keymgr's allowed-response metadata).
-DESCRIPTOR_KEYS = ("subscription_id", "plan_id", "application_id", "api_id")
 
 
 def ratelimit_filter(timeout_ms: int, failure_mode: str) -> hcm_pb2.HttpFilter:
     config = rate_limit_pb2.RateLimit(
-        domain=DOMAIN,
+        domain=RLS_DOMAIN,
         request_type="external",
-        failure_mode_deny=failure_mode == "deny",
+        failure_mode_deny=failure_mode == FailureMode.DENY,
         # When the throttle cannot answer in fail-closed mode: 503, not Envoy's default 500.
         status_on_error=http_status_pb2.HttpStatus(code=http_status_pb2.ServiceUnavailable),
         enable_x_ratelimit_headers=rate_limit_pb2.RateLimit.DRAFT_VERSION_03,
         rate_limit_service=rls_config_pb2.RateLimitServiceConfig(
-            grpc_service=grpc_service_pb2.GrpcService(
-                envoy_grpc=grpc_service_pb2.GrpcService.EnvoyGrpc(cluster_name=THROTTLE_CLUSTER)
-            ),
+            grpc_service=grpc_service(THROTTLE_CLUSTER),
             transport_api_version=config_source_pb2.V3,
         ),
     )

@@ -12,9 +12,11 @@ from types import MappingProxyType
 
 from sqlmodel import select
 
-from throttle.limits import API, APPLICATION, PlanLimits, SharedLimits
+from throttle.limits import SharedLimits
 from tollway import schema
+from tollway.catalog.limits import PlanLimits
 from tollway.db import Database
+from tollway.vocabulary import LimitScope
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,7 @@ class SubscriptionInfo:
 @dataclass(frozen=True, slots=True)
 class ThrottleSnapshot:
     loaded: bool = False
+    # By plan id.
     plans: Mapping[str, PlanLimits] = field(default_factory=lambda: MappingProxyType({}))
     # Every subscription, cancelled ones included (the quota RPC answers for them too).
     subscriptions: Mapping[str, SubscriptionInfo] = field(default_factory=lambda: MappingProxyType({}))
@@ -42,17 +45,19 @@ class ThrottleSnapshot:
     @classmethod
     def build(
         cls,
-        plans: Iterable[PlanLimits] = (),
+        plans: Mapping[str, PlanLimits] | None = None,
         subscriptions: Iterable[SubscriptionInfo] = (),
         shared: Iterable[SharedLimits] = (),
     ) -> ThrottleSnapshot:
         shared = list(shared)
         return cls(
             loaded=True,
-            plans=MappingProxyType({p.plan_id: p for p in plans}),
+            plans=MappingProxyType(dict(plans or {})),
             subscriptions=MappingProxyType({s.id: s for s in subscriptions}),
-            api_limits=MappingProxyType({s.target_id: s for s in shared if s.scope == API}),
-            application_limits=MappingProxyType({s.target_id: s for s in shared if s.scope == APPLICATION}),
+            api_limits=MappingProxyType({s.target_id: s for s in shared if s.scope == LimitScope.API}),
+            application_limits=MappingProxyType(
+                {s.target_id: s for s in shared if s.scope == LimitScope.APPLICATION}
+            ),
         )
 
     def shared_for(self, api_id: str, application_id: str) -> tuple[SharedLimits, ...]:
@@ -60,22 +65,9 @@ class ThrottleSnapshot:
         return tuple(limits for limits in found if limits is not None)
 
 
-def plan_limits(row: schema.Plan) -> PlanLimits:
-    return PlanLimits(
-        plan_id=row.id,
-        per_second=row.requests_per_second,
-        per_minute=row.requests_per_minute,
-        per_hour=row.requests_per_hour,
-        per_day=row.requests_per_day,
-        monthly_quota=row.monthly_quota,
-        soft_quota=row.quota_policy == "SOFT",
-        shadow_mode=bool(row.shadow_mode),
-    )
-
-
 async def load_snapshot(db: Database) -> ThrottleSnapshot:
     async with db.session() as session:
-        plans = [plan_limits(row) for row in await session.exec(select(schema.Plan))]
+        plans = {row.id: PlanLimits.from_row(row) for row in await session.exec(select(schema.Plan))}
         S = schema.Subscription
         subscriptions = [
             SubscriptionInfo(
@@ -96,7 +88,7 @@ async def load_snapshot(db: Database) -> ThrottleSnapshot:
 
 def shared_limits(row: schema.TrafficLimit) -> SharedLimits:
     return SharedLimits(
-        scope=API if row.scope == "API" else APPLICATION,
+        scope=LimitScope.from_stored(row.scope),
         target_id=row.target_id,
         per_second=row.requests_per_second,
         per_minute=row.requests_per_minute,

@@ -13,12 +13,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from tollway.catalog.limits import PlanLimits
+from tollway.vocabulary import LimitScope, WindowName
+
 Clock = Callable[[], datetime]
 
-SECOND, MINUTE, HOUR, DAY, PERIOD = "second", "minute", "hour", "day", "billing_period"
+# Short names for the window and scope words the throttle uses everywhere.
+SECOND, MINUTE, HOUR, DAY = WindowName.SECOND, WindowName.MINUTE, WindowName.HOUR, WindowName.DAY
+PERIOD = WindowName.BILLING_PERIOD
+SUBSCRIPTION, API, APPLICATION = LimitScope.SUBSCRIPTION, LimitScope.API, LimitScope.APPLICATION
 # Fixed windows and their length in seconds, shortest first.
-FIXED_WINDOWS: tuple[tuple[str, int], ...] = ((SECOND, 1), (MINUTE, 60), (HOUR, 3600), (DAY, 86400))
-WINDOW_NAMES: tuple[str, ...] = (*(name for name, _ in FIXED_WINDOWS), PERIOD)
+FIXED_WINDOWS: tuple[tuple[WindowName, int], ...] = ((SECOND, 1), (MINUTE, 60), (HOUR, 3600), (DAY, 86400))
+WINDOW_NAMES: tuple[WindowName, ...] = (*(name for name, _ in FIXED_WINDOWS), PERIOD)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -27,44 +33,17 @@ def system_clock() -> datetime:
 
 
 @dataclass(frozen=True, slots=True)
-class PlanLimits:
-    """The throttling side of one plan; 0 = no limit."""
-
-    plan_id: str
-    per_second: int = 0
-    per_minute: int = 0
-    per_hour: int = 0
-    per_day: int = 0
-    monthly_quota: int = 0
-    # SOFT: beyond the monthly quota requests are admitted and marked as overage.
-    soft_quota: bool = False
-    shadow_mode: bool = False
-
-    def limit_of(self, window: str) -> int:
-        return {
-            SECOND: self.per_second,
-            MINUTE: self.per_minute,
-            HOUR: self.per_hour,
-            DAY: self.per_day,
-            PERIOD: self.monthly_quota,
-        }[window]
-
-
-SUBSCRIPTION, API, APPLICATION = "subscription", "api", "application"
-
-
-@dataclass(frozen=True, slots=True)
 class SharedLimits:
     """Limits shared by every subscription of one API or of one application; 0 = no limit."""
 
-    scope: str  # API | APPLICATION
+    scope: LimitScope  # API | APPLICATION
     target_id: str
     per_second: int = 0
     per_minute: int = 0
     per_hour: int = 0
     per_day: int = 0
 
-    def limit_of(self, window: str) -> int:
+    def limit_of(self, window: WindowName) -> int:
         return {SECOND: self.per_second, MINUTE: self.per_minute, HOUR: self.per_hour, DAY: self.per_day}[
             window
         ]
@@ -74,7 +53,7 @@ class SharedLimits:
 class Window:
     """One counting window a request falls into."""
 
-    name: str
+    name: WindowName
     key: str  # the counter's key, unique per counted party, window kind and window start
     limit: int  # 0 = counted only
     # True: exceeding the limit denies; False: admitted (soft quota overage, or no limit).
@@ -82,7 +61,7 @@ class Window:
     start: datetime
     end: datetime
     # Whose requests it counts: the subscription, or all of an API's / an application's.
-    scope: str = SUBSCRIPTION
+    scope: LimitScope = SUBSCRIPTION
     target_id: str = ""
 
     def seconds_until_reset(self, now: datetime) -> float:

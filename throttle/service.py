@@ -23,23 +23,19 @@ from typing import Any
 
 from throttle.counters import CounterStore, StoreUnavailable
 from throttle.index import ThrottleIndex
-from throttle.limits import PERIOD, Clock, PlanLimits, SharedLimits, Window, system_clock, windows_for
+from throttle.limits import PERIOD, Clock, SharedLimits, Window, system_clock, windows_for
 from throttle.metrics import ThrottleMetrics
+from tollway import envoy_contract as contract
+from tollway.catalog.limits import PlanLimits
+from tollway.vocabulary import FailureMode
 
-DOMAIN = "tollway"
 _WINDOW_CACHE_LIMIT = 100_000
 # hits_addend is uint32 on the wire (uint64 per descriptor); anything this large is a bug upstream.
 MAX_HITS = 1_000_000_000
 
-# Dynamic metadata keys. Envoy stores RLS dynamic_metadata under the namespace
-# "envoy.filters.http.ratelimit" (fixed in the filter's source, whatever the filter's name), where the
-# access log (usage/) reads them:
-#   overage (bool)          the request was admitted beyond a soft monthly quota
-#   overage_hits (number)   how many of its hits were beyond the quota
-#   shadow_over_limit (bool) a shadow-mode plan would have denied the request
-#   window (string)         the window concerned: second, minute, hour, day or billing_period
-#   store_unavailable (bool) counters unreachable; admitted by failure mode "allow"
-METADATA_NAMESPACE = "envoy.filters.http.ratelimit"
+# Decision.metadata becomes the RLS dynamic metadata, which Envoy stores under
+# contract.RATELIMIT_NAMESPACE where the access log (usage/) reads it; its keys are the ratelimit
+# metadata keys of tollway.envoy_contract.
 
 
 class InvalidRequest(ValueError):
@@ -109,38 +105,44 @@ class ThrottleService:
         index: ThrottleIndex,
         store: CounterStore,
         *,
-        failure_mode: str = "allow",
+        failure_mode: str = FailureMode.ALLOW,
         clock: Clock = system_clock,
         metrics: ThrottleMetrics | None = None,
     ) -> None:
-        if failure_mode not in ("allow", "deny"):
+        if failure_mode not in tuple(FailureMode):
             raise ValueError(f"failure mode must be allow or deny, got {failure_mode!r}")
         self.index = index
         self.store = store
-        self.failure_mode = failure_mode
+        self.failure_mode = FailureMode(failure_mode)
         self.clock = clock
         self.metrics = metrics or ThrottleMetrics()
-        # subscription → (snapshot, fallback source, valid from, valid until (POSIX s), plan, windows):
+        # subscription → (snapshot, fallback source, valid from, valid until (POSIX s), plan id, plan,
+        # windows):
         # a request's windows only change when one of them ends or the snapshot is swapped (a plan,
         # subscription or shared-limit change), so the hot path rarely rebuilds them.
         self._windows: dict[
-            str, tuple[object, tuple[str, str, str] | None, float, float, PlanLimits | None, list[Window]]
+            str,
+            tuple[object, tuple[str, str, str] | None, float, float, str, PlanLimits | None, list[Window]],
         ] = {}
 
     def _resolve(
         self, entries: Mapping[str, str], now: datetime
-    ) -> tuple[str, PlanLimits | None, list[Window]]:
-        """(subscription id, plan limits, windows) of a descriptor; subscription id "" when the
+    ) -> tuple[str, str, PlanLimits | None, list[Window]]:
+        """(subscription id, plan id, plan limits, windows) of a descriptor; subscription id "" when the
         descriptor is not ours."""
-        subscription_id = entries.get("subscription_id", "")
+        subscription_id = entries.get(contract.SUBSCRIPTION_ID, "")
         if not subscription_id:
-            return "", None, []
+            return "", "", None, []
         snapshot = self.index.snapshot
         # A subscription this replica does not know yet is resolved from the descriptor's own entries.
         source = (
             None
             if subscription_id in snapshot.subscriptions
-            else (entries.get("plan_id", ""), entries.get("api_id", ""), entries.get("application_id", ""))
+            else (
+                entries.get(contract.PLAN_ID, ""),
+                entries.get(contract.API_ID, ""),
+                entries.get(contract.APPLICATION_ID, ""),
+            )
         )
         now_ts = now.timestamp()
         cached = self._windows.get(subscription_id)
@@ -150,35 +152,35 @@ class ThrottleService:
             and cached[1] == source
             and cached[2] <= now_ts < cached[3]
         ):
-            return subscription_id, cached[4], cached[5]
-        _, plan, anchor, shared = self._plan_for(entries)
+            return subscription_id, cached[4], cached[5], cached[6]
+        plan_id, plan, anchor, shared = self._plan_for(subscription_id, entries)
         windows = windows_for(subscription_id, plan, now, anchor, shared)
         if len(self._windows) >= _WINDOW_CACHE_LIMIT:
             self._windows.clear()
         valid_from = max(w.start for w in windows).timestamp()
         valid_until = min(w.end for w in windows).timestamp()
-        self._windows[subscription_id] = (snapshot, source, valid_from, valid_until, plan, windows)
-        return subscription_id, plan, windows
+        self._windows[subscription_id] = (snapshot, source, valid_from, valid_until, plan_id, plan, windows)
+        return subscription_id, plan_id, plan, windows
 
     def _plan_for(
-        self, entries: Mapping[str, str]
+        self, subscription_id: str, entries: Mapping[str, str]
     ) -> tuple[str, PlanLimits | None, int, tuple[SharedLimits, ...]]:
-        """(subscription id, plan limits, billing anchor day, shared limits) of a descriptor;
-        subscription id "" when the descriptor is not ours."""
-        subscription_id = entries.get("subscription_id", "")
-        if not subscription_id:
-            return "", None, 0, ()
+        """(plan id, plan limits, billing anchor day, shared limits) of a descriptor of a subscription;
+        plan limits None when the plan is unknown."""
         snapshot = self.index.snapshot
         subscription = snapshot.subscriptions.get(subscription_id)
         if subscription is not None:
             return (
-                subscription_id,
+                subscription.plan_id,
                 snapshot.plans.get(subscription.plan_id),
                 subscription.billing_anchor_day,
                 snapshot.shared_for(subscription.api_id, subscription.application_id),
             )
-        shared = snapshot.shared_for(entries.get("api_id", ""), entries.get("application_id", ""))
-        return subscription_id, snapshot.plans.get(entries.get("plan_id", "")), 0, shared
+        shared = snapshot.shared_for(
+            entries.get(contract.API_ID, ""), entries.get(contract.APPLICATION_ID, "")
+        )
+        plan_id = entries.get(contract.PLAN_ID, "")
+        return plan_id, snapshot.plans.get(plan_id), 0, shared
 
     async def should_rate_limit(
         self, domain: str, descriptors: Sequence[Mapping[str, str]], hits: int = 1
@@ -199,21 +201,24 @@ class ThrottleService:
     async def _one(
         self, domain: str, entries: Mapping[str, str], hits: int, now: datetime, decision: Decision
     ) -> Outcome:
-        subscription_id, plan, windows = self._resolve(entries, now) if domain == DOMAIN else ("", None, [])
+        subscription_id, plan_id, plan, windows = (
+            self._resolve(entries, now) if domain == contract.RLS_DOMAIN else ("", "", None, [])
+        )
         if not subscription_id:
             self.metrics.decision("", "unknown")
             return UNLIMITED
-        plan_id = plan.plan_id if plan else entries.get("plan_id", "")
+        # A plan's id as the snapshot knows it; the descriptor's when the plan is unknown.
+        plan_id = plan_id if plan else entries.get(contract.PLAN_ID, "")
         decision.plan_id = decision.plan_id or plan_id
         shadow = bool(plan and plan.shadow_mode)
         try:
             result = await self.store.hit(windows, hits, now, enforce=not shadow)
         except StoreUnavailable:
-            if self.failure_mode == "deny":
+            if self.failure_mode == FailureMode.DENY:
                 self.metrics.decision(plan_id, "store_unavailable_denied")
                 raise
             self.metrics.decision(plan_id, "store_unavailable_allowed")
-            decision.metadata["store_unavailable"] = True
+            decision.metadata[contract.STORE_UNAVAILABLE] = True
             return UNLIMITED
         if result.exceeded >= 0:
             exceeded = windows[result.exceeded]
@@ -223,10 +228,10 @@ class ThrottleService:
                 if decision.exceeded is None:
                     decision.exceeded = exceeded
                     # usage/ files the throttled-out request under the window that fired.
-                    decision.metadata["window"] = exceeded.name
+                    decision.metadata[contract.WINDOW] = exceeded.name
                 return Outcome(True, exceeded, max(exceeded.limit - result.counts[result.exceeded], 0))
             self.metrics.decision(plan_id, "shadow_over_limit")
-            decision.metadata.update(shadow_over_limit=True, window=exceeded.name)
+            decision.metadata.update({contract.SHADOW_OVER_LIMIT: True, contract.WINDOW: exceeded.name})
         # Admitted: report the limited window with the least room left.
         reported: Window | None = None
         remaining = 0
@@ -237,11 +242,13 @@ class ThrottleService:
             if reported is None or room < remaining:
                 reported, remaining = window, room
             if window.name == PERIOD and not window.hard and count > window.limit:
-                decision.metadata.update(overage=True, overage_hits=min(hits, count - window.limit))
+                decision.metadata.update(
+                    {contract.OVERAGE: True, contract.OVERAGE_HITS: min(hits, count - window.limit)}
+                )
                 if not decision.over_limit:  # a denied request keeps the window that denied it
-                    decision.metadata["window"] = window.name
+                    decision.metadata[contract.WINDOW] = window.name
         if result.exceeded < 0:
-            self.metrics.decision(plan_id, "overage" if decision.metadata.get("overage") else "ok")
+            self.metrics.decision(plan_id, "overage" if decision.metadata.get(contract.OVERAGE) else "ok")
         return Outcome(False, reported, remaining)
 
     async def quota(self, subscription_id: str, at: datetime | None = None) -> QuotaReport:

@@ -29,14 +29,15 @@ from throttle.service import (
     WindowUsage,
 )
 from throttle.store import TrafficLimitDraft, TrafficLimitStore
+from tollway import envoy_contract as contract
 from tollway import schema
 from tollway.errors import InvalidArgument, NotFound, Unavailable, map_grpc_errors
 from tollway.protoconv import timestamp
 from tollway.throttle.v1 import throttle_pb2, throttle_pb2_grpc
+from tollway.vocabulary import LimitScope
 
 log = logging.getLogger(__name__)
 
-PROBLEM_TYPE_BASE = "https://tollway.dev/problems/"
 RateLimit = rls_pb2.RateLimitResponse.RateLimit
 _UNITS = {
     SECOND: RateLimit.SECOND,
@@ -91,10 +92,10 @@ def problem_body(decision: Decision) -> str:
     assert window is not None
     retry_after = decision.retry_after
     if window.name == PERIOD:
-        reason, title = "quota_exceeded", "Quota Exceeded"
+        reason, title = contract.QUOTA_EXCEEDED, "Quota Exceeded"
         detail = f"The plan's quota of {window.limit} requests for this billing period is used up."
     else:
-        reason, title = "rate_limited", "Too Many Requests"
+        reason, title = contract.RATE_LIMITED, "Too Many Requests"
         owner = {
             API: "The API's",
             APPLICATION: "The application's",
@@ -106,7 +107,7 @@ def problem_body(decision: Decision) -> str:
         )
     return json.dumps(
         {
-            "type": PROBLEM_TYPE_BASE + reason,
+            "type": contract.problem_type(reason),
             "title": title,
             "status": 429,
             "detail": f"{detail} Retry after {retry_after} s.",
@@ -128,8 +129,8 @@ def rate_limit_response(decision: Decision) -> rls_pb2.RateLimitResponse:
     if decision.over_limit and decision.exceeded is not None:
         response.response_headers_to_add.extend(
             [
-                HeaderValue(key="retry-after", value=str(decision.retry_after)),
-                HeaderValue(key="content-type", value="application/problem+json"),
+                HeaderValue(key=contract.RETRY_AFTER_HEADER, value=str(decision.retry_after)),
+                HeaderValue(key=contract.CONTENT_TYPE_HEADER, value=contract.PROBLEM_CONTENT_TYPE),
             ]
         )
         response.raw_body = problem_body(decision).encode()
@@ -207,7 +208,7 @@ def _quota_window(usage: WindowUsage) -> throttle_pb2.QuotaWindow:
 
 def _limit_to_proto(row: schema.TrafficLimit) -> throttle_pb2.TrafficLimit:
     return throttle_pb2.TrafficLimit(
-        scope=throttle_pb2.LIMIT_SCOPE_API if row.scope == "API" else throttle_pb2.LIMIT_SCOPE_APPLICATION,
+        scope=_SCOPE_ENUM[LimitScope.from_stored(row.scope)],
         target_id=row.target_id,
         requests_per_second=row.requests_per_second,
         requests_per_minute=row.requests_per_minute,
@@ -216,11 +217,13 @@ def _limit_to_proto(row: schema.TrafficLimit) -> throttle_pb2.TrafficLimit:
     )
 
 
-def _scope_name(scope: int) -> str:
-    # Unknown or subscription scope stays visible as such, so validation rejects it.
-    return {throttle_pb2.LIMIT_SCOPE_API: "API", throttle_pb2.LIMIT_SCOPE_APPLICATION: "APPLICATION"}.get(
-        scope, str(scope)
-    )
+def _stored_scope(scope: int) -> str:
+    """The traffic_limit.scope spelling of a proto scope. Unknown or subscription scope stays visible
+    as such, so validation rejects it."""
+    return {
+        throttle_pb2.LIMIT_SCOPE_API: LimitScope.API.stored,
+        throttle_pb2.LIMIT_SCOPE_APPLICATION: LimitScope.APPLICATION.stored,
+    }.get(scope, str(scope))
 
 
 @map_grpc_errors
@@ -234,7 +237,7 @@ class QuotaServicer(throttle_pb2_grpc.QuotaServiceServicer):
     ) -> throttle_pb2.SetTrafficLimitResponse:
         limit = request.limit
         draft = TrafficLimitDraft(
-            scope=_scope_name(limit.scope),
+            scope=_stored_scope(limit.scope),
             target_id=limit.target_id,
             requests_per_second=limit.requests_per_second,
             requests_per_minute=limit.requests_per_minute,
@@ -253,7 +256,7 @@ class QuotaServicer(throttle_pb2_grpc.QuotaServiceServicer):
     async def DeleteTrafficLimit(
         self, request: throttle_pb2.DeleteTrafficLimitRequest, context: grpc.aio.ServicerContext
     ) -> throttle_pb2.DeleteTrafficLimitResponse:
-        await self.limits.delete(_scope_name(request.scope), request.target_id)
+        await self.limits.delete(_stored_scope(request.scope), request.target_id)
         return throttle_pb2.DeleteTrafficLimitResponse()
 
     async def GetSubscriptionQuota(

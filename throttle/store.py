@@ -12,15 +12,17 @@ from sqlmodel import select
 from tollway import schema
 from tollway.db import Database
 from tollway.errors import InvalidArgument, NotFound
+from tollway.vocabulary import SHARED_LIMIT_SCOPES, LimitScope
 
-SCOPES = ("API", "APPLICATION")
+# Stored spellings (LimitScope.stored).
+SCOPES = SHARED_LIMIT_SCOPES
 # Same bound as plan limits get from the catalog: a count, not a float, and far from overflow.
 MAX_COUNT = 10**12
 
 
 @dataclass(frozen=True, slots=True)
 class TrafficLimitDraft:
-    scope: str  # API | APPLICATION
+    scope: str  # stored spelling: API | APPLICATION
     target_id: str
     requests_per_second: int = 0
     requests_per_minute: int = 0
@@ -47,7 +49,7 @@ class TrafficLimitStore:
 
     async def set(self, draft: TrafficLimitDraft) -> schema.TrafficLimit:
         draft = validate(draft)
-        target = schema.Api if draft.scope == "API" else schema.Application
+        target = schema.Api if draft.scope == LimitScope.API.stored else schema.Application
         async with self._db.session() as session:
             await self._db.record_change(session)
             if await session.get(target, draft.target_id) is None:

@@ -12,14 +12,13 @@ from typing import Any
 
 from envoy.data.accesslog.v3 import accesslog_pb2
 
+from tollway import envoy_contract as contract
 from tollway.schema import USAGE_LATENCY_BUCKETS_US
 
 # Outcome classes, in the order of UsageWindow's count columns.
 OUTCOMES = ("success", "client_error", "upstream_fault", "throttled", "unauthorized", "ratelimit_error")
 SUCCESS, CLIENT_ERROR, UPSTREAM_FAULT, THROTTLED, UNAUTHORIZED, RATELIMIT_ERROR = range(len(OUTCOMES))
 
-EXT_AUTHZ_NS = "envoy.filters.http.ext_authz"
-RATELIMIT_NS = "envoy.filters.http.ratelimit"
 DOWNSTREAM_END = accesslog_pb2.AccessLogType.Value("DownstreamEnd")
 
 # Response flags that mean the upstream (or the way to it) failed, whatever the status code says.
@@ -130,24 +129,28 @@ def _identity(metadata: Any) -> Identity:
 
 def _parse_identity(metadata: Any) -> Identity:
     filter_metadata = metadata.filter_metadata
-    authz = filter_metadata[EXT_AUTHZ_NS].fields if EXT_AUTHZ_NS in filter_metadata else {}
-    api_id = _text(authz, "api_id")
+    authz = (
+        filter_metadata[contract.EXT_AUTHZ_NAMESPACE].fields
+        if contract.EXT_AUTHZ_NAMESPACE in filter_metadata
+        else {}
+    )
+    api_id = _text(authz, contract.API_ID)
     if not api_id:
         raise Skip("no_api")  # not routed to a Tollway API (404s, health checks): nothing to meter
-    refused = bool(_text(authz, "reason"))
-    subscription_id = "" if refused else _text(authz, "subscription_id")
-    application_id = "" if refused else _text(authz, "application_id")
-    plan_id = "" if refused else _text(authz, "plan_id")
-    key_id = _text(authz, "key_id")
+    refused = bool(_text(authz, contract.REASON))
+    subscription_id = "" if refused else _text(authz, contract.SUBSCRIPTION_ID)
+    application_id = "" if refused else _text(authz, contract.APPLICATION_ID)
+    plan_id = "" if refused else _text(authz, contract.PLAN_ID)
+    key_id = _text(authz, contract.KEY_ID)
     overage = False
     limit = ""
-    if RATELIMIT_NS in filter_metadata:
-        ratelimit = filter_metadata[RATELIMIT_NS].fields
-        value = ratelimit.get("overage")
+    if contract.RATELIMIT_NAMESPACE in filter_metadata:
+        ratelimit = filter_metadata[contract.RATELIMIT_NAMESPACE].fields
+        value = ratelimit.get(contract.OVERAGE)
         if value is not None:
             overage = bool(value.bool_value or value.number_value > 0 or value.string_value in ("true", "1"))
         # Informational only: a malformed value must not cost the request its count.
-        for name in ("window", "limit"):
+        for name in (contract.WINDOW, contract.LIMIT):
             value = ratelimit.get(name)
             if value is not None and value.WhichOneof("kind") == "string_value" and not limit:
                 limit = value.string_value[:MAX_ID_LEN]

@@ -7,7 +7,6 @@ sends it. Endpoints are inline in the clusters (load_assignment), so there is no
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import ssl
@@ -17,8 +16,7 @@ from urllib.parse import urlsplit
 
 from envoy.config.accesslog.v3 import accesslog_pb2
 from envoy.config.cluster.v3 import cluster_pb2
-from envoy.config.core.v3 import address_pb2, base_pb2, config_source_pb2, grpc_service_pb2, protocol_pb2
-from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
+from envoy.config.core.v3 import base_pb2, config_source_pb2
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 from envoy.config.route.v3 import route_components_pb2, route_pb2
 from envoy.extensions.access_loggers.grpc.v3 import als_pb2
@@ -26,13 +24,23 @@ from envoy.extensions.filters.http.ext_authz.v3 import ext_authz_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
-from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from envoy.type.matcher.v3 import regex_pb2, string_pb2
 from envoy.type.v3 import http_status_pb2
-from google.protobuf import any_pb2, duration_pb2, wrappers_pb2
+from google.protobuf import any_pb2, wrappers_pb2
 from google.protobuf.message import Message
 
+from tollway import envoy_contract as contract
 from tollway.catalog.view import PublishedApi
+from tollway.envoy_contract import EXT_AUTHZ_FILTER
+from tollway.envoy_resources import (
+    HostPort,
+    duration,
+    grpc_service,
+    grpc_service_cluster,
+    is_ip,
+    load_assignment,
+    socket_address,
+)
 
 CLUSTER_TYPE = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener"
@@ -47,11 +55,9 @@ USAGE_CLUSTER = "tollway_usage"
 NOT_FOUND_ROUTE = "tollway_not_found"
 ACCESS_LOG_NAME = "tollway"
 
-EXT_AUTHZ_FILTER = "envoy.filters.http.ext_authz"
 ROUTER_FILTER = "envoy.filters.http.router"
 HCM_FILTER = "envoy.filters.network.http_connection_manager"
 GRPC_ACCESS_LOG = "envoy.access_loggers.http_grpc"
-HTTP_PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 TLS_TRANSPORT_SOCKET = "envoy.transport_sockets.tls"
 
 # RFC 9457 body for paths no API is published at; served by Envoy itself, keymgr never sees them.
@@ -65,7 +71,6 @@ NOT_FOUND_BODY = json.dumps(
 )
 
 Resources = dict[str, dict[str, Message]]
-HostPort = tuple[str, int]
 
 
 def api_cluster_name(api_id: str) -> str:
@@ -172,20 +177,6 @@ def parse_upstream(url: str) -> Upstream:
     return Upstream(tls=tls, host=parts.hostname, port=port, path=parts.path.rstrip("/"))
 
 
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
-def _duration(seconds: float) -> duration_pb2.Duration:
-    value = duration_pb2.Duration()
-    value.FromMilliseconds(round(seconds * 1000))
-    return value
-
-
 def _packed(message: Message) -> any_pb2.Any:
     packed = any_pb2.Any()
     packed.Pack(message)
@@ -215,61 +206,13 @@ def path_rewrite(context_path: str, upstream_path: str) -> regex_pb2.RegexMatchA
     )
 
 
-def _socket_address(host: str, port: int) -> address_pb2.Address:
-    return address_pb2.Address(socket_address=address_pb2.SocketAddress(address=host, port_value=port))
-
-
-def _load_assignment(
-    cluster_name: str, endpoints: Iterable[tuple[str, int, str]]
-) -> endpoint_pb2.ClusterLoadAssignment:
-    """endpoints: (host, port, hostname for Host/SNI rewriting or "")."""
-    lb_endpoints = [
-        endpoint_components_pb2.LbEndpoint(
-            endpoint=endpoint_components_pb2.Endpoint(address=_socket_address(host, port), hostname=hostname)
-        )
-        for host, port, hostname in endpoints
-    ]
-    return endpoint_pb2.ClusterLoadAssignment(
-        cluster_name=cluster_name,
-        endpoints=[endpoint_components_pb2.LocalityLbEndpoints(lb_endpoints=lb_endpoints)],
-    )
-
-
-def _discovery_type(hosts: Iterable[str]) -> cluster_pb2.Cluster.DiscoveryType.ValueType:
-    # IP literals need no DNS; any name means Envoy resolves (and re-resolves) it.
-    return cluster_pb2.Cluster.STATIC if all(_is_ip(h) for h in hosts) else cluster_pb2.Cluster.STRICT_DNS
-
-
-def grpc_service_cluster(name: str, endpoints: Sequence[HostPort]) -> cluster_pb2.Cluster:
-    """A cluster for one of Tollway's gRPC services: HTTP/2, with keepalive so a dead process is noticed."""
-    protocol_options = http_protocol_options_pb2.HttpProtocolOptions(
-        explicit_http_config=http_protocol_options_pb2.HttpProtocolOptions.ExplicitHttpConfig(
-            http2_protocol_options=protocol_pb2.Http2ProtocolOptions(
-                connection_keepalive=protocol_pb2.KeepaliveSettings(
-                    interval=_duration(30), timeout=_duration(5)
-                )
-            )
-        )
-    )
-    cluster = cluster_pb2.Cluster(
-        name=name,
-        type=_discovery_type(host for host, _ in endpoints),
-        connect_timeout=_duration(1),
-        lb_policy=cluster_pb2.Cluster.ROUND_ROBIN,
-        dns_lookup_family=cluster_pb2.Cluster.V4_PREFERRED,
-        load_assignment=_load_assignment(name, ((host, port, "") for host, port in endpoints)),
-    )
-    cluster.typed_extension_protocol_options[HTTP_PROTOCOL_OPTIONS].Pack(protocol_options)
-    return cluster
-
-
 def _upstream_tls(upstreams: Sequence[Upstream], ca_file: str | None) -> tls_pb2.UpstreamTlsContext:
     names = sorted({u.host for u in upstreams})
     validation = common_pb2.CertificateValidationContext(
         match_typed_subject_alt_names=[
             common_pb2.SubjectAltNameMatcher(
                 san_type=common_pb2.SubjectAltNameMatcher.IP_ADDRESS
-                if _is_ip(name)
+                if is_ip(name)
                 else common_pb2.SubjectAltNameMatcher.DNS,
                 matcher=string_pb2.StringMatcher(exact=name),
             )
@@ -282,7 +225,7 @@ def _upstream_tls(upstreams: Sequence[Upstream], ca_file: str | None) -> tls_pb2
     context = tls_pb2.UpstreamTlsContext(
         common_tls_context=tls_pb2.CommonTlsContext(validation_context=validation)
     )
-    dns_names = [name for name in names if not _is_ip(name)]
+    dns_names = [name for name in names if not is_ip(name)]
     # SNI carries names only (RFC 6066); several names = each connection sends its endpoint's name.
     if len(dns_names) == 1:
         context.sni = dns_names[0]
@@ -302,10 +245,10 @@ def api_cluster(api_id: str, upstreams: Sequence[Upstream], options: GatewayOpti
         name=name,
         # Names are re-resolved as DNS changes; IP literals simply resolve to themselves.
         type=cluster_pb2.Cluster.STRICT_DNS,
-        connect_timeout=_duration(options.upstream_connect_timeout_s),
+        connect_timeout=duration(options.upstream_connect_timeout_s),
         lb_policy=cluster_pb2.Cluster.ROUND_ROBIN,
         dns_lookup_family=cluster_pb2.Cluster.V4_PREFERRED,
-        load_assignment=_load_assignment(name, ((u.host, u.port, _endpoint_hostname(u)) for u in upstreams)),
+        load_assignment=load_assignment(name, ((u.host, u.port, _endpoint_hostname(u)) for u in upstreams)),
     )
     if upstreams and upstreams[0].tls:
         cluster.transport_socket.name = TLS_TRANSPORT_SOCKET
@@ -319,7 +262,7 @@ def api_route(
     action = route_components_pb2.RouteAction(
         cluster=api_cluster_name(api.id),
         regex_rewrite=path_rewrite(api.context_path, upstreams[0].path),
-        timeout=_duration(options.upstream_timeout_s),
+        timeout=duration(options.upstream_timeout_s),
         rate_limits=options.route_rate_limits,
     )
     authorities = {u.authority for u in upstreams}
@@ -336,7 +279,11 @@ def api_route(
     # keymgr learns which API is called from these, not from parsing the path again.
     per_route = ext_authz_pb2.ExtAuthzPerRoute(
         check_settings=ext_authz_pb2.CheckSettings(
-            context_extensions={"api_id": api.id, "api_name": api.name, "api_version": api.version}
+            context_extensions={
+                contract.CONTEXT_API_ID: api.id,
+                contract.CONTEXT_API_NAME: api.name,
+                contract.CONTEXT_API_VERSION: api.version,
+            }
         )
     )
     route.typed_per_filter_config[EXT_AUTHZ_FILTER].Pack(per_route)
@@ -352,7 +299,9 @@ def not_found_route() -> route_components_pb2.Route:
         ),
         response_headers_to_add=[
             base_pb2.HeaderValueOption(
-                header=base_pb2.HeaderValue(key="content-type", value="application/problem+json"),
+                header=base_pb2.HeaderValue(
+                    key=contract.CONTENT_TYPE_HEADER, value=contract.PROBLEM_CONTENT_TYPE
+                ),
                 append_action=base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD,
             )
         ],
@@ -372,15 +321,6 @@ def route_configuration(routes: Sequence[route_components_pb2.Route]) -> route_p
     )
 
 
-def _grpc_service(cluster: str, timeout_ms: int | None = None) -> grpc_service_pb2.GrpcService:
-    service = grpc_service_pb2.GrpcService(
-        envoy_grpc=grpc_service_pb2.GrpcService.EnvoyGrpc(cluster_name=cluster)
-    )
-    if timeout_ms is not None:
-        service.timeout.FromMilliseconds(timeout_ms)
-    return service
-
-
 def _http_filter(name: str, config: Message) -> hcm_pb2.HttpFilter:
     return hcm_pb2.HttpFilter(name=name, typed_config=_packed(config))
 
@@ -389,7 +329,7 @@ def ext_authz_filter(options: GatewayOptions) -> hcm_pb2.HttpFilter:
     return _http_filter(
         EXT_AUTHZ_FILTER,
         ext_authz_pb2.ExtAuthz(
-            grpc_service=_grpc_service(KEYMGR_CLUSTER, options.authz_timeout_ms),
+            grpc_service=grpc_service(KEYMGR_CLUSTER, options.authz_timeout_ms),
             transport_api_version=config_source_pb2.V3,
             failure_mode_allow=options.authz_failure_mode_allow,
             status_on_error=http_status_pb2.HttpStatus(code=http_status_pb2.ServiceUnavailable),
@@ -401,7 +341,7 @@ def access_log() -> accesslog_pb2.AccessLog:
     config = als_pb2.HttpGrpcAccessLogConfig(
         common_config=als_pb2.CommonGrpcAccessLogConfig(
             log_name=ACCESS_LOG_NAME,
-            grpc_service=_grpc_service(USAGE_CLUSTER),
+            grpc_service=grpc_service(USAGE_CLUSTER),
             transport_api_version=config_source_pb2.V3,
         )
     )
@@ -438,7 +378,7 @@ def http_connection_manager(options: GatewayOptions) -> hcm_pb2.HttpConnectionMa
 def listener(options: GatewayOptions) -> listener_pb2.Listener:
     return listener_pb2.Listener(
         name=LISTENER_NAME,
-        address=_socket_address(options.listener_host, options.listener_port),
+        address=socket_address(options.listener_host, options.listener_port),
         filter_chains=[
             listener_components_pb2.FilterChain(
                 filters=[

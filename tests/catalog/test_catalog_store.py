@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from tests.catalog.catalog_helpers import add_subscription, dump, set_subscription_state
+from tollway.catalog.limits import PlanLimits
 from tollway.catalog.store import CatalogStore
-from tollway.catalog.validation import ApiDraft, LimitsDraft, PlanDraft, PricingDraft
+from tollway.catalog.validation import ApiDraft, PlanDraft, PricingDraft
 from tollway.catalog.view import PublishedApi
 from tollway.db import Database
 from tollway.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, TollwayError
@@ -54,7 +55,7 @@ async def rejected(
 def gold() -> PlanDraft:
     return PlanDraft(
         name="gold",
-        limits=LimitsDraft(requests_per_second=10, monthly_quota=100_000, quota_policy="SOFT"),
+        limits=PlanLimits(requests_per_second=10, monthly_quota=100_000, quota_policy="SOFT"),
         pricing=PricingDraft(
             currency="eur", recurring_fee="49.00", unit_price="0.0004", overage_price="0.001"
         ),
@@ -126,7 +127,7 @@ async def test_update_plan_fields(store: CatalogStore, database: Database, commi
     assert (updated.name, updated.description, updated.recurring_fee) == ("gold", "the best", "49.00")
     assert updated.updated_at >= plan.updated_at
 
-    limits = LimitsDraft(requests_per_second=5, monthly_quota=10, quota_policy="SOFT")
+    limits = PlanLimits(requests_per_second=5, monthly_quota=10, quota_policy="SOFT")
     updated = await store.update_plan(plan.id, PlanDraft(limits=limits), ["limits"])
     # The whole limits group is replaced: fields left unset in it become 0.
     assert (updated.requests_per_second, updated.monthly_quota, updated.requests_per_minute) == (5, 10, 0)
@@ -172,7 +173,7 @@ async def test_soft_quota_removal_with_overage_price_is_refused(
     await rejected(
         database,
         commits,
-        lambda: store.update_plan(plan.id, PlanDraft(limits=LimitsDraft(monthly_quota=5)), ["limits"]),
+        lambda: store.update_plan(plan.id, PlanDraft(limits=PlanLimits(monthly_quota=5)), ["limits"]),
         InvalidArgument,
         "overage_price applies only beyond a soft monthly quota",
     )

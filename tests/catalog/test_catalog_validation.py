@@ -8,10 +8,10 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from tollway.catalog.limits import PlanLimits
 from tollway.catalog.validation import (
     MAX_COUNT,
     ApiDraft,
-    LimitsDraft,
     PlanDraft,
     PriceTierDraft,
     PricingDraft,
@@ -271,7 +271,7 @@ def test_upstream_urls_share_scheme_and_path() -> None:
 
 
 def _plan(**pricing: object) -> PlanDraft:
-    limits = pricing.pop("limits", LimitsDraft())
+    limits = pricing.pop("limits", PlanLimits())
     return PlanDraft(name="gold", limits=limits, pricing=PricingDraft(**pricing))  # type: ignore[arg-type]
 
 
@@ -294,7 +294,7 @@ def test_priced_plan_canonical() -> None:
             recurring_fee="049.00",
             included_requests=1000,
             tiers=(PriceTierDraft(10_000, "0.001"), PriceTierDraft(0, "0.0005")),
-            limits=LimitsDraft(monthly_quota=100_000, quota_policy="SOFT"),
+            limits=PlanLimits(monthly_quota=100_000, quota_policy="SOFT"),
             overage_price="0.01",
         )
     )
@@ -347,16 +347,16 @@ def test_priced_plan_canonical() -> None:
             "overage_price applies only beyond a soft monthly quota",
         ),
         (
-            _plan(currency="EUR", overage_price="0.1", limits=LimitsDraft(quota_policy="SOFT")),
+            _plan(currency="EUR", overage_price="0.1", limits=PlanLimits(quota_policy="SOFT")),
             "overage_price applies only",
         ),
         (_plan(included_requests=MAX_COUNT + 1), "pricing.included_requests must be at most"),
         (
-            _plan(limits=LimitsDraft(requests_per_second=-1)),
+            _plan(limits=PlanLimits(requests_per_second=-1)),
             "limits.requests_per_second must not be negative",
         ),
-        (_plan(limits=LimitsDraft(monthly_quota=MAX_COUNT + 1)), "limits.monthly_quota must be at most"),
-        (_plan(limits=LimitsDraft(quota_policy="7")), "limits.quota_policy must be HARD or SOFT"),
+        (_plan(limits=PlanLimits(monthly_quota=MAX_COUNT + 1)), "limits.monthly_quota must be at most"),
+        (_plan(limits=PlanLimits(quota_policy="7")), "limits.quota_policy must be HARD or SOFT"),
     ],
 )
 def test_invalid_plans(plan: PlanDraft, message: str) -> None:
@@ -366,7 +366,7 @@ def test_invalid_plans(plan: PlanDraft, message: str) -> None:
 
 def test_limits_need_no_consistency_between_windows() -> None:
     # 1/s next to 1000/min is odd but legal: each window is enforced on its own.
-    plan = validate_plan(_plan(limits=LimitsDraft(requests_per_second=1, requests_per_minute=1000)))
+    plan = validate_plan(_plan(limits=PlanLimits(requests_per_second=1, requests_per_minute=1000)))
     assert plan.limits.requests_per_minute == 1000
 
 
@@ -400,7 +400,7 @@ _drafts = st.builds(
     PlanDraft,
     name=st.sampled_from(["gold", "", " x"]),
     limits=st.builds(
-        LimitsDraft,
+        PlanLimits,
         requests_per_second=_counts,
         monthly_quota=_counts,
         quota_policy=st.sampled_from(["", "HARD", "SOFT", "soft", "7"]),

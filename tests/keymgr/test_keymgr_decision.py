@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from keymgr.decision import REALM, Allowed, AuthzRequest, Denied, decide, presented_key
+from keymgr.decision import Allowed, AuthzRequest, Denied, decide, presented_key
 from keymgr.index import (
     ApiEntry,
     ApplicationEntry,
@@ -20,6 +20,7 @@ from keymgr.index import (
     SubscriptionEntry,
 )
 from keymgr.keys import key_hash, new_key
+from tollway.envoy_contract import WWW_AUTHENTICATE_REALM as REALM
 
 SECRET = "server-secret-for-tests"
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

@@ -14,17 +14,17 @@ from envoy.service.ratelimit.v3 import rls_pb2_grpc
 
 from tests.throttle.throttle_fixtures import FakeClock
 from throttle.index import ThrottleIndex, ThrottleSnapshot
-from throttle.limits import PlanLimits
 from throttle.redis_store import RedisCounterStore
 from throttle.service import ThrottleService
 from throttle.servicer import RateLimitServicer
+from tollway.catalog.limits import PlanLimits
 
 # Subscriptions are unknown to the replicas: each request's descriptor names its plan.
-PLANS = [
-    PlanLimits("p_minute", per_minute=10),
-    PlanLimits("p_mixed", per_second=17, per_minute=40, monthly_quota=23),
-    PlanLimits("p_one", per_hour=1),
-]
+PLANS = {
+    "p_minute": PlanLimits(requests_per_minute=10),
+    "p_mixed": PlanLimits(requests_per_second=17, requests_per_minute=40, monthly_quota=23),
+    "p_one": PlanLimits(requests_per_hour=1),
+}
 
 
 async def main(port: int, redis_url: str, clock_iso: str) -> None:

@@ -25,9 +25,9 @@ from tests.throttle.replica_server import PLANS
 from tests.throttle.throttle_fixtures import SHARED_REDIS_URL, FakeClock, free_port, unique
 from throttle.counters import CounterStore, MemoryCounterStore
 from throttle.index import ThrottleIndex, ThrottleSnapshot
-from throttle.limits import PlanLimits
 from throttle.service import ThrottleService
 from throttle.servicer import RateLimitServicer
+from tollway.catalog.limits import PlanLimits
 
 ROOT = Path(__file__).resolve().parents[2]
 CLOCK = datetime(2026, 3, 3, 3, 3, 3, tzinfo=UTC)
@@ -119,17 +119,24 @@ async def memory_replica() -> AsyncIterator[Replicas]:
 
 def _expected(plan: PlanLimits) -> int:
     return min(
-        limit for limit in (plan.per_second, plan.per_minute, plan.per_hour, plan.monthly_quota) if limit
+        limit
+        for limit in (
+            plan.requests_per_second,
+            plan.requests_per_minute,
+            plan.requests_per_hour,
+            plan.monthly_quota,
+        )
+        if limit
     )
 
 
 async def _trials(replicas: Replicas) -> None:
     results = []
     for trial in range(TRIALS):
-        plan = PLANS[trial % len(PLANS)]
+        plan_id, plan = list(PLANS.items())[trial % len(PLANS)]
         # A subscription the replicas have not loaded: limited by the plan its descriptor names.
         sub_id = unique("sub")
-        results.append((plan.plan_id, await replicas.burst(sub_id, plan.plan_id), _expected(plan)))
+        results.append((plan_id, await replicas.burst(sub_id, plan_id), _expected(plan)))
     assert [(p, admitted) for p, admitted, _ in results] == [(p, expected) for p, _, expected in results]
 
 

@@ -32,7 +32,7 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[CounterStore]:
 
 
 async def test_admits_up_to_the_limit_then_denies(store: CounterStore) -> None:
-    windows = windows_for(unique("sub"), PlanLimits("p", per_minute=3), NOW)
+    windows = windows_for(unique("sub"), PlanLimits(requests_per_minute=3), NOW)
     results = [await store.hit(windows, 1, NOW) for _ in range(5)]
     assert [r.admitted for r in results] == [True, True, True, False, False]
     assert [r.counts[0] for r in results] == [1, 2, 3, 3, 3]
@@ -42,9 +42,9 @@ async def test_admits_up_to_the_limit_then_denies(store: CounterStore) -> None:
 async def test_concurrent_requests_answer_as_if_one_after_another(store: CounterStore) -> None:
     """Concurrent hits go to Redis as one batch (one script call): each request is still its own
     all-or-nothing step, in order, seeing the increments of those before it."""
-    tight = windows_for(unique("sub"), PlanLimits("p", per_minute=4, monthly_quota=100), NOW)
-    other = windows_for(unique("sub"), PlanLimits("p", per_hour=1), NOW)
-    shadow = windows_for(unique("sub"), PlanLimits("p", per_minute=1), NOW)
+    tight = windows_for(unique("sub"), PlanLimits(requests_per_minute=4, monthly_quota=100), NOW)
+    other = windows_for(unique("sub"), PlanLimits(requests_per_hour=1), NOW)
+    shadow = windows_for(unique("sub"), PlanLimits(requests_per_minute=1), NOW)
     calls = [store.hit(tight, 3, NOW), store.hit(tight, 2, NOW), store.hit(other, 1, NOW)]
     calls += [store.hit(tight, 1, NOW), store.hit(other, 1, NOW), store.hit(shadow, 1, NOW, enforce=False)]
     calls += [store.hit(shadow, 1, NOW, enforce=False)]
@@ -62,7 +62,7 @@ async def test_concurrent_requests_answer_as_if_one_after_another(store: Counter
 
 
 async def test_denied_request_consumes_nothing_in_any_window(store: CounterStore) -> None:
-    plan = PlanLimits("p", per_second=2, per_day=100, monthly_quota=50)
+    plan = PlanLimits(requests_per_second=2, requests_per_day=100, monthly_quota=50)
     windows = windows_for(unique("sub"), plan, NOW)
     for _ in range(10):
         await store.hit(windows, 1, NOW)
@@ -72,7 +72,7 @@ async def test_denied_request_consumes_nothing_in_any_window(store: CounterStore
 
 
 async def test_hits_addend_counts_as_many_hits_and_must_fit_whole(store: CounterStore) -> None:
-    windows = windows_for(unique("sub"), PlanLimits("p", per_minute=10), NOW)
+    windows = windows_for(unique("sub"), PlanLimits(requests_per_minute=10), NOW)
     assert (await store.hit(windows, 7, NOW)).counts[0] == 7
     denied = await store.hit(windows, 4, NOW)
     assert not denied.admitted and denied.counts[0] == 7
@@ -80,14 +80,14 @@ async def test_hits_addend_counts_as_many_hits_and_must_fit_whole(store: Counter
 
 
 async def test_soft_windows_never_deny(store: CounterStore) -> None:
-    windows = windows_for(unique("sub"), PlanLimits("p", monthly_quota=2, soft_quota=True), NOW)
+    windows = windows_for(unique("sub"), PlanLimits(monthly_quota=2, quota_policy="SOFT"), NOW)
     results = [await store.hit(windows, 1, NOW) for _ in range(4)]
     assert all(r.admitted for r in results)
     assert results[-1].counts == (4,)
 
 
 async def test_shadow_step_counts_even_when_a_window_is_exceeded(store: CounterStore) -> None:
-    windows = windows_for(unique("sub"), PlanLimits("p", per_minute=1), NOW)
+    windows = windows_for(unique("sub"), PlanLimits(requests_per_minute=1), NOW)
     await store.hit(windows, 1, NOW, enforce=False)
     result = await store.hit(windows, 1, NOW, enforce=False)
     assert not result.admitted and result.exceeded == 0
@@ -96,7 +96,7 @@ async def test_shadow_step_counts_even_when_a_window_is_exceeded(store: CounterS
 
 async def test_a_new_window_starts_from_zero(store: CounterStore) -> None:
     sub = unique("sub")
-    plan = PlanLimits("p", per_minute=1)
+    plan = PlanLimits(requests_per_minute=1)
     assert (await store.hit(windows_for(sub, plan, NOW), 1, NOW)).admitted
     assert not (await store.hit(windows_for(sub, plan, NOW), 1, NOW)).admitted
     later = NOW + timedelta(minutes=1)
@@ -111,7 +111,7 @@ async def test_redis_counters_expire_after_their_window() -> None:
     store = RedisCounterStore(SHARED_REDIS_URL, 500)
     client = Redis.from_url(SHARED_REDIS_URL)
     try:
-        windows = windows_for(unique("sub"), PlanLimits("p", per_minute=5), NOW)
+        windows = windows_for(unique("sub"), PlanLimits(requests_per_minute=5), NOW)
         await store.hit(windows, 1, NOW)
         minute_ttl = await client.ttl(windows[0].key)
         period_ttl = await client.ttl(windows[1].key)
@@ -147,7 +147,7 @@ async def test_memory_store_never_admits_beyond_any_limit(
     hits_list: list[int], minute: int, quota: int
 ) -> None:
     store = MemoryCounterStore()
-    windows = windows_for("s", PlanLimits("p", per_minute=minute, monthly_quota=quota), NOW)
+    windows = windows_for("s", PlanLimits(requests_per_minute=minute, monthly_quota=quota), NOW)
     admitted = 0
     for hits in hits_list:
         result = await store.hit(windows, hits, NOW)

@@ -11,13 +11,13 @@ from envoy.extensions.filters.http.ratelimit.v3 import rate_limit_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm_pb2
 from envoy.type.v3 import http_status_pb2
 
-from throttle.envoy_config import DESCRIPTOR_KEYS, RATELIMIT_FILTER, THROTTLE_CLUSTER, route_rate_limits
+from throttle.envoy_config import THROTTLE_CLUSTER, route_rate_limits
 from tollway.app.registry import gateway_options
 from tollway.catalog.view import PublishedApi
+from tollway.envoy_contract import DESCRIPTOR_KEYS, EXT_AUTHZ_FILTER, RATELIMIT_FILTER
 from tollway.settings import Settings
 from xds.resources import (
     CLUSTER_TYPE,
-    EXT_AUTHZ_FILTER,
     LISTENER_NAME,
     LISTENER_TYPE,
     ROUTE_CONFIG_NAME,

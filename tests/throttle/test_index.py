@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from tests.throttle.throttle_fixtures import unique
 from throttle.index import ThrottleIndex
-from throttle.limits import PlanLimits
 from tollway import schema
+from tollway.catalog.limits import PlanLimits
 from tollway.catalog.servicer import plan_from_proto, plan_to_proto
 from tollway.catalog.store import CatalogStore
 from tollway.catalog.v1 import catalog_pb2
@@ -47,13 +47,12 @@ async def test_reload_reads_plans_and_subscriptions(database: Database) -> None:
     await index.reload()
     assert index.snapshot.loaded
     assert index.snapshot.plans[plan.id] == PlanLimits(
-        plan.id,
-        per_second=2,
-        per_minute=60,
-        per_hour=1000,
-        per_day=5000,
+        requests_per_second=2,
+        requests_per_minute=60,
+        requests_per_hour=1000,
+        requests_per_day=5000,
         monthly_quota=100_000,
-        soft_quota=True,
+        quota_policy="SOFT",
         shadow_mode=True,
     )
     info = index.snapshot.subscriptions[sub.id]
@@ -71,7 +70,7 @@ async def test_plan_change_is_seen_on_reload(database: Database) -> None:
     await store.update_plan(plan.id, draft, ("limits",))
     await index.reload()
     limits = index.snapshot.plans[plan.id]
-    assert (limits.per_minute, limits.per_second, limits.shadow_mode) == (7, 0, False)
+    assert (limits.requests_per_minute, limits.requests_per_second, limits.shadow_mode) == (7, 0, False)
 
 
 async def test_catalog_round_trips_shadow_mode(database: Database) -> None:

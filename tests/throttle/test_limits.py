@@ -81,7 +81,7 @@ def test_fixed_windows_are_aligned_and_contain_now(now: datetime, seconds: int) 
 
 def test_windows_cover_limited_fixed_windows_and_always_the_period() -> None:
     now = datetime(2026, 5, 10, 12, 0, 30, tzinfo=UTC)
-    plan = PlanLimits("plan_a", per_minute=5, per_day=100, monthly_quota=1000, soft_quota=True)
+    plan = PlanLimits(requests_per_minute=5, requests_per_day=100, monthly_quota=1000, quota_policy="SOFT")
     windows = windows_for("sub_1", plan, now)
     assert [(w.name, w.limit, w.hard) for w in windows] == [
         ("minute", 5, True),
@@ -94,7 +94,9 @@ def test_windows_cover_limited_fixed_windows_and_always_the_period() -> None:
 
 def test_all_keys_of_a_subscription_share_one_hash_tag() -> None:
     now = datetime(2026, 5, 10, tzinfo=UTC)
-    plan = PlanLimits("p", per_second=1, per_minute=1, per_hour=1, per_day=1, monthly_quota=1)
+    plan = PlanLimits(
+        requests_per_second=1, requests_per_minute=1, requests_per_hour=1, requests_per_day=1, monthly_quota=1
+    )
     keys = [w.key for w in windows_for("sub_x", plan, now)]
     assert len(set(keys)) == 5
     assert all(subscription_tag("sub_x") in key for key in keys)
@@ -105,14 +107,14 @@ def test_all_keys_of_a_subscription_share_one_hash_tag() -> None:
 def test_keys_do_not_depend_on_the_plan() -> None:
     # A plan change keeps what was used this window and period.
     now = datetime(2026, 5, 10, tzinfo=UTC)
-    small = windows_for("s", PlanLimits("p1", per_minute=5, monthly_quota=10), now)
-    large = windows_for("s", PlanLimits("p2", per_minute=50, monthly_quota=100), now)
+    small = windows_for("s", PlanLimits(requests_per_minute=5, monthly_quota=10), now)
+    large = windows_for("s", PlanLimits(requests_per_minute=50, monthly_quota=100), now)
     assert [w.key for w in small] == [w.key for w in large]
 
 
 def test_counters_outlive_their_window() -> None:
     now = datetime(2026, 5, 31, 23, 59, 59, tzinfo=UTC)
-    minute, period = windows_for("s", PlanLimits("p", per_minute=1), now)
+    minute, period = windows_for("s", PlanLimits(requests_per_minute=1), now)
     assert ttl_seconds(minute, now) >= 1
     # The previous period stays readable for reconciliation.
     assert ttl_seconds(period, now) > 31 * 86400

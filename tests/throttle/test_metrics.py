@@ -8,20 +8,20 @@ from datetime import UTC, datetime
 
 from tests.throttle.throttle_fixtures import SHARED_REDIS_URL, FakeClock, free_port, index_with, subscription
 from throttle.counters import MemoryCounterStore
-from throttle.limits import PlanLimits
 from throttle.metrics import ThrottleMetrics
 from throttle.redis_store import RedisCounterStore
 from throttle.service import ThrottleService
+from tollway.catalog.limits import PlanLimits
 from tollway.metrics import serve_metrics
 
 
 async def test_decisions_and_redis_latency_are_counted_and_rendered() -> None:
     metrics = ThrottleMetrics()
-    plan = PlanLimits("plan_m", per_minute=1)
-    sub = subscription(plan.plan_id)
+    plan = PlanLimits(requests_per_minute=1)
+    sub = subscription("plan_m")
     store = RedisCounterStore(SHARED_REDIS_URL, 500, metrics=metrics)
     clock = FakeClock(datetime(2026, 4, 1, tzinfo=UTC))
-    service = ThrottleService(index_with([plan], [sub]), store, clock=clock, metrics=metrics)
+    service = ThrottleService(index_with({"plan_m": plan}, [sub]), store, clock=clock, metrics=metrics)
     try:
         for _ in range(3):
             await service.should_rate_limit("tollway", [{"subscription_id": sub.id}])
@@ -57,10 +57,12 @@ async def test_metrics_are_served_over_http() -> None:
 
 async def test_shadow_and_overage_results_are_labelled() -> None:
     metrics = ThrottleMetrics()
-    shadow = PlanLimits("plan_s", per_minute=1, shadow_mode=True)
-    soft = PlanLimits("plan_o", monthly_quota=1, soft_quota=True)
-    subs = [subscription(shadow.plan_id), subscription(soft.plan_id)]
-    service = ThrottleService(index_with([shadow, soft], subs), MemoryCounterStore(), metrics=metrics)
+    shadow = PlanLimits(requests_per_minute=1, shadow_mode=True)
+    soft = PlanLimits(monthly_quota=1, quota_policy="SOFT")
+    subs = [subscription("plan_s"), subscription("plan_o")]
+    service = ThrottleService(
+        index_with({"plan_s": shadow, "plan_o": soft}, subs), MemoryCounterStore(), metrics=metrics
+    )
     for sub in subs:
         for _ in range(2):
             await service.should_rate_limit("tollway", [{"subscription_id": sub.id}])

@@ -19,17 +19,17 @@ from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
 
 from tests.support import grpc_server
 from tests.throttle.throttle_fixtures import FakeClock, PrivateRedis, index_with, subscription
-from throttle.limits import PlanLimits
 from throttle.metrics import ThrottleMetrics
 from throttle.redis_store import RedisCounterStore
 from throttle.service import ThrottleService
 from throttle.servicer import RateLimitServicer
+from tollway.catalog.limits import PlanLimits
 
 RLS = rls_pb2.RateLimitResponse
 TIMEOUT_MS = 50
 # Generous functional bound for "within the timeout" (the timeout plus scheduling on a busy machine).
 ANSWER_BOUND_S = 1.0
-PLAN = PlanLimits("p", per_minute=1000)
+PLAN = PlanLimits(requests_per_minute=1000)
 
 
 @pytest.fixture
@@ -82,12 +82,12 @@ class Harness:
 
 
 async def _harness(redis_url: str, mode: str) -> AsyncIterator[Harness]:
-    sub = subscription(PLAN.plan_id)
+    sub = subscription("p")
     metrics = ThrottleMetrics()
     store = RedisCounterStore(redis_url, TIMEOUT_MS, cooldown=0.2, metrics=metrics)
     clock = FakeClock(datetime(2026, 6, 1, 12, 0, 5, tzinfo=UTC))
     service = ThrottleService(
-        index_with([PLAN], [sub]), store, failure_mode=mode, clock=clock, metrics=metrics
+        index_with({"p": PLAN}, [sub]), store, failure_mode=mode, clock=clock, metrics=metrics
     )
     servicer = RateLimitServicer(service)
     try:
@@ -125,7 +125,7 @@ async def _assert_outage_answers(harness: Harness, expected: object) -> None:
 
 async def test_redis_stopped_fail_open_then_recovers(allow: Harness, redis_server: PrivateRedis) -> None:
     first = await allow.wait_counting()
-    assert first.statuses[0].limit_remaining == PLAN.per_minute - 1
+    assert first.statuses[0].limit_remaining == PLAN.requests_per_minute - 1
     redis_server.stop()
     await _assert_outage_answers(allow, "allowed")
     assert allow.metrics.decisions[("p", "store_unavailable_allowed")] == 5
@@ -133,10 +133,10 @@ async def test_redis_stopped_fail_open_then_recovers(allow: Harness, redis_serve
     redis_server.start()
     # A fresh redis-server (no persistence): counting starts again from zero.
     resumed = await allow.wait_counting()
-    assert resumed.statuses[0].limit_remaining == PLAN.per_minute - 1
+    assert resumed.statuses[0].limit_remaining == PLAN.requests_per_minute - 1
     again, _ = await allow.call()
     assert isinstance(again, rls_pb2.RateLimitResponse)
-    assert again.statuses[0].limit_remaining == PLAN.per_minute - 2
+    assert again.statuses[0].limit_remaining == PLAN.requests_per_minute - 2
 
 
 async def test_redis_stopped_fail_closed_then_recovers(deny: Harness, redis_server: PrivateRedis) -> None:
@@ -159,4 +159,4 @@ async def test_frozen_redis_times_out_within_the_deadline(allow: Harness, redis_
         redis_server.process.send_signal(signal.SIGCONT)
     resumed = await allow.wait_counting()
     # What was counted before the freeze is still there: Redis only paused.
-    assert resumed.statuses[0].limit_remaining < PLAN.per_minute - 1
+    assert resumed.statuses[0].limit_remaining < PLAN.requests_per_minute - 1

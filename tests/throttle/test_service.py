@@ -18,19 +18,19 @@ from tests.support import grpc_server
 from tests.throttle.throttle_fixtures import FakeClock, index_with, subscription
 from throttle.counters import MemoryCounterStore
 from throttle.index import ThrottleSnapshot
-from throttle.limits import PlanLimits
 from throttle.service import MAX_HITS, InvalidRequest, ThrottleService
 from throttle.servicer import RateLimitServicer, rate_limit_response
+from tollway.catalog.limits import PlanLimits
 
 RLS = rls_pb2.RateLimitResponse
 
 
 def service_for(
-    plan: PlanLimits, anchor: int = 0, start: datetime | None = None
+    plan: PlanLimits, anchor: int = 0, start: datetime | None = None, plan_id: str = "p"
 ) -> tuple[ThrottleService, str]:
-    sub = subscription(plan.plan_id, anchor)
+    sub = subscription(plan_id, anchor)
     clock = FakeClock(start or datetime(2026, 1, 20, 10, 0, 0, tzinfo=UTC))
-    service = ThrottleService(index_with([plan], [sub]), MemoryCounterStore(), clock=clock)
+    service = ThrottleService(index_with({plan_id: plan}, [sub]), MemoryCounterStore(), clock=clock)
     return service, sub.id
 
 
@@ -39,7 +39,7 @@ def descriptor(sub_id: str, plan_id: str = "") -> dict[str, str]:
 
 
 async def test_statuses_report_the_tightest_window() -> None:
-    service, sub = service_for(PlanLimits("p", per_minute=5, per_hour=100))
+    service, sub = service_for(PlanLimits(requests_per_minute=5, requests_per_hour=100))
     response = rate_limit_response(await service.should_rate_limit("tollway", [descriptor(sub)]))
     assert response.overall_code == RLS.OK
     (status,) = response.statuses
@@ -52,7 +52,7 @@ async def test_statuses_report_the_tightest_window() -> None:
 
 async def test_over_limit_answer_has_retry_after_and_problem_json() -> None:
     service, sub = service_for(
-        PlanLimits("p", per_minute=1), start=datetime(2026, 1, 20, 10, 0, 45, tzinfo=UTC)
+        PlanLimits(requests_per_minute=1), start=datetime(2026, 1, 20, 10, 0, 45, tzinfo=UTC)
     )
     await service.should_rate_limit("tollway", [descriptor(sub)])
     response = rate_limit_response(await service.should_rate_limit("tollway", [descriptor(sub)]))
@@ -68,16 +68,14 @@ async def test_over_limit_answer_has_retry_after_and_problem_json() -> None:
 
 
 async def test_over_limit_metadata_names_the_quota_window() -> None:
-    service, sub = service_for(PlanLimits("p", per_hour=10, monthly_quota=1))
+    service, sub = service_for(PlanLimits(requests_per_hour=10, monthly_quota=1))
     await service.should_rate_limit("tollway", [descriptor(sub)])
     denied = await service.should_rate_limit("tollway", [descriptor(sub)])
     assert denied.over_limit and denied.metadata == {"window": "billing_period"}
 
 
 async def test_monthly_quota_resets_at_the_calendar_month_boundary() -> None:
-    service, sub = service_for(
-        PlanLimits("p", monthly_quota=3), start=datetime(2026, 1, 31, 23, 0, tzinfo=UTC)
-    )
+    service, sub = service_for(PlanLimits(monthly_quota=3), start=datetime(2026, 1, 31, 23, 0, tzinfo=UTC))
     clock = service.clock
     assert isinstance(clock, FakeClock)
     answers = [(await service.should_rate_limit("tollway", [descriptor(sub)])).over_limit for _ in range(4)]
@@ -93,7 +91,7 @@ async def test_monthly_quota_resets_at_the_calendar_month_boundary() -> None:
 
 async def test_monthly_quota_follows_the_subscriptions_anchor_day() -> None:
     service, sub = service_for(
-        PlanLimits("p", monthly_quota=2), anchor=15, start=datetime(2026, 1, 20, tzinfo=UTC)
+        PlanLimits(monthly_quota=2), anchor=15, start=datetime(2026, 1, 20, tzinfo=UTC)
     )
     clock = service.clock
     assert isinstance(clock, FakeClock)
@@ -112,7 +110,7 @@ async def test_monthly_quota_follows_the_subscriptions_anchor_day() -> None:
 
 
 async def test_burst_denials_do_not_reduce_the_monthly_quota() -> None:
-    service, sub = service_for(PlanLimits("p", per_minute=2, monthly_quota=100))
+    service, sub = service_for(PlanLimits(requests_per_minute=2, monthly_quota=100))
     for _ in range(10):
         await service.should_rate_limit("tollway", [descriptor(sub)])
     report = await service.quota(sub)
@@ -123,7 +121,7 @@ async def test_burst_denials_do_not_reduce_the_monthly_quota() -> None:
 
 
 async def test_soft_quota_admits_and_marks_overage() -> None:
-    service, sub = service_for(PlanLimits("p", monthly_quota=2, soft_quota=True))
+    service, sub = service_for(PlanLimits(monthly_quota=2, quota_policy="SOFT"))
     first = await service.should_rate_limit("tollway", [descriptor(sub)])
     assert first.metadata == {}
     await service.should_rate_limit("tollway", [descriptor(sub)])
@@ -137,7 +135,7 @@ async def test_soft_quota_admits_and_marks_overage() -> None:
 
 
 async def test_shadow_mode_reports_but_never_denies() -> None:
-    service, sub = service_for(PlanLimits("p", per_minute=1, shadow_mode=True))
+    service, sub = service_for(PlanLimits(requests_per_minute=1, shadow_mode=True))
     first = await service.should_rate_limit("tollway", [descriptor(sub)])
     second = await service.should_rate_limit("tollway", [descriptor(sub)])
     assert not first.over_limit and not second.over_limit
@@ -147,25 +145,25 @@ async def test_shadow_mode_reports_but_never_denies() -> None:
 
 
 async def test_plan_change_applies_from_the_next_request_without_reset() -> None:
-    service, sub = service_for(PlanLimits("p", per_minute=2))
+    service, sub = service_for(PlanLimits(requests_per_minute=2))
     for _ in range(2):
         await service.should_rate_limit("tollway", [descriptor(sub)])
     assert (await service.should_rate_limit("tollway", [descriptor(sub)])).over_limit
     info = service.index.snapshot.subscriptions[sub]
-    service.index.snapshot = ThrottleSnapshot.build([PlanLimits("p", per_minute=3)], [info])
+    service.index.snapshot = ThrottleSnapshot.build({"p": PlanLimits(requests_per_minute=3)}, [info])
     assert not (await service.should_rate_limit("tollway", [descriptor(sub)])).over_limit
     assert (await service.should_rate_limit("tollway", [descriptor(sub)])).over_limit
 
 
 async def test_subscription_not_yet_loaded_uses_the_descriptors_plan() -> None:
-    service, _ = service_for(PlanLimits("p", per_minute=1))
+    service, _ = service_for(PlanLimits(requests_per_minute=1))
     fresh = descriptor("sub_new", plan_id="p")
     assert not (await service.should_rate_limit("tollway", [fresh])).over_limit
     assert (await service.should_rate_limit("tollway", [fresh])).over_limit
 
 
 async def test_descriptors_that_are_not_ours_are_unlimited() -> None:
-    service, sub = service_for(PlanLimits("p", per_minute=1))
+    service, sub = service_for(PlanLimits(requests_per_minute=1))
     for entries in ({}, {"api_id": "api_1"}, {"subscription_id": ""}):
         decision = await service.should_rate_limit("tollway", [entries])
         assert not decision.over_limit
@@ -187,7 +185,7 @@ async def test_descriptors_that_are_not_ours_are_unlimited() -> None:
 async def test_malformed_requests_are_invalid_and_count_nothing(
     domain: str, descriptors: list[dict[str, str]], hits: int
 ) -> None:
-    service, sub = service_for(PlanLimits("p", per_minute=5))
+    service, sub = service_for(PlanLimits(requests_per_minute=5))
     with pytest.raises(InvalidRequest):
         await service.should_rate_limit(domain, descriptors, hits)
     assert (await service.quota(sub)).windows[0].used == 0
@@ -195,7 +193,7 @@ async def test_malformed_requests_are_invalid_and_count_nothing(
 
 @pytest.fixture
 async def rls() -> AsyncIterator[tuple[rls_pb2_grpc.RateLimitServiceStub, ThrottleService, str]]:
-    service, sub = service_for(PlanLimits("p", per_minute=5))
+    service, sub = service_for(PlanLimits(requests_per_minute=5))
     servicer = RateLimitServicer(service)
     async with grpc_server(lambda s: rls_pb2_grpc.add_RateLimitServiceServicer_to_server(servicer, s)) as ch:
         yield rls_pb2_grpc.RateLimitServiceStub(ch), service, sub

@@ -22,15 +22,15 @@ from tollway import schema
 from tollway.db import Database
 from tollway.throttle.v1 import throttle_pb2, throttle_pb2_grpc
 
-PLAN = PlanLimits("p", per_minute=100)
+PLAN = PlanLimits(requests_per_minute=100)
 
 
 def _sub(app: str, api: str) -> SubscriptionInfo:
-    return SubscriptionInfo(unique("sub"), PLAN.plan_id, app, api, "ACTIVE")
+    return SubscriptionInfo(unique("sub"), "p", app, api, "ACTIVE")
 
 
 def _service(subs: list[SubscriptionInfo], shared: list[SharedLimits]) -> ThrottleService:
-    index = ThrottleIndex(snapshot=ThrottleSnapshot.build([PLAN], subs, shared))
+    index = ThrottleIndex(snapshot=ThrottleSnapshot.build({"p": PLAN}, subs, shared))
     clock = FakeClock(datetime(2026, 9, 9, 9, 0, 0, tzinfo=UTC))
     return ThrottleService(index, MemoryCounterStore(), clock=clock)
 

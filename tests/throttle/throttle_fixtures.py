@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from throttle.index import SubscriptionInfo, ThrottleIndex, ThrottleSnapshot
-from throttle.limits import PlanLimits
+from tollway.catalog.limits import PlanLimits
 
 SHARED_REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -32,7 +32,7 @@ def unique(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(6)}"
 
 
-def index_with(plans: list[PlanLimits], subscriptions: list[SubscriptionInfo]) -> ThrottleIndex:
+def index_with(plans: dict[str, PlanLimits], subscriptions: list[SubscriptionInfo]) -> ThrottleIndex:
     return ThrottleIndex(snapshot=ThrottleSnapshot.build(plans, subscriptions))
 
 

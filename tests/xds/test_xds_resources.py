@@ -17,10 +17,10 @@ from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 
 from tollway.catalog.view import PublishedApi
+from tollway.envoy_contract import EXT_AUTHZ_FILTER
+from tollway.envoy_resources import HTTP_PROTOCOL_OPTIONS
 from xds.resources import (
     CLUSTER_TYPE,
-    EXT_AUTHZ_FILTER,
-    HTTP_PROTOCOL_OPTIONS,
     KEYMGR_CLUSTER,
     LISTENER_NAME,
     LISTENER_TYPE,

@@ -11,7 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from keymgr.process import store_repository
 from tollway import schema
 from tollway.app.runner import TollwayProcess
-from tollway.catalog.validation import ApiDraft, LimitsDraft, PlanDraft
+from tollway.catalog.limits import PlanLimits
+from tollway.catalog.validation import ApiDraft, PlanDraft
 from tollway.errors import NotFound
 
 DEMO_PLAN = "demo"
@@ -68,7 +69,7 @@ async def seed(process: TollwayProcess, upstream_url: str) -> DemoCredentials:
     issues a fresh demo key: keys are shown once, so a new run cannot print an old one."""
     catalog = process.catalog
     store = store_repository(process.settings.keymgr, process.db, process.changes.committed)
-    limits = LimitsDraft(requests_per_minute=DEMO_REQUESTS_PER_MINUTE)
+    limits = PlanLimits(requests_per_minute=DEMO_REQUESTS_PER_MINUTE)
     try:
         plan = await catalog.get_plan(DEMO_PLAN)
         if plan.requests_per_minute != DEMO_REQUESTS_PER_MINUTE:

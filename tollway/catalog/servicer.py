@@ -9,13 +9,13 @@ from __future__ import annotations
 import grpc
 
 from tollway import schema
+from tollway.catalog.limits import PlanLimits
 from tollway.catalog.store import ApiRecord, CatalogStore
 from tollway.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from tollway.catalog.validation import (
     API_FIELDS,
     PLAN_FIELDS,
     ApiDraft,
-    LimitsDraft,
     PlanDraft,
     PriceTierDraft,
     PricingDraft,
@@ -23,29 +23,13 @@ from tollway.catalog.validation import (
 from tollway.errors import InvalidArgument, map_grpc_errors
 from tollway.protoconv import mask_fields, timestamp
 
-_QUOTA_POLICY_NAMES = {
-    catalog_pb2.QUOTA_POLICY_UNSPECIFIED: "",
-    catalog_pb2.QUOTA_POLICY_HARD: "HARD",
-    catalog_pb2.QUOTA_POLICY_SOFT: "SOFT",
-}
-_QUOTA_POLICY_VALUES = {"HARD": catalog_pb2.QUOTA_POLICY_HARD, "SOFT": catalog_pb2.QUOTA_POLICY_SOFT}
-
 
 def plan_from_proto(plan: catalog_pb2.Plan) -> PlanDraft:
-    limits, pricing = plan.limits, plan.pricing
+    pricing = plan.pricing
     return PlanDraft(
         name=plan.name,
         description=plan.description,
-        limits=LimitsDraft(
-            requests_per_second=limits.requests_per_second,
-            requests_per_minute=limits.requests_per_minute,
-            requests_per_hour=limits.requests_per_hour,
-            requests_per_day=limits.requests_per_day,
-            monthly_quota=limits.monthly_quota,
-            # An enum number this server does not know stays visible, so validation can reject it.
-            quota_policy=_QUOTA_POLICY_NAMES.get(limits.quota_policy, str(limits.quota_policy)),
-            shadow_mode=limits.shadow_mode,
-        ),
+        limits=PlanLimits.from_proto(plan.limits),
         pricing=PricingDraft(
             currency=pricing.currency,
             recurring_fee=pricing.recurring_fee,
@@ -67,15 +51,7 @@ def plan_to_proto(row: schema.Plan) -> catalog_pb2.Plan:
         id=row.id,
         name=row.name,
         description=row.description,
-        limits=catalog_pb2.PlanLimits(
-            requests_per_second=row.requests_per_second,
-            requests_per_minute=row.requests_per_minute,
-            requests_per_hour=row.requests_per_hour,
-            requests_per_day=row.requests_per_day,
-            monthly_quota=row.monthly_quota,
-            quota_policy=_QUOTA_POLICY_VALUES.get(row.quota_policy, catalog_pb2.QUOTA_POLICY_UNSPECIFIED),
-            shadow_mode=row.shadow_mode,
-        ),
+        limits=PlanLimits.from_row(row).to_proto(),
         pricing=catalog_pb2.PlanPricing(
             currency=row.currency,
             recurring_fee=row.recurring_fee,

@@ -19,11 +19,11 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from tollway import schema
+from tollway.catalog.limits import PlanLimits
 from tollway.catalog.validation import (
     API_FIELDS,
     PLAN_FIELDS,
     ApiDraft,
-    LimitsDraft,
     PlanDraft,
     PriceTierDraft,
     PricingDraft,
@@ -46,17 +46,11 @@ class ApiRecord:
 
 
 def _plan_columns(plan: PlanDraft) -> dict[str, Any]:
-    limits, pricing = plan.limits, plan.pricing
+    pricing = plan.pricing
     return {
         "name": plan.name,
         "description": plan.description,
-        "requests_per_second": limits.requests_per_second,
-        "requests_per_minute": limits.requests_per_minute,
-        "requests_per_hour": limits.requests_per_hour,
-        "requests_per_day": limits.requests_per_day,
-        "monthly_quota": limits.monthly_quota,
-        "quota_policy": limits.quota_policy,
-        "shadow_mode": limits.shadow_mode,
+        **plan.limits.columns(),
         "currency": pricing.currency,
         "recurring_fee": pricing.recurring_fee,
         "included_requests": pricing.included_requests,
@@ -74,15 +68,7 @@ def plan_draft(row: schema.Plan) -> PlanDraft:
     return PlanDraft(
         name=row.name,
         description=row.description,
-        limits=LimitsDraft(
-            requests_per_second=row.requests_per_second,
-            requests_per_minute=row.requests_per_minute,
-            requests_per_hour=row.requests_per_hour,
-            requests_per_day=row.requests_per_day,
-            monthly_quota=row.monthly_quota,
-            quota_policy=row.quota_policy,
-            shadow_mode=row.shadow_mode,
-        ),
+        limits=PlanLimits.from_row(row),
         pricing=PricingDraft(
             currency=row.currency,
             recurring_fee=row.recurring_fee,

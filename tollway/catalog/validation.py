@@ -8,7 +8,7 @@ unknown plans) live in the store.
 Canonical forms:
 - money: plain decimal text of the parsed amount, scale kept ("49.00" stays "49.00", "007.5" becomes
   "7.5", unset becomes "0"); see tollway.money.
-- currency: upper case; quota_policy: "HARD" or "SOFT" (unspecified means HARD).
+- currency: upper case; limits.quota_policy: QuotaPolicy HARD or SOFT (unspecified means HARD).
 - upstream URLs: lower-case scheme and host, no trailing slash on the path ("http://B:8080/" becomes
   "http://b:8080").
 """
@@ -23,8 +23,10 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from urllib.parse import urlsplit
 
+from tollway.catalog.limits import LIMIT_FIELDS, PlanLimits
 from tollway.errors import InvalidArgument
 from tollway.money import is_currency, minor_units, money_text, parse_money
+from tollway.vocabulary import QuotaPolicy
 
 MAX_NAME_LENGTH = 100
 MAX_VERSION_LENGTH = 50
@@ -38,25 +40,13 @@ MAX_TIERS = 32
 # small enough that sums and products stay exact everywhere (including PostgreSQL BIGINT).
 MAX_COUNT = 10**12
 
-QUOTA_POLICIES = ("HARD", "SOFT")
+QUOTA_POLICIES = tuple(QuotaPolicy)
 
 
 @dataclass(frozen=True, slots=True)
 class PriceTierDraft:
     up_to: int = 0
     unit_price: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class LimitsDraft:
-    requests_per_second: int = 0
-    requests_per_minute: int = 0
-    requests_per_hour: int = 0
-    requests_per_day: int = 0
-    monthly_quota: int = 0
-    # "", "HARD" or "SOFT"; empty means HARD.
-    quota_policy: str = ""
-    shadow_mode: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +65,7 @@ class PricingDraft:
 class PlanDraft:
     name: str = ""
     description: str = ""
-    limits: LimitsDraft = field(default_factory=LimitsDraft)
+    limits: PlanLimits = field(default_factory=PlanLimits)
     pricing: PricingDraft = field(default_factory=PricingDraft)
     approval_required: bool = False
 
@@ -95,13 +85,6 @@ class ApiDraft:
 PLAN_FIELDS = ("name", "description", "limits", "pricing", "approval_required")
 API_FIELDS = ("name", "version", "context_path", "upstream_urls", "plan_ids", "description")
 
-_LIMIT_FIELDS = (
-    "requests_per_second",
-    "requests_per_minute",
-    "requests_per_hour",
-    "requests_per_day",
-    "monthly_quota",
-)
 # RFC 3986 unreserved characters: safe in every URL and route without escaping.
 _PATH_SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")
 _VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
@@ -296,13 +279,13 @@ def _validate_count(value: int, field: str) -> int:
     return value
 
 
-def validate_limits(limits: LimitsDraft) -> LimitsDraft:
-    for name in _LIMIT_FIELDS:
+def validate_limits(limits: PlanLimits) -> PlanLimits:
+    for name in LIMIT_FIELDS:
         _validate_count(getattr(limits, name), f"limits.{name}")
-    policy = limits.quota_policy.upper() or "HARD"
+    policy = limits.quota_policy.upper() or QuotaPolicy.HARD
     if policy not in QUOTA_POLICIES:
         raise InvalidArgument(f"limits.quota_policy must be HARD or SOFT, got {limits.quota_policy!r}")
-    return replace(limits, quota_policy=policy)
+    return replace(limits, quota_policy=QuotaPolicy(policy))
 
 
 def _fraction_digits(value: Decimal) -> int:
@@ -311,7 +294,7 @@ def _fraction_digits(value: Decimal) -> int:
     return max(0, -exponent)
 
 
-def validate_pricing(pricing: PricingDraft, limits: LimitsDraft) -> PricingDraft:
+def validate_pricing(pricing: PricingDraft, limits: PlanLimits) -> PricingDraft:
     """Pricing of a plan whose (validated) limits are `limits`."""
     currency = pricing.currency.upper()
     if currency and not is_currency(currency):
@@ -365,7 +348,7 @@ def validate_pricing(pricing: PricingDraft, limits: LimitsDraft) -> PricingDraft
                     f"pricing.{name} {money_text(amount)} {currency} has more decimals than {currency} "
                     f"allows ({digits})"
                 )
-    if overage_price != 0 and (limits.quota_policy != "SOFT" or limits.monthly_quota == 0):
+    if overage_price != 0 and (not limits.soft_quota or limits.monthly_quota == 0):
         raise InvalidArgument(
             "pricing.overage_price applies only beyond a soft monthly quota: set limits.monthly_quota "
             "and limits.quota_policy SOFT, or leave overage_price empty"

@@ -1,0 +1,90 @@
+"""Envoy resource builders that more than one component needs (xds/ for its own clusters and filters,
+throttle/ for the rate limit service's). Pure functions from plain values to Envoy messages, no I/O.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.core.v3 import address_pb2, grpc_service_pb2, protocol_pb2
+from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
+from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
+from google.protobuf import duration_pb2
+
+HostPort = tuple[str, int]
+
+HTTP_PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+
+
+def is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def duration(seconds: float) -> duration_pb2.Duration:
+    value = duration_pb2.Duration()
+    value.FromMilliseconds(round(seconds * 1000))
+    return value
+
+
+def socket_address(host: str, port: int) -> address_pb2.Address:
+    return address_pb2.Address(socket_address=address_pb2.SocketAddress(address=host, port_value=port))
+
+
+def load_assignment(
+    cluster_name: str, endpoints: Iterable[tuple[str, int, str]]
+) -> endpoint_pb2.ClusterLoadAssignment:
+    """endpoints: (host, port, hostname for Host/SNI rewriting or "")."""
+    lb_endpoints = [
+        endpoint_components_pb2.LbEndpoint(
+            endpoint=endpoint_components_pb2.Endpoint(address=socket_address(host, port), hostname=hostname)
+        )
+        for host, port, hostname in endpoints
+    ]
+    return endpoint_pb2.ClusterLoadAssignment(
+        cluster_name=cluster_name,
+        endpoints=[endpoint_components_pb2.LocalityLbEndpoints(lb_endpoints=lb_endpoints)],
+    )
+
+
+def discovery_type(hosts: Iterable[str]) -> cluster_pb2.Cluster.DiscoveryType.ValueType:
+    # IP literals need no DNS; any name means Envoy resolves (and re-resolves) it.
+    return cluster_pb2.Cluster.STATIC if all(is_ip(h) for h in hosts) else cluster_pb2.Cluster.STRICT_DNS
+
+
+def grpc_service_cluster(name: str, endpoints: Sequence[HostPort]) -> cluster_pb2.Cluster:
+    """A cluster for one of Tollway's gRPC services: HTTP/2, with keepalive so a dead process is noticed."""
+    protocol_options = http_protocol_options_pb2.HttpProtocolOptions(
+        explicit_http_config=http_protocol_options_pb2.HttpProtocolOptions.ExplicitHttpConfig(
+            http2_protocol_options=protocol_pb2.Http2ProtocolOptions(
+                connection_keepalive=protocol_pb2.KeepaliveSettings(
+                    interval=duration(30), timeout=duration(5)
+                )
+            )
+        )
+    )
+    cluster = cluster_pb2.Cluster(
+        name=name,
+        type=discovery_type(host for host, _ in endpoints),
+        connect_timeout=duration(1),
+        lb_policy=cluster_pb2.Cluster.ROUND_ROBIN,
+        dns_lookup_family=cluster_pb2.Cluster.V4_PREFERRED,
+        load_assignment=load_assignment(name, ((host, port, "") for host, port in endpoints)),
+    )
+    cluster.typed_extension_protocol_options[HTTP_PROTOCOL_OPTIONS].Pack(protocol_options)
+    return cluster
+
+
+def grpc_service(cluster: str, timeout_ms: int | None = None) -> grpc_service_pb2.GrpcService:
+    """An Envoy gRPC client of `cluster` (a filter's or access logger's service)."""
+    service = grpc_service_pb2.GrpcService(
+        envoy_grpc=grpc_service_pb2.GrpcService.EnvoyGrpc(cluster_name=cluster)
+    )
+    if timeout_ms is not None:
+        service.timeout.FromMilliseconds(timeout_ms)
+    return service
