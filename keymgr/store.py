@@ -15,7 +15,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import re
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -26,8 +26,18 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from keymgr import keys
 from tollway.db import Database
 from tollway.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from tollway.schema import (
+from tollway.lifecycle import (
     LIVE_SUBSCRIPTION_STATES,
+    SUBSCRIPTION_STATES,
+    Action,
+    Actor,
+    SubscriptionLifecycle,
+    initial_state,
+    load_subscription,
+    record_change_once,
+    transition,
+)
+from tollway.schema import (
     Api,
     ApiKey,
     ApiPlan,
@@ -52,7 +62,6 @@ BILLING_ANCHOR_DAY_MAX = 28
 MAX_KEY_LIFETIME = timedelta(days=3653)
 
 APPLICATION_FIELDS = ("name", "owner", "description")
-SUBSCRIPTION_STATES = (*LIVE_SUBSCRIPTION_STATES, "CANCELLED", "REJECTED")
 BLOCK_TARGETS = ("API", "APPLICATION", "API_KEY", "CLIENT_CIDR")
 
 KEY_ACTIVE = "ACTIVE"
@@ -161,6 +170,7 @@ class StoreRepository:
         self._key_hash_secret = key_hash_secret
         self._default_grace = default_grace
         self._clock = clock
+        self._lifecycle = SubscriptionLifecycle(db, on_commit, clock)
 
     def now(self) -> datetime:
         return self._clock()
@@ -175,7 +185,7 @@ class StoreRepository:
         one's checks (name taken? already rotated?) see the writes committed before it. Leaving without
         `_commit` (a rejected or no-op write) rolls everything back, the bump included."""
         async with self._db.session() as session:
-            await self._db.record_change(session)
+            await record_change_once(self._db, session)
             yield session
 
     async def _commit(self, session: AsyncSession) -> None:
@@ -266,10 +276,10 @@ class StoreRepository:
                 .with_for_update()
             )
             for subscription in live_subscriptions.all():
-                subscription.state = "CANCELLED"
-                subscription.state_reason = "application deleted"
-                subscription.updated_at = now
-                session.add(subscription)
+                await transition(
+                    self._db, session, subscription, Action.CANCEL, Actor.SYSTEM,
+                    at=now, reason="application deleted",
+                )  # fmt: skip
             await self._commit(session)
         log.info("deleted application %s", application_id)
         return application
@@ -353,7 +363,7 @@ class StoreRepository:
                 application_id=application_id,
                 api_id=api_row.id,
                 plan_id=plan_row.id,
-                state="PENDING_APPROVAL" if plan_row.approval_required else "ACTIVE",
+                state=initial_state(plan_row.approval_required).value,
                 billing_anchor_day=billing_anchor_day,
                 created_at=now,
                 updated_at=now,
@@ -366,7 +376,7 @@ class StoreRepository:
     async def get_subscription(self, subscription_id: str) -> Subscription:
         subscription_id = _require(subscription_id, "id")
         async with self._db.session() as session:
-            return await self._subscription(session, subscription_id)
+            return await load_subscription(session, subscription_id)
 
     async def list_subscriptions(
         self, application_id: str = "", api_id: str = "", state: str = ""
@@ -389,46 +399,15 @@ class StoreRepository:
         """ACTIVE → BLOCKED: the gateway answers 403 until it is unblocked."""
         reason = reason.strip()
         _check_length(reason, "reason", REASON_MAX)
-        return await self._transition(subscription_id, ("ACTIVE",), "BLOCKED", reason)
+        return await self._lifecycle.apply(_require(subscription_id, "id"), Action.BLOCK, Actor.ADMIN, reason)
 
     async def unblock_subscription(self, subscription_id: str) -> Subscription:
         """BLOCKED → ACTIVE."""
-        return await self._transition(subscription_id, ("BLOCKED",), "ACTIVE", "")
+        return await self._lifecycle.apply(_require(subscription_id, "id"), Action.UNBLOCK, Actor.ADMIN)
 
     async def cancel_subscription(self, subscription_id: str) -> Subscription:
         """Any live state → CANCELLED; the record stays for billing; the application may subscribe anew."""
-        return await self._transition(subscription_id, LIVE_SUBSCRIPTION_STATES, "CANCELLED", "")
-
-    async def _transition(
-        self, subscription_id: str, allowed_from: Sequence[str], to_state: str, reason: str
-    ) -> Subscription:
-        subscription_id = _require(subscription_id, "id")
-        async with self._write_session() as session:
-            subscription = await self._subscription(session, subscription_id, for_update=True)
-            if subscription.state not in allowed_from:
-                raise FailedPrecondition(
-                    f"subscription {subscription_id!r} is {subscription.state}; only"
-                    f" {' or '.join(allowed_from)} subscriptions can become {to_state}"
-                )
-            subscription.state = to_state
-            subscription.state_reason = reason
-            subscription.updated_at = self.now()
-            session.add(subscription)
-            await self._commit(session)
-        log.info("subscription %s is now %s", subscription_id, to_state)
-        return subscription
-
-    @staticmethod
-    async def _subscription(
-        session: AsyncSession, subscription_id: str, for_update: bool = False
-    ) -> Subscription:
-        statement = select(Subscription).where(Subscription.id == subscription_id)
-        if for_update:
-            statement = statement.with_for_update()
-        subscription = (await session.exec(statement)).first()
-        if subscription is None:
-            raise NotFound(f"subscription {_shown(subscription_id)} not found")
-        return subscription
+        return await self._lifecycle.apply(_require(subscription_id, "id"), Action.CANCEL, Actor.ADMIN)
 
     @staticmethod
     async def _published_api(session: AsyncSession, api: str) -> Api:

@@ -12,6 +12,9 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
+# Re-exported for the modules that read it from here.
+from tollway.subscription_states import LIVE_SUBSCRIPTION_STATES as LIVE_SUBSCRIPTION_STATES
+
 _ID_ALPHABET = "abcdefghijkmnopqrstuvwxyz23456789"
 
 
@@ -116,9 +119,8 @@ class Application(SQLModel, table=True):
     deleted_at: datetime | None = _timestamp(nullable=True)
 
 
-# States in which a subscription still holds its (application, API) slot.
-LIVE_SUBSCRIPTION_STATES = ("ACTIVE", "PENDING_APPROVAL", "BLOCKED", "SUSPENDED")
-_LIVE_SQL = "state IN ('ACTIVE', 'PENDING_APPROVAL', 'BLOCKED', 'SUSPENDED')"
+# The partial index below: one live subscription per (application, API).
+_LIVE_SQL = "state IN (" + ", ".join(f"'{state}'" for state in LIVE_SUBSCRIPTION_STATES) + ")"
 
 
 class Subscription(SQLModel, table=True):
@@ -139,7 +141,7 @@ class Subscription(SQLModel, table=True):
     application_id: str = Field(foreign_key="application.id", index=True)
     api_id: str = Field(foreign_key="api.id", index=True)
     plan_id: str = Field(foreign_key="plan.id", index=True)
-    # ACTIVE | PENDING_APPROVAL | BLOCKED | SUSPENDED | CANCELLED | REJECTED
+    # A tollway/subscription_states.py SubscriptionState; moved only by tollway/lifecycle.py.
     state: str = "ACTIVE"
     state_reason: str = ""
     # Day of month the billing period starts on; 0 = calendar month in UTC.
@@ -204,15 +206,18 @@ _OPEN_INVOICE_SQL = "state != 'VOID'"
 
 
 class SubscriptionEvent(SQLModel, table=True):
-    """Audit trail of a subscription's workflow: approvals, rejections, suspensions, plan changes.
-    Billing reads plan changes (PLAN_CHANGED) and approvals (APPROVED) from it to split periods."""
+    """Audit trail of a subscription's lifecycle, one row per transition (tollway/lifecycle.py).
+    Billing reads approvals (APPROVED), plan changes (PLAN_CHANGED) and cancellations (CANCELLED)
+    from it to split periods, so a later write to the subscription row cannot move those times."""
 
     __tablename__ = "subscription_event"
 
     id: int | None = Field(default=None, primary_key=True)
     subscription_id: str = Field(foreign_key="subscription.id", index=True)
     at: datetime = _timestamp()
-    kind: str  # APPROVED | REJECTED | SUSPENDED | RESUMED | PLAN_CHANGED
+    # BLOCKED | UNBLOCKED | CANCELLED | APPROVED | REJECTED | SUSPENDED | RESUMED | PLAN_CHANGED
+    kind: str
+    actor: str = ""  # a subscription_states.Actor; empty on events written before actors were recorded
     from_state: str = ""
     to_state: str = ""
     from_plan_id: str = ""

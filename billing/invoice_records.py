@@ -1,0 +1,58 @@
+"""Invoices and their lines as read or just written: plain values, no ORM identity to keep in sync."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from tollway.schema import Invoice, InvoiceLine
+
+INVOICE_STATES = ("DRAFT", "FINALIZED", "VOID")
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceRecord:
+    id: str
+    number: str | None
+    state: str
+    application_id: str
+    currency: str
+    period_start: datetime
+    period_end: datetime
+    total: str
+    usage_completeness: str
+    completeness_note: str
+    created_at: datetime
+    updated_at: datetime
+    finalized_at: datetime | None
+    voided_at: datetime | None
+    void_reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class LineRecord:
+    invoice_id: str
+    position: int
+    subscription_id: str
+    api_id: str
+    plan_id: str
+    kind: str
+    description: str
+    quantity: str
+    unit_price: str
+    amount: str
+    adjusts_segment_id: int | None
+    details: dict[str, Any]
+
+
+INVOICE_FIELDS = [f for f in InvoiceRecord.__slots__]  # type: ignore[attr-defined]
+LINE_FIELDS = [f for f in LineRecord.__slots__]  # type: ignore[attr-defined]
+INVOICE_COLUMNS = [getattr(Invoice, name) for name in INVOICE_FIELDS]
+LINE_COLUMNS = [getattr(InvoiceLine, name) for name in LINE_FIELDS]
+
+
+@dataclass
+class InvoiceView:
+    invoice: InvoiceRecord
+    lines: list[LineRecord] = field(default_factory=list)
