@@ -91,8 +91,7 @@ def layering_violations() -> list[str]:
 def test_core_and_components_import_only_what_the_layout_allows() -> None:
     violations = layering_violations()
     assert not violations, (
-        "only tollway/app/ may import components; components share the core only:\n"
-        + "\n".join(violations)
+        "only tollway/app/ may import components; components share the core only:\n" + "\n".join(violations)
     )
 
 
