@@ -35,6 +35,7 @@ SERVER_MODULES = frozenset(
         "tests/test_envoy_binary.py",
         "tests/xds/test_xds_launcher.py",
         "tests/throttle/test_metrics.py",
+        "tests/throttle/test_store_equivalence.py",
     }
 )
 # Single tests doing so in a module that is otherwise server-free.
