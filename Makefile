@@ -44,7 +44,7 @@ typecheck: install
 
 # Needs no PostgreSQL, Redis, Envoy or npm: tests/conftest.py marks those that do `integration`.
 check: lint typecheck
-	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not integration" -n 2
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not integration"
 
 test: install tools
 	$(BIN)/ruff check .
