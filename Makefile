@@ -1,4 +1,5 @@
-# Tollway: `make run` starts the whole stack with a demo; `make test` installs and runs every test.
+# Tollway: `make run` starts the whole stack with a demo; `make test` installs and runs every test;
+# `make check` is the fast tier (lint, types, every test that needs no server).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -7,7 +8,7 @@ PROTOS := $(shell find protos -name '*.proto' | sort)
 TOOLS := .tools
 BUF := $(TOOLS)/node_modules/.bin/buf
 
-.PHONY: install tools run test lint protos clean bench
+.PHONY: install tools run test check typecheck lint protos clean bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,8 +39,16 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+typecheck: install
+	$(BIN)/mypy
+
+# Needs no PostgreSQL, Redis, Envoy or npm: tests/conftest.py marks those that do `integration`.
+check: lint typecheck
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not integration"
+
 test: install tools
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 bench: install

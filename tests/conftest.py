@@ -1,5 +1,11 @@
 """Shared fixtures. Store tests run twice: on an SQLite file and on the real PostgreSQL server
-(127.0.0.1:5432, database `test`), each test in a schema of its own that is dropped afterwards."""
+(127.0.0.1:5432, database `test`), each test in a schema of its own that is dropped afterwards.
+
+Tiers: a test that reaches a server (PostgreSQL, Redis, Envoy, a whole stack, buf from npm) is marked
+`integration` here, from the fixtures and parameters it uses and the module it lives in, so test files
+need no marker of their own. `make check` runs the rest (`-m "not integration"`): it must pass with
+no server running. A test that reaches a server in its own body is listed below or marked
+`@pytest.mark.integration`."""
 
 from __future__ import annotations
 
@@ -12,6 +18,56 @@ import pytest
 from sqlalchemy import text
 
 from tollway.db import Database
+
+# Fixtures that start or reach a server: a whole stack, real Envoy, a redis-server, subprocess replicas
+# on the shared Redis, a PostgreSQL schema.
+SERVER_FIXTURES = frozenset(
+    {"stack", "pg_stack", "gateway", "traffic", "redis_server", "redis_replicas", "postgres_schema"}
+)
+# Parameter values that select a real server (e.g. the `database` fixture's PostgreSQL case).
+SERVER_PARAMS = frozenset({"postgres", "redis"})
+# Markers whose tests need a server.
+SERVER_MARKERS = ("integration", "e2e", "postgres")
+# Modules that reach a server in their tests' bodies: buf (npm), the Envoy binary, the shared Redis.
+SERVER_MODULES = frozenset(
+    {
+        "tests/test_protos_lint.py",
+        "tests/test_envoy_binary.py",
+        "tests/xds/test_xds_launcher.py",
+        "tests/throttle/test_metrics.py",
+        "tests/throttle/test_store_equivalence.py",
+    }
+)
+# Single tests doing so in a module that is otherwise server-free.
+SERVER_TESTS = frozenset(
+    {
+        "tests/throttle/test_counters.py::test_redis_counters_expire_after_their_window",
+        "tests/usage/test_usage_store.py::test_two_writers_on_one_postgres_give_the_same_totals_as_one",
+    }
+)
+
+
+def needs_server(item: pytest.Item) -> bool:
+    module = item.nodeid.split("::", 1)[0]
+    if module.startswith("tests/e2e/") or module in SERVER_MODULES:
+        return True
+    if item.nodeid.split("[", 1)[0] in SERVER_TESTS:
+        return True
+    if any(item.get_closest_marker(name) for name in SERVER_MARKERS):
+        return True
+    if SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        return True
+    callspec = getattr(item, "callspec", None)
+    return callspec is not None and any(
+        isinstance(value, str) and value in SERVER_PARAMS for value in callspec.params.values()
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if needs_server(item):
+            item.add_marker(pytest.mark.integration)
+
 
 POSTGRES_URL = os.environ.get("TOLLWAY_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 

@@ -12,7 +12,8 @@ import grpc
 _OPEN_SERVICES = ("/grpc.reflection.", "/grpc.health.v1.")
 
 
-class AdminTokenInterceptor(grpc.aio.ServerInterceptor):
+# Generic only in the type stubs: subscripted here it would fail at import.
+class AdminTokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     def __init__(self, token: str) -> None:
         if not token:
             raise ValueError("an admin token is required")
@@ -20,9 +21,9 @@ class AdminTokenInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         method = handler_call_details.method or ""
         if method.startswith(_OPEN_SERVICES) or self._authorized(handler_call_details.invocation_metadata):
             return await continuation(handler_call_details)
@@ -36,8 +37,8 @@ class AdminTokenInterceptor(grpc.aio.ServerInterceptor):
         return False
 
 
-def _deny_handler() -> grpc.RpcMethodHandler:
-    async def deny(_request: Any, context: grpc.aio.ServicerContext) -> None:
+def _deny_handler() -> grpc.RpcMethodHandler[Any, Any]:
+    async def deny(_request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or invalid admin bearer token")
 
     # Aborting before any message is read or written answers unary and streaming calls alike.

@@ -25,7 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.types import TypeEngine
-from sqlmodel import SQLModel, select
+from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from tollway import schema
@@ -97,11 +97,13 @@ class Database:
         once it is committed; on PostgreSQL the NOTIFY is delivered at commit too."""
         await session.exec(
             update(schema.ChangeRevision)
-            .where(schema.ChangeRevision.id == 1)  # type: ignore[arg-type]
+            .where(col(schema.ChangeRevision.id) == 1)
             .values(value=schema.ChangeRevision.value + 1)
         )
         if self.is_postgres:
-            await session.exec(text("SELECT pg_notify(:channel, '')").bindparams(channel=self.notify_channel))
+            notify = text("SELECT pg_notify(:channel, '')").bindparams(channel=self.notify_channel)
+            # On the session's own connection: the NOTIFY belongs to the caller's transaction.
+            await (await session.connection()).execute(notify)
 
     async def current_revision(self) -> int:
         async with self.session() as session:

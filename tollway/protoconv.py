@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.field_mask_pb2 import FieldMask
@@ -43,7 +44,11 @@ def subscription_to_proto(row: Subscription) -> store_pb2.Subscription:
     """The store contract's view of a subscription row, for every admin service that returns one
     (the store's RPCs and billing's approval workflow). A state the proto lacks reads UNSPECIFIED."""
     try:
-        state = store_pb2.SubscriptionState.Value(f"SUBSCRIPTION_STATE_{row.state}")
+        # Value() is typed as a plain int; it is one of the enum's numbers.
+        state = cast(
+            "store_pb2.SubscriptionState",
+            store_pb2.SubscriptionState.Value(f"SUBSCRIPTION_STATE_{row.state}"),
+        )
     except ValueError:
         state = store_pb2.SUBSCRIPTION_STATE_UNSPECIFIED
     return store_pb2.Subscription(

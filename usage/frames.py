@@ -16,6 +16,7 @@ import json
 import struct
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any, get_args
 
 from envoy.data.accesslog.v3 import accesslog_pb2
 from envoy.service.accesslog.v3 import als_pb2
@@ -55,7 +56,8 @@ def _skeleton_class() -> type[Message]:
     return message_factory.GetMessageClass(pool.FindMessageTypeByName("tollway.usage.skeleton.Message"))
 
 
-Skeleton = _skeleton_class()
+# Built at run time from a descriptor: its fields are unknown to the type checker.
+Skeleton: Any = _skeleton_class()
 
 
 class MalformedMessage(ValueError):
@@ -74,7 +76,7 @@ class Received:
 def inspect(raw: bytes) -> Received:
     """Skeleton-parses one serialized StreamAccessLogsMessage; MalformedMessage when it is not one."""
     try:
-        skeleton = Skeleton.FromString(raw)  # type: ignore[attr-defined]
+        skeleton = Skeleton.FromString(raw)
         node_id = ""
         if skeleton.identifier:
             node_id = als_pb2.StreamAccessLogsMessage.Identifier.FromString(skeleton.identifier).node.id
@@ -133,9 +135,9 @@ def records_of(payload: bytes, into: Records) -> None:
     if payload[:1] == b"[":
         try:
             legacy = [tuple(item) for item in json.loads(payload)]
-            if not all(len(item) == len(Record.__args__) for item in legacy):  # type: ignore[attr-defined]
+            if not all(len(item) == len(get_args(Record)) for item in legacy):
                 raise ValueError("not a list of usage records")
-            into.records.extend(legacy)  # type: ignore[arg-type]
+            into.records.extend(legacy)
         except (ValueError, TypeError):
             into.skipped["unreadable_frame"] += 1
         return
@@ -154,7 +156,7 @@ def records_of(payload: bytes, into: Records) -> None:
         # One garbled entry must not cost the others their count: decode them one by one.
         entries = []
         try:
-            raw_entries = Skeleton.FromString(frame.message).http_logs.log_entry  # type: ignore[attr-defined]
+            raw_entries = Skeleton.FromString(frame.message).http_logs.log_entry
         except DecodeError:
             into.skipped["malformed_message"] += frame.entries
             return

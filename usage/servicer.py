@@ -25,7 +25,7 @@ from usage.store import BUCKET_COLUMNS, UsageStore
 log = logging.getLogger(__name__)
 
 
-class AccessLogServicer(als_pb2_grpc.AccessLogServiceServicer):
+class AccessLogServicer(als_pb2_grpc.AccessLogServiceServicer):  # type: ignore[misc]  # Envoy ships no types
     """One call per Envoy worker stream; the node identifier comes only with the first message.
 
     Registered with `register()`, so messages arrive as the bytes Envoy sent: the hot path checks their
@@ -37,7 +37,9 @@ class AccessLogServicer(als_pb2_grpc.AccessLogServiceServicer):
         self.metrics = ingestor.metrics
 
     async def StreamAccessLogs(
-        self, request_iterator: AsyncIterator[bytes], context: grpc.aio.ServicerContext
+        self,
+        request_iterator: AsyncIterator[bytes],
+        context: grpc.aio.ServicerContext[bytes, als_pb2.StreamAccessLogsResponse],
     ) -> als_pb2.StreamAccessLogsResponse:
         node_id = ""
         try:
@@ -156,7 +158,11 @@ class UsageServicer(usage_pb2_grpc.UsageServiceServicer):
         self.ingestor = ingestor
 
     async def ListUsageWindows(
-        self, request: usage_pb2.ListUsageWindowsRequest, context: grpc.aio.ServicerContext
+        self,
+        request: usage_pb2.ListUsageWindowsRequest,
+        context: grpc.aio.ServicerContext[
+            usage_pb2.ListUsageWindowsRequest, usage_pb2.ListUsageWindowsResponse
+        ],
     ) -> usage_pb2.ListUsageWindowsResponse:
         granularity = _GRANULARITIES.get(request.granularity)
         if granularity is None:
@@ -203,7 +209,9 @@ class UsageServicer(usage_pb2_grpc.UsageServiceServicer):
         return usage_pb2.ListUsageWindowsResponse(windows=windows, next_page_token=token)
 
     async def GetUsageTotals(
-        self, request: usage_pb2.GetUsageTotalsRequest, context: grpc.aio.ServicerContext
+        self,
+        request: usage_pb2.GetUsageTotalsRequest,
+        context: grpc.aio.ServicerContext[usage_pb2.GetUsageTotalsRequest, usage_pb2.GetUsageTotalsResponse],
     ) -> usage_pb2.GetUsageTotalsResponse:
         start, end = _range(
             request.start_time, request.end_time, request.HasField("start_time"), request.HasField("end_time")
@@ -229,7 +237,11 @@ class UsageServicer(usage_pb2_grpc.UsageServiceServicer):
         )
 
     async def ListTopConsumers(
-        self, request: usage_pb2.ListTopConsumersRequest, context: grpc.aio.ServicerContext
+        self,
+        request: usage_pb2.ListTopConsumersRequest,
+        context: grpc.aio.ServicerContext[
+            usage_pb2.ListTopConsumersRequest, usage_pb2.ListTopConsumersResponse
+        ],
     ) -> usage_pb2.ListTopConsumersResponse:
         start, end = _range(
             request.start_time, request.end_time, request.HasField("start_time"), request.HasField("end_time")
@@ -253,7 +265,11 @@ class UsageServicer(usage_pb2_grpc.UsageServiceServicer):
         return usage_pb2.ListTopConsumersResponse(consumers=[_group(row) for row in rows])
 
     async def ListThrottledWindows(
-        self, request: usage_pb2.ListThrottledWindowsRequest, context: grpc.aio.ServicerContext
+        self,
+        request: usage_pb2.ListThrottledWindowsRequest,
+        context: grpc.aio.ServicerContext[
+            usage_pb2.ListThrottledWindowsRequest, usage_pb2.ListThrottledWindowsResponse
+        ],
     ) -> usage_pb2.ListThrottledWindowsResponse:
         start, end = _range(
             request.start_time, request.end_time, request.HasField("start_time"), request.HasField("end_time")
@@ -284,7 +300,11 @@ class UsageServicer(usage_pb2_grpc.UsageServiceServicer):
         )
 
     async def GetCompleteness(
-        self, request: usage_pb2.GetCompletenessRequest, context: grpc.aio.ServicerContext
+        self,
+        request: usage_pb2.GetCompletenessRequest,
+        context: grpc.aio.ServicerContext[
+            usage_pb2.GetCompletenessRequest, usage_pb2.GetCompletenessResponse
+        ],
     ) -> usage_pb2.GetCompletenessResponse:
         start, end = _range(
             request.start_time, request.end_time, request.HasField("start_time"), request.HasField("end_time")
@@ -294,7 +314,11 @@ class UsageServicer(usage_pb2_grpc.UsageServiceServicer):
         )
 
     async def GetIngestionStats(
-        self, request: usage_pb2.GetIngestionStatsRequest, context: grpc.aio.ServicerContext
+        self,
+        request: usage_pb2.GetIngestionStatsRequest,
+        context: grpc.aio.ServicerContext[
+            usage_pb2.GetIngestionStatsRequest, usage_pb2.GetIngestionStatsResponse
+        ],
     ) -> usage_pb2.GetIngestionStatsResponse:
         if self.ingestor is None:
             return usage_pb2.GetIngestionStatsResponse()

@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, select, text
+from sqlalchemy import Table, and_, delete, func, literal, select, text
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import SQLModel
 
 from tollway.db import Database
 from tollway.schema import (
@@ -52,6 +53,11 @@ DEDUPE_RETENTION_S = 7 * 86400
 _PG_CHUNK = 20_000
 # SQLite allows 32766 bound parameters per statement.
 _SQLITE_CHUNK = 5_000
+
+
+def _table(model: type[SQLModel]) -> Table:
+    """A table model's Core table, for bulk statements that bypass the ORM."""
+    return model.__table__  # type: ignore[attr-defined, no-any-return]  # set by SQLModel at class creation
 
 
 def _utc(epoch: int) -> datetime:
@@ -202,7 +208,7 @@ class UsageStore:
         # SQLite: look the ids up, then insert the new ones. Safe without RETURNING: SQLite has one
         # writer at a time, and a write after another process committed fails (SQLITE_BUSY_SNAPSHOT)
         # instead of going ahead on a stale read, so the flush is retried, never double counted.
-        table = UsageSeen.__table__  # type: ignore[attr-defined]
+        table = _table(UsageSeen)
         existing: set[tuple[str, str]] = set()
         by_node: dict[str, list[str]] = defaultdict(list)
         for record in records:
@@ -226,7 +232,7 @@ class UsageStore:
         return [(r[R_NODE], r[R_REQ]) for r in new]
 
     async def _upsert_windows(self, conn: Any, aggregate: Aggregate) -> None:
-        table = UsageWindow.__table__  # type: ignore[attr-defined]
+        table = _table(UsageWindow)
         rows = []
         # A fixed order of row locks: two replicas upserting the same windows cannot deadlock.
         for key in sorted(aggregate.windows, key=lambda k: (k[0], k[1], *k[2:])):
@@ -241,7 +247,7 @@ class UsageStore:
         await conn.execute(insert.on_conflict_do_update(index_elements=list(KEY_COLUMNS), set_=updates), rows)
 
     async def _upsert_receipts(self, conn: Any, aggregate: Aggregate) -> None:
-        table = UsageNodeReceipt.__table__  # type: ignore[attr-defined]
+        table = _table(UsageNodeReceipt)
         rows = [
             {"node_id": node, "window_start": _utc(hour), "received": count}
             for (node, hour), count in sorted(aggregate.receipts.items())
@@ -258,7 +264,7 @@ class UsageStore:
     async def _upsert_throttles(self, conn: Any, aggregate: Aggregate) -> None:
         if not aggregate.throttles:
             return
-        table = UsageThrottle.__table__  # type: ignore[attr-defined]
+        table = _table(UsageThrottle)
         names = ("window_start", "api_id", "subscription_id", "application_id", "plan_id", "limit_name")
         rows = []
         for key, count in sorted(aggregate.throttles.items()):
@@ -279,13 +285,13 @@ class UsageStore:
         if now - self._last_prune < 3600:
             return
         self._last_prune = now
-        table = UsageSeen.__table__  # type: ignore[attr-defined]
+        table = _table(UsageSeen)
         await conn.execute(delete(table).where(table.c.minute < int(now) - DEDUPE_RETENTION_S))
 
     # --- completeness ---------------------------------------------------------------------------------
 
     async def record_sample(self, node_id: str, at: datetime, written: int, dropped: int) -> None:
-        table = UsageNodeSample.__table__  # type: ignore[attr-defined]
+        table = _table(UsageNodeSample)
         async with self.db.engine.begin() as conn:
             await conn.execute(
                 self._insert(table).on_conflict_do_nothing(),
@@ -297,8 +303,8 @@ class UsageStore:
 
         Envoy's counters are cumulative since it started; increases between consecutive samples are
         summed (a decrease means Envoy restarted, so the later reading itself is the increase)."""
-        receipts = UsageNodeReceipt.__table__  # type: ignore[attr-defined]
-        samples = UsageNodeSample.__table__  # type: ignore[attr-defined]
+        receipts = _table(UsageNodeReceipt)
+        samples = _table(UsageNodeSample)
         hour_start = _utc(int(start.timestamp()) - int(start.timestamp()) % 3600)
         async with self.db.engine.connect() as conn:
             received_rows = await conn.execute(
@@ -359,7 +365,7 @@ class UsageStore:
         limit: int = 1000,
         offset: int = 0,
     ) -> list[dict[str, Any]]:
-        table = UsageWindow.__table__  # type: ignore[attr-defined]
+        table = _table(UsageWindow)
         conditions = _window_filter(table, granularity, start, end, api_id, application_id, subscription_id)
         statement = (
             select(table)
@@ -384,11 +390,11 @@ class UsageStore:
         limit: int = 1000,
     ) -> list[dict[str, Any]]:
         """Sums over [start, end) from the finest windows that tile it (minutes), grouped by columns."""
-        table = UsageWindow.__table__  # type: ignore[attr-defined]
+        table = _table(UsageWindow)
         granularity = _granularity_for(start, end)
         conditions = _window_filter(table, granularity, start, end, api_id, application_id, subscription_id)
         sums = [func.sum(table.c[name]).label(name) for name in SUM_COLUMNS]
-        requests = sum((func.sum(table.c[name]) for name in OUTCOMES), start=0).label("requests")  # type: ignore[arg-type]
+        requests = sum((func.sum(table.c[name]) for name in OUTCOMES), start=literal(0)).label("requests")
         groups = [table.c[name] for name in group_by]
         statement = select(*groups, *sums, func.max(table.c.latency_us_max).label("latency_us_max"), requests)
         statement = statement.where(and_(*conditions))
@@ -406,7 +412,7 @@ class UsageStore:
     async def throttled(
         self, start: datetime, end: datetime, api_id: str = "", subscription_id: str = "", limit: int = 1000
     ) -> list[dict[str, Any]]:
-        table = UsageThrottle.__table__  # type: ignore[attr-defined]
+        table = _table(UsageThrottle)
         conditions = [table.c.window_start >= start, table.c.window_start < end]
         if api_id:
             conditions.append(table.c.api_id == api_id)

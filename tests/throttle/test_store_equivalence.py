@@ -1,0 +1,116 @@
+"""The admit rule is written twice: in Python (counters.decide, MemoryCounterStore) and in Lua
+(redis_store.HIT_SCRIPT). Random sequences of hits go to both stores, and every decision and count
+must be the same, so the two copies cannot drift apart. The Redis side runs against the real Redis at
+127.0.0.1:6379.
+
+Both stores take the request's time as an argument, so one hand-moved clock drives both: time jumps
+across second, minute, hour and billing-period boundaries, where the window keys change. Redis
+expires counters by its own clock, the memory store by the request's; only the current windows are
+compared, which neither has expired. Every example uses subscription, API and application ids of its
+own, and deletes its keys afterwards, so it never meets another test's counters."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from redis.asyncio import Redis
+
+from tests.throttle.throttle_fixtures import SHARED_REDIS_URL, unique
+from throttle.counters import HitResult, MemoryCounterStore
+from throttle.limits import API, APPLICATION, PlanLimits, SharedLimits, Window, windows_for
+from throttle.redis_store import RedisCounterStore
+
+START = datetime(2026, 5, 31, 23, 58, 58, 500_000, tzinfo=UTC)  # near a minute, hour, day, month end
+SUBSCRIPTIONS = 3
+# Clock moves between steps: none (same windows), within a second, across a second, minute, hour,
+# day, and a month (a new billing period).
+ADVANCES = (0.0, 0.0, 0.0, 0.4, 1.0, 7.0, 61.0, 3600.0, 86400.0, 31 * 86400.0)
+
+small = st.integers(0, 6)
+plans = st.builds(
+    PlanLimits,
+    plan_id=st.just("p"),
+    per_second=small,
+    per_minute=st.integers(0, 10),
+    per_hour=st.integers(0, 14),
+    per_day=st.integers(0, 18),
+    monthly_quota=st.integers(0, 20),
+    soft_quota=st.booleans(),
+)
+
+
+@dataclass(frozen=True)
+class Hit:
+    subscription: int  # index into the example's subscriptions
+    hits: int
+    enforce: bool
+
+
+hit = st.builds(
+    Hit,
+    subscription=st.integers(0, SUBSCRIPTIONS - 1),
+    hits=st.integers(1, 4),
+    enforce=st.sampled_from((True, True, True, False)),
+)
+# One step: the clock moves, then a few requests arrive together (one Redis batch).
+steps = st.lists(
+    st.tuples(st.sampled_from(ADVANCES), st.lists(hit, min_size=1, max_size=3)), min_size=1, max_size=25
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    plan_of=st.lists(plans, min_size=SUBSCRIPTIONS, max_size=SUBSCRIPTIONS),
+    api_limits=st.tuples(small, small, st.integers(0, 10)),
+    application_limits=st.tuples(small, st.integers(0, 10)),
+    anchor_days=st.lists(st.integers(0, 28), min_size=SUBSCRIPTIONS, max_size=SUBSCRIPTIONS),
+    sequence=steps,
+)
+async def test_memory_and_redis_stores_decide_and_count_alike(
+    plan_of: list[PlanLimits],
+    api_limits: tuple[int, int, int],
+    application_limits: tuple[int, int],
+    anchor_days: list[int],
+    sequence: list[tuple[float, list[Hit]]],
+) -> None:
+    subscriptions = [unique("eq-sub") for _ in range(SUBSCRIPTIONS)]
+    # Every subscription is of one API; the first two belong to one application.
+    api = SharedLimits(API, unique("eq-api"), *api_limits)
+    application = SharedLimits(APPLICATION, unique("eq-app"), *application_limits)
+    shared_of = [(api, application), (api, application), (api,)]
+
+    def windows(index: int, now: datetime) -> list[Window]:
+        return windows_for(subscriptions[index], plan_of[index], now, anchor_days[index], shared_of[index])
+
+    memory = MemoryCounterStore()
+    redis = RedisCounterStore(SHARED_REDIS_URL, 2000)
+    keys: set[str] = set()
+    now = START
+    try:
+        for step, (advance, hits) in enumerate(sequence):
+            now += timedelta(seconds=advance)
+            requests = [(windows(h.subscription, now), h) for h in hits]
+            keys.update(w.key for request_windows, _ in requests for w in request_windows)
+            # Concurrent, as the service issues them: the memory store answers them in call order, the
+            # Redis store in one script call that takes them in the same order.
+            from_memory: list[HitResult] = await asyncio.gather(
+                *(memory.hit(w, h.hits, now, h.enforce) for w, h in requests)
+            )
+            from_redis: list[HitResult] = await asyncio.gather(
+                *(redis.hit(w, h.hits, now, h.enforce) for w, h in requests)
+            )
+            assert from_redis == from_memory, f"step {step} at {now.isoformat()}: {hits}"
+            current = sorted({w.key for index in range(SUBSCRIPTIONS) for w in windows(index, now)})
+            assert await redis.read(current, now) == await memory.read(current, now), f"step {step}"
+    finally:
+        await redis.close()
+        client = Redis.from_url(SHARED_REDIS_URL)
+        try:
+            if keys:
+                await client.delete(*keys)
+        finally:
+            await client.aclose()
