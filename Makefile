@@ -43,8 +43,9 @@ typecheck: install
 	$(BIN)/mypy
 
 # Needs no PostgreSQL, Redis, Envoy or npm: tests/conftest.py marks those that do `integration`.
+# Two workers: the server-free tests are CPU-bound, and this machine has two cores.
 check: lint typecheck
-	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not integration"
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not integration" -n 2
 
 test: install tools
 	$(BIN)/ruff check .

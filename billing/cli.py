@@ -239,7 +239,7 @@ def _commands() -> typer.Typer:
                 for item in stream:
                     emit(item.subscription)
             except grpc.RpcError as exc:
-                if exc.code() != grpc.StatusCode.CANCELLED:  # type: ignore[attr-defined]
+                if exc.code() != grpc.StatusCode.CANCELLED:
                     fail(billing.describe(exc))
             except KeyboardInterrupt:
                 stream.cancel()

@@ -42,7 +42,7 @@ class AdminClient:
 
     async def close(self) -> None:
         if self._channel is not None:
-            await self._channel.close()
+            await self._channel.close(grace=None)
             self._channel = None
 
 

@@ -74,15 +74,15 @@ class BulkWriter:
             # IN (SELECT unnest(...)) lets the planner hash the ids; `= ANY(array)` probes per element.
             ids = select(func.unnest(bindparam("ids", value=invoice_ids, type_=ARRAY(String))))
             for table in tables:
-                await session.exec(delete(table).where(table.c.invoice_id.in_(ids.scalar_subquery())))  # type: ignore[call-overload]
+                await session.exec(delete(table).where(table.c.invoice_id.in_(ids.scalar_subquery())))
             return
         for chunk in chunks(invoice_ids):
             for table in tables:
-                await session.exec(delete(table).where(table.c.invoice_id.in_(chunk)))  # type: ignore[call-overload]
+                await session.exec(delete(table).where(table.c.invoice_id.in_(chunk)))
 
     async def delete_invoices(self, session: AsyncSession, invoice_ids: list[str]) -> None:
         for chunk in chunks(invoice_ids):
-            await session.exec(delete(Invoice.__table__).where(Invoice.__table__.c.id.in_(chunk)))  # type: ignore[attr-defined, call-overload]
+            await session.exec(delete(Invoice.__table__).where(Invoice.__table__.c.id.in_(chunk)))  # type: ignore[attr-defined]
 
     async def update_invoices(
         self, session: AsyncSession, updates: list[tuple[str, str, str, str, datetime]]
@@ -114,7 +114,7 @@ class BulkWriter:
             {"invoice_id": row[0], **{f"new_{n}": v for n, v in zip(names[1:], row[1:], strict=True)}}
             for row in updates
         ]
-        await session.exec(statement, params=params)  # type: ignore[call-overload]
+        await session.exec(statement, params=params)
 
     async def insert(
         self,
@@ -131,7 +131,7 @@ class BulkWriter:
         table = model.__table__
         if not self._db.is_postgres or count < 100:
             params = [dict(zip(columns, row, strict=True)) for row in rows]
-            await session.exec(insert(table), params=params)  # type: ignore[call-overload]
+            await session.exec(insert(table), params=params)
             return
         json_at = [i for i, name in enumerate(columns) if isinstance(table.c[name].type, JSON)]
         records: Iterable[tuple[Any, ...]] = rows

@@ -46,8 +46,8 @@ class LineRecord:
     details: dict[str, Any]
 
 
-INVOICE_FIELDS = [f for f in InvoiceRecord.__slots__]  # type: ignore[attr-defined]
-LINE_FIELDS = [f for f in LineRecord.__slots__]  # type: ignore[attr-defined]
+INVOICE_FIELDS = [f for f in InvoiceRecord.__slots__]
+LINE_FIELDS = [f for f in LineRecord.__slots__]
 INVOICE_COLUMNS = [getattr(Invoice, name) for name in INVOICE_FIELDS]
 LINE_COLUMNS = [getattr(InvoiceLine, name) for name in LINE_FIELDS]
 

@@ -21,6 +21,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import Select
 
 from billing import pricing as pr
 from billing.invoice_bulk import BulkWriter, gc_paused, invoice_ids
@@ -134,15 +135,15 @@ class InvoiceStore:
             .where(col(BillingSequence.name) == INVOICE_SEQUENCE)
             .values(value=BillingSequence.value)
         )
-        result = await session.exec(statement)  # type: ignore[call-overload]
+        result = await session.exec(statement)
         if result.rowcount == 0:
             dialect_insert = pg_insert if self._db.is_postgres else sqlite_insert
             await session.exec(
-                dialect_insert(BillingSequence)  # type: ignore[call-overload]
+                dialect_insert(BillingSequence)
                 .values(name=INVOICE_SEQUENCE, value=0)
                 .on_conflict_do_nothing()
             )
-            await session.exec(statement)  # type: ignore[call-overload]
+            await session.exec(statement)
 
     async def _commit(self, session: AsyncSession) -> None:
         await session.commit()
@@ -186,7 +187,11 @@ class InvoiceStore:
             subscriptions = await scope_rows(session, application_id, subscription_id)
             by_period: dict[Period, list[SubscriptionRow]] = defaultdict(list)
             for subscription in subscriptions:
-                own = period or period_starting_in(*month, subscription.billing_anchor_day)  # type: ignore[misc]
+                if period is None:
+                    assert month is not None  # `generate` takes exactly one of period and month
+                    own = period_starting_in(*month, subscription.billing_anchor_day)
+                else:
+                    own = period
                 by_period[own].append(subscription)
             pricers = Pricers({plan.id: plan for plan in (await session.exec(select(Plan))).all()})
             sub_ids = [s.id for s in subscriptions] if (application_id or subscription_id) else None
@@ -269,8 +274,13 @@ class InvoiceStore:
         periods = {key[2] for key in drafts}
         existing: dict[tuple[str, str, Period], tuple[str, str, datetime]] = {}  # id, state, created_at
         for own in periods:
-            statement = select(
-                Invoice.id, Invoice.application_id, Invoice.currency, Invoice.state, Invoice.created_at
+            # sqlmodel's `select` is typed for at most four columns; given several it returns this Select.
+            statement: Select[*tuple[Any, ...]] = Select(
+                col(Invoice.id),
+                col(Invoice.application_id),
+                col(Invoice.currency),
+                col(Invoice.state),
+                col(Invoice.created_at),
             ).where(Invoice.state != "VOID", Invoice.period_start == own.start, Invoice.period_end == own.end)
             for row in (await session.exec(statement)).all():
                 existing[(row[1], row[2], own)] = (row[0], row[3], row[4])
@@ -371,7 +381,7 @@ class InvoiceStore:
         lines: dict[str, list[LineRecord]] = defaultdict(list)
         for chunk in chunks(invoice_ids):
             statement = select(*INVOICE_COLUMNS).where(col(Invoice.id).in_(chunk))
-            for row in (await session.exec(statement)).all():  # type: ignore[call-overload]
+            for row in (await session.exec(statement)).all():
                 invoices[row[0]] = InvoiceRecord(*row)
             if with_lines:
                 statement = (
@@ -379,7 +389,7 @@ class InvoiceStore:
                     .where(col(InvoiceLine.invoice_id).in_(chunk))
                     .order_by(col(InvoiceLine.invoice_id), col(InvoiceLine.position))
                 )
-                for row in (await session.exec(statement)).all():  # type: ignore[call-overload]
+                for row in (await session.exec(statement)).all():
                     lines[row[0]].append(LineRecord(*row))
         return [InvoiceView(invoices[i], lines[i]) for i in invoice_ids if i in invoices]
 

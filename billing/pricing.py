@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Context, Decimal
 from fractions import Fraction
 from operator import attrgetter
-from typing import Any
+from typing import Any, cast
 
 from tollway.errors import InvalidArgument
 from tollway.money import minor_units, money_text
@@ -288,10 +288,13 @@ class SegmentPricer:
         if self._fee is not None:
             lines.append(self._fee)
 
+        billable: int
         if self._billable is None:
             billable = 0
         elif len(pricing.billable_classes) == 1:
-            billable = self._billable(usage)
+            # attrgetter of one name returns that count itself; typeshed's star-args overload
+            # assumes several names (a tuple), which the branch below sums.
+            billable = cast(int, self._billable(usage))
         else:
             billable = sum(self._billable(usage))
         included = self._included

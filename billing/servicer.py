@@ -39,13 +39,13 @@ def invoice_to_proto(view: InvoiceView) -> billing_pb2.Invoice:
     return billing_pb2.Invoice(
         id=inv.id,
         number=inv.number or "",
-        state=_STATES[inv.state],  # type: ignore[arg-type]
+        state=_STATES[inv.state],
         application_id=inv.application_id,
         currency=inv.currency,
         period_start=timestamp(inv.period_start),
         period_end=timestamp(inv.period_end),
         total=inv.total,
-        usage_completeness=_COMPLETENESS.get(inv.usage_completeness, billing_pb2.USAGE_COMPLETENESS_UNKNOWN),  # type: ignore[arg-type]
+        usage_completeness=_COMPLETENESS.get(inv.usage_completeness, billing_pb2.USAGE_COMPLETENESS_UNKNOWN),
         completeness_note=inv.completeness_note,
         lines=[
             billing_pb2.InvoiceLine(
@@ -136,7 +136,11 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
         self.limiter: AdmittedCounts = limiter or NoLimiter()
 
     async def GetUsageSummary(
-        self, request: billing_pb2.GetUsageSummaryRequest, context: grpc.aio.ServicerContext
+        self,
+        request: billing_pb2.GetUsageSummaryRequest,
+        context: grpc.aio.ServicerContext[
+            billing_pb2.GetUsageSummaryRequest, billing_pb2.GetUsageSummaryResponse
+        ],
     ) -> billing_pb2.GetUsageSummaryResponse:
         period = _period(request, required=False)
         if period is None:
@@ -154,7 +158,11 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
         )
 
     async def GenerateInvoices(
-        self, request: billing_pb2.GenerateInvoicesRequest, context: grpc.aio.ServicerContext
+        self,
+        request: billing_pb2.GenerateInvoicesRequest,
+        context: grpc.aio.ServicerContext[
+            billing_pb2.GenerateInvoicesRequest, billing_pb2.GenerateInvoicesResponse
+        ],
     ) -> billing_pb2.GenerateInvoicesResponse:
         period = _period(request, required=False)
         month = parse_month(request.billing_month.strip()) if request.billing_month.strip() else None
@@ -168,7 +176,9 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
         return billing_pb2.GenerateInvoicesResponse(invoices=[invoice_to_proto(v) for v in views])
 
     async def ListInvoices(
-        self, request: billing_pb2.ListInvoicesRequest, context: grpc.aio.ServicerContext
+        self,
+        request: billing_pb2.ListInvoicesRequest,
+        context: grpc.aio.ServicerContext[billing_pb2.ListInvoicesRequest, billing_pb2.ListInvoicesResponse],
     ) -> billing_pb2.ListInvoicesResponse:
         state = _STATE_NAMES.get(request.state, "") if request.state else ""
         if request.state and not state:
@@ -182,26 +192,38 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
         return billing_pb2.ListInvoicesResponse(invoices=[invoice_to_proto(v) for v in views])
 
     async def GetInvoice(
-        self, request: billing_pb2.GetInvoiceRequest, context: grpc.aio.ServicerContext
+        self,
+        request: billing_pb2.GetInvoiceRequest,
+        context: grpc.aio.ServicerContext[billing_pb2.GetInvoiceRequest, billing_pb2.GetInvoiceResponse],
     ) -> billing_pb2.GetInvoiceResponse:
         return billing_pb2.GetInvoiceResponse(
             invoice=invoice_to_proto(await self.repository.get_invoice(request.id))
         )
 
     async def FinalizeInvoice(
-        self, request: billing_pb2.FinalizeInvoiceRequest, context: grpc.aio.ServicerContext
+        self,
+        request: billing_pb2.FinalizeInvoiceRequest,
+        context: grpc.aio.ServicerContext[
+            billing_pb2.FinalizeInvoiceRequest, billing_pb2.FinalizeInvoiceResponse
+        ],
     ) -> billing_pb2.FinalizeInvoiceResponse:
         view = await self.repository.finalize(request.id)
         return billing_pb2.FinalizeInvoiceResponse(invoice=invoice_to_proto(view))
 
     async def VoidInvoice(
-        self, request: billing_pb2.VoidInvoiceRequest, context: grpc.aio.ServicerContext
+        self,
+        request: billing_pb2.VoidInvoiceRequest,
+        context: grpc.aio.ServicerContext[billing_pb2.VoidInvoiceRequest, billing_pb2.VoidInvoiceResponse],
     ) -> billing_pb2.VoidInvoiceResponse:
         view = await self.repository.void(request.id, request.reason)
         return billing_pb2.VoidInvoiceResponse(invoice=invoice_to_proto(view))
 
     async def ExportInvoices(
-        self, request: billing_pb2.ExportInvoicesRequest, context: grpc.aio.ServicerContext
+        self,
+        request: billing_pb2.ExportInvoicesRequest,
+        context: grpc.aio.ServicerContext[
+            billing_pb2.ExportInvoicesRequest, billing_pb2.ExportInvoicesResponse
+        ],
     ) -> billing_pb2.ExportInvoicesResponse:
         period = _period(request, required=True)
         assert period is not None
@@ -215,7 +237,11 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
         return billing_pb2.ExportInvoicesResponse(content_type=content_type, content=content)
 
     async def ListPendingSubscriptions(
-        self, request: billing_pb2.ListPendingSubscriptionsRequest, context: grpc.aio.ServicerContext
+        self,
+        request: billing_pb2.ListPendingSubscriptionsRequest,
+        context: grpc.aio.ServicerContext[
+            billing_pb2.ListPendingSubscriptionsRequest, billing_pb2.ListPendingSubscriptionsResponse
+        ],
     ) -> billing_pb2.ListPendingSubscriptionsResponse:
         rows = await self.repository.list_pending()
         return billing_pb2.ListPendingSubscriptionsResponse(
@@ -223,43 +249,71 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
         )
 
     async def ApproveSubscription(
-        self, request: billing_pb2.ApproveSubscriptionRequest, context: grpc.aio.ServicerContext
+        self,
+        request: billing_pb2.ApproveSubscriptionRequest,
+        context: grpc.aio.ServicerContext[
+            billing_pb2.ApproveSubscriptionRequest, billing_pb2.ApproveSubscriptionResponse
+        ],
     ) -> billing_pb2.ApproveSubscriptionResponse:
         row = await self.repository.approve(request.subscription_id, request.reason)
         return billing_pb2.ApproveSubscriptionResponse(subscription=subscription_to_proto(row))
 
     async def RejectSubscription(
-        self, request: billing_pb2.RejectSubscriptionRequest, context: grpc.aio.ServicerContext
+        self,
+        request: billing_pb2.RejectSubscriptionRequest,
+        context: grpc.aio.ServicerContext[
+            billing_pb2.RejectSubscriptionRequest, billing_pb2.RejectSubscriptionResponse
+        ],
     ) -> billing_pb2.RejectSubscriptionResponse:
         row = await self.repository.reject(request.subscription_id, request.reason)
         return billing_pb2.RejectSubscriptionResponse(subscription=subscription_to_proto(row))
 
     async def SuspendSubscription(
-        self, request: billing_pb2.SuspendSubscriptionRequest, context: grpc.aio.ServicerContext
+        self,
+        request: billing_pb2.SuspendSubscriptionRequest,
+        context: grpc.aio.ServicerContext[
+            billing_pb2.SuspendSubscriptionRequest, billing_pb2.SuspendSubscriptionResponse
+        ],
     ) -> billing_pb2.SuspendSubscriptionResponse:
         row = await self.repository.suspend(request.subscription_id, request.reason)
         return billing_pb2.SuspendSubscriptionResponse(subscription=subscription_to_proto(row))
 
     async def ResumeSubscription(
-        self, request: billing_pb2.ResumeSubscriptionRequest, context: grpc.aio.ServicerContext
+        self,
+        request: billing_pb2.ResumeSubscriptionRequest,
+        context: grpc.aio.ServicerContext[
+            billing_pb2.ResumeSubscriptionRequest, billing_pb2.ResumeSubscriptionResponse
+        ],
     ) -> billing_pb2.ResumeSubscriptionResponse:
         row = await self.repository.resume(request.subscription_id, request.reason)
         return billing_pb2.ResumeSubscriptionResponse(subscription=subscription_to_proto(row))
 
     async def ChangeSubscriptionPlan(
-        self, request: billing_pb2.ChangeSubscriptionPlanRequest, context: grpc.aio.ServicerContext
+        self,
+        request: billing_pb2.ChangeSubscriptionPlanRequest,
+        context: grpc.aio.ServicerContext[
+            billing_pb2.ChangeSubscriptionPlanRequest, billing_pb2.ChangeSubscriptionPlanResponse
+        ],
     ) -> billing_pb2.ChangeSubscriptionPlanResponse:
         row = await self.repository.change_plan(request.subscription_id, request.plan_id)
         return billing_pb2.ChangeSubscriptionPlanResponse(subscription=subscription_to_proto(row))
 
     async def ListSubscriptionEvents(
-        self, request: billing_pb2.ListSubscriptionEventsRequest, context: grpc.aio.ServicerContext
+        self,
+        request: billing_pb2.ListSubscriptionEventsRequest,
+        context: grpc.aio.ServicerContext[
+            billing_pb2.ListSubscriptionEventsRequest, billing_pb2.ListSubscriptionEventsResponse
+        ],
     ) -> billing_pb2.ListSubscriptionEventsResponse:
         events = await self.repository.events(request.subscription_id)
         return billing_pb2.ListSubscriptionEventsResponse(events=[event_to_proto(e) for e in events])
 
     async def ReconcileUsage(
-        self, request: billing_pb2.ReconcileUsageRequest, context: grpc.aio.ServicerContext
+        self,
+        request: billing_pb2.ReconcileUsageRequest,
+        context: grpc.aio.ServicerContext[
+            billing_pb2.ReconcileUsageRequest, billing_pb2.ReconcileUsageResponse
+        ],
     ) -> billing_pb2.ReconcileUsageResponse:
         at = _time(request.at, request.HasField("at")) or self.repository.now()
         results = await reconcile(
@@ -284,8 +338,12 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
 
     # Server streaming: not wrapped by map_grpc_errors (that handles unary methods), so errors are
     # mapped here.
-    async def WatchPendingSubscriptions(  # type: ignore[override]
-        self, request: billing_pb2.WatchPendingSubscriptionsRequest, context: grpc.aio.ServicerContext
+    async def WatchPendingSubscriptions(
+        self,
+        request: billing_pb2.WatchPendingSubscriptionsRequest,
+        context: grpc.aio.ServicerContext[
+            billing_pb2.WatchPendingSubscriptionsRequest, billing_pb2.WatchPendingSubscriptionsResponse
+        ],
     ) -> AsyncIterator[billing_pb2.WatchPendingSubscriptionsResponse]:
         sent: set[str] = set()
         while True:

@@ -8,7 +8,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import ColumnElement, func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -23,7 +23,7 @@ from tollway.schema import Application, Subscription, SubscriptionEvent, UsageWi
 BILLING_GRANULARITY = "minute"
 CHUNK = 500
 _USAGE_COLUMNS = [getattr(UsageWindow, name) for name in pr.USAGE_FIELDS]
-_SUBSCRIPTION_COLUMNS = [getattr(Subscription, name) for name in SubscriptionRow.__slots__]  # type: ignore[attr-defined]
+_SUBSCRIPTION_COLUMNS = [getattr(Subscription, name) for name in SubscriptionRow.__slots__]
 # Never billed: nothing was ever admitted under them.
 _UNBILLED_STATES = (SubscriptionState.REJECTED, SubscriptionState.PENDING_APPROVAL)
 
@@ -46,7 +46,9 @@ def _usage_sums() -> list[Any]:
     """Sums of the usage classes, with `success` meaning *within quota*: UsageWindow.success counts
     every successful request, including the overage admitted beyond a soft quota, which is priced
     on its own line at the overage price (so it must not bill twice)."""
-    sums = dict(zip(pr.USAGE_FIELDS, (func.coalesce(func.sum(c), 0) for c in _USAGE_COLUMNS), strict=True))
+    sums: dict[str, ColumnElement[Any]] = dict(
+        zip(pr.USAGE_FIELDS, (func.coalesce(func.sum(c), 0) for c in _USAGE_COLUMNS), strict=True)
+    )
     sums["success"] = sums["success"] - sums["overage"]
     return [sums[name] for name in pr.USAGE_FIELDS]
 

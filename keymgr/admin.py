@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import cast
 
 import grpc
 from google.protobuf.duration_pb2 import Duration
@@ -22,7 +23,8 @@ _BLOCK_TARGET_PREFIX = "BLOCK_TARGET_"
 
 
 def _enum_value(enum: EnumTypeWrapper, prefix: str, name: str) -> int:
-    """The proto enum number for a stored state string; UNSPECIFIED for one the proto lacks."""
+    """The proto enum number for a stored state string; UNSPECIFIED for one the proto lacks.
+    Value() is typed as a plain int: callers cast it to their enum, as it is one of its numbers."""
     try:
         return enum.Value(prefix + name)
     except ValueError:
@@ -67,7 +69,10 @@ def api_key_to_proto(api_key: ApiKey, now: datetime) -> store_pb2.ApiKey:
         key_id=api_key.key_id,
         application_id=api_key.application_id,
         name=api_key.name,
-        state=_enum_value(store_pb2.ApiKeyState, _API_KEY_STATE_PREFIX, key_state(api_key, now)),
+        state=cast(
+            "store_pb2.ApiKeyState",
+            _enum_value(store_pb2.ApiKeyState, _API_KEY_STATE_PREFIX, key_state(api_key, now)),
+        ),
         create_time=timestamp(api_key.created_at),
         expire_time=timestamp(api_key.expires_at),
         revoke_time=timestamp(api_key.revoked_at),
@@ -79,7 +84,9 @@ def api_key_to_proto(api_key: ApiKey, now: datetime) -> store_pb2.ApiKey:
 def block_rule_to_proto(rule: BlockRule) -> store_pb2.BlockRule:
     return store_pb2.BlockRule(
         id=rule.id,
-        target=_enum_value(store_pb2.BlockTarget, _BLOCK_TARGET_PREFIX, rule.target),
+        target=cast(
+            "store_pb2.BlockTarget", _enum_value(store_pb2.BlockTarget, _BLOCK_TARGET_PREFIX, rule.target)
+        ),
         value=rule.value,
         reason=rule.reason,
         create_time=timestamp(rule.created_at),
@@ -94,7 +101,11 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
     # Applications
 
     async def CreateApplication(
-        self, request: store_pb2.CreateApplicationRequest, context: grpc.aio.ServicerContext
+        self,
+        request: store_pb2.CreateApplicationRequest,
+        context: grpc.aio.ServicerContext[
+            store_pb2.CreateApplicationRequest, store_pb2.CreateApplicationResponse
+        ],
     ) -> store_pb2.CreateApplicationResponse:
         # id and the timestamps are output only and ignored here.
         given = request.application
@@ -102,13 +113,19 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
         return store_pb2.CreateApplicationResponse(application=application_to_proto(application))
 
     async def GetApplication(
-        self, request: store_pb2.GetApplicationRequest, context: grpc.aio.ServicerContext
+        self,
+        request: store_pb2.GetApplicationRequest,
+        context: grpc.aio.ServicerContext[store_pb2.GetApplicationRequest, store_pb2.GetApplicationResponse],
     ) -> store_pb2.GetApplicationResponse:
         application = await self._store.get_application(request.id)
         return store_pb2.GetApplicationResponse(application=application_to_proto(application))
 
     async def ListApplications(
-        self, request: store_pb2.ListApplicationsRequest, context: grpc.aio.ServicerContext
+        self,
+        request: store_pb2.ListApplicationsRequest,
+        context: grpc.aio.ServicerContext[
+            store_pb2.ListApplicationsRequest, store_pb2.ListApplicationsResponse
+        ],
     ) -> store_pb2.ListApplicationsResponse:
         applications = await self._store.list_applications(request.owner, request.include_deleted)
         return store_pb2.ListApplicationsResponse(
@@ -116,7 +133,11 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
         )
 
     async def UpdateApplication(
-        self, request: store_pb2.UpdateApplicationRequest, context: grpc.aio.ServicerContext
+        self,
+        request: store_pb2.UpdateApplicationRequest,
+        context: grpc.aio.ServicerContext[
+            store_pb2.UpdateApplicationRequest, store_pb2.UpdateApplicationResponse
+        ],
     ) -> store_pb2.UpdateApplicationResponse:
         fields = mask_fields(request.update_mask, ("name", "owner", "description"))
         changes = {name: str(getattr(request.application, name)) for name in fields}
@@ -124,7 +145,11 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
         return store_pb2.UpdateApplicationResponse(application=application_to_proto(application))
 
     async def DeleteApplication(
-        self, request: store_pb2.DeleteApplicationRequest, context: grpc.aio.ServicerContext
+        self,
+        request: store_pb2.DeleteApplicationRequest,
+        context: grpc.aio.ServicerContext[
+            store_pb2.DeleteApplicationRequest, store_pb2.DeleteApplicationResponse
+        ],
     ) -> store_pb2.DeleteApplicationResponse:
         await self._store.delete_application(request.id)
         return store_pb2.DeleteApplicationResponse()
@@ -132,7 +157,11 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
     # Subscriptions
 
     async def CreateSubscription(
-        self, request: store_pb2.CreateSubscriptionRequest, context: grpc.aio.ServicerContext
+        self,
+        request: store_pb2.CreateSubscriptionRequest,
+        context: grpc.aio.ServicerContext[
+            store_pb2.CreateSubscriptionRequest, store_pb2.CreateSubscriptionResponse
+        ],
     ) -> store_pb2.CreateSubscriptionResponse:
         subscription = await self._store.create_subscription(
             request.application_id, request.api_id, request.plan_id, request.billing_anchor_day
@@ -140,13 +169,21 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
         return store_pb2.CreateSubscriptionResponse(subscription=subscription_to_proto(subscription))
 
     async def GetSubscription(
-        self, request: store_pb2.GetSubscriptionRequest, context: grpc.aio.ServicerContext
+        self,
+        request: store_pb2.GetSubscriptionRequest,
+        context: grpc.aio.ServicerContext[
+            store_pb2.GetSubscriptionRequest, store_pb2.GetSubscriptionResponse
+        ],
     ) -> store_pb2.GetSubscriptionResponse:
         subscription = await self._store.get_subscription(request.id)
         return store_pb2.GetSubscriptionResponse(subscription=subscription_to_proto(subscription))
 
     async def ListSubscriptions(
-        self, request: store_pb2.ListSubscriptionsRequest, context: grpc.aio.ServicerContext
+        self,
+        request: store_pb2.ListSubscriptionsRequest,
+        context: grpc.aio.ServicerContext[
+            store_pb2.ListSubscriptionsRequest, store_pb2.ListSubscriptionsResponse
+        ],
     ) -> store_pb2.ListSubscriptionsResponse:
         state = _enum_name(store_pb2.SubscriptionState, _SUBSCRIPTION_STATE_PREFIX, request.state, "state")
         subscriptions = await self._store.list_subscriptions(request.application_id, request.api_id, state)
@@ -155,19 +192,31 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
         )
 
     async def BlockSubscription(
-        self, request: store_pb2.BlockSubscriptionRequest, context: grpc.aio.ServicerContext
+        self,
+        request: store_pb2.BlockSubscriptionRequest,
+        context: grpc.aio.ServicerContext[
+            store_pb2.BlockSubscriptionRequest, store_pb2.BlockSubscriptionResponse
+        ],
     ) -> store_pb2.BlockSubscriptionResponse:
         subscription = await self._store.block_subscription(request.id, request.reason)
         return store_pb2.BlockSubscriptionResponse(subscription=subscription_to_proto(subscription))
 
     async def UnblockSubscription(
-        self, request: store_pb2.UnblockSubscriptionRequest, context: grpc.aio.ServicerContext
+        self,
+        request: store_pb2.UnblockSubscriptionRequest,
+        context: grpc.aio.ServicerContext[
+            store_pb2.UnblockSubscriptionRequest, store_pb2.UnblockSubscriptionResponse
+        ],
     ) -> store_pb2.UnblockSubscriptionResponse:
         subscription = await self._store.unblock_subscription(request.id)
         return store_pb2.UnblockSubscriptionResponse(subscription=subscription_to_proto(subscription))
 
     async def CancelSubscription(
-        self, request: store_pb2.CancelSubscriptionRequest, context: grpc.aio.ServicerContext
+        self,
+        request: store_pb2.CancelSubscriptionRequest,
+        context: grpc.aio.ServicerContext[
+            store_pb2.CancelSubscriptionRequest, store_pb2.CancelSubscriptionResponse
+        ],
     ) -> store_pb2.CancelSubscriptionResponse:
         subscription = await self._store.cancel_subscription(request.id)
         return store_pb2.CancelSubscriptionResponse(subscription=subscription_to_proto(subscription))
@@ -175,7 +224,9 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
     # API keys
 
     async def CreateApiKey(
-        self, request: store_pb2.CreateApiKeyRequest, context: grpc.aio.ServicerContext
+        self,
+        request: store_pb2.CreateApiKeyRequest,
+        context: grpc.aio.ServicerContext[store_pb2.CreateApiKeyRequest, store_pb2.CreateApiKeyResponse],
     ) -> store_pb2.CreateApiKeyResponse:
         issued = await self._store.create_api_key(
             request.application_id, request.name, _optional_duration(request, "ttl")
@@ -185,20 +236,26 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
         )
 
     async def GetApiKey(
-        self, request: store_pb2.GetApiKeyRequest, context: grpc.aio.ServicerContext
+        self,
+        request: store_pb2.GetApiKeyRequest,
+        context: grpc.aio.ServicerContext[store_pb2.GetApiKeyRequest, store_pb2.GetApiKeyResponse],
     ) -> store_pb2.GetApiKeyResponse:
         api_key = await self._store.get_api_key(request.key_id)
         return store_pb2.GetApiKeyResponse(api_key=api_key_to_proto(api_key, self._store.now()))
 
     async def ListApiKeys(
-        self, request: store_pb2.ListApiKeysRequest, context: grpc.aio.ServicerContext
+        self,
+        request: store_pb2.ListApiKeysRequest,
+        context: grpc.aio.ServicerContext[store_pb2.ListApiKeysRequest, store_pb2.ListApiKeysResponse],
     ) -> store_pb2.ListApiKeysResponse:
         api_keys = await self._store.list_api_keys(request.application_id)
         now = self._store.now()
         return store_pb2.ListApiKeysResponse(api_keys=[api_key_to_proto(k, now) for k in api_keys])
 
     async def RotateApiKey(
-        self, request: store_pb2.RotateApiKeyRequest, context: grpc.aio.ServicerContext
+        self,
+        request: store_pb2.RotateApiKeyRequest,
+        context: grpc.aio.ServicerContext[store_pb2.RotateApiKeyRequest, store_pb2.RotateApiKeyResponse],
     ) -> store_pb2.RotateApiKeyResponse:
         rotated = await self._store.rotate_api_key(
             request.key_id, _optional_duration(request, "grace_period"), _optional_duration(request, "ttl")
@@ -211,7 +268,9 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
         )
 
     async def RevokeApiKey(
-        self, request: store_pb2.RevokeApiKeyRequest, context: grpc.aio.ServicerContext
+        self,
+        request: store_pb2.RevokeApiKeyRequest,
+        context: grpc.aio.ServicerContext[store_pb2.RevokeApiKeyRequest, store_pb2.RevokeApiKeyResponse],
     ) -> store_pb2.RevokeApiKeyResponse:
         api_key = await self._store.revoke_api_key(request.key_id)
         return store_pb2.RevokeApiKeyResponse(api_key=api_key_to_proto(api_key, self._store.now()))
@@ -219,7 +278,11 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
     # Block rules
 
     async def CreateBlockRule(
-        self, request: store_pb2.CreateBlockRuleRequest, context: grpc.aio.ServicerContext
+        self,
+        request: store_pb2.CreateBlockRuleRequest,
+        context: grpc.aio.ServicerContext[
+            store_pb2.CreateBlockRuleRequest, store_pb2.CreateBlockRuleResponse
+        ],
     ) -> store_pb2.CreateBlockRuleResponse:
         given = request.block_rule
         target = _enum_name(store_pb2.BlockTarget, _BLOCK_TARGET_PREFIX, given.target, "block_rule.target")
@@ -227,13 +290,19 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
         return store_pb2.CreateBlockRuleResponse(block_rule=block_rule_to_proto(rule))
 
     async def ListBlockRules(
-        self, request: store_pb2.ListBlockRulesRequest, context: grpc.aio.ServicerContext
+        self,
+        request: store_pb2.ListBlockRulesRequest,
+        context: grpc.aio.ServicerContext[store_pb2.ListBlockRulesRequest, store_pb2.ListBlockRulesResponse],
     ) -> store_pb2.ListBlockRulesResponse:
         rules = await self._store.list_block_rules()
         return store_pb2.ListBlockRulesResponse(block_rules=[block_rule_to_proto(r) for r in rules])
 
     async def DeleteBlockRule(
-        self, request: store_pb2.DeleteBlockRuleRequest, context: grpc.aio.ServicerContext
+        self,
+        request: store_pb2.DeleteBlockRuleRequest,
+        context: grpc.aio.ServicerContext[
+            store_pb2.DeleteBlockRuleRequest, store_pb2.DeleteBlockRuleResponse
+        ],
     ) -> store_pb2.DeleteBlockRuleResponse:
         await self._store.delete_block_rule(request.id)
         return store_pb2.DeleteBlockRuleResponse()

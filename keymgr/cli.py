@@ -7,7 +7,7 @@ from __future__ import annotations
 import ipaddress
 from datetime import timedelta
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, cast
 
 import typer
 from google.protobuf.duration_pb2 import Duration
@@ -160,7 +160,11 @@ def _sub_commands() -> typer.Typer:
         """List subscriptions."""
         request = st.ListSubscriptionsRequest(application_id=application, api_id=api)
         if state is not None:
-            request.state = st.SubscriptionState.Value(f"SUBSCRIPTION_STATE_{state.value.upper()}")
+            # Value() is typed as a plain int; it is one of the enum's numbers.
+            request.state = cast(
+                "st.SubscriptionState",
+                st.SubscriptionState.Value(f"SUBSCRIPTION_STATE_{state.value.upper()}"),
+            )
         with admin_client(addr, token, StoreServiceStub) as store:
             emit(store.call(store.service.ListSubscriptions, request))
 

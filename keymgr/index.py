@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlmodel.sql.expression import Select
 
 from tollway import schema
 from tollway.db import Database
@@ -149,6 +150,10 @@ async def _revision(session: AsyncSession) -> int:
 
 async def _read(session: AsyncSession, revision: int) -> KeySnapshot:
     K = schema.ApiKey
+    # sqlmodel's select() is typed for at most four columns; for more, build the Select it would build.
+    key_columns: Select[str, str, str, datetime | None, datetime | None] = Select(
+        col(K.key_id), col(K.application_id), col(K.key_hash), col(K.expires_at), col(K.revoked_at)
+    )
     keys = [
         KeyEntry(
             key_id=row[0],
@@ -157,9 +162,7 @@ async def _read(session: AsyncSession, revision: int) -> KeySnapshot:
             expires_at=schema.as_utc(row[3]),
             revoked_at=schema.as_utc(row[4]),
         )
-        for row in await session.exec(
-            select(K.key_id, K.application_id, K.key_hash, K.expires_at, K.revoked_at)
-        )
+        for row in await session.exec(key_columns)
     ]
     A = schema.Api
     apis = [
@@ -174,12 +177,13 @@ async def _read(session: AsyncSession, revision: int) -> KeySnapshot:
         for row in await session.exec(select(App.id, App.name, App.deleted_at))
     ]
     S = schema.Subscription
+    subscription_columns: Select[str, str, str, str, str] = Select(
+        col(S.id), col(S.application_id), col(S.api_id), col(S.plan_id), col(S.state)
+    )
     subscriptions = [
         SubscriptionEntry(id=row[0], application_id=row[1], api_id=row[2], plan_id=row[3], state=row[4])
         for row in await session.exec(
-            select(S.id, S.application_id, S.api_id, S.plan_id, S.state).where(
-                col(S.state).in_(schema.LIVE_SUBSCRIPTION_STATES)
-            )
+            subscription_columns.where(col(S.state).in_(schema.LIVE_SUBSCRIPTION_STATES))
         )
     ]
     # Id targets; CLIENT_CIDR rules become networks below.

@@ -141,7 +141,7 @@ def denied_response(decision: Denied, request_id: str) -> external_auth_pb2.Chec
             code=_GRPC_CODES.get(decision.http_status, code_pb2.PERMISSION_DENIED), message=decision.reason
         ),
         denied_response=external_auth_pb2.DeniedHttpResponse(
-            status=HttpStatus(code=decision.http_status),  # type: ignore[arg-type]
+            status=HttpStatus(code=decision.http_status),
             headers=headers,
             body=problem_body(decision, request_id),
         ),
@@ -158,7 +158,7 @@ _INTERNAL_ERROR = Denied(
 )
 
 
-class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):
+class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc]  # Envoy ships no types
     def __init__(self, index: KeyIndex, key_hash_secret: str, clock: Callable[[], datetime] = utcnow) -> None:
         self._index = index
         self._secret = key_hash_secret
@@ -169,7 +169,9 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):
         self._denied: dict[tuple[object, ...], tuple[external_auth_pb2.CheckResponse, str]] = {}
 
     async def Check(
-        self, request: external_auth_pb2.CheckRequest, context: grpc.aio.ServicerContext
+        self,
+        request: external_auth_pb2.CheckRequest,
+        context: grpc.aio.ServicerContext[external_auth_pb2.CheckRequest, external_auth_pb2.CheckResponse],
     ) -> external_auth_pb2.CheckResponse:
         return self.check(request)
 

@@ -10,7 +10,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from sqlmodel import select
+from sqlmodel import col, select
+from sqlmodel.sql.expression import Select
 
 from throttle.limits import SharedLimits
 from tollway import schema
@@ -69,6 +70,15 @@ async def load_snapshot(db: Database) -> ThrottleSnapshot:
     async with db.session() as session:
         plans = {row.id: PlanLimits.from_row(row) for row in await session.exec(select(schema.Plan))}
         S = schema.Subscription
+        # sqlmodel's select() is typed for at most four columns; for more, build the Select it would build.
+        columns: Select[str, str, str, str, str, int] = Select(
+            col(S.id),
+            col(S.plan_id),
+            col(S.application_id),
+            col(S.api_id),
+            col(S.state),
+            col(S.billing_anchor_day),
+        )
         subscriptions = [
             SubscriptionInfo(
                 id=row[0],
@@ -78,9 +88,7 @@ async def load_snapshot(db: Database) -> ThrottleSnapshot:
                 state=row[4],
                 billing_anchor_day=int(row[5] or 0),
             )
-            for row in await session.exec(
-                select(S.id, S.plan_id, S.application_id, S.api_id, S.state, S.billing_anchor_day)
-            )
+            for row in await session.exec(columns)
         ]
         shared = [shared_limits(row) for row in await session.exec(select(schema.TrafficLimit))]
     return ThrottleSnapshot.build(plans, subscriptions, shared)

@@ -169,12 +169,14 @@ def _read_parts(request: rls_pb2.RateLimitRequest) -> tuple[str, list[dict[str, 
     return request.domain, descriptors, hits
 
 
-class RateLimitServicer(rls_pb2_grpc.RateLimitServiceServicer):
+class RateLimitServicer(rls_pb2_grpc.RateLimitServiceServicer):  # type: ignore[misc]  # Envoy ships no types
     def __init__(self, service: ThrottleService) -> None:
         self.service = service
 
     async def ShouldRateLimit(
-        self, request: rls_pb2.RateLimitRequest, context: grpc.aio.ServicerContext
+        self,
+        request: rls_pb2.RateLimitRequest,
+        context: grpc.aio.ServicerContext[rls_pb2.RateLimitRequest, rls_pb2.RateLimitResponse],
     ) -> rls_pb2.RateLimitResponse:
         domain, descriptors, hits = request_parts(request)
         try:
@@ -217,7 +219,7 @@ def _limit_to_proto(row: schema.TrafficLimit) -> throttle_pb2.TrafficLimit:
     )
 
 
-def _stored_scope(scope: int) -> str:
+def _stored_scope(scope: throttle_pb2.LimitScope) -> str:
     """The traffic_limit.scope spelling of a proto scope. Unknown or subscription scope stays visible
     as such, so validation rejects it."""
     return {
@@ -233,7 +235,11 @@ class QuotaServicer(throttle_pb2_grpc.QuotaServiceServicer):
         self.limits = limits
 
     async def SetTrafficLimit(
-        self, request: throttle_pb2.SetTrafficLimitRequest, context: grpc.aio.ServicerContext
+        self,
+        request: throttle_pb2.SetTrafficLimitRequest,
+        context: grpc.aio.ServicerContext[
+            throttle_pb2.SetTrafficLimitRequest, throttle_pb2.SetTrafficLimitResponse
+        ],
     ) -> throttle_pb2.SetTrafficLimitResponse:
         limit = request.limit
         draft = TrafficLimitDraft(
@@ -247,20 +253,32 @@ class QuotaServicer(throttle_pb2_grpc.QuotaServiceServicer):
         return throttle_pb2.SetTrafficLimitResponse(limit=_limit_to_proto(await self.limits.set(draft)))
 
     async def ListTrafficLimits(
-        self, request: throttle_pb2.ListTrafficLimitsRequest, context: grpc.aio.ServicerContext
+        self,
+        request: throttle_pb2.ListTrafficLimitsRequest,
+        context: grpc.aio.ServicerContext[
+            throttle_pb2.ListTrafficLimitsRequest, throttle_pb2.ListTrafficLimitsResponse
+        ],
     ) -> throttle_pb2.ListTrafficLimitsResponse:
         return throttle_pb2.ListTrafficLimitsResponse(
             limits=[_limit_to_proto(row) for row in await self.limits.list()]
         )
 
     async def DeleteTrafficLimit(
-        self, request: throttle_pb2.DeleteTrafficLimitRequest, context: grpc.aio.ServicerContext
+        self,
+        request: throttle_pb2.DeleteTrafficLimitRequest,
+        context: grpc.aio.ServicerContext[
+            throttle_pb2.DeleteTrafficLimitRequest, throttle_pb2.DeleteTrafficLimitResponse
+        ],
     ) -> throttle_pb2.DeleteTrafficLimitResponse:
         await self.limits.delete(_stored_scope(request.scope), request.target_id)
         return throttle_pb2.DeleteTrafficLimitResponse()
 
     async def GetSubscriptionQuota(
-        self, request: throttle_pb2.GetSubscriptionQuotaRequest, context: grpc.aio.ServicerContext
+        self,
+        request: throttle_pb2.GetSubscriptionQuotaRequest,
+        context: grpc.aio.ServicerContext[
+            throttle_pb2.GetSubscriptionQuotaRequest, throttle_pb2.GetSubscriptionQuotaResponse
+        ],
     ) -> throttle_pb2.GetSubscriptionQuotaResponse:
         if not request.subscription_id:
             raise InvalidArgument("subscription_id is required")

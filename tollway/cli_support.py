@@ -173,8 +173,8 @@ class AdminClient(Generic[ServiceStub]):
             fail(self.describe(exc))
 
     def describe(self, exc: grpc.RpcError) -> str:
-        code: grpc.StatusCode = exc.code()  # type: ignore[attr-defined]
-        details: str = exc.details() or ""  # type: ignore[attr-defined]
+        code: grpc.StatusCode = exc.code()
+        details: str = exc.details() or ""
         return describe_rpc_error(code, details, self.addr, self._connected)
 
     def _connected(self) -> bool:
@@ -264,7 +264,7 @@ def typer_parser(parse: Callable[[str], Parsed]) -> Callable[[str], Parsed]:
     """Turns a parser's ValueError into a usage error (exit code 2) with the parser's message; for
     `typer.Option(parser=...)`."""
 
-    def parser(value: str) -> Parsed:
+    def parser(value: str | Parsed) -> Parsed:
         # Typer also calls the parser on values it already converted (defaults, repeated options).
         if not isinstance(value, str):
             return value

@@ -79,7 +79,10 @@ class ProcessContext:
 
 
 class RunningComponent(Protocol):
-    """A component inside one process. Subclass it to inherit the empty defaults."""
+    """A component inside one process. Subclass it to inherit the empty defaults.
+
+    The defaults end in an explicit `return`: a Protocol method whose body is only a docstring counts
+    as abstract to type checkers, and subclasses that keep a default must stay instantiable."""
 
     def envoy_services(self) -> Sequence[GrpcService]:
         """Services on the Envoy-facing server (no token; Envoy calls them)."""
@@ -99,9 +102,11 @@ class RunningComponent(Protocol):
 
     async def start(self) -> None:
         """Background work, started after the change feed's first round and before the servers."""
+        return None
 
     async def stop(self) -> None:
         """Releases what `start` or the constructor acquired; called after the servers stopped."""
+        return None
 
 
 class Component(Protocol):
@@ -114,6 +119,7 @@ class Component(Protocol):
 
     def register_cli(self, app: typer.Typer) -> None:
         """Adds its commands to the `tollway` command."""
+        return None
 
     def gateway_contribution(self, settings: Settings) -> GatewayContribution:
         """What Envoy needs to reach it, whether or not it runs in this process."""

@@ -263,7 +263,8 @@ class EnvoyProcess:
         """GET an admin endpoint, e.g. "/config_dump" or "/stats?filter=http"; raises on non-2xx."""
         url = f"http://{self.admin_address}/{path.lstrip('/')}"
         with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.read().decode()
+            body: bytes = response.read()
+            return body.decode()
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         """Waits until Envoy reports LIVE on /ready (its initial xDS fetch done); raises otherwise."""

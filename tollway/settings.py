@@ -229,7 +229,8 @@ class Settings:
     def env_name(cls, field_name: str) -> str:
         """The environment variable a field is read from (its current name, not older aliases)."""
         item = next(item for item in fields(cls) if item.name == field_name)
-        return ENV_PREFIX + item.metadata["env"].names[0]
+        env: EnvVar = item.metadata["env"]
+        return ENV_PREFIX + env.names[0]
 
     def resolved(self) -> Settings:
         """Fills the embedded defaults: SQLite in the data dir, secrets persisted there, local endpoints."""

@@ -8,7 +8,7 @@ where `minute` is the epoch second of the UTC minute the request started in."""
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, Final
 
 from envoy.data.accesslog.v3 import accesslog_pb2
 
@@ -46,9 +46,21 @@ MAX_CLOCK_SKEW_S = 3600  # entries may not start more than an hour in the future
 MAX_AGE_S = 35 * 24 * 3600  # nor before the previous billing period
 
 Record = tuple[str, str, int, str, str, str, str, str, int, int, int, int, int, str]
-# Positions in a Record.
-R_NODE, R_REQ, R_MINUTE, R_API, R_SUB, R_APP, R_PLAN, R_KEY, R_OUTCOME, R_OVERAGE = range(10)
-R_REQ_BYTES, R_RESP_BYTES, R_LATENCY, R_LIMIT = range(10, 14)
+# Positions in a Record (Final, so that indexing a Record with one gives that field's type).
+R_NODE: Final = 0
+R_REQ: Final = 1
+R_MINUTE: Final = 2
+R_API: Final = 3
+R_SUB: Final = 4
+R_APP: Final = 5
+R_PLAN: Final = 6
+R_KEY: Final = 7
+R_OUTCOME: Final = 8
+R_OVERAGE: Final = 9
+R_REQ_BYTES: Final = 10
+R_RESP_BYTES: Final = 11
+R_LATENCY: Final = 12
+R_LIMIT: Final = 13
 
 
 class Skip(Exception):
@@ -98,7 +110,7 @@ def _text(fields: Any, name: str) -> str:
         return ""
     if value.WhichOneof("kind") != "string_value":
         raise Skip("bad_metadata")
-    text = value.string_value
+    text: str = value.string_value
     if len(text) > MAX_ID_LEN or not text.isprintable():
         raise Skip("bad_metadata")
     return text

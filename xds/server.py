@@ -99,7 +99,7 @@ def _packed(message: Message) -> any_pb2.Any:
     return packed
 
 
-class AggregatedDiscoveryServicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
+class AggregatedDiscoveryServicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignore[misc]  # Envoy ships no types
     """grpc.aio servicer serving the snapshots of one SnapshotCache to any number of Envoys.
 
     The counters (per type URL) are for tests and metrics; `nodes` holds per-node state by node id.
@@ -119,7 +119,7 @@ class AggregatedDiscoveryServicer(ads_pb2_grpc.AggregatedDiscoveryServiceService
     async def StreamAggregatedResources(
         self,
         request_iterator: AsyncIterator[discovery_pb2.DiscoveryRequest],
-        context: grpc.aio.ServicerContext,
+        context: grpc.aio.ServicerContext[discovery_pb2.DiscoveryRequest, discovery_pb2.DiscoveryResponse],
     ) -> AsyncIterator[discovery_pb2.DiscoveryResponse]:
         stream = _Stream(next(self._stream_ids), snapshot=self._cache.current())
         # One queue serialises Envoy's requests and snapshot changes, so stream state has one writer.
@@ -146,7 +146,9 @@ class AggregatedDiscoveryServicer(ads_pb2_grpc.AggregatedDiscoveryServiceService
     async def DeltaAggregatedResources(
         self,
         request_iterator: AsyncIterator[discovery_pb2.DeltaDiscoveryRequest],
-        context: grpc.aio.ServicerContext,
+        context: grpc.aio.ServicerContext[
+            discovery_pb2.DeltaDiscoveryRequest, discovery_pb2.DeltaDiscoveryResponse
+        ],
     ) -> None:
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Tollway serves state-of-the-world ADS only")
 

@@ -163,6 +163,8 @@ def test_key_missing() -> None:
 @pytest.mark.parametrize(
     "presented",
     ["nope", KEY.full_key + "x", KEY.full_key.upper(), "tw__" + "a" * 32, f"tw_{KEY.key_id}_short"],
+    # Stable ids (the key is random): parallel workers must collect the same tests.
+    ids=["not-a-key", "trailing-char", "uppercased", "empty-key-id", "short-secret"],
 )
 def test_key_malformed(presented: str) -> None:
     result = denied(decide(snapshot(), request(key=presented), NOW, SECRET))

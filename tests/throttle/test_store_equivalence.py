@@ -21,8 +21,10 @@ from redis.asyncio import Redis
 
 from tests.throttle.throttle_fixtures import SHARED_REDIS_URL, unique
 from throttle.counters import HitResult, MemoryCounterStore
-from throttle.limits import API, APPLICATION, PlanLimits, SharedLimits, Window, windows_for
+from throttle.limits import SharedLimits, Window, windows_for
 from throttle.redis_store import RedisCounterStore
+from tollway.catalog.limits import PlanLimits
+from tollway.vocabulary import LimitScope, QuotaPolicy
 
 START = datetime(2026, 5, 31, 23, 58, 58, 500_000, tzinfo=UTC)  # near a minute, hour, day, month end
 SUBSCRIPTIONS = 3
@@ -33,13 +35,12 @@ ADVANCES = (0.0, 0.0, 0.0, 0.4, 1.0, 7.0, 61.0, 3600.0, 86400.0, 31 * 86400.0)
 small = st.integers(0, 6)
 plans = st.builds(
     PlanLimits,
-    plan_id=st.just("p"),
-    per_second=small,
-    per_minute=st.integers(0, 10),
-    per_hour=st.integers(0, 14),
-    per_day=st.integers(0, 18),
+    requests_per_second=small,
+    requests_per_minute=st.integers(0, 10),
+    requests_per_hour=st.integers(0, 14),
+    requests_per_day=st.integers(0, 18),
     monthly_quota=st.integers(0, 20),
-    soft_quota=st.booleans(),
+    quota_policy=st.sampled_from((QuotaPolicy.HARD, QuotaPolicy.SOFT)),
 )
 
 
@@ -79,8 +80,8 @@ async def test_memory_and_redis_stores_decide_and_count_alike(
 ) -> None:
     subscriptions = [unique("eq-sub") for _ in range(SUBSCRIPTIONS)]
     # Every subscription is of one API; the first two belong to one application.
-    api = SharedLimits(API, unique("eq-api"), *api_limits)
-    application = SharedLimits(APPLICATION, unique("eq-app"), *application_limits)
+    api = SharedLimits(LimitScope.API, unique("eq-api"), *api_limits)
+    application = SharedLimits(LimitScope.APPLICATION, unique("eq-app"), *application_limits)
     shared_of = [(api, application), (api, application), (api,)]
 
     def windows(index: int, now: datetime) -> list[Window]:

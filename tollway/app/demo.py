@@ -85,7 +85,7 @@ async def seed(process: TollwayProcess, upstream_url: str) -> DemoCredentials:
         changes = ApiDraft(upstream_urls=(upstream_url,), plan_ids=(plan.id,))
         api = (await catalog.update_api(api.id, changes, ("upstream_urls", "plan_ids"))).api
     except NotFound:
-        draft = ApiDraft(
+        api_draft = ApiDraft(
             name=DEMO_API,
             version="v1",
             context_path=DEMO_CONTEXT,
@@ -93,7 +93,7 @@ async def seed(process: TollwayProcess, upstream_url: str) -> DemoCredentials:
             plan_ids=(plan.id,),
             description="Echoes what the upstream received",
         )
-        api = (await catalog.create_api(draft)).api
+        api = (await catalog.create_api(api_draft)).api
     await catalog.publish_api(api.id)
 
     named = [a for a in await store.list_applications(owner=DEMO_OWNER) if a.name == DEMO_APPLICATION]

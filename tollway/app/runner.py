@@ -11,11 +11,11 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1.health import aio as health_aio
+from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]  # grpc-stubs lack aio
 from grpc_reflection.v1alpha import reflection
 
 from tollway.app.registry import COMPONENTS, gateway_contribution
@@ -52,7 +52,7 @@ class GrpcServer:
     def __init__(
         self,
         address: str,
-        interceptors: tuple[grpc.aio.ServerInterceptor, ...] = (),
+        interceptors: tuple[grpc.aio.ServerInterceptor[Any, Any], ...] = (),
         credentials: grpc.ServerCredentials | None = None,
     ) -> None:
         self.address = address

@@ -200,11 +200,13 @@ def _apply_pricing(
 
 def _plan_id(catalog: AdminClient[CatalogServiceStub], ref: str) -> str:
     """GetPlan accepts an id or a name; other RPCs want the id."""
-    return catalog.call(catalog.service.GetPlan, cat.GetPlanRequest(id=ref)).plan.id
+    response: cat.GetPlanResponse = catalog.call(catalog.service.GetPlan, cat.GetPlanRequest(id=ref))
+    return response.plan.id
 
 
 def _api_id(catalog: AdminClient[CatalogServiceStub], ref: str) -> str:
-    return catalog.call(catalog.service.GetApi, cat.GetApiRequest(id=ref)).api.id
+    response: cat.GetApiResponse = catalog.call(catalog.service.GetApi, cat.GetApiRequest(id=ref))
+    return response.api.id
 
 
 def _plan_commands() -> typer.Typer:

@@ -35,7 +35,7 @@ _QUOTA_POLICY_NAMES: dict[int, str] = {
     catalog_pb2.QUOTA_POLICY_HARD: QuotaPolicy.HARD,
     catalog_pb2.QUOTA_POLICY_SOFT: QuotaPolicy.SOFT,
 }
-_QUOTA_POLICY_VALUES: dict[str, catalog_pb2.QuotaPolicy.ValueType] = {
+_QUOTA_POLICY_VALUES: dict[str, catalog_pb2.QuotaPolicy] = {
     QuotaPolicy.HARD: catalog_pb2.QUOTA_POLICY_HARD,
     QuotaPolicy.SOFT: catalog_pb2.QUOTA_POLICY_SOFT,
 }

@@ -110,25 +110,33 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         self._store = store
 
     async def CreatePlan(
-        self, request: catalog_pb2.CreatePlanRequest, context: grpc.aio.ServicerContext
+        self,
+        request: catalog_pb2.CreatePlanRequest,
+        context: grpc.aio.ServicerContext[catalog_pb2.CreatePlanRequest, catalog_pb2.CreatePlanResponse],
     ) -> catalog_pb2.CreatePlanResponse:
         row = await self._store.create_plan(plan_from_proto(request.plan))
         return catalog_pb2.CreatePlanResponse(plan=plan_to_proto(row))
 
     async def GetPlan(
-        self, request: catalog_pb2.GetPlanRequest, context: grpc.aio.ServicerContext
+        self,
+        request: catalog_pb2.GetPlanRequest,
+        context: grpc.aio.ServicerContext[catalog_pb2.GetPlanRequest, catalog_pb2.GetPlanResponse],
     ) -> catalog_pb2.GetPlanResponse:
         row = await self._store.get_plan(_required_id(request.id, "id"))
         return catalog_pb2.GetPlanResponse(plan=plan_to_proto(row))
 
     async def ListPlans(
-        self, request: catalog_pb2.ListPlansRequest, context: grpc.aio.ServicerContext
+        self,
+        request: catalog_pb2.ListPlansRequest,
+        context: grpc.aio.ServicerContext[catalog_pb2.ListPlansRequest, catalog_pb2.ListPlansResponse],
     ) -> catalog_pb2.ListPlansResponse:
         rows = await self._store.list_plans()
         return catalog_pb2.ListPlansResponse(plans=[plan_to_proto(row) for row in rows])
 
     async def UpdatePlan(
-        self, request: catalog_pb2.UpdatePlanRequest, context: grpc.aio.ServicerContext
+        self,
+        request: catalog_pb2.UpdatePlanRequest,
+        context: grpc.aio.ServicerContext[catalog_pb2.UpdatePlanRequest, catalog_pb2.UpdatePlanResponse],
     ) -> catalog_pb2.UpdatePlanResponse:
         plan_id = _required_id(request.plan.id, "plan.id")
         fields = mask_fields(request.update_mask, PLAN_FIELDS)
@@ -136,31 +144,41 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         return catalog_pb2.UpdatePlanResponse(plan=plan_to_proto(row))
 
     async def DeletePlan(
-        self, request: catalog_pb2.DeletePlanRequest, context: grpc.aio.ServicerContext
+        self,
+        request: catalog_pb2.DeletePlanRequest,
+        context: grpc.aio.ServicerContext[catalog_pb2.DeletePlanRequest, catalog_pb2.DeletePlanResponse],
     ) -> catalog_pb2.DeletePlanResponse:
         await self._store.delete_plan(_required_id(request.id, "id"))
         return catalog_pb2.DeletePlanResponse()
 
     async def CreateApi(
-        self, request: catalog_pb2.CreateApiRequest, context: grpc.aio.ServicerContext
+        self,
+        request: catalog_pb2.CreateApiRequest,
+        context: grpc.aio.ServicerContext[catalog_pb2.CreateApiRequest, catalog_pb2.CreateApiResponse],
     ) -> catalog_pb2.CreateApiResponse:
         record = await self._store.create_api(api_from_proto(request.api))
         return catalog_pb2.CreateApiResponse(api=api_to_proto(record))
 
     async def GetApi(
-        self, request: catalog_pb2.GetApiRequest, context: grpc.aio.ServicerContext
+        self,
+        request: catalog_pb2.GetApiRequest,
+        context: grpc.aio.ServicerContext[catalog_pb2.GetApiRequest, catalog_pb2.GetApiResponse],
     ) -> catalog_pb2.GetApiResponse:
         record = await self._store.get_api(_required_id(request.id, "id"))
         return catalog_pb2.GetApiResponse(api=api_to_proto(record))
 
     async def ListApis(
-        self, request: catalog_pb2.ListApisRequest, context: grpc.aio.ServicerContext
+        self,
+        request: catalog_pb2.ListApisRequest,
+        context: grpc.aio.ServicerContext[catalog_pb2.ListApisRequest, catalog_pb2.ListApisResponse],
     ) -> catalog_pb2.ListApisResponse:
         records = await self._store.list_apis(published_only=request.published_only)
         return catalog_pb2.ListApisResponse(apis=[api_to_proto(record) for record in records])
 
     async def UpdateApi(
-        self, request: catalog_pb2.UpdateApiRequest, context: grpc.aio.ServicerContext
+        self,
+        request: catalog_pb2.UpdateApiRequest,
+        context: grpc.aio.ServicerContext[catalog_pb2.UpdateApiRequest, catalog_pb2.UpdateApiResponse],
     ) -> catalog_pb2.UpdateApiResponse:
         api_id = _required_id(request.api.id, "api.id")
         fields = mask_fields(request.update_mask, API_FIELDS)
@@ -168,19 +186,25 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         return catalog_pb2.UpdateApiResponse(api=api_to_proto(record))
 
     async def DeleteApi(
-        self, request: catalog_pb2.DeleteApiRequest, context: grpc.aio.ServicerContext
+        self,
+        request: catalog_pb2.DeleteApiRequest,
+        context: grpc.aio.ServicerContext[catalog_pb2.DeleteApiRequest, catalog_pb2.DeleteApiResponse],
     ) -> catalog_pb2.DeleteApiResponse:
         await self._store.delete_api(_required_id(request.id, "id"))
         return catalog_pb2.DeleteApiResponse()
 
     async def PublishApi(
-        self, request: catalog_pb2.PublishApiRequest, context: grpc.aio.ServicerContext
+        self,
+        request: catalog_pb2.PublishApiRequest,
+        context: grpc.aio.ServicerContext[catalog_pb2.PublishApiRequest, catalog_pb2.PublishApiResponse],
     ) -> catalog_pb2.PublishApiResponse:
         record = await self._store.publish_api(_required_id(request.id, "id"))
         return catalog_pb2.PublishApiResponse(api=api_to_proto(record))
 
     async def UnpublishApi(
-        self, request: catalog_pb2.UnpublishApiRequest, context: grpc.aio.ServicerContext
+        self,
+        request: catalog_pb2.UnpublishApiRequest,
+        context: grpc.aio.ServicerContext[catalog_pb2.UnpublishApiRequest, catalog_pb2.UnpublishApiResponse],
     ) -> catalog_pb2.UnpublishApiResponse:
         record = await self._store.unpublish_api(_required_id(request.id, "id"))
         return catalog_pb2.UnpublishApiResponse(api=api_to_proto(record))
