@@ -36,7 +36,6 @@ class SubscriptionRow:
     state: str
     billing_anchor_day: int
     created_at: datetime
-    updated_at: datetime
 
 
 @dataclass(frozen=True)
@@ -140,8 +139,9 @@ def active_window(subscription: SubscriptionRow, timeline: Timeline) -> tuple[da
     assert active_from is not None
     if subscription.state != SubscriptionState.CANCELLED:
         return active_from, None
-    # Rows cancelled before cancellations wrote events have none: their row time is all there is.
-    return active_from, timeline.cancelled_at or as_utc(subscription.updated_at)
+    # Every cancellation writes an event (cancellations from before that were backfilled at start,
+    # tollway.db.backfill_cancellation_events); one without is priced as cancelled at its start.
+    return active_from, timeline.cancelled_at or active_from
 
 
 def price_subscription(

@@ -14,6 +14,7 @@ from keymgr.index import ApiEntry, ApplicationEntry, KeySnapshot, PlanEntry, Sub
 from keymgr.keys import parse_key, verify_key
 from tollway import envoy_contract as contract
 from tollway.envoy_contract import API_KEY_HEADER, AUTHORIZATION_HEADER
+from tollway.subscription_states import SubscriptionState
 
 # Compared against for unknown key ids so that they cost the same HMAC as known ones.
 _DUMMY_HASH = "0" * 64
@@ -205,7 +206,7 @@ def decide(snapshot: KeySnapshot, request: AuthzRequest, now: datetime, server_s
     context[contract.SUBSCRIPTION_ID] = subscription.id
     context[contract.PLAN_ID] = plan.id
 
-    if subscription.state != "ACTIVE":
+    if subscription.state != SubscriptionState.ACTIVE:
         state = subscription.state.lower()
         return _deny(
             f"subscription_{state}",

@@ -175,3 +175,32 @@ async def test_store_and_billing_writes_go_through_the_lifecycle(database: Datab
         FailedPrecondition, match="is SUSPENDED; only PENDING_APPROVAL subscriptions can become ACTIVE"
     ):
         await billing.approve(sub.id)
+
+
+async def test_cancellations_from_before_events_are_backfilled_once(database: Database) -> None:
+    """A database from before cancellations wrote events: its cancelled rows get one event at start, at
+    the row's last update, so billing reads every cancellation time from events."""
+    world = World(database)
+    plan = await world.plan("monthly", recurring_fee="30.00")
+    api = await world.api(plan)
+    sub = await world.subscription(await world.application(), api, plan, EPOCH)
+    async with database.session() as session:
+        row = await session.get(schema.Subscription, sub.id)
+        assert row is not None
+        row.state, row.updated_at = "CANCELLED", utc(2026, 11, 11)
+        session.add(row)
+        await session.commit()
+
+    await database.create_schema()  # what every start runs
+    await database.create_schema()  # and once more: nothing is written twice
+    async with database.session() as session:
+        events = (
+            await session.exec(
+                select(schema.SubscriptionEvent).where(schema.SubscriptionEvent.subscription_id == sub.id)
+            )
+        ).all()
+    assert [(e.kind, e.actor, e.to_state, schema.as_utc(e.at)) for e in events] == [
+        ("CANCELLED", "SYSTEM", "CANCELLED", utc(2026, 11, 11))
+    ]
+    [view] = await repository(database, FakeClock(utc(2026, 12, 2))).generate(month=NOV)
+    assert view.invoice.total == "10.00"  # 30.00 x 10/30

@@ -18,10 +18,14 @@ from sqlalchemy import (
     Integer,
     Numeric,
     event,
+    exists,
+    insert,
     inspect,
+    literal,
     text,
     update,
 )
+from sqlalchemy import select as select_core
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.types import TypeEngine
@@ -29,6 +33,7 @@ from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from tollway import schema
+from tollway.subscription_states import Actor, SubscriptionState
 
 log = logging.getLogger(__name__)
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -84,6 +89,7 @@ class Database:
                 await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema_name}"'))
             await conn.run_sync(SQLModel.metadata.create_all)
             await conn.run_sync(add_missing_columns)
+            await conn.run_sync(backfill_cancellation_events)
         async with self.session() as session:
             if await session.get(schema.ChangeRevision, 1) is None:
                 session.add(schema.ChangeRevision(id=1, value=0))
@@ -118,6 +124,48 @@ class Database:
     def asyncpg_dsn(self) -> str:
         """Plain DSN for the dedicated LISTEN connection."""
         return make_url(self.url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def backfill_cancellation_events(conn: Connection) -> int:
+    """Subscriptions cancelled before every cancellation wrote an event get one, at the row's last
+    update (the best record there is), once; billing then reads every cancellation time from events.
+    Returns how many were written."""
+    events = schema.SubscriptionEvent.__table__  # type: ignore[attr-defined]
+    subscriptions = schema.Subscription.__table__  # type: ignore[attr-defined]
+    cancelled = SubscriptionState.CANCELLED.value
+    missing = (
+        select_core(
+            subscriptions.c.id,
+            subscriptions.c.updated_at,
+            literal(cancelled),
+            literal(Actor.SYSTEM.value),
+            literal(""),
+            literal(cancelled),
+            subscriptions.c.plan_id,
+            subscriptions.c.plan_id,
+            literal("cancelled before cancellations were recorded as events"),
+        )
+        .where(subscriptions.c.state == cancelled)
+        .where(
+            ~exists().where((events.c.subscription_id == subscriptions.c.id) & (events.c.kind == cancelled))
+        )
+    )
+    columns = [
+        "subscription_id",
+        "at",
+        "kind",
+        "actor",
+        "from_state",
+        "to_state",
+        "from_plan_id",
+        "to_plan_id",
+        "reason",
+    ]
+    result = conn.execute(insert(events).from_select(columns, missing))
+    count = int(result.rowcount or 0)
+    if count:
+        log.info("recorded %d earlier cancellations as subscription events", count)
+    return count
 
 
 def add_missing_columns(conn: Connection) -> list[str]:

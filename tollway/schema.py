@@ -14,6 +14,8 @@ from sqlmodel import Field, SQLModel
 
 # Re-exported for the modules that read it from here.
 from tollway.subscription_states import LIVE_SUBSCRIPTION_STATES as LIVE_SUBSCRIPTION_STATES
+from tollway.subscription_states import SubscriptionState
+from tollway.vocabulary import QuotaPolicy
 
 _ID_ALPHABET = "abcdefghijkmnopqrstuvwxyz23456789"
 
@@ -53,7 +55,7 @@ class Plan(SQLModel, table=True):
     requests_per_hour: int = 0
     requests_per_day: int = 0
     monthly_quota: int = 0
-    quota_policy: str = "HARD"  # HARD | SOFT
+    quota_policy: str = QuotaPolicy.HARD.value
     # Shadow mode: throttle counts and reports what it would deny, but admits everything.
     shadow_mode: bool = False
     # Pricing: decimal strings in `currency`.
@@ -142,7 +144,7 @@ class Subscription(SQLModel, table=True):
     api_id: str = Field(foreign_key="api.id", index=True)
     plan_id: str = Field(foreign_key="plan.id", index=True)
     # A tollway/subscription_states.py SubscriptionState; moved only by tollway/lifecycle.py.
-    state: str = "ACTIVE"
+    state: str = SubscriptionState.ACTIVE.value
     state_reason: str = ""
     # Day of month the billing period starts on; 0 = calendar month in UTC.
     billing_anchor_day: int = 0

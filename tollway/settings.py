@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from tollway.vocabulary import FailureMode
+
 ENV_PREFIX = "TOLLWAY_"
 HostPort = tuple[str, int]
 
@@ -179,7 +181,7 @@ class Settings:
     redis_timeout_ms: int = field(default=50, metadata=env("REDIS_TIMEOUT_MS", int))
     # When counters cannot be reached: allow (fail open, default) or deny (fail closed).
     ratelimit_failure_mode: str = field(
-        default="allow", metadata=env("RATELIMIT_FAILURE_MODE", _choice("allow", "deny"))
+        default=FailureMode.ALLOW.value, metadata=env("RATELIMIT_FAILURE_MODE", _choice(*FailureMode))
     )
     # Where Envoy reaches ShouldRateLimit; defaults to grpc_addr. Envoy's own deadline for the call.
     throttle_endpoints: tuple[HostPort, ...] = field(
