@@ -11,7 +11,8 @@ from billing.reconcile import AdmittedCounts, NoLimiter
 from billing.servicer import BillingServicer, PendingHub
 from billing.store import BillingRepository, CompletenessSource, UnknownCompleteness
 from tollway.billing.v1 import billing_pb2, billing_pb2_grpc
-from tollway.changes import ChangeFeed, Listener
+from tollway.change_log import Topic
+from tollway.changes import ChangeFeed, ChangeListener, ReloadOnChange
 from tollway.component import GrpcService, RunningComponent, service_name
 from tollway.db import Database
 from tollway.settings import AdminClientSettings
@@ -38,9 +39,9 @@ class Billing(RunningComponent):
             ),
         )
 
-    def change_listeners(self) -> Sequence[Listener]:
+    def change_listeners(self) -> Sequence[ChangeListener]:
         # Wakes the pending-approval watchers.
-        return (self.hub.notify,)
+        return (ReloadOnChange("billing", frozenset({Topic.SUBSCRIPTIONS}), self.hub.notify),)
 
     async def stop(self) -> None:
         if self.client is not None:

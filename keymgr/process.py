@@ -13,7 +13,8 @@ from keymgr.admin import StoreServicer
 from keymgr.index import KeyIndex
 from keymgr.servicer import AuthorizationServicer
 from keymgr.store import StoreRepository
-from tollway.changes import Listener
+from tollway.change_log import Topic
+from tollway.changes import ChangeListener, ReloadOnChange
 from tollway.component import GrpcService, RunningComponent, service_name
 from tollway.db import Database
 from tollway.settings import KeymgrSettings
@@ -55,5 +56,20 @@ class Keymgr(RunningComponent):
             ),
         )
 
-    def change_listeners(self) -> Sequence[Listener]:
-        return (self.index.reload,)
+    def change_listeners(self) -> Sequence[ChangeListener]:
+        return (
+            ReloadOnChange(
+                "keymgr",
+                frozenset(
+                    {
+                        Topic.KEYS,
+                        Topic.APPLICATIONS,
+                        Topic.SUBSCRIPTIONS,
+                        Topic.BLOCK_RULES,
+                        Topic.APIS,
+                        Topic.PLANS,
+                    }
+                ),
+                self.index.reload,
+            ),
+        )

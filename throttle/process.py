@@ -14,7 +14,8 @@ from throttle.redis_store import RedisCounterStore
 from throttle.service import ThrottleService
 from throttle.servicer import QuotaServicer, RateLimitServicer
 from throttle.store import TrafficLimitStore
-from tollway.changes import Listener
+from tollway.change_log import Topic
+from tollway.changes import ChangeListener, ReloadOnChange
 from tollway.component import (
     GrpcService,
     RunningComponent,
@@ -67,8 +68,14 @@ class Throttle(RunningComponent):
             ),
         )
 
-    def change_listeners(self) -> Sequence[Listener]:
-        return (self.index.reload,)
+    def change_listeners(self) -> Sequence[ChangeListener]:
+        return (
+            ReloadOnChange(
+                "throttle",
+                frozenset({Topic.PLANS, Topic.SUBSCRIPTIONS, Topic.TRAFFIC_LIMITS}),
+                self.index.reload,
+            ),
+        )
 
     def metrics_renderer(self) -> Render:
         return self.metrics.render

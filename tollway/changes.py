@@ -1,84 +1,280 @@
-"""Change propagation: every replica learns of committed changes (revocations, blocks, publishing)
-within a fraction of a second, so in-memory snapshots stay current without per-request database work.
+"""Change propagation: every replica applies committed changes to its in-memory indexes within a
+fraction of a second, in proportion to what changed, without per-request database work.
+
+Each listener (keymgr's key index, the throttle's plan view, xds's catalog, billing's approval
+watchers) follows the change log (tollway/change_log.py) on its own: it names its topics, loads in full
+once, then applies only the changed entities of its topics, in sequence order. A listener that starts,
+or finds that the log was pruned past its position, loads in full again. One listener's failure does
+not hold back the others: each retries on its own, and keeps serving what it last loaded.
 
 Sources of a wake-up: a change committed by this process (immediate), PostgreSQL NOTIFY (immediate,
-other replicas), and a periodic poll of the change revision (bounded delay, any database)."""
+other replicas; the LISTEN connection reconnects by itself), and a periodic poll (the floor, any
+database). The log is pruned after `retention_seconds`; the newest entry is always kept so sequence
+numbers never restart.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Protocol
 
+from sqlalchemy import delete, func, update
+from sqlmodel import col, select
+
+from tollway import schema
+from tollway.change_log import Change, Topic, change_of
 from tollway.db import Database
 
 log = logging.getLogger(__name__)
 
-Listener = Callable[[], Awaitable[None]]
+# Changes fetched per query while catching up; a listener applies them between awaits.
+BATCH = 2000
+_MAX_RETRY_SECONDS = 5.0
+_PRUNE_EVERY_SECONDS = 60.0
+_LISTEN_CHECK_SECONDS = 1.0
+
+
+class ChangeListener(Protocol):
+    """Something that keeps an in-memory view of some topics."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def topics(self) -> frozenset[Topic]: ...
+
+    async def load_all(self) -> None:
+        """Builds its view from the database in full, swapping it in when complete."""
+
+    async def apply(self, changes: Sequence[Change]) -> None:
+        """Applies changes of its topics, in sequence order. Re-reads each entity's current row, so a
+        change applied twice, or already reflected by a full load, is harmless."""
+
+
+@dataclass(frozen=True)
+class ReloadOnChange:
+    """A listener whose view is small (the catalog, billing's watchers): any change of its topics
+    reloads it whole."""
+
+    name: str
+    topics: frozenset[Topic]
+    reload: Callable[[], Awaitable[None]]
+
+    async def load_all(self) -> None:
+        await self.reload()
+
+    async def apply(self, changes: Sequence[Change]) -> None:
+        await self.reload()
+
+
+@dataclass
+class _Follower:
+    listener: ChangeListener
+    position: int = 0
+    loaded: bool = False
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    full_loads: int = 0
+    applied: int = 0
+    failures: int = 0
 
 
 class ChangeFeed:
-    def __init__(self, db: Database, poll_seconds: float = 0.25) -> None:
+    def __init__(self, db: Database, poll_seconds: float = 0.25, retention_seconds: float = 3600.0) -> None:
         self._db = db
         self._poll_seconds = poll_seconds
-        self._listeners: list[Listener] = []
-        self._wake = asyncio.Event()
-        self._revision = -1
-        self._task: asyncio.Task[None] | None = None
+        self._retention = timedelta(seconds=retention_seconds)
+        self._followers: list[_Follower] = []
+        self._tasks: list[asyncio.Task[None]] = []
         self._pg_conn: Any = None
 
-    def subscribe(self, listener: Listener) -> None:
-        """Registers a coroutine called once now (at start) and after every observed change."""
-        self._listeners.append(listener)
+    def subscribe(self, listener: ChangeListener) -> None:
+        """Registers a listener: loaded in full at `start()`, then kept current."""
+        self._followers.append(_Follower(listener))
 
     def committed(self) -> None:
-        """Called by writers after their transaction committed."""
-        self._wake.set()
+        """Called by writers after their transaction committed: every listener catches up now."""
+        for follower in self._followers:
+            follower.wake.set()
+
+    def loaded(self, name: str) -> bool:
+        """True once the named listener completed its first full load."""
+        return any(f.loaded for f in self._followers if f.listener.name == name)
+
+    def positions(self) -> dict[str, int]:
+        """Each listener's position in the change log (the last sequence number it applied)."""
+        return {f.listener.name: f.position for f in self._followers}
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        return {
+            f.listener.name: {
+                "position": f.position,
+                "full_loads": f.full_loads,
+                "applied": f.applied,
+                "failures": f.failures,
+            }
+            for f in self._followers
+        }
 
     async def start(self) -> None:
-        await self._refresh()
+        """Loads every listener in full (raising if one cannot load: a replica must not serve without
+        its view), then follows the log in the background."""
+        for follower in self._followers:
+            await self._catch_up(follower)
         if self._db.is_postgres:
             await self._listen_postgres()
-        self._task = asyncio.create_task(self._run(), name="change-feed")
+            self._tasks.append(asyncio.create_task(self._keep_listening(), name="change-listen"))
+        self._tasks += [
+            asyncio.create_task(self._follow(f), name=f"change-feed-{f.listener.name}")
+            for f in self._followers
+        ]
+        self._tasks.append(asyncio.create_task(self._prune_periodically(), name="change-prune"))
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
+        self._tasks = []
         if self._pg_conn is not None:
             with contextlib.suppress(Exception):
                 await self._pg_conn.close()
+            self._pg_conn = None
+
+    # --- following -------------------------------------------------------------------------------------
+
+    async def _follow(self, follower: _Follower) -> None:
+        delay = self._poll_seconds
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(follower.wake.wait(), timeout=delay)
+            follower.wake.clear()
+            try:
+                await self._catch_up(follower)
+                delay = self._poll_seconds
+            except Exception as exc:  # the database may be down: keep serving the last view
+                follower.failures += 1
+                delay = min(max(delay * 2, self._poll_seconds), _MAX_RETRY_SECONDS)
+                log.warning(
+                    "change listener %s failed (%s); retrying in %.2fs",
+                    follower.listener.name,
+                    type(exc).__name__,
+                    delay,
+                )
+
+    async def _catch_up(self, follower: _Follower) -> None:
+        pruned_through, head = await self._bounds()
+        if not follower.loaded or follower.position < pruned_through:
+            if follower.loaded:
+                log.info(
+                    "change listener %s at %d missed pruned changes (through %d): loading in full",
+                    follower.listener.name,
+                    follower.position,
+                    pruned_through,
+                )
+            # Changes committed while it loads are applied after it: a full load reflects at least
+            # everything up to `head`.
+            await follower.listener.load_all()
+            follower.position, follower.loaded = head, True
+            follower.full_loads += 1
+            follower.wake.set()
+            return
+        topics = [topic.value for topic in follower.listener.topics]
+        while follower.position < head:
+            changes = await self._changes(follower.position, head, topics)
+            if changes:
+                await follower.listener.apply(changes)
+                follower.applied += len(changes)
+            if len(changes) < BATCH:
+                follower.position = head
+            else:
+                follower.position = changes[-1].seq
+                await asyncio.sleep(0)  # let the hot path run between batches
+
+    async def _bounds(self) -> tuple[int, int]:
+        """(pruned through, newest sequence number) of the log."""
+        async with self._db.session() as session:
+            pruned = (
+                await session.exec(
+                    select(schema.ChangeRevision.pruned_through).where(schema.ChangeRevision.id == 1)
+                )
+            ).one_or_none() or 0
+            newest = (await session.exec(select(func.max(schema.ChangeLogEntry.seq)))).one_or_none()
+        return int(pruned), int(newest or pruned)
+
+    async def _changes(self, after: int, through: int, topics: list[str]) -> list[Change]:
+        entry = schema.ChangeLogEntry
+        statement = (
+            select(entry)
+            .where(col(entry.seq) > after, col(entry.seq) <= through, col(entry.topic).in_(topics))
+            .order_by(col(entry.seq))
+            .limit(BATCH)
+        )
+        async with self._db.session() as session:
+            return [change_of(row) for row in (await session.exec(statement)).all()]
+
+    # --- pruning ---------------------------------------------------------------------------------------
+
+    async def prune(self) -> int:
+        """Deletes entries older than the retention window (never the newest one) and records how far
+        the log was pruned. Returns the number of entries deleted."""
+        entry = schema.ChangeLogEntry
+        cutoff = schema.utcnow() - self._retention
+        async with self._db.session() as session:
+            newest = (await session.exec(select(func.max(entry.seq)))).one_or_none()
+            old = (
+                await session.exec(select(func.max(entry.seq)).where(col(entry.at) < cutoff))
+            ).one_or_none()
+            if newest is None or old is None:
+                return 0
+            through = min(int(old), int(newest) - 1)
+            if through <= 0:
+                return 0
+            result = await session.exec(delete(entry).where(col(entry.seq) <= through))
+            await session.exec(
+                update(schema.ChangeRevision)
+                .where(col(schema.ChangeRevision.id) == 1)
+                .where(col(schema.ChangeRevision.pruned_through) < through)
+                .values(pruned_through=through)
+            )
+            await session.commit()
+        return int(result.rowcount or 0)
+
+    async def _prune_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(_PRUNE_EVERY_SECONDS)
+            try:
+                deleted = await self.prune()
+                if deleted:
+                    log.debug("pruned %d change log entries", deleted)
+            except Exception as exc:
+                log.warning("change log prune failed: %s", type(exc).__name__)
+
+    # --- PostgreSQL LISTEN -----------------------------------------------------------------------------
 
     async def _listen_postgres(self) -> None:
         import asyncpg
 
         try:
             self._pg_conn = await asyncpg.connect(self._db.asyncpg_dsn(), timeout=5)
-            await self._pg_conn.add_listener(self._db.notify_channel, lambda *_: self._wake.set())
+            await self._pg_conn.add_listener(self._db.notify_channel, lambda *_: self.committed())
         except (OSError, asyncpg.PostgresError) as exc:
             # Polling still delivers changes; LISTEN only makes them faster.
-            log.warning("LISTEN unavailable (%s); relying on polling", type(exc).__name__)
+            log.warning("LISTEN unavailable (%s); relying on polling until it reconnects", type(exc).__name__)
             self._pg_conn = None
 
-    async def _run(self) -> None:
+    async def _keep_listening(self) -> None:
+        """Reconnects LISTEN when its connection drops; the poll delivers changes meanwhile."""
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self._poll_seconds)
-            self._wake.clear()
-            try:
-                await self._refresh()
-            except Exception as exc:  # the database may be down: keep serving the last snapshot
-                log.warning("change poll failed: %s", type(exc).__name__)
-                await asyncio.sleep(self._poll_seconds)
-
-    async def _refresh(self) -> None:
-        revision = await self._db.current_revision()
-        if revision == self._revision:
-            return
-        for listener in self._listeners:
-            await listener()
-        # Only advance once every listener has loaded the new state; a failure retries next round.
-        self._revision = revision
+            await asyncio.sleep(_LISTEN_CHECK_SECONDS)
+            if self._pg_conn is None or self._pg_conn.is_closed():
+                self._pg_conn = None
+                await self._listen_postgres()
+                if self._pg_conn is not None:
+                    log.info("LISTEN reconnected")
+                    self.committed()  # whatever was notified meanwhile

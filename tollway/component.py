@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     )
 
     from tollway.catalog.store import CatalogStore
-    from tollway.changes import ChangeFeed, Listener
+    from tollway.changes import ChangeFeed, ChangeListener
     from tollway.db import Database
     from tollway.metrics import Render
 
@@ -92,7 +92,7 @@ class RunningComponent(Protocol):
         """Services on the admin server (bearer token, optional TLS)."""
         return ()
 
-    def change_listeners(self) -> Sequence[Listener]:
+    def change_listeners(self) -> Sequence[ChangeListener]:
         """Called once when the change feed starts, then after every committed change."""
         return ()
 

@@ -23,16 +23,16 @@ from sqlalchemy import (
     inspect,
     literal,
     text,
-    update,
 )
 from sqlalchemy import select as select_core
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.types import TypeEngine
-from sqlmodel import SQLModel, col, select
+from sqlmodel import Session as SQLModelSession
+from sqlmodel import SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from tollway import schema
+from tollway import change_log, schema
 from tollway.subscription_states import Actor, SubscriptionState
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,13 @@ def async_url(url: str) -> str:
     elif parsed.drivername in ("postgresql", "postgres", "postgresql+psycopg2"):
         parsed = parsed.set(drivername="postgresql+asyncpg")
     return parsed.render_as_string(hide_password=False)
+
+
+class ChangeLoggingSession(SQLModelSession):
+    """Every Tollway session: its flushes record changed entities in the change log."""
+
+
+change_log.install(ChangeLoggingSession)
 
 
 class Database:
@@ -70,7 +77,13 @@ class Database:
         )
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
-        self.sessions = async_sessionmaker(self.engine, class_=AsyncSession, expire_on_commit=False)
+        self.sessions = async_sessionmaker(
+            self.engine,
+            class_=AsyncSession,
+            sync_session_class=ChangeLoggingSession,
+            expire_on_commit=False,
+            info={change_log.NOTIFY_CHANNEL_INFO: self.notify_channel} if self.is_postgres else {},
+        )
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
@@ -99,17 +112,10 @@ class Database:
         await self.engine.dispose()
 
     async def record_change(self, session: AsyncSession) -> None:
-        """Bumps the change revision inside the caller's transaction, so replicas see the change only
-        once it is committed; on PostgreSQL the NOTIFY is delivered at commit too."""
-        await session.exec(
-            update(schema.ChangeRevision)
-            .where(col(schema.ChangeRevision.id) == 1)
-            .values(value=schema.ChangeRevision.value + 1)
-        )
-        if self.is_postgres:
-            notify = text("SELECT pg_notify(:channel, '')").bindparams(channel=self.notify_channel)
-            # On the session's own connection: the NOTIFY belongs to the caller's transaction.
-            await (await session.connection()).execute(notify)
+        """Bumps the change revision first thing in a writer's transaction (once per transaction): its
+        row lock (SQLite: the write lock) is held until commit, so the change-log rows this
+        transaction's flushes add (tollway/change_log.py) get sequence numbers in commit order."""
+        await session.run_sync(change_log.bump_revision)
 
     async def current_revision(self) -> int:
         async with self.session() as session:

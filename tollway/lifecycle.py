@@ -55,7 +55,6 @@ __all__ = [
     "transition",
 ]
 
-_CHANGE_RECORDED = "tollway.change_recorded"
 # Longer references are cut to their first _SHOWN_KEPT characters: no id Tollway issues is longer than
 # _SHOWN_MAX, and a pasted secret (an API key is 48 characters) must not be echoed back whole.
 _SHOWN_MAX = 24
@@ -94,11 +93,7 @@ async def subscription_events(session: AsyncSession, subscription_id: str) -> li
 async def record_change_once(db: Database, session: AsyncSession) -> None:
     """Bumps the change revision once per transaction, however many writes it carries (an application
     deletion cancels many subscriptions in one)."""
-    current = session.sync_session.get_transaction()
-    if current is not None and session.info.get(_CHANGE_RECORDED) is current:
-        return
     await db.record_change(session)
-    session.info[_CHANGE_RECORDED] = session.sync_session.get_transaction()
 
 
 async def transition(

@@ -9,7 +9,7 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, UniqueConstraint, text
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, Integer, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 # Re-exported for the modules that read it from here.
@@ -194,12 +194,34 @@ class TrafficLimit(SQLModel, table=True):
 
 
 class ChangeRevision(SQLModel, table=True):
-    """A counter bumped in the same transaction as every change gateway replicas must see."""
+    """A counter bumped first in every transaction that changes what replicas hold: its row lock (and
+    SQLite's write lock) orders those writers, so change-log sequence numbers follow commit order."""
 
     __tablename__ = "change_revision"
 
     id: int = Field(default=1, primary_key=True)
     value: int = 0
+    # The change log was pruned up to and including this sequence number: a replica whose position is
+    # below it missed changes and loads in full.
+    pruned_through: int = 0
+
+
+class ChangeLogEntry(SQLModel, table=True):
+    """One changed entity (tollway/change_log.py): what replicas apply to their in-memory indexes."""
+
+    __tablename__ = "change_log"
+
+    # INTEGER on SQLite so it is the rowid (autoincrementing); BIGINT on PostgreSQL.
+    seq: int | None = Field(
+        default=None,
+        sa_column=Column(
+            BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+        ),
+    )
+    topic: str
+    entity_id: str
+    op: str
+    at: datetime = _timestamp()
 
 
 # --- billing/ (issue 5): invoices, billed usage, numbering, subscription history ----------------------

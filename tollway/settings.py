@@ -191,8 +191,10 @@ class Settings:
     # host:port serving this process's Prometheus metrics over HTTP (every component); empty = off.
     # TOLLWAY_THROTTLE_METRICS_ADDR: the earlier, throttle-only name, still accepted.
     metrics_addr: str = field(default="", metadata=env(("METRICS_ADDR", "THROTTLE_METRICS_ADDR")))
-    # How often each replica checks the database's change revision (push via LISTEN/NOTIFY on PostgreSQL).
+    # How often each replica polls the change log (push via LISTEN/NOTIFY on PostgreSQL), and how long
+    # entries are kept: a replica down for longer loads in full when it comes back.
     change_poll_seconds: float = field(default=0.25, metadata=env("CHANGE_POLL_SECONDS", float))
+    change_retention_seconds: float = field(default=3600.0, metadata=env("CHANGE_RETENTION_SECONDS", float))
     key_rotation_grace_seconds: int = field(
         default=24 * 3600, metadata=env("KEY_ROTATION_GRACE_SECONDS", int)
     )

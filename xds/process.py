@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from envoy.service.discovery.v3 import ads_pb2, ads_pb2_grpc
 
 from tollway.catalog.store import CatalogStore
-from tollway.changes import Listener
+from tollway.change_log import Topic
+from tollway.changes import ChangeListener, ReloadOnChange
 from tollway.component import (
     GatewayContribution,
     GrpcService,
@@ -57,5 +58,6 @@ class Xds(RunningComponent):
             ),
         )
 
-    def change_listeners(self) -> Sequence[Listener]:
-        return (self.push,)
+    def change_listeners(self) -> Sequence[ChangeListener]:
+        # The catalog only: a new key or subscription never rebuilds Envoy's configuration.
+        return (ReloadOnChange("xds", frozenset({Topic.APIS, Topic.PLANS}), self.push),)

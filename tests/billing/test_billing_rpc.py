@@ -16,7 +16,8 @@ from tests.support import grpc_server
 from tollway import schema
 from tollway.billing.v1 import billing_pb2 as pb
 from tollway.billing.v1 import billing_pb2_grpc
-from tollway.changes import ChangeFeed
+from tollway.change_log import Topic
+from tollway.changes import ChangeFeed, ReloadOnChange
 from tollway.db import Database
 from tollway.store.v1 import store_pb2
 
@@ -39,7 +40,7 @@ async def feed(database: Database) -> AsyncIterator[ChangeFeed]:
 @pytest.fixture
 async def stub(database: Database, feed: ChangeFeed) -> AsyncIterator[billing_pb2_grpc.BillingServiceStub]:
     hub = PendingHub()
-    feed.subscribe(hub.notify)
+    feed.subscribe(ReloadOnChange("billing", frozenset({Topic.SUBSCRIPTIONS}), hub.notify))
     await feed.start()
     servicer = BillingServicer(repository(database, FakeClock(utc(2026, 12, 3))), hub)
     registration = lambda server: billing_pb2_grpc.add_BillingServiceServicer_to_server(servicer, server)  # noqa: E731

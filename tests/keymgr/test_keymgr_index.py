@@ -18,7 +18,8 @@ from keymgr.decision import Allowed, AuthzRequest, Denied, decide
 from keymgr.index import EMPTY_SNAPSHOT, KeyIndex, load_snapshot
 from keymgr.keys import key_hash, new_key
 from tollway import schema
-from tollway.changes import ChangeFeed
+from tollway.change_log import Topic
+from tollway.changes import ChangeFeed, ReloadOnChange
 from tollway.db import Database
 
 SECRET = "index-test-secret"
@@ -182,7 +183,7 @@ async def test_change_feed_drives_reloads(database: Database) -> None:
     seeded = await seed(database)
     index = KeyIndex(database)
     feed = ChangeFeed(database, poll_seconds=30)
-    feed.subscribe(index.reload)
+    feed.subscribe(ReloadOnChange("keymgr", frozenset(Topic), index.reload))
     await feed.start()
     try:
         assert index.ready  # start() loads once
@@ -213,7 +214,7 @@ async def test_revocation_reaches_another_replica_within_one_second(database: Da
             index = KeyIndex(db)
             # A long poll interval: only NOTIFY can deliver the change in time.
             feed = ChangeFeed(db, poll_seconds=30)
-            feed.subscribe(index.reload)
+            feed.subscribe(ReloadOnChange("keymgr", frozenset(Topic), index.reload))
             await feed.start()
             feeds.append(feed)
             indexes.append(index)

@@ -90,7 +90,7 @@ class TollwayProcess:
         self.settings = settings
         self.components = set(settings.components)
         self.db = Database(settings.database_url, settings.database_schema)
-        self.changes = ChangeFeed(self.db, settings.change_poll_seconds)
+        self.changes = ChangeFeed(self.db, settings.change_poll_seconds, settings.change_retention_seconds)
         # The catalog is core: the admin services write it, xds reads it.
         self.catalog = CatalogStore(self.db, self.changes.committed)
         self._servers: list[GrpcServer] = []
