@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
+from envoy.service.ratelimit.v3 import rls_pb2
 
 from throttle.counters import CounterStore, MemoryCounterStore
 from throttle.index import ThrottleIndex
 from throttle.metrics import ThrottleMetrics
 from throttle.redis_store import RedisCounterStore
 from throttle.service import ThrottleService
-from throttle.servicer import QuotaServicer, RateLimitServicer
+from throttle.servicer import QuotaServicer, RateLimitServicer, add_rate_limit_service
 from throttle.store import TrafficLimitStore
 from tollway.changes import Listener
 from tollway.component import (
@@ -53,7 +53,7 @@ class Throttle(RunningComponent):
         return (
             GrpcService(
                 service_name(rls_pb2, "RateLimitService"),
-                lambda server: rls_pb2_grpc.add_RateLimitServiceServicer_to_server(servicer, server),
+                lambda server: add_rate_limit_service(servicer, server),
             ),
         )
 
