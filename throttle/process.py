@@ -11,6 +11,7 @@ from throttle.counters import CounterStore, MemoryCounterStore
 from throttle.index import ThrottleIndex
 from throttle.metrics import ThrottleMetrics
 from throttle.redis_store import RedisCounterStore
+from throttle.replicas import MemoryStoreRegistration
 from throttle.service import ThrottleService
 from throttle.servicer import QuotaServicer, RateLimitServicer, add_rate_limit_service
 from throttle.store import TrafficLimitStore
@@ -47,6 +48,8 @@ class Throttle(RunningComponent):
         self.service = ThrottleService(
             self.index, self.store, failure_mode=settings.failure_mode, metrics=self.metrics
         )
+        # Counters in memory are this replica's alone: a second such replica is refused at start.
+        self.registration = MemoryStoreRegistration(db) if settings.store == "memory" else None
 
     def envoy_services(self) -> Sequence[GrpcService]:
         servicer = RateLimitServicer(self.service)
@@ -73,5 +76,11 @@ class Throttle(RunningComponent):
     def metrics_renderer(self) -> Render:
         return self.metrics.render
 
+    async def start(self) -> None:
+        if self.registration is not None:
+            await self.registration.register()
+
     async def stop(self) -> None:
+        if self.registration is not None:
+            await self.registration.unregister()
         await self.store.close()
