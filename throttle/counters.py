@@ -1,8 +1,11 @@
 """Counter stores: one atomic, all-or-nothing check-and-increment over all windows of a request.
 
-A request is admitted only when every hard window has room for its hits; then every window (hard,
-soft and count-only) is incremented. A denied request increments nothing, so a burst limit never eats
-the monthly quota. In shadow mode (`enforce=False`) windows are incremented even when one is exceeded.
+A request is admitted only when every hard window of every one of its descriptors has room for its
+hits; then every window (hard, soft and count-only) is incremented, a window shared by several
+descriptors (an API's or application's limit) once. A request refused by any descriptor increments
+nothing, so a burst limit never eats the monthly quota and a later descriptor's refusal never consumes
+an earlier one's windows. A descriptor in shadow mode (`enforce=False`) never refuses: its windows are
+incremented even when one is exceeded.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from throttle.limits import Window, ttl_seconds
 
@@ -19,21 +22,45 @@ class StoreUnavailable(Exception):
     """The counters could not be reached in time; the caller applies the configured failure mode."""
 
 
+class DescriptorWindows(NamedTuple):
+    """One descriptor's windows in a step (keys distinct within it, as limits.windows_for makes them),
+    and whether its exceeded hard window refuses the request (False: shadow mode)."""
+
+    windows: Sequence[Window]
+    enforce: bool = True
+
+
 @dataclass(frozen=True, slots=True)
 class HitResult:
+    """One descriptor's part of a step."""
+
+    # The request was counted and this descriptor exceeded no hard window.
     admitted: bool
-    # Index into the windows of the first hard window the hits did not fit in, or -1.
+    # Index into the descriptor's windows of the first hard window the hits did not fit in, or -1.
     exceeded: int
-    # Each window's count after the step (unchanged when not admitted).
+    # Each window's count after the step (unchanged when the request was refused).
     counts: tuple[int, ...]
 
 
 class CounterStore(Protocol):
+    async def step(
+        self, descriptors: Sequence[DescriptorWindows], hits: int, now: datetime
+    ) -> list[HitResult]:
+        """One atomic check-and-increment over every window of every descriptor of one request; one
+        result per descriptor, in order."""
+        ...
+
     async def hit(
         self, windows: Sequence[Window], hits: int, now: datetime, enforce: bool = True
-    ) -> HitResult: ...
+    ) -> HitResult:
+        """`step` for a request of one descriptor."""
+        ...
 
     async def read(self, keys: Sequence[str], now: datetime) -> list[int]: ...
+
+    async def forget(self, keys: Sequence[str]) -> None:
+        """Drops counters (a provisional subscription's, see service.py); best effort."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -47,8 +74,28 @@ def decide(windows: Sequence[Window], current: Sequence[int], hits: int) -> int:
     return -1
 
 
+def distinct_windows(
+    descriptors: Sequence[DescriptorWindows],
+) -> tuple[list[Window], list[list[int]]]:
+    """(every distinct window of a step, by key, in first-seen order; per descriptor, the index of
+    each of its windows in that list). Both stores count a window once per step through it."""
+    position: dict[str, int] = {}
+    windows: list[Window] = []
+    indices: list[list[int]] = []
+    for descriptor in descriptors:
+        own = []
+        for window in descriptor.windows:
+            at = position.get(window.key)
+            if at is None:
+                at = position[window.key] = len(windows)
+                windows.append(window)
+            own.append(at)
+        indices.append(own)
+    return windows, indices
+
+
 class MemoryCounterStore:
-    """In-process counters for a single replica. Each `hit` runs without awaiting, so on the event
+    """In-process counters for a single replica. Each `step` runs without awaiting, so on the event
     loop it is atomic with respect to every other request."""
 
     # Expired counters are swept after this many new keys.
@@ -68,26 +115,53 @@ class MemoryCounterStore:
     async def hit(
         self, windows: Sequence[Window], hits: int, now: datetime, enforce: bool = True
     ) -> HitResult:
+        return self._step_one(windows, hits, now, enforce)
+
+    async def step(
+        self, descriptors: Sequence[DescriptorWindows], hits: int, now: datetime
+    ) -> list[HitResult]:
+        if len(descriptors) == 1:
+            return [self._step_one(descriptors[0].windows, hits, now, descriptors[0].enforce)]
+        windows, indices = distinct_windows(descriptors)
         now_ts = now.timestamp()
-        counters = self._counters
-        entries = [counters.get(w.key) for w in windows]
-        current = [0 if e is None or e[1] <= now_ts else e[0] for e in entries]
+        current = [self._get(w.key, now_ts) for w in windows]
+        exceeded = [
+            decide(d.windows, [current[i] for i in own], hits)
+            for d, own in zip(descriptors, indices, strict=True)
+        ]
+        refused = any(e >= 0 and d.enforce for e, d in zip(exceeded, descriptors, strict=True))
+        counts = current if refused else self._increment(windows, current, hits, now)
+        return [
+            HitResult(not refused and e < 0, e, tuple(counts[i] for i in own))
+            for e, own in zip(exceeded, indices, strict=True)
+        ]
+
+    def _step_one(self, windows: Sequence[Window], hits: int, now: datetime, enforce: bool) -> HitResult:
+        now_ts = now.timestamp()
+        current = [self._get(w.key, now_ts) for w in windows]
         exceeded = decide(windows, current, hits)
         if exceeded >= 0 and enforce:
             return HitResult(False, exceeded, tuple(current))
+        return HitResult(exceeded < 0, exceeded, tuple(self._increment(windows, current, hits, now)))
+
+    def _increment(
+        self, windows: Sequence[Window], current: Sequence[int], hits: int, now: datetime
+    ) -> list[int]:
+        now_ts = now.timestamp()
+        counters = self._counters
         counts = []
-        for window, value, entry in zip(windows, current, entries, strict=True):
+        for window, value in zip(windows, current, strict=True):
             if value == 0:
                 self._inserted += 1
                 expiry = now_ts + ttl_seconds(window, now)
             else:
-                expiry = entry[1]  # type: ignore[index]  # value > 0: a live entry
+                expiry = counters[window.key][1]
             value += hits
             counters[window.key] = (value, expiry)
             counts.append(value)
         if self._inserted >= self._SWEEP_EVERY:
             self._sweep(now_ts)
-        return HitResult(exceeded < 0, exceeded, tuple(counts))
+        return counts
 
     def _sweep(self, now_ts: float) -> None:
         self._inserted = 0
@@ -97,6 +171,10 @@ class MemoryCounterStore:
     async def read(self, keys: Sequence[str], now: datetime) -> list[int]:
         now_ts = now.timestamp()
         return [self._get(key, now_ts) for key in keys]
+
+    async def forget(self, keys: Sequence[str]) -> None:
+        for key in keys:
+            self._counters.pop(key, None)
 
     async def close(self) -> None:
         self._counters.clear()

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
+from envoy.service.ratelimit.v3 import rls_pb2
 
 from throttle.counters import CounterStore, MemoryCounterStore
 from throttle.index import ThrottleIndex
 from throttle.metrics import ThrottleMetrics
 from throttle.redis_store import RedisCounterStore
+from throttle.replicas import MemoryStoreRegistration
 from throttle.service import ThrottleService
-from throttle.servicer import QuotaServicer, RateLimitServicer
+from throttle.servicer import QuotaServicer, RateLimitServicer, add_rate_limit_service
 from throttle.store import TrafficLimitStore
 from tollway.change_log import Topic
 from tollway.changes import ChangeListener, ReloadOnChange
@@ -48,13 +49,15 @@ class Throttle(RunningComponent):
         self.service = ThrottleService(
             self.index, self.store, failure_mode=settings.failure_mode, metrics=self.metrics
         )
+        # Counters in memory are this replica's alone: a second such replica is refused at start.
+        self.registration = MemoryStoreRegistration(db) if settings.store == "memory" else None
 
     def envoy_services(self) -> Sequence[GrpcService]:
         servicer = RateLimitServicer(self.service)
         return (
             GrpcService(
                 service_name(rls_pb2, "RateLimitService"),
-                lambda server: rls_pb2_grpc.add_RateLimitServiceServicer_to_server(servicer, server),
+                lambda server: add_rate_limit_service(servicer, server),
             ),
         )
 
@@ -80,5 +83,11 @@ class Throttle(RunningComponent):
     def metrics_renderer(self) -> Render:
         return self.metrics.render
 
+    async def start(self) -> None:
+        if self.registration is not None:
+            await self.registration.register()
+
     async def stop(self) -> None:
+        if self.registration is not None:
+            await self.registration.unregister()
         await self.store.close()

@@ -1,7 +1,8 @@
 """Counters in Redis, shared by any number of throttle replicas.
 
-One Lua script reads every window of a request, decides, and increments all of them or none, so two
-replicas can never both admit the last allowed request. All keys of a request carry the hash tag
+One Lua script reads every window of every descriptor of a request, decides, and increments all of them
+or none, so two replicas can never both admit the last allowed request, and a descriptor that refuses
+the request leaves the others' windows untouched. All keys of a request carry the hash tag
 `{sub:<id>}` (see limits.subscription_tag): one slot, so one request's step can run on Redis Cluster.
 
 Requests are sent in batches: while one batch is in flight, new requests queue, and go together as
@@ -21,6 +22,7 @@ request wait; after that the next call probes Redis again (recovery needs no res
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -31,14 +33,15 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
 
-from throttle.counters import HitResult, StoreUnavailable
+from throttle.counters import DescriptorWindows, HitResult, StoreUnavailable, distinct_windows
 from throttle.limits import Window, expire_at
 from throttle.metrics import ThrottleMetrics
 
 log = logging.getLogger(__name__)
 
-# keys, the request's part of ARGV, the caller's future, when it was queued (event-loop time)
-_Pending = tuple[list[bytes], str, "asyncio.Future[list[int]]", float]
+# keys, the request's part of ARGV, the caller's future, when it was queued (event-loop time), the
+# length of its part of the reply
+_Pending = tuple[list[bytes], str, "asyncio.Future[list[int]]", float, int]
 _MAX_BATCH = 256
 # Under load (requests arriving on average less than _LINGER / 2 s apart) a request that finds no
 # batch in flight waits up to _LINGER s for others to join it: a local Redis answers faster than gRPC
@@ -48,12 +51,14 @@ _MAX_BATCH = 256
 _LINGER = 0.002
 _SPEC_CACHE_LIMIT = 100_000
 
-# KEYS: every request's counters, request after request. ARGV[1]: one space-separated string (fewer
-# arguments to encode per call, which dominates redis-py's cost); per request: number of keys, hits,
-# enforce (1/0), now (POSIX s), then per key: limit, hard (1/0), expire-at (POSIX s).
-# Returns, per request: admitted (1/0), exceeded (1-based, 0 = none), count per key. Mirrors
-# counters.decide; requests are taken in order, so one that follows another on the same counter sees
-# its increment.
+# KEYS: every request's distinct counters, request after request. ARGV[1]: one space-separated string
+# (fewer arguments to encode per call, which dominates redis-py's cost); per request: number of keys,
+# hits, now (POSIX s), number of descriptors, then per key its expire-at (POSIX s), then per descriptor:
+# enforce (1/0), number of windows, and per window: key number (1-based within the request), limit,
+# hard (1/0). Returns, per request: admitted (1/0), per descriptor its exceeded window (1-based, 0 =
+# none), then the count of each key. Mirrors counters.MemoryCounterStore.step: the request is refused
+# when an enforcing descriptor exceeds a hard window, and then nothing is counted; requests are taken in
+# order, so one that follows another on the same counter sees its increment.
 HIT_SCRIPT = """
 local a = {}
 for token in string.gmatch(ARGV[1], '%S+') do
@@ -63,33 +68,44 @@ local out = {}
 local k = 0
 local p = 1
 while p <= #a do
-  local n, hits, enforce, now = a[p], a[p + 1], a[p + 2] == 1, a[p + 3]
+  local n, hits, now, parts = a[p], a[p + 1], a[p + 2], a[p + 3]
   p = p + 4
+  local expire = p
+  p = p + n
   local values = {}
-  local exceeded = 0
   for i = 1, n do
-    local value = tonumber(redis.call('GET', KEYS[k + i]) or '0')
-    values[i] = value
-    local base = p + (i - 1) * 3
-    local limit = a[base]
-    if exceeded == 0 and a[base + 1] == 1 and limit > 0 and value + hits > limit then
-      exceeded = i
+    values[i] = tonumber(redis.call('GET', KEYS[k + i]) or '0')
+  end
+  local exceeded = {}
+  local refused = false
+  for j = 1, parts do
+    local enforce, m = a[p] == 1, a[p + 1]
+    p = p + 2
+    local e = 0
+    for w = 1, m do
+      local i, limit, hard = a[p], a[p + 1], a[p + 2]
+      p = p + 3
+      if e == 0 and hard == 1 and limit > 0 and values[i] + hits > limit then
+        e = w
+      end
+    end
+    exceeded[j] = e
+    if e > 0 and enforce then
+      refused = true
     end
   end
-  if exceeded > 0 and enforce then
-    out[#out + 1] = 0
-    out[#out + 1] = exceeded
-    for i = 1, n do
+  out[#out + 1] = refused and 0 or 1
+  for j = 1, parts do
+    out[#out + 1] = exceeded[j]
+  end
+  for i = 1, n do
+    if refused then
       out[#out + 1] = values[i]
-    end
-  else
-    out[#out + 1] = exceeded == 0 and 1 or 0
-    out[#out + 1] = exceeded
-    for i = 1, n do
+    else
       local key = KEYS[k + i]
       local value = redis.call('INCRBY', key, hits)
       if value == hits then
-        local ttl = a[p + (i - 1) * 3 + 2] - now
+        local ttl = a[expire + i - 1] - now
         if ttl < 1 then
           ttl = 1
         end
@@ -99,7 +115,6 @@ while p <= #a do
     end
   end
   k = k + n
-  p = p + n * 3
 end
 return out
 """
@@ -129,7 +144,7 @@ class RedisCounterStore:
         )
         self._script = self._redis.register_script(HIT_SCRIPT)
         self._batch: list[_Pending] = []
-        self._specs: dict[int, tuple[Sequence[Window], list[bytes], str]] = {}
+        self._specs: dict[int, tuple[Sequence[Window], list[bytes], str, str]] = {}
         self._in_flight = False
         self._last_hit_at = 0.0
         self._gap = 1.0
@@ -158,31 +173,61 @@ class RedisCounterStore:
         self._metrics.redis_latency(time.perf_counter() - started)
         return list(result)
 
-    def _spec(self, windows: Sequence[Window]) -> tuple[list[bytes], str]:
-        """(keys, per-key script arguments) of a window list. The service hands the same list for
-        every request until one of its windows ends, so this is built once per list, not per request."""
+    def _spec(self, windows: Sequence[Window]) -> tuple[list[bytes], str, str]:
+        """(keys, their expire-at arguments, the descriptor's window arguments) of a window list. The
+        service hands the same list for every request until one of its windows ends, so this is built
+        once per list, not per request."""
         cached = self._specs.get(id(windows))
         if cached is not None and cached[0] is windows:
-            return cached[1], cached[2]
+            return cached[1], cached[2], cached[3]
         keys = [w.key.encode() for w in windows]  # bytes: redis-py sends them without re-encoding
-        spec = " ".join(f"{w.limit} {1 if w.hard else 0} {expire_at(w)}" for w in windows)
+        expires = " ".join(str(expire_at(w)) for w in windows)
+        spec = f"{len(windows)} " + " ".join(
+            f"{i} {w.limit} {1 if w.hard else 0}" for i, w in enumerate(windows, 1)
+        )
         if len(self._specs) >= _SPEC_CACHE_LIMIT:
             self._specs.clear()
         # Holding the list keeps its id from being reused by another list while cached.
-        self._specs[id(windows)] = (windows, keys, spec)
-        return keys, spec
+        self._specs[id(windows)] = (windows, keys, expires, spec)
+        return keys, expires, spec
+
+    def _arguments(
+        self, descriptors: Sequence[DescriptorWindows], hits: int, now: datetime
+    ) -> tuple[list[bytes], str, list[list[int]] | None]:
+        """(keys, the request's part of ARGV, per descriptor its windows' key positions; None = the
+        one descriptor's windows are the keys, in order)."""
+        now_s = int(now.timestamp())
+        if len(descriptors) == 1:
+            keys, expires, spec = self._spec(descriptors[0].windows)
+            enforce = 1 if descriptors[0].enforce else 0
+            return keys, f"{len(keys)} {hits} {now_s} 1 {expires} {enforce} {spec}", None
+        windows, indices = distinct_windows(descriptors)
+        parts = [f"{len(windows)} {hits} {now_s} {len(descriptors)}"]
+        parts += [str(expire_at(w)) for w in windows]
+        for descriptor, own in zip(descriptors, indices, strict=True):
+            parts.append(f"{1 if descriptor.enforce else 0} {len(own)}")
+            parts += [
+                f"{i + 1} {w.limit} {1 if w.hard else 0}"
+                for i, w in zip(own, descriptor.windows, strict=True)
+            ]
+        return [w.key.encode() for w in windows], " ".join(parts), indices
 
     async def hit(
         self, windows: Sequence[Window], hits: int, now: datetime, enforce: bool = True
     ) -> HitResult:
+        (result,) = await self.step((DescriptorWindows(windows, enforce),), hits, now)
+        return result
+
+    async def step(
+        self, descriptors: Sequence[DescriptorWindows], hits: int, now: datetime
+    ) -> list[HitResult]:
         if time.monotonic() < self._down_until:
             self._metrics.redis_error("cooldown")
             raise StoreUnavailable("redis unavailable (cooling down)")
-        keys, spec = self._spec(windows)
-        arg = f"{len(keys)} {hits} {1 if enforce else 0} {int(now.timestamp())} {spec}"
+        keys, arg, indices = self._arguments(descriptors, hits, now)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[int]] = loop.create_future()
-        self._batch.append((keys, arg, future, loop.time()))
+        self._batch.append((keys, arg, future, loop.time(), 1 + len(descriptors) + len(keys)))
         now_l = loop.time()
         # Moving average of the gap between requests (weight 1/8).
         self._gap += (min(now_l - self._last_hit_at, 1.0) - self._gap) / 8
@@ -191,7 +236,15 @@ class RedisCounterStore:
             self._in_flight = True
             self._drain_task = loop.create_task(self._drain(self._linger if self._gap < _LINGER / 2 else 0.0))
         reply = await future
-        return HitResult(reply[0] == 1, reply[1] - 1, tuple(reply[2:]))
+        refused = reply[0] == 0
+        exceeded = reply[1 : 1 + len(descriptors)]
+        counts = reply[1 + len(descriptors) :]
+        if indices is None:
+            return [HitResult(not refused and exceeded[0] == 0, exceeded[0] - 1, tuple(counts))]
+        return [
+            HitResult(not refused and e == 0, e - 1, tuple(counts[i] for i in own))
+            for e, own in zip(exceeded, indices, strict=True)
+        ]
 
     async def _drain(self, linger: float) -> None:
         try:
@@ -222,13 +275,12 @@ class RedisCounterStore:
             # Never leave a request waiting: whatever went wrong, every caller gets its answer now.
             if not isinstance(exc, StoreUnavailable):
                 log.exception("redis batch failed")
-            for _, _, future, _ in batch:
+            for _, _, future, _, _ in batch:
                 if not future.done():
                     future.set_exception(StoreUnavailable(f"redis hit failed: {type(exc).__name__}"))
             return
         at = 0
-        for keys, _, future, _ in batch:
-            size = len(keys) + 2
+        for _, _, future, _, size in batch:
             if not future.done():
                 future.set_result(reply[at : at + size])  # type: ignore[arg-type]
             at += size
@@ -238,6 +290,16 @@ class RedisCounterStore:
             return []
         values = await self._call("read", lambda: self._redis.mget(list(keys)))
         return [int(v) if v is not None else 0 for v in values]  # type: ignore[call-overload]
+
+    async def forget(self, keys: Sequence[str]) -> None:
+        if not keys:
+            return
+        # The counters expire by themselves; forgetting only frees memory sooner.
+        with contextlib.suppress(StoreUnavailable):
+            await self._call("forget", lambda: self._delete(keys))
+
+    async def _delete(self, keys: Sequence[str]) -> list[object]:
+        return [await self._redis.delete(*keys)]
 
     async def ping(self) -> bool:
         try:

@@ -3,12 +3,20 @@
 Descriptors (built by Envoy from the ext_authz dynamic metadata, see xds/ and throttle.envoy_config):
 one descriptor per request with the entries subscription_id, plan_id, application_id, api_id.
 
+A request is ONE atomic step over every window of all its descriptors (counters.CounterStore.step): a
+request refused by any descriptor consumes nothing in any window, and descriptors naming the same
+subscription are counted once and answered alike (one request carrying a subscription 10,000 times
+used to use up its minute allowance). Each descriptor still gets its own status, in order.
+
 Defined answers for what does not fit:
-- empty domain, no descriptors, hits above MAX_HITS → InvalidRequest (gRPC INVALID_ARGUMENT; Envoy
-  then applies its failure mode). Nothing is counted.
+- empty domain, no descriptors, more than MAX_DESCRIPTORS descriptors, hits above MAX_HITS →
+  InvalidRequest (gRPC INVALID_ARGUMENT; Envoy then applies its failure mode). Nothing is counted.
 - a descriptor without subscription_id, or of another domain → OK, no limit, nothing counted.
 - a subscription this replica does not know yet (just created, snapshot reloading) → the plan named
   by the descriptor's plan_id, calendar-month period; an unknown plan → OK, only the period counted.
+  Such provisional subscriptions are counted in a bounded space: the MAX_PROVISIONAL_SUBSCRIPTIONS most
+  recently seen; the counters of one pushed out are forgotten (made-up ids from one caller used to be
+  kept for a month: 100k of them cost 176 MB).
 - counters unreachable → failure mode "allow": OK with dynamic metadata store_unavailable=true;
   "deny": StoreUnavailable (gRPC UNAVAILABLE; Envoy's failure_mode_deny answers 503).
 """
@@ -16,14 +24,23 @@ Defined answers for what does not fit:
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from throttle.counters import CounterStore, StoreUnavailable
+from throttle.counters import CounterStore, DescriptorWindows, HitResult, StoreUnavailable
 from throttle.index import ThrottleIndex
-from throttle.limits import PERIOD, Clock, SharedLimits, Window, system_clock, windows_for
+from throttle.limits import (
+    PERIOD,
+    SUBSCRIPTION,
+    Clock,
+    SharedLimits,
+    Window,
+    system_clock,
+    windows_for,
+)
 from throttle.metrics import ThrottleMetrics
 from tollway import envoy_contract as contract
 from tollway.catalog.limits import PlanLimits
@@ -32,6 +49,12 @@ from tollway.vocabulary import FailureMode
 _WINDOW_CACHE_LIMIT = 100_000
 # hits_addend is uint32 on the wire (uint64 per descriptor); anything this large is a bug upstream.
 MAX_HITS = 1_000_000_000
+# Tollway's own routes send exactly one descriptor per request; a few more leave room for an operator's
+# extra rate_limits on a route, and keep one call's work small (10,000 descriptors used to take
+# 460-850 ms, holding up the calls beside it past Envoy's timeout).
+MAX_DESCRIPTORS = 8
+# Subscriptions not in the snapshot (yet) counted at once; a just-created one is loaded within seconds.
+MAX_PROVISIONAL_SUBSCRIPTIONS = 1_000
 
 # Decision.metadata becomes the RLS dynamic metadata, which Envoy stores under
 # contract.RATELIMIT_NAMESPACE where the access log (usage/) reads it; its keys are the ratelimit
@@ -99,6 +122,31 @@ class UnknownSubscription(LookupError):
     pass
 
 
+@dataclass(frozen=True, slots=True)
+class _Resolved:
+    """One subscription's part of a request."""
+
+    subscription_id: str
+    # The plan as the snapshot knows it; the descriptor's plan id when the plan is unknown.
+    plan_id: str
+    plan: PlanLimits | None
+    windows: list[Window]
+
+    @property
+    def shadow(self) -> bool:
+        return bool(self.plan and self.plan.shadow_mode)
+
+    @property
+    def metrics_plan(self) -> str:
+        # Only plans the snapshot knows become a metrics label: a caller cannot add labels at will.
+        return self.plan_id if self.plan else ""
+
+
+# Resolved windows and when they stop being valid: (snapshot, fallback source, valid from, valid until
+# (POSIX s), resolved).
+_Cached = tuple[object, tuple[str, str, str] | None, float, float, _Resolved]
+
+
 class ThrottleService:
     def __init__(
         self,
@@ -116,51 +164,69 @@ class ThrottleService:
         self.failure_mode = FailureMode(failure_mode)
         self.clock = clock
         self.metrics = metrics or ThrottleMetrics()
-        # subscription → (snapshot, fallback source, valid from, valid until (POSIX s), plan id, plan,
-        # windows):
-        # a request's windows only change when one of them ends or the snapshot is swapped (a plan,
-        # subscription or shared-limit change), so the hot path rarely rebuilds them.
-        self._windows: dict[
-            str,
-            tuple[object, tuple[str, str, str] | None, float, float, str, PlanLimits | None, list[Window]],
-        ] = {}
+        # Subscriptions of the snapshot: a request's windows only change when one of them ends or the
+        # snapshot is swapped (a plan, subscription or shared-limit change), so the hot path rarely
+        # rebuilds them.
+        self._windows: dict[str, _Cached] = {}
+        # Subscriptions not in the snapshot, least recently seen first (bounded, see the docstring).
+        self._provisional: OrderedDict[str, _Cached] = OrderedDict()
 
-    def _resolve(
-        self, entries: Mapping[str, str], now: datetime
-    ) -> tuple[str, str, PlanLimits | None, list[Window]]:
-        """(subscription id, plan id, plan limits, windows) of a descriptor; subscription id "" when the
-        descriptor is not ours."""
-        subscription_id = entries.get(contract.SUBSCRIPTION_ID, "")
-        if not subscription_id:
-            return "", "", None, []
+    def _resolve(self, subscription_id: str, entries: Mapping[str, str], now: datetime) -> _Resolved:
         snapshot = self.index.snapshot
+        known = subscription_id in snapshot.subscriptions
         # A subscription this replica does not know yet is resolved from the descriptor's own entries.
         source = (
             None
-            if subscription_id in snapshot.subscriptions
+            if known
             else (
                 entries.get(contract.PLAN_ID, ""),
                 entries.get(contract.API_ID, ""),
                 entries.get(contract.APPLICATION_ID, ""),
             )
         )
+        cache = self._windows if known else self._provisional
+        if known and self._provisional:
+            self._provisional.pop(subscription_id, None)  # loaded since: its counters are its own now
         now_ts = now.timestamp()
-        cached = self._windows.get(subscription_id)
+        cached = cache.get(subscription_id)
         if (
             cached is not None
             and cached[0] is snapshot
             and cached[1] == source
             and cached[2] <= now_ts < cached[3]
         ):
-            return subscription_id, cached[4], cached[5], cached[6]
+            if not known:
+                self._provisional.move_to_end(subscription_id)
+            return cached[4]
         plan_id, plan, anchor, shared = self._plan_for(subscription_id, entries)
         windows = windows_for(subscription_id, plan, now, anchor, shared)
-        if len(self._windows) >= _WINDOW_CACHE_LIMIT:
-            self._windows.clear()
-        valid_from = max(w.start for w in windows).timestamp()
-        valid_until = min(w.end for w in windows).timestamp()
-        self._windows[subscription_id] = (snapshot, source, valid_from, valid_until, plan_id, plan, windows)
-        return subscription_id, plan_id, plan, windows
+        resolved = _Resolved(
+            subscription_id, plan_id if plan else entries.get(contract.PLAN_ID, ""), plan, windows
+        )
+        entry = (
+            snapshot,
+            source,
+            max(w.start for w in windows).timestamp(),
+            min(w.end for w in windows).timestamp(),
+            resolved,
+        )
+        if known:
+            if len(self._windows) >= _WINDOW_CACHE_LIMIT:
+                self._windows.clear()
+            self._windows[subscription_id] = entry
+        else:
+            self._provisional[subscription_id] = entry
+            self._provisional.move_to_end(subscription_id)
+        return resolved
+
+    def _evicted_provisional(self) -> list[str]:
+        """Counter keys of the provisional subscriptions beyond the bound, which are dropped. Only a
+        subscription's own windows: an API's or application's shared counters stay."""
+        keys: list[str] = []
+        while len(self._provisional) > MAX_PROVISIONAL_SUBSCRIPTIONS:
+            _, (*_, resolved) = self._provisional.popitem(last=False)
+            keys += [w.key for w in resolved.windows if w.scope == SUBSCRIPTION]
+        return keys
 
     def _plan_for(
         self, subscription_id: str, entries: Mapping[str, str]
@@ -189,50 +255,92 @@ class ThrottleService:
             raise InvalidRequest("domain is empty")
         if not descriptors:
             raise InvalidRequest("no descriptors")
+        if len(descriptors) > MAX_DESCRIPTORS:
+            raise InvalidRequest(f"{len(descriptors)} descriptors exceed the limit of {MAX_DESCRIPTORS}")
         hits = hits or 1  # Envoy: an unset hits_addend means 1
         if hits > MAX_HITS:
             raise InvalidRequest(f"hits_addend {hits} exceeds {MAX_HITS}")
         now = self.clock()
         decision = Decision(False, [], now)
+        # Each distinct subscription once; per descriptor, its subscription's place (-1: not ours).
+        parts: list[_Resolved] = []
+        place: dict[str, int] = {}
+        places: list[int] = []
         for entries in descriptors:
-            decision.outcomes.append(await self._one(domain, entries, hits, now, decision))
+            subscription_id = (
+                entries.get(contract.SUBSCRIPTION_ID, "") if domain == contract.RLS_DOMAIN else ""
+            )
+            if not subscription_id:
+                places.append(-1)
+                continue
+            at = place.get(subscription_id)
+            if at is None:
+                at = place[subscription_id] = len(parts)
+                parts.append(self._resolve(subscription_id, entries, now))
+            places.append(at)
+        evicted = (
+            self._evicted_provisional() if len(self._provisional) > MAX_PROVISIONAL_SUBSCRIPTIONS else []
+        )
+        outcomes = await self._step(parts, hits, now, decision) if parts else []
+        if evicted:
+            await self.store.forget(evicted)
+        for at in places:
+            if at < 0:
+                self.metrics.decision("", "unknown")
+                decision.outcomes.append(UNLIMITED)
+            else:
+                decision.outcomes.append(outcomes[at])
+        if parts:
+            decision.plan_id = parts[0].plan_id
+        if decision.exceeded is not None:
+            # usage/ files the throttled-out request under the window that fired.
+            decision.metadata[contract.WINDOW] = decision.exceeded.name
         return decision
 
-    async def _one(
-        self, domain: str, entries: Mapping[str, str], hits: int, now: datetime, decision: Decision
-    ) -> Outcome:
-        subscription_id, plan_id, plan, windows = (
-            self._resolve(entries, now) if domain == contract.RLS_DOMAIN else ("", "", None, [])
-        )
-        if not subscription_id:
-            self.metrics.decision("", "unknown")
-            return UNLIMITED
-        # A plan's id as the snapshot knows it; the descriptor's when the plan is unknown.
-        plan_id = plan_id if plan else entries.get(contract.PLAN_ID, "")
-        decision.plan_id = decision.plan_id or plan_id
-        shadow = bool(plan and plan.shadow_mode)
+    async def _step(
+        self, parts: list[_Resolved], hits: int, now: datetime, decision: Decision
+    ) -> list[Outcome]:
+        """One atomic store step for all of a request's subscriptions; their outcomes, in order."""
         try:
-            result = await self.store.hit(windows, hits, now, enforce=not shadow)
+            results = await self.store.step(
+                [DescriptorWindows(part.windows, not part.shadow) for part in parts], hits, now
+            )
         except StoreUnavailable:
             if self.failure_mode == FailureMode.DENY:
-                self.metrics.decision(plan_id, "store_unavailable_denied")
+                for part in parts:
+                    self.metrics.decision(part.metrics_plan, "store_unavailable_denied")
                 raise
-            self.metrics.decision(plan_id, "store_unavailable_allowed")
+            for part in parts:
+                self.metrics.decision(part.metrics_plan, "store_unavailable_allowed")
             decision.metadata[contract.STORE_UNAVAILABLE] = True
-            return UNLIMITED
+            return [UNLIMITED] * len(parts)
+        refused = any(
+            result.exceeded >= 0 and not part.shadow for part, result in zip(parts, results, strict=True)
+        )
+        return [
+            self._outcome(part, result, refused, hits, decision)
+            for part, result in zip(parts, results, strict=True)
+        ]
+
+    def _outcome(
+        self, part: _Resolved, result: HitResult, refused: bool, hits: int, decision: Decision
+    ) -> Outcome:
+        windows = part.windows
+        plan_label = part.metrics_plan
         if result.exceeded >= 0:
             exceeded = windows[result.exceeded]
-            if not shadow:
-                self.metrics.decision(plan_id, "over_limit")
+            if not part.shadow:
+                self.metrics.decision(plan_label, "over_limit")
                 decision.over_limit = True
                 if decision.exceeded is None:
                     decision.exceeded = exceeded
-                    # usage/ files the throttled-out request under the window that fired.
-                    decision.metadata[contract.WINDOW] = exceeded.name
                 return Outcome(True, exceeded, max(exceeded.limit - result.counts[result.exceeded], 0))
-            self.metrics.decision(plan_id, "shadow_over_limit")
-            decision.metadata.update({contract.SHADOW_OVER_LIMIT: True, contract.WINDOW: exceeded.name})
-        # Admitted: report the limited window with the least room left.
+            self.metrics.decision(plan_label, "shadow_over_limit")
+            decision.metadata[contract.SHADOW_OVER_LIMIT] = True
+            if not refused:
+                decision.metadata[contract.WINDOW] = exceeded.name
+        # Within its limits: report the limited window with the least room left (counted, or as it
+        # stands when another descriptor refused the request).
         reported: Window | None = None
         remaining = 0
         for window, count in zip(windows, result.counts, strict=True):
@@ -241,14 +349,17 @@ class ThrottleService:
             room = max(window.limit - count, 0)
             if reported is None or room < remaining:
                 reported, remaining = window, room
-            if window.name == PERIOD and not window.hard and count > window.limit:
+            if not refused and window.name == PERIOD and not window.hard and count > window.limit:
                 decision.metadata.update(
                     {contract.OVERAGE: True, contract.OVERAGE_HITS: min(hits, count - window.limit)}
                 )
-                if not decision.over_limit:  # a denied request keeps the window that denied it
-                    decision.metadata[contract.WINDOW] = window.name
-        if result.exceeded < 0:
-            self.metrics.decision(plan_id, "overage" if decision.metadata.get(contract.OVERAGE) else "ok")
+                decision.metadata[contract.WINDOW] = window.name
+        if refused:
+            if result.exceeded < 0:
+                # Refused by another of the request's descriptors: nothing of this one was counted.
+                self.metrics.decision(plan_label, "over_limit")
+        elif result.exceeded < 0:
+            self.metrics.decision(plan_label, "overage" if decision.metadata.get(contract.OVERAGE) else "ok")
         return Outcome(False, reported, remaining)
 
     async def quota(self, subscription_id: str, at: datetime | None = None) -> QuotaReport:

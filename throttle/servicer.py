@@ -9,17 +9,19 @@ problem+json body naming the exceeded window; Envoy 1.40 sends `raw_body` as the
 from __future__ import annotations
 
 import json
-import logging
-from datetime import UTC
+from datetime import UTC, datetime
 
 import grpc
 from envoy.config.core.v3.base_pb2 import HeaderValue
 from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
 from google.protobuf.duration_pb2 import Duration
+from google.protobuf.message import DecodeError
 from google.protobuf.struct_pb2 import Struct
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from throttle.counters import StoreUnavailable
 from throttle.limits import API, APPLICATION, DAY, HOUR, MINUTE, PERIOD, SECOND, SUBSCRIPTION
+from throttle.rls_request import MAX_REQUEST_BYTES, Parts, ProblemLog, RequestPartsCache, read_parts
 from throttle.service import (
     Decision,
     InvalidRequest,
@@ -35,8 +37,6 @@ from tollway.errors import InvalidArgument, NotFound, Unavailable, map_grpc_erro
 from tollway.protoconv import timestamp
 from tollway.throttle.v1 import throttle_pb2, throttle_pb2_grpc
 from tollway.vocabulary import LimitScope
-
-log = logging.getLogger(__name__)
 
 RateLimit = rls_pb2.RateLimitResponse.RateLimit
 _UNITS = {
@@ -141,55 +141,73 @@ def rate_limit_response(decision: Decision) -> rls_pb2.RateLimitResponse:
     return response
 
 
-_PARTS_CACHE_LIMIT = 100_000
-# serialized request → its parts. Envoy sends the same few descriptors over and over; reading a fresh
-# message's fields through the protobuf wrappers costs several times what serializing it does.
-_parts_cache: dict[bytes, tuple[str, list[dict[str, str]], int]] = {}
-
-
-def request_parts(request: rls_pb2.RateLimitRequest) -> tuple[str, list[dict[str, str]], int]:
-    """(domain, descriptors as entry maps, hits). A descriptor's own hits_addend wins over the request's.
-    The result is shared by equal requests: callers must not modify it."""
-    key = request.SerializeToString(deterministic=True)
-    parts = _parts_cache.get(key)
-    if parts is None:
-        if len(_parts_cache) >= _PARTS_CACHE_LIMIT:
-            _parts_cache.clear()
-        parts = _parts_cache[key] = _read_parts(request)
-    return parts
-
-
-def _read_parts(request: rls_pb2.RateLimitRequest) -> tuple[str, list[dict[str, str]], int]:
-    hits = request.hits_addend
-    descriptors = []
-    for descriptor in request.descriptors:
-        descriptors.append({entry.key: entry.value for entry in descriptor.entries})
-        if descriptor.HasField("hits_addend"):
-            hits = descriptor.hits_addend.value
-    return request.domain, descriptors, hits
-
-
 class RateLimitServicer(rls_pb2_grpc.RateLimitServiceServicer):  # type: ignore[misc]  # Envoy ships no types
-    def __init__(self, service: ThrottleService) -> None:
+    """Registered with `add_rate_limit_service` the request arrives undecoded, so a message that does
+    not decode is answered INVALID_ARGUMENT here rather than failing inside gRPC; registered with the
+    generated `add_RateLimitServiceServicer_to_server` it arrives decoded, and is answered the same."""
+
+    def __init__(self, service: ThrottleService, parts_cache: RequestPartsCache | None = None) -> None:
         self.service = service
+        self.parts_cache = parts_cache if parts_cache is not None else RequestPartsCache()
+        self.problems = ProblemLog()
+
+    def _parts(self, request: rls_pb2.RateLimitRequest | bytes) -> tuple[bytes, Parts]:
+        """(cache key, parts); InvalidRequest when the request is oversized or does not decode."""
+        if isinstance(request, bytes):
+            key = request
+            if len(key) > MAX_REQUEST_BYTES:
+                raise InvalidRequest(f"request of {len(key)} bytes exceeds {MAX_REQUEST_BYTES}")
+            parts = self.parts_cache.get(key)
+            if parts is not None:
+                return key, parts
+            message = rls_pb2.RateLimitRequest()
+            try:
+                message.ParseFromString(key)
+            except DecodeError:
+                raise InvalidRequest("request is not a RateLimitRequest") from None
+            return key, read_parts(message)
+        size = request.ByteSize()
+        if size > MAX_REQUEST_BYTES:
+            raise InvalidRequest(f"request of {size} bytes exceeds {MAX_REQUEST_BYTES}")
+        key = request.SerializeToString(deterministic=True)
+        return key, self.parts_cache.get(key) or read_parts(request)
 
     async def ShouldRateLimit(
         self,
-        request: rls_pb2.RateLimitRequest,
+        request: rls_pb2.RateLimitRequest | bytes,
         context: grpc.aio.ServicerContext[rls_pb2.RateLimitRequest, rls_pb2.RateLimitResponse],
     ) -> rls_pb2.RateLimitResponse:
-        domain, descriptors, hits = request_parts(request)
         try:
+            key, parts = self._parts(request)
+            domain, descriptors, hits = parts
             decision = await self.service.should_rate_limit(domain, descriptors, hits)
         except InvalidRequest as exc:
+            self.problems.note("invalid", str(exc))
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except StoreUnavailable:
             # Failure mode "deny": Envoy's failure_mode_deny turns this into its status_on_error.
             await context.abort(grpc.StatusCode.UNAVAILABLE, "rate-limit counters unavailable")
-        except Exception:
-            log.exception("ShouldRateLimit failed")
+        except Exception as exc:
+            self.problems.note("failed", type(exc).__name__, traceback=True)
             await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+        # Accepted: worth keeping for the next equal request.
+        self.parts_cache.put(key, parts)
         return rate_limit_response(decision)
+
+
+def add_rate_limit_service(servicer: RateLimitServicer, server: grpc.aio.Server) -> None:
+    """Registers ShouldRateLimit taking the request's bytes undecoded (see RateLimitServicer)."""
+    handler = grpc.unary_unary_rpc_method_handler(
+        servicer.ShouldRateLimit,
+        request_deserializer=None,
+        response_serializer=rls_pb2.RateLimitResponse.SerializeToString,
+    )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(_RLS_SERVICE, {"ShouldRateLimit": handler}),)
+    )
+
+
+_RLS_SERVICE = rls_pb2.DESCRIPTOR.services_by_name["RateLimitService"].full_name
 
 
 def _quota_window(usage: WindowUsage) -> throttle_pb2.QuotaWindow:
@@ -226,6 +244,20 @@ def _stored_scope(scope: throttle_pb2.LimitScope) -> str:
         throttle_pb2.LIMIT_SCOPE_API: LimitScope.API.stored,
         throttle_pb2.LIMIT_SCOPE_APPLICATION: LimitScope.APPLICATION.stored,
     }.get(scope, str(scope))
+
+
+# The latest `at` whose billing period (a month after, at most) still ends in a representable year.
+_LATEST_QUOTA_TIME = datetime(9999, 12, 1, tzinfo=UTC)
+
+
+def _quota_time(at: Timestamp) -> datetime:
+    """A quota query's `at`; InvalidArgument outside 1970-01-01 .. 9999-11-30 (a year such as 9999
+    used to fail inside the period arithmetic as INTERNAL)."""
+    if at.seconds < 0:
+        raise InvalidArgument("at must not be before 1970")
+    if at.seconds >= int(_LATEST_QUOTA_TIME.timestamp()) or not 0 <= at.nanos <= 999_999_999:
+        raise InvalidArgument("at must be a valid time before 9999-12-01T00:00:00Z")
+    return at.ToDatetime(tzinfo=UTC)
 
 
 @map_grpc_errors
@@ -282,9 +314,7 @@ class QuotaServicer(throttle_pb2_grpc.QuotaServiceServicer):
     ) -> throttle_pb2.GetSubscriptionQuotaResponse:
         if not request.subscription_id:
             raise InvalidArgument("subscription_id is required")
-        if request.HasField("at") and request.at.seconds < 0:
-            raise InvalidArgument("at must not be before 1970")
-        at = request.at.ToDatetime(tzinfo=UTC) if request.HasField("at") else None
+        at = _quota_time(request.at) if request.HasField("at") else None
         try:
             report = await self.service.quota(request.subscription_id, at)
         except UnknownSubscription:

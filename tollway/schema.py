@@ -193,6 +193,20 @@ class TrafficLimit(SQLModel, table=True):
     updated_at: datetime = _timestamp()
 
 
+class ThrottleMemoryReplica(SQLModel, table=True):
+    """A running throttle replica that keeps its counters in memory (TOLLWAY_RATELIMIT_STORE=memory),
+    and its heartbeat. Two live ones on one database would each admit a plan's whole limit, so a
+    second one refuses to start (throttle/replicas.py)."""
+
+    __tablename__ = "throttle_memory_replica"
+
+    id: str = Field(primary_key=True)
+    host: str = ""
+    pid: int = 0
+    started_at: datetime = _timestamp()
+    last_seen: datetime = _timestamp()
+
+
 class ChangeRevision(SQLModel, table=True):
     """A counter bumped first in every transaction that changes what replicas hold: its row lock (and
     SQLite's write lock) orders those writers, so change-log sequence numbers follow commit order."""

@@ -1,6 +1,7 @@
 """The admit rule is written twice: in Python (counters.decide, MemoryCounterStore) and in Lua
-(redis_store.HIT_SCRIPT). Random sequences of hits go to both stores, and every decision and count
-must be the same, so the two copies cannot drift apart. The Redis side runs against the real Redis at
+(redis_store.HIT_SCRIPT). Random sequences of requests, each of one to three descriptors (a
+subscription may repeat, shadow and enforcing ones mixed), go to both stores, and every decision and
+count must be the same, so the two copies cannot drift apart. The Redis side runs against the real Redis at
 127.0.0.1:6379.
 
 Both stores take the request's time as an argument, so one hand-moved clock drives both: time jumps
@@ -20,7 +21,7 @@ from hypothesis import strategies as st
 from redis.asyncio import Redis
 
 from tests.throttle.throttle_fixtures import SHARED_REDIS_URL, unique
-from throttle.counters import HitResult, MemoryCounterStore
+from throttle.counters import DescriptorWindows, HitResult, MemoryCounterStore
 from throttle.limits import SharedLimits, Window, windows_for
 from throttle.redis_store import RedisCounterStore
 from tollway.catalog.limits import PlanLimits
@@ -46,16 +47,19 @@ plans = st.builds(
 
 @dataclass(frozen=True)
 class Hit:
-    subscription: int  # index into the example's subscriptions
+    # Per descriptor: index into the example's subscriptions, and whether it enforces (not shadow).
+    descriptors: tuple[tuple[int, bool], ...]
     hits: int
-    enforce: bool
 
 
 hit = st.builds(
     Hit,
-    subscription=st.integers(0, SUBSCRIPTIONS - 1),
+    descriptors=st.lists(
+        st.tuples(st.integers(0, SUBSCRIPTIONS - 1), st.sampled_from((True, True, True, False))),
+        min_size=1,
+        max_size=3,
+    ).map(tuple),
     hits=st.integers(1, 4),
-    enforce=st.sampled_from((True, True, True, False)),
 )
 # One step: the clock moves, then a few requests arrive together (one Redis batch).
 steps = st.lists(
@@ -94,15 +98,18 @@ async def test_memory_and_redis_stores_decide_and_count_alike(
     try:
         for step, (advance, hits) in enumerate(sequence):
             now += timedelta(seconds=advance)
-            requests = [(windows(h.subscription, now), h) for h in hits]
-            keys.update(w.key for request_windows, _ in requests for w in request_windows)
+            requests = [
+                ([DescriptorWindows(windows(index, now), enforce) for index, enforce in h.descriptors], h)
+                for h in hits
+            ]
+            keys.update(w.key for parts, _ in requests for part in parts for w in part.windows)
             # Concurrent, as the service issues them: the memory store answers them in call order, the
             # Redis store in one script call that takes them in the same order.
-            from_memory: list[HitResult] = await asyncio.gather(
-                *(memory.hit(w, h.hits, now, h.enforce) for w, h in requests)
+            from_memory: list[list[HitResult]] = await asyncio.gather(
+                *(memory.step(parts, h.hits, now) for parts, h in requests)
             )
-            from_redis: list[HitResult] = await asyncio.gather(
-                *(redis.hit(w, h.hits, now, h.enforce) for w, h in requests)
+            from_redis: list[list[HitResult]] = await asyncio.gather(
+                *(redis.step(parts, h.hits, now) for parts, h in requests)
             )
             assert from_redis == from_memory, f"step {step} at {now.isoformat()}: {hits}"
             current = sorted({w.key for index in range(SUBSCRIPTIONS) for w in windows(index, now)})
