@@ -14,6 +14,8 @@ from typing import Any
 
 import grpc
 import pytest
+from envoy.config.core.v3 import base_pb2
+from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -343,7 +345,30 @@ async def test_undecodable_messages_leave_a_rate_limited_summary_and_no_tracebac
                 pass
         assert caught.value.code() == Code.INVALID_ARGUMENT, caught.value.details()
 
+    # Access logs: streams whose messages are garbage, each refused.
+    access_logs = running.envoy_facing.stream_unary(
+        "/envoy.service.accesslog.v3.AccessLogService/StreamAccessLogs",
+        request_serializer=None,
+        response_deserializer=None,
+    )
+    for _ in range(20):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await access_logs(iter([GARBAGE]))
+        assert caught.value.code() == Code.INVALID_ARGUMENT, caught.value.details()
+    # ADS: one stream asking again and again for a type Tollway does not serve.
+    unknown = discovery_pb2.DiscoveryRequest(
+        node=base_pb2.Node(id="looping"), type_url="type.googleapis.com/unknown.Type"
+    )
+    stream = ads()
+    for _ in range(30):
+        await stream.write(unknown.SerializeToString())
+    await stream.done_writing()
+    async for _response in stream:
+        pass
+
     assert not [record for record in caplog.records if record.exc_info or "Traceback" in record.getMessage()]
+    unknown_type = [record for record in caplog.records if "does not serve" in record.getMessage()]
+    assert len(unknown_type) == 1
     summaries = [record for record in caplog.records if "undecodable" in record.getMessage()]
     # One report per method within the interval (the counts follow in the next one).
     assert 1 <= len(summaries) <= 4, [record.getMessage() for record in summaries]
