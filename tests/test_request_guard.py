@@ -4,12 +4,16 @@ rate-limited log, the timestamp helper the servicers share, and the keepalive po
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
+import grpc
 import pytest
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from tests.support import grpc_server
 from tollway.billing.v1 import billing_pb2
 from tollway.catalog.v1 import catalog_pb2
 from tollway.envoy import bootstrap_config
@@ -17,7 +21,13 @@ from tollway.envoy_resources import HTTP_PROTOCOL_OPTIONS, grpc_service_cluster
 from tollway.errors import InvalidArgument
 from tollway.keepalive import KEEPALIVE, KeepalivePolicy
 from tollway.protoconv import to_datetime
-from tollway.request_guard import MAX_FIELD_VALUES, MAX_STRING_CHARS, RateLimitedLog, request_problem
+from tollway.request_guard import (
+    MAX_FIELD_VALUES,
+    MAX_STRING_CHARS,
+    RateLimitedLog,
+    RequestGuardInterceptor,
+    request_problem,
+)
 
 
 @pytest.mark.parametrize(
@@ -106,3 +116,55 @@ def test_envoy_keepalive_and_the_servers_agree() -> None:
     assert KEEPALIVE.envoy_timeout <= 10 and options["grpc.keepalive_timeout_ms"] <= 10_000
     with pytest.raises(ValueError, match="too_many_pings"):
         KeepalivePolicy(envoy_interval=5, server_min_ping_interval=10)
+
+
+async def test_streaming_handlers_pass_through_the_guard() -> None:
+    """Server streams (billing's WatchPendingSubscriptions) and client streams (ADS, access logs) are
+    served as before, and a bad message in a client stream ends the call INVALID_ARGUMENT."""
+    request_type, response_type = catalog_pb2.CreatePlanRequest, catalog_pb2.CreatePlanResponse
+
+    async def server_stream(
+        request: catalog_pb2.CreatePlanRequest, context: object
+    ) -> AsyncIterator[catalog_pb2.CreatePlanResponse]:
+        for _ in range(3):
+            yield response_type(plan=request.plan)
+
+    async def bidi_stream(
+        requests: AsyncIterator[catalog_pb2.CreatePlanRequest], context: object
+    ) -> AsyncIterator[catalog_pb2.CreatePlanResponse]:
+        async for request in requests:
+            yield response_type(plan=request.plan)
+
+    async def client_stream(requests: AsyncIterator[catalog_pb2.CreatePlanRequest], context: object) -> Any:
+        names = [request.plan.name async for request in requests]
+        return response_type(plan=catalog_pb2.Plan(name=",".join(names)))
+
+    decode, encode = request_type.FromString, response_type.SerializeToString
+    handlers = {
+        "ServerStream": grpc.unary_stream_rpc_method_handler(server_stream, decode, encode),
+        "Bidi": grpc.stream_stream_rpc_method_handler(bidi_stream, decode, encode),
+        "ClientStream": grpc.stream_unary_rpc_method_handler(client_stream, decode, encode),
+    }
+
+    def register(server: grpc.aio.Server) -> None:
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Guarded", handlers),))
+
+    good = request_type(plan=catalog_pb2.Plan(name="gold"))
+    bad = request_type(plan=catalog_pb2.Plan(name="g\x00ld"))
+    async with grpc_server(register, interceptors=(RequestGuardInterceptor(validate=True),)) as channel:
+        serialize, parse = request_type.SerializeToString, response_type.FromString
+        server_call = channel.unary_stream("/test.Guarded/ServerStream", serialize, parse)
+        assert [r.plan.name async for r in server_call(good)] == ["gold"] * 3
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            _ = [r async for r in server_call(bad)]
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        bidi = channel.stream_stream("/test.Guarded/Bidi", serialize, parse)
+        assert [r.plan.name async for r in bidi(iter([good, good]))] == ["gold", "gold"]
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            _ = [r async for r in bidi(iter([good, bad]))]
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        client = channel.stream_unary("/test.Guarded/ClientStream", serialize, parse)
+        assert (await client(iter([good, good]))).plan.name == "gold,gold"
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await client(iter([good, bad]))
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
