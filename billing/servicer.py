@@ -16,8 +16,8 @@ from billing.reconcile import AdmittedCounts, NoLimiter, reconcile
 from billing.store import BillingRepository, InvoiceView
 from tollway.billing.v1 import billing_pb2, billing_pb2_grpc
 from tollway.errors import InvalidArgument, map_grpc_errors, status_for
-from tollway.protoconv import subscription_to_proto, timestamp
-from tollway.schema import SubscriptionEvent, as_utc
+from tollway.protoconv import subscription_to_proto, timestamp, to_datetime
+from tollway.schema import SubscriptionEvent
 
 _COMPLETENESS = {
     "COMPLETE": billing_pb2.USAGE_COMPLETENESS_COMPLETE,
@@ -85,17 +85,14 @@ def counts_to_proto(usage: pr.Usage) -> billing_pb2.UsageCounts:
     return billing_pb2.UsageCounts(**usage.to_json())
 
 
-def _time(stamp: Timestamp, present: bool) -> datetime | None:
-    if not present:
-        return None
-    value = as_utc(stamp.ToDatetime())
-    assert value is not None
-    return value
+def _time(stamp: Timestamp, present: bool, field: str) -> datetime | None:
+    """A request's optional instant; out of range is INVALID_ARGUMENT naming the field."""
+    return to_datetime(stamp, field) if present else None
 
 
 def _period(request: object, required: bool) -> Period | None:
-    start = _time(request.period_start, request.HasField("period_start"))  # type: ignore[attr-defined]
-    end = _time(request.period_end, request.HasField("period_end"))  # type: ignore[attr-defined]
+    start = _time(request.period_start, request.HasField("period_start"), "period_start")  # type: ignore[attr-defined]
+    end = _time(request.period_end, request.HasField("period_end"), "period_end")  # type: ignore[attr-defined]
     if start is None and end is None:
         if required:
             raise InvalidArgument("period_start and period_end are required")
@@ -145,7 +142,7 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
         period = _period(request, required=False)
         if period is None:
             subscription = await self.repository.get_subscription(request.subscription_id)
-            at = _time(request.at, request.HasField("at")) or self.repository.now()
+            at = _time(request.at, request.HasField("at"), "at") or self.repository.now()
             period = period_containing(at, subscription.billing_anchor_day)
         rows = await self.repository.usage_summary(request.subscription_id, period)
         total = sum((row.usage for row in rows), pr.Usage())
@@ -315,7 +312,7 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
             billing_pb2.ReconcileUsageRequest, billing_pb2.ReconcileUsageResponse
         ],
     ) -> billing_pb2.ReconcileUsageResponse:
-        at = _time(request.at, request.HasField("at")) or self.repository.now()
+        at = _time(request.at, request.HasField("at"), "at") or self.repository.now()
         results = await reconcile(
             self.repository, self.limiter, at, request.application_id, request.subscription_id
         )

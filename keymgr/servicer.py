@@ -24,6 +24,7 @@ from google.rpc import code_pb2, status_pb2
 from keymgr.decision import Allowed, AuthzRequest, Denied, decide
 from keymgr.index import KeyIndex, KeySnapshot
 from tollway import envoy_contract as contract
+from tollway.request_guard import RateLimitedLog
 from tollway.schema import utcnow
 
 log = logging.getLogger(__name__)
@@ -163,6 +164,9 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):  # ty
         self._index = index
         self._secret = key_hash_secret
         self._clock = clock
+        # A request that trips the decision repeats as fast as a client sends it: one line per
+        # interval and place, with a count.
+        self._failures = RateLimitedLog(log)
         self._cache_snapshot: KeySnapshot | None = None
         self._cache: dict[tuple[str, str, tuple[str, ...]], external_auth_pb2.CheckResponse] = {}
         # Refusals differ per request only in the body's request id: copy a template, set the body.
@@ -190,7 +194,13 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):  # ty
             # message or locals could hold request data.
             frames = traceback.extract_tb(exc.__traceback__)
             where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
-            log.error("Check failed: %s at %s", type(exc).__name__, where)
+            self._failures.event(
+                logging.ERROR,
+                f"{type(exc).__name__}@{where}",
+                "Check failed: %s at %s",
+                type(exc).__name__,
+                where,
+            )
             decision = _INTERNAL_ERROR
         if log.isEnabledFor(logging.DEBUG):
             log.debug(

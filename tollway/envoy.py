@@ -20,6 +20,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from tollway.keepalive import KEEPALIVE, KeepalivePolicy
+from tollway.private_files import private_dir, private_file, write_private
+
 log = logging.getLogger(__name__)
 
 XDS_CLUSTER = "tollway_xds"
@@ -70,6 +73,7 @@ def bootstrap_config(
     admin_host: str = "127.0.0.1",
     admin_port: int = 9901,
     max_downstream_connections: int = 50_000,
+    keepalive: KeepalivePolicy = KEEPALIVE,
 ) -> dict[str, Any]:
     """Envoy bootstrap: everything (clusters, listeners, routes) comes over ADS from `ads_host:ads_port`.
 
@@ -114,13 +118,14 @@ def bootstrap_config(
                             {"lb_endpoints": [{"endpoint": {"address": _socket_address(ads_host, ads_port)}}]}
                         ],
                     },
-                    # gRPC needs HTTP/2; keepalive notices a control plane that vanished.
+                    # gRPC needs HTTP/2; keepalive notices a control plane that vanished, at a pace the
+                    # server accepts (tollway/keepalive.py).
                     "typed_extension_protocol_options": {
                         _HTTP_PROTOCOL_OPTIONS: {
                             "@type": f"type.googleapis.com/{_HTTP_PROTOCOL_OPTIONS}",
                             "explicit_http_config": {
                                 "http2_protocol_options": {
-                                    "connection_keepalive": {"interval": "30s", "timeout": "5s"}
+                                    "connection_keepalive": keepalive.envoy_keepalive()
                                 }
                             },
                         }
@@ -172,10 +177,12 @@ class EnvoyProcess:
     def start(self) -> None:
         if self.running:
             raise EnvoyError("Envoy is already running")
-        self.work_dir.mkdir(parents=True, exist_ok=True)
-        self.config_path.write_text(json.dumps(self.bootstrap, indent=2))
+        # The bootstrap and logs name every upstream and request path: the Tollway user's only.
+        private_dir(self.work_dir)
+        write_private(self.config_path, json.dumps(self.bootstrap, indent=2))
         for stale in (self.log_path, self.console_path, self.admin_address_path):
             stale.unlink(missing_ok=True)
+        private_file(self.console_path)
         command = [
             self.binary or envoy_binary(),
             "--config-path",
@@ -203,6 +210,8 @@ class EnvoyProcess:
                 stderr=subprocess.STDOUT,
                 # Own process group: Ctrl-C in a terminal reaches Tollway, which then stops Envoy in order.
                 start_new_session=True,
+                # Files Envoy creates (its log, the admin address, access logs) are 0600 too.
+                umask=0o077,
             )
         log.info("Envoy started (pid %d), log %s", self._process.pid, self.log_path)
 

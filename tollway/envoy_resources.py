@@ -13,6 +13,8 @@ from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from google.protobuf import duration_pb2
 
+from tollway.keepalive import KEEPALIVE, KeepalivePolicy
+
 HostPort = tuple[str, int]
 
 HTTP_PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
@@ -57,13 +59,16 @@ def discovery_type(hosts: Iterable[str]) -> cluster_pb2.Cluster.DiscoveryType.Va
     return cluster_pb2.Cluster.STATIC if all(is_ip(h) for h in hosts) else cluster_pb2.Cluster.STRICT_DNS
 
 
-def grpc_service_cluster(name: str, endpoints: Sequence[HostPort]) -> cluster_pb2.Cluster:
-    """A cluster for one of Tollway's gRPC services: HTTP/2, with keepalive so a dead process is noticed."""
+def grpc_service_cluster(
+    name: str, endpoints: Sequence[HostPort], keepalive: KeepalivePolicy = KEEPALIVE
+) -> cluster_pb2.Cluster:
+    """A cluster for one of Tollway's gRPC services: HTTP/2, with keepalive so a dead process is noticed
+    (at a pace the servers accept: tollway/keepalive.py)."""
     protocol_options = http_protocol_options_pb2.HttpProtocolOptions(
         explicit_http_config=http_protocol_options_pb2.HttpProtocolOptions.ExplicitHttpConfig(
             http2_protocol_options=protocol_pb2.Http2ProtocolOptions(
                 connection_keepalive=protocol_pb2.KeepaliveSettings(
-                    interval=duration(30), timeout=duration(5)
+                    interval=duration(keepalive.envoy_interval), timeout=duration(keepalive.envoy_timeout)
                 )
             )
         )

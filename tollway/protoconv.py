@@ -24,6 +24,35 @@ def timestamp(value: datetime | None) -> Timestamp | None:
     return stamp
 
 
+# The instants a request may name. Wider than any real billing period or usage query, narrow enough that
+# adding a period (months, a year) to one never leaves Python's datetime range (years 1..9999): a quota
+# query `at` year 9999 used to answer INTERNAL from that overflow.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+_EARLIEST_SECONDS = int(EARLIEST.timestamp())
+_LATEST_SECONDS = int(LATEST.timestamp())
+
+
+def timestamp_problem(value: Timestamp, field: str) -> str | None:
+    """Why a request's Timestamp is unacceptable (outside [EARLIEST, LATEST), nanos out of range)."""
+    if not 0 <= value.nanos < 1_000_000_000:
+        return f"{field} has nanos out of range: {value.nanos}"
+    if not _EARLIEST_SECONDS <= value.seconds < _LATEST_SECONDS:
+        return (
+            f"{field} must be from {EARLIEST.date().isoformat()} to before {LATEST.date().isoformat()}, "
+            f"got {value.seconds} seconds since the epoch"
+        )
+    return None
+
+
+def to_datetime(value: Timestamp, field: str) -> datetime:
+    """A request's Timestamp as an aware UTC datetime; InvalidArgument naming `field` when out of range."""
+    problem = timestamp_problem(value, field)
+    if problem is not None:
+        raise InvalidArgument(problem)
+    return value.ToDatetime(tzinfo=UTC)
+
+
 def duration(value: Duration, field: str) -> timedelta:
     if value.seconds < 0 or value.nanos < 0:
         raise InvalidArgument(f"{field} must not be negative")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from tollway.private_files import private_dir, private_file
 from tollway.vocabulary import FailureMode
 
 ENV_PREFIX = "TOLLWAY_"
@@ -35,8 +36,9 @@ def _endpoints(value: str) -> tuple[HostPort, ...]:
 def _read_or_create_secret(path: Path) -> str:
     """A secret kept in the data directory so it survives restarts (embedded mode only)."""
     if path.exists():
+        private_file(path)  # tightens a secret an older version left readable
         return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)  # the data directory: secrets, database, WAL; the Tollway user's only
     value = secrets.token_urlsafe(32)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:

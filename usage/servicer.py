@@ -7,7 +7,7 @@ import base64
 import logging
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import grpc
@@ -15,7 +15,8 @@ from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from tollway.errors import InvalidArgument, map_grpc_errors
-from tollway.protoconv import timestamp
+from tollway.protoconv import timestamp, to_datetime
+from tollway.request_guard import RateLimitedLog
 from tollway.usage.v1 import usage_pb2, usage_pb2_grpc
 from usage.classify import OUTCOMES, percentile
 from usage.frames import MalformedMessage, inspect, valid_node_id
@@ -35,6 +36,8 @@ class AccessLogServicer(als_pb2_grpc.AccessLogServiceServicer):  # type: ignore[
     def __init__(self, ingestor: Ingestor) -> None:
         self.ingestor = ingestor
         self.metrics = ingestor.metrics
+        # Garbled or cut streams arrive as often as a peer opens them: one line per interval, counted.
+        self._stream_errors = RateLimitedLog(log)
 
     async def StreamAccessLogs(
         self,
@@ -65,8 +68,12 @@ class AccessLogServicer(als_pb2_grpc.AccessLogServiceServicer):  # type: ignore[
             raise
         except Exception as exc:  # a cut or garbled stream ends this call, never the service
             self.metrics.bad_streams["stream_error"] += 1
-            log.warning(
-                "usage: access-log stream from node %r ended abnormally: %s", node_id, type(exc).__name__
+            self._stream_errors.event(
+                logging.WARNING,
+                type(exc).__name__,
+                "usage: access-log stream from node %r ended abnormally: %s",
+                node_id,
+                type(exc).__name__,
             )
         return als_pb2.StreamAccessLogsResponse()
 
@@ -105,10 +112,7 @@ MAX_PAGE = 10_000
 def _range(start: Timestamp, end: Timestamp, has_start: bool, has_end: bool) -> tuple[datetime, datetime]:
     if not has_start or not has_end:
         raise InvalidArgument("start_time and end_time are required")
-    try:
-        begin, finish = start.ToDatetime(tzinfo=UTC), end.ToDatetime(tzinfo=UTC)
-    except (ValueError, OverflowError):
-        raise InvalidArgument("start_time/end_time out of range") from None
+    begin, finish = to_datetime(start, "start_time"), to_datetime(end, "end_time")
     if finish <= begin:
         raise InvalidArgument("end_time must be after start_time (the range is half-open [start, end))")
     return begin, finish

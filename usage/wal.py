@@ -17,6 +17,8 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
+from tollway.private_files import private_dir
+
 log = logging.getLogger(__name__)
 
 _HEADER = struct.Struct(">II")
@@ -30,7 +32,7 @@ class WalLockedError(RuntimeError):
 class WriteAheadLog:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        directory.mkdir(parents=True, exist_ok=True)
+        private_dir(directory)  # the WAL holds request metadata: the Tollway user's only
         self._lock_fd = os.open(directory / "LOCK", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -27,6 +27,7 @@ from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
 from google.protobuf import any_pb2
 from google.protobuf.message import Message
 
+from tollway.request_guard import RateLimitedLog
 from xds.cache import Snapshot, SnapshotCache
 from xds.resources import CLUSTER_TYPE, LISTENER_TYPE, ROUTE_TYPE, TYPE_ORDER
 
@@ -108,6 +109,10 @@ class AggregatedDiscoveryServicer(ads_pb2_grpc.AggregatedDiscoveryServiceService
     def __init__(self, cache: SnapshotCache, control_plane_id: str = "tollway") -> None:
         self._cache = cache
         self._control_plane = base_pb2.ControlPlane(identifier=control_plane_id)
+        # What a peer controls (how often it opens streams, asks for unknown types, rejects a version)
+        # is reported once per interval per kind, with a count: a hostile or looping peer cannot flood
+        # the log.
+        self._peer_events = RateLimitedLog(log)
         self._nonces = itertools.count(1)
         self._stream_ids = itertools.count(1)
         self.responses_sent: Counter[str] = Counter()
@@ -141,7 +146,13 @@ class AggregatedDiscoveryServicer(ads_pb2_grpc.AggregatedDiscoveryServiceService
             await asyncio.gather(reader, watcher, return_exceptions=True)
             if stream.node is not None:
                 stream.node.streams -= 1
-                log.info("ADS stream %d of node %s closed", stream.stream_id, stream.node.node_id)
+                self._peer_events.event(
+                    logging.INFO,
+                    "stream closed",
+                    "ADS stream %d of node %s closed",
+                    stream.stream_id,
+                    stream.node.node_id,
+                )
 
     async def DeltaAggregatedResources(
         self,
@@ -186,7 +197,9 @@ class AggregatedDiscoveryServicer(ads_pb2_grpc.AggregatedDiscoveryServiceService
             node_id = request.node.id or "unknown"
             stream.node = self.nodes.setdefault(node_id, NodeState(node_id))
             stream.node.streams += 1
-            log.info(
+            self._peer_events.event(
+                logging.INFO,
+                "stream opened",
                 "ADS stream %d opened by node %s (cluster %s)",
                 stream.stream_id,
                 node_id,
@@ -196,7 +209,13 @@ class AggregatedDiscoveryServicer(ads_pb2_grpc.AggregatedDiscoveryServiceService
         type_url = request.type_url
         state = stream.types.get(type_url)
         if state is None:
-            log.warning("node %s asked for %s, which Tollway does not serve", node.node_id, type_url)
+            self._peer_events.event(
+                logging.WARNING,
+                "unknown type",
+                "node %s asked for %s, which Tollway does not serve",
+                node.node_id,
+                type_url,
+            )
             return
         short = SHORT_TYPE_NAMES[type_url]
         if request.response_nonce:
@@ -213,7 +232,9 @@ class AggregatedDiscoveryServicer(ads_pb2_grpc.AggregatedDiscoveryServiceService
                 self.nacks[type_url] += 1
                 node.rejected[type_url].add(state.sent.identity)
                 node.last_error[type_url] = request.error_detail.message
-                log.warning(
+                self._peer_events.event(
+                    logging.WARNING,
+                    f"rejected {short}",
                     "node %s rejected %s version %s (keeps version %s): %s",
                     node.node_id,
                     short,

@@ -24,7 +24,10 @@ from tollway.catalog.store import CatalogStore
 from tollway.changes import ChangeFeed
 from tollway.component import Component, GrpcService, ProcessContext, RunningComponent, service_name
 from tollway.db import Database
+from tollway.keepalive import KEEPALIVE, KeepalivePolicy
 from tollway.metrics import MetricsRegistry, family, serve_metrics, split_host_port
+from tollway.private_files import private_dir, private_sqlite
+from tollway.request_guard import RequestGuardInterceptor
 from tollway.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -54,10 +57,12 @@ class GrpcServer:
         address: str,
         interceptors: tuple[grpc.aio.ServerInterceptor[Any, Any], ...] = (),
         credentials: grpc.ServerCredentials | None = None,
+        keepalive: KeepalivePolicy = KEEPALIVE,
     ) -> None:
         self.address = address
         self.credentials = credentials
-        self.server = grpc.aio.server(interceptors=interceptors)
+        # Explicit keepalive, agreed with Envoy's (tollway/keepalive.py): no too_many_pings GOAWAY.
+        self.server = grpc.aio.server(interceptors=interceptors, options=keepalive.server_options())
         self.services: list[str] = []
 
     def add(self, service: GrpcService) -> None:
@@ -129,12 +134,17 @@ class TollwayProcess:
                 self.changes.subscribe(listener)
 
     async def start(self) -> None:
+        if self.settings.data_dir.is_dir():
+            private_dir(self.settings.data_dir)
+        private_sqlite(self.settings.database_url)
         await self.db.create_schema()
         # grpc.aio servers bind to the running event loop, so they are made here rather than in __init__.
-        self.envoy_facing = GrpcServer(self.settings.grpc_addr)
+        # Undecodable messages are refused on both ports without a traceback each; the admin port also
+        # refuses control characters, oversized strings and out-of-range timestamps in any request.
+        self.envoy_facing = GrpcServer(self.settings.grpc_addr, (RequestGuardInterceptor(validate=False),))
         self.admin = GrpcServer(
             self.settings.admin_addr,
-            (AdminTokenInterceptor(self.settings.admin_token),),
+            (AdminTokenInterceptor(self.settings.admin_token), RequestGuardInterceptor(validate=True)),
             admin_tls_credentials(self.settings),
         )
         self._wire()
