@@ -24,6 +24,7 @@ from sqlmodel import col, delete, select
 
 from tollway import schema
 from tollway.db import Database
+from tollway.errors import StartupRefused
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ HEARTBEAT_SECONDS = 5.0
 STALE_AFTER_SECONDS = 20.0
 
 
-class UnsafeSetup(RuntimeError):
+class UnsafeSetup(StartupRefused):
     """Another throttle replica on the memory store uses this database."""
 
 

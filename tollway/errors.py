@@ -23,6 +23,11 @@ class TollwayError(Exception):
         self.message = message
 
 
+class StartupRefused(RuntimeError):
+    """A process refuses to start in a setup that would break a guarantee (e.g. two throttle replicas
+    on in-memory counters would each admit the whole limit); the message says what to change."""
+
+
 class InvalidArgument(TollwayError):
     code = grpc.StatusCode.INVALID_ARGUMENT
 

@@ -9,12 +9,14 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from keymgr.keys import parse_key
 from tollway.app.registry import COMPONENTS
+from tollway.errors import StartupRefused
 from tollway.settings import Settings
 
 if TYPE_CHECKING:
@@ -43,6 +45,15 @@ async def _run_until_signal() -> None:
     await stop.wait()
 
 
+def _run(main: Coroutine[Any, Any, None]) -> None:
+    """Runs a process to its end; a refused setup ends with its message, not a traceback."""
+    try:
+        asyncio.run(main)
+    except StartupRefused as refused:
+        typer.echo(f"error: {refused}", err=True)
+        raise typer.Exit(2) from None
+
+
 @app.command()
 def serve() -> None:
     """Run Tollway's gRPC services (Envoy-facing and admin), configured from TOLLWAY_* variables."""
@@ -59,7 +70,7 @@ def serve() -> None:
         finally:
             await process.stop()
 
-    asyncio.run(main())
+    _run(main())
 
 
 def _wait_for_status(url: str, status: int, timeout: float) -> bool:
@@ -176,7 +187,7 @@ def up(
                 echo_server.shutdown()
             await process.stop()
 
-    asyncio.run(main())
+    _run(main())
 
 
 if __name__ == "__main__":
