@@ -1,146 +1,172 @@
-"""The gateway's in-memory view of keys, subscriptions and blocking rules.
+"""The gateway's in-memory view of keys, subscriptions and blocking rules, kept current change by change.
 
-Check never touches the database: it reads an immutable `KeySnapshot`, which `KeyIndex.reload` rebuilds
-in one read whenever the change feed reports a committed change, and swaps in atomically.
+Check never touches the database: it reads the `KeySnapshot` (keymgr/snapshot.py) a `KeyIndex` holds.
+The index follows the change log as a `ChangeListener` (tollway/changes.py):
+
+- `apply(changes)` re-reads only the changed entities' current rows (one `WHERE id IN (...)` query per
+  topic and chunk), then applies them all synchronously, with no await in between, so a Check sees
+  each entity either before or after a batch, never half of it. A missing row is a deletion. The work
+  is proportional to the rows touched, never to the number of keys.
+- `load_all()` streams every table in keyset-paginated chunks (`_CHUNK` rows per query), yielding to
+  the event loop between chunks, builds a new snapshot off to the side and swaps it in whole. Before the
+  first load Check answers UNAVAILABLE (503), never a 401 for a valid key; `ready` tells the health
+  service when to report SERVING.
+
+Consistency of a full load: on PostgreSQL every chunk is read under one REPEATABLE READ transaction,
+so the load is one committed state. On SQLite each statement sees the latest commit, so a load that
+races with writers may mix states of different entities; the change feed reads the log's head before
+it calls `load_all` and then applies every change after that head, and applying re-reads current rows
+(idempotent), so each raced entity is corrected within one feed round.
+
+Memory: keymgr/snapshot.py's docstring has the measured bytes per key. A full load streams, so the rows
+read are never all held at once; while a reload after a gap builds, old and new snapshots coexist.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
-from types import MappingProxyType
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
+from sqlalchemy import ColumnElement
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
-from sqlmodel.sql.expression import Select
 
+from keymgr.snapshot import EMPTY_SNAPSHOT as EMPTY_SNAPSHOT
+from keymgr.snapshot import ApiEntry as ApiEntry
+from keymgr.snapshot import ApplicationEntry as ApplicationEntry
+from keymgr.snapshot import KeyEntry as KeyEntry
+from keymgr.snapshot import KeySnapshot as KeySnapshot
+from keymgr.snapshot import PlanEntry as PlanEntry
+from keymgr.snapshot import SubscriptionEntry as SubscriptionEntry
+from keymgr.snapshot import key_record, micros
 from tollway import schema
+from tollway.change_log import Change, Topic
 from tollway.db import Database
-from tollway.vocabulary import BlockTarget
 
 log = logging.getLogger(__name__)
 
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+# Rows per query of a full load; the hot path runs between chunks.
+_CHUNK = 5000
+# Ids per `IN (...)` when applying changes.
+_IN_CHUNK = 500
 
-# A failed snapshot read is retried this often when writes keep landing between its statements
-# (SQLite only: PostgreSQL reads under one REPEATABLE READ snapshot).
-_LOAD_ATTEMPTS = 5
+TOPICS = frozenset(
+    {Topic.KEYS, Topic.APPLICATIONS, Topic.SUBSCRIPTIONS, Topic.BLOCK_RULES, Topic.APIS, Topic.PLANS}
+)
+_LIVE_STATES = frozenset(schema.LIVE_SUBSCRIPTION_STATES)
 
-
-@dataclass(frozen=True, slots=True)
-class ApiEntry:
-    id: str
-    name: str
-
-
-@dataclass(frozen=True, slots=True)
-class PlanEntry:
-    id: str
-    name: str
+# One table's columns for the index, its id column, and how a row changes a snapshot (None: row gone).
+_Row = Any
+_Apply = Callable[[KeySnapshot, str, _Row | None, dict[str, str]], None]
 
 
-@dataclass(frozen=True, slots=True)
-class ApplicationEntry:
-    id: str
-    name: str
-    deleted: bool
+def _canonical(strings: dict[str, str], value: str) -> str:
+    """One string object per distinct id or state, shared by every map that holds it."""
+    return strings.setdefault(value, value)
 
 
-@dataclass(frozen=True, slots=True)
-class SubscriptionEntry:
-    id: str
-    application_id: str
-    api_id: str
-    plan_id: str
-    state: str
+def _apply_key(snapshot: KeySnapshot, key_id: str, row: _Row | None, strings: dict[str, str]) -> None:
+    if row is None:
+        snapshot.key_records.pop(key_id, None)
+        return
+    key_id, application_id, key_hash, expires_at, revoked_at = row
+    snapshot.key_records[key_id] = key_record(
+        _canonical(strings, application_id),
+        key_hash,
+        micros(schema.as_utc(expires_at)),
+        micros(schema.as_utc(revoked_at)),
+    )
 
 
-@dataclass(frozen=True, slots=True)
-class KeyEntry:
-    key_id: str
-    application_id: str
-    key_hash: str
-    expires_at: datetime | None
-    revoked_at: datetime | None
-
-    @property
-    def revoked(self) -> bool:
-        # Any revocation time counts, even one ahead of this replica's clock: revocation is immediate.
-        return self.revoked_at is not None
+def _apply_application(snapshot: KeySnapshot, app_id: str, row: _Row | None, strings: dict[str, str]) -> None:
+    if row is None:
+        snapshot.application_records.pop(app_id, None)
+        return
+    snapshot.application_records[_canonical(strings, row[0])] = row[1] is not None
 
 
-def _frozen(mapping: dict[Any, Any]) -> Mapping[Any, Any]:
-    return MappingProxyType(mapping)
+def _apply_subscription(
+    snapshot: KeySnapshot, sub_id: str, row: _Row | None, strings: dict[str, str]
+) -> None:
+    if row is None:
+        snapshot.remove_subscription_by_id(sub_id)
+        return
+    sub_id, application_id, api_id, plan_id, state = row
+    key = (_canonical(strings, application_id), _canonical(strings, api_id))
+    live = (
+        (sub_id, _canonical(strings, plan_id), _canonical(strings, state)) if state in _LIVE_STATES else None
+    )
+    snapshot.set_subscription(sub_id, key, live)
 
 
-@dataclass(frozen=True, slots=True)
-class KeySnapshot:
-    """Everything a Check needs, as of one change revision. Never mutated after construction."""
-
-    revision: int = -1
-    # False only for the placeholder a KeyIndex holds before its first load.
-    loaded: bool = False
-    keys: Mapping[str, KeyEntry] = field(default_factory=lambda: _frozen({}))
-    # Published APIs only: an unpublished API is unknown to the gateway.
-    apis: Mapping[str, ApiEntry] = field(default_factory=lambda: _frozen({}))
-    plans: Mapping[str, PlanEntry] = field(default_factory=lambda: _frozen({}))
-    applications: Mapping[str, ApplicationEntry] = field(default_factory=lambda: _frozen({}))
-    # Live subscriptions (ACTIVE, PENDING_APPROVAL, BLOCKED, SUSPENDED) by (application_id, api_id).
-    subscriptions: Mapping[tuple[str, str], SubscriptionEntry] = field(default_factory=lambda: _frozen({}))
-    blocked_api_ids: frozenset[str] = frozenset()
-    blocked_application_ids: frozenset[str] = frozenset()
-    blocked_key_ids: frozenset[str] = frozenset()
-    blocked_networks: tuple[IPNetwork, ...] = ()
-
-    @classmethod
-    def build(
-        cls,
-        *,
-        revision: int = 0,
-        keys: list[KeyEntry] | tuple[KeyEntry, ...] = (),
-        apis: list[ApiEntry] | tuple[ApiEntry, ...] = (),
-        plans: list[PlanEntry] | tuple[PlanEntry, ...] = (),
-        applications: list[ApplicationEntry] | tuple[ApplicationEntry, ...] = (),
-        subscriptions: list[SubscriptionEntry] | tuple[SubscriptionEntry, ...] = (),
-        blocked_api_ids: frozenset[str] | set[str] = frozenset(),
-        blocked_application_ids: frozenset[str] | set[str] = frozenset(),
-        blocked_key_ids: frozenset[str] | set[str] = frozenset(),
-        blocked_networks: tuple[IPNetwork, ...] | list[IPNetwork] = (),
-    ) -> KeySnapshot:
-        """A loaded snapshot from plain lists (used by load_snapshot and by tests)."""
-        return cls(
-            revision=revision,
-            loaded=True,
-            keys=_frozen({k.key_id: k for k in keys}),
-            apis=_frozen({a.id: a for a in apis}),
-            plans=_frozen({p.id: p for p in plans}),
-            applications=_frozen({a.id: a for a in applications}),
-            subscriptions=_frozen({(s.application_id, s.api_id): s for s in subscriptions}),
-            blocked_api_ids=frozenset(blocked_api_ids),
-            blocked_application_ids=frozenset(blocked_application_ids),
-            blocked_key_ids=frozenset(blocked_key_ids),
-            blocked_networks=tuple(blocked_networks),
-        )
-
-    def client_blocked(self, client_ip: str) -> bool:
-        if not self.blocked_networks or not client_ip:
-            return False
-        try:
-            address = ipaddress.ip_address(client_ip)
-        except ValueError:
-            return False
-        # A v4 client seen on a dual-stack socket arrives as ::ffff:a.b.c.d; v4 rules must still match.
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        return any(address in network for network in self.blocked_networks)
+def _apply_api(snapshot: KeySnapshot, api_id: str, row: _Row | None, strings: dict[str, str]) -> None:
+    if row is None or not row[2]:
+        snapshot.api_entries.pop(api_id, None)
+        return
+    snapshot.api_entries[row[0]] = ApiEntry(id=_canonical(strings, row[0]), name=row[1])
 
 
-EMPTY_SNAPSHOT = KeySnapshot()
+def _apply_plan(snapshot: KeySnapshot, plan_id: str, row: _Row | None, strings: dict[str, str]) -> None:
+    if row is None:
+        snapshot.plan_entries.pop(plan_id, None)
+        return
+    snapshot.plan_entries[row[0]] = PlanEntry(id=_canonical(strings, row[0]), name=row[1])
+
+
+def _apply_rule(snapshot: KeySnapshot, rule_id: str, row: _Row | None, strings: dict[str, str]) -> None:
+    snapshot.set_rule(rule_id, None if row is None else (_canonical(strings, row[1]), row[2]))
+
+
+_K, _App, _S, _A, _P, _B = (
+    schema.ApiKey,
+    schema.Application,
+    schema.Subscription,
+    schema.Api,
+    schema.Plan,
+    schema.BlockRule,
+)
+# Per topic: the id column, the columns read (the id first), and how a row is applied. Applications
+# load before keys and subscriptions so that those share the applications' id strings.
+_TABLES: dict[Topic, tuple[Any, tuple[Any, ...], _Apply]] = {
+    Topic.APIS: (col(_A.id), (col(_A.id), col(_A.name), col(_A.published)), _apply_api),
+    Topic.PLANS: (col(_P.id), (col(_P.id), col(_P.name)), _apply_plan),
+    Topic.APPLICATIONS: (col(_App.id), (col(_App.id), col(_App.deleted_at)), _apply_application),
+    Topic.KEYS: (
+        col(_K.key_id),
+        (col(_K.key_id), col(_K.application_id), col(_K.key_hash), col(_K.expires_at), col(_K.revoked_at)),
+        _apply_key,
+    ),
+    Topic.SUBSCRIPTIONS: (
+        col(_S.id),
+        (col(_S.id), col(_S.application_id), col(_S.api_id), col(_S.plan_id), col(_S.state)),
+        _apply_subscription,
+    ),
+    Topic.BLOCK_RULES: (col(_B.id), (col(_B.id), col(_B.target), col(_B.value)), _apply_rule),
+}
+# Rows a full load skips (the index holds live subscriptions only).
+_LOAD_FILTERS: dict[Topic, ColumnElement[bool]] = {
+    Topic.SUBSCRIPTIONS: col(_S.state).in_(schema.LIVE_SUBSCRIPTION_STATES),
+}
+
+
+async def _chunks(session: AsyncSession, topic: Topic) -> AsyncIterator[Sequence[_Row]]:
+    """Every row of a topic's table, `_CHUNK` at a time, by keyset pagination on its id."""
+    id_column, columns, _ = _TABLES[topic]
+    after: str | None = None
+    while True:
+        statement = select(*columns).order_by(id_column).limit(_CHUNK)
+        if topic in _LOAD_FILTERS:
+            statement = statement.where(_LOAD_FILTERS[topic])
+        if after is not None:
+            statement = statement.where(id_column > after)
+        rows = (await session.exec(statement)).all()
+        if rows:
+            yield rows
+        if len(rows) < _CHUNK:
+            return
+        after = rows[-1][0]
 
 
 async def _revision(session: AsyncSession) -> int:
@@ -148,103 +174,57 @@ async def _revision(session: AsyncSession) -> int:
     return int(result.one_or_none() or 0)
 
 
-async def _read(session: AsyncSession, revision: int) -> KeySnapshot:
-    K = schema.ApiKey
-    # sqlmodel's select() is typed for at most four columns; for more, build the Select it would build.
-    key_columns: Select[str, str, str, datetime | None, datetime | None] = Select(
-        col(K.key_id), col(K.application_id), col(K.key_hash), col(K.expires_at), col(K.revoked_at)
-    )
-    keys = [
-        KeyEntry(
-            key_id=row[0],
-            application_id=row[1],
-            key_hash=row[2],
-            expires_at=schema.as_utc(row[3]),
-            revoked_at=schema.as_utc(row[4]),
-        )
-        for row in await session.exec(key_columns)
-    ]
-    A = schema.Api
-    apis = [
-        ApiEntry(id=row[0], name=row[1])
-        for row in await session.exec(select(A.id, A.name).where(col(A.published).is_(True)))
-    ]
-    P = schema.Plan
-    plans = [PlanEntry(id=row[0], name=row[1]) for row in await session.exec(select(P.id, P.name))]
-    App = schema.Application
-    applications = [
-        ApplicationEntry(id=row[0], name=row[1], deleted=row[2] is not None)
-        for row in await session.exec(select(App.id, App.name, App.deleted_at))
-    ]
-    S = schema.Subscription
-    subscription_columns: Select[str, str, str, str, str] = Select(
-        col(S.id), col(S.application_id), col(S.api_id), col(S.plan_id), col(S.state)
-    )
-    subscriptions = [
-        SubscriptionEntry(id=row[0], application_id=row[1], api_id=row[2], plan_id=row[3], state=row[4])
-        for row in await session.exec(
-            subscription_columns.where(col(S.state).in_(schema.LIVE_SUBSCRIPTION_STATES))
-        )
-    ]
-    # Id targets; CLIENT_CIDR rules become networks below.
-    blocked: dict[str, set[str]] = {
-        target: set() for target in BlockTarget if target != BlockTarget.CLIENT_CIDR
-    }
-    networks: list[IPNetwork] = []
-    B = schema.BlockRule
-    for rule_id, target, value in await session.exec(select(B.id, B.target, B.value)):
-        if target == BlockTarget.CLIENT_CIDR:
-            try:
-                networks.append(ipaddress.ip_network(value.strip(), strict=False))
-            except ValueError:
-                # The store validates CIDRs; a bad row must not stop the gateway from loading.
-                log.warning("ignoring block rule %s: invalid CIDR", rule_id)
-        elif target in blocked:
-            blocked[target].add(value)
-        else:
-            log.warning("ignoring block rule %s: unknown target %r", rule_id, target)
-    return KeySnapshot.build(
-        revision=revision,
-        keys=keys,
-        apis=apis,
-        plans=plans,
-        applications=applications,
-        subscriptions=subscriptions,
-        blocked_api_ids=blocked[BlockTarget.API],
-        blocked_application_ids=blocked[BlockTarget.APPLICATION],
-        blocked_key_ids=blocked[BlockTarget.API_KEY],
-        blocked_networks=networks,
-    )
-
-
 async def load_snapshot(db: Database) -> KeySnapshot:
-    """Reads keys, published APIs, plans, applications, live subscriptions and block rules as of one
-    committed state of the database."""
-    snapshot = EMPTY_SNAPSHOT
-    for _ in range(_LOAD_ATTEMPTS):
-        async with db.session() as session:
-            if db.is_postgres:
-                # All statements below then see one MVCC snapshot.
-                await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-            before = await _revision(session)
-            snapshot = await _read(session, before)
-            # SQLite (no BEGIN before SELECT in pysqlite) reads each statement separately: a revision
-            # that moved means a write landed in between, so read again.
-            after = before if db.is_postgres else await _revision(session)
-            await session.rollback()
-        if after == before:
-            return snapshot
-    # Still moving: serve this one; the change feed sees the newer revision and reloads again.
-    log.info("key snapshot read raced with writes %d times; using the latest read", _LOAD_ATTEMPTS)
+    """Reads keys, published APIs, plans, applications, live subscriptions and block rules into a new
+    snapshot, in chunks, yielding to the event loop between them."""
+    strings: dict[str, str] = {}
+    async with db.session() as session:
+        if db.is_postgres:
+            # Every chunk below then sees one MVCC snapshot.
+            await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        snapshot = KeySnapshot(loaded=True, revision=await _revision(session))
+        for topic, (_, _, apply_row) in _TABLES.items():
+            async for rows in _chunks(session, topic):
+                for row in rows:
+                    apply_row(snapshot, row[0], row, strings)
+                await asyncio.sleep(0)  # let Checks run between chunks
+        await session.rollback()
     return snapshot
 
 
+async def read_changed(db: Database, changes: Sequence[Change]) -> dict[Topic, dict[str, _Row | None]]:
+    """The current row (None: gone) of every entity named in `changes`, per topic."""
+    wanted: dict[Topic, dict[str, None]] = {}
+    for change in changes:
+        if change.topic in _TABLES:
+            wanted.setdefault(change.topic, {})[change.entity_id] = None
+    found: dict[Topic, dict[str, _Row | None]] = {}
+    async with db.session() as session:
+        if db.is_postgres:
+            await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        for topic, ids in wanted.items():
+            id_column, columns, _ = _TABLES[topic]
+            rows: dict[str, _Row | None] = dict.fromkeys(ids)
+            id_list = list(ids)
+            for start in range(0, len(id_list), _IN_CHUNK):
+                statement = select(*columns).where(id_column.in_(id_list[start : start + _IN_CHUNK]))
+                for row in (await session.exec(statement)).all():
+                    rows[row[0]] = row
+            found[topic] = rows
+        await session.rollback()
+    return found
+
+
 class KeyIndex:
-    """Holds the current snapshot. Pass `reload` to `ChangeFeed.subscribe`."""
+    """Holds the current snapshot; subscribe it to a `ChangeFeed` to keep it current."""
+
+    name = "keymgr"
+    topics = TOPICS
 
     def __init__(self, db: Database) -> None:
         self._db = db
         self._snapshot: KeySnapshot = EMPTY_SNAPSHOT
+        # Orders loads and applies: an apply never lands on a snapshot a load is about to replace.
         self._lock = asyncio.Lock()
 
     @property
@@ -253,28 +233,44 @@ class KeyIndex:
 
     @property
     def ready(self) -> bool:
-        """True once a snapshot was loaded (the health service can report SERVING from then on)."""
+        """True once a full load completed (the health service can report SERVING from then on)."""
         return self._snapshot.loaded
 
-    async def reload(self) -> None:
+    async def load_all(self) -> None:
         """Loads a fresh snapshot and swaps it in. On failure the old snapshot stays and the error is
-        re-raised, so the change feed does not advance its revision and retries."""
+        re-raised, so the change feed retries."""
         async with self._lock:
+            started = asyncio.get_running_loop().time()
             try:
                 snapshot = await load_snapshot(self._db)
             except Exception as exc:
-                log.warning(
-                    "key snapshot reload failed (%s); keeping revision %d",
-                    type(exc).__name__,
-                    self._snapshot.revision,
-                )
+                log.warning("key index load failed (%s); keeping the current one", type(exc).__name__)
                 raise
-            # The lock orders reloads, so the one that finishes last read the latest state.
             self._snapshot = snapshot
-            log.debug(
-                "key snapshot at revision %d: %d keys, %d APIs, %d subscriptions",
-                snapshot.revision,
-                len(snapshot.keys),
-                len(snapshot.apis),
-                len(snapshot.subscriptions),
+            log.info(
+                "key index loaded in %.2fs: %d keys, %d applications, %d subscriptions, %d APIs",
+                asyncio.get_running_loop().time() - started,
+                len(snapshot.key_records),
+                len(snapshot.application_records),
+                len(snapshot.subscription_records),
+                len(snapshot.api_entries),
             )
+
+    async def reload(self) -> None:
+        """The same as `load_all` (for callers that load once without a feed)."""
+        await self.load_all()
+
+    async def apply(self, changes: Sequence[Change]) -> None:
+        """Re-reads the changed entities and applies them in one synchronous step."""
+        async with self._lock:
+            if not self._snapshot.loaded:
+                return  # nothing to change yet: the first full load reads everything
+            rows = await read_changed(self._db, changes)
+            snapshot = self._snapshot
+            strings: dict[str, str] = {}
+            # No await from here on: Checks see the whole batch or none of it.
+            for topic, entities in rows.items():
+                apply_row = _TABLES[topic][2]
+                for entity_id, row in entities.items():
+                    apply_row(snapshot, entity_id, row, strings)
+            snapshot.version += 1

@@ -1,5 +1,5 @@
 """keymgr/ inside a Tollway process: ext_authz Check on the Envoy-facing server, answered from an
-in-memory key index that the change feed keeps current. Its StoreService (applications,
+in-memory key index that the change feed keeps current, change by change. Its StoreService (applications,
 subscriptions, keys) is served with the catalog as the admin services (tollway/app/admin.py)."""
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ from keymgr.admin import StoreServicer
 from keymgr.index import KeyIndex
 from keymgr.servicer import AuthorizationServicer
 from keymgr.store import StoreRepository
-from tollway.change_log import Topic
-from tollway.changes import ChangeListener, ReloadOnChange
+from tollway.changes import ChangeListener
 from tollway.component import GrpcService, RunningComponent, service_name
 from tollway.db import Database
 from tollway.settings import KeymgrSettings
@@ -57,19 +56,5 @@ class Keymgr(RunningComponent):
         )
 
     def change_listeners(self) -> Sequence[ChangeListener]:
-        return (
-            ReloadOnChange(
-                "keymgr",
-                frozenset(
-                    {
-                        Topic.KEYS,
-                        Topic.APPLICATIONS,
-                        Topic.SUBSCRIPTIONS,
-                        Topic.BLOCK_RULES,
-                        Topic.APIS,
-                        Topic.PLANS,
-                    }
-                ),
-                self.index.reload,
-            ),
-        )
+        # The index follows its topics itself, applying only the entities that changed.
+        return (self.index,)

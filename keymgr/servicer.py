@@ -38,7 +38,8 @@ _GRPC_CODES = {
     503: code_pb2.UNAVAILABLE,
 }
 # Allowed responses depend only on (snapshot, api, key, key header): reuse them until the snapshot
-# changes. Bounded so that many keys cannot grow it without limit.
+# changes (replaced by a full load, or changed in place: its version moves). Bounded so that many
+# keys cannot grow it without limit.
 _CACHE_LIMIT = 50_000
 _REQUEST_ID_LIMIT = 128
 _OK_STATUS = status_pb2.Status(code=code_pb2.OK)
@@ -167,7 +168,7 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):  # ty
         # A request that trips the decision repeats as fast as a client sends it: one line per
         # interval and place, with a count.
         self._failures = RateLimitedLog(log)
-        self._cache_snapshot: KeySnapshot | None = None
+        self._cache_snapshot: tuple[KeySnapshot, int] | None = None
         self._cache: dict[tuple[str, str, tuple[str, ...]], external_auth_pb2.CheckResponse] = {}
         # Refusals differ per request only in the body's request id: copy a template, set the body.
         self._denied: dict[tuple[object, ...], tuple[external_auth_pb2.CheckResponse, str]] = {}
@@ -234,9 +235,15 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):  # ty
         return response
 
     def _allowed(self, snapshot: KeySnapshot, decision: Allowed) -> external_auth_pb2.CheckResponse:
-        if snapshot is not self._cache_snapshot or len(self._cache) >= _CACHE_LIMIT:
+        current = self._cache_snapshot
+        if (
+            current is None
+            or current[0] is not snapshot
+            or current[1] != snapshot.version
+            or len(self._cache) >= _CACHE_LIMIT
+        ):
             self._cache = {}
-            self._cache_snapshot = snapshot
+            self._cache_snapshot = (snapshot, snapshot.version)
         cache_key = (decision.api.id, decision.key_id, decision.key_header_names_to_remove)
         response = self._cache.get(cache_key)
         if response is None:

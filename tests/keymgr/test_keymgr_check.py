@@ -94,7 +94,7 @@ async def seed(db: Database) -> dict[str, str]:
 async def world(database: Database) -> AsyncIterator[World]:
     ids = await seed(database)
     index = KeyIndex(database)
-    await index.reload()
+    await index.load_all()
     servicer = AuthorizationServicer(index, SECRET, clock=lambda: NOW)
     register = lambda server: external_auth_pb2_grpc.add_AuthorizationServicer_to_server(servicer, server)  # noqa: E731
     async with grpc_server(register) as channel:
@@ -321,7 +321,7 @@ async def test_reload_changes_answers(world: World, database: Database) -> None:
         session.add(schema.BlockRule(id=schema.new_id("blk"), target="API_KEY", value=world.key_id))
         await database.record_change(session)
         await session.commit()
-    await world.index.reload()
+    await world.index.load_all()
     response = await world.stub.Check(request)
     assert problem(response)["reason"] == "key_blocked"
 

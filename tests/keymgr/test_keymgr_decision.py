@@ -27,7 +27,7 @@ NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 API = ApiEntry(id="api_weather", name="weather")
 OTHER_API = ApiEntry(id="api_maps", name="maps")
 PLAN = PlanEntry(id="plan_gold", name="gold")
-APP = ApplicationEntry(id="app_one", name="one", deleted=False)
+APP = ApplicationEntry(id="app_one", deleted=False)
 KEY = new_key()
 OTHER_KEY = new_key()  # valid format, never stored
 INVALID_TOKEN = 'Bearer realm="tollway", error="invalid_token"'

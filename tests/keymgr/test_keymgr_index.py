@@ -1,5 +1,6 @@
-"""KeyIndex / load_snapshot over SQLite and PostgreSQL, reloads after changes, and revocation reaching
-a second replica through PostgreSQL NOTIFY within one second."""
+"""KeyIndex / load_snapshot over SQLite and PostgreSQL: full loads, incremental apply of changes, and
+revocation reaching a second replica through PostgreSQL NOTIFY within one second (also after its LISTEN
+connection was killed). The property test of incremental = full load is in test_keymgr_index_apply.py."""
 
 from __future__ import annotations
 
@@ -11,15 +12,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import func, text
+from sqlmodel import col, select
 
 import keymgr.index as index_module
 from keymgr.decision import Allowed, AuthzRequest, Denied, decide
 from keymgr.index import EMPTY_SNAPSHOT, KeyIndex, load_snapshot
 from keymgr.keys import key_hash, new_key
 from tollway import schema
-from tollway.change_log import Topic
-from tollway.changes import ChangeFeed, ReloadOnChange
+from tollway.change_log import Change, Op, Topic, change_of
+from tollway.changes import ChangeFeed
 from tollway.db import Database
 
 SECRET = "index-test-secret"
@@ -107,6 +109,10 @@ async def revoke(db: Database, key_id: str) -> None:
         await session.commit()
 
 
+def key_change(key_id: str) -> Change:
+    return Change(seq=0, topic=Topic.KEYS, entity_id=key_id, op=Op.UPSERT)
+
+
 def check(index: KeyIndex, seeded: Seeded) -> Allowed | Denied:
     request = AuthzRequest(headers={"x-api-key": seeded.full_key}, api_id=seeded.api_id)
     return decide(index.snapshot, request, schema.utcnow(), SECRET)
@@ -149,53 +155,82 @@ async def test_empty_database_loads(database: Database) -> None:
     assert snapshot.loaded and not snapshot.keys and not snapshot.apis
 
 
-async def test_reload_after_revocation(database: Database) -> None:
+async def test_apply_after_revocation(database: Database) -> None:
     seeded = await seed(database)
     index = KeyIndex(database)
     assert index.snapshot is EMPTY_SNAPSHOT and not index.ready
-    await index.reload()
+    await index.load_all()
     assert index.ready
     assert isinstance(check(index, seeded), Allowed)
 
     await revoke(database, seeded.key_id)
     before = index.snapshot
-    assert isinstance(check(index, seeded), Allowed)  # no database work until a reload
-    await index.reload()
-    assert index.snapshot is not before
+    version = before.version
+    assert isinstance(check(index, seeded), Allowed)  # no database work until the change is applied
+    await index.apply([key_change(seeded.key_id)])
+    # Changed in place, not reloaded; the version tells caches that it changed.
+    assert index.snapshot is before and index.snapshot.version > version
     result = check(index, seeded)
     assert isinstance(result, Denied) and result.reason == "key_revoked"
+    assert index.snapshot.contents() == (await load_snapshot(database)).contents()
 
 
-async def test_reload_failure_keeps_old_snapshot_and_raises(database: Database) -> None:
+async def test_apply_of_a_deleted_row_removes_it(database: Database) -> None:
     seeded = await seed(database)
     index = KeyIndex(database)
-    await index.reload()
+    await index.load_all()
+    async with database.session() as session:
+        api_key = await session.get(schema.ApiKey, seeded.key_id)
+        await session.delete(api_key)
+        await session.commit()
+    await index.apply([Change(seq=0, topic=Topic.KEYS, entity_id=seeded.key_id, op=Op.DELETE)])
+    assert seeded.key_id not in index.snapshot.keys
+    result = check(index, seeded)
+    assert isinstance(result, Denied) and result.reason == "key_invalid"
+
+
+async def test_load_failure_keeps_old_snapshot_and_raises(database: Database) -> None:
+    seeded = await seed(database)
+    index = KeyIndex(database)
+    await index.load_all()
     kept = index.snapshot
     async with database.engine.begin() as conn:
         await conn.execute(text("DROP TABLE api_key"))
     with pytest.raises(Exception):  # noqa: B017 - whatever the driver raises must reach the feed
-        await index.reload()
+        await index.load_all()
+    assert index.snapshot is kept
+    with pytest.raises(Exception):  # noqa: B017 - an apply that cannot read fails whole
+        await index.apply([key_change(seeded.key_id)])
     assert index.snapshot is kept
     assert isinstance(check(index, seeded), Allowed)
 
 
-async def test_change_feed_drives_reloads(database: Database) -> None:
+async def test_apply_before_the_first_load_waits_for_it(database: Database) -> None:
+    seeded = await seed(database)
+    index = KeyIndex(database)
+    await index.apply([key_change(seeded.key_id)])
+    assert not index.ready and index.snapshot is EMPTY_SNAPSHOT
+
+
+async def test_change_feed_drives_applies(database: Database) -> None:
     seeded = await seed(database)
     index = KeyIndex(database)
     feed = ChangeFeed(database, poll_seconds=30)
-    feed.subscribe(ReloadOnChange("keymgr", frozenset(Topic), index.reload))
+    feed.subscribe(index)
     await feed.start()
     try:
         assert index.ready  # start() loads once
         assert isinstance(check(index, seeded), Allowed)
         await revoke(database, seeded.key_id)
         feed.committed()  # what an in-process writer does after committing
-        deadline = time.monotonic() + 2
+        deadline = time.monotonic() + 5  # generous: make check runs on two busy workers
         while isinstance(check(index, seeded), Allowed):
             assert time.monotonic() < deadline, "revocation not picked up"
             await asyncio.sleep(0.01)
         result = check(index, seeded)
         assert isinstance(result, Denied) and result.reason == "key_revoked"
+        stats = feed.stats()["keymgr"]
+        assert stats["full_loads"] == 1 and stats["applied"] >= 1  # applied, not reloaded
     finally:
         await feed.stop()
 
@@ -214,7 +249,7 @@ async def test_revocation_reaches_another_replica_within_one_second(database: Da
             index = KeyIndex(db)
             # A long poll interval: only NOTIFY can deliver the change in time.
             feed = ChangeFeed(db, poll_seconds=30)
-            feed.subscribe(ReloadOnChange("keymgr", frozenset(Topic), index.reload))
+            feed.subscribe(index)
             await feed.start()
             feeds.append(feed)
             indexes.append(index)
@@ -240,26 +275,91 @@ async def test_revocation_reaches_another_replica_within_one_second(database: Da
         await second.dispose()
 
 
-async def test_snapshot_matches_its_revision_when_a_write_lands_mid_read(
+async def test_a_write_landing_mid_load_is_corrected_by_the_changes_after_its_head(
     database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seeded = await seed(database)
-    start_revision = await database.current_revision()
-    real_read = index_module._read
-    calls = 0
+    head = await last_seq(database)
+    real_chunks = index_module._chunks
+    written = False
 
-    async def read_then_write(session: Any, revision: int) -> Any:
-        nonlocal calls
-        calls += 1
-        snapshot = await real_read(session, revision)
-        if calls == 1:
-            await revoke(database, seeded.key_id)  # commits between this load's statements
-        return snapshot
+    async def chunks_then_write(session: Any, topic: Topic) -> Any:
+        nonlocal written
+        async for rows in real_chunks(session, topic):
+            yield rows
+            if topic is Topic.KEYS and not written:
+                written = True
+                await revoke(database, seeded.key_id)  # commits between this load's statements
 
-    monkeypatch.setattr(index_module, "_read", read_then_write)
-    snapshot = await load_snapshot(database)
-    revoked = snapshot.keys[seeded.key_id].revoked
-    # Either the state before the write, labelled with the old revision, or the state after it.
-    assert (snapshot.revision, revoked) in {(start_revision, False), (start_revision + 1, True)}
+    monkeypatch.setattr(index_module, "_chunks", chunks_then_write)
+    index = KeyIndex(database)
+    await index.load_all()
+    assert written
+    # What the change feed does after a load: apply every change after the head it read before.
+    await index.apply(await changes_after(database, head))
+    assert index.snapshot.keys[seeded.key_id].revoked
+    assert index.snapshot.contents() == (await load_snapshot(database)).contents()
+
+
+async def last_seq(db: Database) -> int:
+    async with db.session() as session:
+        newest = (await session.exec(select(func.max(schema.ChangeLogEntry.seq)))).one_or_none()
+    return int(newest or 0)
+
+
+async def changes_after(db: Database, seq: int) -> list[Change]:
+    entry = schema.ChangeLogEntry
+    async with db.session() as session:
+        rows = (await session.exec(select(entry).where(col(entry.seq) > seq).order_by(col(entry.seq)))).all()
+    return [change_of(row) for row in rows]
+
+
+@pytest.mark.postgres
+async def test_killed_listen_connection_still_delivers_changes(database: Database) -> None:
     if not database.is_postgres:
-        assert calls == 2  # SQLite noticed the moved revision and read again
+        pytest.skip("LISTEN is PostgreSQL's")
+    first = database
+    second = Database(first.url, schema_name=first.schema_name)
+    index = KeyIndex(second)
+    feed = ChangeFeed(second, poll_seconds=30)
+    feed.subscribe(index)
+    try:
+        seeded = await seed(first)
+        await feed.start()
+        assert isinstance(check(index, seeded), Allowed)
+        listen_pid = feed._pg_conn.get_server_pid()
+        async with first.session() as session:
+            await session.exec(text("SELECT pg_terminate_backend(:pid)").bindparams(pid=listen_pid))  # type: ignore[call-overload]
+        # LISTEN reconnects within about a second; the change must then arrive without the 30 s poll.
+        deadline = time.monotonic() + 5
+        while (
+            feed._pg_conn is None or feed._pg_conn.is_closed() or feed._pg_conn.get_server_pid() == listen_pid
+        ):
+            assert time.monotonic() < deadline, "LISTEN did not reconnect"
+            await asyncio.sleep(0.05)
+        await revoke(first, seeded.key_id)
+        deadline = time.monotonic() + 3
+        while isinstance(check(index, seeded), Allowed):
+            assert time.monotonic() < deadline, "revocation not delivered after LISTEN's connection died"
+            await asyncio.sleep(0.01)
+    finally:
+        await feed.stop()
+        await second.dispose()
+
+
+async def test_changes_arrive_without_an_in_process_signal(database: Database) -> None:
+    """A write through another connection and no `committed()`: NOTIFY (PostgreSQL) or the poll, the
+    floor on any database, delivers it."""
+    seeded = await seed(database)
+    index = KeyIndex(database)
+    feed = ChangeFeed(database, poll_seconds=0.05)
+    feed.subscribe(index)
+    await feed.start()
+    try:
+        await revoke(database, seeded.key_id)
+        deadline = time.monotonic() + 3
+        while isinstance(check(index, seeded), Allowed):
+            assert time.monotonic() < deadline, "the poll did not deliver the revocation"
+            await asyncio.sleep(0.01)
+    finally:
+        await feed.stop()
