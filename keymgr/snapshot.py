@@ -306,11 +306,12 @@ class KeySnapshot:
         """A block rule's current (target, value), or None when it is gone."""
         old = self.rules.pop(rule_id, None)
         if old is not None:
+            # Before the networks are rebuilt below: a removed CIDR rule must leave them.
+            self._networks.pop(rule_id, None)
             self._blocked_counts[old] -= 1
             if self._blocked_counts[old] <= 0:
                 del self._blocked_counts[old]
                 self._set_blocked(old, False)
-            self._networks.pop(rule_id, None)
         if rule is None:
             return
         target, value = rule

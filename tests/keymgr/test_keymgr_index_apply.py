@@ -15,6 +15,7 @@ from sqlalchemy import func
 from sqlmodel import col, select
 
 from keymgr.index import KeyIndex, load_snapshot
+from keymgr.snapshot import KeySnapshot
 from keymgr.store import StoreRepository
 from tollway import schema
 from tollway.catalog.store import CatalogStore
@@ -25,6 +26,7 @@ from tollway.db import Database
 from tollway.errors import TollwayError
 from tollway.lifecycle import SubscriptionLifecycle
 from tollway.subscription_states import Action, Actor
+from tollway.vocabulary import BlockTarget
 
 SECRET = "apply-test-secret"
 OPERATIONS = (
@@ -231,3 +233,12 @@ async def test_replica_behind_pruned_changes_loads_in_full_and_ends_identical(da
         assert index.snapshot.contents() == (await load_snapshot(database)).contents()
     finally:
         await feed.stop()
+
+
+def test_a_removed_cidr_rule_stops_blocking() -> None:
+    snapshot = KeySnapshot.build(blocked_networks=[])
+    snapshot.set_rule("blk_1", (BlockTarget.CLIENT_CIDR.value, "10.31.0.0/16"))
+    assert snapshot.client_blocked("10.31.4.5")
+    snapshot.set_rule("blk_1", None)
+    assert not snapshot.client_blocked("10.31.4.5")
+    assert snapshot.blocked_networks == ()
