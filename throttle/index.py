@@ -28,7 +28,7 @@ from tollway import schema
 from tollway.catalog.limits import PlanLimits
 from tollway.change_log import Change, Topic
 from tollway.db import Database
-from tollway.vocabulary import LimitScope
+from tollway.vocabulary import SHARED_LIMIT_SCOPES, LimitScope
 
 log = logging.getLogger(__name__)
 
@@ -153,11 +153,19 @@ def _batches(ids: Iterable[str]) -> Iterable[list[str]]:
 
 async def load_snapshot(db: Database) -> ThrottleSnapshot:
     """A full snapshot, read in chunks with a yield to the event loop after each."""
-    S = schema.Subscription
     async with db.session() as session:
         plans = {
             sys.intern(row.id): PlanLimits.from_row(row) for row in await session.exec(select(schema.Plan))
         }
+    snapshot = ThrottleSnapshot(loaded=True, plans=plans, subscriptions=await _load_subscriptions(db))
+    for scope in SHARED_LIMIT_SCOPES:
+        by_target = snapshot.shared_by_scope(LimitScope.from_stored(scope))
+        by_target.update(await _load_shared_limits(db, scope))
+    return snapshot
+
+
+async def _load_subscriptions(db: Database) -> dict[str, SubscriptionInfo]:
+    S = schema.Subscription
     subscriptions: dict[str, SubscriptionInfo] = {}
     after = ""
     while True:
@@ -168,19 +176,32 @@ async def load_snapshot(db: Database) -> ThrottleSnapshot:
             info = subscription_info(row)
             subscriptions[info.id] = info
         if len(rows) < LOAD_CHUNK:
-            break
+            return subscriptions
         after = rows[-1][0]
         await asyncio.sleep(0)
+
+
+async def _load_shared_limits(db: Database, scope: str) -> dict[str, SharedLimits]:
+    """One scope's traffic limits (there can be one per application), by target id, in chunks."""
     T = schema.TrafficLimit
-    async with db.session() as session:
-        shared = [
-            shared_limits(row)
-            for row in await session.exec(select(T).order_by(col(T.scope), col(T.target_id)))
-        ]
-    snapshot = ThrottleSnapshot(loaded=True, plans=plans, subscriptions=subscriptions)
-    for limits in shared:
-        snapshot.shared_by_scope(limits.scope)[limits.target_id] = limits
-    return snapshot
+    by_target: dict[str, SharedLimits] = {}
+    after = ""
+    while True:
+        async with db.session() as session:
+            statement = (
+                select(T)
+                .where(col(T.scope) == scope, col(T.target_id) > after)
+                .order_by(col(T.target_id))
+                .limit(LOAD_CHUNK)
+            )
+            rows = (await session.exec(statement)).all()
+        for row in rows:
+            limits = shared_limits(row)
+            by_target[limits.target_id] = limits
+        if len(rows) < LOAD_CHUNK:
+            return by_target
+        after = rows[-1].target_id
+        await asyncio.sleep(0)
 
 
 @dataclass
