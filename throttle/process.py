@@ -15,8 +15,7 @@ from throttle.replicas import MemoryStoreRegistration
 from throttle.service import ThrottleService
 from throttle.servicer import QuotaServicer, RateLimitServicer, add_rate_limit_service
 from throttle.store import TrafficLimitStore
-from tollway.change_log import Topic
-from tollway.changes import ChangeListener, ReloadOnChange
+from tollway.changes import ChangeListener
 from tollway.component import (
     GrpcService,
     RunningComponent,
@@ -72,13 +71,11 @@ class Throttle(RunningComponent):
         )
 
     def change_listeners(self) -> Sequence[ChangeListener]:
-        return (
-            ReloadOnChange(
-                "throttle",
-                frozenset({Topic.PLANS, Topic.SUBSCRIPTIONS, Topic.TRAFFIC_LIMITS}),
-                self.index.reload,
-            ),
-        )
+        # Plans, subscriptions and traffic limits, applied row by row (throttle/index.py).
+        return (self.index,)
+
+    def ready(self) -> bool:
+        return self.index.loaded
 
     def metrics_renderer(self) -> Render:
         return self.metrics.render

@@ -260,13 +260,19 @@ class ChangeFeed:
     async def _listen_postgres(self) -> None:
         import asyncpg
 
+        connection: Any = None
         try:
-            self._pg_conn = await asyncpg.connect(self._db.asyncpg_dsn(), timeout=5)
-            await self._pg_conn.add_listener(self._db.notify_channel, lambda *_: self.committed())
-        except (OSError, asyncpg.PostgresError) as exc:
+            connection = await asyncpg.connect(self._db.asyncpg_dsn(), timeout=5)
+            await connection.add_listener(self._db.notify_channel, lambda *_: self.committed())
+        # InterfaceError too: a connection closed under add_listener must not end the reconnect loop.
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             # Polling still delivers changes; LISTEN only makes them faster.
             log.warning("LISTEN unavailable (%s); relying on polling until it reconnects", type(exc).__name__)
+            if connection is not None:
+                connection.terminate()
             self._pg_conn = None
+            return
+        self._pg_conn = connection
 
     async def _keep_listening(self) -> None:
         """Reconnects LISTEN when its connection drops; the poll delivers changes meanwhile."""

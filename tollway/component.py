@@ -100,8 +100,15 @@ class RunningComponent(Protocol):
         """Renders its Prometheus lines for the process's endpoint; None = no metrics."""
         return None
 
+    def ready(self) -> bool:
+        """True once it can answer from a complete view. Until then (and until each of its change
+        listeners completed its first full load) the health service reports its services
+        NOT_SERVING."""
+        return True
+
     async def start(self) -> None:
-        """Background work, started after the change feed's first round and before the servers."""
+        """Background work, started before the servers and before the change feed's first round (so
+        its view may still be loading)."""
         return None
 
     async def stop(self) -> None:

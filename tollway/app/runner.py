@@ -8,8 +8,9 @@ they share the core only."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -34,6 +35,8 @@ log = logging.getLogger(__name__)
 
 Running = TypeVar("Running", bound=RunningComponent)
 
+_HEALTH_WATCH_SECONDS = 0.5
+
 
 def admin_tls_credentials(settings: Settings) -> grpc.ServerCredentials | None:
     """TLS for the admin port when a certificate is configured; mTLS when a client CA is too."""
@@ -50,7 +53,10 @@ def admin_tls_credentials(settings: Settings) -> grpc.ServerCredentials | None:
 
 
 class GrpcServer:
-    """A grpc.aio server with reflection and health for every service registered on it."""
+    """A grpc.aio server with reflection and health for every service registered on it.
+
+    Health: a service is NOT_SERVING until its readiness check passes (its component's first load
+    completed), SERVING after; the server as a whole ("") once all of its services are."""
 
     def __init__(
         self,
@@ -64,17 +70,39 @@ class GrpcServer:
         # Explicit keepalive, agreed with Envoy's (tollway/keepalive.py): no too_many_pings GOAWAY.
         self.server = grpc.aio.server(interceptors=interceptors, options=keepalive.server_options())
         self.services: list[str] = []
+        self._readiness: dict[str, Callable[[], bool]] = {}
+        self._health: Any = None
+        self._serving: set[str] = set()
 
-    def add(self, service: GrpcService) -> None:
+    def add(self, service: GrpcService, ready: Callable[[], bool] = lambda: True) -> None:
         """Registers a servicer; its full name is then listed by health and reflection."""
         self.services.append(service.full_name)
+        self._readiness[service.full_name] = ready
         service.add_to_server(self.server)
 
-    async def start(self) -> None:
-        health = health_aio.HealthServicer()
+    def all_serving(self) -> bool:
+        return self._serving.issuperset(["", *self.services])
+
+    async def update_health(self) -> None:
+        """Reports each service SERVING once it is ready (a service never goes back)."""
+        if self._health is None:
+            return
+        ready = {name for name in self.services if name in self._serving or self._readiness[name]()}
+        if ready.issuperset(self.services):
+            ready.add("")
         for name in ["", *self.services]:
-            await health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        health_pb2_grpc.add_HealthServicer_to_server(health, self.server)
+            status = (
+                health_pb2.HealthCheckResponse.SERVING
+                if name in ready
+                else health_pb2.HealthCheckResponse.NOT_SERVING
+            )
+            await self._health.set(name, status)
+        self._serving = ready
+
+    async def start(self) -> None:
+        self._health = health_aio.HealthServicer()
+        await self.update_health()
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self.server)
         reflection.enable_server_reflection(
             [*self.services, service_name(health_pb2, "Health"), reflection.SERVICE_NAME], self.server
         )
@@ -103,6 +131,7 @@ class TollwayProcess:
         self.metrics = MetricsRegistry()
         self.metrics.register("process", self._render_info)
         self._metrics_server: asyncio.Server | None = None
+        self._health_watch: asyncio.Task[None] | None = None
 
         context = ProcessContext(self.db, self.changes, self.catalog, gateway_contribution(settings))
         # The selected components, in registry order (the order they are wired and started).
@@ -126,14 +155,24 @@ class TollwayProcess:
 
     def _wire(self) -> None:
         for running in self.running.values():
+            listeners = running.change_listeners()
+            ready = self._readiness(running, [listener.name for listener in listeners])
             for service in running.envoy_services():
-                self.envoy_facing.add(service)
+                self.envoy_facing.add(service, ready)
             for service in running.admin_services():
-                self.admin.add(service)
-            for listener in running.change_listeners():
+                self.admin.add(service, ready)
+            for listener in listeners:
                 self.changes.subscribe(listener)
 
+    def _readiness(self, running: RunningComponent, listeners: Sequence[str]) -> Callable[[], bool]:
+        """A component is ready once it says so and each of its change listeners completed its first
+        full load."""
+        return lambda: running.ready() and all(self.changes.loaded(name) for name in listeners)
+
     async def start(self) -> None:
+        """Returns once every component's view is loaded. The servers listen before that, reporting
+        NOT_SERVING on the health service for what is still loading (so Envoy and orchestrators can
+        wait on it), SERVING after."""
         if self.settings.data_dir.is_dir():
             private_dir(self.settings.data_dir)
         private_sqlite(self.settings.database_url)
@@ -148,12 +187,24 @@ class TollwayProcess:
             admin_tls_credentials(self.settings),
         )
         self._wire()
-        await self.changes.start()
+        # Before the servers: usage replays its WAL before Envoy's streams are accepted.
         for running in self.running.values():
             await running.start()
         self._servers = [server for server in (self.envoy_facing, self.admin) if server.services]
         for server in self._servers:
             await server.start()
+        try:
+            await self.changes.start()
+        except BaseException:
+            # A replica must not serve without its views: release the ports it bound.
+            for server in self._servers:
+                await server.stop()
+            self._servers = []
+            raise
+        for server in self._servers:
+            await server.update_health()
+        if not all(server.all_serving() for server in self._servers):
+            self._health_watch = asyncio.create_task(self._watch_health(), name="health-watch")
         if self.settings.metrics_addr:
             self._metrics_server = await serve_metrics(
                 *split_host_port(self.settings.metrics_addr), self.metrics.render
@@ -166,7 +217,19 @@ class TollwayProcess:
             self.db.engine.url.render_as_string(hide_password=True),
         )
 
+    async def _watch_health(self) -> None:
+        """For a component that becomes ready after the first loads (rare): SERVING once it does."""
+        while not all(server.all_serving() for server in self._servers):
+            await asyncio.sleep(_HEALTH_WATCH_SECONDS)
+            for server in self._servers:
+                await server.update_health()
+
     async def stop(self) -> None:
+        if self._health_watch is not None:
+            self._health_watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._health_watch
+            self._health_watch = None
         if self._metrics_server is not None:
             self._metrics_server.close()
             await self._metrics_server.wait_closed()
