@@ -65,6 +65,11 @@ class InvalidRequest(ValueError):
     """A RateLimitRequest that cannot be answered; nothing was counted."""
 
 
+class NotLoaded(RuntimeError):
+    """The replica's view of plans and subscriptions is not loaded yet: nothing can be decided (the
+    gRPC answer is UNAVAILABLE, so Envoy applies its failure mode, as for unreachable counters)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """The answer for one descriptor."""
@@ -251,6 +256,8 @@ class ThrottleService:
     async def should_rate_limit(
         self, domain: str, descriptors: Sequence[Mapping[str, str]], hits: int = 1
     ) -> Decision:
+        if not self.index.snapshot.loaded:
+            raise NotLoaded("the rate limiter is still loading plans and subscriptions")
         if not domain:
             raise InvalidRequest("domain is empty")
         if not descriptors:

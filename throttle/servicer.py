@@ -25,6 +25,7 @@ from throttle.rls_request import MAX_REQUEST_BYTES, Parts, ProblemLog, RequestPa
 from throttle.service import (
     Decision,
     InvalidRequest,
+    NotLoaded,
     Outcome,
     ThrottleService,
     UnknownSubscription,
@@ -187,6 +188,8 @@ class RateLimitServicer(rls_pb2_grpc.RateLimitServiceServicer):  # type: ignore[
         except StoreUnavailable:
             # Failure mode "deny": Envoy's failure_mode_deny turns this into its status_on_error.
             await context.abort(grpc.StatusCode.UNAVAILABLE, "rate-limit counters unavailable")
+        except NotLoaded as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
         except Exception as exc:
             self.problems.note("failed", type(exc).__name__, traceback=True)
             await context.abort(grpc.StatusCode.INTERNAL, "internal error")

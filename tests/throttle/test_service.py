@@ -231,3 +231,14 @@ async def test_grpc_hits_addend_request_and_descriptor_level(rls: tuple) -> None
     # 3 more do not fit into the 2 left: denied, nothing counted.
     assert (await stub.ShouldRateLimit(request, timeout=5)).overall_code == RLS.OVER_LIMIT
     assert (await stub.ShouldRateLimit(_request("tollway", sub, hits=2), timeout=5)).overall_code == RLS.OK
+
+
+async def test_nothing_is_decided_before_the_first_load() -> None:
+    """Before its first load a replica knows no plan: it answers UNAVAILABLE (Envoy's failure mode
+    applies) rather than admitting everything unlimited."""
+    from throttle.index import ThrottleIndex
+    from throttle.service import NotLoaded
+
+    service = ThrottleService(ThrottleIndex(), MemoryCounterStore())
+    with pytest.raises(NotLoaded):
+        await service.should_rate_limit("tollway", [{"subscription_id": "sub_x"}])
