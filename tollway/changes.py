@@ -37,6 +37,7 @@ BATCH = 2000
 _MAX_RETRY_SECONDS = 5.0
 _PRUNE_EVERY_SECONDS = 60.0
 _LISTEN_CHECK_SECONDS = 1.0
+_STOP_SECONDS = 2.0
 
 
 class ChangeListener(Protocol):
@@ -135,15 +136,21 @@ class ChangeFeed:
         self._tasks.append(asyncio.create_task(self._prune_periodically(), name="change-prune"))
 
     async def stop(self) -> None:
+        """Stops following, within a bound: a task stuck in a database call that ignores its
+        cancellation, or a LISTEN connection that does not close gracefully, must not hold up the
+        process's shutdown."""
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self._tasks:
+            _, stuck = await asyncio.wait(self._tasks, timeout=_STOP_SECONDS)
+            if stuck:
+                log.warning("change feed: %d task(s) did not stop in time", len(stuck))
         self._tasks = []
         if self._pg_conn is not None:
-            with contextlib.suppress(Exception):
-                await self._pg_conn.close()
+            try:
+                await asyncio.wait_for(self._pg_conn.close(timeout=_STOP_SECONDS), _STOP_SECONDS)
+            except Exception:
+                self._pg_conn.terminate()
             self._pg_conn = None
 
     # --- following -------------------------------------------------------------------------------------
