@@ -101,8 +101,14 @@ _HASH_BYTES = 32
 KeyRow = tuple[str, bytes, int | None, int | None]
 
 
+_USUAL_KEY = struct.Struct(f"<B{_HASH_BYTES}sQ")  # no times, a SHA-256 hash, a packed application id
+
+
 def pack_key(application_id: str, key_hash: bytes, expires: int | None, revoked: int | None) -> bytes:
-    packed, application = _pack_code(APPLICATION_IDS.encode(application_id))
+    code = APPLICATION_IDS.encode(application_id)
+    if expires is None and revoked is None and isinstance(code, int) and len(key_hash) == _HASH_BYTES:
+        return _USUAL_KEY.pack(_APP_PACKED, key_hash, code)
+    packed, application = _pack_code(code)
     flags = (_EXPIRES if expires is not None else 0) | (_REVOKED if revoked is not None else 0)
     flags |= _APP_PACKED if packed else 0
     parts = [b"", key_hash]
@@ -169,7 +175,15 @@ class Interned:
         return found
 
 
+_NARROW_PACKED = struct.Struct("<BHHQ")  # the usual subscription: flags, API, plan, packed id
+_USUAL_APPLICATION = struct.Struct("<BBHHQ")  # application flags, then one usual subscription
+
+
 def pack_application(flags: int, subscriptions: list[SubscriptionFields]) -> bytes:
+    if len(subscriptions) == 1:
+        api, sub_code, plan, state = subscriptions[0]
+        if isinstance(sub_code, int) and api <= 0xFFFF and plan <= 0xFFFF and state <= _STATE_MASK:
+            return _USUAL_APPLICATION.pack(flags, state | _SUB_PACKED, api, plan, sub_code)
     parts = [bytes([flags])]
     for api, sub_code, plan, state in subscriptions:
         if state > _STATE_MASK:
@@ -198,9 +212,6 @@ def application_subscriptions(record: bytes) -> Iterator[SubscriptionFields]:
             sub_code = record[position + 2 : position + 2 + length].decode()
             position += 2 + length
         yield api, sub_code, plan, flags & _STATE_MASK
-
-
-_NARROW_PACKED = struct.Struct("<BHHQ")  # the usual subscription: flags, API, plan, packed id
 
 
 def find_subscription(record: bytes, api: int) -> SubscriptionFields | None:

@@ -88,6 +88,7 @@ def test_application_rows_round_trip_and_find_each_subscription() -> None:
         assert find_subscription(record, fields[0]) == fields
     assert find_subscription(record, 1) is None
     single = pack_application(1, subscriptions[:1])
+    assert list(application_subscriptions(single)) == subscriptions[:1]
     assert find_subscription(single, 0) == subscriptions[0]
     assert find_subscription(single, 2) is None
 
