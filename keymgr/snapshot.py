@@ -8,11 +8,12 @@ index, plan index, state index, subscription id)`, with the few distinct API ids
 in side tables. Ids in Tollway's formats are held as ints (the others as their strings). Measured with
 tests/keymgr/measure_index_memory.py (SQLite, 100k applications, subscriptions and keys): the index
 holds 29.4 MB by tracemalloc, ~294 bytes per key with its application and subscription (the previous
-tuple-of-strings records: 56 MB, ~560 bytes), and process RSS grew 14 MB (100 -> 114 MB; RSS growth
-understates, as the load reuses memory freed after the inserts); extrapolated to a million of each:
-~290 MB of index (dict tables cost less per entry at 1M than at 100k), i.e. ~390 MB for the process,
-where the dataclass-per-row snapshot grew RSS by 1,090 MB. The price is ~1 µs per id packed or
-unpacked on a lookup.
+tuple-of-strings records: 56 MB, ~560 bytes), process RSS grew 12 MB (98 -> 110 MB; RSS growth
+understates, as the load reuses memory freed after the inserts) and the load took 3.9 s (was 3.8 s).
+Extrapolated to a million of each: ~290 MB of index (dict tables cost less per entry at 1M than at
+100k, allocator rounding adds back about as much), i.e. ~390 MB for the process, where the
+dataclass-per-row snapshot grew RSS by 1,090 MB. The price is ~1 µs per id packed or unpacked on a
+lookup (a Check reads three entries).
 
 Readers get the familiar entry objects (`KeyEntry`, `SubscriptionEntry`, ...) through read-only
 mapping views that build one on lookup, so `decide` reads entries as before. A snapshot is changed in
