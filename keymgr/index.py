@@ -40,7 +40,7 @@ from keymgr.snapshot import KeyEntry as KeyEntry
 from keymgr.snapshot import KeySnapshot as KeySnapshot
 from keymgr.snapshot import PlanEntry as PlanEntry
 from keymgr.snapshot import SubscriptionEntry as SubscriptionEntry
-from keymgr.snapshot import key_record, micros
+from keymgr.snapshot import micros
 from tollway import schema
 from tollway.change_log import Change, Topic
 from tollway.db import Database
@@ -69,22 +69,15 @@ def _canonical(strings: dict[str, str], value: str) -> str:
 
 def _apply_key(snapshot: KeySnapshot, key_id: str, row: _Row | None, strings: dict[str, str]) -> None:
     if row is None:
-        snapshot.key_records.pop(key_id, None)
+        snapshot.set_key(key_id, None)
         return
     key_id, application_id, key_hash, expires_at, revoked_at = row
-    snapshot.key_records[key_id] = key_record(
-        _canonical(strings, application_id),
-        key_hash,
-        micros(schema.as_utc(expires_at)),
-        micros(schema.as_utc(revoked_at)),
-    )
+    expires, revoked = micros(schema.as_utc(expires_at)), micros(schema.as_utc(revoked_at))
+    snapshot.set_key(key_id, (application_id, key_hash, expires, revoked))
 
 
 def _apply_application(snapshot: KeySnapshot, app_id: str, row: _Row | None, strings: dict[str, str]) -> None:
-    if row is None:
-        snapshot.application_records.pop(app_id, None)
-        return
-    snapshot.application_records[_canonical(strings, row[0])] = row[1] is not None
+    snapshot.set_application(app_id if row is None else row[0], None if row is None else row[1] is not None)
 
 
 def _apply_subscription(
@@ -94,11 +87,8 @@ def _apply_subscription(
         snapshot.remove_subscription_by_id(sub_id)
         return
     sub_id, application_id, api_id, plan_id, state = row
-    key = (_canonical(strings, application_id), _canonical(strings, api_id))
-    live = (
-        (sub_id, _canonical(strings, plan_id), _canonical(strings, state)) if state in _LIVE_STATES else None
-    )
-    snapshot.set_subscription(sub_id, key, live)
+    live = (sub_id, plan_id, state) if state in _LIVE_STATES else None
+    snapshot.set_subscription(sub_id, (application_id, api_id), live)
 
 
 def _apply_api(snapshot: KeySnapshot, api_id: str, row: _Row | None, strings: dict[str, str]) -> None:
@@ -127,8 +117,7 @@ _K, _App, _S, _A, _P, _B = (
     schema.Plan,
     schema.BlockRule,
 )
-# Per topic: the id column, the columns read (the id first), and how a row is applied. Applications
-# load before keys and subscriptions so that those share the applications' id strings.
+# Per topic: the id column, the columns read (the id first), and how a row is applied.
 _TABLES: dict[Topic, tuple[Any, tuple[Any, ...], _Apply]] = {
     Topic.APIS: (col(_A.id), (col(_A.id), col(_A.name), col(_A.published)), _apply_api),
     Topic.PLANS: (col(_P.id), (col(_P.id), col(_P.name)), _apply_plan),
@@ -250,9 +239,9 @@ class KeyIndex:
             log.info(
                 "key index loaded in %.2fs: %d keys, %d applications, %d subscriptions, %d APIs",
                 asyncio.get_running_loop().time() - started,
-                len(snapshot.key_records),
-                len(snapshot.application_records),
-                len(snapshot.subscription_records),
+                len(snapshot.keys),
+                len(snapshot.applications),
+                len(snapshot.subscriptions),
                 len(snapshot.api_entries),
             )
 

@@ -1,15 +1,19 @@
 """What a Check reads: keys, applications, live subscriptions, published APIs, plans and block rules,
 held compactly enough for a million keys in one gateway process.
 
-A row is stored as a tuple of shared strings, raw bytes and integers, never as an object per row with
-string timestamps: a key is `key id -> (application id, 32-byte hash[, expires µs, revoked µs])`, an
-application `id -> deleted`, a live subscription `(application id, API id) -> (id, plan id, state)`.
-Application, API and plan ids are shared between the maps rather than repeated per row. Measured with
+Rows are packed by keymgr/records.py, never held as an object per row with string timestamps: a key is
+`key id -> bytes(flags, 32-byte hash[, expires µs][, revoked µs], application id)`, an application and
+its live subscriptions are ONE record `application id -> bytes(known/deleted, per subscription: API
+index, plan index, state index, subscription id)`, with the few distinct API ids, plan ids and states
+in side tables. Ids in Tollway's formats are held as ints (the others as their strings). Measured with
 tests/keymgr/measure_index_memory.py (SQLite, 100k applications, subscriptions and keys): the index
-holds 56 MB by tracemalloc, ~560 bytes per key with its application and subscription, and process RSS
-grew 45 MB (98 -> 143 MB); extrapolated to a million of each: ~560 MB of index, where the
-dataclass-per-row snapshot grew RSS by 1,090 MB. Still above the 400 MB goal for the whole process: the
-rest is per-object overhead of the three dicts, the id strings and the record tuples.
+holds 29.4 MB by tracemalloc, ~294 bytes per key with its application and subscription (the previous
+tuple-of-strings records: 56 MB, ~560 bytes), process RSS grew 12 MB (98 -> 110 MB; RSS growth
+understates, as the load reuses memory freed after the inserts) and the load took 3.9 s (was 3.8 s).
+Extrapolated to a million of each: ~290 MB of index (dict tables cost less per entry at 1M than at
+100k, allocator rounding adds back about as much), i.e. ~390 MB for the process, where the
+dataclass-per-row snapshot grew RSS by 1,090 MB. The price is ~1 µs per id packed or unpacked on a
+lookup (a Check reads three entries).
 
 Readers get the familiar entry objects (`KeyEntry`, `SubscriptionEntry`, ...) through read-only
 mapping views that build one on lookup, so `decide` reads entries as before. A snapshot is changed in
@@ -22,12 +26,27 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Set
+from collections.abc import Iterable, Iterator, Mapping, Set
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
-from typing import Any, Generic, TypeVar
+from typing import Any
 
+from keymgr.records import (
+    APPLICATION_IDS,
+    DELETED,
+    KEY_IDS,
+    KNOWN,
+    SUBSCRIPTION_IDS,
+    Code,
+    Interned,
+    SubscriptionFields,
+    application_subscriptions,
+    find_subscription,
+    pack_application,
+    pack_key,
+    unpack_key,
+)
 from tollway.vocabulary import BlockTarget
 
 log = logging.getLogger(__name__)
@@ -82,11 +101,11 @@ class KeyEntry:
         return self.revoked_at is not None
 
 
-# (application id, hash) or (application id, hash, expires µs, revoked µs) when either time is set.
-KeyRecord = tuple[str, bytes] | tuple[str, bytes, int | None, int | None]
 # (subscription id, plan id, state) by (application id, API id).
 SubscriptionRecord = tuple[str, str, str]
 SubscriptionKey = tuple[str, str]
+# A key's current row: (application id, hash hex, expires µs, revoked µs).
+KeyRecord = tuple[str, str, int | None, int | None]
 # A block rule: (target, value).
 RuleRecord = tuple[str, str]
 
@@ -100,53 +119,110 @@ def from_micros(value: int | None) -> datetime | None:
     return None if value is None else _EPOCH + timedelta(microseconds=value)
 
 
-def key_record(application_id: str, key_hash_hex: str, expires: int | None, revoked: int | None) -> KeyRecord:
-    hash_bytes = bytes.fromhex(key_hash_hex)
-    if expires is None and revoked is None:
-        return (application_id, hash_bytes)
-    return (application_id, hash_bytes, expires, revoked)
+class _Tables:
+    """The few distinct API ids, plan ids and states an application record refers to by index."""
+
+    __slots__ = ("apis", "plans", "states")
+
+    def __init__(self) -> None:
+        self.apis = Interned()
+        self.plans = Interned()
+        self.states = Interned()
 
 
-def _key_entry(key_id: str, record: KeyRecord) -> KeyEntry:
-    if len(record) == 2:
-        return KeyEntry(key_id, record[0], record[1].hex(), None, None)
-    _, hash_bytes, expires, revoked = record  # the 4-tuple form
-    return KeyEntry(key_id, record[0], hash_bytes.hex(), from_micros(expires), from_micros(revoked))
+class _KeyView(Mapping[str, KeyEntry]):
+    __slots__ = ("_records",)
 
-
-def _application_entry(application_id: str, deleted: bool) -> ApplicationEntry:
-    return ApplicationEntry(id=application_id, deleted=deleted)
-
-
-def _subscription_entry(key: SubscriptionKey, record: SubscriptionRecord) -> SubscriptionEntry:
-    return SubscriptionEntry(record[0], key[0], key[1], record[1], record[2])
-
-
-K = TypeVar("K")
-R = TypeVar("R")
-E = TypeVar("E")
-
-
-class RecordView(Mapping[K, E], Generic[K, R, E]):
-    """A read-only mapping over compact records that builds an entry object per lookup."""
-
-    __slots__ = ("_entry", "_records")
-
-    def __init__(self, records: Mapping[K, R], entry: Callable[[K, R], E]) -> None:
+    def __init__(self, records: dict[Code, bytes]) -> None:
         self._records = records
-        self._entry = entry
 
-    def __getitem__(self, key: K) -> E:
-        return self._entry(key, self._records[key])
+    def __getitem__(self, key_id: str) -> KeyEntry:
+        application_id, key_hash, expires, revoked = unpack_key(self._records[KEY_IDS.encode(key_id)])
+        return KeyEntry(key_id, application_id, key_hash.hex(), from_micros(expires), from_micros(revoked))
 
-    def __contains__(self, key: object) -> bool:
-        return key in self._records
+    def __contains__(self, key_id: object) -> bool:
+        return isinstance(key_id, str) and KEY_IDS.encode(key_id) in self._records
 
-    def __iter__(self) -> Iterator[K]:
-        return iter(self._records)
+    def __iter__(self) -> Iterator[str]:
+        return map(KEY_IDS.decode, self._records)
 
     def __len__(self) -> int:
         return len(self._records)
+
+
+class _ApplicationView(Mapping[str, ApplicationEntry]):
+    """Applications the store knows (a record may exist for subscriptions alone)."""
+
+    __slots__ = ("_snapshot",)
+
+    def __init__(self, snapshot: KeySnapshot) -> None:
+        self._snapshot = snapshot
+
+    def __getitem__(self, application_id: str) -> ApplicationEntry:
+        flags = self._snapshot.application_records[APPLICATION_IDS.encode(application_id)][0]
+        if not flags & KNOWN:
+            raise KeyError(application_id)
+        return ApplicationEntry(id=application_id, deleted=bool(flags & DELETED))
+
+    def __contains__(self, application_id: object) -> bool:
+        if not isinstance(application_id, str):
+            return False
+        record = self._snapshot.application_records.get(APPLICATION_IDS.encode(application_id))
+        return record is not None and bool(record[0] & KNOWN)
+
+    def __iter__(self) -> Iterator[str]:
+        for code, record in list(self._snapshot.application_records.items()):
+            if record[0] & KNOWN:
+                yield APPLICATION_IDS.decode(code)
+
+    def __len__(self) -> int:
+        return self._snapshot.application_count
+
+
+class _SubscriptionView(Mapping[SubscriptionKey, SubscriptionEntry]):
+    """Live subscriptions by (application id, API id), read from the applications' records."""
+
+    __slots__ = ("_snapshot",)
+
+    def __init__(self, snapshot: KeySnapshot) -> None:
+        self._snapshot = snapshot
+
+    def __getitem__(self, key: SubscriptionKey) -> SubscriptionEntry:
+        application_id, api_id = key
+        snapshot = self._snapshot
+        record = snapshot.application_records[APPLICATION_IDS.encode(application_id)]
+        api = snapshot.tables.apis.indexes[api_id]
+        found = find_subscription(record, api)
+        if found is None:
+            raise KeyError(key)
+        _, sub_code, plan, state = found
+        tables = snapshot.tables
+        return SubscriptionEntry(
+            SUBSCRIPTION_IDS.decode(sub_code),
+            application_id,
+            api_id,
+            tables.plans.values[plan],
+            tables.states.values[state],
+        )
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, tuple) or len(key) != 2 or not all(isinstance(part, str) for part in key):
+            return False
+        try:
+            self[(key[0], key[1])]
+        except KeyError:
+            return False
+        return True
+
+    def __iter__(self) -> Iterator[SubscriptionKey]:
+        apis = self._snapshot.tables.apis.values
+        for code, record in list(self._snapshot.application_records.items()):
+            application_id = APPLICATION_IDS.decode(code)
+            for api, _, _, _ in application_subscriptions(record):
+                yield (application_id, apis[api])
+
+    def __len__(self) -> int:
+        return self._snapshot.subscription_count
 
 
 class KeySnapshot:
@@ -158,6 +234,7 @@ class KeySnapshot:
         "_networks",
         "api_entries",
         "apis",
+        "application_count",
         "application_records",
         "applications",
         "blocked_api_ids",
@@ -171,8 +248,9 @@ class KeySnapshot:
         "plans",
         "revision",
         "rules",
-        "subscription_records",
+        "subscription_count",
         "subscriptions",
+        "tables",
         "version",
     )
 
@@ -182,11 +260,13 @@ class KeySnapshot:
         # The change-log head this snapshot's full load started from.
         self.revision = revision
         self.version = 0
-        self.key_records: dict[str, KeyRecord] = {}
-        # Deleted applications stay (as True): a key of a deleted application is refused as such.
-        self.application_records: dict[str, bool] = {}
-        # Live subscriptions (ACTIVE, PENDING_APPROVAL, BLOCKED, SUSPENDED) only.
-        self.subscription_records: dict[SubscriptionKey, SubscriptionRecord] = {}
+        self.key_records: dict[Code, bytes] = {}
+        # By application id: the application's flags (KNOWN, DELETED) and its live subscriptions (ACTIVE,
+        # PENDING_APPROVAL, BLOCKED, SUSPENDED). Deleted applications stay: their keys are refused as such.
+        self.application_records: dict[Code, bytes] = {}
+        self.tables = _Tables()
+        self.application_count = 0
+        self.subscription_count = 0
         # Published APIs only: an unpublished API is unknown to the gateway.
         self.api_entries: dict[str, ApiEntry] = {}
         self.plan_entries: dict[str, PlanEntry] = {}
@@ -203,13 +283,9 @@ class KeySnapshot:
         self.blocked_application_ids: Set[str] = self._blocked_ids[BlockTarget.APPLICATION]
         self.blocked_key_ids: Set[str] = self._blocked_ids[BlockTarget.API_KEY]
         self.blocked_networks: tuple[IPNetwork, ...] = ()
-        self.keys: Mapping[str, KeyEntry] = RecordView(self.key_records, _key_entry)
-        self.applications: Mapping[str, ApplicationEntry] = RecordView(
-            self.application_records, _application_entry
-        )
-        self.subscriptions: Mapping[SubscriptionKey, SubscriptionEntry] = RecordView(
-            self.subscription_records, _subscription_entry
-        )
+        self.keys: Mapping[str, KeyEntry] = _KeyView(self.key_records)
+        self.applications: Mapping[str, ApplicationEntry] = _ApplicationView(self)
+        self.subscriptions: Mapping[SubscriptionKey, SubscriptionEntry] = _SubscriptionView(self)
         self.apis: Mapping[str, ApiEntry] = MappingProxyType(self.api_entries)
         self.plans: Mapping[str, PlanEntry] = MappingProxyType(self.plan_entries)
 
@@ -231,14 +307,17 @@ class KeySnapshot:
         """A loaded snapshot from plain entries (used by tests)."""
         snapshot = cls(loaded=True, revision=revision)
         for key in keys:
-            snapshot.key_records[key.key_id] = key_record(
-                key.application_id, key.key_hash, micros(key.expires_at), micros(key.revoked_at)
+            snapshot.set_key(
+                key.key_id, (key.application_id, key.key_hash, micros(key.expires_at), micros(key.revoked_at))
             )
         snapshot.api_entries.update((api.id, api) for api in apis)
         snapshot.plan_entries.update((plan.id, plan) for plan in plans)
-        snapshot.application_records.update((app.id, app.deleted) for app in applications)
+        for app in applications:
+            snapshot.set_application(app.id, app.deleted)
         for sub in subscriptions:
-            snapshot.subscription_records[(sub.application_id, sub.api_id)] = (sub.id, sub.plan_id, sub.state)
+            snapshot.set_subscription(
+                sub.id, (sub.application_id, sub.api_id), (sub.id, sub.plan_id, sub.state)
+            )
         targets = (
             (BlockTarget.API, blocked_api_ids),
             (BlockTarget.APPLICATION, blocked_application_ids),
@@ -269,9 +348,9 @@ class KeySnapshot:
         exactly when their contents are equal)."""
         return {
             "loaded": self.loaded,
-            "keys": dict(self.key_records),
-            "applications": dict(self.application_records),
-            "subscriptions": dict(self.subscription_records),
+            "keys": dict(self.keys.items()),
+            "applications": dict(self.applications.items()),
+            "subscriptions": dict(self.subscriptions.items()),
             "apis": dict(self.api_entries),
             "plans": dict(self.plan_entries),
             "rules": dict(self.rules),
@@ -283,24 +362,70 @@ class KeySnapshot:
 
     # --- changes (synchronous: callers never await between the changes of one batch) -------------------
 
+    def set_key(self, key_id: str, record: KeyRecord | None) -> None:
+        """The key's current row, or None when it is gone."""
+        code = KEY_IDS.encode(key_id)
+        if record is None:
+            self.key_records.pop(code, None)
+            return
+        application_id, key_hash_hex, expires, revoked = record
+        self.key_records[code] = pack_key(application_id, bytes.fromhex(key_hash_hex), expires, revoked)
+
+    def set_application(self, application_id: str, deleted: bool | None) -> None:
+        """Whether the application is deleted, or None when its row is gone."""
+        code = APPLICATION_IDS.encode(application_id)
+        record = self.application_records.get(code, _NO_RECORD)
+        flags = 0 if deleted is None else KNOWN | (DELETED if deleted else 0)
+        self.application_count += bool(flags & KNOWN) - bool(record[0] & KNOWN)
+        self._store_application(code, bytes([flags]) + record[1:])
+
     def set_subscription(
         self, subscription_id: str, key: SubscriptionKey, record: SubscriptionRecord | None
     ) -> None:
         """The subscription's current row: `record` when it is live, None when it is not (or is gone)."""
-        if record is not None:
-            self.subscription_records[key] = record
+        application_id, api_id = key
+        code = APPLICATION_IDS.encode(application_id)
+        current = self.application_records.get(code, _NO_RECORD)
+        api = self.tables.apis.index(api_id)
+        if len(current) == 1:  # no subscription yet: the common case of a full load
+            if record is not None:
+                self._store_application(code, pack_application(current[0], [self._fields(api, record)]))
+                self.subscription_count += 1
             return
-        current = self.subscription_records.get(key)
-        # Another subscription may hold the pair now (cancelled, then subscribed again).
-        if current is not None and current[0] == subscription_id:
-            del self.subscription_records[key]
+        subscriptions = list(application_subscriptions(current))
+        kept = [fields for fields in subscriptions if fields[0] != api]
+        if record is not None:
+            kept.append(self._fields(api, record))
+        elif len(kept) < len(subscriptions):
+            # Another subscription may hold the pair now (cancelled, then subscribed again).
+            held = next(fields for fields in subscriptions if fields[0] == api)
+            if SUBSCRIPTION_IDS.decode(held[1]) != subscription_id:
+                return
+        self.subscription_count += len(kept) - len(subscriptions)
+        self._store_application(code, pack_application(current[0], kept))
 
     def remove_subscription_by_id(self, subscription_id: str) -> None:
         """A subscription whose row is gone. Tollway never deletes subscription rows (they are billing
         history), so this scan is for rows removed by hand."""
-        for key, record in list(self.subscription_records.items()):
-            if record[0] == subscription_id:
-                del self.subscription_records[key]
+        sub_code = SUBSCRIPTION_IDS.encode(subscription_id)
+        for code, record in list(self.application_records.items()):
+            subscriptions = list(application_subscriptions(record))
+            kept = [fields for fields in subscriptions if fields[1] != sub_code]
+            if len(kept) < len(subscriptions):
+                self.subscription_count += len(kept) - len(subscriptions)
+                self._store_application(code, pack_application(record[0], kept))
+
+    def _fields(self, api: int, record: SubscriptionRecord) -> SubscriptionFields:
+        sub_id, plan_id, state = record
+        tables = self.tables
+        return (api, SUBSCRIPTION_IDS.encode(sub_id), tables.plans.index(plan_id), tables.states.index(state))
+
+    def _store_application(self, code: Code, record: bytes) -> None:
+        if record == _NO_RECORD:
+            # Neither a known application nor any live subscription.
+            self.application_records.pop(code, None)
+        else:
+            self.application_records[code] = record
 
     def set_rule(self, rule_id: str, rule: RuleRecord | None) -> None:
         """A block rule's current (target, value), or None when it is gone."""
@@ -341,5 +466,7 @@ class KeySnapshot:
         else:
             ids.discard(value)
 
+
+_NO_RECORD = b"\x00"
 
 EMPTY_SNAPSHOT = KeySnapshot()
