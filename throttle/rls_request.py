@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
 
 from envoy.service.ratelimit.v3 import rls_pb2
 
@@ -17,7 +16,6 @@ MAX_REQUEST_BYTES = 16 * 1024
 _PARTS_CACHE_BYTES = 8 * 1024 * 1024
 _PARTS_CACHE_ENTRY_BYTES = 2 * 1024
 # Requests that fail the same way are logged at most once per interval, with a count.
-_PROBLEM_LOG_INTERVAL = 60.0
 
 Parts = tuple[str, list[dict[str, str]], int]
 
@@ -79,30 +77,3 @@ def read_parts(request: rls_pb2.RateLimitRequest) -> Parts:
         if descriptor.HasField("hits_addend"):
             hits = descriptor.hits_addend.value
     return request.domain, descriptors, hits
-
-
-class ProblemLog:
-    """Logs requests that fail the same way at most once per interval, with how many there were, so
-    hostile input cannot fill the log (one traceback per undecodable message: 603 KB from about 300
-    calls). The first of each kind is logged at once; unexpected errors with their traceback."""
-
-    def __init__(self, interval: float = _PROBLEM_LOG_INTERVAL) -> None:
-        self.interval = interval
-        self.counts: dict[str, int] = {}
-        self._logged_at: dict[str, float] = {}
-
-    def note(self, kind: str, detail: str, *, traceback: bool = False) -> None:
-        self.counts[kind] = self.counts.get(kind, 0) + 1
-        now = time.monotonic()
-        last = self._logged_at.get(kind)
-        if last is not None and now - last < self.interval:
-            return
-        self._logged_at[kind] = now
-        count, self.counts[kind] = self.counts[kind], 0
-        log.warning(
-            "ShouldRateLimit: %d %s request(s) since the last report (latest: %s)",
-            count,
-            kind,
-            detail,
-            exc_info=traceback,
-        )

@@ -9,6 +9,7 @@ problem+json body naming the exceeded window; Envoy 1.40 sends `raw_body` as the
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime
 
 import grpc
@@ -21,7 +22,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from throttle.counters import StoreUnavailable
 from throttle.limits import API, APPLICATION, DAY, HOUR, MINUTE, PERIOD, SECOND, SUBSCRIPTION
-from throttle.rls_request import MAX_REQUEST_BYTES, Parts, ProblemLog, RequestPartsCache, read_parts
+from throttle.rls_request import MAX_REQUEST_BYTES, Parts, RequestPartsCache, read_parts
 from throttle.service import (
     Decision,
     InvalidRequest,
@@ -36,8 +37,11 @@ from tollway import envoy_contract as contract
 from tollway import schema
 from tollway.errors import InvalidArgument, NotFound, Unavailable, map_grpc_errors
 from tollway.protoconv import timestamp
+from tollway.request_guard import RateLimitedLog
 from tollway.throttle.v1 import throttle_pb2, throttle_pb2_grpc
 from tollway.vocabulary import LimitScope
+
+log = logging.getLogger(__name__)
 
 RateLimit = rls_pb2.RateLimitResponse.RateLimit
 _UNITS = {
@@ -150,7 +154,8 @@ class RateLimitServicer(rls_pb2_grpc.RateLimitServiceServicer):  # type: ignore[
     def __init__(self, service: ThrottleService, parts_cache: RequestPartsCache | None = None) -> None:
         self.service = service
         self.parts_cache = parts_cache if parts_cache is not None else RequestPartsCache()
-        self.problems = ProblemLog()
+        # Hostile input cannot fill the log: one line per kind per minute, with a count.
+        self.problems = RateLimitedLog(log)
 
     def _parts(self, request: rls_pb2.RateLimitRequest | bytes) -> tuple[bytes, Parts]:
         """(cache key, parts); InvalidRequest when the request is oversized or does not decode."""
@@ -183,7 +188,8 @@ class RateLimitServicer(rls_pb2_grpc.RateLimitServiceServicer):  # type: ignore[
             domain, descriptors, hits = parts
             decision = await self.service.should_rate_limit(domain, descriptors, hits)
         except InvalidRequest as exc:
-            self.problems.note("invalid", str(exc))
+            # Its text, not the exception: a kept log record must not hold the request alive.
+            self.problems.event(logging.WARNING, "invalid", "ShouldRateLimit: invalid request: %s", str(exc))
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except StoreUnavailable:
             # Failure mode "deny": Envoy's failure_mode_deny turns this into its status_on_error.
@@ -191,7 +197,9 @@ class RateLimitServicer(rls_pb2_grpc.RateLimitServiceServicer):  # type: ignore[
         except NotLoaded as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
         except Exception as exc:
-            self.problems.note("failed", type(exc).__name__, traceback=True)
+            self.problems.event(
+                logging.WARNING, "failed", "ShouldRateLimit failed: %s", type(exc).__name__, exc_info=True
+            )
             await context.abort(grpc.StatusCode.INTERNAL, "internal error")
         # Accepted: worth keeping for the next equal request.
         self.parts_cache.put(key, parts)

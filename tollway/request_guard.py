@@ -141,7 +141,9 @@ class RateLimitedLog:
         # kind -> (monotonic time of the last report, occurrences since it)
         self._state: dict[str, tuple[float, int]] = {}
 
-    def event(self, level: int, kind: str, message: str, *args: object) -> None:
+    def event(self, level: int, kind: str, message: str, *args: object, exc_info: bool = False) -> None:
+        """Logs `message` now unless `kind` was reported within the interval (then it is counted);
+        `exc_info` adds the current exception's traceback to a report."""
         now = time.monotonic()
         last, suppressed = self._state.get(kind, (-float("inf"), 0))
         if now - last < self._interval:
@@ -153,7 +155,7 @@ class RateLimitedLog:
         if suppressed:
             message += " (%d more since the last report)"
             args = (*args, suppressed)
-        self._log.log(level, message, *args)
+        self._log.log(level, message, *args, exc_info=exc_info)
 
 
 class _Undecodable:
