@@ -155,7 +155,7 @@ class RateLimitedLog:
         if suppressed:
             message += " (%d more since the last report)"
             args = (*args, suppressed)
-        self._log.log(level, message, *args, exc_info=exc_info)
+        self._log.log(level, message, *args, exc_info=exc_info or None)
 
 
 class _Undecodable:
