@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from tollway.catalog.documents_cli import document_commands
 from tollway.catalog.v1 import catalog_pb2 as cat
 from tollway.catalog.v1.catalog_pb2_grpc import CatalogServiceStub
 from tollway.cli_support import (
@@ -456,6 +457,7 @@ def _api_commands() -> typer.Typer:
             request = cat.DeleteApiRequest(id=_api_id(catalog, api))
             emit(catalog.call(catalog.service.DeleteApi, request))
 
+    api_app.add_typer(document_commands(), name="doc")
     return api_app
 
 

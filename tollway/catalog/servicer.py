@@ -9,6 +9,7 @@ from __future__ import annotations
 import grpc
 
 from tollway import schema
+from tollway.catalog.documents import ApiDocuments
 from tollway.catalog.limits import PlanLimits
 from tollway.catalog.store import ApiRecord, CatalogStore
 from tollway.catalog.v1 import catalog_pb2, catalog_pb2_grpc
@@ -22,6 +23,7 @@ from tollway.catalog.validation import (
 )
 from tollway.errors import InvalidArgument, map_grpc_errors
 from tollway.protoconv import mask_fields, timestamp
+from tollway.schema_portal import ApiDocument
 
 
 def plan_from_proto(plan: catalog_pb2.Plan) -> PlanDraft:
@@ -104,10 +106,23 @@ def _required_id(value: str, field: str) -> str:
     return value
 
 
+def document_to_proto(row: ApiDocument) -> catalog_pb2.ApiDocument:
+    return catalog_pb2.ApiDocument(
+        api_id=row.api_id,
+        content=row.content,
+        media_type=row.media_type,
+        title=row.title,
+        version=row.version,
+        update_time=timestamp(row.updated_at),
+    )
+
+
 @map_grpc_errors
 class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
-    def __init__(self, store: CatalogStore) -> None:
+    def __init__(self, store: CatalogStore, documents: ApiDocuments | None = None) -> None:
         self._store = store
+        # The API documents live beside the catalog, in the same database.
+        self._documents = documents or ApiDocuments(store.db, store)
 
     async def CreatePlan(
         self,
@@ -208,3 +223,33 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     ) -> catalog_pb2.UnpublishApiResponse:
         record = await self._store.unpublish_api(_required_id(request.id, "id"))
         return catalog_pb2.UnpublishApiResponse(api=api_to_proto(record))
+
+    async def SetApiDocument(
+        self,
+        request: catalog_pb2.SetApiDocumentRequest,
+        context: grpc.aio.ServicerContext[
+            catalog_pb2.SetApiDocumentRequest, catalog_pb2.SetApiDocumentResponse
+        ],
+    ) -> catalog_pb2.SetApiDocumentResponse:
+        row = await self._documents.set_document(request.api_id, request.content)
+        return catalog_pb2.SetApiDocumentResponse(document=document_to_proto(row))
+
+    async def GetApiDocument(
+        self,
+        request: catalog_pb2.GetApiDocumentRequest,
+        context: grpc.aio.ServicerContext[
+            catalog_pb2.GetApiDocumentRequest, catalog_pb2.GetApiDocumentResponse
+        ],
+    ) -> catalog_pb2.GetApiDocumentResponse:
+        row = await self._documents.get_document(request.api_id)
+        return catalog_pb2.GetApiDocumentResponse(document=document_to_proto(row))
+
+    async def DeleteApiDocument(
+        self,
+        request: catalog_pb2.DeleteApiDocumentRequest,
+        context: grpc.aio.ServicerContext[
+            catalog_pb2.DeleteApiDocumentRequest, catalog_pb2.DeleteApiDocumentResponse
+        ],
+    ) -> catalog_pb2.DeleteApiDocumentResponse:
+        await self._documents.delete_document(request.api_id)
+        return catalog_pb2.DeleteApiDocumentResponse()

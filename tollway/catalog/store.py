@@ -120,6 +120,11 @@ class CatalogStore:
         # Tells the change feed that a write committed, so this process reacts without polling.
         self._on_commit = on_commit
 
+    @property
+    def db(self) -> Database:
+        """The database the catalog is kept in (the API documents live beside it)."""
+        return self._db
+
     @asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncSession]:
         async with self._db.session() as session:

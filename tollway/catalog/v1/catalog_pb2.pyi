@@ -251,3 +251,55 @@ class UnpublishApiResponse(_message.Message):
     API_FIELD_NUMBER: _ClassVar[int]
     api: Api
     def __init__(self, api: _Optional[_Union[Api, _Mapping]] = ...) -> None: ...
+
+class ApiDocument(_message.Message):
+    __slots__ = ("api_id", "content", "media_type", "title", "version", "update_time")
+    API_ID_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    MEDIA_TYPE_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    api_id: str
+    content: bytes
+    media_type: str
+    title: str
+    version: str
+    update_time: _timestamp_pb2.Timestamp
+    def __init__(self, api_id: _Optional[str] = ..., content: _Optional[bytes] = ..., media_type: _Optional[str] = ..., title: _Optional[str] = ..., version: _Optional[str] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class SetApiDocumentRequest(_message.Message):
+    __slots__ = ("api_id", "content")
+    API_ID_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    api_id: str
+    content: bytes
+    def __init__(self, api_id: _Optional[str] = ..., content: _Optional[bytes] = ...) -> None: ...
+
+class SetApiDocumentResponse(_message.Message):
+    __slots__ = ("document",)
+    DOCUMENT_FIELD_NUMBER: _ClassVar[int]
+    document: ApiDocument
+    def __init__(self, document: _Optional[_Union[ApiDocument, _Mapping]] = ...) -> None: ...
+
+class GetApiDocumentRequest(_message.Message):
+    __slots__ = ("api_id",)
+    API_ID_FIELD_NUMBER: _ClassVar[int]
+    api_id: str
+    def __init__(self, api_id: _Optional[str] = ...) -> None: ...
+
+class GetApiDocumentResponse(_message.Message):
+    __slots__ = ("document",)
+    DOCUMENT_FIELD_NUMBER: _ClassVar[int]
+    document: ApiDocument
+    def __init__(self, document: _Optional[_Union[ApiDocument, _Mapping]] = ...) -> None: ...
+
+class DeleteApiDocumentRequest(_message.Message):
+    __slots__ = ("api_id",)
+    API_ID_FIELD_NUMBER: _ClassVar[int]
+    api_id: str
+    def __init__(self, api_id: _Optional[str] = ...) -> None: ...
+
+class DeleteApiDocumentResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

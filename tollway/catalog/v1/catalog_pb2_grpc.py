@@ -94,6 +94,21 @@ class CatalogServiceStub:
                 request_serializer=tollway_dot_catalog_dot_v1_dot_catalog__pb2.UnpublishApiRequest.SerializeToString,
                 response_deserializer=tollway_dot_catalog_dot_v1_dot_catalog__pb2.UnpublishApiResponse.FromString,
                 _registered_method=True)
+        self.SetApiDocument = channel.unary_unary(
+                '/tollway.catalog.v1.CatalogService/SetApiDocument',
+                request_serializer=tollway_dot_catalog_dot_v1_dot_catalog__pb2.SetApiDocumentRequest.SerializeToString,
+                response_deserializer=tollway_dot_catalog_dot_v1_dot_catalog__pb2.SetApiDocumentResponse.FromString,
+                _registered_method=True)
+        self.GetApiDocument = channel.unary_unary(
+                '/tollway.catalog.v1.CatalogService/GetApiDocument',
+                request_serializer=tollway_dot_catalog_dot_v1_dot_catalog__pb2.GetApiDocumentRequest.SerializeToString,
+                response_deserializer=tollway_dot_catalog_dot_v1_dot_catalog__pb2.GetApiDocumentResponse.FromString,
+                _registered_method=True)
+        self.DeleteApiDocument = channel.unary_unary(
+                '/tollway.catalog.v1.CatalogService/DeleteApiDocument',
+                request_serializer=tollway_dot_catalog_dot_v1_dot_catalog__pb2.DeleteApiDocumentRequest.SerializeToString,
+                response_deserializer=tollway_dot_catalog_dot_v1_dot_catalog__pb2.DeleteApiDocumentResponse.FromString,
+                _registered_method=True)
 
 
 class CatalogServiceServicer:
@@ -176,6 +191,28 @@ class CatalogServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetApiDocument(self, request, context):
+        """Attaches an OpenAPI 3 document (JSON or YAML) to an API, replacing any earlier one; the developer
+        portal renders it as the API's reference. Validated first: an invalid document answers
+        INVALID_ARGUMENT naming the problem, and nothing is stored.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetApiDocument(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteApiDocument(self, request, context):
+        """Idempotent: deleting a missing document succeeds.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CatalogServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -238,6 +275,21 @@ def add_CatalogServiceServicer_to_server(servicer, server):
                     servicer.UnpublishApi,
                     request_deserializer=tollway_dot_catalog_dot_v1_dot_catalog__pb2.UnpublishApiRequest.FromString,
                     response_serializer=tollway_dot_catalog_dot_v1_dot_catalog__pb2.UnpublishApiResponse.SerializeToString,
+            ),
+            'SetApiDocument': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetApiDocument,
+                    request_deserializer=tollway_dot_catalog_dot_v1_dot_catalog__pb2.SetApiDocumentRequest.FromString,
+                    response_serializer=tollway_dot_catalog_dot_v1_dot_catalog__pb2.SetApiDocumentResponse.SerializeToString,
+            ),
+            'GetApiDocument': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetApiDocument,
+                    request_deserializer=tollway_dot_catalog_dot_v1_dot_catalog__pb2.GetApiDocumentRequest.FromString,
+                    response_serializer=tollway_dot_catalog_dot_v1_dot_catalog__pb2.GetApiDocumentResponse.SerializeToString,
+            ),
+            'DeleteApiDocument': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteApiDocument,
+                    request_deserializer=tollway_dot_catalog_dot_v1_dot_catalog__pb2.DeleteApiDocumentRequest.FromString,
+                    response_serializer=tollway_dot_catalog_dot_v1_dot_catalog__pb2.DeleteApiDocumentResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -564,6 +616,87 @@ class CatalogService:
             '/tollway.catalog.v1.CatalogService/UnpublishApi',
             tollway_dot_catalog_dot_v1_dot_catalog__pb2.UnpublishApiRequest.SerializeToString,
             tollway_dot_catalog_dot_v1_dot_catalog__pb2.UnpublishApiResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetApiDocument(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollway.catalog.v1.CatalogService/SetApiDocument',
+            tollway_dot_catalog_dot_v1_dot_catalog__pb2.SetApiDocumentRequest.SerializeToString,
+            tollway_dot_catalog_dot_v1_dot_catalog__pb2.SetApiDocumentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetApiDocument(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollway.catalog.v1.CatalogService/GetApiDocument',
+            tollway_dot_catalog_dot_v1_dot_catalog__pb2.GetApiDocumentRequest.SerializeToString,
+            tollway_dot_catalog_dot_v1_dot_catalog__pb2.GetApiDocumentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteApiDocument(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollway.catalog.v1.CatalogService/DeleteApiDocument',
+            tollway_dot_catalog_dot_v1_dot_catalog__pb2.DeleteApiDocumentRequest.SerializeToString,
+            tollway_dot_catalog_dot_v1_dot_catalog__pb2.DeleteApiDocumentResponse.FromString,
             options,
             channel_credentials,
             insecure,
