@@ -22,7 +22,17 @@ from tollway.db import Database
 # Fixtures that start or reach a server: a whole stack, real Envoy, a redis-server, subprocess replicas
 # on the shared Redis, a PostgreSQL schema.
 SERVER_FIXTURES = frozenset(
-    {"stack", "pg_stack", "gateway", "traffic", "redis_server", "redis_replicas", "postgres_schema"}
+    {
+        "stack",
+        "pg_stack",
+        "gateway",
+        "traffic",
+        "redis_server",
+        "redis_replicas",
+        "postgres_schema",
+        "portal_stack",
+        "browser",
+    }
 )
 # Parameter values that select a real server (e.g. the `database` fixture's PostgreSQL case).
 SERVER_PARAMS = frozenset({"postgres", "redis"})

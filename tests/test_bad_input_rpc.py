@@ -55,6 +55,8 @@ async def running(database: Database, tmp_path: Path) -> AsyncIterator[Running]:
         grpc_addr=f"127.0.0.1:{free_port()}",
         admin_addr=f"127.0.0.1:{free_port()}",
         envoy_admin_addr=f"127.0.0.1:{free_port()}",
+        portal_addr=f"127.0.0.1:{free_port()}",
+        portal_grpc_addr=f"127.0.0.1:{free_port()}",
         admin_token=TOKEN,
         key_hash_secret="bad-input-test-secret",
         change_poll_seconds=0.1,

@@ -92,6 +92,11 @@ class RunningComponent(Protocol):
         """Services on the admin server (bearer token, optional TLS)."""
         return ()
 
+    def consumer_services(self) -> Sequence[GrpcService]:
+        """Services on the consumer server (TOLLWAY_PORTAL_GRPC_ADDR): reachable by API consumers, who
+        authenticate per call with their own session, never with the admin token."""
+        return ()
+
     def change_listeners(self) -> Sequence[ChangeListener]:
         """Called once when the change feed starts, then after every committed change."""
         return ()

@@ -48,7 +48,7 @@ def _read_or_create_secret(path: Path) -> str:
 
 # What one process can host. A replica may run any subset (e.g. usage alone, so it can be killed and
 # restarted without touching the gateway's key checks).
-ALL_COMPONENTS = ("admin", "xds", "keymgr", "throttle", "usage", "billing")
+ALL_COMPONENTS = ("admin", "xds", "keymgr", "throttle", "usage", "billing", "portal")
 
 
 def _components(value: str) -> tuple[str, ...]:
@@ -141,6 +141,22 @@ class AdminClientSettings:
 
 
 @dataclass(frozen=True)
+class PortalSettings:
+    """The developer portal: its web and consumer gRPC addresses, the URL its links use, its TLS, its
+    secret (CSRF tokens), where its messages go, and how it reaches the admin port."""
+
+    web_addr: str
+    grpc_addr: str
+    public_url: str
+    tls_cert_file: str
+    tls_key_file: str
+    secret: str
+    outbox_dir: Path
+    admin_addr: str
+    admin_token: str
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path = field(default=Path(".tollway"), metadata=env("DATA_DIR", Path))
     components: tuple[str, ...] = field(default=ALL_COMPONENTS, metadata=env("COMPONENTS", _components))
@@ -210,6 +226,16 @@ class Settings:
         default=(), metadata=env("USAGE_ENVOY_ADMINS", _endpoints)
     )
     usage_sample_seconds: float = field(default=10.0, metadata=env("USAGE_SAMPLE_SECONDS", float))
+    # portal/: the web portal (HTTP), its consumer gRPC API, the URL its links and `make run` show
+    # (default http(s)://<portal addr>), TLS for the web portal (PEM files; cookies are then Secure),
+    # the secret its CSRF tokens are derived with, and where password-reset messages are written.
+    portal_addr: str = field(default="127.0.0.1:8088", metadata=env("PORTAL_ADDR"))
+    portal_grpc_addr: str = field(default="127.0.0.1:18002", metadata=env("PORTAL_GRPC_ADDR"))
+    portal_url: str = field(default="", metadata=env("PORTAL_URL"))
+    portal_tls_cert_file: str = field(default="", metadata=env("PORTAL_TLS_CERT"))
+    portal_tls_key_file: str = field(default="", metadata=env("PORTAL_TLS_KEY"))
+    portal_secret: str = field(default="", metadata=env("PORTAL_SECRET"))
+    portal_outbox_dir: Path | None = field(default=None, metadata=env("PORTAL_OUTBOX_DIR", _optional_path))
     log_level: str = field(default="INFO", metadata=env("LOG_LEVEL"))
     # Where `tollway up --demo` serves the demo API's upstream (its --demo-upstream option wins).
     demo_upstream_addr: str = field(default="127.0.0.1:8090", metadata=env("DEMO_UPSTREAM_ADDR"))
@@ -252,6 +278,10 @@ class Settings:
             usage_wal_dir=self.usage_wal_dir or self.data_dir / "usage-wal",
             usage_envoy_admins=self.usage_envoy_admins or (split_addr(self.envoy_admin_addr),),
             throttle_endpoints=self.throttle_endpoints or grpc,
+            portal_url=self.portal_url
+            or f"{'https' if self.portal_tls_cert_file else 'http'}://{self.portal_addr}",
+            portal_secret=self.portal_secret or _read_or_create_secret(self.data_dir / "portal-secret"),
+            portal_outbox_dir=self.portal_outbox_dir or self.data_dir / "portal-outbox",
         )
 
     # -- each component's part ---------------------------------------------------------------------
@@ -292,6 +322,23 @@ class Settings:
             flush_ms=self.usage_flush_ms,
             envoy_admins=self.usage_envoy_admins,
             sample_seconds=self.usage_sample_seconds,
+        )
+
+    @property
+    def portal(self) -> PortalSettings:
+        """Call on resolved settings (the secret and the outbox directory have defaults by then)."""
+        if self.portal_outbox_dir is None or not self.portal_secret:
+            raise ValueError("portal settings need resolved() settings")
+        return PortalSettings(
+            web_addr=self.portal_addr,
+            grpc_addr=self.portal_grpc_addr,
+            public_url=self.portal_url.rstrip("/"),
+            tls_cert_file=self.portal_tls_cert_file,
+            tls_key_file=self.portal_tls_key_file,
+            secret=self.portal_secret,
+            outbox_dir=self.portal_outbox_dir,
+            admin_addr=self.admin_addr,
+            admin_token=self.admin_token,
         )
 
     @property

@@ -151,6 +151,8 @@ def start_stack(work_dir: Path, **overrides: Any) -> Stack:
         "gateway_addr": f"127.0.0.1:{gateway_port}",
         "envoy_admin_addr": f"127.0.0.1:{envoy_admin_port}",
         "change_poll_seconds": 0.1,
+        "portal_addr": f"127.0.0.1:{free_port()}",
+        "portal_grpc_addr": f"127.0.0.1:{free_port()}",
     }
     settings = Settings(**{**fields, **overrides}).resolved()
     logs = LogCapture()

@@ -46,6 +46,8 @@ def test_everything_under_the_data_dir_is_private(tmp_path: Path, usual_umask: N
         admin_addr=f"127.0.0.1:{free_port()}",
         gateway_addr=f"127.0.0.1:{free_port()}",
         envoy_admin_addr=f"127.0.0.1:{free_port()}",
+        portal_addr=f"127.0.0.1:{free_port()}",
+        portal_grpc_addr=f"127.0.0.1:{free_port()}",
         change_poll_seconds=0.1,
     ).resolved()
     loop = asyncio.new_event_loop()

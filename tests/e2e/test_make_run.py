@@ -27,6 +27,8 @@ def test_make_run_prints_a_working_curl(tmp_path: Path) -> None:
         TOLLWAY_GATEWAY_ADDR=f"127.0.0.1:{free_port()}",
         TOLLWAY_ENVOY_ADMIN_ADDR=f"127.0.0.1:{free_port()}",
         TOLLWAY_DEMO_UPSTREAM_ADDR=f"127.0.0.1:{free_port()}",
+        TOLLWAY_PORTAL_ADDR=f"127.0.0.1:{free_port()}",
+        TOLLWAY_PORTAL_GRPC_ADDR=f"127.0.0.1:{free_port()}",
     )
     stderr_path = tmp_path / "stderr.log"
     with stderr_path.open("w") as stderr:

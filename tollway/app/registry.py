@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from billing.component import COMPONENT as BILLING
 from keymgr.component import COMPONENT as KEYMGR
+from portal.component import COMPONENT as PORTAL
 from throttle.component import COMPONENT as THROTTLE
 from tollway.app.admin import COMPONENT as ADMIN
 from tollway.component import Component, GatewayContribution
@@ -18,7 +19,7 @@ from xds.component import COMPONENT as XDS
 if TYPE_CHECKING:
     from xds.resources import GatewayOptions
 
-COMPONENTS: tuple[Component, ...] = (ADMIN, XDS, KEYMGR, THROTTLE, USAGE, BILLING)
+COMPONENTS: tuple[Component, ...] = (ADMIN, XDS, KEYMGR, THROTTLE, USAGE, BILLING, PORTAL)
 
 # TOLLWAY_COMPONENTS (parsed in the core) accepts exactly the registered names.
 if tuple(component.name for component in COMPONENTS) != ALL_COMPONENTS:

@@ -161,6 +161,8 @@ class TollwayProcess:
                 self.envoy_facing.add(service, ready)
             for service in running.admin_services():
                 self.admin.add(service, ready)
+            for service in running.consumer_services():
+                self.consumer.add(service, ready)
             for listener in listeners:
                 self.changes.subscribe(listener)
 
@@ -186,11 +188,16 @@ class TollwayProcess:
             (AdminTokenInterceptor(self.settings.admin_token), RequestGuardInterceptor(validate=True)),
             admin_tls_credentials(self.settings),
         )
+        # Consumers' own API (the portal's): callers authenticate per call with their session; the
+        # same input checks as the admin port.
+        self.consumer = GrpcServer(self.settings.portal_grpc_addr, (RequestGuardInterceptor(validate=True),))
         self._wire()
         # Before the servers: usage replays its WAL before Envoy's streams are accepted.
         for running in self.running.values():
             await running.start()
-        self._servers = [server for server in (self.envoy_facing, self.admin) if server.services]
+        self._servers = [
+            server for server in (self.envoy_facing, self.admin, self.consumer) if server.services
+        ]
         for server in self._servers:
             await server.start()
         try:
@@ -210,10 +217,11 @@ class TollwayProcess:
                 *split_host_port(self.settings.metrics_addr), self.metrics.render
             )
         log.info(
-            "tollway serving %s: envoy-facing gRPC on %s, admin gRPC on %s, database %s",
+            "tollway serving %s: envoy-facing gRPC on %s, admin gRPC on %s, consumer gRPC on %s, database %s",
             ",".join(sorted(self.components)),
             self.settings.grpc_addr if self.envoy_facing.services else "-",
             self.settings.admin_addr if self.admin.services else "-",
+            self.settings.portal_grpc_addr if self.consumer.services else "-",
             self.db.engine.url.render_as_string(hide_password=True),
         )
 
