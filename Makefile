@@ -8,7 +8,7 @@ PROTOS := $(shell find protos -name '*.proto' | sort)
 TOOLS := .tools
 BUF := $(TOOLS)/node_modules/.bin/buf
 
-.PHONY: install tools run test check typecheck lint protos clean bench bench-scale
+.PHONY: install tools portal-assets browser run test check typecheck lint protos clean bench bench-scale
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,12 +27,32 @@ $(BUF):
 
 tools: $(BUF)
 
+# The portal's chart library (uPlot, from the npm registry), vendored into the package's static files at
+# build time: nothing is fetched when the portal runs. Pages work without it (tables instead of charts).
+UPLOT_VERSION := 1.6.32
+PORTAL_VENDOR := portal/web/static/vendor
+$(PORTAL_VENDOR)/uPlot.iife.min.js:
+	rm -rf build/uplot && mkdir -p build/uplot $(PORTAL_VENDOR)
+	cd build/uplot && npm pack --silent uplot@$(UPLOT_VERSION) >/dev/null && tar xzf uplot-$(UPLOT_VERSION).tgz
+	cp build/uplot/package/dist/uPlot.iife.min.js build/uplot/package/dist/uPlot.min.css \
+	   build/uplot/package/LICENSE $(PORTAL_VENDOR)/
+	rm -rf build/uplot
+
+portal-assets: $(PORTAL_VENDOR)/uPlot.iife.min.js
+
+# The portal's browser tests drive Debian's chromium through Playwright (no browser download).
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
+
+browser: $(CHROMIUM)
+
 # Regenerates Tollway's own protobuf/gRPC code next to the hand-written packages (tollway/<area>/v1/).
 # Envoy's contracts come from the xds-protos package and are never generated here.
 protos: install
 	$(BIN)/python -m tollway.protogen .
 
-run: install
+run: install portal-assets
 	$(BIN)/tollway up --demo
 
 lint: install
@@ -47,7 +67,7 @@ typecheck: install
 check: lint typecheck
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not integration" -n 2
 
-test: install tools
+test: install tools portal-assets browser
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
@@ -64,4 +84,4 @@ bench-scale: install
 	$(BIN)/python -m bench.scale $(SCALE_ARGS)
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .tollway .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) .tollway .pytest_cache .ruff_cache $(PORTAL_VENDOR) test-artifacts

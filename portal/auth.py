@@ -89,6 +89,10 @@ class AccountService:
         self._clock = clock
         self._monotonic = monotonic
 
+    @property
+    def session_ttl(self) -> timedelta:
+        return self._session_ttl
+
     # Accounts
 
     async def sign_up(self, email: str, password: str, display_name: str = "") -> NewSession:
@@ -231,6 +235,26 @@ class AccountService:
             account = await self.store.account_by_email(reference.lower())
         if account is None:
             raise NotFound(f"account {reference[:80]!r} not found")
+        return account
+
+    async def ensure_account(self, email: str, password: str, display_name: str = "") -> PortalAccount:
+        """The account with this email, created or given this password (the demo's consumer)."""
+        email = normalize_email(email)
+        check_password(password, email)
+        account = await self.store.account_by_email(email)
+        password_hash = await self._passwords.hash(password)
+        if account is None:
+            now = self._clock()
+            account = PortalAccount(
+                id=new_account_id(),
+                email=email,
+                display_name=check_display_name(display_name),
+                password_hash=password_hash,
+                created_at=now,
+                password_changed_at=now,
+            )
+            return await self.store.create_account(account)
+        await self.store.set_password_hash(account.id, password_hash)
         return account
 
     async def set_disabled(self, reference: str, disabled: bool, reason: str = "") -> PortalAccount:

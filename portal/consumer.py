@@ -358,12 +358,41 @@ def invoice_csv(invoice: billing_pb2.Invoice) -> str:
     number = invoice.number or invoice.id
     start = invoice.period_start.ToDatetime().date().isoformat()
     end = invoice.period_end.ToDatetime().date().isoformat()
-    writer.writerow(["invoice", "period_start", "period_end", "currency", "position", "kind", "description",
-                     "subscription_id", "api_id", "plan_id", "quantity", "unit_price", "amount"])  # fmt: skip
+    writer.writerow(
+        [
+            "invoice",
+            "period_start",
+            "period_end",
+            "currency",
+            "position",
+            "kind",
+            "description",
+            "subscription_id",
+            "api_id",
+            "plan_id",
+            "quantity",
+            "unit_price",
+            "amount",
+        ]
+    )
     for line in invoice.lines:
-        writer.writerow([number, start, end, invoice.currency, line.position, line.kind,
-                         _cell(line.description), line.subscription_id, line.api_id, line.plan_id,
-                         line.quantity, line.unit_price, line.amount])  # fmt: skip
+        writer.writerow(
+            [
+                number,
+                start,
+                end,
+                invoice.currency,
+                line.position,
+                line.kind,
+                _cell(line.description),
+                line.subscription_id,
+                line.api_id,
+                line.plan_id,
+                line.quantity,
+                line.unit_price,
+                line.amount,
+            ]
+        )
     writer.writerow(
         [number, start, end, invoice.currency, "", "TOTAL", "", "", "", "", "", "", invoice.total]
     )

@@ -42,8 +42,12 @@ class FileOutbox:
 
     async def send(self, message: OutboxMessage) -> None:
         path = await asyncio.to_thread(self._write, message)
-        log.info("portal message %r for account %s written to the outbox: %s", message.subject,
-                 message.account_id or "-", path)  # fmt: skip
+        log.info(
+            "portal message %r for account %s written to the outbox: %s",
+            message.subject,
+            message.account_id or "-",
+            path,
+        )
 
     def _write(self, message: OutboxMessage) -> Path:
         private_dir(self.directory)

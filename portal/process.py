@@ -17,8 +17,11 @@ from portal.auth import AccountService
 from portal.backend import AdminServices
 from portal.consumer import ConsumerPortal
 from portal.outbox import FileOutbox, Outbox
+from portal.publisher import PublisherPortal
 from portal.servicer import AccountServicer, ConsumerServicer, PortalAdminServicer
 from portal.store import SqlAccountStore
+from portal.web.server import WebServer
+from portal.web.site import web_app
 from tollway.catalog.documents import ApiDocuments
 from tollway.component import GrpcService, ProcessContext, RunningComponent, service_name
 from tollway.portal.v1 import portal_pb2, portal_pb2_grpc
@@ -48,6 +51,13 @@ class Portal(RunningComponent):
         )
         self.documents = ApiDocuments(context.db, context.catalog)
         self.consumer = ConsumerPortal(self.admin, context.catalog, self.documents)
+        self.publisher = PublisherPortal(self.admin, self.accounts, context.catalog, self.documents)
+        self.web = WebServer(
+            web_app(self.accounts, self.consumer, self.publisher, settings),
+            settings.web_addr,
+            settings.tls_cert_file,
+            settings.tls_key_file,
+        )
         self._pruner: asyncio.Task[None] | None = None
 
     def consumer_services(self) -> Sequence[GrpcService]:
@@ -74,6 +84,8 @@ class Portal(RunningComponent):
         )
 
     async def start(self) -> None:
+        await self.web.start()
+        log.info("portal serving web pages on %s", self.settings.public_url)
         self._pruner = asyncio.create_task(self._prune(), name="portal-prune")
 
     async def _prune(self) -> None:
@@ -90,4 +102,5 @@ class Portal(RunningComponent):
             self._pruner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._pruner
+        await self.web.stop()
         await self.admin.close()

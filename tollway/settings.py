@@ -154,6 +154,8 @@ class PortalSettings:
     outbox_dir: Path
     admin_addr: str
     admin_token: str
+    # Where consumers call the APIs (the gateway's listener), for the examples the pages show.
+    gateway_url: str
 
 
 @dataclass(frozen=True)
@@ -339,6 +341,7 @@ class Settings:
             outbox_dir=self.portal_outbox_dir,
             admin_addr=self.admin_addr,
             admin_token=self.admin_token,
+            gateway_url=f"http://{self.gateway_addr}",
         )
 
     @property

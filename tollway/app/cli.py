@@ -174,6 +174,22 @@ def up(
                     "(Retry-After, X-RateLimit-* headers, problem+json).",
                     flush=True,
                 )
+            portal_url = settings.portal_url if "portal" in settings.components else ""
+            if portal_url:
+                print("", flush=True)
+                print(
+                    f"Developer portal (web): {portal_url}  consumer gRPC API: {settings.portal_grpc_addr}",
+                    flush=True,
+                )
+                print(f"TOLLWAY_PORTAL_URL={portal_url}", flush=True)
+            if credentials is not None and credentials.portal_password:
+                print("Sign in to the portal as the demo consumer (a new password each run):", flush=True)
+                print(f"  email:    {credentials.portal_email}", flush=True)
+                print(f"  password: {credentials.portal_password}", flush=True)
+                print(
+                    f"Publishers sign in at {portal_url}/publisher/sign-in with the admin token below.",
+                    flush=True,
+                )
             print("", flush=True)
             print("Admin credential for grpcurl and the CLI:", flush=True)
             print(f"TOLLWAY_ADMIN_ADDR={settings.admin_addr}", flush=True)

@@ -4,15 +4,20 @@ one application call it through Envoy with a key."""
 from __future__ import annotations
 
 import json
+import secrets
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from keymgr.process import store_repository
+from portal.process import Portal
 from tollway import schema
+from tollway.app.demo_openapi import demo_document_bytes
 from tollway.app.runner import TollwayProcess
+from tollway.catalog.documents import ApiDocuments
 from tollway.catalog.limits import PlanLimits
-from tollway.catalog.validation import ApiDraft, PlanDraft
+from tollway.catalog.store import CatalogStore
+from tollway.catalog.validation import ApiDraft, PlanDraft, PricingDraft
 from tollway.errors import NotFound
 
 DEMO_PLAN = "demo"
@@ -22,6 +27,8 @@ DEMO_API = "echo"
 DEMO_CONTEXT = "/echo/v1"
 DEMO_APPLICATION = "demo-app"
 DEMO_OWNER = "demo@tollway.local"
+# A second plan, sold with the publisher's approval: shows the approval workflow in the portal.
+DEMO_PRO_PLAN = "pro"
 
 
 class EchoHandler(BaseHTTPRequestHandler):
@@ -61,7 +68,10 @@ def start_echo_server(host: str, port: int) -> ThreadingHTTPServer:
 @dataclass(frozen=True)
 class DemoCredentials:
     api_path: str
-    key: str
+    key: str = field(repr=False)
+    # The demo consumer's portal sign-in (a fresh password each run, shown once).
+    portal_email: str = ""
+    portal_password: str = field(default="", repr=False)
 
 
 async def seed(process: TollwayProcess, upstream_url: str) -> DemoCredentials:
@@ -94,14 +104,31 @@ async def seed(process: TollwayProcess, upstream_url: str) -> DemoCredentials:
             description="Echoes what the upstream received",
         )
         api = (await catalog.create_api(api_draft)).api
+    pro = await _pro_plan(catalog)
+    if pro.id not in (await catalog.get_api(api.id)).plan_ids:
+        api = (await catalog.update_api(api.id, ApiDraft(plan_ids=(plan.id, pro.id)), ("plan_ids",))).api
     await catalog.publish_api(api.id)
+    await ApiDocuments(process.db, catalog).set_document(api.id, demo_document_bytes())
 
-    named = [a for a in await store.list_applications(owner=DEMO_OWNER) if a.name == DEMO_APPLICATION]
+    # The demo application belongs to the demo consumer's portal account when the portal runs here.
+    portal = process.find(Portal)
+    password = secrets.token_urlsafe(12)
+    owner = DEMO_OWNER
+    if portal is not None:
+        owner = (await portal.accounts.ensure_account(DEMO_OWNER, password, "Demo consumer")).id
+    named = [
+        a
+        for candidate in dict.fromkeys((owner, DEMO_OWNER))
+        for a in await store.list_applications(owner=candidate)
+        if a.name == DEMO_APPLICATION
+    ]
+    if named and named[0].owner != owner:
+        named[0] = await store.update_application(named[0].id, {"owner": owner})
     application = (
         named[0]
         if named
         else await store.create_application(
-            name=DEMO_APPLICATION, owner=DEMO_OWNER, description="Demo application of `make run`"
+            name=DEMO_APPLICATION, owner=owner, description="Demo application of `make run`"
         )
     )
     live = [
@@ -112,4 +139,22 @@ async def seed(process: TollwayProcess, upstream_url: str) -> DemoCredentials:
     if not live:
         await store.create_subscription(application.id, api.id, plan.id)
     issued = await store.create_api_key(application.id, name="demo")
-    return DemoCredentials(api_path=DEMO_CONTEXT, key=issued.key)
+    if portal is None:
+        return DemoCredentials(api_path=DEMO_CONTEXT, key=issued.key)
+    return DemoCredentials(DEMO_CONTEXT, issued.key, portal_email=DEMO_OWNER, portal_password=password)
+
+
+async def _pro_plan(catalog: CatalogStore) -> schema.Plan:
+    try:
+        return await catalog.get_plan(DEMO_PRO_PLAN)
+    except NotFound:
+        draft = PlanDraft(
+            name=DEMO_PRO_PLAN,
+            description="More requests, billed monthly; the publisher approves each subscription",
+            limits=PlanLimits(requests_per_minute=600, monthly_quota=100_000),
+            pricing=PricingDraft(
+                currency="EUR", recurring_fee="49.00", included_requests=50_000, unit_price="0.001"
+            ),
+            approval_required=True,
+        )
+        return await catalog.create_plan(draft)
