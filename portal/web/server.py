@@ -41,6 +41,9 @@ class WebServer:
             ssl_certfile=tls_cert_file or None,
             ssl_keyfile=tls_key_file or None,
         )
+        # Off for good: uvicorn's protocols log access lines whenever the logger has any handler (a test
+        # runner's, say), whatever `access_log` says.
+        logging.getLogger("uvicorn.access").disabled = True
         self.addr = addr
         self._server = _EmbeddedServer(config)
         self._task: asyncio.Task[None] | None = None
