@@ -33,6 +33,7 @@ from sqlmodel import SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from tollway import change_log, schema
+from tollway import schema_analytics as schema_analytics  # registers usage_detail with the schema
 from tollway import schema_portal as schema_portal  # registers the portal's tables with the schema
 from tollway.subscription_states import Actor, SubscriptionState
 

@@ -23,7 +23,8 @@ from envoy.service.accesslog.v3 import als_pb2
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError, Message
 
-from usage.classify import Record, Skip, classify
+from usage.classify import R_NODE, R_REQ, Record, Skip, classify
+from usage.details import Detail, detail_of
 
 VERSION = 1
 _HEAD = struct.Struct(">BdHI")
@@ -127,6 +128,8 @@ class Records:
 
     records: list[Record] = field(default_factory=list)
     skipped: Counter[str] = field(default_factory=Counter)
+    # The analytics dimensions of each record, by (node, request id) (usage/details.py).
+    details: dict[tuple[str, str], Detail] = field(default_factory=dict)
 
 
 def records_of(payload: bytes, into: Records) -> None:
@@ -168,6 +171,9 @@ def records_of(payload: bytes, into: Records) -> None:
     append = into.records.append
     for entry in entries:
         try:
-            append(classify(entry, node_id, now))
+            record = classify(entry, node_id, now)
         except Skip as skip:
             into.skipped[skip.reason] += 1
+            continue
+        append(record)
+        into.details[(record[R_NODE], record[R_REQ])] = detail_of(entry)

@@ -22,14 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tollway.metrics import Histogram
-from usage.classify import Record
 from usage.frames import Records, encode, entries_in, records_of
 from usage.store import ApplyResult
 from usage.wal import WriteAheadLog
 
 log = logging.getLogger(__name__)
 
-Sink = Callable[[list[Record]], Awaitable[ApplyResult]]
+# Applies a group's records (UsageStore.apply); with_details: also `details=` their dimensions.
+Sink = Callable[..., Awaitable[ApplyResult]]
 # Database flush latency buckets (seconds): a healthy flush takes milliseconds, an outage's retry seconds.
 FLUSH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # Frames classified between two yields to the event loop, so receiving never waits for a whole flush.
@@ -67,6 +67,7 @@ class Ingestor:
         flush_interval: float = 0.2,
         max_batch: int = 50_000,
         max_unflushed: int = 500_000,
+        with_details: bool = False,
     ) -> None:
         self.wal_dir = wal_dir
         self.sink = sink
@@ -74,6 +75,8 @@ class Ingestor:
         self.flush_interval = flush_interval
         self.max_batch = max_batch  # records per database transaction
         self.max_unflushed = max_unflushed  # entries received but not yet in the database
+        # The sink also takes each record's analytics dimensions (UsageStore.apply's `details`).
+        self.with_details = with_details
         self.metrics = IngestMetrics()
         self.wal: WriteAheadLog | None = None
         self._incoming: list[bytes] = []  # frames not yet in the WAL
@@ -208,7 +211,7 @@ class Ingestor:
             try:
                 group, end = await self._classify(batch, index)
                 while group is not None:
-                    apply = asyncio.ensure_future(self._apply(group.records))
+                    apply = asyncio.ensure_future(self._apply(group))
                     following = await self._classify(batch, end) if end < len(batch) else (None, end)
                     try:
                         result = await apply
@@ -257,8 +260,12 @@ class Ingestor:
                 await asyncio.sleep(0)  # let the hot path in
         return group, end
 
-    async def _apply(self, records: list[Record]) -> ApplyResult:
-        return await self.sink(records) if records else ApplyResult()
+    async def _apply(self, group: Records) -> ApplyResult:
+        if not group.records:
+            return ApplyResult()
+        if self.with_details:
+            return await self.sink(group.records, details=group.details)
+        return await self.sink(group.records)
 
     def wal_size_bytes(self) -> int:
         return self.wal.size_bytes() if self.wal is not None else 0

@@ -28,6 +28,7 @@ class Usage(RunningComponent):
             self.store.apply,
             sync_interval=settings.wal_sync_ms / 1000,
             flush_interval=settings.flush_ms / 1000,
+            with_details=True,
         )
         self.sampler = CompletenessSampler(self.store, settings.envoy_admins, settings.sample_seconds)
         self.access_log = AccessLogServicer(self.ingestor)

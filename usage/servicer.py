@@ -19,6 +19,7 @@ from tollway.protoconv import timestamp, to_datetime
 from tollway.request_guard import RateLimitedLog
 from tollway.usage.v1 import usage_pb2, usage_pb2_grpc
 from usage.classify import OUTCOMES, percentile
+from usage.detail_servicer import DetailQueries
 from usage.frames import MalformedMessage, inspect, valid_node_id
 from usage.ingest import Ingestor
 from usage.store import BUCKET_COLUMNS, UsageStore
@@ -156,7 +157,7 @@ def _node(report: dict[str, Any]) -> usage_pb2.NodeCompleteness:
 
 
 @map_grpc_errors
-class UsageServicer(usage_pb2_grpc.UsageServiceServicer):
+class UsageServicer(DetailQueries, usage_pb2_grpc.UsageServiceServicer):
     def __init__(self, store: UsageStore, ingestor: Ingestor | None = None) -> None:
         self.store = store
         self.ingestor = ingestor

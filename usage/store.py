@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -25,13 +25,19 @@ from tollway.schema import (
 )
 from usage.classify import (
     OUTCOMES,
+    R_API,
+    R_APP,
+    R_LATENCY,
     R_MINUTE,
     R_NODE,
     R_REQ,
+    R_SUB,
     THROTTLED,
     Record,
     latency_bucket,
 )
+from usage.detail_store import upsert_details
+from usage.details import Detail, DetailAggregate, RouteCap
 
 GRANULARITY_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
 BUCKET_COLUMNS = tuple(f"latency_b{i:02d}" for i in range(len(USAGE_LATENCY_BUCKETS_US) + 1))
@@ -152,9 +158,14 @@ class UsageStore:
         self._insert = postgresql.insert if db.is_postgres else sqlite.insert
         self._greatest = func.greatest if db.is_postgres else func.max
         self._last_prune = 0.0
+        # Distinct routes per API counted under their own name (usage/details.py).
+        self._routes = RouteCap()
 
-    async def apply(self, records: Iterable[Record]) -> ApplyResult:
-        """Counts each (node, request id) once, ever: the dedupe rows and the counts commit together."""
+    async def apply(
+        self, records: Iterable[Record], details: Mapping[tuple[str, str], Detail] | None = None
+    ) -> ApplyResult:
+        """Counts each (node, request id) once, ever: the dedupe rows and the counts commit together
+        (with the records' analytics dimensions, when given)."""
         unique: dict[tuple[str, str], Record] = {}
         result = ApplyResult()
         for record in records:
@@ -178,9 +189,20 @@ class UsageStore:
             await self._upsert_windows(conn, aggregate)
             await self._upsert_receipts(conn, aggregate)
             await self._upsert_throttles(conn, aggregate)
+            if details:
+                await upsert_details(conn, self._details(fresh, details), self._insert)
             result.counted = len(fresh)
             await self._maybe_prune(conn)
         return result
+
+    def _details(self, fresh: list[Record], details: Mapping[tuple[str, str], Detail]) -> DetailAggregate:
+        aggregate = DetailAggregate()
+        for record in fresh:
+            detail = details.get((record[R_NODE], record[R_REQ]))
+            if detail is not None:
+                aggregate.add(record[R_MINUTE], record[R_API], record[R_SUB], record[R_APP], detail,
+                              record[R_LATENCY], self._routes)  # fmt: skip
+        return aggregate
 
     async def _claim(self, conn: Any, records: list[Record]) -> list[tuple[str, str]]:
         """Inserts the dedupe rows; returns the (node, request id) pairs that were not there yet. One

@@ -25,6 +25,17 @@ class Dimension(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DIMENSION_APPLICATION: _ClassVar[Dimension]
     DIMENSION_PLAN: _ClassVar[Dimension]
     DIMENSION_KEY: _ClassVar[Dimension]
+
+class BreakdownDimension(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    BREAKDOWN_DIMENSION_UNSPECIFIED: _ClassVar[BreakdownDimension]
+    BREAKDOWN_DIMENSION_API: _ClassVar[BreakdownDimension]
+    BREAKDOWN_DIMENSION_SUBSCRIPTION: _ClassVar[BreakdownDimension]
+    BREAKDOWN_DIMENSION_APPLICATION: _ClassVar[BreakdownDimension]
+    BREAKDOWN_DIMENSION_METHOD: _ClassVar[BreakdownDimension]
+    BREAKDOWN_DIMENSION_ROUTE: _ClassVar[BreakdownDimension]
+    BREAKDOWN_DIMENSION_STATUS_CODE: _ClassVar[BreakdownDimension]
+    BREAKDOWN_DIMENSION_DESTINATION: _ClassVar[BreakdownDimension]
 GRANULARITY_UNSPECIFIED: Granularity
 GRANULARITY_MINUTE: Granularity
 GRANULARITY_HOUR: Granularity
@@ -35,6 +46,14 @@ DIMENSION_SUBSCRIPTION: Dimension
 DIMENSION_APPLICATION: Dimension
 DIMENSION_PLAN: Dimension
 DIMENSION_KEY: Dimension
+BREAKDOWN_DIMENSION_UNSPECIFIED: BreakdownDimension
+BREAKDOWN_DIMENSION_API: BreakdownDimension
+BREAKDOWN_DIMENSION_SUBSCRIPTION: BreakdownDimension
+BREAKDOWN_DIMENSION_APPLICATION: BreakdownDimension
+BREAKDOWN_DIMENSION_METHOD: BreakdownDimension
+BREAKDOWN_DIMENSION_ROUTE: BreakdownDimension
+BREAKDOWN_DIMENSION_STATUS_CODE: BreakdownDimension
+BREAKDOWN_DIMENSION_DESTINATION: BreakdownDimension
 
 class UsageCounts(_message.Message):
     __slots__ = ("requests", "success", "overage", "client_error", "upstream_fault", "throttled", "unauthorized", "ratelimit_error", "request_bytes", "response_bytes", "latency_us_sum", "latency_us_max", "latency_us_p50", "latency_us_p95", "latency_us_p99")
@@ -304,3 +323,71 @@ class GetIngestionStatsResponse(_message.Message):
     bad_streams: _containers.ScalarMap[str, int]
     entries_by_node: _containers.ScalarMap[str, int]
     def __init__(self, received: _Optional[int] = ..., counted: _Optional[int] = ..., duplicates: _Optional[int] = ..., replayed: _Optional[int] = ..., unflushed: _Optional[int] = ..., wal_bytes: _Optional[int] = ..., wal_syncs: _Optional[int] = ..., flushes: _Optional[int] = ..., flush_failures: _Optional[int] = ..., last_flush_seconds: _Optional[float] = ..., max_flush_seconds: _Optional[float] = ..., received_per_second: _Optional[float] = ..., skipped: _Optional[_Mapping[str, int]] = ..., bad_streams: _Optional[_Mapping[str, int]] = ..., entries_by_node: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
+class UsageBreakdownRow(_message.Message):
+    __slots__ = ("api_id", "subscription_id", "application_id", "method", "route", "status_code", "destination", "requests", "latency_us_sum")
+    API_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBSCRIPTION_ID_FIELD_NUMBER: _ClassVar[int]
+    APPLICATION_ID_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    ROUTE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_CODE_FIELD_NUMBER: _ClassVar[int]
+    DESTINATION_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_US_SUM_FIELD_NUMBER: _ClassVar[int]
+    api_id: str
+    subscription_id: str
+    application_id: str
+    method: str
+    route: str
+    status_code: int
+    destination: str
+    requests: int
+    latency_us_sum: int
+    def __init__(self, api_id: _Optional[str] = ..., subscription_id: _Optional[str] = ..., application_id: _Optional[str] = ..., method: _Optional[str] = ..., route: _Optional[str] = ..., status_code: _Optional[int] = ..., destination: _Optional[str] = ..., requests: _Optional[int] = ..., latency_us_sum: _Optional[int] = ...) -> None: ...
+
+class ListUsageBreakdownRequest(_message.Message):
+    __slots__ = ("start_time", "end_time", "filter", "group_by", "limit")
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    GROUP_BY_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    filter: UsageFilter
+    group_by: _containers.RepeatedScalarFieldContainer[BreakdownDimension]
+    limit: int
+    def __init__(self, start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., filter: _Optional[_Union[UsageFilter, _Mapping]] = ..., group_by: _Optional[_Iterable[_Union[BreakdownDimension, str]]] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ListUsageBreakdownResponse(_message.Message):
+    __slots__ = ("rows",)
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    rows: _containers.RepeatedCompositeFieldContainer[UsageBreakdownRow]
+    def __init__(self, rows: _Optional[_Iterable[_Union[UsageBreakdownRow, _Mapping]]] = ...) -> None: ...
+
+class UsageSeriesPoint(_message.Message):
+    __slots__ = ("start_time", "counts")
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
+    start_time: _timestamp_pb2.Timestamp
+    counts: UsageCounts
+    def __init__(self, start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., counts: _Optional[_Union[UsageCounts, _Mapping]] = ...) -> None: ...
+
+class ListUsageSeriesRequest(_message.Message):
+    __slots__ = ("granularity", "start_time", "end_time", "filter")
+    GRANULARITY_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    granularity: Granularity
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    filter: UsageFilter
+    def __init__(self, granularity: _Optional[_Union[Granularity, str]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., filter: _Optional[_Union[UsageFilter, _Mapping]] = ...) -> None: ...
+
+class ListUsageSeriesResponse(_message.Message):
+    __slots__ = ("points",)
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    points: _containers.RepeatedCompositeFieldContainer[UsageSeriesPoint]
+    def __init__(self, points: _Optional[_Iterable[_Union[UsageSeriesPoint, _Mapping]]] = ...) -> None: ...

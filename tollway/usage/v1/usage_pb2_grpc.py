@@ -64,6 +64,16 @@ class UsageServiceStub:
                 request_serializer=tollway_dot_usage_dot_v1_dot_usage__pb2.GetIngestionStatsRequest.SerializeToString,
                 response_deserializer=tollway_dot_usage_dot_v1_dot_usage__pb2.GetIngestionStatsResponse.FromString,
                 _registered_method=True)
+        self.ListUsageBreakdown = channel.unary_unary(
+                '/tollway.usage.v1.UsageService/ListUsageBreakdown',
+                request_serializer=tollway_dot_usage_dot_v1_dot_usage__pb2.ListUsageBreakdownRequest.SerializeToString,
+                response_deserializer=tollway_dot_usage_dot_v1_dot_usage__pb2.ListUsageBreakdownResponse.FromString,
+                _registered_method=True)
+        self.ListUsageSeries = channel.unary_unary(
+                '/tollway.usage.v1.UsageService/ListUsageSeries',
+                request_serializer=tollway_dot_usage_dot_v1_dot_usage__pb2.ListUsageSeriesRequest.SerializeToString,
+                response_deserializer=tollway_dot_usage_dot_v1_dot_usage__pb2.ListUsageSeriesResponse.FromString,
+                _registered_method=True)
 
 
 class UsageServiceServicer:
@@ -111,6 +121,23 @@ class UsageServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListUsageBreakdown(self, request, context):
+        """Requests over [start_time, end_time) by API resource (method and route), response status code and
+        destination (the upstream host that served them), grouped as asked, most requests first. Hourly
+        resolution (daily when the range is whole UTC days).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListUsageSeries(self, request, context):
+        """One point per window: every matching row summed (all subscriptions of an API, say), with the
+        latency percentiles of the merged histograms.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_UsageServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -143,6 +170,16 @@ def add_UsageServiceServicer_to_server(servicer, server):
                     servicer.GetIngestionStats,
                     request_deserializer=tollway_dot_usage_dot_v1_dot_usage__pb2.GetIngestionStatsRequest.FromString,
                     response_serializer=tollway_dot_usage_dot_v1_dot_usage__pb2.GetIngestionStatsResponse.SerializeToString,
+            ),
+            'ListUsageBreakdown': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUsageBreakdown,
+                    request_deserializer=tollway_dot_usage_dot_v1_dot_usage__pb2.ListUsageBreakdownRequest.FromString,
+                    response_serializer=tollway_dot_usage_dot_v1_dot_usage__pb2.ListUsageBreakdownResponse.SerializeToString,
+            ),
+            'ListUsageSeries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUsageSeries,
+                    request_deserializer=tollway_dot_usage_dot_v1_dot_usage__pb2.ListUsageSeriesRequest.FromString,
+                    response_serializer=tollway_dot_usage_dot_v1_dot_usage__pb2.ListUsageSeriesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -307,6 +344,60 @@ class UsageService:
             '/tollway.usage.v1.UsageService/GetIngestionStats',
             tollway_dot_usage_dot_v1_dot_usage__pb2.GetIngestionStatsRequest.SerializeToString,
             tollway_dot_usage_dot_v1_dot_usage__pb2.GetIngestionStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUsageBreakdown(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollway.usage.v1.UsageService/ListUsageBreakdown',
+            tollway_dot_usage_dot_v1_dot_usage__pb2.ListUsageBreakdownRequest.SerializeToString,
+            tollway_dot_usage_dot_v1_dot_usage__pb2.ListUsageBreakdownResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUsageSeries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollway.usage.v1.UsageService/ListUsageSeries',
+            tollway_dot_usage_dot_v1_dot_usage__pb2.ListUsageSeriesRequest.SerializeToString,
+            tollway_dot_usage_dot_v1_dot_usage__pb2.ListUsageSeriesResponse.FromString,
             options,
             channel_credentials,
             insecure,
