@@ -53,7 +53,7 @@ class Portal(RunningComponent):
         self.consumer = ConsumerPortal(self.admin, context.catalog, self.documents)
         self.publisher = PublisherPortal(self.admin, self.accounts, context.catalog, self.documents)
         self.web = WebServer(
-            web_app(self.accounts, self.consumer, self.publisher, settings),
+            web_app(self.accounts, self.consumer, self.publisher, self.admin, settings),
             settings.web_addr,
             settings.tls_cert_file,
             settings.tls_key_file,

@@ -88,5 +88,8 @@ class PublisherPortal:
         documented = await self._documents.api_ids_with_documents()
         return [(api_to_proto(r), r.api.id in documented) for r in await self._catalog.list_apis()]
 
+    async def plans(self) -> list[catalog_pb2.Plan]:
+        return [plan_to_proto(plan) for plan in await self._catalog.list_plans()]
+
     async def set_document(self, api_id: str, content: bytes) -> ApiDocument:
         return await self._documents.set_document(api_id, content)

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp
 
+from portal.analytics import Analytics
 from portal.auth import AccountService
+from portal.backend import AdminServices
 from portal.consumer import ConsumerPortal
 from portal.publisher import PublisherPortal
-from portal.web import account_pages, consumer_pages, publisher_pages, usage_pages
+from portal.web import account_pages, analytics_pages, consumer_pages, publisher_pages, usage_pages
 from portal.web.app import PortalWeb, build_app
 from tollway.settings import PortalSettings
 
 
 def web_app(
-    accounts: AccountService, consumer: ConsumerPortal, publisher: PublisherPortal, settings: PortalSettings
+    accounts: AccountService,
+    consumer: ConsumerPortal,
+    publisher: PublisherPortal,
+    admin: AdminServices,
+    settings: PortalSettings,
 ) -> ASGIApp:
     web = PortalWeb(
         accounts,
@@ -27,5 +33,6 @@ def web_app(
         *consumer_pages.routes(web),
         *usage_pages.routes(web),
         *publisher_pages.routes(web),
+        *analytics_pages.routes(web, Analytics(admin)),
     ]
     return build_app(web, routes)

@@ -157,3 +157,60 @@ def test_no_key_password_or_reset_link_in_logs_or_database(portal_stack: Stack) 
     database = portal_stack.run(stored())
     for secret in [*secrets_given, *([session_cookie] if session_cookie else [])]:
         assert secret not in database, "a secret is stored as given"
+
+
+def test_publisher_analytics_show_the_apis_traffic(portal_stack: Stack) -> None:
+    import time
+    from datetime import UTC, datetime
+
+    import grpc
+
+    from tollway.billing.v1 import billing_pb2, billing_pb2_grpc
+    from tollway.catalog.v1 import catalog_pb2
+
+    plan = portal_stack.create_plan(
+        "analytics-plan",
+        limits=catalog_pb2.PlanLimits(requests_per_minute=3),
+        pricing=catalog_pb2.PlanPricing(currency="EUR", recurring_fee="20.00"),
+    )
+    api = portal_stack.create_api("analytics", "/analytics/v1", [plan.id])
+    client, _ = signed_up(portal_stack)
+    app_id, _, key = app_with_key(client, "analytics-app", api.id, plan.id)
+    headers = {"x-api-key": key}
+    portal_stack.wait_for_status("/analytics/v1/items/1", 200, headers, timeout=10)
+    statuses = [portal_stack.get(f"/analytics/v1/items/{n}", headers).status for n in range(2, 6)]
+    assert 429 in statuses
+    assert portal_stack.get("/analytics/v1/items/9", {"x-api-key": "tw_wrong"}).status == 401
+    billing = billing_pb2_grpc.BillingServiceStub(grpc.insecure_channel(portal_stack.settings.admin_addr))
+    month = datetime.now(UTC).strftime("%Y-%m")
+
+    admin = publisher(portal_stack)
+    deadline = time.monotonic() + 30
+    while True:
+        page = admin.get(f"/publisher/analytics?api={api.id}")
+        total = re.search(r'data-total="requests">(\d+)<', page.text)
+        if (total and int(total.group(1)) >= 6) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert page.status_code == 200
+    # At least the six made here (readiness polls may add refusals of their own).
+    assert total is not None and int(total.group(1)) >= 6, page.text
+    portal_stack.call(
+        billing.GenerateInvoices,
+        billing_pb2.GenerateInvoicesRequest(billing_month=month, application_id=app_id),
+    )
+    page = admin.get(f"/publisher/analytics?api={api.id}&granularity=day")
+    text = page.text
+    assert "analytics-app" in text  # top consumers
+    assert "/analytics/v1/items/{id}" in text  # resources (method and route)
+    statuses_table = text[text.index('id="statuses"') :]
+    assert ">200<" in statuses_table and ">429<" in statuses_table and ">401<" in statuses_table
+    destinations = text[text.index('id="destinations"') :]
+    assert portal_stack.upstream_url.removeprefix("http://") in destinations
+    throttled = re.search(r'data-total="throttled">(\d+)', text)
+    assert throttled is not None and int(throttled.group(1)) == statuses.count(429)
+    revenue = text[text.index('id="revenue"') :]
+    assert "analytics-plan" in revenue and "EUR" in revenue
+    assert 'id="analytics-chart"' in text and 'id="analytics-data"' in text
+    assert admin.get(f"/publisher/analytics?api={api.id}&granularity=week").status_code == 400
+    assert client.get("/publisher/analytics").status_code == 303  # consumers are sent to sign in

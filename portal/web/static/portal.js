@@ -21,6 +21,28 @@
     });
   });
 
+  var utc = function (ts) { return uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"); };
+  var fit = function (element) { return Math.max(280, element.clientWidth || 600); };
+
+  // Publisher analytics: requests and errors (left axis), p95 latency in ms (right axis).
+  var analytics = document.getElementById("analytics-chart");
+  var analyticsSource = document.getElementById("analytics-data");
+  if (analytics && analyticsSource && typeof uPlot !== "undefined") {
+    var a = JSON.parse(analyticsSource.textContent);
+    var chart = new uPlot({
+      width: fit(analytics), height: 280, tzDate: utc,
+      scales: { x: { time: true }, ms: {} },
+      series: [{},
+        { label: "requests", stroke: "#0550ae", width: 2 },
+        { label: "errors", stroke: "#cf222e", width: 2 },
+        { label: "throttled", stroke: "#bf8700", width: 2 },
+        { label: "p95 ms", stroke: "#8250df", dash: [6, 4], width: 2, scale: "ms" }],
+      axes: [{}, { label: "requests" }, { side: 1, scale: "ms", label: "p95 latency (ms)", grid: { show: false } }]
+    }, [a.x, a.requests, a.errors, a.throttled, a.p95_ms], analytics);
+    analytics.setAttribute("data-drawn", "true");
+    window.addEventListener("resize", function () { chart.setSize({ width: fit(analytics), height: 280 }); });
+  }
+
   // Usage chart: requests per hour/day by outcome, and the plan's limit as a line.
   var holder = document.getElementById("usage-chart");
   var source = document.getElementById("usage-data");
