@@ -37,6 +37,25 @@ class DimensionChoice(StrEnum):
     key = "key"
 
 
+class BreakdownChoice(StrEnum):
+    api = "api"
+    subscription = "subscription"
+    application = "application"
+    method = "method"
+    route = "route"
+    status = "status"
+    destination = "destination"
+
+
+BREAKDOWN = {
+    BreakdownChoice.api: pb.BREAKDOWN_DIMENSION_API,
+    BreakdownChoice.subscription: pb.BREAKDOWN_DIMENSION_SUBSCRIPTION,
+    BreakdownChoice.application: pb.BREAKDOWN_DIMENSION_APPLICATION,
+    BreakdownChoice.method: pb.BREAKDOWN_DIMENSION_METHOD,
+    BreakdownChoice.route: pb.BREAKDOWN_DIMENSION_ROUTE,
+    BreakdownChoice.status: pb.BREAKDOWN_DIMENSION_STATUS_CODE,
+    BreakdownChoice.destination: pb.BREAKDOWN_DIMENSION_DESTINATION,
+}
 GRANULARITIES = {
     GranularityChoice.minute: pb.GRANULARITY_MINUTE,
     GranularityChoice.hour: pb.GRANULARITY_HOUR,
@@ -84,7 +103,9 @@ def time_range(start: datetime | None, end: datetime | None) -> tuple[Timestamp,
 
 
 def _commands() -> typer.Typer:
-    app = typer.Typer(help="Metered usage: windows, totals, top consumers, throttling, completeness.")
+    app = typer.Typer(
+        help="Metered usage: windows, totals, top consumers, throttling, completeness, resources and series."
+    )
 
     @app.command()
     def windows(
@@ -168,6 +189,46 @@ def _commands() -> typer.Typer:
         request = pb.GetCompletenessRequest(start_time=begin, end_time=finish)
         with admin_client(addr, token, UsageServiceStub) as usage:
             emit(usage.call(usage.service.GetCompleteness, request))
+
+    @app.command()
+    def breakdown(
+        by: Annotated[
+            list[BreakdownChoice] | None,
+            typer.Option("--by", case_sensitive=False, help="method, route, status, destination, api, ..."),
+        ] = None,
+        limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 100,
+        start: StartOpt = None, end: EndOpt = None, api: ApiOpt = "", application: AppOpt = "",
+        subscription: SubOpt = "", addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None,
+    ) -> None:  # fmt: skip
+        """Requests in [start, end) by API resource (method and route; the default), status code or
+        destination upstream, most first."""
+        begin, finish = time_range(start, end)
+        request = pb.ListUsageBreakdownRequest(
+            start_time=begin,
+            end_time=finish,
+            group_by=[BREAKDOWN[name] for name in by or []],
+            filter=pb.UsageFilter(api_id=api, application_id=application, subscription_id=subscription),
+            limit=limit,
+        )
+        with admin_client(addr, token, UsageServiceStub) as usage:
+            emit(usage.call(usage.service.ListUsageBreakdown, request))
+
+    @app.command()
+    def series(
+        granularity: GranularityOpt = GranularityChoice.hour,
+        start: StartOpt = None, end: EndOpt = None, api: ApiOpt = "", application: AppOpt = "",
+        subscription: SubOpt = "", addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None,
+    ) -> None:  # fmt: skip
+        """Per window: requests by outcome and latency percentiles, every matching row summed."""
+        begin, finish = time_range(start, end)
+        request = pb.ListUsageSeriesRequest(
+            granularity=GRANULARITIES[granularity],
+            start_time=begin,
+            end_time=finish,
+            filter=pb.UsageFilter(api_id=api, application_id=application, subscription_id=subscription),
+        )
+        with admin_client(addr, token, UsageServiceStub) as usage:
+            emit(usage.call(usage.service.ListUsageSeries, request))
 
     @app.command()
     def stats(addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:

@@ -5,15 +5,25 @@ password or reset link reaches a log line or a database column as given."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import secrets
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
+import grpc
 from sqlalchemy import select, text
 
 from tests.e2e.harness import Stack
 from tests.portal.portal_helpers import published_api
 from tests.portal.web_client import WebClient, error_of
+from tollway.app.demo_openapi import demo_document_bytes
+from tollway.billing.v1 import billing_pb2, billing_pb2_grpc
+from tollway.catalog.v1 import catalog_pb2
 from tollway.schema import SQLModel
 
 PASSWORD = "gateway test password"
@@ -160,14 +170,6 @@ def test_no_key_password_or_reset_link_in_logs_or_database(portal_stack: Stack) 
 
 
 def test_publisher_analytics_show_the_apis_traffic(portal_stack: Stack) -> None:
-    import time
-    from datetime import UTC, datetime
-
-    import grpc
-
-    from tollway.billing.v1 import billing_pb2, billing_pb2_grpc
-    from tollway.catalog.v1 import catalog_pb2
-
     plan = portal_stack.create_plan(
         "analytics-plan",
         limits=catalog_pb2.PlanLimits(requests_per_minute=3),
@@ -214,3 +216,57 @@ def test_publisher_analytics_show_the_apis_traffic(portal_stack: Stack) -> None:
     assert 'id="analytics-chart"' in text and 'id="analytics-data"' in text
     assert admin.get(f"/publisher/analytics?api={api.id}&granularity=week").status_code == 400
     assert client.get("/publisher/analytics").status_code == 303  # consumers are sent to sign in
+
+
+def test_the_cli_manages_accounts_documents_and_reads_the_breakdown(
+    portal_stack: Stack, tmp_path: Path
+) -> None:
+    env = {**os.environ, "TOLLWAY_ADMIN_ADDR": portal_stack.settings.admin_addr,
+           "TOLLWAY_ADMIN_TOKEN": portal_stack.settings.admin_token}  # fmt: skip
+    tollway = str(Path(sys.executable).parent / "tollway")
+
+    def run(*args: str) -> tuple[int, str, str]:
+        done = subprocess.run([tollway, *args], env=env, capture_output=True, text=True, timeout=60)
+        return done.returncode, done.stdout, done.stderr
+
+    api, plan = published_api(portal_stack, "cli")
+    client, email = signed_up(portal_stack)
+    _, _, key = app_with_key(client, "cli-app", api.id, plan.id)
+    path, headers = f"{api.context_path}/things/7", {"x-api-key": key}
+    portal_stack.wait_for_status(path, 200, headers, timeout=10)
+
+    code, out, _ = run("portal", "account", "list")
+    assert code == 0 and email in out
+    code, out, _ = run("portal", "account", "disable", email, "--reason", "cli test")
+    assert code == 0 and json.loads(out)["account"]["disabled_reason"] == "cli test"
+    response, seconds = portal_stack.wait_for_status(path, 403, headers, timeout=5)
+    assert response.status == 403 and seconds < 1.0
+    assert run("portal", "account", "enable", email)[0] == 0
+    portal_stack.wait_for_status(path, 200, headers, timeout=5)
+    code, _, err = run("portal", "account", "disable", "nobody@example.com")
+    assert code == 1 and "NOT_FOUND" in err
+
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"openapi": "3.0.0"}')
+    code, _, err = run("api", "doc", "set", api.id, str(bad))
+    assert code == 1 and "INVALID_ARGUMENT" in err and "invalid OpenAPI document" in err
+    good = tmp_path / "good.json"
+    good.write_bytes(demo_document_bytes())
+    code, out, _ = run("api", "doc", "set", api.id, str(good))
+    assert code == 0 and json.loads(out)["title"] == "Echo"
+    code, out, _ = run("api", "doc", "get", api.id)
+    assert code == 0 and json.loads(out) == json.loads(demo_document_bytes())
+
+    deadline = time.monotonic() + 20
+    while True:
+        code, out, _ = run(
+            "usage", "breakdown", "--api", api.id, "--by", "method", "--by", "route", "--by", "status"
+        )
+        rows = json.loads(out).get("rows", [])
+        if rows or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert code == 0
+    assert {"method": "GET", "route": f"{api.context_path}/things/{{id}}", "status_code": 200} in [
+        {k: row.get(k) for k in ("method", "route", "status_code")} for row in rows
+    ]
