@@ -77,6 +77,7 @@ def test_make_run_prints_a_working_curl(tmp_path: Path) -> None:
         key = re.search(r"tw_[a-z2-7]+_[a-z2-7]+", curl)
         assert key is not None
         assert key.group(0) not in stderr_path.read_text(), "the demo key reached a log line"
+        check_the_portal(lines, stderr_path.read_text())
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         try:
@@ -85,8 +86,34 @@ def test_make_run_prints_a_working_curl(tmp_path: Path) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
             raise
     # Ctrl-C stopped everything: Envoy's listener and the services' ports are closed.
-    for name in ("TOLLWAY_GATEWAY_ADDR", "TOLLWAY_GRPC_ADDR", "TOLLWAY_ADMIN_ADDR"):
+    for name in (
+        "TOLLWAY_GATEWAY_ADDR",
+        "TOLLWAY_GRPC_ADDR",
+        "TOLLWAY_ADMIN_ADDR",
+        "TOLLWAY_PORTAL_ADDR",
+        "TOLLWAY_PORTAL_GRPC_ADDR",
+    ):
         assert wait_closed(env[name]), f"{name} still accepts connections after Ctrl-C"
+
+
+def check_the_portal(lines: list[str], log: str) -> None:
+    """The printed portal URL serves the portal, the demo consumer's printed sign-in works, and its demo
+    API has reference docs; the password reached no log line."""
+    from tests.portal.web_client import WebClient
+
+    url = next(line.split("=", 1)[1] for line in lines if line.startswith("TOLLWAY_PORTAL_URL="))
+    email = next(line.split()[-1] for line in lines if line.strip().startswith("email:"))
+    password = next(line.split()[-1] for line in lines if line.strip().startswith("password:"))
+    assert password not in log, "the demo consumer's password reached a log line"
+    portal = WebClient(url)
+    assert portal.sign_in(email, password).status_code == 303
+    assert "demo-app" in portal.get("/apps").text
+    catalog = portal.get("/catalog").text
+    api_id = re.search(r'href="/apis/(api_\w+)"', catalog)
+    assert api_id is not None
+    page = portal.get(f"/apis/{api_id.group(1)}").text
+    assert "API reference" in page and "Echo a GET request" in page
+    portal.close()
 
 
 def wait_closed(address: str, timeout: float = 10.0) -> bool:
