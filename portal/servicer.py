@@ -4,6 +4,7 @@ each call carries its session as `authorization: Bearer <token>`; PortalAdminSer
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import grpc
@@ -13,10 +14,10 @@ from portal.auth import AccountService, Principal
 from portal.consumer import ConsumerPortal
 from portal.errors import Unauthenticated
 from tollway.catalog.servicer import document_to_proto
-from tollway.errors import map_grpc_errors
+from tollway.errors import InvalidArgument, map_grpc_errors
 from tollway.portal.v1 import portal_pb2 as pb
 from tollway.portal.v1 import portal_pb2_grpc
-from tollway.protoconv import duration, mask_fields, timestamp
+from tollway.protoconv import duration, mask_fields, timestamp, to_datetime
 from tollway.schema_portal import PortalAccount
 from tollway.usage.v1 import usage_pb2
 
@@ -32,6 +33,16 @@ def account_to_proto(account: PortalAccount) -> pb.Account:
         disable_time=timestamp(account.disabled_at),
         disabled_reason=account.disabled_reason,
     )
+
+
+def optional_duration(request: Any, field: str) -> timedelta | None:
+    """None when the Duration field is unset ("unset" and "zero" differ: a zero grace ends at once)."""
+    if not request.HasField(field):
+        return None
+    try:
+        return duration(getattr(request, field), field)
+    except OverflowError:
+        raise InvalidArgument(f"{field} is out of range") from None
 
 
 def bearer_token(context: Context) -> str:
@@ -191,7 +202,7 @@ class ConsumerServicer(portal_pb2_grpc.ConsumerServiceServicer):
         self, request: pb.CreateApiKeyRequest, context: Context
     ) -> pb.CreateApiKeyResponse:
         account_id = await self._account_id(context)
-        ttl = duration(request.ttl, "ttl") if request.HasField("ttl") else None
+        ttl = optional_duration(request, "ttl")
         issued = await self._portal.create_key(account_id, request.application_id, request.name, ttl)
         return pb.CreateApiKeyResponse(api_key=issued.api_key, key=issued.key)
 
@@ -207,7 +218,7 @@ class ConsumerServicer(portal_pb2_grpc.ConsumerServiceServicer):
         self, request: pb.RotateApiKeyRequest, context: Context
     ) -> pb.RotateApiKeyResponse:
         account_id = await self._account_id(context)
-        grace = duration(request.grace_period, "grace_period") if request.HasField("grace_period") else None
+        grace = optional_duration(request, "grace_period")
         rotated = await self._portal.rotate_key(account_id, request.key_id, grace)
         return pb.RotateApiKeyResponse(
             api_key=rotated.api_key, key=rotated.key, previous_api_key=rotated.previous_api_key
@@ -222,8 +233,6 @@ class ConsumerServicer(portal_pb2_grpc.ConsumerServiceServicer):
     async def ListUsageWindows(
         self, request: pb.ListUsageWindowsRequest, context: Context
     ) -> pb.ListUsageWindowsResponse:
-        from tollway.protoconv import to_datetime
-
         account_id = await self._account_id(context)
         windows = await self._portal.usage_windows(
             account_id,
