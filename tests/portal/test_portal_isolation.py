@@ -153,3 +153,29 @@ def test_every_consumer_rpc_needs_a_session(portal_stack: Stack, accounts: tuple
             with pytest.raises(grpc.RpcError) as caught:
                 getattr(alice.consumer.service, method.name)(request, metadata=metadata, timeout=10)
             assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED, method.name
+
+
+def test_grpcurl_lists_and_calls_the_consumer_api_through_reflection(
+    portal_stack: Stack, accounts: tuple[Owned, Owned]
+) -> None:
+    import json
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    alice, _ = accounts
+    binary = shutil.which("grpcurl") or str(Path(sys.executable).parent / "grpcurl")
+    addr = portal_stack.settings.portal_grpc_addr
+    listed = subprocess.run([binary, "-plaintext", addr, "list"], capture_output=True, text=True, timeout=30)
+    assert listed.returncode == 0, listed.stderr
+    services = set(listed.stdout.split())
+    assert {"tollway.portal.v1.AccountService", "tollway.portal.v1.ConsumerService"} <= services
+    assert "tollway.store.v1.StoreService" not in services  # the admin's services stay on the admin port
+    called = subprocess.run(
+        [binary, "-plaintext", "-H", f"authorization: Bearer {alice.consumer.token}", addr,
+         "tollway.portal.v1.ConsumerService/ListApplications"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert called.returncode == 0, called.stderr
+    assert [a["id"] for a in json.loads(called.stdout)["applications"]] == [alice.application_id]
