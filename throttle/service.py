@@ -97,7 +97,11 @@ class Decision:
     def retry_after(self) -> int:
         if self.exceeded is None:
             return 0
-        return max(1, math.ceil(self.exceeded.seconds_until_reset(self.now)))
+        return self.reset_seconds(self.exceeded)
+
+    def reset_seconds(self, window: Window) -> int:
+        """Whole seconds until `window` resets, at least 1 (Retry-After, X-RateLimit-Reset)."""
+        return max(1, math.ceil(window.seconds_until_reset(self.now)))
 
 
 @dataclass(frozen=True, slots=True)
