@@ -9,9 +9,7 @@ In the fused mode (TOLLWAY_THROTTLE_MODE=authz, a `LimitGate` given) an allowed 
 plan limits in the same call: admitted, the answer adds the X-RateLimit-* response headers and the
 limits' access-log metadata; refused, it is the 429 (or 503) the gate describes, with the request's
 identity in the metadata so usage/ files it as throttled. The admitted answer is sent as bytes: the
-cached allowed response's, followed by each header's own encoding (cached too), since protobuf reads
-concatenated messages as one merged message. Copying the cached response and adding three headers
-measured 15 µs a request with timeit, against 3 µs to serialize the cached response alone.
+cached allowed response's, followed by the headers' (keymgr/wire.py).
 """
 
 from __future__ import annotations
@@ -33,6 +31,7 @@ from google.rpc import code_pb2, status_pb2
 
 from keymgr.decision import Allowed, AuthzRequest, Denied, decide
 from keymgr.index import KeyIndex, KeySnapshot
+from keymgr.wire import response_header
 from tollway import envoy_contract as contract
 from tollway.admission import Admission, LimitGate
 from tollway.request_guard import RateLimitedLog
@@ -55,11 +54,6 @@ _GRPC_CODES = {
 _CACHE_LIMIT = 50_000
 _REQUEST_ID_LIMIT = 128
 _OK_STATUS = status_pb2.Status(code=code_pb2.OK)
-# The fused mode's admitted-answer headers, each encoded once: (name, value) → the bytes of a
-# CheckResponse carrying just that header. Values repeat (limits, remaining counts, seconds to reset).
-_HEADER_CACHE_LIMIT = 20_000
-# Like Envoy's ratelimit filter, which adds its X-RateLimit-* headers to the upstream's response.
-_APPEND = HeaderValueOption.APPEND_IF_EXISTS_OR_ADD
 
 
 def _header(name: str, value: str) -> HeaderValueOption:
@@ -198,15 +192,6 @@ def limited_response(admission: Admission, identity: Struct) -> external_auth_pb
     return response
 
 
-def _header_bytes(header: tuple[str, str]) -> bytes:
-    """A CheckResponse that adds one response header to an admitted request, encoded."""
-    name, value = header
-    option = HeaderValueOption(header=HeaderValue(key=name, value=value), append_action=_APPEND)
-    ok = external_auth_pb2.OkHttpResponse(response_headers_to_add=[option])
-    encoded: bytes = external_auth_pb2.CheckResponse(ok_response=ok).SerializeToString()
-    return encoded
-
-
 def _metadata_bytes(metadata: Mapping[str, Any]) -> bytes:
     """A CheckResponse that adds the limits' metadata to an admitted request, encoded."""
     encoded: bytes = external_auth_pb2.CheckResponse(dynamic_metadata=_struct(metadata)).SerializeToString()
@@ -246,7 +231,6 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):  # ty
         self._secret = key_hash_secret
         self._clock = clock
         self._gate = gate
-        self._headers: dict[tuple[str, str], bytes] = {}
         # A request that trips the decision repeats as fast as a client sends it: one line per
         # interval and place, with a count.
         self._failures = RateLimitedLog(log)
@@ -277,17 +261,11 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):  # ty
 
     def _admitted(self, answer: _AllowedAnswer, admission: Admission) -> bytes:
         """The allowed answer with the limits' headers and metadata (see the module docstring)."""
-        headers = self._headers
-        if len(headers) >= _HEADER_CACHE_LIMIT:
-            headers.clear()
         parts = [answer.encoded]
         if admission.metadata:
             parts.append(_metadata_bytes(admission.metadata))
-        for header in admission.headers:
-            encoded = headers.get(header)
-            if encoded is None:
-                encoded = headers[header] = _header_bytes(header)
-            parts.append(encoded)
+        for name, value in admission.headers:
+            parts.append(response_header(name, value))
         return b"".join(parts)
 
     def check(self, request: external_auth_pb2.CheckRequest) -> external_auth_pb2.CheckResponse:
