@@ -18,6 +18,7 @@ from tollway.admission import LimitGate
 from tollway.changes import ChangeListener
 from tollway.component import GrpcService, RunningComponent, service_name
 from tollway.db import Database
+from tollway.errors import StartupRefused
 from tollway.settings import KeymgrSettings
 from tollway.store.v1 import store_pb2, store_pb2_grpc
 
@@ -54,7 +55,7 @@ class Keymgr(RunningComponent):
         if not self.applies_limits:
             return
         if gate is None:
-            raise ValueError(
+            raise StartupRefused(
                 "TOLLWAY_THROTTLE_MODE=authz: Check applies the plan limits itself, so every process "
                 "running keymgr must run throttle too (add it to TOLLWAY_COMPONENTS)"
             )

@@ -108,7 +108,7 @@ class RunningComponent(Protocol):
 
     def use_limit_gate(self, gate: LimitGate | None) -> None:
         """Receives the process's limit gate (None when no component here keeps limits) before the
-        servers start. A component that must apply limits and gets None raises ValueError."""
+        servers start. A component that must apply limits and gets None raises StartupRefused."""
         return None
 
     def ready(self) -> bool:

@@ -31,6 +31,7 @@ from tollway import schema
 from tollway.app.runner import TollwayProcess
 from tollway.db import Database
 from tollway.envoy_contract import DESCRIPTOR_KEYS
+from tollway.errors import StartupRefused
 from tollway.settings import Settings
 
 NOW = datetime(2030, 6, 1, 12, 0, 15, tzinfo=UTC)
@@ -194,6 +195,6 @@ def test_the_process_hands_the_throttles_gate_to_keymgr(tmp_path: Path) -> None:
     keymgr, throttle = both.find(Keymgr), both.find(Throttle)
     assert keymgr is not None and throttle is not None
     assert keymgr.gate is throttle.gate is not None
-    with pytest.raises(ValueError, match="must run throttle too"):
+    with pytest.raises(StartupRefused, match="must run throttle too"):
         process("keymgr")
     assert process("throttle").find(Throttle) is not None  # limits without Check: nothing to hand over
