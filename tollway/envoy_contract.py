@@ -23,6 +23,13 @@ EXT_AUTHZ_NAMESPACE: Final = EXT_AUTHZ_FILTER
 RATELIMIT_FILTER: Final = "envoy.filters.http.ratelimit"
 RATELIMIT_NAMESPACE: Final = RATELIMIT_FILTER
 
+# --- route names (xds → access log) -------------------------------------------------------------------
+
+# Every published API's route (and its upstream cluster) is named API_ROUTE_PREFIX + the API's id.
+API_ROUTE_PREFIX: Final = "api_"
+# Envoy's catch-all route: a path no API is published at (404 from Envoy itself, keymgr never called).
+NOT_FOUND_ROUTE: Final = "tollway_not_found"
+
 # --- ext_authz: route context extensions (xds → keymgr) -----------------------------------------------
 
 CONTEXT_API_ID: Final = "api_id"
