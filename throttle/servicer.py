@@ -96,7 +96,13 @@ def problem_body(decision: Decision) -> str:
     window = decision.exceeded
     assert window is not None
     retry_after = decision.retry_after
-    if window.name == PERIOD:
+    if decision.rebuilding:
+        reason, title = contract.QUOTA_REBUILDING, "Quota Being Restored"
+        detail = (
+            f"The rate limiter lost this billing period's count of the plan's {window.limit}-request"
+            " quota and is restoring it from metered usage."
+        )
+    elif window.name == PERIOD:
         reason, title = contract.QUOTA_EXCEEDED, "Quota Exceeded"
         detail = f"The plan's quota of {window.limit} requests for this billing period is used up."
     else:

@@ -102,6 +102,8 @@ PROBLEM_TYPE_BASE: Final = "https://tollway.dev/problems/"
 # Throttle refusals (429).
 RATE_LIMITED: Final = "rate_limited"
 QUOTA_EXCEEDED: Final = "quota_exceeded"
+# A HARD monthly quota whose counter the store lost is being rebuilt from usage: retry shortly.
+QUOTA_REBUILDING: Final = "quota_rebuilding"
 # Server-side refusals of keymgr (the client-side ones are keymgr.decision.REASONS).
 SERVICE_UNAVAILABLE: Final = "service_unavailable"
 INTERNAL_ERROR: Final = "internal_error"

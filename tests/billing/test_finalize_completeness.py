@@ -4,16 +4,20 @@ completeness figure; without it FAILED_PRECONDITION and nothing changes. Both da
 
 from __future__ import annotations
 
+import asyncio
+import getpass
 import json
 from collections.abc import AsyncIterator
 
 import grpc
 import pytest
+from typer.testing import CliRunner, Result
 
 from billing.clients import AdminClient, UsageCompleteness
 from billing.servicer import BillingServicer, PendingHub
 from billing.store import BillingRepository
 from tests.billing.billing_helpers import EPOCH, Commits, FakeClock, World, dump_tables, utc
+from tollway.app.cli import app
 from tollway.billing.v1 import billing_pb2 as pb
 from tollway.billing.v1 import billing_pb2_grpc
 from tollway.db import Database
@@ -52,6 +56,7 @@ async def stub(
     )
     billing_port = billing_server.add_insecure_port("127.0.0.1:0")
     await billing_server.start()
+    addresses["billing"] = f"127.0.0.1:{billing_port}"
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{billing_port}") as channel:
             yield billing_pb2_grpc.BillingServiceStub(channel)
@@ -59,6 +64,16 @@ async def stub(
         await billing_server.stop(grace=None)
         await client.close()
         await usage_server.stop(grace=None)
+
+
+# Where the billing server of the running test listens (for the CLI).
+addresses: dict[str, str] = {}
+
+
+async def cli(*args: str) -> Result:
+    """The `tollway` CLI against the test's billing server (in a thread: it blocks on gRPC)."""
+    command = [*args, "--addr", addresses["billing"], "--token", "unused"]
+    return await asyncio.to_thread(CliRunner().invoke, app, command)
 
 
 async def expect(code: grpc.StatusCode, call: object) -> str:
@@ -74,7 +89,7 @@ async def test_incomplete_usage_needs_an_override_that_is_recorded(
     world = World(database)
     plan = await world.plan("metered", unit_price="0.01")
     api = await world.api(plan)
-    subs = [await world.subscription(await world.application(), api, plan, EPOCH) for _ in range(2)]
+    subs = [await world.subscription(await world.application(), api, plan, EPOCH) for _ in range(3)]
     for sub in subs:
         await world.usage(sub, utc(2026, 11, 3), success=100)
     # usage/ accounted 4 of Envoy's 5 entries (all four skipped as unrouted): 80 %.
@@ -84,7 +99,7 @@ async def test_incomplete_usage_needs_an_override_that_is_recorded(
     await usage_store.record_sample(NODE, SAMPLED_AT, 5, 0)
 
     drafts = (await stub.GenerateInvoices(pb.GenerateInvoicesRequest(billing_month="2026-11"))).invoices
-    first, second = sorted(drafts, key=lambda d: d.application_id)
+    first, by_cli, second = sorted(drafts, key=lambda d: d.application_id)
     assert first.usage_completeness == pb.USAGE_COMPLETENESS_INCOMPLETE
 
     before = await dump_tables(database)
@@ -96,6 +111,8 @@ async def test_incomplete_usage_needs_an_override_that_is_recorded(
         id=first.id, allow_incomplete=pb.AllowIncompleteUsage(reason="month end")
     )
     await expect(Code.INVALID_ARGUMENT, stub.FinalizeInvoice(half))
+    refused = await cli("billing", "finalize", first.id)
+    assert refused.exit_code == 1 and "FAILED_PRECONDITION" in refused.output
     assert await dump_tables(database) == before  # refused: nothing written, no number used
 
     allowed = pb.FinalizeInvoiceRequest(
@@ -111,6 +128,11 @@ async def test_incomplete_usage_needs_an_override_that_is_recorded(
     assert recorded.time.ToDatetime() == utc(2026, 12, 3).replace(tzinfo=None)
     read = (await stub.GetInvoice(pb.GetInvoiceRequest(id=final.number))).invoice
     assert read.completeness_override == recorded
+    # The CLI's --allow-incomplete, decided by the OS user unless --by says otherwise.
+    done = await cli("billing", "finalize", by_cli.id, "--allow-incomplete", "month end")
+    assert done.exit_code == 0, done.output
+    override = json.loads(done.output)["invoice"]["completeness_override"]
+    assert (override["by"], override["reason"]) == (getpass.getuser(), "month end")
     export = await stub.ExportInvoices(
         pb.ExportInvoicesRequest(
             period_start=first.period_start, period_end=first.period_end, format=pb.EXPORT_FORMAT_JSONL
