@@ -164,7 +164,8 @@ redis.call('SET', KEYS[2], ARGV[1])
 redis.call('DEL', KEYS[1])
 return 1
 """
-_SEED_CHUNK = 1000
+_SEED_CHUNK = 500
+_REBUILD_CALL_TIMEOUT_S = 2.0
 
 
 class RedisCounterStore:
@@ -372,15 +373,23 @@ class RedisCounterStore:
 
     # --- rebuilding the billing-period counters after Redis lost them (throttle/rebuild.py) ---------
 
+    async def _rebuild_call(self, operation: str, awaitable: Awaitable[object]) -> object:
+        """A call of the rebuild: a deadline of its own (seeding a chunk may take longer than a
+        request's budget), and a failure does not send the request path into its cooldown."""
+        try:
+            async with asyncio.timeout(_REBUILD_CALL_TIMEOUT_S):
+                return await awaitable
+        except (TimeoutError, RedisError, OSError) as exc:
+            self._metrics.redis_error(type(exc).__name__)
+            raise StoreUnavailable(f"redis {operation} failed: {type(exc).__name__}") from None
+
     async def check_seeded(self) -> bool:
-        (found,) = await self._call("check", lambda: self._one(self._redis.exists(self._seeded_key)))
-        self.seeded = bool(found)
+        self.seeded = bool(await self._rebuild_call("check", self._redis.exists(self._seeded_key)))
         return self.seeded
 
     async def begin_rebuild(self) -> str:
         token = secrets.token_hex(8)
-        key = _REBUILD_PREFIX + token
-        await self._call("rebuild", lambda: self._one(self._redis.set(key, "1", ex=_REBUILD_TTL_S)))
+        await self._rebuild_call("rebuild", self._redis.set(_REBUILD_PREFIX + token, "1", ex=_REBUILD_TTL_S))
         return token
 
     async def seed(self, token: str, counters: Sequence[tuple[str, int, int]]) -> bool:
@@ -389,21 +398,14 @@ class RedisCounterStore:
             chunk = counters[start : start + _SEED_CHUNK]
             keys = [key, *(name.encode() for name, _, _ in chunk)]
             args = [str(value) for _, count, expire in chunk for value in (count, expire)]
-            (done,) = await self._call(
-                "seed", lambda keys=keys, args=args: self._one(self._seed_script(keys=keys, args=args))
-            )
-            if not done:
+            if not await self._rebuild_call("seed", self._seed_script(keys=keys, args=args)):
                 return False
         return True
 
     async def finish_rebuild(self, token: str) -> bool:
         keys = [_REBUILD_PREFIX + token, SEEDED_KEY]
         marker = f"{token} {int(time.time())}"
-        (done,) = await self._call("seed", lambda: self._one(self._finish_script(keys=keys, args=[marker])))
+        done = bool(await self._rebuild_call("finish", self._finish_script(keys=keys, args=[marker])))
         if done:
             self.seeded = True
-        return bool(done)
-
-    @staticmethod
-    async def _one(awaitable: Awaitable[object]) -> list[object]:
-        return [await awaitable]
+        return done
