@@ -20,6 +20,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from google.protobuf import json_format
+
+from tollway.envoy_auth import PLAINTEXT_LINK, EnvoyLink
+from tollway.envoy_resources import tollway_transport_socket
 from tollway.keepalive import KEEPALIVE, KeepalivePolicy
 from tollway.private_files import private_dir, private_file, write_private
 
@@ -74,11 +78,39 @@ def bootstrap_config(
     admin_port: int = 9901,
     max_downstream_connections: int = 50_000,
     keepalive: KeepalivePolicy = KEEPALIVE,
+    link: EnvoyLink = PLAINTEXT_LINK,
 ) -> dict[str, Any]:
-    """Envoy bootstrap: everything (clusters, listeners, routes) comes over ADS from `ads_host:ads_port`.
+    """Envoy bootstrap: everything (clusters, listeners, routes) comes over ADS from `ads_host:ads_port`,
+    authenticated by `link` (tollway/envoy_auth.py) like every Tollway cluster ADS then pushes.
 
     admin_port 0 lets Envoy pick a free port; EnvoyProcess then reads the one it chose.
     """
+    ads_service: dict[str, Any] = {"envoy_grpc": {"cluster_name": XDS_CLUSTER}}
+    if link.call_metadata():
+        ads_service["initial_metadata"] = [{"key": k, "value": v} for k, v in link.call_metadata()]
+    xds_cluster: dict[str, Any] = {
+        "name": XDS_CLUSTER,
+        "type": "STATIC" if _is_ip(ads_host) else "STRICT_DNS",
+        "connect_timeout": "1s",
+        "dns_lookup_family": "V4_PREFERRED",
+        "load_assignment": {
+            "cluster_name": XDS_CLUSTER,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _socket_address(ads_host, ads_port)}}]}],
+        },
+        # gRPC needs HTTP/2; keepalive notices a control plane that vanished, at a pace the server
+        # accepts (tollway/keepalive.py).
+        "typed_extension_protocol_options": {
+            _HTTP_PROTOCOL_OPTIONS: {
+                "@type": f"type.googleapis.com/{_HTTP_PROTOCOL_OPTIONS}",
+                "explicit_http_config": {
+                    "http2_protocol_options": {"connection_keepalive": keepalive.envoy_keepalive()}
+                },
+            }
+        },
+    }
+    socket = tollway_transport_socket(link)
+    if socket is not None:
+        xds_cluster["transport_socket"] = json_format.MessageToDict(socket, preserving_proto_field_name=True)
     return {
         # An edge proxy needs a ceiling on client connections, or a flood exhausts file descriptors.
         "overload_manager": {
@@ -99,40 +131,13 @@ def bootstrap_config(
             "ads_config": {
                 "api_type": "GRPC",
                 "transport_api_version": "V3",
-                "grpc_services": [{"envoy_grpc": {"cluster_name": XDS_CLUSTER}}],
+                "grpc_services": [ads_service],
                 "set_node_on_first_message_only": True,
             },
             "cds_config": {"ads": {}, "resource_api_version": "V3"},
             "lds_config": {"ads": {}, "resource_api_version": "V3"},
         },
-        "static_resources": {
-            "clusters": [
-                {
-                    "name": XDS_CLUSTER,
-                    "type": "STATIC" if _is_ip(ads_host) else "STRICT_DNS",
-                    "connect_timeout": "1s",
-                    "dns_lookup_family": "V4_PREFERRED",
-                    "load_assignment": {
-                        "cluster_name": XDS_CLUSTER,
-                        "endpoints": [
-                            {"lb_endpoints": [{"endpoint": {"address": _socket_address(ads_host, ads_port)}}]}
-                        ],
-                    },
-                    # gRPC needs HTTP/2; keepalive notices a control plane that vanished, at a pace the
-                    # server accepts (tollway/keepalive.py).
-                    "typed_extension_protocol_options": {
-                        _HTTP_PROTOCOL_OPTIONS: {
-                            "@type": f"type.googleapis.com/{_HTTP_PROTOCOL_OPTIONS}",
-                            "explicit_http_config": {
-                                "http2_protocol_options": {
-                                    "connection_keepalive": keepalive.envoy_keepalive()
-                                }
-                            },
-                        }
-                    },
-                }
-            ]
-        },
+        "static_resources": {"clusters": [xds_cluster]},
     }
 
 
