@@ -85,33 +85,7 @@ def bootstrap_config(
 
     admin_port 0 lets Envoy pick a free port; EnvoyProcess then reads the one it chose.
     """
-    ads_service: dict[str, Any] = {"envoy_grpc": {"cluster_name": XDS_CLUSTER}}
-    if link.call_metadata():
-        ads_service["initial_metadata"] = [{"key": k, "value": v} for k, v in link.call_metadata()]
-    xds_cluster: dict[str, Any] = {
-        "name": XDS_CLUSTER,
-        "type": "STATIC" if _is_ip(ads_host) else "STRICT_DNS",
-        "connect_timeout": "1s",
-        "dns_lookup_family": "V4_PREFERRED",
-        "load_assignment": {
-            "cluster_name": XDS_CLUSTER,
-            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _socket_address(ads_host, ads_port)}}]}],
-        },
-        # gRPC needs HTTP/2; keepalive notices a control plane that vanished, at a pace the server
-        # accepts (tollway/keepalive.py).
-        "typed_extension_protocol_options": {
-            _HTTP_PROTOCOL_OPTIONS: {
-                "@type": f"type.googleapis.com/{_HTTP_PROTOCOL_OPTIONS}",
-                "explicit_http_config": {
-                    "http2_protocol_options": {"connection_keepalive": keepalive.envoy_keepalive()}
-                },
-            }
-        },
-    }
-    socket = tollway_transport_socket(link)
-    if socket is not None:
-        xds_cluster["transport_socket"] = json_format.MessageToDict(socket, preserving_proto_field_name=True)
-    return {
+    bootstrap: dict[str, Any] = {
         # An edge proxy needs a ceiling on client connections, or a flood exhausts file descriptors.
         "overload_manager": {
             "resource_monitors": [
@@ -131,14 +105,54 @@ def bootstrap_config(
             "ads_config": {
                 "api_type": "GRPC",
                 "transport_api_version": "V3",
-                "grpc_services": [ads_service],
+                "grpc_services": [{"envoy_grpc": {"cluster_name": XDS_CLUSTER}}],
                 "set_node_on_first_message_only": True,
             },
             "cds_config": {"ads": {}, "resource_api_version": "V3"},
             "lds_config": {"ads": {}, "resource_api_version": "V3"},
         },
-        "static_resources": {"clusters": [xds_cluster]},
+        "static_resources": {
+            "clusters": [
+                {
+                    "name": XDS_CLUSTER,
+                    "type": "STATIC" if _is_ip(ads_host) else "STRICT_DNS",
+                    "connect_timeout": "1s",
+                    "dns_lookup_family": "V4_PREFERRED",
+                    "load_assignment": {
+                        "cluster_name": XDS_CLUSTER,
+                        "endpoints": [
+                            {"lb_endpoints": [{"endpoint": {"address": _socket_address(ads_host, ads_port)}}]}
+                        ],
+                    },
+                    # gRPC needs HTTP/2; keepalive notices a control plane that vanished, at a pace the
+                    # server accepts (tollway/keepalive.py).
+                    "typed_extension_protocol_options": {
+                        _HTTP_PROTOCOL_OPTIONS: {
+                            "@type": f"type.googleapis.com/{_HTTP_PROTOCOL_OPTIONS}",
+                            "explicit_http_config": {
+                                "http2_protocol_options": {
+                                    "connection_keepalive": keepalive.envoy_keepalive()
+                                }
+                            },
+                        }
+                    },
+                }
+            ]
+        },
     }
+    _authenticate(bootstrap, link)
+    return bootstrap
+
+
+def _authenticate(bootstrap: dict[str, Any], link: EnvoyLink) -> None:
+    """Envoy's credential on its ADS stream: the token as initial metadata, or mTLS on the xds cluster."""
+    ads_service = bootstrap["dynamic_resources"]["ads_config"]["grpc_services"][0]
+    if link.call_metadata():
+        ads_service["initial_metadata"] = [{"key": k, "value": v} for k, v in link.call_metadata()]
+    socket = tollway_transport_socket(link)
+    if socket is not None:
+        [xds_cluster] = [c for c in bootstrap["static_resources"]["clusters"] if c["name"] == XDS_CLUSTER]
+        xds_cluster["transport_socket"] = json_format.MessageToDict(socket, preserving_proto_field_name=True)
 
 
 def _die_with_parent(command: list[str]) -> list[str]:
