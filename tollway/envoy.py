@@ -20,6 +20,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from google.protobuf import json_format
+
+from tollway.envoy_auth import PLAINTEXT_LINK, EnvoyLink
+from tollway.envoy_resources import tollway_transport_socket
 from tollway.keepalive import KEEPALIVE, KeepalivePolicy
 from tollway.private_files import private_dir, private_file, write_private
 
@@ -74,12 +78,14 @@ def bootstrap_config(
     admin_port: int = 9901,
     max_downstream_connections: int = 50_000,
     keepalive: KeepalivePolicy = KEEPALIVE,
+    link: EnvoyLink = PLAINTEXT_LINK,
 ) -> dict[str, Any]:
-    """Envoy bootstrap: everything (clusters, listeners, routes) comes over ADS from `ads_host:ads_port`.
+    """Envoy bootstrap: everything (clusters, listeners, routes) comes over ADS from `ads_host:ads_port`,
+    authenticated by `link` (tollway/envoy_auth.py) like every Tollway cluster ADS then pushes.
 
     admin_port 0 lets Envoy pick a free port; EnvoyProcess then reads the one it chose.
     """
-    return {
+    bootstrap: dict[str, Any] = {
         # An edge proxy needs a ceiling on client connections, or a flood exhausts file descriptors.
         "overload_manager": {
             "resource_monitors": [
@@ -134,6 +140,19 @@ def bootstrap_config(
             ]
         },
     }
+    _authenticate(bootstrap, link)
+    return bootstrap
+
+
+def _authenticate(bootstrap: dict[str, Any], link: EnvoyLink) -> None:
+    """Envoy's credential on its ADS stream: the token as initial metadata, or mTLS on the xds cluster."""
+    ads_service = bootstrap["dynamic_resources"]["ads_config"]["grpc_services"][0]
+    if link.call_metadata():
+        ads_service["initial_metadata"] = [{"key": k, "value": v} for k, v in link.call_metadata()]
+    socket = tollway_transport_socket(link)
+    if socket is not None:
+        [xds_cluster] = [c for c in bootstrap["static_resources"]["clusters"] if c["name"] == XDS_CLUSTER]
+        xds_cluster["transport_socket"] = json_format.MessageToDict(socket, preserving_proto_field_name=True)
 
 
 def _die_with_parent(command: list[str]) -> list[str]:

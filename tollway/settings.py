@@ -14,8 +14,9 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from tollway.envoy_auth import EnvoyFacingSecurity, EnvoyLink, token_problem
 from tollway.private_files import private_dir, private_file
-from tollway.vocabulary import FailureMode, ThrottleMode
+from tollway.vocabulary import EnvoyAuthMode, FailureMode, ThrottleMode
 
 ENV_PREFIX = "TOLLWAY_"
 HostPort = tuple[str, int]
@@ -46,6 +47,17 @@ def _read_or_create_secret(path: Path) -> str:
     return value
 
 
+# The mtls files (all given, or all generated).
+_ENVOY_TLS_FILES = (
+    "envoy_tls_cert_file",
+    "envoy_tls_key_file",
+    "envoy_tls_client_ca_file",
+    "envoy_tls_ca_file",
+    "envoy_tls_client_cert_file",
+    "envoy_tls_client_key_file",
+)
+
+
 # What one process can host. A replica may run any subset (e.g. usage alone, so it can be killed and
 # restarted without touching the gateway's key checks).
 ALL_COMPONENTS = ("admin", "xds", "keymgr", "throttle", "usage", "billing")
@@ -67,6 +79,10 @@ def _choice(*allowed: str) -> Callable[[str], str]:
         return chosen
 
     return parse
+
+
+def _names(value: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(part.strip() for part in value.split(",") if part.strip()))
 
 
 def _throttle_mode(value: str) -> ThrottleMode:
@@ -116,6 +132,9 @@ class GatewaySettings:
     usage_endpoints: tuple[HostPort, ...]
     authz_timeout_ms: int
     authz_failure_mode_allow: bool
+    # How Envoy authenticates to the Envoy-facing services, and the node ids ADS serves.
+    envoy_link: EnvoyLink
+    envoy_nodes: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -157,9 +176,35 @@ class Settings:
     database_schema: str = field(default="", metadata=env("DATABASE_SCHEMA"))
     # Envoy-facing gRPC services (ADS, ext_authz Check, ShouldRateLimit and StreamAccessLogs).
     grpc_addr: str = field(default="127.0.0.1:18000", metadata=env("GRPC_ADDR"))
+    # How Envoy proves itself to those services: mtls (client certificate, the default), token (a shared
+    # bearer token in each call's metadata, where TLS is terminated elsewhere) or none (explicit only).
+    envoy_auth: str = field(
+        default=EnvoyAuthMode.MTLS.value, metadata=env("ENVOY_AUTH", _choice(*EnvoyAuthMode))
+    )
+    # token mode: the token, or a file holding it; neither = generated into the data dir.
+    envoy_token: str = field(default="", repr=False, metadata=env("ENVOY_TOKEN"))
+    envoy_token_file: str = field(default="", metadata=env("ENVOY_TOKEN_FILE"))
+    # mtls mode, Tollway's side (PEM files): the Envoy-facing port's certificate and key, and the CA
+    # that signs Envoy's client certificate. None set = a private CA and both certificates generated
+    # into <data_dir>/envoy-tls.
+    envoy_tls_cert_file: str = field(default="", metadata=env("ENVOY_TLS_CERT"))
+    envoy_tls_key_file: str = field(default="", metadata=env("ENVOY_TLS_KEY"))
+    envoy_tls_client_ca_file: str = field(default="", metadata=env("ENVOY_TLS_CLIENT_CA"))
+    # mtls mode, Envoy's side, as paths on Envoy's machine (they go into its bootstrap and clusters):
+    # the CA that signed Tollway's certificate (default: the client CA), Envoy's certificate and key.
+    envoy_tls_ca_file: str = field(default="", metadata=env("ENVOY_TLS_CA"))
+    envoy_tls_client_cert_file: str = field(default="", metadata=env("ENVOY_TLS_CLIENT_CERT"))
+    envoy_tls_client_key_file: str = field(default="", metadata=env("ENVOY_TLS_CLIENT_KEY"))
+    # The name Envoy expects in Tollway's certificate (and sends as SNI), and the one Tollway expects
+    # in Envoy's (common name or subject alternative name; empty = any certificate the client CA signed).
+    envoy_tls_server_name: str = field(default="tollway", metadata=env("ENVOY_TLS_SERVER_NAME"))
+    envoy_tls_client_name: str = field(default="tollway-envoy", metadata=env("ENVOY_TLS_CLIENT_NAME"))
+    # The node id of the Envoy `tollway up` starts, and every node id ADS serves (default: that one).
+    envoy_node_id: str = field(default="tollway-gateway", metadata=env("ENVOY_NODE_ID"))
+    envoy_nodes: tuple[str, ...] = field(default=(), metadata=env("ENVOY_NODES", _names))
     # Admin gRPC services (catalog, store, billing, ...): bearer-token protected, on their own port.
     admin_addr: str = field(default="127.0.0.1:18001", metadata=env("ADMIN_ADDR"))
-    admin_token: str = field(default="", metadata=env("ADMIN_TOKEN"))
+    admin_token: str = field(default="", repr=False, metadata=env("ADMIN_TOKEN"))
     # TLS for the admin port (PEM files); with a client CA, callers must present a certificate (mTLS).
     admin_tls_cert_file: str = field(default="", metadata=env("ADMIN_TLS_CERT"))
     admin_tls_key_file: str = field(default="", metadata=env("ADMIN_TLS_KEY"))
@@ -170,7 +215,7 @@ class Settings:
     admin_client_tls_cert_file: str = field(default="", metadata=env("ADMIN_TLS_CLIENT_CERT"))
     admin_client_tls_key_file: str = field(default="", metadata=env("ADMIN_TLS_CLIENT_KEY"))
     # Server secret for the keyed hash of API keys; never stored in the database.
-    key_hash_secret: str = field(default="", metadata=env("KEY_HASH_SECRET"))
+    key_hash_secret: str = field(default="", repr=False, metadata=env("KEY_HASH_SECRET"))
     # Where Envoy listens for API traffic (pushed to Envoy as its listener by xds/).
     gateway_addr: str = field(default="127.0.0.1:8080", metadata=env("GATEWAY_ADDR"))
     envoy_admin_addr: str = field(default="127.0.0.1:9901", metadata=env("ENVOY_ADMIN_ADDR"))
@@ -264,7 +309,53 @@ class Settings:
             usage_wal_dir=self.usage_wal_dir or self.data_dir / "usage-wal",
             usage_envoy_admins=self.usage_envoy_admins or (split_addr(self.envoy_admin_addr),),
             throttle_endpoints=self.throttle_endpoints or grpc,
-        )
+            envoy_nodes=self.envoy_nodes or (self.envoy_node_id,),
+        )._with_envoy_auth()
+
+    def _with_envoy_auth(self) -> Settings:
+        """token mode: the token (given, from its file, or generated). mtls mode: the TLS files (all
+        generated when none is given); refuses a partial set or an unusable token."""
+        from tollway.errors import StartupRefused
+
+        mode = EnvoyAuthMode(self.envoy_auth)
+        if mode is EnvoyAuthMode.TOKEN:
+            token = self.envoy_token
+            if not token and self.envoy_token_file:
+                token = Path(self.envoy_token_file).read_text().strip()
+            token = token or _read_or_create_secret(self.data_dir / "envoy-token")
+            problem = token_problem(token)
+            if problem is not None:
+                raise StartupRefused(f"{self.env_name('envoy_token')}: {problem}")
+            return replace(self, envoy_token=token)
+        if mode is not EnvoyAuthMode.MTLS:
+            return self
+        given = {name: getattr(self, name) for name in _ENVOY_TLS_FILES}
+        if not any(given.values()):
+            from tollway.envoy_pki import ensure_pki
+
+            private_dir(self.data_dir)
+            pki = ensure_pki(
+                self.data_dir / "envoy-tls", self.envoy_tls_server_name, self.envoy_tls_client_name
+            )
+            return replace(
+                self,
+                envoy_tls_cert_file=str(pki.server_cert),
+                envoy_tls_key_file=str(pki.server_key),
+                envoy_tls_client_ca_file=str(pki.ca_cert),
+                envoy_tls_ca_file=str(pki.ca_cert),
+                envoy_tls_client_cert_file=str(pki.client_cert),
+                envoy_tls_client_key_file=str(pki.client_key),
+            )
+        # One private CA usually signs both sides.
+        given["envoy_tls_ca_file"] = given["envoy_tls_ca_file"] or self.envoy_tls_client_ca_file
+        missing = [self.env_name(name) for name, value in given.items() if not value]
+        if missing:
+            raise StartupRefused(
+                "TOLLWAY_ENVOY_AUTH=mtls with TLS files of your own needs all of them; missing "
+                + ", ".join(missing)
+                + " (or set none of them, and a private CA is generated into the data directory)"
+            )
+        return replace(self, envoy_tls_ca_file=given["envoy_tls_ca_file"])
 
     # -- each component's part ---------------------------------------------------------------------
 
@@ -284,6 +375,32 @@ class Settings:
             usage_endpoints=self.usage_endpoints,
             authz_timeout_ms=self.authz_timeout_ms,
             authz_failure_mode_allow=self.authz_failure_mode_allow,
+            envoy_link=self.envoy_link,
+            envoy_nodes=self.envoy_nodes,
+        )
+
+    @property
+    def envoy_link(self) -> EnvoyLink:
+        """Envoy's side of the Envoy-facing link (call on resolved settings)."""
+        return EnvoyLink(
+            mode=EnvoyAuthMode(self.envoy_auth),
+            token=self.envoy_token,
+            ca_file=self.envoy_tls_ca_file,
+            client_cert_file=self.envoy_tls_client_cert_file,
+            client_key_file=self.envoy_tls_client_key_file,
+            server_name=self.envoy_tls_server_name,
+        )
+
+    @property
+    def envoy_facing(self) -> EnvoyFacingSecurity:
+        """Tollway's side of the Envoy-facing link (call on resolved settings)."""
+        return EnvoyFacingSecurity(
+            mode=EnvoyAuthMode(self.envoy_auth),
+            token=self.envoy_token,
+            cert_file=self.envoy_tls_cert_file,
+            key_file=self.envoy_tls_key_file,
+            client_ca_file=self.envoy_tls_client_ca_file,
+            client_name=self.envoy_tls_client_name,
         )
 
     @property

@@ -31,8 +31,10 @@ from google.protobuf.message import Message
 
 from tollway import envoy_contract as contract
 from tollway.catalog.view import PublishedApi
+from tollway.envoy_auth import PLAINTEXT_LINK, EnvoyLink
 from tollway.envoy_contract import EXT_AUTHZ_FILTER
 from tollway.envoy_resources import (
+    TLS_TRANSPORT_SOCKET,
     HostPort,
     duration,
     grpc_service,
@@ -58,7 +60,6 @@ ACCESS_LOG_NAME = "tollway"
 ROUTER_FILTER = "envoy.filters.http.router"
 HCM_FILTER = "envoy.filters.network.http_connection_manager"
 GRPC_ACCESS_LOG = "envoy.access_loggers.http_grpc"
-TLS_TRANSPORT_SOCKET = "envoy.transport_sockets.tls"
 
 # RFC 9457 body for paths no API is published at; served by Envoy itself, keymgr never sees them.
 NOT_FOUND_BODY = json.dumps(
@@ -120,6 +121,9 @@ class GatewayOptions:
     extra_clusters: tuple[cluster_pb2.Cluster, ...] = field(default=())
     # Rate limit actions on every API route (descriptors for the ratelimit filter; see throttle/).
     route_rate_limits: tuple[route_components_pb2.RateLimit, ...] = field(default=())
+    # How Envoy authenticates to Tollway's gRPC services (tollway/envoy_auth.py). A process passes the
+    # link its settings describe; the plaintext default is for tests against plaintext doubles.
+    envoy_link: EnvoyLink = PLAINTEXT_LINK
 
     def __post_init__(self) -> None:
         # Accept lists from callers, keep the dataclass hashable and immutable.
@@ -330,7 +334,7 @@ def ext_authz_filter(options: GatewayOptions) -> hcm_pb2.HttpFilter:
     return _http_filter(
         EXT_AUTHZ_FILTER,
         ext_authz_pb2.ExtAuthz(
-            grpc_service=grpc_service(KEYMGR_CLUSTER, options.authz_timeout_ms),
+            grpc_service=grpc_service(KEYMGR_CLUSTER, options.authz_timeout_ms, link=options.envoy_link),
             transport_api_version=config_source_pb2.V3,
             failure_mode_allow=options.authz_failure_mode_allow,
             status_on_error=http_status_pb2.HttpStatus(code=http_status_pb2.ServiceUnavailable),
@@ -338,11 +342,11 @@ def ext_authz_filter(options: GatewayOptions) -> hcm_pb2.HttpFilter:
     )
 
 
-def access_log() -> accesslog_pb2.AccessLog:
+def access_log(link: EnvoyLink) -> accesslog_pb2.AccessLog:
     config = als_pb2.HttpGrpcAccessLogConfig(
         common_config=als_pb2.CommonGrpcAccessLogConfig(
             log_name=ACCESS_LOG_NAME,
-            grpc_service=grpc_service(USAGE_CLUSTER),
+            grpc_service=grpc_service(USAGE_CLUSTER, link=link),
             transport_api_version=config_source_pb2.V3,
         )
     )
@@ -365,7 +369,7 @@ def http_connection_manager(options: GatewayOptions) -> hcm_pb2.HttpConnectionMa
             *options.extra_http_filters,
             _http_filter(ROUTER_FILTER, router_pb2.Router()),
         ],
-        access_log=[access_log()],
+        access_log=[access_log(options.envoy_link)],
         # Envoy is the edge: the client address is the peer's, and every request gets its own id.
         use_remote_address=wrappers_pb2.BoolValue(value=True),
         generate_request_id=wrappers_pb2.BoolValue(value=True),
@@ -437,8 +441,8 @@ def build_resources(apis: Sequence[PublishedApi], options: GatewayOptions) -> Re
         routes.append(api_route(api, upstreams, options))
         api_clusters.append(api_cluster(api.id, upstreams, options))
     clusters = [
-        grpc_service_cluster(KEYMGR_CLUSTER, options.keymgr_endpoints),
-        grpc_service_cluster(USAGE_CLUSTER, options.usage_endpoints),
+        grpc_service_cluster(KEYMGR_CLUSTER, options.keymgr_endpoints, link=options.envoy_link),
+        grpc_service_cluster(USAGE_CLUSTER, options.usage_endpoints, link=options.envoy_link),
         *api_clusters,
         *options.extra_clusters,
     ]

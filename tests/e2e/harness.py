@@ -1,5 +1,7 @@
 """A whole Tollway stack for end-to-end tests: the services in a background event loop, a real Envoy
-started from a generated bootstrap, and an echo upstream, all on ephemeral ports."""
+started from a generated bootstrap (authenticated to the services as the settings say: by default
+mTLS with certificates generated into the stack's directory), and an echo upstream, all on ephemeral
+ports."""
 
 from __future__ import annotations
 
@@ -151,6 +153,8 @@ def start_stack(work_dir: Path, **overrides: Any) -> Stack:
         "gateway_addr": f"127.0.0.1:{gateway_port}",
         "envoy_admin_addr": f"127.0.0.1:{envoy_admin_port}",
         "change_poll_seconds": 0.1,
+        # The node id this harness's Envoy gives itself: the one ADS serves.
+        "envoy_node_id": "e2e",
     }
     settings = Settings(**{**fields, **overrides}).resolved()
     logs = LogCapture()
@@ -168,12 +172,14 @@ def start_stack(work_dir: Path, **overrides: Any) -> Stack:
     upstream = start_echo_server("127.0.0.1", upstream_port)
     envoy = EnvoyProcess(
         bootstrap_config(
-            node_id="e2e",
+            node_id=settings.envoy_node_id,
             node_cluster="tollway-e2e",
             ads_host="127.0.0.1",
             ads_port=grpc_port,
             admin_host="127.0.0.1",
             admin_port=envoy_admin_port,
+            # Envoy authenticates as the settings say (the default: mTLS, certificates in work_dir).
+            link=settings.envoy_link,
         ),
         work_dir=work_dir / "envoy",
         concurrency=1,

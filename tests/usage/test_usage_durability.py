@@ -20,6 +20,7 @@ from sqlalchemy import select, text
 
 from tests.conftest import POSTGRES_URL
 from tests.e2e.harness import Stack, start_stack, stop_stack
+from tests.support import shared_envoy_tls
 from tests.usage.usage_replica import UsageReplica
 from tests.usage.usage_stack import create_api, start_status_upstream, wait_until
 from tollway.db import Database
@@ -175,7 +176,8 @@ def kill_under_load_and_verify(
 def test_kill9_of_the_usage_process_loses_nothing_received_and_counts_it_once(tmp_path: Path) -> None:
     database_url = f"sqlite:///{tmp_path / 'tollway.db'}"
     token = secrets.token_urlsafe(16)
-    replica = UsageReplica(tmp_path / "usage", database_url, token, flush_ms=1000)
+    envoy_tls = shared_envoy_tls(tmp_path / "envoy-tls")
+    replica = UsageReplica(tmp_path / "usage", database_url, token, flush_ms=1000, envoy_tls=envoy_tls)
     replica.start()
     stack = start_stack(
         tmp_path / "gateway",
@@ -183,6 +185,7 @@ def test_kill9_of_the_usage_process_loses_nothing_received_and_counts_it_once(tm
         admin_token=token,
         components=GATEWAY_COMPONENTS,
         usage_endpoints=(replica.endpoint,),
+        **envoy_tls,
     )
     db = Database(database_url)
     try:
@@ -214,9 +217,15 @@ def test_two_replicas_on_one_postgres_count_exactly_through_a_kill(
     """Envoy streams to one replica; killing it moves the stream to the other while the killed one
     replays its WAL into the same database on restart. Both write; the totals are exact."""
     token = secrets.token_urlsafe(16)
+    envoy_tls = shared_envoy_tls(tmp_path / "envoy-tls")
     replicas = [
         UsageReplica(
-            tmp_path / f"usage-{i}", POSTGRES_URL, token, database_schema=postgres_schema, flush_ms=1000
+            tmp_path / f"usage-{i}",
+            POSTGRES_URL,
+            token,
+            database_schema=postgres_schema,
+            flush_ms=1000,
+            envoy_tls=envoy_tls,
         )
         for i in range(2)
     ]
@@ -231,6 +240,7 @@ def test_two_replicas_on_one_postgres_count_exactly_through_a_kill(
             admin_token=token,
             components=GATEWAY_COMPONENTS,
             usage_endpoints=tuple(r.endpoint for r in replicas),
+            **envoy_tls,
         )
         db = Database(POSTGRES_URL, postgres_schema)
         try:

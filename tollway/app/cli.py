@@ -146,7 +146,8 @@ def up(
             print(f"  gateway (Envoy)      {gateway}", flush=True)
             print(f"  Envoy admin          http://{settings.envoy_admin_addr}", flush=True)
             print(
-                f"  envoy-facing gRPC    {settings.grpc_addr}  (ADS, ext_authz Check, ShouldRateLimit)",
+                f"  envoy-facing gRPC    {settings.grpc_addr}  (ADS, ext_authz Check, ShouldRateLimit, "
+                f"access logs; Envoy only, authenticated by {settings.envoy_auth})",
                 flush=True,
             )
             print(

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
@@ -20,7 +19,7 @@ from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined
 from grpc_reflection.v1alpha import reflection
 
 from tollway.app.registry import COMPONENTS, gateway_contribution
-from tollway.auth import AdminTokenInterceptor
+from tollway.auth import BearerTokenInterceptor, server_tls_credentials
 from tollway.catalog.store import CatalogStore
 from tollway.changes import ChangeFeed
 from tollway.component import Component, GrpcService, ProcessContext, RunningComponent, service_name
@@ -42,13 +41,8 @@ def admin_tls_credentials(settings: Settings) -> grpc.ServerCredentials | None:
     """TLS for the admin port when a certificate is configured; mTLS when a client CA is too."""
     if not settings.admin_tls_cert_file:
         return None
-    key = Path(settings.admin_tls_key_file).read_bytes()
-    chain = Path(settings.admin_tls_cert_file).read_bytes()
-    client_ca = settings.admin_tls_client_ca_file
-    return grpc.ssl_server_credentials(
-        [(key, chain)],
-        root_certificates=Path(client_ca).read_bytes() if client_ca else None,
-        require_client_auth=bool(client_ca),
+    return server_tls_credentials(
+        settings.admin_tls_cert_file, settings.admin_tls_key_file, settings.admin_tls_client_ca_file
     )
 
 
@@ -182,12 +176,21 @@ class TollwayProcess:
         private_sqlite(self.settings.database_url)
         await self.db.create_schema()
         # grpc.aio servers bind to the running event loop, so they are made here rather than in __init__.
-        # Undecodable messages are refused on both ports without a traceback each; the admin port also
-        # refuses control characters, oversized strings and out-of-range timestamps in any request.
-        self.envoy_facing = GrpcServer(self.settings.grpc_addr, (RequestGuardInterceptor(validate=False),))
+        # Each port first refuses a caller without its credential (Envoy's: tollway/envoy_auth.py; the
+        # admin token). Undecodable messages are refused on both ports without a traceback each; the
+        # admin port also refuses control characters, oversized strings and out-of-range timestamps.
+        security = self.settings.envoy_facing
+        self.envoy_facing = GrpcServer(
+            self.settings.grpc_addr,
+            (*security.interceptors(), RequestGuardInterceptor(validate=False)),
+            security.server_credentials(),
+        )
         self.admin = GrpcServer(
             self.settings.admin_addr,
-            (AdminTokenInterceptor(self.settings.admin_token), RequestGuardInterceptor(validate=True)),
+            (
+                BearerTokenInterceptor(self.settings.admin_token, "admin"),
+                RequestGuardInterceptor(validate=True),
+            ),
             admin_tls_credentials(self.settings),
         )
         self._wire()
@@ -213,10 +216,15 @@ class TollwayProcess:
             self._metrics_server = await serve_metrics(
                 *split_host_port(self.settings.metrics_addr), self.metrics.render
             )
+        warning = security.startup_warning()
+        if warning is not None and self.envoy_facing.services:
+            log.warning(warning)
         log.info(
-            "tollway serving %s: envoy-facing gRPC on %s, admin gRPC on %s, database %s",
+            "tollway serving %s: envoy-facing gRPC on %s (Envoy authenticated by %s), admin gRPC on %s, "
+            "database %s",
             ",".join(sorted(self.components)),
             self.settings.grpc_addr if self.envoy_facing.services else "-",
+            security.mode,
             self.settings.admin_addr if self.admin.services else "-",
             self.db.engine.url.render_as_string(hide_password=True),
         )
