@@ -20,7 +20,13 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import http_con
 from envoy.type.metadata.v3 import metadata_pb2
 from envoy.type.v3 import http_status_pb2
 
-from tollway.envoy_contract import DESCRIPTOR_KEYS, EXT_AUTHZ_NAMESPACE, RATELIMIT_FILTER, RLS_DOMAIN
+from tollway.envoy_contract import (
+    DESCRIPTOR_KEYS,
+    EXT_AUTHZ_NAMESPACE,
+    RATE_LIMIT_SERVICE,
+    RATELIMIT_FILTER,
+    RLS_DOMAIN,
+)
 from tollway.envoy_resources import grpc_service, grpc_service_cluster
 from tollway.vocabulary import FailureMode
 
@@ -63,4 +69,4 @@ def route_rate_limits() -> tuple[route_components_pb2.RateLimit, ...]:
 
 
 def throttle_cluster(endpoints: Sequence[tuple[str, int]]) -> cluster_pb2.Cluster:
-    return grpc_service_cluster(THROTTLE_CLUSTER, endpoints)
+    return grpc_service_cluster(THROTTLE_CLUSTER, endpoints, health_service=RATE_LIMIT_SERVICE)

@@ -23,6 +23,12 @@ EXT_AUTHZ_NAMESPACE: Final = EXT_AUTHZ_FILTER
 RATELIMIT_FILTER: Final = "envoy.filters.http.ratelimit"
 RATELIMIT_NAMESPACE: Final = RATELIMIT_FILTER
 
+# --- gRPC services Envoy calls (full names: what each cluster's gRPC health check asks about) ----------
+
+AUTHORIZATION_SERVICE: Final = "envoy.service.auth.v3.Authorization"
+RATE_LIMIT_SERVICE: Final = "envoy.service.ratelimit.v3.RateLimitService"
+ACCESS_LOG_SERVICE: Final = "envoy.service.accesslog.v3.AccessLogService"
+
 # --- ext_authz: route context extensions (xds → keymgr) -----------------------------------------------
 
 CONTEXT_API_ID: Final = "api_id"
