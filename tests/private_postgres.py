@@ -68,8 +68,11 @@ class PrivatePostgres:
         self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
 
     def _processes(self) -> list[int]:
-        """The postmaster and its children (backends, checkpointer, WAL writer, ...)."""
-        postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+        """The postmaster and its children (backends, checkpointer, WAL writer, ...); none when stopped."""
+        pid_file = self.data / "postmaster.pid"
+        if not pid_file.exists():
+            return []
+        postmaster = int(pid_file.read_text().split()[0])
         children = []
         for stat in Path("/proc").glob("[0-9]*/stat"):
             try:

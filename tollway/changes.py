@@ -269,7 +269,10 @@ class ChangeFeed:
 
         connection: Any = None
         try:
-            connection = await asyncpg.connect(self._db.asyncpg_dsn(), timeout=self._db.connect_timeout)
+            # Deadlines as for every database call (tollway/db.py): connecting, and LISTEN itself.
+            connection = await asyncpg.connect(
+                self._db.asyncpg_dsn(), timeout=self._db.connect_timeout, command_timeout=self._db.timeout
+            )
             await connection.add_listener(self._db.notify_channel, lambda *_: self.committed())
         # InterfaceError too: a connection closed under add_listener must not end the reconnect loop.
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
