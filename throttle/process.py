@@ -113,7 +113,8 @@ class Throttle(RunningComponent):
             else None
         )
         # Fused mode: keymgr's Check in this process applies the limits through this gate.
-        self.gate = ThrottleGate(self.service) if settings.mode == ThrottleMode.AUTHZ else None
+        # Its health is the throttle's: Check can only refuse while the counters are away in deny mode.
+        self.gate = ThrottleGate(self.service, self.healthy) if settings.mode == ThrottleMode.AUTHZ else None
 
     def limit_gate(self) -> LimitGate | None:
         return self.gate

@@ -1,7 +1,7 @@
-"""The throttle's health says whether it can count, through a real Envoy: in deny mode, with a
+"""Health says whether the limits can be applied, through a real Envoy: in deny mode, with a
 redis-server of the test's own stopped, ShouldRateLimit's service (and the Envoy-facing server as a
-whole) goes NOT_SERVING and Envoy's active health check of the tollway_throttle cluster fails; with
-Redis back, both recover by themselves. Check's service is untouched throughout."""
+whole; in the fused mode Check's service too) goes NOT_SERVING and Envoy's active health check of the
+cluster that applies the limits fails; with Redis back, both recover by themselves."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ from tests.e2e.harness import Stack, start_stack, stop_stack
 from tests.throttle.throttle_fixtures import PrivateRedis
 from throttle.envoy_config import THROTTLE_CLUSTER
 from tollway.envoy_contract import AUTHORIZATION_SERVICE, RATE_LIMIT_SERVICE
+from tollway.vocabulary import ThrottleMode
+from xds.resources import KEYMGR_CLUSTER
 
 pytestmark = pytest.mark.e2e
 
@@ -53,28 +55,38 @@ def health(stack: Stack, service: str) -> int:
         return int(answer.status)
 
 
-def test_throttle_health_follows_its_counters_in_deny_mode(
-    tmp_path: Path, redis_server: PrivateRedis
+@pytest.mark.parametrize("mode", [ThrottleMode.RATELIMIT, ThrottleMode.AUTHZ])
+def test_health_follows_the_counters_in_deny_mode(
+    tmp_path: Path, redis_server: PrivateRedis, mode: ThrottleMode
 ) -> None:
+    """ratelimit mode: ShouldRateLimit's service is the one that cannot count. Fused (authz) mode:
+    Check applies the limits itself, so Check's service cannot answer either (and Envoy, told of no
+    throttle cluster, checks keymgr's)."""
     stack = start_stack(
-        tmp_path / "stack", ratelimit_store="redis", redis_url=redis_server.url, ratelimit_failure_mode="deny"
+        tmp_path / "stack",
+        ratelimit_store="redis",
+        redis_url=redis_server.url,
+        ratelimit_failure_mode="deny",
+        throttle_mode=mode,
     )
+    fused = mode == ThrottleMode.AUTHZ
+    checked = KEYMGR_CLUSTER if fused else THROTTLE_CLUSTER
+    down = [RATE_LIMIT_SERVICE, ""] + ([AUTHORIZATION_SERVICE] if fused else [])
     try:
-        assert health(stack, RATE_LIMIT_SERVICE) == SERVING
-        wait_for(lambda: hosts_passing(stack.envoy, THROTTLE_CLUSTER) == [True], "Envoy's check passing")
+        assert all(health(stack, service) == SERVING for service in down)
+        wait_for(lambda: hosts_passing(stack.envoy, checked) == [True], "Envoy's check passing")
 
         redis_server.stop()
         wait_for(lambda: health(stack, RATE_LIMIT_SERVICE) == NOT_SERVING, "throttle NOT_SERVING")
-        assert health(stack, "") == NOT_SERVING  # the server as a whole: not everything serves
-        assert health(stack, AUTHORIZATION_SERVICE) == SERVING
-        wait_for(lambda: hosts_passing(stack.envoy, THROTTLE_CLUSTER) == [False], "Envoy's check failing")
-        assert health_check_stats(stack.envoy, THROTTLE_CLUSTER)["failure"] >= 1
+        assert all(health(stack, service) == NOT_SERVING for service in down)
+        if not fused:
+            assert health(stack, AUTHORIZATION_SERVICE) == SERVING  # Check does not need the counters
+        wait_for(lambda: hosts_passing(stack.envoy, checked) == [False], "Envoy's check failing")
+        assert health_check_stats(stack.envoy, checked)["failure"] >= 1
 
         redis_server.start()
         wait_for(lambda: health(stack, RATE_LIMIT_SERVICE) == SERVING, "throttle SERVING again")
-        assert health(stack, "") == SERVING
-        wait_for(
-            lambda: hosts_passing(stack.envoy, THROTTLE_CLUSTER) == [True], "Envoy's check passing again"
-        )
+        assert all(health(stack, service) == SERVING for service in down)
+        wait_for(lambda: hosts_passing(stack.envoy, checked) == [True], "Envoy's check passing again")
     finally:
         stop_stack(stack)
