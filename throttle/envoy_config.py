@@ -21,7 +21,13 @@ from envoy.type.metadata.v3 import metadata_pb2
 from envoy.type.v3 import http_status_pb2
 
 from tollway.envoy_auth import EnvoyLink
-from tollway.envoy_contract import DESCRIPTOR_KEYS, EXT_AUTHZ_NAMESPACE, RATELIMIT_FILTER, RLS_DOMAIN
+from tollway.envoy_contract import (
+    DESCRIPTOR_KEYS,
+    EXT_AUTHZ_NAMESPACE,
+    RATE_LIMIT_SERVICE,
+    RATELIMIT_FILTER,
+    RLS_DOMAIN,
+)
 from tollway.envoy_resources import grpc_service, grpc_service_cluster
 from tollway.vocabulary import FailureMode
 
@@ -64,4 +70,4 @@ def route_rate_limits() -> tuple[route_components_pb2.RateLimit, ...]:
 
 
 def throttle_cluster(endpoints: Sequence[tuple[str, int]], link: EnvoyLink) -> cluster_pb2.Cluster:
-    return grpc_service_cluster(THROTTLE_CLUSTER, endpoints, link=link)
+    return grpc_service_cluster(THROTTLE_CLUSTER, endpoints, link=link, health_service=RATE_LIMIT_SERVICE)

@@ -30,6 +30,12 @@ API_ROUTE_PREFIX: Final = "api_"
 # Envoy's catch-all route: a path no API is published at (404 from Envoy itself, keymgr never called).
 NOT_FOUND_ROUTE: Final = "tollway_not_found"
 
+# --- gRPC services Envoy calls (full names: what each cluster's gRPC health check asks about) ----------
+
+AUTHORIZATION_SERVICE: Final = "envoy.service.auth.v3.Authorization"
+RATE_LIMIT_SERVICE: Final = "envoy.service.ratelimit.v3.RateLimitService"
+ACCESS_LOG_SERVICE: Final = "envoy.service.accesslog.v3.AccessLogService"
+
 # --- ext_authz: route context extensions (xds → keymgr) -----------------------------------------------
 
 CONTEXT_API_ID: Final = "api_id"

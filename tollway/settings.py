@@ -93,6 +93,13 @@ def _flag(value: str) -> bool:
     return value.lower() in ("1", "true", "yes")
 
 
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number <= 0:
+        raise ValueError(f"must be a positive number, got {value!r}")
+    return number
+
+
 def _optional_path(value: str) -> Path | None:
     return Path(value) if value else None
 
@@ -113,6 +120,14 @@ class EnvVar:
 def env(name: str | tuple[str, ...], parse: Callable[[str], Any] = str) -> dict[str, EnvVar]:
     """Field metadata: read from TOLLWAY_<name> with `parse` (the field's default when unset)."""
     return {"env": EnvVar((name,) if isinstance(name, str) else name, parse)}
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    url: str
+    schema: str
+    timeout_ms: int
+    connect_timeout_ms: int
 
 
 @dataclass(frozen=True)
@@ -174,6 +189,13 @@ class Settings:
     database_url: str = field(default="", metadata=env("DATABASE_URL"))
     # PostgreSQL schema (search_path) to keep Tollway's tables in; empty = the server default.
     database_schema: str = field(default="", metadata=env("DATABASE_SCHEMA"))
+    # Deadlines of every database call, so an unreachable or frozen database fails calls instead of
+    # hanging them: one statement (PostgreSQL cancels it server-side too), a wait for a pooled
+    # connection, SQLite's wait for the write lock (busy timeout); and opening a connection.
+    database_timeout_ms: int = field(default=5000, metadata=env("DATABASE_TIMEOUT_MS", _positive_int))
+    database_connect_timeout_ms: int = field(
+        default=2000, metadata=env("DATABASE_CONNECT_TIMEOUT_MS", _positive_int)
+    )
     # Envoy-facing gRPC services (ADS, ext_authz Check, ShouldRateLimit and StreamAccessLogs).
     grpc_addr: str = field(default="127.0.0.1:18000", metadata=env("GRPC_ADDR"))
     # How Envoy proves itself to those services: mtls (client certificate, the default), token (a shared
@@ -205,6 +227,9 @@ class Settings:
     # Admin gRPC services (catalog, store, billing, ...): bearer-token protected, on their own port.
     admin_addr: str = field(default="127.0.0.1:18001", metadata=env("ADMIN_ADDR"))
     admin_token: str = field(default="", repr=False, metadata=env("ADMIN_TOKEN"))
+    # The most an admin RPC may take (less when the caller's own deadline is nearer); past it the call
+    # answers UNAVAILABLE, saying why, instead of hanging on a database that does not answer.
+    admin_timeout_ms: int = field(default=30_000, metadata=env("ADMIN_TIMEOUT_MS", _positive_int))
     # TLS for the admin port (PEM files); with a client CA, callers must present a certificate (mTLS).
     admin_tls_cert_file: str = field(default="", metadata=env("ADMIN_TLS_CERT"))
     admin_tls_key_file: str = field(default="", metadata=env("ADMIN_TLS_KEY"))
@@ -358,6 +383,15 @@ class Settings:
         return replace(self, envoy_tls_ca_file=given["envoy_tls_ca_file"])
 
     # -- each component's part ---------------------------------------------------------------------
+
+    @property
+    def database(self) -> DatabaseSettings:
+        return DatabaseSettings(
+            self.database_url,
+            self.database_schema,
+            self.database_timeout_ms,
+            self.database_connect_timeout_ms,
+        )
 
     @property
     def keymgr(self) -> KeymgrSettings:

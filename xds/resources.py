@@ -441,8 +441,18 @@ def build_resources(apis: Sequence[PublishedApi], options: GatewayOptions) -> Re
         routes.append(api_route(api, upstreams, options))
         api_clusters.append(api_cluster(api.id, upstreams, options))
     clusters = [
-        grpc_service_cluster(KEYMGR_CLUSTER, options.keymgr_endpoints, link=options.envoy_link),
-        grpc_service_cluster(USAGE_CLUSTER, options.usage_endpoints, link=options.envoy_link),
+        grpc_service_cluster(
+            KEYMGR_CLUSTER,
+            options.keymgr_endpoints,
+            link=options.envoy_link,
+            health_service=contract.AUTHORIZATION_SERVICE,
+        ),
+        grpc_service_cluster(
+            USAGE_CLUSTER,
+            options.usage_endpoints,
+            link=options.envoy_link,
+            health_service=contract.ACCESS_LOG_SERVICE,
+        ),
         *api_clusters,
         *options.extra_clusters,
     ]
