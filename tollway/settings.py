@@ -129,6 +129,8 @@ class GatewaySettings:
     usage_endpoints: tuple[HostPort, ...]
     authz_timeout_ms: int
     authz_failure_mode_allow: bool
+    # Envoy sends every access-log entry to this many usage endpoints (at most one per endpoint).
+    usage_copies: int = 1
 
 
 @dataclass(frozen=True)
@@ -151,6 +153,8 @@ class UsageSettings:
     flush_ms: int
     envoy_admins: tuple[HostPort, ...]
     sample_seconds: float
+    # Copies of each entry Envoy sends (its logs_written counts each copy): completeness divides by it.
+    copies: int = 1
 
 
 @dataclass(frozen=True)
@@ -237,6 +241,10 @@ class Settings:
         default=(), metadata=env("USAGE_ENVOY_ADMINS", _endpoints)
     )
     usage_sample_seconds: float = field(default=10.0, metadata=env("USAGE_SAMPLE_SECONDS", float))
+    # Envoy sends each access-log entry to this many usage endpoints at once (disjoint groups of
+    # TOLLWAY_USAGE_ENDPOINTS), so a usage replica killed mid-stream loses no entry the others got;
+    # usage counts each (node, request id) once. Capped at the number of usage endpoints.
+    usage_copies: int = field(default=2, metadata=env("USAGE_COPIES", _positive_int))
     log_level: str = field(default="INFO", metadata=env("LOG_LEVEL"))
     # OS processes serving the Envoy-facing services (`--workers` of serve/up wins): worker k > 0 listens
     # on the gRPC port + k (the admin port skipped) and is one more endpoint in Envoy's clusters.
@@ -344,6 +352,7 @@ class Settings:
             usage_endpoints=self.usage_endpoints,
             authz_timeout_ms=self.authz_timeout_ms,
             authz_failure_mode_allow=self.authz_failure_mode_allow,
+            usage_copies=self.effective_usage_copies,
         )
 
     @property
@@ -370,7 +379,13 @@ class Settings:
             flush_ms=self.usage_flush_ms,
             envoy_admins=self.usage_envoy_admins,
             sample_seconds=self.usage_sample_seconds,
+            copies=self.effective_usage_copies,
         )
+
+    @property
+    def effective_usage_copies(self) -> int:
+        """Copies of each access-log entry Envoy sends: TOLLWAY_USAGE_COPIES, at most one per endpoint."""
+        return max(1, min(self.usage_copies, len(self.usage_endpoints)))
 
     @property
     def admin_client(self) -> AdminClientSettings:

@@ -166,7 +166,9 @@ def start_stack(work_dir: Path, **overrides: Any) -> Stack:
     """`overrides` are Settings fields; with `workers` > 1 the workers beyond the first are child
     processes (tollway/app/workers.py) on the ports after the gRPC port."""
     admin_port, gateway_port, envoy_admin_port, upstream_port = (free_port() for _ in range(4))
-    grpc_port = free_port_run(overrides.get("workers", 1), {admin_port, gateway_port, envoy_admin_port, upstream_port})
+    grpc_port = free_port_run(
+        overrides.get("workers", 1), {admin_port, gateway_port, envoy_admin_port, upstream_port}
+    )
     fields: dict[str, Any] = {
         "data_dir": work_dir,
         "database_url": f"sqlite:///{work_dir / 'tollway.db'}",

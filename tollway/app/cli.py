@@ -167,7 +167,8 @@ def up(
             print(f"  gateway (Envoy)      {gateway}", flush=True)
             print(f"  Envoy admin          http://{settings.envoy_admin_addr}", flush=True)
             print(
-                f"  envoy-facing gRPC    {', '.join(group.addresses)}  (ADS, ext_authz Check, ShouldRateLimit)",
+                f"  envoy-facing gRPC    {', '.join(group.addresses)}"
+                "  (ADS, ext_authz Check, ShouldRateLimit)",
                 flush=True,
             )
             print(

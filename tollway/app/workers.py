@@ -100,7 +100,9 @@ class WorkerGroup:
                     if answer.status == health_pb2.HealthCheckResponse.SERVING:
                         return
                 if time.monotonic() > deadline:
-                    raise StartupRefused(f"worker {index} ({address}) not serving after {self.ready_timeout} s")
+                    raise StartupRefused(
+                        f"worker {index} ({address}) not serving after {self.ready_timeout} s"
+                    )
                 await asyncio.sleep(0.05)
 
     async def _supervise(self) -> None:
@@ -155,7 +157,8 @@ async def _serve_worker(settings: Settings) -> None:
 def main(argv: list[str]) -> int:
     """A child worker: `python -m tollway.app.workers <index>`, the parent's settings on stdin."""
     index = int(argv[1])
-    settings: Settings = pickle.load(sys.stdin.buffer)  # noqa: S301 - written by the parent, a pipe
+    # Written by the parent into a pipe only it holds.
+    settings: Settings = pickle.load(sys.stdin.buffer)
     logging.basicConfig(
         level=settings.log_level.upper(),
         stream=sys.stderr,
