@@ -106,7 +106,7 @@ def admission(decision: Decision) -> Admission:
         return Admission(headers=headers, metadata=decision.metadata)
     return Admission(
         status=429,
-        reason=problem_reason(exceeded),
+        reason=problem_reason(decision),
         headers=(
             (contract.RETRY_AFTER_HEADER, str(decision.retry_after)),
             (contract.CONTENT_TYPE_HEADER, contract.PROBLEM_CONTENT_TYPE),

@@ -93,8 +93,13 @@ class Throttle(RunningComponent):
     async def start(self) -> None:
         if self.registration is not None:
             await self.registration.register()
+        if self.service.rebuilder is not None:
+            # Counters lost while no replica ran are rebuilt before the first request needs them.
+            await self.service.rebuilder.check()
 
     async def stop(self) -> None:
         if self.registration is not None:
             await self.registration.unregister()
+        if self.service.rebuilder is not None:
+            await self.service.rebuilder.stop()
         await self.store.close()

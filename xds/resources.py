@@ -52,7 +52,7 @@ LISTENER_NAME = "tollway_http"
 ROUTE_CONFIG_NAME = "tollway_routes"
 KEYMGR_CLUSTER = "tollway_keymgr"
 USAGE_CLUSTER = "tollway_usage"
-NOT_FOUND_ROUTE = "tollway_not_found"
+NOT_FOUND_ROUTE = contract.NOT_FOUND_ROUTE
 ACCESS_LOG_NAME = "tollway"
 
 ROUTER_FILTER = "envoy.filters.http.router"
@@ -74,7 +74,8 @@ Resources = dict[str, dict[str, Message]]
 
 
 def api_cluster_name(api_id: str) -> str:
-    return f"api_{api_id}"
+    """The name of an API's cluster and of its route (what the access log's route_name carries)."""
+    return contract.API_ROUTE_PREFIX + api_id
 
 
 # Where distributions keep their CA bundle; Python's own idea comes first.

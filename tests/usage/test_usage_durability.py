@@ -83,11 +83,12 @@ class Load:
 
 
 async def counted_state(db: Database, api_id: str) -> tuple[set[str], int, int]:
-    """(request ids in the dedupe state, requests in all windows, requests in the API's windows)."""
+    """(request ids in the dedupe state, requests in all windows, requests in the API's windows). The
+    dedupe rows of frames' skip tallies ("skip:<frame digest>") guard no counted request: left out."""
     store = UsageStore(db)
     async with db.engine.connect() as conn:
         rows = await conn.execute(select(UsageSeen.request_id))
-        seen = {row[0] for row in rows}
+        seen = {row[0] for row in rows if not row[0].startswith("skip:")}
     everything = await store.totals(*day_range(), group_by=())
     api = await store.totals(*day_range(), group_by=(), api_id=api_id)
     return seen, int(everything[0]["requests"]) if everything else 0, int(api[0]["requests"]) if api else 0
@@ -151,7 +152,10 @@ def kill_under_load_and_verify(
         assert stack.run(sampler.sample_once()) == 1
         [node] = [n for n in stack.run(UsageStore(db).completeness(*day_range())) if n["node_id"] == "e2e"]
         assert node["sampled"] and node["logs_written"] + node["logs_dropped"] >= len(sent)
-        if requests < len(sent):  # entries were lost while the replica was down: the report says so
+        # Requests ext_authz could not decide in time (503 under CPU pressure) carry no identity: they
+        # are accounted as skipped (authz_failed), not counted, and not lost.
+        unmetered = node["skipped"].get("authz_failed", 0)
+        if requests + unmetered < len(sent):  # entries were lost while the replica was down: it says so
             assert node["completeness"] < 1
         written, dropped = node["logs_written"], node["logs_dropped"]
         return {
