@@ -38,6 +38,11 @@ class ThrottleComponent(Component):
             route_rate_limits=envoy_config.route_rate_limits(),
         )
 
+    def refuse_unsafe(self, settings: Settings) -> None:
+        from throttle.replicas import refuse_memory_store_workers
+
+        refuse_memory_store_workers(settings.throttle)
+
     def build(self, settings: Settings, context: ProcessContext) -> Throttle:
         from throttle.process import Throttle
 

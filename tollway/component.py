@@ -150,6 +150,12 @@ class Component(Protocol):
         """What Envoy needs to reach it, whether or not it runs in this process."""
         return GatewayContribution()
 
+    def refuse_unsafe(self, settings: Settings) -> None:
+        """Raises StartupRefused (a message, not a traceback) when these settings would make it count
+        wrongly, e.g. several workers each keeping their own memory counters. Called before a process
+        that runs it starts anything."""
+        return None
+
     def build(self, settings: Settings, context: ProcessContext) -> RunningComponent:
         """Its state in a process that runs it (TOLLWAY_COMPONENTS names it)."""
         ...

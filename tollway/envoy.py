@@ -155,7 +155,7 @@ def _authenticate(bootstrap: dict[str, Any], link: EnvoyLink) -> None:
         xds_cluster["transport_socket"] = json_format.MessageToDict(socket, preserving_proto_field_name=True)
 
 
-def _die_with_parent(command: list[str]) -> list[str]:
+def die_with_parent(command: list[str]) -> list[str]:
     """Prefixes `command` so Linux sends Envoy SIGTERM when the process that started it dies, even by
     kill -9. setpriv (util-linux) does it between fork and exec; a Python preexec_fn cannot, safely,
     in a process whose gRPC threads are running (the forked child can abort before exec)."""
@@ -223,7 +223,7 @@ class EnvoyProcess:
         with self.console_path.open("wb") as console:
             self._process = subprocess.Popen(
                 # If Tollway dies without stopping it (kill -9), the kernel stops Envoy too.
-                _die_with_parent(command),
+                die_with_parent(command),
                 stdin=subprocess.DEVNULL,
                 stdout=console,
                 stderr=subprocess.STDOUT,

@@ -24,6 +24,7 @@ Health and reflection stay open in every mode, as on the admin port.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -72,6 +73,20 @@ class EnvoyLink:
     def call_metadata(self) -> tuple[tuple[str, str], ...]:
         """Initial metadata Envoy sends on every call to Tollway (GrpcService.initial_metadata)."""
         return ((AUTHORIZATION, bearer(self.token)),) if self.mode is EnvoyAuthMode.TOKEN else ()
+
+    def aio_channel(self, target: str) -> grpc.aio.Channel:
+        """A channel to an Envoy-facing port as Envoy opens it (e.g. to probe a worker's health; call
+        metadata is the caller's to add)."""
+        if self.mode is not EnvoyAuthMode.MTLS:
+            return grpc.aio.insecure_channel(target)
+        credentials = grpc.ssl_channel_credentials(
+            Path(self.ca_file).read_bytes(),
+            Path(self.client_key_file).read_bytes(),
+            Path(self.client_cert_file).read_bytes(),
+        )
+        return grpc.aio.secure_channel(
+            target, credentials, options=[("grpc.ssl_target_name_override", self.server_name)]
+        )
 
 
 # For Envoys that talk to plaintext test doubles; a process uses the link its settings describe.

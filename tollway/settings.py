@@ -104,6 +104,12 @@ def _optional_path(value: str) -> Path | None:
     return Path(value) if value else None
 
 
+# What a worker beyond the first runs: the Envoy-facing hot path (each worker is its own endpoint in
+# Envoy's clusters). xds, the admin port and billing stay in worker 0: one ADS stream per Envoy and one
+# admin port need no second process.
+WORKER_COMPONENTS = ("keymgr", "throttle", "usage")
+
+
 @dataclass(frozen=True)
 class EnvVar:
     """Where a field comes from: TOLLWAY_<names[0]> (later names are older aliases) and its parser."""
@@ -150,6 +156,8 @@ class GatewaySettings:
     # How Envoy authenticates to the Envoy-facing services, and the node ids ADS serves.
     envoy_link: EnvoyLink
     envoy_nodes: tuple[str, ...]
+    # Envoy sends every access-log entry to this many usage endpoints (at most one per endpoint).
+    usage_copies: int = 1
 
 
 @dataclass(frozen=True)
@@ -161,6 +169,8 @@ class ThrottleSettings:
     endpoints: tuple[HostPort, ...]
     timeout_ms: int
     mode: ThrottleMode = ThrottleMode.RATELIMIT
+    # Worker processes that each run a throttle (the memory store refuses more than one).
+    workers: int = 1
 
 
 @dataclass(frozen=True)
@@ -170,6 +180,8 @@ class UsageSettings:
     flush_ms: int
     envoy_admins: tuple[HostPort, ...]
     sample_seconds: float
+    # Copies of each entry Envoy sends (its logs_written counts each copy): completeness divides by it.
+    copies: int = 1
 
 
 @dataclass(frozen=True)
@@ -292,7 +304,14 @@ class Settings:
         default=(), metadata=env("USAGE_ENVOY_ADMINS", _endpoints)
     )
     usage_sample_seconds: float = field(default=10.0, metadata=env("USAGE_SAMPLE_SECONDS", float))
+    # Envoy sends each access-log entry to this many usage endpoints at once (disjoint groups of
+    # TOLLWAY_USAGE_ENDPOINTS), so a usage replica killed mid-stream loses no entry the others got;
+    # usage counts each (node, request id) once. Capped at the number of usage endpoints.
+    usage_copies: int = field(default=2, metadata=env("USAGE_COPIES", _positive_int))
     log_level: str = field(default="INFO", metadata=env("LOG_LEVEL"))
+    # OS processes serving the Envoy-facing services (`--workers` of serve/up wins): worker k > 0 listens
+    # on the gRPC port + k (the admin port skipped) and is one more endpoint in Envoy's clusters.
+    workers: int = field(default=1, metadata=env("WORKERS", _positive_int))
     # Where `tollway up --demo` serves the demo API's upstream (its --demo-upstream option wins).
     demo_upstream_addr: str = field(default="127.0.0.1:8090", metadata=env("DEMO_UPSTREAM_ADDR"))
 
@@ -323,7 +342,8 @@ class Settings:
     def resolved(self) -> Settings:
         """Fills the embedded defaults: SQLite in the data dir, secrets persisted there, local endpoints."""
         database_url = self.database_url or f"sqlite:///{self.data_dir / 'tollway.db'}"
-        grpc = (split_addr(self.grpc_addr),)
+        # Every worker's Envoy-facing address, unless the endpoints are named (replicas elsewhere).
+        grpc = tuple(split_addr(addr) for addr in self.worker_grpc_addrs)
         return replace(
             self,
             database_url=database_url,
@@ -382,6 +402,47 @@ class Settings:
             )
         return replace(self, envoy_tls_ca_file=given["envoy_tls_ca_file"])
 
+    # -- workers -----------------------------------------------------------------------------------
+
+    @property
+    def worker_grpc_addrs(self) -> tuple[str, ...]:
+        """The Envoy-facing address of each worker: the gRPC port, then the ports after it (the admin
+        port skipped, when on the same port range)."""
+        host, port = self.grpc_host_port
+        admin_port = split_addr(self.admin_addr)[1]
+        ports: list[int] = []
+        candidate = port
+        while len(ports) < self.workers:
+            if candidate != admin_port or candidate == port:
+                ports.append(candidate)
+            candidate += 1
+        shown = f"[{host}]" if ":" in host else host
+        return tuple(f"{shown}:{p}" for p in ports)
+
+    def for_worker(self, index: int) -> Settings:
+        """Worker `index`'s settings (call on resolved settings). Worker 0 is the process as configured;
+        worker k > 0 serves only the hot-path components on its own port, keeps its own usage WAL
+        (`<wal dir>/worker-<k>`), serves no admin port, samples no Envoy (worker 0 does) and exposes
+        its metrics on the metrics port + k."""
+        if not 0 <= index < self.workers:
+            raise ValueError(f"worker {index} of {self.workers}")
+        if index == 0:
+            return self
+        if self.usage_wal_dir is None:
+            raise ValueError("worker settings need resolved() settings")
+        metrics_addr = ""
+        if self.metrics_addr:
+            metrics_host, metrics_port = split_addr(self.metrics_addr)
+            metrics_addr = f"{metrics_host}:{metrics_port + index}"
+        return replace(
+            self,
+            grpc_addr=self.worker_grpc_addrs[index],
+            components=tuple(name for name in self.components if name in WORKER_COMPONENTS),
+            usage_wal_dir=self.usage_wal_dir / f"worker-{index}",
+            usage_envoy_admins=(),
+            metrics_addr=metrics_addr,
+        )
+
     # -- each component's part ---------------------------------------------------------------------
 
     @property
@@ -411,6 +472,7 @@ class Settings:
             authz_failure_mode_allow=self.authz_failure_mode_allow,
             envoy_link=self.envoy_link,
             envoy_nodes=self.envoy_nodes,
+            usage_copies=self.effective_usage_copies,
         )
 
     @property
@@ -447,6 +509,7 @@ class Settings:
             endpoints=self.throttle_endpoints,
             timeout_ms=self.ratelimit_timeout_ms,
             mode=self.throttle_mode,
+            workers=self.workers if "throttle" in self.components else 1,
         )
 
     @property
@@ -460,7 +523,13 @@ class Settings:
             flush_ms=self.usage_flush_ms,
             envoy_admins=self.usage_envoy_admins,
             sample_seconds=self.usage_sample_seconds,
+            copies=self.effective_usage_copies,
         )
+
+    @property
+    def effective_usage_copies(self) -> int:
+        """Copies of each access-log entry Envoy sends: TOLLWAY_USAGE_COPIES, at most one per endpoint."""
+        return max(1, min(self.usage_copies, len(self.usage_endpoints)))
 
     @property
     def admin_client(self) -> AdminClientSettings:

@@ -30,6 +30,7 @@ def gateway_options(settings: GatewaySettings, contribution: GatewayContribution
         listener_port=port,
         keymgr_endpoints=settings.keymgr_endpoints,
         usage_endpoints=settings.usage_endpoints,
+        usage_copies=settings.usage_copies,
         authz_timeout_ms=settings.authz_timeout_ms,
         authz_failure_mode_allow=settings.authz_failure_mode_allow,
         extra_http_filters=contribution.http_filters,

@@ -107,6 +107,10 @@ class GatewayOptions:
     # HTTP/2 connection per worker per endpoint, so processes behind one port share no load).
     keymgr_endpoints: tuple[HostPort, ...]
     usage_endpoints: tuple[HostPort, ...]
+    # Each access-log entry goes to this many usage endpoints at once (one access logger per disjoint
+    # group of usage_endpoints): a usage process killed mid-stream loses what only it had received,
+    # and with two copies that is nothing; usage counts each (node, request id) once.
+    usage_copies: int = 1
     authz_timeout_ms: int = 250
     # False = fail closed: when keymgr cannot answer, Envoy denies with 503.
     authz_failure_mode_allow: bool = False
@@ -342,11 +346,21 @@ def ext_authz_filter(options: GatewayOptions) -> hcm_pb2.HttpFilter:
     )
 
 
-def access_log(link: EnvoyLink) -> accesslog_pb2.AccessLog:
+def usage_groups(options: GatewayOptions) -> list[tuple[str, tuple[HostPort, ...]]]:
+    """(cluster name, endpoints) per copy of the access log: endpoint i in group i mod copies, so no
+    two copies of an entry go to the same usage process."""
+    copies = max(1, min(options.usage_copies, len(options.usage_endpoints)))
+    return [
+        (USAGE_CLUSTER if group == 0 else f"{USAGE_CLUSTER}_{group}", options.usage_endpoints[group::copies])
+        for group in range(copies)
+    ]
+
+
+def access_log(link: EnvoyLink, cluster: str = USAGE_CLUSTER) -> accesslog_pb2.AccessLog:
     config = als_pb2.HttpGrpcAccessLogConfig(
         common_config=als_pb2.CommonGrpcAccessLogConfig(
             log_name=ACCESS_LOG_NAME,
-            grpc_service=grpc_service(USAGE_CLUSTER, link=link),
+            grpc_service=grpc_service(cluster, link=link),
             transport_api_version=config_source_pb2.V3,
         )
     )
@@ -369,7 +383,7 @@ def http_connection_manager(options: GatewayOptions) -> hcm_pb2.HttpConnectionMa
             *options.extra_http_filters,
             _http_filter(ROUTER_FILTER, router_pb2.Router()),
         ],
-        access_log=[access_log(options.envoy_link)],
+        access_log=[access_log(options.envoy_link, cluster) for cluster, _ in usage_groups(options)],
         # Envoy is the edge: the client address is the peer's, and every request gets its own id.
         use_remote_address=wrappers_pb2.BoolValue(value=True),
         generate_request_id=wrappers_pb2.BoolValue(value=True),
@@ -447,11 +461,11 @@ def build_resources(apis: Sequence[PublishedApi], options: GatewayOptions) -> Re
             link=options.envoy_link,
             health_service=contract.AUTHORIZATION_SERVICE,
         ),
-        grpc_service_cluster(
-            USAGE_CLUSTER,
-            options.usage_endpoints,
-            link=options.envoy_link,
-            health_service=contract.ACCESS_LOG_SERVICE,
+        *(
+            grpc_service_cluster(
+                name, endpoints, link=options.envoy_link, health_service=contract.ACCESS_LOG_SERVICE
+            )
+            for name, endpoints in usage_groups(options)
         ),
         *api_clusters,
         *options.extra_clusters,

@@ -136,9 +136,16 @@ class GrpcServer:
 class TollwayProcess:
     """The services of one Tollway replica. `start()` binds the ports; `stop()` releases everything."""
 
-    def __init__(self, settings: Settings, registry: Sequence[Component] = COMPONENTS) -> None:
+    def __init__(
+        self, settings: Settings, registry: Sequence[Component] = COMPONENTS, *, serve_admin: bool = True
+    ) -> None:
         self.settings = settings
         self.components = set(settings.components)
+        # Workers beyond the first (tollway/app/workers.py) serve the Envoy-facing port only.
+        self.serve_admin = serve_admin
+        for component in registry:
+            if component.name in self.components:
+                component.refuse_unsafe(settings)
         self.db = Database.from_settings(settings.database)
         self.changes = ChangeFeed(self.db, settings.change_poll_seconds, settings.change_retention_seconds)
         # The catalog is core: the admin services write it, xds reads it.
@@ -181,7 +188,7 @@ class TollwayProcess:
             ready = self._readiness(running, [listener.name for listener in listeners])
             for service in running.envoy_services():
                 self.envoy_facing.add(service, ready, running.healthy)
-            for service in running.admin_services():
+            for service in running.admin_services() if self.serve_admin else ():
                 self.admin.add(service, ready)
             for listener in listeners:
                 self.changes.subscribe(listener)
