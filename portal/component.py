@@ -23,9 +23,10 @@ class PortalComponent(Component):
 
     def build(self, settings: Settings, context: ProcessContext) -> Portal:
         from portal.backend import admin_credentials
+        from portal.config import PortalSettings
         from portal.process import Portal
 
-        return Portal(settings.portal, context, admin_credentials(settings))
+        return Portal(PortalSettings.of(settings), context, admin_credentials(settings))
 
 
 COMPONENT = PortalComponent()

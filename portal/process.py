@@ -15,6 +15,7 @@ import grpc
 
 from portal.auth import AccountService
 from portal.backend import AdminServices
+from portal.config import PortalSettings
 from portal.consumer import ConsumerPortal
 from portal.outbox import FileOutbox, Outbox
 from portal.publisher import PublisherPortal
@@ -26,7 +27,6 @@ from tollway.catalog.documents import ApiDocuments
 from tollway.component import GrpcService, ProcessContext, RunningComponent, service_name
 from tollway.portal.v1 import portal_pb2, portal_pb2_grpc
 from tollway.schema import utcnow
-from tollway.settings import PortalSettings
 
 log = logging.getLogger(__name__)
 _PRUNE_EVERY_SECONDS = 600.0

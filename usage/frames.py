@@ -12,6 +12,7 @@ still reads it."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
 from collections import Counter
@@ -122,12 +123,26 @@ def entries_in(payload: bytes) -> int:
         return 0  # unreadable: records_of() skips it with a reason
 
 
+@dataclass(frozen=True, slots=True)
+class SkipTally:
+    """One frame's entries that were not counted, by reason, for the completeness report. Applied with
+    a dedupe row of its own, (node, "skip:" + the frame's digest), in the transaction of the frame's
+    records, so a frame replayed after a crash accounts its skipped entries once, like its records."""
+
+    node_id: str
+    key: str
+    minute: int  # the UTC minute (epoch s) the frame was received in
+    reasons: dict[str, int]
+
+
 @dataclass
 class Records:
-    """The records of some frames, and the entries that were not counted, by reason."""
+    """The records of some frames, and the entries that were not counted, by reason (in all, and per
+    frame whose node is known)."""
 
     records: list[Record] = field(default_factory=list)
     skipped: Counter[str] = field(default_factory=Counter)
+    tallies: list[SkipTally] = field(default_factory=list)
     # The analytics dimensions of each record, by (node, request id) (usage/details.py).
     details: dict[tuple[str, str], Detail] = field(default_factory=dict)
 
@@ -150,30 +165,36 @@ def records_of(payload: bytes, into: Records) -> None:
         into.skipped["unreadable_frame"] += 1
         return
     node_id, now = frame.node_id, frame.received_at
+    skipped: Counter[str] = Counter()
     try:
         message = als_pb2.StreamAccessLogsMessage.FromString(frame.message)
         entries = list(message.http_logs.log_entry)
         if message.HasField("tcp_logs"):
-            into.skipped["tcp_entry"] += len(message.tcp_logs.log_entry)
+            skipped["tcp_entry"] += len(message.tcp_logs.log_entry)
     except DecodeError:
         # One garbled entry must not cost the others their count: decode them one by one.
         entries = []
         try:
             raw_entries = Skeleton.FromString(frame.message).http_logs.log_entry
         except DecodeError:
-            into.skipped["malformed_message"] += frame.entries
-            return
+            raw_entries = []
+            skipped["malformed_message"] += frame.entries
         for raw_entry in raw_entries:
             try:
                 entries.append(accesslog_pb2.HTTPAccessLogEntry.FromString(raw_entry))
             except DecodeError:
-                into.skipped["malformed_entry"] += 1
+                skipped["malformed_entry"] += 1
     append = into.records.append
     for entry in entries:
         try:
             record = classify(entry, node_id, now)
         except Skip as skip:
-            into.skipped[skip.reason] += 1
+            skipped[skip.reason] += 1
             continue
         append(record)
         into.details[(record[R_NODE], record[R_REQ])] = detail_of(entry)
+    if skipped:
+        into.skipped.update(skipped)
+        digest = hashlib.blake2b(payload, digest_size=16).hexdigest()
+        minute = int(now) - int(now) % 60
+        into.tallies.append(SkipTally(node_id, "skip:" + digest, minute, dict(skipped)))

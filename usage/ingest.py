@@ -28,7 +28,8 @@ from usage.wal import WriteAheadLog
 
 log = logging.getLogger(__name__)
 
-# Applies a group's records (UsageStore.apply); with_details: also `details=` their dimensions.
+# Applies a group's records and its frames' skip tallies in one transaction (UsageStore.apply); with
+# `with_details`, also `details=` the records' analytics dimensions.
 Sink = Callable[..., Awaitable[ApplyResult]]
 # Database flush latency buckets (seconds): a healthy flush takes milliseconds, an outage's retry seconds.
 FLUSH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -261,11 +262,11 @@ class Ingestor:
         return group, end
 
     async def _apply(self, group: Records) -> ApplyResult:
-        if not group.records:
+        if not group.records and not group.tallies:
             return ApplyResult()
         if self.with_details:
-            return await self.sink(group.records, details=group.details)
-        return await self.sink(group.records)
+            return await self.sink(group.records, group.tallies, details=group.details)
+        return await self.sink(group.records, group.tallies)
 
     def wal_size_bytes(self) -> int:
         return self.wal.size_bytes() if self.wal is not None else 0

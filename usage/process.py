@@ -30,7 +30,9 @@ class Usage(RunningComponent):
             flush_interval=settings.flush_ms / 1000,
             with_details=True,
         )
-        self.sampler = CompletenessSampler(self.store, settings.envoy_admins, settings.sample_seconds)
+        self.sampler = CompletenessSampler(
+            self.store, settings.envoy_admins, settings.sample_seconds, settings.copies
+        )
         self.access_log = AccessLogServicer(self.ingestor)
         self.queries = UsageServicer(self.store, self.ingestor)
 

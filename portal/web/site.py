@@ -7,11 +7,11 @@ from starlette.types import ASGIApp
 from portal.analytics import Analytics
 from portal.auth import AccountService
 from portal.backend import AdminServices
+from portal.config import PortalSettings
 from portal.consumer import ConsumerPortal
 from portal.publisher import PublisherPortal
 from portal.web import account_pages, analytics_pages, consumer_pages, publisher_pages, usage_pages
 from portal.web.app import PortalWeb, build_app
-from tollway.settings import PortalSettings
 
 
 def web_app(
