@@ -4,6 +4,7 @@ cookie carries the __Host- prefix (no Domain, Path=/), and reset links use the h
 from __future__ import annotations
 
 import re
+import ssl
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -46,7 +47,8 @@ async def https_portal(tmp_path: Path) -> AsyncIterator[Settings]:
 async def test_cookies_are_secure_over_https(https_portal: Settings, tmp_path: Path) -> None:
     assert https_portal.portal_url.startswith("https://")
     async with httpx.AsyncClient(
-        base_url=https_portal.portal_url, verify=str(tmp_path / "portal.pem")
+        base_url=https_portal.portal_url,
+        verify=ssl.create_default_context(cafile=str(tmp_path / "portal.pem")),
     ) as client:
         form = await client.get("/sign-up")
         anonymous = form.headers["set-cookie"]
