@@ -222,6 +222,15 @@ def _parse_identity(metadata: Any) -> Identity | None:
     return api_id, subscription_id, application_id, plan_id, key_id, refusal, overage, limit
 
 
+def entry_id(entry: accesslog_pb2.HTTPAccessLogEntry) -> str:
+    """The id an entry is counted (or skipped) once by: Envoy's request id, or when it has none a digest
+    of the whole entry, which is as unique as the entry itself."""
+    request_id = entry.request.request_id
+    if not request_id or len(request_id) > MAX_ID_LEN:
+        request_id = "sha256:" + hashlib.sha256(entry.SerializeToString(deterministic=True)).hexdigest()
+    return str(request_id)
+
+
 def classify(entry: accesslog_pb2.HTTPAccessLogEntry, node_id: str, now_s: float) -> Record:
     """The usage record of one entry, or Skip. `now_s` bounds the entry's start time."""
     common = entry.common_properties
@@ -254,13 +263,9 @@ def classify(entry: accesslog_pb2.HTTPAccessLogEntry, node_id: str, now_s: float
     overage = int(overage_flag and kind == SUCCESS)
     limit_name = limit if kind == THROTTLED else ""
 
-    request_id = request.request_id
-    if not request_id or len(request_id) > MAX_ID_LEN:
-        # No id to dedupe on: a digest of the whole entry is as unique as the entry itself.
-        request_id = "sha256:" + hashlib.sha256(entry.SerializeToString(deterministic=True)).hexdigest()
     return (
         node_id,
-        request_id,
+        entry_id(entry),
         start_s - start_s % 60,
         api_id,
         subscription_id,

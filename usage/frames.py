@@ -24,7 +24,7 @@ from envoy.service.accesslog.v3 import als_pb2
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError, Message
 
-from usage.classify import R_NODE, R_REQ, Record, Skip, classify
+from usage.classify import R_NODE, R_REQ, Record, Skip, classify, entry_id
 from usage.details import Detail, detail_of
 
 VERSION = 1
@@ -125,9 +125,10 @@ def entries_in(payload: bytes) -> int:
 
 @dataclass(frozen=True, slots=True)
 class SkipTally:
-    """One frame's entries that were not counted, by reason, for the completeness report. Applied with
-    a dedupe row of its own, (node, "skip:" + the frame's digest), in the transaction of the frame's
-    records, so a frame replayed after a crash accounts its skipped entries once, like its records."""
+    """Entries that were not counted, by reason, for the completeness report: one entry's, keyed by its
+    request id, or an unreadable frame's, keyed by the frame's digest. Applied with a dedupe row of its
+    own, (node, "skip:" + key), in the transaction of the frame's records, so a frame replayed after a
+    crash, or a copy of an entry sent to a second usage process, is accounted once, like a record."""
 
     node_id: str
     key: str
@@ -185,16 +186,22 @@ def records_of(payload: bytes, into: Records) -> None:
             except DecodeError:
                 skipped["malformed_entry"] += 1
     append = into.records.append
+    minute = int(now) - int(now) % 60
     for entry in entries:
         try:
             record = classify(entry, node_id, now)
         except Skip as skip:
-            skipped[skip.reason] += 1
+            # Keyed by the entry, as a counted one is: Envoy sends each entry to more than one usage
+            # process (TOLLWAY_USAGE_COPIES), batched differently, and it must be accounted once.
+            into.skipped[skip.reason] += 1
+            if node_id:
+                tally = SkipTally(node_id, "skip:" + entry_id(entry), minute, {skip.reason: 1})
+                into.tallies.append(tally)
             continue
         append(record)
         into.details[(record[R_NODE], record[R_REQ])] = detail_of(entry)
     if skipped:
+        # What cannot be told apart entry by entry (an unreadable message): once per frame.
         into.skipped.update(skipped)
         digest = hashlib.blake2b(payload, digest_size=16).hexdigest()
-        minute = int(now) - int(now) % 60
         into.tallies.append(SkipTally(node_id, "skip:" + digest, minute, dict(skipped)))

@@ -192,12 +192,13 @@ def test_a_garbled_entry_is_skipped_and_its_neighbours_counted() -> None:
     assert out.skipped == {"malformed_entry": 1}
 
 
-def test_skipped_entries_of_a_frame_are_tallied_once_under_the_frame_s_own_key() -> None:
-    """Every entry of a frame is either a record or in the frame's skip tally, and the tally's dedupe
-    key depends on the frame alone, so a replayed frame accounts its skips once (UsageStore.apply)."""
+def test_skipped_entries_are_tallied_once_each_under_the_entry_s_own_key() -> None:
+    """Every entry of a frame is either a record or a skip tally keyed by the entry (its request id),
+    so a replayed frame, or a copy of the entry batched into another frame for a second usage process
+    (TOLLWAY_USAGE_COPIES), accounts its skip once (UsageStore.apply claims each key once)."""
     entries = [
         entry(200, request_id="ok", start=T0 + 5),
-        entry(404, authz={}, route_name="tollway_not_found", start=T0 + 5),
+        entry(404, authz={}, route_name="tollway_not_found", request_id="scan-1", start=T0 + 5),
         entry(404, authz={}, route_name="tollway_not_found", start=T0 + 6),
         entry(200, start=T0 + 5, log_type=5),
     ]
@@ -205,11 +206,23 @@ def test_skipped_entries_of_a_frame_are_tallied_once_under_the_frame_s_own_key()
     first, again = frames.Records(), frames.Records()
     frames.records_of(payload, first)
     frames.records_of(payload, again)
-    [tally] = first.tallies
-    assert tally.reasons == {"unrouted": 2, "not_downstream_end": 1} == dict(first.skipped)
-    assert (tally.node_id, tally.minute) == ("n1", (T0 + 5) - (T0 + 5) % 60)
-    assert len(first.records) + sum(tally.reasons.values()) == len(entries)
+    assert dict(first.skipped) == {"unrouted": 2, "not_downstream_end": 1}
+    assert sorted(r for t in first.tallies for r in t.reasons) == [
+        "not_downstream_end",
+        "unrouted",
+        "unrouted",
+    ]
+    assert all(sum(t.reasons.values()) == 1 and t.node_id == "n1" for t in first.tallies)
+    assert {t.minute for t in first.tallies} == {(T0 + 5) - (T0 + 5) % 60}
+    assert len({t.key for t in first.tallies}) == 3
+    assert len(first.records) + len(first.tallies) == len(entries)
     assert again.tallies == first.tallies
+    # The same skipped entry in a frame batched differently (another copy): the same key.
+    alone = frames.Records()
+    single = message([entries[1]], "n1").SerializeToString()
+    frames.records_of(frames.encode("n1", T0 + 7, 1, single), alone)
+    [copy] = alone.tallies
+    assert copy.key in {t.key for t in first.tallies} and copy.key == "skip:scan-1"
     # Nothing skipped: no tally (no dedupe row to write).
     clean = frames.Records()
     frames.records_of(frame(range(3)), clean)
