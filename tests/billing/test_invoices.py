@@ -218,6 +218,24 @@ async def test_plan_change_mid_month_prorates(
     assert [(e.kind, e.from_plan_id, e.to_plan_id) for e in events] == [("PLAN_CHANGED", basic.id, pro.id)]
 
 
+async def test_plan_change_at_a_sub_second_instant_prices_the_whole_month(
+    billing: BillingRepository, world: World, clock: FakeClock
+) -> None:
+    # 30-day month, 30.00 on each plan: whatever the cut, the fees add up to exactly 30.00.
+    basic = await world.plan("basic", recurring_fee="30.00")
+    pro = await world.plan("pro", recurring_fee="30.00")
+    api = await world.api(basic, pro)
+    sub = await world.subscription(await world.application(), api, basic, EPOCH)
+    clock.set(utc(2026, 11, 10, 12, 0, 0, 500_000))
+    await billing.change_plan(sub.id, "pro")
+    [event] = await billing.events(sub.id)
+    assert schema.as_utc(event.at) == utc(2026, 11, 10, 12)  # stamped at the second that cuts
+    [view] = await billing.generate(month=NOV)
+    fees = [line for line in view.lines if line.kind == "FEE"]
+    assert [line.details["share"] for line in fees] == ["19/60", "41/60"]  # 9.5 and 20.5 days
+    assert view.invoice.total == "30.00"
+
+
 async def test_subscription_approved_mid_month_pays_from_approval(
     billing: BillingRepository, world: World, clock: FakeClock
 ) -> None:
