@@ -182,7 +182,7 @@ def adjustment_line(segment: BilledSegment, now_usage: pr.Usage) -> pr.Line | No
     pricing = pr.Pricing.from_json(segment.pricing)
     new_amount = pr.charged_total(pr.price_segment(pricing, now_usage, Fraction(segment.share)))
     delta = now_usage - billed
-    amount = new_amount - Decimal(segment.amount)
+    amount = pr.exact_sum([new_amount, Decimal(segment.amount).copy_negate()])
     start, end = as_utc(segment.period_start), as_utc(segment.period_end)
     assert start is not None and end is not None
     return pr.Line(

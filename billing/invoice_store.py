@@ -309,7 +309,7 @@ class InvoiceStore:
                 continue
             # Started at the currency's zero, so an invoice with nothing charged totals "0.00", not "0".
             zero = pr.round_amount(Decimal(0), draft.currency)
-            total = sum((line[3].amount for line in lines if line[3].charged), zero)
+            total = pr.exact_sum((line[3].amount for line in lines if line[3].charged), zero)
             state, note = completeness[key[2]]
             invoice_id = old[0] if old is not None else next(fresh_ids)
             invoice = (

@@ -4,6 +4,9 @@ Rules (what accounting can rely on):
 - Money is Decimal end to end. Each line's amount is `quantity x unit_price` (the fee and the minimum
   charge times the segment's share of the period) rounded ONCE, to the currency's minor unit, with
   ROUND_HALF_EVEN (banker's rounding: no upward drift over many lines). Totals are sums of rounded lines.
+  Products, shares and sums are exact before that one rounding: Python's default 28-digit context
+  would round `unit_price x quantity` first once it passes 28 digits (e.g. 226796097.9614981720 x
+  638,290,958,151 = ...113.3149999720 became ...113.315 and then 113.32 instead of 113.31).
 - Billable requests (the plan's billable classes; successful ones by default) first use up the included
   requests, then cost `unit_price` each, or follow the graduated tiers: tier bounds count requests
   beyond the included ones (tier i covers up to `up_to` of them, the last tier is unbounded).
@@ -18,9 +21,19 @@ Rules (what accounting can rely on):
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_EVEN, Context, Decimal
+from decimal import (
+    MAX_EMAX,
+    MAX_PREC,
+    MIN_EMIN,
+    ROUND_HALF_EVEN,
+    Context,
+    Decimal,
+    Inexact,
+    InvalidOperation,
+    Overflow,
+)
 from fractions import Fraction
 from operator import attrgetter
 from typing import Any, cast
@@ -31,7 +44,12 @@ from tollway.money import minor_units, money_text
 # Outcome classes of UsageWindow that a plan may bill; throttled / refused requests never bill.
 BILLABLE_CLASSES = ("success", "client_error", "upstream_fault")
 DEFAULT_BILLABLE_CLASSES = ("success",)
-_EXACT = Context(prec=60)
+# Products and sums of finite decimals in this context are exact (libmpdec sizes a result by its digits,
+# not by the precision); Inexact is trapped, so a rounding here would raise rather than pass. Division
+# never runs in it (1/3 would never end): shares are rounded from exact Fractions (`_round_fraction`).
+_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[Inexact, InvalidOperation, Overflow])
+# The one rounding of a line: quantize to the minor unit, exact apart from that.
+_ROUND = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[InvalidOperation, Overflow])
 
 # Line kinds, in the order they appear on an invoice.
 FEE = "FEE"
@@ -181,13 +199,32 @@ class Line:
 def round_amount(value: Decimal, currency: str) -> Decimal:
     """The one rounding step of a line: half-even to the currency's minor unit."""
     exponent = Decimal(1).scaleb(-minor_units(currency))
-    return value.quantize(exponent, rounding=ROUND_HALF_EVEN, context=_EXACT)
+    return value.quantize(exponent, rounding=ROUND_HALF_EVEN, context=_ROUND)
 
 
-def _share(amount: Decimal, fraction: Fraction) -> Decimal:
+def exact_product(price: Decimal, quantity: int | Decimal) -> Decimal:
+    """`price x quantity` without rounding (whatever their digits)."""
+    return _EXACT.multiply(price, quantity)
+
+
+def exact_sum(amounts: Iterable[Decimal], start: Decimal = Decimal(0)) -> Decimal:
+    """The sum of `amounts` without rounding."""
+    total = start
+    for amount in amounts:
+        total = _EXACT.add(total, amount)
+    return total
+
+
+def _round_fraction(value: Fraction, digits: int) -> Decimal:
+    """`value` rounded once, half-even, to `digits` fractional digits (Fraction's round is half-even)."""
+    return _EXACT.scaleb(Decimal(round(value * 10**digits)), -digits)
+
+
+def _share(amount: Decimal, fraction: Fraction, digits: int) -> Decimal:
+    """`amount x fraction`, rounded once to `digits` fractional digits."""
     if fraction == 1:
-        return amount
-    return _EXACT.divide(_EXACT.multiply(amount, Decimal(fraction.numerator)), Decimal(fraction.denominator))
+        return amount.quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_EVEN, context=_ROUND)
+    return _round_fraction(Fraction(amount) * fraction, digits)
 
 
 def billable_count(pricing: Pricing, usage: Usage) -> int:
@@ -240,7 +277,8 @@ class SegmentPricer:
             raise InvalidArgument(f"segment share must be between 0 and 1, got {fraction}")
         self.pricing = pricing
         # Unsupported currency → InvalidArgument before anything is priced.
-        self._exponent = Decimal(1).scaleb(-minor_units(pricing.currency))
+        digits = minor_units(pricing.currency)
+        self._exponent = Decimal(1).scaleb(-digits)
         prefix = f"{label}: " if label else ""
         self._prefix = prefix
         share_text = f"{fraction.numerator}/{fraction.denominator}"
@@ -248,7 +286,7 @@ class SegmentPricer:
         self._zero = self._round(Decimal(0))
         self._fee: Line | None = None
         if pricing.recurring_fee:
-            fee = self._round(_share(pricing.recurring_fee, fraction))
+            fee = _share(pricing.recurring_fee, fraction, digits)
             self._fee = Line(
                 FEE, f"{prefix}recurring fee{share_note}", Decimal(1), pricing.recurring_fee, fee,
                 {"share": share_text},
@@ -265,7 +303,7 @@ class SegmentPricer:
         self._tiers = tuple(tiers)
         self._minimum: Decimal | None = None
         if pricing.minimum_charge:
-            self._minimum = self._round(_share(pricing.minimum_charge, fraction))
+            self._minimum = _share(pricing.minimum_charge, fraction, digits)
             self._minimum_details = {"minimum": money_text(self._minimum)}
             self._minimum_text = f"{prefix}minimum charge top-up{share_note}"
         self._billable = attrgetter(*pricing.billable_classes) if pricing.billable_classes else None
@@ -276,7 +314,7 @@ class SegmentPricer:
         )
 
     def _round(self, value: Decimal) -> Decimal:
-        return value.quantize(self._exponent, rounding=ROUND_HALF_EVEN, context=_EXACT)
+        return value.quantize(self._exponent, rounding=ROUND_HALF_EVEN, context=_ROUND)
 
     def price(self, usage: Usage) -> list[Line]:
         """Invoice lines for `usage`, exactly as `price_segment` documents them."""
@@ -311,25 +349,25 @@ class SegmentPricer:
                 self._tiers, tier_quantities(pricing.tiers, beyond), strict=True
             ):
                 if quantity:
-                    amount = self._round(unit_price * quantity)
+                    amount = self._round(_EXACT.multiply(unit_price, quantity))
                     lines.append(Line(TIER, description, Decimal(quantity), unit_price, amount, details))
         elif beyond or pricing.unit_price:
-            amount = self._round(pricing.unit_price * beyond)
+            amount = self._round(_EXACT.multiply(pricing.unit_price, beyond))
             lines.append(
                 Line(USAGE, f"{prefix}billable requests", Decimal(beyond), pricing.unit_price, amount)
             )
 
         if usage.overage or pricing.overage_price:
-            amount = self._round(pricing.overage_price * usage.overage)
+            amount = self._round(_EXACT.multiply(pricing.overage_price, usage.overage))
             lines.append(
                 Line(OVERAGE, f"{prefix}overage beyond the soft quota", Decimal(usage.overage),
                      pricing.overage_price, amount)
             )  # fmt: skip
 
         if self._minimum is not None:
-            subtotal = sum((line.amount for line in lines if line.charged), Decimal(0))
+            subtotal = exact_sum(line.amount for line in lines if line.charged)
             if subtotal < self._minimum:
-                top_up = self._minimum - subtotal
+                top_up = _EXACT.subtract(self._minimum, subtotal)
                 lines.append(
                     Line(MINIMUM, self._minimum_text, Decimal(1), top_up, top_up, dict(self._minimum_details))
                 )
@@ -371,4 +409,4 @@ def price_segment(
 
 def charged_total(lines: Sequence[Line]) -> Decimal:
     """Sum of the charged lines' (already rounded) amounts."""
-    return sum((line.amount for line in lines if line.charged), Decimal(0))
+    return exact_sum(line.amount for line in lines if line.charged)

@@ -235,3 +235,36 @@ def test_tier_quantities_partition_the_usage(bounds: list[int], quantity: int) -
     for i, part in enumerate(parts[1:], start=1):
         if part:
             assert parts[i - 1] == widths[i - 1]
+
+
+# --- exactness of large amounts -----------------------------------------------------------------------
+
+
+def reference_round(value: Fraction, currency: str) -> D:
+    """Half-even rounding of an exact rational to the currency's minor unit, by integer arithmetic."""
+    digits = pr.minor_units(currency)
+    return D(round(value * 10**digits)).scaleb(-digits)
+
+
+def test_a_large_product_is_rounded_once() -> None:
+    # 226796097.9614981720 x 638,290,958,151 = 144,761,898,672,752,726,113.3149999720 exactly (31
+    # digits): rounded once that is ...113.31; through a 28-digit product (...113.3150) it was ...113.32.
+    lines = pr.price_segment(plan(unit_price="226796097.9614981720"), pr.Usage(success=638_290_958_151))
+    assert pr.charged_total(lines) == D("144761898672752726113.31")
+
+
+big_prices = st.decimals(min_value=0, max_value=10**9, places=10, allow_nan=False, allow_infinity=False)
+big_counts = st.integers(min_value=0, max_value=10**13)
+
+
+@given(st.sampled_from(["EUR", "JPY", "KWD"]), big_prices, big_counts)
+def test_usage_lines_equal_the_exact_product_rounded_once(currency: str, price: D, count: int) -> None:
+    lines = pr.price_segment(plan(currency, unit_price=str(price)), pr.Usage(success=count))
+    assert pr.charged_total(lines) == reference_round(Fraction(price) * count, currency)
+
+
+@given(st.decimals(min_value=0, max_value=10**9, places=2), shares)
+def test_prorated_fees_equal_the_exact_share_rounded_once(fee: D, share: Fraction) -> None:
+    lines = pr.price_segment(plan(recurring_fee=str(fee)), pr.Usage(), share)
+    charged = pr.charged_total(lines)
+    assert charged == (reference_round(Fraction(fee) * share, "EUR") if fee else 0)
