@@ -174,12 +174,17 @@ def price_subscription(
         )
 
 
+def segment_source(segment: BilledSegment) -> str:
+    """How an error names a billed segment's stored pricing."""
+    return f"the pricing stored with billed segment {segment.id} (invoice {segment.invoice_id})"
+
+
 def adjustment_line(segment: BilledSegment, now_usage: pr.Usage) -> pr.Line | None:
     """The correction for late usage of a finalized segment, None when its usage has not changed."""
     billed = pr.Usage.from_json(segment.usage)
     if now_usage == billed:
         return None
-    pricing = pr.Pricing.from_json(segment.pricing)
+    pricing = pr.Pricing.from_json(segment.pricing, source=segment_source(segment))
     new_amount = pr.charged_total(pr.price_segment(pricing, now_usage, Fraction(segment.share)))
     delta = now_usage - billed
     amount = pr.exact_sum([new_amount, Decimal(segment.amount).copy_negate()])

@@ -35,6 +35,7 @@ from billing.invoice_engine import (
     UsageRow,
     adjustment_line,
     price_subscription,
+    segment_source,
 )
 from billing.invoice_records import (
     INVOICE_COLUMNS,
@@ -258,7 +259,7 @@ class InvoiceStore:
             line = adjustment_line(segment, current[segment.id])  # type: ignore[index]
             if line is None:
                 continue
-            currency = pr.Pricing.from_json(segment.pricing).currency
+            currency = pr.Pricing.from_json(segment.pricing, segment_source(segment)).currency
             draft = drafts.setdefault(
                 (subscription.application_id, currency, period),
                 Draft(subscription.application_id, currency, period),

@@ -21,7 +21,7 @@ Rules (what accounting can rely on):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import (
     MAX_EMAX,
@@ -38,12 +38,15 @@ from fractions import Fraction
 from operator import attrgetter
 from typing import Any, cast
 
+from billing.price_model import BILLABLE_CLASSES as BILLABLE_CLASSES
+from billing.price_model import DEFAULT_BILLABLE_CLASSES as DEFAULT_BILLABLE_CLASSES
+from billing.price_model import USAGE_FIELDS as USAGE_FIELDS
+from billing.price_model import Pricing as Pricing
+from billing.price_model import Tier as Tier
+from billing.price_model import Usage as Usage
 from tollway.errors import InvalidArgument
 from tollway.money import minor_units, money_text
 
-# Outcome classes of UsageWindow that a plan may bill; throttled / refused requests never bill.
-BILLABLE_CLASSES = ("success", "client_error", "upstream_fault")
-DEFAULT_BILLABLE_CLASSES = ("success",)
 # Products and sums of finite decimals in this context are exact (libmpdec sizes a result by its digits,
 # not by the precision); Inexact is trapped, so a rounding here would raise rather than pass. Division
 # never runs in it (1/3 would never end): shares are rounded from exact Fractions (`_round_fraction`).
@@ -63,123 +66,6 @@ INFO_NON_BILLABLE = "INFO_NON_BILLABLE"
 INFO_THROTTLED = "INFO_THROTTLED"
 INFO_REFUSED = "INFO_REFUSED"
 CHARGED_KINDS = (FEE, USAGE, TIER, OVERAGE, MINIMUM, ADJUSTMENT)
-
-
-@dataclass(frozen=True, slots=True)
-class Tier:
-    up_to: int  # 0 = unbounded (last tier only)
-    unit_price: Decimal
-
-
-@dataclass(frozen=True, slots=True)
-class Pricing:
-    currency: str
-    recurring_fee: Decimal = Decimal(0)
-    included_requests: int = 0
-    unit_price: Decimal = Decimal(0)
-    tiers: tuple[Tier, ...] = ()
-    overage_price: Decimal = Decimal(0)
-    minimum_charge: Decimal = Decimal(0)
-    billable_classes: tuple[str, ...] = DEFAULT_BILLABLE_CLASSES
-
-    def to_json(self) -> dict[str, Any]:
-        """Snapshot kept with billed usage, so later adjustments price with the plan as it was billed."""
-        return {
-            "currency": self.currency,
-            "recurring_fee": money_text(self.recurring_fee),
-            "included_requests": self.included_requests,
-            "unit_price": money_text(self.unit_price),
-            "tiers": [{"up_to": t.up_to, "unit_price": money_text(t.unit_price)} for t in self.tiers],
-            "overage_price": money_text(self.overage_price),
-            "minimum_charge": money_text(self.minimum_charge),
-            "billable_classes": list(self.billable_classes),
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Pricing:
-        return cls(
-            currency=str(data.get("currency", "")),
-            recurring_fee=Decimal(str(data.get("recurring_fee", "0") or "0")),
-            included_requests=int(data.get("included_requests", 0) or 0),
-            unit_price=Decimal(str(data.get("unit_price", "0") or "0")),
-            tiers=tuple(
-                Tier(int(t.get("up_to", 0) or 0), Decimal(str(t.get("unit_price", "0") or "0")))
-                for t in data.get("tiers") or ()
-            ),
-            overage_price=Decimal(str(data.get("overage_price", "0") or "0")),
-            minimum_charge=Decimal(str(data.get("minimum_charge", "0") or "0")),
-            billable_classes=tuple(data.get("billable_classes") or DEFAULT_BILLABLE_CLASSES),
-        )
-
-    @classmethod
-    def from_plan(cls, plan: Any) -> Pricing:
-        """From a schema.Plan row (money stored as canonical decimal text)."""
-        return cls.from_json(
-            {
-                "currency": plan.currency,
-                "recurring_fee": plan.recurring_fee,
-                "included_requests": plan.included_requests,
-                "unit_price": plan.unit_price,
-                "tiers": plan.tiers,
-                "overage_price": plan.overage_price,
-                "minimum_charge": plan.minimum_charge,
-                "billable_classes": getattr(plan, "billable_classes", None),
-            }
-        )
-
-    @property
-    def is_free(self) -> bool:
-        amounts = (self.recurring_fee, self.unit_price, self.overage_price, self.minimum_charge)
-        return all(a == 0 for a in amounts) and all(t.unit_price == 0 for t in self.tiers)
-
-
-@dataclass(frozen=True, slots=True)
-class Usage:
-    """Request counts of one subscription under one plan in one segment (UsageWindow classes), except
-    that `success` is the successful requests within quota; `overage` those beyond a soft quota."""
-
-    success: int = 0
-    overage: int = 0
-    client_error: int = 0
-    upstream_fault: int = 0
-    throttled: int = 0
-    unauthorized: int = 0
-    ratelimit_error: int = 0
-
-    def __add__(self, other: Usage) -> Usage:
-        return Usage(*(a + b for a, b in zip(self.as_tuple(), other.as_tuple(), strict=True)))
-
-    def __sub__(self, other: Usage) -> Usage:
-        return Usage(*(a - b for a, b in zip(self.as_tuple(), other.as_tuple(), strict=True)))
-
-    def as_tuple(self) -> tuple[int, ...]:
-        return (
-            self.success,
-            self.overage,
-            self.client_error,
-            self.upstream_fault,
-            self.throttled,
-            self.unauthorized,
-            self.ratelimit_error,
-        )
-
-    def to_json(self) -> dict[str, int]:
-        return dict(zip(USAGE_FIELDS, self.as_tuple(), strict=True))
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Usage:
-        return cls(*(int(data.get(name, 0) or 0) for name in USAGE_FIELDS))
-
-
-USAGE_FIELDS = (
-    "success",
-    "overage",
-    "client_error",
-    "upstream_fault",
-    "throttled",
-    "unauthorized",
-    "ratelimit_error",
-)
 
 
 @dataclass(frozen=True, slots=True)

@@ -112,8 +112,9 @@ async def test_bad_requests_get_clear_statuses_and_change_nothing(
         ),
     )
     assert "after its start" in details
+    # A stored plan that cannot be priced: the request is fine, the stored record is not.
     assert "currency" in await expect(
-        Code.INVALID_ARGUMENT, stub.GenerateInvoices(pb.GenerateInvoicesRequest(billing_month="2026-11"))
+        Code.FAILED_PRECONDITION, stub.GenerateInvoices(pb.GenerateInvoicesRequest(billing_month="2026-11"))
     )
     await expect(
         Code.INVALID_ARGUMENT, stub.GenerateInvoices(pb.GenerateInvoicesRequest(billing_month="11/2026"))

@@ -6,6 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from sqlmodel import select
 
 from billing.periods import Period, validate_period
 from billing.store import BillingRepository
@@ -166,6 +167,27 @@ async def test_late_usage_becomes_an_adjustment_on_the_next_invoice(
     assert unchanged.invoice.total == "10.00" and len(unchanged.lines) == len(nov.lines)
 
 
+async def test_a_damaged_pricing_snapshot_is_refused_not_priced(
+    billing: BillingRepository, world: World, database: Database
+) -> None:
+    plan = await world.plan("unit", recurring_fee="5.00", unit_price="0.50")
+    api = await world.api(plan)
+    sub = await world.subscription(await world.application(), api, plan, EPOCH)
+    await world.usage(sub, utc(2026, 11, 10), success=10)
+    [nov] = await billing.generate(month=NOV)
+    await billing.finalize(nov.invoice.id)
+    async with database.session() as session:
+        [segment] = (await session.exec(select(schema.BilledSegment))).all()
+        segment.pricing = {**segment.pricing, "unit_price": "NaN"}
+        session.add(segment)
+        await session.commit()
+    await world.usage(sub, utc(2026, 11, 29), success=4)  # late: the adjustment re-reads the snapshot
+    before = await dump_tables(database)
+    with pytest.raises(FailedPrecondition, match=rf"billed segment {segment.id} .* must be a finite amount"):
+        await billing.generate(month=DEC)
+    assert await dump_tables(database) == before
+
+
 async def test_void_keeps_the_record_and_the_period_can_be_reissued(
     billing: BillingRepository, world: World
 ) -> None:
@@ -298,7 +320,7 @@ async def test_bad_input_changes_nothing(
     sub = await world.subscription(await world.application(), api, weird, EPOCH)
     await world.usage(sub, utc(2026, 11, 2), success=2)
     before = await dump_tables(database)
-    with pytest.raises(InvalidArgument, match="currency"):
+    with pytest.raises(FailedPrecondition, match=r"plan weird .* currency"):
         await billing.generate(month=NOV)
     with pytest.raises(NotFound):
         await billing.generate(month=NOV, subscription_id="sub_missing")

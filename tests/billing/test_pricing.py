@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from billing import pricing as pr
-from tollway.errors import InvalidArgument
+from tollway.errors import FailedPrecondition, InvalidArgument
 
 D = Decimal
 
@@ -268,3 +268,64 @@ def test_prorated_fees_equal_the_exact_share_rounded_once(fee: D, share: Fractio
     lines = pr.price_segment(plan(recurring_fee=str(fee)), pr.Usage(), share)
     charged = pr.charged_total(lines)
     assert charged == (reference_round(Fraction(fee) * share, "EUR") if fee else 0)
+
+
+# --- a pricing is checked when it is built ------------------------------------------------------------
+
+GOOD = {"currency": "EUR", "unit_price": "0.01", "tiers": [], "billable_classes": ["success"]}
+BAD_RECORDS = [
+    ("NaN unit price", {"unit_price": "NaN"}, "pricing.unit_price must be a finite amount"),
+    ("infinite fee", {"recurring_fee": "Infinity"}, "pricing.recurring_fee must be a finite amount"),
+    ("negative price", {"unit_price": "-0.01"}, "pricing.unit_price must not be negative"),
+    ("negative minimum", {"minimum_charge": "-5"}, "pricing.minimum_charge must not be negative"),
+    ("negative allowance", {"included_requests": -1}, "pricing.included_requests must not be negative"),
+    ("float money", {"recurring_fee": 0.1}, "unreadable"),
+    ("not a number", {"overage_price": "ten"}, "unreadable"),
+    (
+        "descending tiers",
+        {"unit_price": "0", "tiers": [{"up_to": 100, "unit_price": "1"}, {"up_to": 50, "unit_price": "1"},
+                                      {"up_to": 0, "unit_price": "1"}]},
+        "pricing.tiers[1].up_to (50) must exceed",
+    ),
+    (
+        "equal tier bounds",
+        {"unit_price": "0", "tiers": [{"up_to": 100, "unit_price": "1"}, {"up_to": 100, "unit_price": "1"},
+                                      {"up_to": 0, "unit_price": "1"}]},
+        "pricing.tiers[1].up_to (100) must exceed",
+    ),
+    ("bounded last tier", {"unit_price": "0", "tiers": [{"up_to": 100, "unit_price": "1"}]},
+     "the last tier, must be unbounded"),
+    ("unbounded middle tier",
+     {"unit_price": "0", "tiers": [{"up_to": 0, "unit_price": "1"}, {"up_to": 0, "unit_price": "1"}]},
+     "pricing.tiers[0] is unbounded"),
+    ("negative tier price",
+     {"unit_price": "0", "tiers": [{"up_to": 10, "unit_price": "-1"}, {"up_to": 0, "unit_price": "1"}]},
+     "pricing.tiers[0].unit_price must not be negative"),
+    ("unknown class", {"billable_classes": ["throttled"]}, "pricing.billable_classes[0]"),
+    ("unknown currency", {"currency": "XXX"}, "unknown currency 'XXX'"),
+    ("priced without currency", {"currency": ""}, "unknown currency ''"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("change", "message"), [case[1:] for case in BAD_RECORDS], ids=[c[0] for c in BAD_RECORDS]
+)
+def test_a_bad_stored_record_is_refused_naming_it(change: dict[str, object], message: str) -> None:
+    with pytest.raises(FailedPrecondition) as info:
+        pr.Pricing.from_json({**GOOD, **change}, source="billed segment 7")
+    assert info.value.message.startswith("billed segment 7 cannot be priced: ")
+    assert message in info.value.message
+
+
+def test_a_bad_pricing_built_directly_is_invalid_argument() -> None:
+    with pytest.raises(InvalidArgument, match="finite"):
+        pr.Pricing("EUR", unit_price=D("NaN"))
+    with pytest.raises(InvalidArgument, match="negative"):
+        pr.Pricing("EUR", recurring_fee=D("-1"))
+    with pytest.raises(InvalidArgument, match="must exceed"):
+        pr.Pricing("EUR", tiers=(pr.Tier(10, D(1)), pr.Tier(5, D(1)), pr.Tier(0, D(1))))
+    assert pr.Pricing("").is_free  # a free plan needs no currency
+
+
+def test_a_good_record_still_reads() -> None:
+    assert pr.Pricing.from_json(GOOD) == pr.Pricing("EUR", unit_price=D("0.01"))
