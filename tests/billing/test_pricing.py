@@ -329,3 +329,10 @@ def test_a_bad_pricing_built_directly_is_invalid_argument() -> None:
 
 def test_a_good_record_still_reads() -> None:
     assert pr.Pricing.from_json(GOOD) == pr.Pricing("EUR", unit_price=D("0.01"))
+
+
+def test_a_snapshot_in_a_retired_currency_still_prices() -> None:
+    # A December 2025 segment in BGN, re-read for an adjustment after Bulgaria adopted the euro.
+    snapshot = pr.Pricing("BGN", unit_price=D("0.005")).to_json()
+    lines = pr.price_segment(pr.Pricing.from_json(snapshot), pr.Usage(success=1001))
+    assert pr.charged_total(lines) == D("5.00")  # 5.005 → half-even to 5.00

@@ -20,6 +20,7 @@ from tollway.catalog.validation import (
     validate_context_path,
     validate_name,
     validate_plan,
+    validate_pricing,
     validate_upstream_url,
     validate_upstream_urls,
     validate_version,
@@ -85,6 +86,28 @@ def test_currency_table() -> None:
     assert set(CURRENCY_MINOR_UNITS.values()) <= {0, 2, 3}
     with pytest.raises(InvalidArgument, match="unknown currency 'XYZ'"):
         minor_units("XYZ")
+
+
+def test_currency_table_follows_iso_4217_of_2026_01_01() -> None:
+    assert minor_units("VED") == 2  # Venezuela's digital bolívar, beside VES
+    assert minor_units("XCG") == 2 and minor_units("ZWG") == 2
+    for retired in ("ANG", "BGN", "ZWL", "SLL", "HRK"):
+        assert retired not in CURRENCY_MINOR_UNITS
+    # What was priced in a currency retired since still rounds to its minor unit.
+    assert minor_units("BGN") == 2 and minor_units("ANG") == 2
+    with pytest.raises(InvalidArgument, match="unknown currency 'ZWL'"):
+        minor_units("ZWL")
+
+
+@pytest.mark.parametrize(("code", "reason"), [("BGN", "adopted the euro"), ("ANG", "XCG")])
+def test_a_new_price_in_a_retired_currency_says_what_replaced_it(code: str, reason: str) -> None:
+    with pytest.raises(
+        InvalidArgument, match=f"pricing.currency: {code} is no longer an ISO 4217 currency.*{reason}"
+    ):
+        validate_pricing(PricingDraft(currency=code, recurring_fee="1.00"), PlanLimits())
+    assert (
+        validate_pricing(PricingDraft(currency="VED", recurring_fee="1.00"), PlanLimits()).currency == "VED"
+    )
 
 
 @given(st.decimals(min_value=0, max_value=10**9, places=10, allow_nan=False, allow_infinity=False))

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 from tollway.catalog.limits import LIMIT_FIELDS, PlanLimits
 from tollway.errors import InvalidArgument
-from tollway.money import is_currency, minor_units, money_text, parse_money
+from tollway.money import is_currency, minor_units, money_text, parse_money, retired_note
 from tollway.vocabulary import QuotaPolicy
 
 MAX_NAME_LENGTH = 100
@@ -297,6 +297,8 @@ def _fraction_digits(value: Decimal) -> int:
 def validate_pricing(pricing: PricingDraft, limits: PlanLimits) -> PricingDraft:
     """Pricing of a plan whose (validated) limits are `limits`."""
     currency = pricing.currency.upper()
+    if currency and retired_note(currency):
+        raise InvalidArgument(f"pricing.currency: {retired_note(currency)}")
     if currency and not is_currency(currency):
         raise InvalidArgument(
             f"pricing.currency {pricing.currency!r} is not a known ISO 4217 code such as EUR or USD"
