@@ -17,10 +17,13 @@ from typing import Any
 
 from tollway.errors import FailedPrecondition, InvalidArgument
 from tollway.money import minor_units, money_text
+from tollway.vocabulary import TierMode
 
 # Outcome classes of UsageWindow that a plan may bill; throttled / refused requests never bill.
 BILLABLE_CLASSES = ("success", "client_error", "upstream_fault")
 DEFAULT_BILLABLE_CLASSES = ("success",)
+# A free trial is at most a year long.
+MAX_TRIAL_DAYS = 366
 
 
 def _check_amount(value: Decimal, field: str) -> None:
@@ -43,6 +46,8 @@ def _check_count(value: int, field: str) -> None:
 class Tier:
     up_to: int  # 0 = unbounded (last tier only)
     unit_price: Decimal
+    # Charged once when a request falls into the tier (graduated), or when the count reaches it (volume).
+    flat_fee: Decimal = Decimal(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,12 +60,27 @@ class Pricing:
     overage_price: Decimal = Decimal(0)
     minimum_charge: Decimal = Decimal(0)
     billable_classes: tuple[str, ...] = DEFAULT_BILLABLE_CLASSES
+    tier_mode: TierMode = TierMode.GRADUATED
+    # Package pricing: `package_price` per started block of `package_size` requests (0 = off).
+    package_size: int = 0
+    package_price: Decimal = Decimal(0)
+    # Days from the subscription's start during which nothing on this plan is charged.
+    trial_days: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("recurring_fee", "unit_price", "overage_price", "minimum_charge"):
+        for name in ("recurring_fee", "unit_price", "overage_price", "minimum_charge", "package_price"):
             _check_amount(getattr(self, name), f"pricing.{name}")
         _check_count(self.included_requests, "pricing.included_requests")
+        _check_count(self.package_size, "pricing.package_size")
+        _check_count(self.trial_days, "pricing.trial_days")
+        if self.trial_days > MAX_TRIAL_DAYS:
+            raise InvalidArgument(
+                f"pricing.trial_days must be at most {MAX_TRIAL_DAYS}, got {self.trial_days}"
+            )
+        if self.tier_mode not in tuple(TierMode):
+            raise InvalidArgument(f"pricing.tier_mode must be GRADUATED or VOLUME, got {self.tier_mode!r}")
         self._check_tiers()
+        self._check_package()
         for i, name in enumerate(self.billable_classes):
             if name not in BILLABLE_CLASSES:
                 raise InvalidArgument(
@@ -77,6 +97,7 @@ class Pricing:
         for i, tier in enumerate(self.tiers):
             _check_count(tier.up_to, f"pricing.tiers[{i}].up_to")
             _check_amount(tier.unit_price, f"pricing.tiers[{i}].unit_price")
+            _check_amount(tier.flat_fee, f"pricing.tiers[{i}].flat_fee")
             if tier.up_to == 0 and i != last:
                 raise InvalidArgument(f"pricing.tiers[{i}] is unbounded (up_to 0) but is not the last tier")
             if i == last and tier.up_to != 0:
@@ -89,6 +110,19 @@ class Pricing:
         if self.tiers and self.unit_price:
             raise InvalidArgument("pricing.unit_price and pricing.tiers are mutually exclusive")
 
+    def _check_package(self) -> None:
+        if not self.package_size:
+            if self.package_price:
+                raise InvalidArgument(
+                    "pricing.package_price needs pricing.package_size (requests per package)"
+                )
+            return
+        if self.tiers or self.unit_price:
+            raise InvalidArgument(
+                "pricing.package_size excludes pricing.unit_price and pricing.tiers: requests are priced "
+                "per package"
+            )
+
     def to_json(self) -> dict[str, Any]:
         """Snapshot kept with billed usage, so later adjustments price with the plan as it was billed."""
         return {
@@ -96,10 +130,17 @@ class Pricing:
             "recurring_fee": money_text(self.recurring_fee),
             "included_requests": self.included_requests,
             "unit_price": money_text(self.unit_price),
-            "tiers": [{"up_to": t.up_to, "unit_price": money_text(t.unit_price)} for t in self.tiers],
+            "tiers": [
+                {"up_to": t.up_to, "unit_price": money_text(t.unit_price), "flat_fee": money_text(t.flat_fee)}
+                for t in self.tiers
+            ],
             "overage_price": money_text(self.overage_price),
             "minimum_charge": money_text(self.minimum_charge),
             "billable_classes": list(self.billable_classes),
+            "tier_mode": str(self.tier_mode),
+            "package_size": self.package_size,
+            "package_price": money_text(self.package_price),
+            "trial_days": self.trial_days,
         }
 
     @classmethod
@@ -113,12 +154,17 @@ class Pricing:
                 included_requests=_integer(data.get("included_requests")),
                 unit_price=_decimal(data.get("unit_price")),
                 tiers=tuple(
-                    Tier(_integer(t.get("up_to")), _decimal(t.get("unit_price")))
+                    Tier(_integer(t.get("up_to")), _decimal(t.get("unit_price")), _decimal(t.get("flat_fee")))
                     for t in data.get("tiers") or ()
                 ),
                 overage_price=_decimal(data.get("overage_price")),
                 minimum_charge=_decimal(data.get("minimum_charge")),
                 billable_classes=tuple(data.get("billable_classes") or DEFAULT_BILLABLE_CLASSES),
+                # Records from before these fields: graduated tiers, no packages, no trial.
+                tier_mode=_tier_mode(data.get("tier_mode")),
+                package_size=_integer(data.get("package_size")),
+                package_price=_decimal(data.get("package_price")),
+                trial_days=_integer(data.get("trial_days")),
             )
         except (InvalidArgument, InvalidOperation, TypeError, ValueError, AttributeError) as exc:
             detail = exc.message if isinstance(exc, InvalidArgument) else f"unreadable ({type(exc).__name__})"
@@ -128,23 +174,29 @@ class Pricing:
     def from_plan(cls, plan: Any) -> Pricing:
         """From a schema.Plan row (money stored as canonical decimal text)."""
         return cls.from_json(
-            {
-                "currency": plan.currency,
-                "recurring_fee": plan.recurring_fee,
-                "included_requests": plan.included_requests,
-                "unit_price": plan.unit_price,
-                "tiers": plan.tiers,
-                "overage_price": plan.overage_price,
-                "minimum_charge": plan.minimum_charge,
-                "billable_classes": getattr(plan, "billable_classes", None),
-            },
+            {name: getattr(plan, name, None) for name in PRICING_COLUMNS},
             source=f"the stored pricing of plan {plan.name} ({plan.id})",
         )
 
     @property
     def is_free(self) -> bool:
-        amounts = (self.recurring_fee, self.unit_price, self.overage_price, self.minimum_charge)
-        return all(a == 0 for a in amounts) and all(t.unit_price == 0 for t in self.tiers)
+        amounts = (
+            self.recurring_fee, self.unit_price, self.overage_price, self.minimum_charge, self.package_price
+        )  # fmt: skip
+        return all(a == 0 for a in amounts) and all(t.unit_price == 0 == t.flat_fee for t in self.tiers)
+
+
+# The plan row's pricing columns (and the keys of a pricing record).
+PRICING_COLUMNS = (
+    "currency", "recurring_fee", "included_requests", "unit_price", "tiers", "overage_price",
+    "minimum_charge", "billable_classes", "tier_mode", "package_size", "package_price", "trial_days",
+)  # fmt: skip
+
+
+def _tier_mode(value: Any) -> TierMode:
+    if value is None or value == "":
+        return TierMode.GRADUATED
+    return TierMode(str(value))  # ValueError for an unknown mode
 
 
 def _decimal(value: Any) -> Decimal:

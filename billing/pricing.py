@@ -8,8 +8,18 @@ Rules (what accounting can rely on):
   would round `unit_price x quantity` first once it passes 28 digits (e.g. 226796097.9614981720 x
   638,290,958,151 = ...113.3149999720 became ...113.315 and then 113.32 instead of 113.31).
 - Billable requests (the plan's billable classes; successful ones by default) first use up the included
-  requests, then cost `unit_price` each, or follow the graduated tiers: tier bounds count requests
-  beyond the included ones (tier i covers up to `up_to` of them, the last tier is unbounded).
+  requests; the rest (the requests "beyond") are priced by exactly one model:
+  - unit: `unit_price` each;
+  - graduated tiers: tier bounds count requests beyond the included ones (tier i covers up to `up_to`
+    of them, the last tier is unbounded); each tier prices the requests that fall into it, and a tier's
+    `flat_fee` is charged once when at least one request falls into it;
+  - volume tiers: the tier the count beyond reaches (bounds inclusive) prices every one of those
+    requests, plus that tier's flat fee. A total can fall as a tier boundary is crossed (as Stripe's
+    and Lago's volume pricing do), so volume is the one model not monotone in usage;
+  - packages: `package_price` per started block of `package_size` requests (201 requests in packages
+    of 100 are 3 packages).
+- Free trial: a segment inside the subscription's trial (billing/regimes.py) charges nothing: one TRIAL
+  line with the requests, plus the informational lines.
 - Soft-quota overage (requests admitted beyond a soft monthly quota) costs `overage_price` each.
 - Throttled, refused and non-billable requests appear as informational lines with amount 0.
 - Proration: a segment that covers part of the period (plan change, start or end mid-period) is charged
@@ -23,6 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import (
     MAX_EMAX,
     MAX_PREC,
@@ -46,6 +57,7 @@ from billing.price_model import Tier as Tier
 from billing.price_model import Usage as Usage
 from tollway.errors import InvalidArgument
 from tollway.money import minor_units, money_text
+from tollway.vocabulary import TierMode
 
 # Products and sums of finite decimals in this context are exact (libmpdec sizes a result by its digits,
 # not by the precision); Inexact is trapped, so a rounding here would raise rather than pass. Division
@@ -59,13 +71,16 @@ FEE = "FEE"
 INCLUDED = "INCLUDED"
 USAGE = "USAGE"
 TIER = "TIER"
+TIER_FLAT = "TIER_FLAT"
+PACKAGE = "PACKAGE"
 OVERAGE = "OVERAGE"
 MINIMUM = "MINIMUM"
 ADJUSTMENT = "ADJUSTMENT"
 INFO_NON_BILLABLE = "INFO_NON_BILLABLE"
 INFO_THROTTLED = "INFO_THROTTLED"
 INFO_REFUSED = "INFO_REFUSED"
-CHARGED_KINDS = (FEE, USAGE, TIER, OVERAGE, MINIMUM, ADJUSTMENT)
+TRIAL = "TRIAL"
+CHARGED_KINDS = (FEE, USAGE, TIER, TIER_FLAT, PACKAGE, OVERAGE, MINIMUM, ADJUSTMENT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +132,14 @@ def billable_count(pricing: Pricing, usage: Usage) -> int:
     return sum(getattr(usage, name) for name in pricing.billable_classes)
 
 
+def volume_tier(tiers: Sequence[Tier], quantity: int) -> int:
+    """The index of the tier a count of `quantity` reaches (bounds are inclusive)."""
+    for i, tier in enumerate(tiers):
+        if not tier.up_to or quantity <= tier.up_to:
+            return i
+    return len(tiers) - 1
+
+
 def tier_quantities(tiers: Sequence[Tier], quantity: int) -> list[int]:
     """How many of `quantity` requests fall into each graduated tier."""
     result: list[int] = []
@@ -136,13 +159,14 @@ def _fmt_count(n: int) -> str:
 
 
 class SegmentPricer:
-    """`price_segment` for one (pricing, share, label), with everything that does not depend on the
-    usage worked out once: an invoice run prices thousands of subscriptions on the same few plans.
+    """`price_segment` for one (pricing, share, label, trial), with everything that does not depend on
+    the usage worked out once: an invoice run prices thousands of subscriptions on the same few plans.
     Lines that do not depend on the usage (the fee) are shared between the results: treat them as
     read-only."""
 
     __slots__ = (
         "_billable",
+        "_digits",
         "_exponent",
         "_fee",
         "_included",
@@ -154,22 +178,33 @@ class SegmentPricer:
         "_non_billable",
         "_prefix",
         "_tiers",
+        "_trial",
         "_zero",
         "pricing",
     )
 
-    def __init__(self, pricing: Pricing, fraction: Fraction = Fraction(1), label: str = "") -> None:
+    def __init__(
+        self,
+        pricing: Pricing,
+        fraction: Fraction = Fraction(1),
+        label: str = "",
+        trial_until: datetime | None = None,
+    ) -> None:
         if not 0 <= fraction <= 1:
             raise InvalidArgument(f"segment share must be between 0 and 1, got {fraction}")
         self.pricing = pricing
         # Unsupported currency → InvalidArgument before anything is priced.
-        digits = minor_units(pricing.currency)
+        digits = self._digits = minor_units(pricing.currency)
         self._exponent = Decimal(1).scaleb(-digits)
         prefix = f"{label}: " if label else ""
         self._prefix = prefix
+        self._zero = self._round(Decimal(0))
+        self._trial: tuple[str, dict[str, Any]] | None = None
+        if trial_until is not None:
+            until = trial_until.strftime("%Y-%m-%d %H:%M UTC")
+            self._trial = (f"{prefix}free trial until {until}: nothing charged", {"trial_until": until})
         share_text = f"{fraction.numerator}/{fraction.denominator}"
         share_note = f" (prorated {share_text})" if fraction != 1 else ""
-        self._zero = self._round(Decimal(0))
         self._fee: Line | None = None
         if pricing.recurring_fee:
             fee = _share(pricing.recurring_fee, fraction, digits)
@@ -180,12 +215,16 @@ class SegmentPricer:
         self._included = int(pricing.included_requests * fraction)  # floor: prorated allowance
         self._included_details = {"allowance": self._included}
         self._included_text = (f"{prefix}included requests (", f" of {_fmt_count(self._included)})")
-        tiers: list[tuple[Decimal, str, dict[str, Any]]] = []
+        volume = pricing.tier_mode == TierMode.VOLUME
+        tiers: list[tuple[str, str, dict[str, Any]]] = []
         lower = 0
         for i, tier in enumerate(pricing.tiers):
             bound = f"{_fmt_count(lower + 1)}-{_fmt_count(tier.up_to)}" if tier.up_to else f"> {lower:,}"
             lower = tier.up_to or lower
-            tiers.append((tier.unit_price, f"{prefix}requests, tier {i + 1} ({bound})", {"tier": i + 1}))
+            name = f"{prefix}requests, {'volume ' if volume else ''}tier {i + 1} ({bound})"
+            if volume:
+                name += ": every request at this tier's price"
+            tiers.append((name, f"{prefix}flat fee of tier {i + 1} ({bound})", {"tier": i + 1}))
         self._tiers = tuple(tiers)
         self._minimum: Decimal | None = None
         if pricing.minimum_charge:
@@ -209,9 +248,6 @@ class SegmentPricer:
         pricing = self.pricing
         prefix = self._prefix
         lines: list[Line] = []
-        if self._fee is not None:
-            lines.append(self._fee)
-
         billable: int
         if self._billable is None:
             billable = 0
@@ -221,6 +257,17 @@ class SegmentPricer:
             billable = cast(int, self._billable(usage))
         else:
             billable = sum(self._billable(usage))
+
+        if self._trial is not None:
+            text, details = self._trial
+            lines.append(
+                Line(TRIAL, text, Decimal(billable + usage.overage), Decimal(0), self._zero, details)
+            )
+            self._informational(usage, lines)
+            return lines
+
+        if self._fee is not None:
+            lines.append(self._fee)
         included = self._included
         covered = min(billable, included)
         if included:
@@ -229,19 +276,7 @@ class SegmentPricer:
                 Line(INCLUDED, f"{head}{_fmt_count(covered)}{tail}", Decimal(covered), Decimal(0), self._zero,
                      self._included_details)
             )  # fmt: skip
-        beyond = billable - covered
-        if self._tiers:
-            for (unit_price, description, details), quantity in zip(
-                self._tiers, tier_quantities(pricing.tiers, beyond), strict=True
-            ):
-                if quantity:
-                    amount = self._round(_EXACT.multiply(unit_price, quantity))
-                    lines.append(Line(TIER, description, Decimal(quantity), unit_price, amount, details))
-        elif beyond or pricing.unit_price:
-            amount = self._round(_EXACT.multiply(pricing.unit_price, beyond))
-            lines.append(
-                Line(USAGE, f"{prefix}billable requests", Decimal(beyond), pricing.unit_price, amount)
-            )
+        self._usage_lines(billable - covered, lines)
 
         if usage.overage or pricing.overage_price:
             amount = self._round(_EXACT.multiply(pricing.overage_price, usage.overage))
@@ -257,7 +292,50 @@ class SegmentPricer:
                 lines.append(
                     Line(MINIMUM, self._minimum_text, Decimal(1), top_up, top_up, dict(self._minimum_details))
                 )
+        self._informational(usage, lines)
+        return lines
 
+    def _usage_lines(self, beyond: int, lines: list[Line]) -> None:
+        """The lines of the `beyond` billable requests past the included ones."""
+        pricing = self.pricing
+        if self._tiers:
+            if pricing.tier_mode == TierMode.VOLUME:
+                if beyond:
+                    i = volume_tier(pricing.tiers, beyond)
+                    self._tier_lines(i, beyond, lines)
+                return
+            for i, quantity in enumerate(tier_quantities(pricing.tiers, beyond)):
+                if quantity:
+                    self._tier_lines(i, quantity, lines)
+        elif pricing.package_size:
+            if beyond or pricing.package_price:
+                packages = -(-beyond // pricing.package_size)  # every started package
+                amount = self._round(_EXACT.multiply(pricing.package_price, packages))
+                description = (
+                    f"{self._prefix}requests in packages of {_fmt_count(pricing.package_size)} "
+                    f"({_fmt_count(beyond)} requests: {_fmt_count(packages)} started packages)"
+                )
+                lines.append(
+                    Line(PACKAGE, description, Decimal(packages), pricing.package_price, amount,
+                         {"requests": beyond})
+                )  # fmt: skip
+        elif beyond or pricing.unit_price:
+            amount = self._round(_EXACT.multiply(pricing.unit_price, beyond))
+            lines.append(
+                Line(USAGE, f"{self._prefix}billable requests", Decimal(beyond), pricing.unit_price, amount)
+            )
+
+    def _tier_lines(self, i: int, quantity: int, lines: list[Line]) -> None:
+        tier = self.pricing.tiers[i]
+        description, flat_description, details = self._tiers[i]
+        amount = self._round(_EXACT.multiply(tier.unit_price, quantity))
+        lines.append(Line(TIER, description, Decimal(quantity), tier.unit_price, amount, details))
+        if tier.flat_fee:
+            flat = self._round(tier.flat_fee)
+            lines.append(Line(TIER_FLAT, flat_description, Decimal(1), tier.flat_fee, flat, details))
+
+    def _informational(self, usage: Usage, lines: list[Line]) -> None:
+        prefix = self._prefix
         non_billable = sum(getattr(usage, name) for name in self._non_billable)
         if non_billable:
             lines.append(
@@ -272,15 +350,9 @@ class SegmentPricer:
         refused = usage.unauthorized + usage.ratelimit_error
         if refused:
             lines.append(
-                Line(
-                    INFO_REFUSED,
-                    f"{prefix}refused requests (not charged)",
-                    Decimal(refused),
-                    Decimal(0),
-                    self._zero,
-                )
-            )
-        return lines
+                Line(INFO_REFUSED, f"{prefix}refused requests (not charged)", Decimal(refused), Decimal(0),
+                     self._zero)
+            )  # fmt: skip
 
 
 def price_segment(

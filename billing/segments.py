@@ -38,6 +38,23 @@ def plan_at(instant: datetime, current_plan_id: str, changes: Sequence[PlanChang
     return ordered[-1].to_plan_id if ordered else current_plan_id
 
 
+def plan_intervals(
+    period: Period,
+    active_from: datetime,
+    active_until: datetime | None,
+    current_plan_id: str,
+    changes: Sequence[PlanChange],
+) -> list[tuple[str, datetime, datetime]]:
+    """The stretches [lo, hi) of `period` the subscription was billable on each plan, in order (whole
+    seconds; a plan may appear more than once)."""
+    start = max(period.start, whole_second(active_from))
+    end = period.end if active_until is None else min(period.end, whole_second(active_until))
+    if end <= start:
+        return []
+    cuts = sorted({at for at in (whole_second(change.at) for change in changes) if start < at < end})
+    return [(plan_at(lo, current_plan_id, changes), lo, hi) for lo, hi in pairwise([start, *cuts, end])]
+
+
 def plan_shares(
     period: Period,
     active_from: datetime,
@@ -46,16 +63,13 @@ def plan_shares(
     changes: Sequence[PlanChange],
 ) -> dict[str, Fraction]:
     """Share of `period` billed under each plan, in order of first use."""
-    start = max(period.start, whole_second(active_from))
-    end = period.end if active_until is None else min(period.end, whole_second(active_until))
-    shares: dict[str, Fraction] = {}
-    if end <= start:
-        return shares
-    if not changes and start == period.start and end == period.end:
+    if (
+        not changes
+        and whole_second(active_from) <= period.start
+        and (active_until is None or active_until >= period.end)
+    ):
         return {current_plan_id: _WHOLE}  # the common case, without Fraction arithmetic
-    cuts = sorted({at for at in (whole_second(change.at) for change in changes) if start < at < end})
-    bounds = [start, *cuts, end]
-    for lo, hi in pairwise(bounds):
-        plan_id = plan_at(lo, current_plan_id, changes)
+    shares: dict[str, Fraction] = {}
+    for plan_id, lo, hi in plan_intervals(period, active_from, active_until, current_plan_id, changes):
         shares[plan_id] = shares.get(plan_id, Fraction(0)) + period.share(lo, hi)
     return shares

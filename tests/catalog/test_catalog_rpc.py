@@ -79,7 +79,11 @@ async def test_plan_round_trip(stub: catalog_pb2_grpc.CatalogServiceStub) -> Non
     assert created.HasField("create_time") and created.HasField("update_time")
     expected = gold_plan()
     expected.id = created.id
-    expected.pricing.unit_price = "0"  # unset money comes back as an explicit zero
+    # Unset money comes back as an explicit zero, unset tier mode as the default (graduated).
+    expected.pricing.unit_price = expected.pricing.package_price = "0"
+    for tier in expected.pricing.tiers:
+        tier.flat_fee = "0"
+    expected.pricing.tier_mode = pb.TIER_MODE_GRADUATED
     expected.create_time.CopyFrom(created.create_time)
     expected.update_time.CopyFrom(created.update_time)
     assert created == expected
@@ -108,7 +112,7 @@ async def test_update_plan_with_mask(stub: catalog_pb2_grpc.CatalogServiceStub, 
     assert replaced.id == created.id
     assert (replaced.name, replaced.description, replaced.approval_required) == ("basic", "", False)
     assert replaced.pricing == pb.PlanPricing(
-        recurring_fee="0", unit_price="0", overage_price="0", minimum_charge="0"
+        recurring_fee="0", unit_price="0", overage_price="0", minimum_charge="0", package_price="0"
     )
 
     await refused(

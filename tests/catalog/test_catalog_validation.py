@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 
 import pytest
@@ -307,6 +308,7 @@ def test_free_plan_defaults() -> None:
         unit_price="0",
         overage_price="0",
         minimum_charge="0",
+        package_price="0",
     )
 
 
@@ -323,7 +325,8 @@ def test_priced_plan_canonical() -> None:
     )
     assert plan.pricing.currency == "EUR"
     assert plan.pricing.recurring_fee == "49.00"
-    assert plan.pricing.tiers == (PriceTierDraft(10_000, "0.001"), PriceTierDraft(0, "0.0005"))
+    assert plan.pricing.tiers == (PriceTierDraft(10_000, "0.001", "0"), PriceTierDraft(0, "0.0005", "0"))
+    assert plan.pricing.tier_mode == "GRADUATED"
     assert plan.limits.quota_policy == "SOFT"
 
 
@@ -402,7 +405,7 @@ _tier_bounds = st.lists(st.integers(min_value=1, max_value=MAX_COUNT), max_size=
 
 @given(_tier_bounds)
 def test_sorted_tiers_ending_unbounded_are_valid(bounds: list[int]) -> None:
-    tiers = (*(PriceTierDraft(up_to, "0.001") for up_to in sorted(bounds)), PriceTierDraft(0, "0"))
+    tiers = (*(PriceTierDraft(up_to, "0.001", "0") for up_to in sorted(bounds)), PriceTierDraft(0, "0", "0"))
     assert validate_plan(_plan(currency="EUR", tiers=tiers)).pricing.tiers == tiers
 
 
@@ -484,3 +487,61 @@ def test_api_canonical() -> None:
 def test_invalid_apis(api: ApiDraft, message: str) -> None:
     with pytest.raises(InvalidArgument, match=message):
         validate_api(api)
+
+
+# --- price models -------------------------------------------------------------------------------------
+
+VOLUME_TIERS = (PriceTierDraft(10_000, "0.0010", "10"), PriceTierDraft(0, "0.0004", "10.00"))
+
+
+def test_volume_tiers_with_flat_fees_are_canonical() -> None:
+    pricing = validate_plan(_plan(currency="usd", tiers=VOLUME_TIERS, tier_mode="volume")).pricing
+    assert pricing.tier_mode == "VOLUME"
+    assert pricing.tiers == (PriceTierDraft(10_000, "0.0010", "10"), PriceTierDraft(0, "0.0004", "10.00"))
+
+
+def test_package_and_trial_are_canonical() -> None:
+    pricing = validate_plan(
+        _plan(currency="EUR", included_requests=100, package_size=100, package_price="05.00", trial_days=14)
+    ).pricing
+    assert (pricing.package_size, pricing.package_price, pricing.trial_days) == (100, "5.00", 14)
+    assert pricing.tier_mode == ""  # no tiers
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"tier_mode": "STAIRS", "tiers": VOLUME_TIERS}, "tier_mode must be GRADUATED or VOLUME"),
+        ({"tier_mode": "VOLUME"}, "tier_mode VOLUME needs pricing.tiers"),
+        (
+            {"tiers": (PriceTierDraft(5, "1", "-1"), PriceTierDraft(0, "1"))},
+            "tiers[0].flat_fee must not be negative",
+        ),
+        (
+            {"tiers": (PriceTierDraft(5, "1", "0.001"), PriceTierDraft(0, "1"))},
+            "tiers[0].flat_fee 0.001 EUR has more",
+        ),
+        (
+            {"package_size": 10, "package_price": "1", "unit_price": "0.1"},
+            "package_size prices requests per package",
+        ),
+        (
+            {"package_size": 10, "package_price": "1", "tiers": VOLUME_TIERS},
+            "package_size prices requests per",
+        ),
+        ({"package_price": "1"}, "package_price needs pricing.package_size"),
+        ({"package_size": 10**13}, "package_size must be at most"),
+        ({"trial_days": 367}, "trial_days must be 0 to 366"),
+        ({"trial_days": -1}, "trial_days must be 0 to 366"),
+    ],
+)
+def test_bad_price_models_are_invalid_argument(fields: dict[str, object], message: str) -> None:
+    with pytest.raises(InvalidArgument, match=re.escape(message)):
+        validate_plan(_plan(currency="EUR", **fields))
+
+
+def test_pricing_columns_round_trip() -> None:
+    pricing = validate_plan(
+        _plan(currency="EUR", tiers=VOLUME_TIERS, tier_mode="VOLUME", trial_days=3)
+    ).pricing
+    assert PricingDraft.from_columns(pricing.columns()) == pricing

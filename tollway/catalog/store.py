@@ -25,7 +25,6 @@ from tollway.catalog.validation import (
     PLAN_FIELDS,
     ApiDraft,
     PlanDraft,
-    PriceTierDraft,
     PricingDraft,
     paths_overlap,
     validate_api,
@@ -46,19 +45,11 @@ class ApiRecord:
 
 
 def _plan_columns(plan: PlanDraft) -> dict[str, Any]:
-    pricing = plan.pricing
     return {
         "name": plan.name,
         "description": plan.description,
         **plan.limits.columns(),
-        "currency": pricing.currency,
-        "recurring_fee": pricing.recurring_fee,
-        "included_requests": pricing.included_requests,
-        "unit_price": pricing.unit_price,
-        "tiers": [{"up_to": tier.up_to, "unit_price": tier.unit_price} for tier in pricing.tiers],
-        "overage_price": pricing.overage_price,
-        "minimum_charge": pricing.minimum_charge,
-        "billable_classes": list(pricing.billable_classes),
+        **plan.pricing.columns(),
         "approval_required": plan.approval_required,
     }
 
@@ -69,19 +60,7 @@ def plan_draft(row: schema.Plan) -> PlanDraft:
         name=row.name,
         description=row.description,
         limits=PlanLimits.from_row(row),
-        pricing=PricingDraft(
-            currency=row.currency,
-            recurring_fee=row.recurring_fee,
-            included_requests=row.included_requests,
-            unit_price=row.unit_price,
-            tiers=tuple(
-                PriceTierDraft(up_to=int(tier["up_to"]), unit_price=str(tier["unit_price"]))
-                for tier in row.tiers
-            ),
-            overage_price=row.overage_price,
-            minimum_charge=row.minimum_charge,
-            billable_classes=tuple(row.billable_classes),
-        ),
+        pricing=PricingDraft.from_columns(row),
         approval_required=row.approval_required,
     )
 

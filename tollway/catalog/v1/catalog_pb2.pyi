@@ -16,9 +16,18 @@ class QuotaPolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     QUOTA_POLICY_UNSPECIFIED: _ClassVar[QuotaPolicy]
     QUOTA_POLICY_HARD: _ClassVar[QuotaPolicy]
     QUOTA_POLICY_SOFT: _ClassVar[QuotaPolicy]
+
+class TierMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TIER_MODE_UNSPECIFIED: _ClassVar[TierMode]
+    TIER_MODE_GRADUATED: _ClassVar[TierMode]
+    TIER_MODE_VOLUME: _ClassVar[TierMode]
 QUOTA_POLICY_UNSPECIFIED: QuotaPolicy
 QUOTA_POLICY_HARD: QuotaPolicy
 QUOTA_POLICY_SOFT: QuotaPolicy
+TIER_MODE_UNSPECIFIED: TierMode
+TIER_MODE_GRADUATED: TierMode
+TIER_MODE_VOLUME: TierMode
 
 class PlanLimits(_message.Message):
     __slots__ = ("requests_per_second", "requests_per_minute", "requests_per_hour", "requests_per_day", "monthly_quota", "quota_policy", "shadow_mode")
@@ -39,15 +48,17 @@ class PlanLimits(_message.Message):
     def __init__(self, requests_per_second: _Optional[int] = ..., requests_per_minute: _Optional[int] = ..., requests_per_hour: _Optional[int] = ..., requests_per_day: _Optional[int] = ..., monthly_quota: _Optional[int] = ..., quota_policy: _Optional[_Union[QuotaPolicy, str]] = ..., shadow_mode: _Optional[bool] = ...) -> None: ...
 
 class PriceTier(_message.Message):
-    __slots__ = ("up_to", "unit_price")
+    __slots__ = ("up_to", "unit_price", "flat_fee")
     UP_TO_FIELD_NUMBER: _ClassVar[int]
     UNIT_PRICE_FIELD_NUMBER: _ClassVar[int]
+    FLAT_FEE_FIELD_NUMBER: _ClassVar[int]
     up_to: int
     unit_price: str
-    def __init__(self, up_to: _Optional[int] = ..., unit_price: _Optional[str] = ...) -> None: ...
+    flat_fee: str
+    def __init__(self, up_to: _Optional[int] = ..., unit_price: _Optional[str] = ..., flat_fee: _Optional[str] = ...) -> None: ...
 
 class PlanPricing(_message.Message):
-    __slots__ = ("currency", "recurring_fee", "included_requests", "unit_price", "tiers", "overage_price", "minimum_charge", "billable_classes")
+    __slots__ = ("currency", "recurring_fee", "included_requests", "unit_price", "tiers", "overage_price", "minimum_charge", "billable_classes", "tier_mode", "package_size", "package_price", "trial_days")
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
     RECURRING_FEE_FIELD_NUMBER: _ClassVar[int]
     INCLUDED_REQUESTS_FIELD_NUMBER: _ClassVar[int]
@@ -56,6 +67,10 @@ class PlanPricing(_message.Message):
     OVERAGE_PRICE_FIELD_NUMBER: _ClassVar[int]
     MINIMUM_CHARGE_FIELD_NUMBER: _ClassVar[int]
     BILLABLE_CLASSES_FIELD_NUMBER: _ClassVar[int]
+    TIER_MODE_FIELD_NUMBER: _ClassVar[int]
+    PACKAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PACKAGE_PRICE_FIELD_NUMBER: _ClassVar[int]
+    TRIAL_DAYS_FIELD_NUMBER: _ClassVar[int]
     currency: str
     recurring_fee: str
     included_requests: int
@@ -64,7 +79,11 @@ class PlanPricing(_message.Message):
     overage_price: str
     minimum_charge: str
     billable_classes: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, currency: _Optional[str] = ..., recurring_fee: _Optional[str] = ..., included_requests: _Optional[int] = ..., unit_price: _Optional[str] = ..., tiers: _Optional[_Iterable[_Union[PriceTier, _Mapping]]] = ..., overage_price: _Optional[str] = ..., minimum_charge: _Optional[str] = ..., billable_classes: _Optional[_Iterable[str]] = ...) -> None: ...
+    tier_mode: TierMode
+    package_size: int
+    package_price: str
+    trial_days: int
+    def __init__(self, currency: _Optional[str] = ..., recurring_fee: _Optional[str] = ..., included_requests: _Optional[int] = ..., unit_price: _Optional[str] = ..., tiers: _Optional[_Iterable[_Union[PriceTier, _Mapping]]] = ..., overage_price: _Optional[str] = ..., minimum_charge: _Optional[str] = ..., billable_classes: _Optional[_Iterable[str]] = ..., tier_mode: _Optional[_Union[TierMode, str]] = ..., package_size: _Optional[int] = ..., package_price: _Optional[str] = ..., trial_days: _Optional[int] = ...) -> None: ...
 
 class Plan(_message.Message):
     __slots__ = ("id", "name", "description", "limits", "pricing", "approval_required", "create_time", "update_time")
