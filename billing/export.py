@@ -27,6 +27,7 @@ CSV_HEADER = [
     "line",
     "subscription_id",
     "plan_id",
+    "plan_version",
     "kind",
     "description",
     "quantity",
@@ -64,6 +65,7 @@ def export_text(views: Sequence[InvoiceView], fmt: str) -> str:
                     line.position,
                     line.subscription_id,
                     line.plan_id,
+                    line.plan_version,
                     line.kind,
                     line.description,
                     line.quantity,
@@ -100,6 +102,7 @@ def invoice_json(view: InvoiceView) -> dict[str, Any]:
             {
                 "subscription_id": line.subscription_id,
                 "plan_id": line.plan_id,
+                "plan_version": line.plan_version,
                 "kind": line.kind,
                 "description": line.description,
                 "quantity": line.quantity,

@@ -53,6 +53,7 @@ def invoice_to_proto(view: InvoiceView) -> billing_pb2.Invoice:
                 subscription_id=line.subscription_id,
                 api_id=line.api_id,
                 plan_id=line.plan_id,
+                plan_version=line.plan_version,
                 kind=line.kind,
                 description=line.description,
                 quantity=line.quantity,

@@ -74,6 +74,7 @@ async def test_invoice_lifecycle_over_grpc(
     assert draft.state == pb.INVOICE_STATE_DRAFT and draft.total == "542.83"
     assert draft.usage_completeness == pb.USAGE_COMPLETENESS_UNKNOWN
     assert [line.kind for line in draft.lines] == ["FEE", "USAGE", "INFO_THROTTLED"]
+    assert {line.plan_version for line in draft.lines} == {1}  # every line names the plan version
 
     final = (await stub.FinalizeInvoice(pb.FinalizeInvoiceRequest(id=draft.id))).invoice
     again = (await stub.FinalizeInvoice(pb.FinalizeInvoiceRequest(id=draft.id))).invoice

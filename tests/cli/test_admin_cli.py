@@ -202,7 +202,7 @@ def run(cli: typer.Typer, admin_server: tuple[FakeAdmin, str], tmp_path: Path) -
 
 def test_every_group_and_command_is_registered(cli: typer.Typer) -> None:
     expected = {
-        "plan": {"create", "list", "get", "update", "delete"},
+        "plan": {"create", "list", "get", "update", "delete", "versions"},
         "api": {"create", "list", "get", "update", "publish", "unpublish", "delete"},
         "app": {"create", "list", "get", "update", "delete"},
         "sub": {"create", "list", "get", "block", "unblock", "cancel"},
@@ -290,6 +290,27 @@ def test_plan_update_merges_into_the_current_plan(run: Callable[..., Any], admin
     assert request.plan.pricing.recurring_fee == "59.00"
     assert request.plan.pricing.currency == "EUR"
     assert len(request.plan.pricing.tiers) == 1
+
+
+def test_plan_update_says_when_a_new_version_takes_effect(run: Callable[..., Any], admin_server: Any) -> None:
+    fake, _ = admin_server
+    fake.replies["GetPlan"] = cat.GetPlanResponse(plan=cat.Plan(id="plan_g", name="gold"))
+    assert run("plan", "update", "gold", "--fee", "59.00").exit_code == 0
+    assert (
+        fake.calls[-1].request.effect == cat.VERSION_EFFECT_UNSPECIFIED
+    )  # the server's default: next period
+    assert run("plan", "update", "gold", "--fee", "59.00", "--now").exit_code == 0
+    assert fake.calls[-1].request.effect == cat.VERSION_EFFECT_INSTANT
+    assert not fake.calls[-1].request.HasField("effective_time")
+    result = run("plan", "update", "gold", "--fee", "59.00", "--at", "2026-12-15T00:00Z")
+    assert result.exit_code == 0, result.output
+    request = fake.calls[-1].request
+    assert (request.effect, request.effective_time.seconds) == (cat.VERSION_EFFECT_INSTANT, 1797292800)
+    assert run("plan", "update", "gold", "--fee", "1", "--now", "--at", "2026-12-15").exit_code == 2
+    fake.replies["ListPlanVersions"] = cat.ListPlanVersionsResponse(versions=[cat.PlanVersion(version=1)])
+    result = run("plan", "versions", "gold")
+    assert result.exit_code == 0, result.output
+    assert fake.calls[-1].request == cat.ListPlanVersionsRequest(id="gold")
 
 
 def test_plan_update_without_changes_is_a_usage_error(run: Callable[..., Any], admin_server: Any) -> None:

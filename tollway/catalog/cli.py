@@ -12,6 +12,8 @@ from tollway.catalog.cli_options import (
     _PRICING,
     Currency,
     Description,
+    EffectiveAt,
+    EffectiveNow,
     Fee,
     Included,
     MinimumCharge,
@@ -42,6 +44,7 @@ from tollway.cli_support import (
     admin_client,
     emit,
     require_changes,
+    timestamp_proto,
 )
 
 
@@ -136,12 +139,18 @@ def _plan_commands() -> typer.Typer:
         approval_required: Annotated[
             bool | None, typer.Option(help="New subscriptions wait for approval by the billing side.")
         ] = None,
+        now: EffectiveNow = False,
+        at: EffectiveAt = None,
         addr: AdminAddr = DEFAULT_ADMIN_ADDR,
         token: AdminToken = None,
     ) -> None:
-        """Change the given fields of a plan; other limits and prices stay as they are."""
+        """Change the given fields of a plan; other limits and prices stay as they are. A change of
+        limits or prices is a new version of the plan, from each subscription's next period unless
+        --now or --at says otherwise (`tollway plan versions` lists them)."""
         if tier and clear_tiers:
             raise typer.BadParameter("--tier and --clear-tiers exclude each other")
+        if now and at is not None:
+            raise typer.BadParameter("--now and --at exclude each other")
         with admin_client(addr, token, CatalogServiceStub) as catalog:
             # The update mask is top-level (limits, pricing), so merge into the current values first.
             current = catalog.call(catalog.service.GetPlan, cat.GetPlanRequest(id=plan)).plan
@@ -173,7 +182,17 @@ def _plan_commands() -> typer.Typer:
             require_changes(mask)
             request = cat.UpdatePlanRequest(plan=changed)
             request.update_mask.paths.extend(mask)
+            if now or at is not None:
+                request.effect = cat.VERSION_EFFECT_INSTANT
+            if at is not None:
+                request.effective_time.CopyFrom(timestamp_proto(at))
             emit(catalog.call(catalog.service.UpdatePlan, request))
+
+    @plan_app.command("versions")
+    def versions(plan: PlanRef, addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:
+        """A plan's history: every version of its limits and prices, and when each took effect."""
+        with admin_client(addr, token, CatalogServiceStub) as catalog:
+            emit(catalog.call(catalog.service.ListPlanVersions, cat.ListPlanVersionsRequest(id=plan)))
 
     @plan_app.command("delete")
     def delete(plan: PlanRef, addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:

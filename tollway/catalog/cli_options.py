@@ -3,6 +3,7 @@ on the command line, into the catalog proto."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Annotated
@@ -10,7 +11,7 @@ from typing import Annotated
 import typer
 
 from tollway.catalog.v1 import catalog_pb2 as cat
-from tollway.cli_support import typer_parser
+from tollway.cli_support import parse_time, typer_parser
 
 _UNBOUNDED_TIER = ("0", "inf", "*")
 
@@ -236,3 +237,24 @@ def apply_pricing(
         pricing.tiers.extend(tiers)
         changed = True
     return changed
+
+
+_VERSIONS = "When a change of limits or pricing takes effect (default: each subscription's next period)"
+EffectiveNow = Annotated[
+    bool,
+    typer.Option(
+        "--now",
+        help="From the next whole minute, for every subscription (open periods are prorated).",
+        rich_help_panel=_VERSIONS,
+    ),
+]
+EffectiveAt = Annotated[
+    datetime | None,
+    typer.Option(
+        "--at",
+        parser=typer_parser(parse_time),
+        metavar="TIME",
+        help="From this whole minute (ISO 8601, UTC unless an offset is given), e.g. 2026-12-15T00:00Z.",
+        rich_help_panel=_VERSIONS,
+    ),
+]

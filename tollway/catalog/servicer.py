@@ -21,8 +21,8 @@ from tollway.catalog.validation import (
     PricingDraft,
 )
 from tollway.errors import InvalidArgument, map_grpc_errors
-from tollway.protoconv import mask_fields, timestamp
-from tollway.vocabulary import TierMode
+from tollway.protoconv import mask_fields, timestamp, to_datetime
+from tollway.vocabulary import TierMode, VersionEffect
 
 _TIER_MODES = {
     catalog_pb2.TIER_MODE_UNSPECIFIED: "",
@@ -93,6 +93,30 @@ def plan_to_proto(row: schema.Plan) -> catalog_pb2.Plan:
         approval_required=row.approval_required,
         create_time=timestamp(row.created_at),
         update_time=timestamp(row.updated_at),
+        version=max(row.version or 1, 1),
+    )
+
+
+_VERSION_EFFECTS = {
+    catalog_pb2.VERSION_EFFECT_UNSPECIFIED: VersionEffect.NEXT_PERIOD,
+    catalog_pb2.VERSION_EFFECT_NEXT_PERIOD: VersionEffect.NEXT_PERIOD,
+    catalog_pb2.VERSION_EFFECT_INSTANT: VersionEffect.INSTANT,
+}
+_VERSION_EFFECT_VALUES = {
+    VersionEffect.NEXT_PERIOD: catalog_pb2.VERSION_EFFECT_NEXT_PERIOD,
+    VersionEffect.INSTANT: catalog_pb2.VERSION_EFFECT_INSTANT,
+}
+
+
+def version_to_proto(row: schema.PlanVersion) -> catalog_pb2.PlanVersion:
+    return catalog_pb2.PlanVersion(
+        plan_id=row.plan_id,
+        version=row.version,
+        limits=PlanLimits.from_columns(row.limits).to_proto(),
+        pricing=pricing_to_proto(PricingDraft.from_columns(row.pricing)),
+        effect=_VERSION_EFFECT_VALUES.get(VersionEffect(row.effect), catalog_pb2.VERSION_EFFECT_UNSPECIFIED),
+        effective_time=timestamp(row.effective_at),
+        create_time=timestamp(row.created_at),
     )
 
 
@@ -165,8 +189,28 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     ) -> catalog_pb2.UpdatePlanResponse:
         plan_id = _required_id(request.plan.id, "plan.id")
         fields = mask_fields(request.update_mask, PLAN_FIELDS)
-        row = await self._store.update_plan(plan_id, plan_from_proto(request.plan), fields)
+        effect = _VERSION_EFFECTS.get(request.effect)
+        if effect is None:
+            raise InvalidArgument(f"effect must be a VersionEffect, got {request.effect}")
+        effective_time = (
+            to_datetime(request.effective_time, "effective_time")
+            if request.HasField("effective_time")
+            else None
+        )
+        row = await self._store.update_plan(
+            plan_id, plan_from_proto(request.plan), fields, effect, effective_time
+        )
         return catalog_pb2.UpdatePlanResponse(plan=plan_to_proto(row))
+
+    async def ListPlanVersions(
+        self,
+        request: catalog_pb2.ListPlanVersionsRequest,
+        context: grpc.aio.ServicerContext[
+            catalog_pb2.ListPlanVersionsRequest, catalog_pb2.ListPlanVersionsResponse
+        ],
+    ) -> catalog_pb2.ListPlanVersionsResponse:
+        rows = await self._store.plan_versions(_required_id(request.id, "id"))
+        return catalog_pb2.ListPlanVersionsResponse(versions=[version_to_proto(row) for row in rows])
 
     async def DeletePlan(
         self,

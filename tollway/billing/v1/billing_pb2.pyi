@@ -69,7 +69,7 @@ class PlanUsage(_message.Message):
     def __init__(self, plan_id: _Optional[str] = ..., counts: _Optional[_Union[UsageCounts, _Mapping]] = ...) -> None: ...
 
 class InvoiceLine(_message.Message):
-    __slots__ = ("position", "subscription_id", "api_id", "plan_id", "kind", "description", "quantity", "unit_price", "amount")
+    __slots__ = ("position", "subscription_id", "api_id", "plan_id", "kind", "description", "quantity", "unit_price", "amount", "plan_version")
     POSITION_FIELD_NUMBER: _ClassVar[int]
     SUBSCRIPTION_ID_FIELD_NUMBER: _ClassVar[int]
     API_ID_FIELD_NUMBER: _ClassVar[int]
@@ -79,6 +79,7 @@ class InvoiceLine(_message.Message):
     QUANTITY_FIELD_NUMBER: _ClassVar[int]
     UNIT_PRICE_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    PLAN_VERSION_FIELD_NUMBER: _ClassVar[int]
     position: int
     subscription_id: str
     api_id: str
@@ -88,7 +89,8 @@ class InvoiceLine(_message.Message):
     quantity: str
     unit_price: str
     amount: str
-    def __init__(self, position: _Optional[int] = ..., subscription_id: _Optional[str] = ..., api_id: _Optional[str] = ..., plan_id: _Optional[str] = ..., kind: _Optional[str] = ..., description: _Optional[str] = ..., quantity: _Optional[str] = ..., unit_price: _Optional[str] = ..., amount: _Optional[str] = ...) -> None: ...
+    plan_version: int
+    def __init__(self, position: _Optional[int] = ..., subscription_id: _Optional[str] = ..., api_id: _Optional[str] = ..., plan_id: _Optional[str] = ..., kind: _Optional[str] = ..., description: _Optional[str] = ..., quantity: _Optional[str] = ..., unit_price: _Optional[str] = ..., amount: _Optional[str] = ..., plan_version: _Optional[int] = ...) -> None: ...
 
 class Invoice(_message.Message):
     __slots__ = ("id", "number", "state", "application_id", "currency", "period_start", "period_end", "total", "usage_completeness", "completeness_note", "lines", "create_time", "finalize_time", "void_time", "void_reason")

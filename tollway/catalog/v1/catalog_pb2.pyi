@@ -22,12 +22,21 @@ class TierMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TIER_MODE_UNSPECIFIED: _ClassVar[TierMode]
     TIER_MODE_GRADUATED: _ClassVar[TierMode]
     TIER_MODE_VOLUME: _ClassVar[TierMode]
+
+class VersionEffect(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    VERSION_EFFECT_UNSPECIFIED: _ClassVar[VersionEffect]
+    VERSION_EFFECT_NEXT_PERIOD: _ClassVar[VersionEffect]
+    VERSION_EFFECT_INSTANT: _ClassVar[VersionEffect]
 QUOTA_POLICY_UNSPECIFIED: QuotaPolicy
 QUOTA_POLICY_HARD: QuotaPolicy
 QUOTA_POLICY_SOFT: QuotaPolicy
 TIER_MODE_UNSPECIFIED: TierMode
 TIER_MODE_GRADUATED: TierMode
 TIER_MODE_VOLUME: TierMode
+VERSION_EFFECT_UNSPECIFIED: VersionEffect
+VERSION_EFFECT_NEXT_PERIOD: VersionEffect
+VERSION_EFFECT_INSTANT: VersionEffect
 
 class PlanLimits(_message.Message):
     __slots__ = ("requests_per_second", "requests_per_minute", "requests_per_hour", "requests_per_day", "monthly_quota", "quota_policy", "shadow_mode")
@@ -86,7 +95,7 @@ class PlanPricing(_message.Message):
     def __init__(self, currency: _Optional[str] = ..., recurring_fee: _Optional[str] = ..., included_requests: _Optional[int] = ..., unit_price: _Optional[str] = ..., tiers: _Optional[_Iterable[_Union[PriceTier, _Mapping]]] = ..., overage_price: _Optional[str] = ..., minimum_charge: _Optional[str] = ..., billable_classes: _Optional[_Iterable[str]] = ..., tier_mode: _Optional[_Union[TierMode, str]] = ..., package_size: _Optional[int] = ..., package_price: _Optional[str] = ..., trial_days: _Optional[int] = ...) -> None: ...
 
 class Plan(_message.Message):
-    __slots__ = ("id", "name", "description", "limits", "pricing", "approval_required", "create_time", "update_time")
+    __slots__ = ("id", "name", "description", "limits", "pricing", "approval_required", "create_time", "update_time", "version")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
@@ -95,6 +104,7 @@ class Plan(_message.Message):
     APPROVAL_REQUIRED_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     description: str
@@ -103,7 +113,26 @@ class Plan(_message.Message):
     approval_required: bool
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., limits: _Optional[_Union[PlanLimits, _Mapping]] = ..., pricing: _Optional[_Union[PlanPricing, _Mapping]] = ..., approval_required: _Optional[bool] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    version: int
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., limits: _Optional[_Union[PlanLimits, _Mapping]] = ..., pricing: _Optional[_Union[PlanPricing, _Mapping]] = ..., approval_required: _Optional[bool] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., version: _Optional[int] = ...) -> None: ...
+
+class PlanVersion(_message.Message):
+    __slots__ = ("plan_id", "version", "limits", "pricing", "effect", "effective_time", "create_time")
+    PLAN_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
+    PRICING_FIELD_NUMBER: _ClassVar[int]
+    EFFECT_FIELD_NUMBER: _ClassVar[int]
+    EFFECTIVE_TIME_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    plan_id: str
+    version: int
+    limits: PlanLimits
+    pricing: PlanPricing
+    effect: VersionEffect
+    effective_time: _timestamp_pb2.Timestamp
+    create_time: _timestamp_pb2.Timestamp
+    def __init__(self, plan_id: _Optional[str] = ..., version: _Optional[int] = ..., limits: _Optional[_Union[PlanLimits, _Mapping]] = ..., pricing: _Optional[_Union[PlanPricing, _Mapping]] = ..., effect: _Optional[_Union[VersionEffect, str]] = ..., effective_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Api(_message.Message):
     __slots__ = ("id", "name", "version", "context_path", "upstream_urls", "plan_ids", "published", "description", "create_time", "update_time")
@@ -164,12 +193,28 @@ class ListPlansResponse(_message.Message):
     def __init__(self, plans: _Optional[_Iterable[_Union[Plan, _Mapping]]] = ...) -> None: ...
 
 class UpdatePlanRequest(_message.Message):
-    __slots__ = ("plan", "update_mask")
+    __slots__ = ("plan", "update_mask", "effect", "effective_time")
     PLAN_FIELD_NUMBER: _ClassVar[int]
     UPDATE_MASK_FIELD_NUMBER: _ClassVar[int]
+    EFFECT_FIELD_NUMBER: _ClassVar[int]
+    EFFECTIVE_TIME_FIELD_NUMBER: _ClassVar[int]
     plan: Plan
     update_mask: _field_mask_pb2.FieldMask
-    def __init__(self, plan: _Optional[_Union[Plan, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ...) -> None: ...
+    effect: VersionEffect
+    effective_time: _timestamp_pb2.Timestamp
+    def __init__(self, plan: _Optional[_Union[Plan, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ..., effect: _Optional[_Union[VersionEffect, str]] = ..., effective_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListPlanVersionsRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class ListPlanVersionsResponse(_message.Message):
+    __slots__ = ("versions",)
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    versions: _containers.RepeatedCompositeFieldContainer[PlanVersion]
+    def __init__(self, versions: _Optional[_Iterable[_Union[PlanVersion, _Mapping]]] = ...) -> None: ...
 
 class UpdatePlanResponse(_message.Message):
     __slots__ = ("plan",)
