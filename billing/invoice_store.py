@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
 from typing import Protocol
 
@@ -39,6 +39,7 @@ from tollway.schema import (
     BilledSegment,
     BillingIdempotency,
     BillingSequence,
+    CreditNote,
     Invoice,
     InvoiceLine,
     utcnow,
@@ -97,6 +98,10 @@ class InvoiceStore:
         async with self._db.session() as session:
             await self._lock(session)
             yield session
+
+    def billing_write(self) -> AbstractAsyncContextManager[AsyncSession]:
+        """A transaction holding the billing lock (credit notes take it too)."""
+        return self._billing_write()
 
     async def _lock(self, session: AsyncSession) -> None:
         statement = (
@@ -289,6 +294,13 @@ class InvoiceStore:
             if invoice.state == "VOID":
                 return (await self._views(session, [invoice_id]))[0]
             if invoice.state == "FINALIZED":
+                credited = select(CreditNote.number).where(CreditNote.invoice_id == invoice_id).limit(1)
+                note = (await session.exec(credited)).first()
+                if note is not None:
+                    raise FailedPrecondition(
+                        f"invoice {invoice.number} was corrected by credit note {note}: a corrected invoice "
+                        "is not voided (credit what is left instead)"
+                    )
                 await self._apply_adjustments(session, invoice_id, forward=False)
             now = self.now()
             invoice.state = "VOID"

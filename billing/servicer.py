@@ -11,6 +11,7 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from billing import pricing as pr
+from billing.credit_notes import CreditNoteView, CreditRequest
 from billing.periods import Period, parse_month, period_containing, validate_period
 from billing.reconcile import AdmittedCounts, NoLimiter, reconcile
 from billing.store import BillingRepository, InvoiceView
@@ -66,6 +67,34 @@ def invoice_to_proto(view: InvoiceView) -> billing_pb2.Invoice:
         finalize_time=timestamp(inv.finalized_at),
         void_time=timestamp(inv.voided_at),
         void_reason=inv.void_reason,
+    )
+
+
+def credit_note_to_proto(view: CreditNoteView) -> billing_pb2.CreditNote:
+    note = view.note
+    return billing_pb2.CreditNote(
+        id=note.id,
+        number=note.number,
+        invoice_id=note.invoice_id,
+        invoice_number=view.invoice_number,
+        application_id=note.application_id,
+        currency=note.currency,
+        total=note.total,
+        reason=note.reason,
+        lines=[
+            billing_pb2.CreditNoteLine(
+                position=line.position,
+                invoice_line=line.invoice_line,
+                subscription_id=line.subscription_id,
+                plan_id=line.plan_id,
+                plan_version=line.plan_version,
+                kind=line.kind,
+                description=line.description,
+                amount=line.amount,
+            )
+            for line in view.lines
+        ],
+        issue_time=timestamp(note.created_at),
     )
 
 
@@ -233,6 +262,39 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
         state = _STATE_NAMES.get(request.state, "") if request.state else ""
         content = await self.repository.export(period, fmt, state=state)
         return billing_pb2.ExportInvoicesResponse(content_type=content_type, content=content)
+
+    async def IssueCreditNote(
+        self,
+        request: billing_pb2.IssueCreditNoteRequest,
+        context: grpc.aio.ServicerContext[
+            billing_pb2.IssueCreditNoteRequest, billing_pb2.IssueCreditNoteResponse
+        ],
+    ) -> billing_pb2.IssueCreditNoteResponse:
+        lines = [CreditRequest(line.invoice_line, line.amount.strip()) for line in request.lines]
+        view = await self.repository.issue_credit_note(
+            request.invoice_id, request.reason, lines, request.request_id
+        )
+        return billing_pb2.IssueCreditNoteResponse(credit_note=credit_note_to_proto(view))
+
+    async def GetCreditNote(
+        self,
+        request: billing_pb2.GetCreditNoteRequest,
+        context: grpc.aio.ServicerContext[
+            billing_pb2.GetCreditNoteRequest, billing_pb2.GetCreditNoteResponse
+        ],
+    ) -> billing_pb2.GetCreditNoteResponse:
+        view = await self.repository.get_credit_note(request.id)
+        return billing_pb2.GetCreditNoteResponse(credit_note=credit_note_to_proto(view))
+
+    async def ListCreditNotes(
+        self,
+        request: billing_pb2.ListCreditNotesRequest,
+        context: grpc.aio.ServicerContext[
+            billing_pb2.ListCreditNotesRequest, billing_pb2.ListCreditNotesResponse
+        ],
+    ) -> billing_pb2.ListCreditNotesResponse:
+        views = await self.repository.list_credit_notes(request.invoice_id)
+        return billing_pb2.ListCreditNotesResponse(credit_notes=[credit_note_to_proto(v) for v in views])
 
     async def ListPendingSubscriptions(
         self,

@@ -378,6 +378,40 @@ class BilledSegment(SQLModel, table=True):
     amount: str = "0"
 
 
+class CreditNote(SQLModel, table=True):
+    """A correction of a finalized invoice: numbered in its own gapless sequence ("CN-000001"), never
+    changed once issued (billing/credit_notes.py)."""
+
+    __tablename__ = "credit_note"
+
+    id: str = Field(primary_key=True)
+    number: str = Field(unique=True)
+    invoice_id: str = Field(foreign_key="invoice.id", index=True)
+    application_id: str = ""
+    currency: str
+    total: str = "0"
+    reason: str = ""
+    created_at: datetime = _timestamp()
+
+
+class CreditNoteLine(SQLModel, table=True):
+    """What a credit note credits on one line of its invoice."""
+
+    __tablename__ = "credit_note_line"
+
+    id: int | None = Field(default=None, primary_key=True)
+    credit_note_id: str = Field(foreign_key="credit_note.id", index=True)
+    position: int = 0
+    # The credited invoice line (its position on the invoice) and what it was about.
+    invoice_line: int = 0
+    subscription_id: str = ""
+    plan_id: str = ""
+    plan_version: int = 0
+    kind: str = ""
+    description: str = ""
+    amount: str = "0"
+
+
 class BillingSequence(SQLModel, table=True):
     """Gapless invoice numbers: the counter row is incremented in the finalizing transaction."""
 

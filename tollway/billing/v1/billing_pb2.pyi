@@ -126,6 +126,50 @@ class Invoice(_message.Message):
     void_reason: str
     def __init__(self, id: _Optional[str] = ..., number: _Optional[str] = ..., state: _Optional[_Union[InvoiceState, str]] = ..., application_id: _Optional[str] = ..., currency: _Optional[str] = ..., period_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., period_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., total: _Optional[str] = ..., usage_completeness: _Optional[_Union[UsageCompleteness, str]] = ..., completeness_note: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[InvoiceLine, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finalize_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., void_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., void_reason: _Optional[str] = ...) -> None: ...
 
+class CreditNoteLine(_message.Message):
+    __slots__ = ("position", "invoice_line", "subscription_id", "plan_id", "plan_version", "kind", "description", "amount")
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    INVOICE_LINE_FIELD_NUMBER: _ClassVar[int]
+    SUBSCRIPTION_ID_FIELD_NUMBER: _ClassVar[int]
+    PLAN_ID_FIELD_NUMBER: _ClassVar[int]
+    PLAN_VERSION_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    position: int
+    invoice_line: int
+    subscription_id: str
+    plan_id: str
+    plan_version: int
+    kind: str
+    description: str
+    amount: str
+    def __init__(self, position: _Optional[int] = ..., invoice_line: _Optional[int] = ..., subscription_id: _Optional[str] = ..., plan_id: _Optional[str] = ..., plan_version: _Optional[int] = ..., kind: _Optional[str] = ..., description: _Optional[str] = ..., amount: _Optional[str] = ...) -> None: ...
+
+class CreditNote(_message.Message):
+    __slots__ = ("id", "number", "invoice_id", "invoice_number", "application_id", "currency", "total", "reason", "lines", "issue_time")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    INVOICE_ID_FIELD_NUMBER: _ClassVar[int]
+    INVOICE_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    APPLICATION_ID_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    ISSUE_TIME_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    number: str
+    invoice_id: str
+    invoice_number: str
+    application_id: str
+    currency: str
+    total: str
+    reason: str
+    lines: _containers.RepeatedCompositeFieldContainer[CreditNoteLine]
+    issue_time: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., number: _Optional[str] = ..., invoice_id: _Optional[str] = ..., invoice_number: _Optional[str] = ..., application_id: _Optional[str] = ..., currency: _Optional[str] = ..., total: _Optional[str] = ..., reason: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[CreditNoteLine, _Mapping]]] = ..., issue_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
 class SubscriptionEvent(_message.Message):
     __slots__ = ("subscription_id", "time", "kind", "from_state", "to_state", "from_plan_id", "to_plan_id", "reason")
     SUBSCRIPTION_ID_FIELD_NUMBER: _ClassVar[int]
@@ -271,6 +315,56 @@ class ExportInvoicesResponse(_message.Message):
     content_type: str
     content: str
     def __init__(self, content_type: _Optional[str] = ..., content: _Optional[str] = ...) -> None: ...
+
+class CreditLine(_message.Message):
+    __slots__ = ("invoice_line", "amount")
+    INVOICE_LINE_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    invoice_line: int
+    amount: str
+    def __init__(self, invoice_line: _Optional[int] = ..., amount: _Optional[str] = ...) -> None: ...
+
+class IssueCreditNoteRequest(_message.Message):
+    __slots__ = ("invoice_id", "reason", "lines", "request_id")
+    INVOICE_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    invoice_id: str
+    reason: str
+    lines: _containers.RepeatedCompositeFieldContainer[CreditLine]
+    request_id: str
+    def __init__(self, invoice_id: _Optional[str] = ..., reason: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[CreditLine, _Mapping]]] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class IssueCreditNoteResponse(_message.Message):
+    __slots__ = ("credit_note",)
+    CREDIT_NOTE_FIELD_NUMBER: _ClassVar[int]
+    credit_note: CreditNote
+    def __init__(self, credit_note: _Optional[_Union[CreditNote, _Mapping]] = ...) -> None: ...
+
+class GetCreditNoteRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class GetCreditNoteResponse(_message.Message):
+    __slots__ = ("credit_note",)
+    CREDIT_NOTE_FIELD_NUMBER: _ClassVar[int]
+    credit_note: CreditNote
+    def __init__(self, credit_note: _Optional[_Union[CreditNote, _Mapping]] = ...) -> None: ...
+
+class ListCreditNotesRequest(_message.Message):
+    __slots__ = ("invoice_id",)
+    INVOICE_ID_FIELD_NUMBER: _ClassVar[int]
+    invoice_id: str
+    def __init__(self, invoice_id: _Optional[str] = ...) -> None: ...
+
+class ListCreditNotesResponse(_message.Message):
+    __slots__ = ("credit_notes",)
+    CREDIT_NOTES_FIELD_NUMBER: _ClassVar[int]
+    credit_notes: _containers.RepeatedCompositeFieldContainer[CreditNote]
+    def __init__(self, credit_notes: _Optional[_Iterable[_Union[CreditNote, _Mapping]]] = ...) -> None: ...
 
 class ListPendingSubscriptionsRequest(_message.Message):
     __slots__ = ()
