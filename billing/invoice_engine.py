@@ -117,6 +117,7 @@ DraftKey = tuple[str, str, Period]
 Drafts = dict[DraftKey, Draft]
 
 _NO_USAGE = pr.Usage()
+_WHOLE = Fraction(1)
 
 
 class Pricers:
@@ -132,6 +133,7 @@ class Pricers:
         self._versions = versions or {}
         self._terms: dict[str, PlanTerms | None] = {}
         self._pricers: dict[tuple[Regime, Fraction, bool], pr.SegmentPricer | None] = {}
+        self._whole: dict[tuple[str, Period], Piece | None] = {}
 
     def terms(self, plan_id: str) -> PlanTerms | None:
         try:
@@ -142,6 +144,22 @@ class Pricers:
         terms = None if plan is None else plan_terms(plan, self._versions.get(plan_id, ()))
         self._terms[plan_id] = terms
         return terms
+
+    def whole_piece(self, plan_id: str, period: Period) -> Piece | None:
+        """The one piece of a period spent wholly on a plan whose terms do not change in it; None when
+        they may (a version switch, a trial)."""
+        key = (plan_id, period)
+        try:
+            return self._whole[key]
+        except KeyError:
+            pass
+        terms = self.terms(plan_id)
+        piece = None
+        if terms is None or not terms.varies:
+            version = terms.timings[0].version if terms is not None else 1
+            piece = Piece(Regime(plan_id, version), _WHOLE, period.start, period.end)
+        self._whole[key] = piece
+        return piece
 
     def get(self, regime: Regime, share: Fraction, labelled: bool) -> pr.SegmentPricer | None:
         key = (regime, share, labelled)
@@ -213,6 +231,17 @@ def subscription_pieces(
 ) -> list[Piece]:
     """The pieces (billing/regimes.py) of the subscription's `period`."""
     active_from, active_until = active_window(subscription, timeline)
+    plan_id = subscription.plan_id
+    if (
+        not timeline.changes
+        and active_until is None
+        and active_from <= period.start
+        and all(row.plan_id == plan_id for row in usage)
+    ):
+        # The common case, worked out once per plan and period: one plan all period long.
+        whole = pricers.whole_piece(plan_id, period)
+        if whole is not None:
+            return [whole]
     return split(
         period, subscription.billing_anchor_day, active_from, active_until, subscription.plan_id,
         timeline.changes, (row.plan_id for row in usage), pricers.terms,

@@ -216,7 +216,8 @@ class SegmentPricer:
         self._included_details = {"allowance": self._included}
         self._included_text = (f"{prefix}included requests (", f" of {_fmt_count(self._included)})")
         volume = pricing.tier_mode == TierMode.VOLUME
-        tiers: list[tuple[str, str, dict[str, Any]]] = []
+        # Per tier: its price, line text and details, and its flat-fee line (shared: it never varies).
+        tiers: list[tuple[Decimal, str, dict[str, Any], Line | None]] = []
         lower = 0
         for i, tier in enumerate(pricing.tiers):
             bound = f"{_fmt_count(lower + 1)}-{_fmt_count(tier.up_to)}" if tier.up_to else f"> {lower:,}"
@@ -224,7 +225,14 @@ class SegmentPricer:
             name = f"{prefix}requests, {'volume ' if volume else ''}tier {i + 1} ({bound})"
             if volume:
                 name += ": every request at this tier's price"
-            tiers.append((name, f"{prefix}flat fee of tier {i + 1} ({bound})", {"tier": i + 1}))
+            details = {"tier": i + 1}
+            flat = None
+            if tier.flat_fee:
+                flat = Line(
+                    TIER_FLAT, f"{prefix}flat fee of tier {i + 1} ({bound})", Decimal(1), tier.flat_fee,
+                    self._round(tier.flat_fee), details,
+                )  # fmt: skip
+            tiers.append((tier.unit_price, name, details, flat))
         self._tiers = tuple(tiers)
         self._minimum: Decimal | None = None
         if pricing.minimum_charge:
@@ -300,13 +308,16 @@ class SegmentPricer:
         pricing = self.pricing
         if self._tiers:
             if pricing.tier_mode == TierMode.VOLUME:
-                if beyond:
-                    i = volume_tier(pricing.tiers, beyond)
-                    self._tier_lines(i, beyond, lines)
-                return
-            for i, quantity in enumerate(tier_quantities(pricing.tiers, beyond)):
+                counts = [(volume_tier(pricing.tiers, beyond), beyond)] if beyond else []
+            else:
+                counts = list(enumerate(tier_quantities(pricing.tiers, beyond)))
+            for i, quantity in counts:
                 if quantity:
-                    self._tier_lines(i, quantity, lines)
+                    price, description, details, flat = self._tiers[i]
+                    amount = self._round(_EXACT.multiply(price, quantity))
+                    lines.append(Line(TIER, description, Decimal(quantity), price, amount, details))
+                    if flat is not None:
+                        lines.append(flat)
         elif pricing.package_size:
             if beyond or pricing.package_price:
                 packages = -(-beyond // pricing.package_size)  # every started package
@@ -324,15 +335,6 @@ class SegmentPricer:
             lines.append(
                 Line(USAGE, f"{self._prefix}billable requests", Decimal(beyond), pricing.unit_price, amount)
             )
-
-    def _tier_lines(self, i: int, quantity: int, lines: list[Line]) -> None:
-        tier = self.pricing.tiers[i]
-        description, flat_description, details = self._tiers[i]
-        amount = self._round(_EXACT.multiply(tier.unit_price, quantity))
-        lines.append(Line(TIER, description, Decimal(quantity), tier.unit_price, amount, details))
-        if tier.flat_fee:
-            flat = self._round(tier.flat_fee)
-            lines.append(Line(TIER_FLAT, flat_description, Decimal(1), tier.flat_fee, flat, details))
 
     def _informational(self, usage: Usage, lines: list[Line]) -> None:
         prefix = self._prefix
