@@ -11,6 +11,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing.invoice_store import reason_text
+from billing.periods import whole_second
 from billing.usage_queries import require
 from tollway.db import Database
 from tollway.errors import FailedPrecondition, InvalidArgument
@@ -30,7 +31,9 @@ class SubscriptionApprovals:
         self, db: Database, on_commit: Callable[[], None], clock: Callable[[], datetime] = utcnow
     ) -> None:
         self._db = db
-        self._lifecycle = SubscriptionLifecycle(db, on_commit, clock)
+        # Approvals and plan changes cut billing periods: they are stamped at whole seconds, where
+        # billing/periods.py cuts, so the stored time is exactly the one priced.
+        self._lifecycle = SubscriptionLifecycle(db, on_commit, lambda: whole_second(clock()))
 
     async def get_subscription(self, subscription_id: str) -> Subscription:
         subscription_id = require(subscription_id, "subscription_id")

@@ -67,6 +67,15 @@ def month_bounds(first: datetime) -> tuple[Timestamp, Timestamp]:
 
 _month_param = typer_parser(parse_month)
 
+
+def parse_credit_line(text: str) -> pb.CreditLine:
+    """'POSITION' or 'POSITION:AMOUNT' (the amount as typed; the server checks it)."""
+    position, _, amount = text.partition(":")
+    if not position.strip().isdigit():
+        raise typer.BadParameter(f"invalid --line {text!r}: use POSITION or POSITION:AMOUNT, e.g. 1:5.00")
+    return pb.CreditLine(invoice_line=int(position), amount=amount.strip())
+
+
 SubId = Annotated[str, typer.Argument(help="Subscription id.")]
 InvoiceRef = Annotated[str, typer.Argument(help="Invoice id or number.")]
 MonthOpt = Annotated[
@@ -212,6 +221,39 @@ def _commands() -> typer.Typer:
         request = pb.VoidInvoiceRequest(id=invoice, reason=reason)
         with admin_client(addr, token, BillingServiceStub) as billing:
             emit(billing.call(billing.service.VoidInvoice, request))
+
+    @app.command()
+    def credit(
+        invoice: InvoiceRef,
+        reason: Annotated[str, typer.Option("--reason", help="Why (required; kept on the credit note).")],
+        line: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--line",
+                metavar="POSITION[:AMOUNT]",
+                help="Invoice line to credit, repeatable; without AMOUNT all that is left of it. Without "
+                "--line: every charged line in full.",
+            ),
+        ] = None,
+        request_id: Annotated[str, typer.Option("--request-id", help="Idempotency key.")] = "",
+        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None,
+    ) -> None:  # fmt: skip
+        """Correct a finalized invoice with a credit note (numbered CN-000001, CN-000002, ...)."""
+        request = pb.IssueCreditNoteRequest(
+            invoice_id=invoice, reason=reason, request_id=request_id,
+            lines=[parse_credit_line(text) for text in line or ()],
+        )  # fmt: skip
+        with admin_client(addr, token, BillingServiceStub) as billing:
+            emit(billing.call(billing.service.IssueCreditNote, request))
+
+    @app.command("credit-notes")
+    def credit_notes(
+        invoice: Annotated[str, typer.Option("--invoice", help="Only this invoice's (id or number).")] = "",
+        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None,
+    ) -> None:  # fmt: skip
+        """List credit notes."""
+        with admin_client(addr, token, BillingServiceStub) as billing:
+            emit(billing.call(billing.service.ListCreditNotes, pb.ListCreditNotesRequest(invoice_id=invoice)))
 
     @app.command()
     def export(

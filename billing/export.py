@@ -1,15 +1,19 @@
-"""A period's invoices as text for accounting: CSV (one row per line, header first) or JSON lines (one
-object per invoice)."""
+"""A period's invoices and their credit notes as text for accounting: CSV (one row per line, header
+first) or JSON lines (one object per invoice, then one per credit note of it). Credit-note rows name
+their credit note (`document` credit_note, `credit_note_number`, `credit_note_total`) and the invoice
+line they credit (`credits_line`); their amounts are what was credited, positive, like the invoice's."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from billing.credit_notes import CreditNoteView
 from billing.invoice_records import InvoiceView
 from tollway.errors import InvalidArgument
 from tollway.schema import as_utc
@@ -27,6 +31,7 @@ CSV_HEADER = [
     "line",
     "subscription_id",
     "plan_id",
+    "plan_version",
     "kind",
     "description",
     "quantity",
@@ -34,6 +39,10 @@ CSV_HEADER = [
     "amount",
     "invoice_total",
     "usage_completeness",
+    "document",
+    "credit_note_number",
+    "credits_line",
+    "credit_note_total",
 ]
 
 
@@ -42,15 +51,23 @@ def check_format(fmt: str) -> None:
         raise InvalidArgument(f"unknown export format {fmt!r}; expected csv or jsonl")
 
 
-def export_text(views: Sequence[InvoiceView], fmt: str) -> str:
+def export_text(views: Sequence[InvoiceView], fmt: str, notes: Sequence[CreditNoteView] = ()) -> str:
     check_format(fmt)
+    notes_of: dict[str, list[CreditNoteView]] = defaultdict(list)
+    for note in notes:
+        notes_of[note.note.invoice_id].append(note)
     if fmt == "jsonl":
-        return "".join(json.dumps(invoice_json(view), sort_keys=True) + "\n" for view in views)
+        return "".join(
+            json.dumps(document, sort_keys=True) + "\n"
+            for view in views
+            for document in [invoice_json(view), *(credit_note_json(n) for n in notes_of[view.invoice.id])]
+        )
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_HEADER)
     for view in views:
         inv = view.invoice
+        by_position = {line.position: line for line in view.lines}
         for line in view.lines:
             writer.writerow(
                 [
@@ -64,6 +81,7 @@ def export_text(views: Sequence[InvoiceView], fmt: str) -> str:
                     line.position,
                     line.subscription_id,
                     line.plan_id,
+                    line.plan_version,
                     line.kind,
                     line.description,
                     line.quantity,
@@ -71,8 +89,41 @@ def export_text(views: Sequence[InvoiceView], fmt: str) -> str:
                     line.amount,
                     inv.total,
                     inv.usage_completeness,
+                    "invoice",
+                    "",
+                    "",
+                    "",
                 ]
             )
+        for credit in notes_of[inv.id]:
+            for credit_line in credit.lines:
+                credited = by_position.get(credit_line.invoice_line)
+                writer.writerow(
+                    [
+                        inv.number or "",
+                        inv.id,
+                        inv.state,
+                        inv.application_id,
+                        inv.currency,
+                        iso(inv.period_start),
+                        iso(inv.period_end),
+                        credit_line.position,
+                        credit_line.subscription_id,
+                        credit_line.plan_id,
+                        credit_line.plan_version,
+                        credit_line.kind,
+                        credit_line.description,
+                        credited.quantity if credited else "",
+                        credited.unit_price if credited else "",
+                        credit_line.amount,
+                        inv.total,
+                        inv.usage_completeness,
+                        "credit_note",
+                        credit.note.number,
+                        credit_line.invoice_line,
+                        credit.note.total,
+                    ]
+                )
     return out.getvalue()
 
 
@@ -81,9 +132,38 @@ def iso(value: datetime | None) -> str:
     return value.isoformat().replace("+00:00", "Z") if value else ""
 
 
+def credit_note_json(view: CreditNoteView) -> dict[str, Any]:
+    note = view.note
+    return {
+        "document": "credit_note",
+        "id": note.id,
+        "number": note.number,
+        "invoice_id": note.invoice_id,
+        "invoice_number": view.invoice_number,
+        "application_id": note.application_id,
+        "currency": note.currency,
+        "total": note.total,
+        "reason": note.reason,
+        "issued_at": iso(note.created_at),
+        "lines": [
+            {
+                "credits_line": line.invoice_line,
+                "subscription_id": line.subscription_id,
+                "plan_id": line.plan_id,
+                "plan_version": line.plan_version,
+                "kind": line.kind,
+                "description": line.description,
+                "amount": line.amount,
+            }
+            for line in view.lines
+        ],
+    }
+
+
 def invoice_json(view: InvoiceView) -> dict[str, Any]:
     inv = view.invoice
     return {
+        "document": "invoice",
         "id": inv.id,
         "number": inv.number or "",
         "state": inv.state,
@@ -109,6 +189,7 @@ def invoice_json(view: InvoiceView) -> dict[str, Any]:
             {
                 "subscription_id": line.subscription_id,
                 "plan_id": line.plan_id,
+                "plan_version": line.plan_version,
                 "kind": line.kind,
                 "description": line.description,
                 "quantity": line.quantity,

@@ -8,18 +8,22 @@ plan changes."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from fractions import Fraction
+from typing import Any
 
 from billing import pricing as pr
 from billing.periods import Period
-from billing.segments import PlanChange, plan_shares
+from billing.regimes import Piece, PlanTerms, Regime, TermsVersion, split
+from billing.segments import PlanChange
+from tollway.catalog.versions import BEGINNING, VersionTiming
 from tollway.money import money_text
 from tollway.schema import BilledSegment, Plan, SubscriptionEvent, as_utc
 from tollway.subscription_states import APPROVED, CANCELLED, PLAN_CHANGED, SubscriptionState
+from tollway.vocabulary import VersionEffect
 
 # The lifecycle events an invoice run reads.
 BILLING_EVENT_KINDS = (APPROVED, PLAN_CHANGED, CANCELLED)
@@ -79,10 +83,15 @@ class Segment:
     pricing: pr.Pricing
     usage: pr.Usage
     lines: list[pr.Line]
+    version: int = 1
+    # The stretch of the period whose usage it priced; None: the whole period.
+    usage_start: datetime | None = None
+    usage_end: datetime | None = None
+    trial_until: datetime | None = None
 
 
-# (subscription_id, api_id, plan_id, line): an invoice line and the segment it belongs to.
-LineOf = tuple[str, str, str, pr.Line]
+# (subscription_id, api_id, plan_id, plan version, line): an invoice line and the segment it belongs to.
+LineOf = tuple[str, str, str, int, pr.Line]
 
 
 @dataclass
@@ -96,10 +105,10 @@ class Draft:
     def lines(self) -> list[LineOf]:
         result: list[LineOf] = []
         for segment in self.segments:
-            ids = (segment.subscription_id, segment.api_id, segment.plan_id)
+            ids = (segment.subscription_id, segment.api_id, segment.plan_id, segment.version)
             result += [(*ids, line) for line in segment.lines]
         for billed, line in self.adjustments:
-            result.append((billed.subscription_id, billed.api_id, billed.plan_id, line))
+            result.append((billed.subscription_id, billed.api_id, billed.plan_id, billed.plan_version, line))
         return result
 
 
@@ -108,29 +117,98 @@ DraftKey = tuple[str, str, Period]
 Drafts = dict[DraftKey, Draft]
 
 _NO_USAGE = pr.Usage()
-_NO_SHARE = Fraction(0)
+_WHOLE = Fraction(1)
 
 
 class Pricers:
-    """One Pricing per plan and one SegmentPricer per (plan, share, label) for the length of a run:
-    plans are read in the run's transaction, and thousands of subscriptions share a few of them."""
+    """Each plan's terms (billing/regimes.py) and one SegmentPricer per (plan, version, share, label,
+    trial) for the length of a run: plans are read in the run's transaction, and thousands of
+    subscriptions share a few of them. Terms are built when a plan is first priced, so a stored plan
+    that cannot be priced fails the runs that use it, and only those."""
 
-    def __init__(self, plans: dict[str, Plan]) -> None:
+    def __init__(
+        self, plans: dict[str, Plan], versions: Mapping[str, Sequence[PlanVersionRecord]] | None = None
+    ) -> None:
         self._plans = plans
-        self._pricers: dict[tuple[str, Fraction, bool], pr.SegmentPricer | None] = {}
+        self._versions = versions or {}
+        self._terms: dict[str, PlanTerms | None] = {}
+        self._pricers: dict[tuple[Regime, Fraction, bool], pr.SegmentPricer | None] = {}
+        self._whole: dict[tuple[str, Period], Piece | None] = {}
 
-    def get(self, plan_id: str, share: Fraction, labelled: bool) -> pr.SegmentPricer | None:
-        key = (plan_id, share, labelled)
+    def terms(self, plan_id: str) -> PlanTerms | None:
+        try:
+            return self._terms[plan_id]
+        except KeyError:
+            pass
+        plan = self._plans.get(plan_id)
+        terms = None if plan is None else plan_terms(plan, self._versions.get(plan_id, ()))
+        self._terms[plan_id] = terms
+        return terms
+
+    def whole_piece(self, plan_id: str, period: Period) -> Piece | None:
+        """The one piece of a period spent wholly on a plan whose terms do not change in it; None when
+        they may (a version switch, a trial)."""
+        key = (plan_id, period)
+        try:
+            return self._whole[key]
+        except KeyError:
+            pass
+        terms = self.terms(plan_id)
+        piece = None
+        if terms is None or not terms.varies:
+            version = terms.timings[0].version if terms is not None else 1
+            piece = Piece(Regime(plan_id, version), _WHOLE, period.start, period.end)
+        self._whole[key] = piece
+        return piece
+
+    def get(self, regime: Regime, share: Fraction, labelled: bool) -> pr.SegmentPricer | None:
+        key = (regime, share, labelled)
         try:
             return self._pricers[key]
         except KeyError:
             pass
-        plan = self._plans.get(plan_id)
+        terms = self.terms(regime.plan_id)
+        pricing = terms.pricing(regime.version) if terms is not None else None
         pricer = None
-        if plan is not None and plan.currency:
-            pricer = pr.SegmentPricer(pr.Pricing.from_plan(plan), share, plan.name if labelled else "")
+        if terms is not None and pricing is not None:
+            label = ""
+            if labelled:
+                label = f"{terms.name} v{regime.version}" if terms.versioned else terms.name
+            pricer = pr.SegmentPricer(pricing, share, label, regime.trial_until)
         self._pricers[key] = pricer
         return pricer
+
+
+def plan_terms(plan: Plan, versions: Sequence[PlanVersionRecord]) -> PlanTerms:
+    """A plan's terms from its stored versions; a plan without any (made before versions, or written
+    straight to the table) is one version, the row as it is."""
+    if not versions:
+        timing = VersionTiming(max(plan.version or 1, 1), VersionEffect.INSTANT, BEGINNING)
+        pricing = pr.Pricing.from_plan(plan) if plan.currency else None
+        return PlanTerms(plan.id, plan.name, [TermsVersion(timing, pricing)])
+    return PlanTerms(
+        plan.id,
+        plan.name,
+        [
+            TermsVersion(
+                record.timing,
+                pr.Pricing.from_json(
+                    record.pricing, f"version {record.timing.version} of plan {plan.name} ({plan.id})"
+                )
+                if record.pricing.get("currency")
+                else None,
+            )
+            for record in sorted(versions, key=lambda r: r.timing.version)
+        ],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PlanVersionRecord:
+    """A stored plan version as billing reads it: when it starts, and its pricing record."""
+
+    timing: VersionTiming
+    pricing: Mapping[str, Any]
 
 
 def active_window(subscription: SubscriptionRow, timeline: Timeline) -> tuple[datetime, datetime | None]:
@@ -144,34 +222,88 @@ def active_window(subscription: SubscriptionRow, timeline: Timeline) -> tuple[da
     return active_from, timeline.cancelled_at or active_from
 
 
-def price_subscription(
+def subscription_pieces(
     subscription: SubscriptionRow,
     period: Period,
     pricers: Pricers,
     timeline: Timeline,
     usage: list[UsageRow],
+) -> list[Piece]:
+    """The pieces (billing/regimes.py) of the subscription's `period`."""
+    active_from, active_until = active_window(subscription, timeline)
+    plan_id = subscription.plan_id
+    if (
+        not timeline.changes
+        and active_until is None
+        and active_from <= period.start
+        and all(row.plan_id == plan_id for row in usage)
+    ):
+        # The common case, worked out once per plan and period: one plan all period long.
+        whole = pricers.whole_piece(plan_id, period)
+        if whole is not None:
+            return [whole]
+    return split(
+        period, subscription.billing_anchor_day, active_from, active_until, subscription.plan_id,
+        timeline.changes, (row.plan_id for row in usage), pricers.terms,
+    )  # fmt: skip
+
+
+# Usage of one subscription under one plan in [period start, instant): (plan_id, instant) → counts.
+Prefixes = Mapping[tuple[str, datetime], pr.Usage]
+
+
+def piece_usage(piece: Piece, period: Period, whole: pr.Usage, prefixes: Prefixes) -> pr.Usage:
+    """The usage a piece prices: the period's aggregate, or the difference of two prefixes."""
+    if piece.covers(period):
+        return whole
+    plan_id = piece.regime.plan_id
+
+    def before(instant: datetime) -> pr.Usage:
+        if instant == period.start:
+            return _NO_USAGE
+        if instant == period.end:
+            return whole
+        return prefixes.get((plan_id, instant), _NO_USAGE)
+
+    return before(piece.usage_end) - before(piece.usage_start)
+
+
+def price_subscription(
+    subscription: SubscriptionRow,
+    period: Period,
+    pricers: Pricers,
+    pieces: list[Piece],
+    usage: list[UsageRow],
+    prefixes: Prefixes,
     drafts: Drafts,
 ) -> None:
-    """Adds the subscription's segments (one per plan it was on in `period`) to its draft."""
-    active_from, active_until = active_window(subscription, timeline)
-    shares = plan_shares(period, active_from, active_until, subscription.plan_id, timeline.changes)
+    """Adds the subscription's segments (one per piece: plan, version and trial) to its draft."""
     by_plan = {row.plan_id: row.usage for row in usage}
-    for plan_id in by_plan:
-        shares.setdefault(plan_id, _NO_SHARE)
-    several = len(shares) > 1
-    for plan_id, share in shares.items():
-        pricer = pricers.get(plan_id, share, several)
+    several = len(pieces) > 1
+    for piece in pieces:
+        counts = piece_usage(piece, period, by_plan.get(piece.regime.plan_id, _NO_USAGE), prefixes)
+        if not piece.share and counts == _NO_USAGE:
+            continue  # a stretch of a plan the subscription was not on, with nothing used under it
+        pricer = pricers.get(piece.regime, piece.share, several)
         if pricer is None:
             continue  # free plans without a currency are not invoiced (their usage is still reported)
-        counts = by_plan.get(plan_id, _NO_USAGE)
         lines = pricer.price(counts)
         key = (subscription.application_id, pricer.pricing.currency, period)
         draft = drafts.get(key)
         if draft is None:
             draft = drafts[key] = Draft(subscription.application_id, pricer.pricing.currency, period)
-        draft.segments.append(
-            Segment(subscription.id, subscription.api_id, plan_id, share, pricer.pricing, counts, lines)
-        )
+        whole = piece.covers(period)
+        segment = Segment(
+            subscription.id, subscription.api_id, piece.regime.plan_id, piece.share, pricer.pricing, counts,
+            lines, piece.regime.version, None if whole else piece.usage_start,
+            None if whole else piece.usage_end, piece.regime.trial_until,
+        )  # fmt: skip
+        draft.segments.append(segment)
+
+
+def segment_source(segment: BilledSegment) -> str:
+    """How an error names a billed segment's stored pricing."""
+    return f"the pricing stored with billed segment {segment.id} (invoice {segment.invoice_id})"
 
 
 def adjustment_line(segment: BilledSegment, now_usage: pr.Usage) -> pr.Line | None:
@@ -179,10 +311,15 @@ def adjustment_line(segment: BilledSegment, now_usage: pr.Usage) -> pr.Line | No
     billed = pr.Usage.from_json(segment.usage)
     if now_usage == billed:
         return None
-    pricing = pr.Pricing.from_json(segment.pricing)
-    new_amount = pr.charged_total(pr.price_segment(pricing, now_usage, Fraction(segment.share)))
+    pricing = pr.Pricing.from_json(segment.pricing, source=segment_source(segment))
+    # Priced as the segment was: its share, and inside its trial (if it was one) nothing is charged.
+    pricer = pr.SegmentPricer(pricing, Fraction(segment.share), trial_until=as_utc(segment.trial_until))
+    new_amount = pr.charged_total(pricer.price(now_usage))
     delta = now_usage - billed
-    amount = new_amount - Decimal(segment.amount)
+    # A difference of rounded amounts: exact, shown with the currency's minor unit.
+    amount = pr.round_amount(
+        pr.exact_sum([new_amount, Decimal(segment.amount).copy_negate()]), pricing.currency
+    )
     start, end = as_utc(segment.period_start), as_utc(segment.period_end)
     assert start is not None and end is not None
     return pr.Line(

@@ -37,6 +37,7 @@ class LineRecord:
     subscription_id: str
     api_id: str
     plan_id: str
+    plan_version: int
     kind: str
     description: str
     quantity: str

@@ -2,7 +2,12 @@
 
 A subscription's period is the calendar month in UTC (anchor day 0), or runs from its anchor day of one
 month to the anchor day of the next; in months shorter than the anchor day the period starts on the
-month's last day (anchor 31 → Feb 28/29, then Mar 31)."""
+month's last day (anchor 31 → Feb 28/29, then Mar 31).
+
+Instants that cut a period (approval, plan change, cancellation) count in whole seconds: each is
+taken down to its second (`whole_second`) before the period is split, so the parts of a period are
+whole seconds that add up to exactly the period. Cutting at the raw instants while measuring each part
+in truncated seconds priced 2,591,999/2,592,000 of a 30-day month for a change at a sub-second instant."""
 
 from __future__ import annotations
 
@@ -30,14 +35,24 @@ class Period:
 
     @property
     def seconds(self) -> int:
-        return int((self.end - self.start).total_seconds())
+        return (self.end - self.start) // _SECOND
 
     def share(self, start: datetime, end: datetime) -> Fraction:
-        """The part of this period [start, end) covers (clipped to the period), by whole seconds."""
-        lo, hi = max(start, self.start), min(end, self.end)
+        """The part of this period [start, end) covers (clipped to the period), by whole seconds: both
+        ends are taken down to their second first, so adjacent parts add up exactly."""
+        lo, hi = max(whole_second(start), self.start), min(whole_second(end), self.end)
         if hi <= lo:
             return Fraction(0)
-        return Fraction(int((hi - lo).total_seconds()), self.seconds)
+        return Fraction((hi - lo) // _SECOND, self.seconds)
+
+
+_SECOND = timedelta(seconds=1)
+
+
+def whole_second(instant: datetime) -> datetime:
+    """`instant` taken down to its whole second: where a plan change, approval or cancellation cuts a
+    period."""
+    return instant.replace(microsecond=0) if instant.microsecond else instant
 
 
 def _utc(value: datetime) -> datetime:
@@ -53,6 +68,10 @@ def validate_period(start: datetime, end: datetime) -> Period:
         raise InvalidArgument(f"period end ({end.isoformat()}) must be after its start ({start.isoformat()})")
     if end - start > MAX_PERIOD:
         raise InvalidArgument("a billing period may span at most 366 days")
+    if start.microsecond or end.microsecond:
+        raise InvalidArgument(
+            "period_start and period_end must be whole seconds (periods are cut by the second)"
+        )
     return Period(start, end)
 
 

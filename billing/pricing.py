@@ -4,9 +4,22 @@ Rules (what accounting can rely on):
 - Money is Decimal end to end. Each line's amount is `quantity x unit_price` (the fee and the minimum
   charge times the segment's share of the period) rounded ONCE, to the currency's minor unit, with
   ROUND_HALF_EVEN (banker's rounding: no upward drift over many lines). Totals are sums of rounded lines.
+  Products, shares and sums are exact before that one rounding: Python's default 28-digit context
+  would round `unit_price x quantity` first once it passes 28 digits (e.g. 226796097.9614981720 x
+  638,290,958,151 = ...113.3149999720 became ...113.315 and then 113.32 instead of 113.31).
 - Billable requests (the plan's billable classes; successful ones by default) first use up the included
-  requests, then cost `unit_price` each, or follow the graduated tiers: tier bounds count requests
-  beyond the included ones (tier i covers up to `up_to` of them, the last tier is unbounded).
+  requests; the rest (the requests "beyond") are priced by exactly one model:
+  - unit: `unit_price` each;
+  - graduated tiers: tier bounds count requests beyond the included ones (tier i covers up to `up_to`
+    of them, the last tier is unbounded); each tier prices the requests that fall into it, and a tier's
+    `flat_fee` is charged once when at least one request falls into it;
+  - volume tiers: the tier the count beyond reaches (bounds inclusive) prices every one of those
+    requests, plus that tier's flat fee. A total can fall as a tier boundary is crossed (as Stripe's
+    and Lago's volume pricing do), so volume is the one model not monotone in usage;
+  - packages: `package_price` per started block of `package_size` requests (201 requests in packages
+    of 100 are 3 packages).
+- Free trial: a segment inside the subscription's trial (billing/regimes.py) charges nothing: one TRIAL
+  line with the requests, plus the informational lines.
 - Soft-quota overage (requests admitted beyond a soft monthly quota) costs `overage_price` each.
 - Throttled, refused and non-billable requests appear as informational lines with amount 0.
 - Proration: a segment that covers part of the period (plan change, start or end mid-period) is charged
@@ -18,150 +31,56 @@ Rules (what accounting can rely on):
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_EVEN, Context, Decimal
+from datetime import datetime
+from decimal import (
+    MAX_EMAX,
+    MAX_PREC,
+    MIN_EMIN,
+    ROUND_HALF_EVEN,
+    Context,
+    Decimal,
+    Inexact,
+    InvalidOperation,
+    Overflow,
+)
 from fractions import Fraction
 from operator import attrgetter
 from typing import Any, cast
 
+from billing.price_model import BILLABLE_CLASSES as BILLABLE_CLASSES
+from billing.price_model import DEFAULT_BILLABLE_CLASSES as DEFAULT_BILLABLE_CLASSES
+from billing.price_model import USAGE_FIELDS as USAGE_FIELDS
+from billing.price_model import Pricing as Pricing
+from billing.price_model import Tier as Tier
+from billing.price_model import Usage as Usage
 from tollway.errors import InvalidArgument
 from tollway.money import minor_units, money_text
+from tollway.vocabulary import TierMode
 
-# Outcome classes of UsageWindow that a plan may bill; throttled / refused requests never bill.
-BILLABLE_CLASSES = ("success", "client_error", "upstream_fault")
-DEFAULT_BILLABLE_CLASSES = ("success",)
-_EXACT = Context(prec=60)
+# Products and sums of finite decimals in this context are exact (libmpdec sizes a result by its digits,
+# not by the precision); Inexact is trapped, so a rounding here would raise rather than pass. Division
+# never runs in it (1/3 would never end): shares are rounded from exact Fractions (`_round_fraction`).
+_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[Inexact, InvalidOperation, Overflow])
+# The one rounding of a line: quantize to the minor unit, exact apart from that.
+_ROUND = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[InvalidOperation, Overflow])
 
 # Line kinds, in the order they appear on an invoice.
 FEE = "FEE"
 INCLUDED = "INCLUDED"
 USAGE = "USAGE"
 TIER = "TIER"
+TIER_FLAT = "TIER_FLAT"
+PACKAGE = "PACKAGE"
 OVERAGE = "OVERAGE"
 MINIMUM = "MINIMUM"
 ADJUSTMENT = "ADJUSTMENT"
 INFO_NON_BILLABLE = "INFO_NON_BILLABLE"
 INFO_THROTTLED = "INFO_THROTTLED"
 INFO_REFUSED = "INFO_REFUSED"
-CHARGED_KINDS = (FEE, USAGE, TIER, OVERAGE, MINIMUM, ADJUSTMENT)
-
-
-@dataclass(frozen=True, slots=True)
-class Tier:
-    up_to: int  # 0 = unbounded (last tier only)
-    unit_price: Decimal
-
-
-@dataclass(frozen=True, slots=True)
-class Pricing:
-    currency: str
-    recurring_fee: Decimal = Decimal(0)
-    included_requests: int = 0
-    unit_price: Decimal = Decimal(0)
-    tiers: tuple[Tier, ...] = ()
-    overage_price: Decimal = Decimal(0)
-    minimum_charge: Decimal = Decimal(0)
-    billable_classes: tuple[str, ...] = DEFAULT_BILLABLE_CLASSES
-
-    def to_json(self) -> dict[str, Any]:
-        """Snapshot kept with billed usage, so later adjustments price with the plan as it was billed."""
-        return {
-            "currency": self.currency,
-            "recurring_fee": money_text(self.recurring_fee),
-            "included_requests": self.included_requests,
-            "unit_price": money_text(self.unit_price),
-            "tiers": [{"up_to": t.up_to, "unit_price": money_text(t.unit_price)} for t in self.tiers],
-            "overage_price": money_text(self.overage_price),
-            "minimum_charge": money_text(self.minimum_charge),
-            "billable_classes": list(self.billable_classes),
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Pricing:
-        return cls(
-            currency=str(data.get("currency", "")),
-            recurring_fee=Decimal(str(data.get("recurring_fee", "0") or "0")),
-            included_requests=int(data.get("included_requests", 0) or 0),
-            unit_price=Decimal(str(data.get("unit_price", "0") or "0")),
-            tiers=tuple(
-                Tier(int(t.get("up_to", 0) or 0), Decimal(str(t.get("unit_price", "0") or "0")))
-                for t in data.get("tiers") or ()
-            ),
-            overage_price=Decimal(str(data.get("overage_price", "0") or "0")),
-            minimum_charge=Decimal(str(data.get("minimum_charge", "0") or "0")),
-            billable_classes=tuple(data.get("billable_classes") or DEFAULT_BILLABLE_CLASSES),
-        )
-
-    @classmethod
-    def from_plan(cls, plan: Any) -> Pricing:
-        """From a schema.Plan row (money stored as canonical decimal text)."""
-        return cls.from_json(
-            {
-                "currency": plan.currency,
-                "recurring_fee": plan.recurring_fee,
-                "included_requests": plan.included_requests,
-                "unit_price": plan.unit_price,
-                "tiers": plan.tiers,
-                "overage_price": plan.overage_price,
-                "minimum_charge": plan.minimum_charge,
-                "billable_classes": getattr(plan, "billable_classes", None),
-            }
-        )
-
-    @property
-    def is_free(self) -> bool:
-        amounts = (self.recurring_fee, self.unit_price, self.overage_price, self.minimum_charge)
-        return all(a == 0 for a in amounts) and all(t.unit_price == 0 for t in self.tiers)
-
-
-@dataclass(frozen=True, slots=True)
-class Usage:
-    """Request counts of one subscription under one plan in one segment (UsageWindow classes), except
-    that `success` is the successful requests within quota; `overage` those beyond a soft quota."""
-
-    success: int = 0
-    overage: int = 0
-    client_error: int = 0
-    upstream_fault: int = 0
-    throttled: int = 0
-    unauthorized: int = 0
-    ratelimit_error: int = 0
-
-    def __add__(self, other: Usage) -> Usage:
-        return Usage(*(a + b for a, b in zip(self.as_tuple(), other.as_tuple(), strict=True)))
-
-    def __sub__(self, other: Usage) -> Usage:
-        return Usage(*(a - b for a, b in zip(self.as_tuple(), other.as_tuple(), strict=True)))
-
-    def as_tuple(self) -> tuple[int, ...]:
-        return (
-            self.success,
-            self.overage,
-            self.client_error,
-            self.upstream_fault,
-            self.throttled,
-            self.unauthorized,
-            self.ratelimit_error,
-        )
-
-    def to_json(self) -> dict[str, int]:
-        return dict(zip(USAGE_FIELDS, self.as_tuple(), strict=True))
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Usage:
-        return cls(*(int(data.get(name, 0) or 0) for name in USAGE_FIELDS))
-
-
-USAGE_FIELDS = (
-    "success",
-    "overage",
-    "client_error",
-    "upstream_fault",
-    "throttled",
-    "unauthorized",
-    "ratelimit_error",
-)
+TRIAL = "TRIAL"
+CHARGED_KINDS = (FEE, USAGE, TIER, TIER_FLAT, PACKAGE, OVERAGE, MINIMUM, ADJUSTMENT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,17 +100,44 @@ class Line:
 def round_amount(value: Decimal, currency: str) -> Decimal:
     """The one rounding step of a line: half-even to the currency's minor unit."""
     exponent = Decimal(1).scaleb(-minor_units(currency))
-    return value.quantize(exponent, rounding=ROUND_HALF_EVEN, context=_EXACT)
+    return value.quantize(exponent, rounding=ROUND_HALF_EVEN, context=_ROUND)
 
 
-def _share(amount: Decimal, fraction: Fraction) -> Decimal:
+def exact_product(price: Decimal, quantity: int | Decimal) -> Decimal:
+    """`price x quantity` without rounding (whatever their digits)."""
+    return _EXACT.multiply(price, quantity)
+
+
+def exact_sum(amounts: Iterable[Decimal], start: Decimal = Decimal(0)) -> Decimal:
+    """The sum of `amounts` without rounding."""
+    total = start
+    for amount in amounts:
+        total = _EXACT.add(total, amount)
+    return total
+
+
+def _round_fraction(value: Fraction, digits: int) -> Decimal:
+    """`value` rounded once, half-even, to `digits` fractional digits (Fraction's round is half-even)."""
+    return _EXACT.scaleb(Decimal(round(value * 10**digits)), -digits)
+
+
+def _share(amount: Decimal, fraction: Fraction, digits: int) -> Decimal:
+    """`amount x fraction`, rounded once to `digits` fractional digits."""
     if fraction == 1:
-        return amount
-    return _EXACT.divide(_EXACT.multiply(amount, Decimal(fraction.numerator)), Decimal(fraction.denominator))
+        return amount.quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_EVEN, context=_ROUND)
+    return _round_fraction(Fraction(amount) * fraction, digits)
 
 
 def billable_count(pricing: Pricing, usage: Usage) -> int:
     return sum(getattr(usage, name) for name in pricing.billable_classes)
+
+
+def volume_tier(tiers: Sequence[Tier], quantity: int) -> int:
+    """The index of the tier a count of `quantity` reaches (bounds are inclusive)."""
+    for i, tier in enumerate(tiers):
+        if not tier.up_to or quantity <= tier.up_to:
+            return i
+    return len(tiers) - 1
 
 
 def tier_quantities(tiers: Sequence[Tier], quantity: int) -> list[int]:
@@ -213,13 +159,14 @@ def _fmt_count(n: int) -> str:
 
 
 class SegmentPricer:
-    """`price_segment` for one (pricing, share, label), with everything that does not depend on the
-    usage worked out once: an invoice run prices thousands of subscriptions on the same few plans.
+    """`price_segment` for one (pricing, share, label, trial), with everything that does not depend on
+    the usage worked out once: an invoice run prices thousands of subscriptions on the same few plans.
     Lines that do not depend on the usage (the fee) are shared between the results: treat them as
     read-only."""
 
     __slots__ = (
         "_billable",
+        "_digits",
         "_exponent",
         "_fee",
         "_included",
@@ -231,24 +178,36 @@ class SegmentPricer:
         "_non_billable",
         "_prefix",
         "_tiers",
+        "_trial",
         "_zero",
         "pricing",
     )
 
-    def __init__(self, pricing: Pricing, fraction: Fraction = Fraction(1), label: str = "") -> None:
+    def __init__(
+        self,
+        pricing: Pricing,
+        fraction: Fraction = Fraction(1),
+        label: str = "",
+        trial_until: datetime | None = None,
+    ) -> None:
         if not 0 <= fraction <= 1:
             raise InvalidArgument(f"segment share must be between 0 and 1, got {fraction}")
         self.pricing = pricing
         # Unsupported currency → InvalidArgument before anything is priced.
-        self._exponent = Decimal(1).scaleb(-minor_units(pricing.currency))
+        digits = self._digits = minor_units(pricing.currency)
+        self._exponent = Decimal(1).scaleb(-digits)
         prefix = f"{label}: " if label else ""
         self._prefix = prefix
+        self._zero = self._round(Decimal(0))
+        self._trial: tuple[str, dict[str, Any]] | None = None
+        if trial_until is not None:
+            until = trial_until.strftime("%Y-%m-%d %H:%M UTC")
+            self._trial = (f"{prefix}free trial until {until}: nothing charged", {"trial_until": until})
         share_text = f"{fraction.numerator}/{fraction.denominator}"
         share_note = f" (prorated {share_text})" if fraction != 1 else ""
-        self._zero = self._round(Decimal(0))
         self._fee: Line | None = None
         if pricing.recurring_fee:
-            fee = self._round(_share(pricing.recurring_fee, fraction))
+            fee = _share(pricing.recurring_fee, fraction, digits)
             self._fee = Line(
                 FEE, f"{prefix}recurring fee{share_note}", Decimal(1), pricing.recurring_fee, fee,
                 {"share": share_text},
@@ -256,16 +215,28 @@ class SegmentPricer:
         self._included = int(pricing.included_requests * fraction)  # floor: prorated allowance
         self._included_details = {"allowance": self._included}
         self._included_text = (f"{prefix}included requests (", f" of {_fmt_count(self._included)})")
-        tiers: list[tuple[Decimal, str, dict[str, Any]]] = []
+        volume = pricing.tier_mode == TierMode.VOLUME
+        # Per tier: its price, line text and details, and its flat-fee line (shared: it never varies).
+        tiers: list[tuple[Decimal, str, dict[str, Any], Line | None]] = []
         lower = 0
         for i, tier in enumerate(pricing.tiers):
             bound = f"{_fmt_count(lower + 1)}-{_fmt_count(tier.up_to)}" if tier.up_to else f"> {lower:,}"
             lower = tier.up_to or lower
-            tiers.append((tier.unit_price, f"{prefix}requests, tier {i + 1} ({bound})", {"tier": i + 1}))
+            name = f"{prefix}requests, {'volume ' if volume else ''}tier {i + 1} ({bound})"
+            if volume:
+                name += ": every request at this tier's price"
+            details = {"tier": i + 1}
+            flat = None
+            if tier.flat_fee:
+                flat = Line(
+                    TIER_FLAT, f"{prefix}flat fee of tier {i + 1} ({bound})", Decimal(1), tier.flat_fee,
+                    self._round(tier.flat_fee), details,
+                )  # fmt: skip
+            tiers.append((tier.unit_price, name, details, flat))
         self._tiers = tuple(tiers)
         self._minimum: Decimal | None = None
         if pricing.minimum_charge:
-            self._minimum = self._round(_share(pricing.minimum_charge, fraction))
+            self._minimum = _share(pricing.minimum_charge, fraction, digits)
             self._minimum_details = {"minimum": money_text(self._minimum)}
             self._minimum_text = f"{prefix}minimum charge top-up{share_note}"
         self._billable = attrgetter(*pricing.billable_classes) if pricing.billable_classes else None
@@ -276,7 +247,7 @@ class SegmentPricer:
         )
 
     def _round(self, value: Decimal) -> Decimal:
-        return value.quantize(self._exponent, rounding=ROUND_HALF_EVEN, context=_EXACT)
+        return value.quantize(self._exponent, rounding=ROUND_HALF_EVEN, context=_ROUND)
 
     def price(self, usage: Usage) -> list[Line]:
         """Invoice lines for `usage`, exactly as `price_segment` documents them."""
@@ -285,9 +256,6 @@ class SegmentPricer:
         pricing = self.pricing
         prefix = self._prefix
         lines: list[Line] = []
-        if self._fee is not None:
-            lines.append(self._fee)
-
         billable: int
         if self._billable is None:
             billable = 0
@@ -297,6 +265,17 @@ class SegmentPricer:
             billable = cast(int, self._billable(usage))
         else:
             billable = sum(self._billable(usage))
+
+        if self._trial is not None:
+            text, details = self._trial
+            lines.append(
+                Line(TRIAL, text, Decimal(billable + usage.overage), Decimal(0), self._zero, details)
+            )
+            self._informational(usage, lines)
+            return lines
+
+        if self._fee is not None:
+            lines.append(self._fee)
         included = self._included
         covered = min(billable, included)
         if included:
@@ -305,35 +284,60 @@ class SegmentPricer:
                 Line(INCLUDED, f"{head}{_fmt_count(covered)}{tail}", Decimal(covered), Decimal(0), self._zero,
                      self._included_details)
             )  # fmt: skip
-        beyond = billable - covered
-        if self._tiers:
-            for (unit_price, description, details), quantity in zip(
-                self._tiers, tier_quantities(pricing.tiers, beyond), strict=True
-            ):
-                if quantity:
-                    amount = self._round(unit_price * quantity)
-                    lines.append(Line(TIER, description, Decimal(quantity), unit_price, amount, details))
-        elif beyond or pricing.unit_price:
-            amount = self._round(pricing.unit_price * beyond)
-            lines.append(
-                Line(USAGE, f"{prefix}billable requests", Decimal(beyond), pricing.unit_price, amount)
-            )
+        self._usage_lines(billable - covered, lines)
 
         if usage.overage or pricing.overage_price:
-            amount = self._round(pricing.overage_price * usage.overage)
+            amount = self._round(_EXACT.multiply(pricing.overage_price, usage.overage))
             lines.append(
                 Line(OVERAGE, f"{prefix}overage beyond the soft quota", Decimal(usage.overage),
                      pricing.overage_price, amount)
             )  # fmt: skip
 
         if self._minimum is not None:
-            subtotal = sum((line.amount for line in lines if line.charged), Decimal(0))
+            subtotal = exact_sum(line.amount for line in lines if line.charged)
             if subtotal < self._minimum:
-                top_up = self._minimum - subtotal
+                top_up = _EXACT.subtract(self._minimum, subtotal)
                 lines.append(
                     Line(MINIMUM, self._minimum_text, Decimal(1), top_up, top_up, dict(self._minimum_details))
                 )
+        self._informational(usage, lines)
+        return lines
 
+    def _usage_lines(self, beyond: int, lines: list[Line]) -> None:
+        """The lines of the `beyond` billable requests past the included ones."""
+        pricing = self.pricing
+        if self._tiers:
+            if pricing.tier_mode == TierMode.VOLUME:
+                counts = [(volume_tier(pricing.tiers, beyond), beyond)] if beyond else []
+            else:
+                counts = list(enumerate(tier_quantities(pricing.tiers, beyond)))
+            for i, quantity in counts:
+                if quantity:
+                    price, description, details, flat = self._tiers[i]
+                    amount = self._round(_EXACT.multiply(price, quantity))
+                    lines.append(Line(TIER, description, Decimal(quantity), price, amount, details))
+                    if flat is not None:
+                        lines.append(flat)
+        elif pricing.package_size:
+            if beyond or pricing.package_price:
+                packages = -(-beyond // pricing.package_size)  # every started package
+                amount = self._round(_EXACT.multiply(pricing.package_price, packages))
+                description = (
+                    f"{self._prefix}requests in packages of {_fmt_count(pricing.package_size)} "
+                    f"({_fmt_count(beyond)} requests: {_fmt_count(packages)} started packages)"
+                )
+                lines.append(
+                    Line(PACKAGE, description, Decimal(packages), pricing.package_price, amount,
+                         {"requests": beyond})
+                )  # fmt: skip
+        elif beyond or pricing.unit_price:
+            amount = self._round(_EXACT.multiply(pricing.unit_price, beyond))
+            lines.append(
+                Line(USAGE, f"{self._prefix}billable requests", Decimal(beyond), pricing.unit_price, amount)
+            )
+
+    def _informational(self, usage: Usage, lines: list[Line]) -> None:
+        prefix = self._prefix
         non_billable = sum(getattr(usage, name) for name in self._non_billable)
         if non_billable:
             lines.append(
@@ -348,15 +352,9 @@ class SegmentPricer:
         refused = usage.unauthorized + usage.ratelimit_error
         if refused:
             lines.append(
-                Line(
-                    INFO_REFUSED,
-                    f"{prefix}refused requests (not charged)",
-                    Decimal(refused),
-                    Decimal(0),
-                    self._zero,
-                )
-            )
-        return lines
+                Line(INFO_REFUSED, f"{prefix}refused requests (not charged)", Decimal(refused), Decimal(0),
+                     self._zero)
+            )  # fmt: skip
 
 
 def price_segment(
@@ -371,4 +369,4 @@ def price_segment(
 
 def charged_total(lines: Sequence[Line]) -> Decimal:
     """Sum of the charged lines' (already rounded) amounts."""
-    return sum((line.amount for line in lines if line.charged), Decimal(0))
+    return exact_sum(line.amount for line in lines if line.charged)

@@ -12,6 +12,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from billing import pricing as pr
 from billing.completeness import AllowIncomplete
+from billing.credit_notes import CreditNoteView, CreditRequest
 from billing.invoice_records import OverrideRecord
 from billing.periods import Period, parse_month, period_containing, validate_period
 from billing.reconcile import AdmittedCounts, NoLimiter, reconcile
@@ -55,6 +56,7 @@ def invoice_to_proto(view: InvoiceView) -> billing_pb2.Invoice:
                 subscription_id=line.subscription_id,
                 api_id=line.api_id,
                 plan_id=line.plan_id,
+                plan_version=line.plan_version,
                 kind=line.kind,
                 description=line.description,
                 quantity=line.quantity,
@@ -80,6 +82,34 @@ def _override_to_proto(override: OverrideRecord | None) -> billing_pb2.Completen
         time=timestamp(override.at),
         completeness=override.completeness,
         completeness_note=override.completeness_note,
+    )
+
+
+def credit_note_to_proto(view: CreditNoteView) -> billing_pb2.CreditNote:
+    note = view.note
+    return billing_pb2.CreditNote(
+        id=note.id,
+        number=note.number,
+        invoice_id=note.invoice_id,
+        invoice_number=view.invoice_number,
+        application_id=note.application_id,
+        currency=note.currency,
+        total=note.total,
+        reason=note.reason,
+        lines=[
+            billing_pb2.CreditNoteLine(
+                position=line.position,
+                invoice_line=line.invoice_line,
+                subscription_id=line.subscription_id,
+                plan_id=line.plan_id,
+                plan_version=line.plan_version,
+                kind=line.kind,
+                description=line.description,
+                amount=line.amount,
+            )
+            for line in view.lines
+        ],
+        issue_time=timestamp(note.created_at),
     )
 
 
@@ -250,6 +280,39 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
         state = _STATE_NAMES.get(request.state, "") if request.state else ""
         content = await self.repository.export(period, fmt, state=state)
         return billing_pb2.ExportInvoicesResponse(content_type=content_type, content=content)
+
+    async def IssueCreditNote(
+        self,
+        request: billing_pb2.IssueCreditNoteRequest,
+        context: grpc.aio.ServicerContext[
+            billing_pb2.IssueCreditNoteRequest, billing_pb2.IssueCreditNoteResponse
+        ],
+    ) -> billing_pb2.IssueCreditNoteResponse:
+        lines = [CreditRequest(line.invoice_line, line.amount.strip()) for line in request.lines]
+        view = await self.repository.issue_credit_note(
+            request.invoice_id, request.reason, lines, request.request_id
+        )
+        return billing_pb2.IssueCreditNoteResponse(credit_note=credit_note_to_proto(view))
+
+    async def GetCreditNote(
+        self,
+        request: billing_pb2.GetCreditNoteRequest,
+        context: grpc.aio.ServicerContext[
+            billing_pb2.GetCreditNoteRequest, billing_pb2.GetCreditNoteResponse
+        ],
+    ) -> billing_pb2.GetCreditNoteResponse:
+        view = await self.repository.get_credit_note(request.id)
+        return billing_pb2.GetCreditNoteResponse(credit_note=credit_note_to_proto(view))
+
+    async def ListCreditNotes(
+        self,
+        request: billing_pb2.ListCreditNotesRequest,
+        context: grpc.aio.ServicerContext[
+            billing_pb2.ListCreditNotesRequest, billing_pb2.ListCreditNotesResponse
+        ],
+    ) -> billing_pb2.ListCreditNotesResponse:
+        views = await self.repository.list_credit_notes(request.invoice_id)
+        return billing_pb2.ListCreditNotesResponse(credit_notes=[credit_note_to_proto(v) for v in views])
 
     async def ListPendingSubscriptions(
         self,

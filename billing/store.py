@@ -1,7 +1,7 @@
 """Billing's repository, the one object BillingService talks to: it composes the approval workflow
 (billing/approvals.py over tollway/lifecycle.py), the usage queries (billing/usage_queries.py), the
-invoice store (billing/invoice_store.py, drafts from billing/invoice_engine.py) and the export
-(billing/export.py)."""
+invoice store (billing/invoice_store.py, drafts from billing/invoice_engine.py), credit notes
+(billing/credit_notes.py) and the export (billing/export.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from datetime import datetime
 
 from billing.approvals import SubscriptionApprovals
 from billing.completeness import CompletenessSource, UnknownCompleteness
+from billing.credit_notes import CreditNoteStore
 from billing.export import export_text
 from billing.invoice_engine import UsageRow
 from billing.invoice_records import InvoiceRecord, InvoiceView, LineRecord
@@ -43,6 +44,7 @@ class BillingRepository:
         self.approvals = SubscriptionApprovals(db, on_commit, clock)
         self.usage = UsageQueries(db)
         self.invoices = InvoiceStore(db, on_commit, clock, completeness)
+        self.credit_notes = CreditNoteStore(db, self.invoices.billing_write, on_commit, clock)
         # Subscription workflow.
         self.get_subscription = self.approvals.get_subscription
         self.list_pending = self.approvals.list_pending
@@ -62,11 +64,17 @@ class BillingRepository:
         self.list_invoices = self.invoices.list_invoices
         self.finalize = self.invoices.finalize
         self.void = self.invoices.void
+        # Credit notes.
+        self.issue_credit_note = self.credit_notes.issue
+        self.get_credit_note = self.credit_notes.get
+        self.list_credit_notes = self.credit_notes.list_notes
 
     def now(self) -> datetime:
         return self._clock()
 
     async def export(self, period: Period, fmt: str, state: str = "") -> str:
-        """A period's invoices, one row per line: CSV (header first) or JSON lines (one per invoice)."""
+        """A period's invoices and their credit notes, one row per line: CSV (header first) or JSON lines
+        (one per invoice or credit note)."""
         views = await self.list_invoices(state=state, period=period, with_lines=True)
-        return export_text(views, fmt)
+        notes = await self.credit_notes.list_notes(invoice_ids=[view.invoice.id for view in views])
+        return export_text(views, fmt, notes)

@@ -5,7 +5,8 @@ billing scope, and the lifecycle event times proration needs. Usage is read with
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, func
@@ -70,6 +71,30 @@ async def aggregate(
     statement = statement.group_by(col(UsageWindow.subscription_id), col(UsageWindow.plan_id))
     rows = (await session.exec(statement)).all()
     return [UsageRow(row[0], row[1], pr.Usage(*(int(v) for v in row[2:]))) for row in rows]
+
+
+async def usage_before(
+    session: AsyncSession, start: datetime, cuts: Mapping[datetime, Collection[str]]
+) -> dict[str, dict[tuple[str, datetime], pr.Usage]]:
+    """For each instant in `cuts` and each subscription listed under it, its usage per plan from
+    `start` until that instant: by subscription, then (plan, instant). One aggregate per instant (and
+    chunk of subscriptions)."""
+    found: dict[str, dict[tuple[str, datetime], pr.Usage]] = defaultdict(dict)
+    for instant, subscription_ids in sorted(cuts.items()):
+        for chunk in chunks(sorted(subscription_ids)):
+            statement = (
+                select(UsageWindow.subscription_id, UsageWindow.plan_id, *_usage_sums())
+                .where(
+                    UsageWindow.granularity == BILLING_GRANULARITY,
+                    col(UsageWindow.window_start) >= start,
+                    col(UsageWindow.window_start) < instant,
+                    col(UsageWindow.subscription_id).in_(chunk),
+                )
+                .group_by(col(UsageWindow.subscription_id), col(UsageWindow.plan_id))
+            )
+            for row in (await session.exec(statement)).all():
+                found[row[0]][(row[1], instant)] = pr.Usage(*(int(v) for v in row[2:]))
+    return dict(found)
 
 
 async def _scope_statement(

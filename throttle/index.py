@@ -20,6 +20,7 @@ import logging
 import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, NamedTuple, TypeVar, overload
 
 from sqlmodel import col, select
@@ -28,9 +29,10 @@ from sqlmodel.sql.expression import Select
 from throttle.limits import SharedLimits
 from tollway import schema
 from tollway.catalog.limits import PlanLimits
+from tollway.catalog.versions import VersionTiming, next_switch, version_at
 from tollway.change_log import Change, Topic
 from tollway.db import Database
-from tollway.vocabulary import SHARED_LIMIT_SCOPES, LimitScope
+from tollway.vocabulary import SHARED_LIMIT_SCOPES, LimitScope, VersionEffect
 
 log = logging.getLogger(__name__)
 
@@ -99,12 +101,33 @@ class SubscriptionTable(Mapping[str, SubscriptionInfo]):
         self._rows.pop(subscription_id, None)
 
 
+@dataclass(frozen=True, slots=True)
+class PlanSchedule:
+    """A plan with more than one version: each version's limits, and when each applies
+    (tollway/catalog/versions.py). A plan with one version needs none: its row's limits apply."""
+
+    timings: tuple[VersionTiming, ...]
+    limits: Mapping[int, PlanLimits]
+
+
+def plan_schedule(rows: Iterable[schema.PlanVersion]) -> PlanSchedule | None:
+    ordered = sorted(rows, key=lambda row: row.version)
+    if len(ordered) < 2:
+        return None
+    timings = []
+    for row in ordered:
+        at = schema.as_utc(row.effective_at)
+        assert at is not None
+        timings.append(VersionTiming(row.version, VersionEffect(row.effect), at))
+    return PlanSchedule(tuple(timings), {row.version: PlanLimits.from_columns(row.limits) for row in ordered})
+
+
 class ThrottleSnapshot:
     """What ShouldRateLimit reads. The index publishes a new snapshot object for every change it applies
     (a full load: new mappings; a change: the same mappings, updated between two awaits), so readers
     can tell by identity that something changed."""
 
-    __slots__ = ("api_limits", "application_limits", "loaded", "plans", "subscriptions")
+    __slots__ = ("api_limits", "application_limits", "loaded", "plans", "schedules", "subscriptions")
 
     def __init__(
         self,
@@ -113,6 +136,7 @@ class ThrottleSnapshot:
         subscriptions: SubscriptionTable | None = None,
         api_limits: dict[str, SharedLimits] | None = None,
         application_limits: dict[str, SharedLimits] | None = None,
+        schedules: dict[str, PlanSchedule] | None = None,
     ) -> None:
         self.loaded = loaded
         # By plan id.
@@ -124,6 +148,8 @@ class ThrottleSnapshot:
         self.application_limits: dict[str, SharedLimits] = (
             application_limits if application_limits is not None else {}
         )
+        # Plans with several versions, by plan id: their limits change at the versions' instants.
+        self.schedules: dict[str, PlanSchedule] = schedules if schedules is not None else {}
 
     @classmethod
     def build(
@@ -131,8 +157,9 @@ class ThrottleSnapshot:
         plans: Mapping[str, PlanLimits] | None = None,
         subscriptions: Iterable[SubscriptionInfo] = (),
         shared: Iterable[SharedLimits] = (),
+        schedules: Mapping[str, PlanSchedule] | None = None,
     ) -> ThrottleSnapshot:
-        snapshot = cls(loaded=True, plans=dict(plans or {}))
+        snapshot = cls(loaded=True, plans=dict(plans or {}), schedules=dict(schedules or {}))
         for info in subscriptions:
             snapshot.subscriptions.put(subscription_row(info))
         for limits in shared:
@@ -142,8 +169,25 @@ class ThrottleSnapshot:
     def republished(self) -> ThrottleSnapshot:
         """A new snapshot object over the same mappings."""
         return ThrottleSnapshot(
-            self.loaded, self.plans, self.subscriptions, self.api_limits, self.application_limits
+            self.loaded,
+            self.plans,
+            self.subscriptions,
+            self.api_limits,
+            self.application_limits,
+            self.schedules,
         )
+
+    def limits_for(
+        self, plan_id: str, now: datetime, anchor_day: int
+    ) -> tuple[PlanLimits | None, datetime | None]:
+        """The limits of the plan version in effect at `now` for a subscription with `anchor_day`, and
+        when they next change (None: not scheduled)."""
+        plan = self.plans.get(plan_id)
+        schedule = self.schedules.get(plan_id)
+        if schedule is None or plan is None:
+            return plan, None
+        version = version_at(schedule.timings, now, anchor_day)
+        return schedule.limits.get(version, plan), next_switch(schedule.timings, now, anchor_day)
 
     def shared_by_scope(self, scope: LimitScope) -> dict[str, SharedLimits]:
         return self.api_limits if scope == LimitScope.API else self.application_limits
@@ -154,7 +198,10 @@ class ThrottleSnapshot:
 
     def contents(self) -> tuple[object, ...]:
         """Everything the snapshot holds, comparable with `==` (two indexes agree)."""
-        return (self.loaded, self.plans, self.subscriptions.rows(), self.api_limits, self.application_limits)
+        return (
+            self.loaded, self.plans, self.subscriptions.rows(), self.api_limits, self.application_limits,
+            self.schedules,
+        )  # fmt: skip
 
 
 def subscription_row(fields: Sequence[Any]) -> SubscriptionRow:
@@ -207,7 +254,13 @@ async def load_snapshot(db: Database) -> ThrottleSnapshot:
         plans = {
             sys.intern(row.id): PlanLimits.from_row(row) for row in await session.exec(select(schema.Plan))
         }
-    snapshot = ThrottleSnapshot(loaded=True, plans=plans, subscriptions=await _load_subscriptions(db))
+        versions: dict[str, list[schema.PlanVersion]] = {}
+        for version in await session.exec(select(schema.PlanVersion)):
+            versions.setdefault(version.plan_id, []).append(version)
+    schedules = {plan_id: found for plan_id, rows in versions.items() if (found := plan_schedule(rows))}
+    snapshot = ThrottleSnapshot(
+        loaded=True, plans=plans, subscriptions=await _load_subscriptions(db), schedules=schedules
+    )
     for scope in SHARED_LIMIT_SCOPES:
         by_target = snapshot.shared_by_scope(LimitScope.from_stored(scope))
         by_target.update(await _load_shared_limits(db, scope))
@@ -259,6 +312,7 @@ class _Reread:
     """The current rows of the entities a batch of changes names; an id without a row was deleted."""
 
     plans: dict[str, PlanLimits | None]
+    schedules: dict[str, PlanSchedule | None]
     subscriptions: dict[str, SubscriptionRow | None]
     # (stored scope, target id) → limits
     traffic_limits: dict[tuple[str, str], SharedLimits | None]
@@ -274,6 +328,7 @@ async def _reread(db: Database, changes: Sequence[Change]) -> _Reread:
             limit_keys.add((scope, target_id))
     found = _Reread(
         plans=dict.fromkeys(plan_ids),
+        schedules=dict.fromkeys(plan_ids),
         subscriptions=dict.fromkeys(subscription_ids),
         traffic_limits=dict.fromkeys(limit_keys),
     )
@@ -282,6 +337,12 @@ async def _reread(db: Database, changes: Sequence[Change]) -> _Reread:
         for ids in _batches(plan_ids):
             for plan in await session.exec(select(P).where(col(P.id).in_(ids))):
                 found.plans[plan.id] = PlanLimits.from_row(plan)
+            versions: dict[str, list[schema.PlanVersion]] = {}
+            of_plans = select(schema.PlanVersion).where(col(schema.PlanVersion.plan_id).in_(ids))
+            for version in await session.exec(of_plans):
+                versions.setdefault(version.plan_id, []).append(version)
+            for plan_id, rows in versions.items():
+                found.schedules[plan_id] = plan_schedule(rows)
         for ids in _batches(subscription_ids):
             for fields in await session.exec(_subscription_columns().where(col(S.id).in_(ids))):
                 row = subscription_row(fields)
@@ -349,6 +410,11 @@ class ThrottleIndex:
                     current.plans.pop(plan_id, None)
                 else:
                     current.plans[sys.intern(plan_id)] = plan
+            for plan_id, schedule in found.schedules.items():
+                if schedule is None:
+                    current.schedules.pop(plan_id, None)
+                else:
+                    current.schedules[sys.intern(plan_id)] = schedule
             for subscription_id, row in found.subscriptions.items():
                 if row is None:
                     current.subscriptions.discard(subscription_id)

@@ -233,7 +233,7 @@ class ThrottleService:
             if not known:
                 self._provisional.move_to_end(subscription_id)
             return cached[4]
-        plan_id, plan, anchor, shared = self._plan_for(subscription_id, entries)
+        plan_id, plan, anchor, shared, switch = self._plan_for(subscription_id, entries, now)
         windows = windows_for(subscription_id, plan, now, anchor, shared)
         # Guarded only where a rebuild can lift the guard (a usage source exists).
         guarded = (
@@ -244,13 +244,9 @@ class ThrottleService:
         resolved = _Resolved(
             subscription_id, plan_id if plan else entries.get(contract.PLAN_ID, ""), plan, windows, guarded
         )
-        entry = (
-            snapshot,
-            source,
-            max(w.start for w in windows).timestamp(),
-            min(w.end for w in windows).timestamp(),
-            resolved,
-        )
+        # Valid until a window ends, or the plan's next version takes effect (its limits from then on).
+        until = min(w.end for w in windows) if switch is None else min(switch, *(w.end for w in windows))
+        entry = (snapshot, source, max(w.start for w in windows).timestamp(), until.timestamp(), resolved)
         if known:
             if len(self._windows) >= _WINDOW_CACHE_LIMIT:
                 self._windows.clear()
@@ -270,24 +266,24 @@ class ThrottleService:
         return keys
 
     def _plan_for(
-        self, subscription_id: str, entries: Mapping[str, str]
-    ) -> tuple[str, PlanLimits | None, int, tuple[SharedLimits, ...]]:
-        """(plan id, plan limits, billing anchor day, shared limits) of a descriptor of a subscription;
-        plan limits None when the plan is unknown."""
+        self, subscription_id: str, entries: Mapping[str, str], now: datetime
+    ) -> tuple[str, PlanLimits | None, int, tuple[SharedLimits, ...], datetime | None]:
+        """(plan id, plan limits, billing anchor day, shared limits, when the limits next change) of a
+        descriptor of a subscription at `now`: the limits of the plan version in effect; None when the
+        plan is unknown."""
         snapshot = self.index.snapshot
         subscription = snapshot.subscriptions.get(subscription_id)
         if subscription is not None:
-            return (
-                subscription.plan_id,
-                snapshot.plans.get(subscription.plan_id),
-                subscription.billing_anchor_day,
-                snapshot.shared_for(subscription.api_id, subscription.application_id),
-            )
+            anchor = subscription.billing_anchor_day
+            plan, switch = snapshot.limits_for(subscription.plan_id, now, anchor)
+            shared = snapshot.shared_for(subscription.api_id, subscription.application_id)
+            return subscription.plan_id, plan, anchor, shared, switch
         shared = snapshot.shared_for(
             entries.get(contract.API_ID, ""), entries.get(contract.APPLICATION_ID, "")
         )
         plan_id = entries.get(contract.PLAN_ID, "")
-        return plan_id, snapshot.plans.get(plan_id), 0, shared
+        plan, switch = snapshot.limits_for(plan_id, now, 0)
+        return plan_id, plan, 0, shared, switch
 
     async def should_rate_limit(
         self, domain: str, descriptors: Sequence[Mapping[str, str]], hits: int = 1
@@ -419,8 +415,8 @@ class ThrottleService:
         subscription = snapshot.subscriptions.get(subscription_id)
         if subscription is None:
             raise UnknownSubscription(subscription_id)
-        plan = snapshot.plans.get(subscription.plan_id)
         now = at or self.clock()
+        plan, _ = snapshot.limits_for(subscription.plan_id, now, subscription.billing_anchor_day)
         shared = snapshot.shared_for(subscription.api_id, subscription.application_id)
         windows = windows_for(subscription_id, plan, now, subscription.billing_anchor_day, shared)
         used = await self.store.read([w.key for w in windows], now)

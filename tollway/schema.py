@@ -15,7 +15,7 @@ from sqlmodel import Field, SQLModel
 # Re-exported for the modules that read it from here.
 from tollway.subscription_states import LIVE_SUBSCRIPTION_STATES as LIVE_SUBSCRIPTION_STATES
 from tollway.subscription_states import SubscriptionState
-from tollway.vocabulary import QuotaPolicy
+from tollway.vocabulary import QuotaPolicy, VersionEffect
 
 _ID_ALPHABET = "abcdefghijkmnopqrstuvwxyz23456789"
 
@@ -63,16 +63,46 @@ class Plan(SQLModel, table=True):
     recurring_fee: str = "0"
     included_requests: int = 0
     unit_price: str = "0"
-    # [{"up_to": int (0 = unbounded), "unit_price": str}, ...]
+    # [{"up_to": int (0 = unbounded), "unit_price": str, "flat_fee": str}, ...]
     tiers: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # GRADUATED | VOLUME (vocabulary.TierMode); "" = graduated (and no tiers).
+    tier_mode: str = ""
+    # Package pricing: package_price per started block of package_size requests; 0 = off.
+    package_size: int = 0
+    package_price: str = "0"
+    # Days of free trial from a subscription's start.
+    trial_days: int = 0
     overage_price: str = "0"
     minimum_charge: str = "0"
     approval_required: bool = False
+    # The newest version (plan_version); its limits and pricing are this row's. 0 (a database from
+    # before versions) means 1.
+    version: int = 1
     # Usage classes charged: of success, client_error, upstream_fault; empty = success only. Throttled
     # and refused requests never are.
     billable_classes: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     created_at: datetime = _timestamp()
     updated_at: datetime = _timestamp()
+
+
+class PlanVersion(SQLModel, table=True):
+    """One version of a plan's limits and prices (tollway/catalog/versions.py). A change of limits or
+    prices adds a version; none is ever rewritten, so billing and the throttle apply each from when it
+    took effect. The plan row carries the newest one's values."""
+
+    __tablename__ = "plan_version"
+
+    plan_id: str = Field(foreign_key="plan.id", primary_key=True, ondelete="CASCADE")
+    version: int = Field(primary_key=True)
+    # NEXT_PERIOD | INSTANT (vocabulary.VersionEffect).
+    effect: str = VersionEffect.INSTANT.value
+    # INSTANT: when it takes effect (a whole minute). NEXT_PERIOD: when it was made; it takes effect at
+    # each subscription's first period start from then on.
+    effective_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    created_at: datetime = _timestamp()
+    # The plan row's limit columns (PlanLimits.columns) and pricing columns (PricingDraft.columns).
+    limits: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    pricing: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
 
 class Api(SQLModel, table=True):
@@ -323,6 +353,8 @@ class InvoiceLine(SQLModel, table=True):
     subscription_id: str = ""
     api_id: str = ""
     plan_id: str = ""
+    # The plan version the line was priced with (0: before versions were recorded).
+    plan_version: int = 0
     kind: str  # billing/pricing.py line kinds
     description: str = ""
     quantity: str = "0"
@@ -347,9 +379,50 @@ class BilledSegment(SQLModel, table=True):
     period_start: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     period_end: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     share: str = "1"  # the fee's share of the period, "num/den"
+    # The plan version it was priced with (0: before versions were recorded).
+    plan_version: int = 0
+    # The stretch of the period whose usage it priced (billing/regimes.py); NULL: the whole period.
+    usage_start: datetime | None = _timestamp(nullable=True)
+    usage_end: datetime | None = _timestamp(nullable=True)
+    # Set when the segment was inside a free trial (nothing charged), to when the trial ended.
+    trial_until: datetime | None = _timestamp(nullable=True)
     pricing: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     # Counts and charged amount billed so far: the invoice's, plus finalized adjustments.
     usage: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    amount: str = "0"
+
+
+class CreditNote(SQLModel, table=True):
+    """A correction of a finalized invoice: numbered in its own gapless sequence ("CN-000001"), never
+    changed once issued (billing/credit_notes.py)."""
+
+    __tablename__ = "credit_note"
+
+    id: str = Field(primary_key=True)
+    number: str = Field(unique=True)
+    invoice_id: str = Field(foreign_key="invoice.id", index=True)
+    application_id: str = ""
+    currency: str
+    total: str = "0"
+    reason: str = ""
+    created_at: datetime = _timestamp()
+
+
+class CreditNoteLine(SQLModel, table=True):
+    """What a credit note credits on one line of its invoice."""
+
+    __tablename__ = "credit_note_line"
+
+    id: int | None = Field(default=None, primary_key=True)
+    credit_note_id: str = Field(foreign_key="credit_note.id", index=True)
+    position: int = 0
+    # The credited invoice line (its position on the invoice) and what it was about.
+    invoice_line: int = 0
+    subscription_id: str = ""
+    plan_id: str = ""
+    plan_version: int = 0
+    kind: str = ""
+    description: str = ""
     amount: str = "0"
 
 

@@ -100,3 +100,24 @@ class BlockTarget(StrEnum):
     APPLICATION = "APPLICATION"
     API_KEY = "API_KEY"
     CLIENT_CIDR = "CLIENT_CIDR"
+
+
+class TierMode(StrEnum):
+    """How a plan's tiers price the requests beyond the included ones (plan.tier_mode;
+    TIER_MODE_<name> in the catalog proto)."""
+
+    # Each tier prices the requests that fall into it (and charges its flat fee once reached).
+    GRADUATED = "GRADUATED"
+    # The tier the period's count reaches prices every request (and charges its flat fee).
+    VOLUME = "VOLUME"
+
+
+class VersionEffect(StrEnum):
+    """When a new plan version takes effect (plan_version.effect; VERSION_EFFECT_<name> in the catalog
+    proto)."""
+
+    # At the start of each subscription's next billing period (its own anchor day).
+    NEXT_PERIOD = "NEXT_PERIOD"
+    # At a stated instant (a whole minute, never in the past), for every subscription at once; an open
+    # period is split there and prorated, like a plan change.
+    INSTANT = "INSTANT"

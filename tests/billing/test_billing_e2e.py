@@ -166,9 +166,17 @@ def test_cli_drives_the_billing_service(stack: Stack, tmp_path: Path) -> None:
     code, out = run("finalize", invoice["id"])
     number = json.loads(out)["invoice"]["number"]
     assert code == 0 and number.startswith("INV-")
+    code, out = run("credit", number, "--reason", "goodwill", "--line", "0:1000")
+    assert code == 0, out
+    credit_note = json.loads(out)["credit_note"]
+    assert credit_note["number"].startswith("CN-") and credit_note["total"] == "1000"
+    code, out = run("credit-notes", "--invoice", number)
+    assert code == 0 and [n["number"] for n in json.loads(out)["credit_notes"]] == [credit_note["number"]]
+    code, out = run("credit", number, "--reason", "x", "--line", "zero")
+    assert code == 2  # usage error, nothing sent
     target = tmp_path / "invoices.csv"
     code, _ = run("export", "--month", month, "--format", "csv", "-o", str(target))
-    assert code == 0 and number in target.read_text()
+    assert code == 0 and number in target.read_text() and credit_note["number"] in target.read_text()
     code, out = run("export", "--month", month, "--format", "jsonl", "--state", "finalized")
     assert code == 0 and any(json.loads(line)["number"] == number for line in out.splitlines())
     code, out = run("show", "INV-999999")

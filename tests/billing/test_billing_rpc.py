@@ -74,6 +74,7 @@ async def test_invoice_lifecycle_over_grpc(
     assert draft.state == pb.INVOICE_STATE_DRAFT and draft.total == "542.83"
     assert draft.usage_completeness == pb.USAGE_COMPLETENESS_UNKNOWN
     assert [line.kind for line in draft.lines] == ["FEE", "USAGE", "INFO_THROTTLED"]
+    assert {line.plan_version for line in draft.lines} == {1}  # every line names the plan version
 
     final = (await stub.FinalizeInvoice(pb.FinalizeInvoiceRequest(id=draft.id))).invoice
     again = (await stub.FinalizeInvoice(pb.FinalizeInvoiceRequest(id=draft.id))).invoice
@@ -112,8 +113,9 @@ async def test_bad_requests_get_clear_statuses_and_change_nothing(
         ),
     )
     assert "after its start" in details
+    # A stored plan that cannot be priced: the request is fine, the stored record is not.
     assert "currency" in await expect(
-        Code.INVALID_ARGUMENT, stub.GenerateInvoices(pb.GenerateInvoicesRequest(billing_month="2026-11"))
+        Code.FAILED_PRECONDITION, stub.GenerateInvoices(pb.GenerateInvoicesRequest(billing_month="2026-11"))
     )
     await expect(
         Code.INVALID_ARGUMENT, stub.GenerateInvoices(pb.GenerateInvoicesRequest(billing_month="11/2026"))

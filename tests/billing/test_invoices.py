@@ -6,6 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from sqlmodel import select
 
 from billing.periods import Period, validate_period
 from billing.store import BillingRepository
@@ -166,6 +167,27 @@ async def test_late_usage_becomes_an_adjustment_on_the_next_invoice(
     assert unchanged.invoice.total == "10.00" and len(unchanged.lines) == len(nov.lines)
 
 
+async def test_a_damaged_pricing_snapshot_is_refused_not_priced(
+    billing: BillingRepository, world: World, database: Database
+) -> None:
+    plan = await world.plan("unit", recurring_fee="5.00", unit_price="0.50")
+    api = await world.api(plan)
+    sub = await world.subscription(await world.application(), api, plan, EPOCH)
+    await world.usage(sub, utc(2026, 11, 10), success=10)
+    [nov] = await billing.generate(month=NOV)
+    await billing.finalize(nov.invoice.id)
+    async with database.session() as session:
+        [segment] = (await session.exec(select(schema.BilledSegment))).all()
+        segment.pricing = {**segment.pricing, "unit_price": "NaN"}
+        session.add(segment)
+        await session.commit()
+    await world.usage(sub, utc(2026, 11, 29), success=4)  # late: the adjustment re-reads the snapshot
+    before = await dump_tables(database)
+    with pytest.raises(FailedPrecondition, match=rf"billed segment {segment.id} .* must be a finite amount"):
+        await billing.generate(month=DEC)
+    assert await dump_tables(database) == before
+
+
 async def test_void_keeps_the_record_and_the_period_can_be_reissued(
     billing: BillingRepository, world: World
 ) -> None:
@@ -216,6 +238,24 @@ async def test_plan_change_mid_month_prorates(
     assert view.invoice.total == "74.00"
     events = await billing.events(sub.id)
     assert [(e.kind, e.from_plan_id, e.to_plan_id) for e in events] == [("PLAN_CHANGED", basic.id, pro.id)]
+
+
+async def test_plan_change_at_a_sub_second_instant_prices_the_whole_month(
+    billing: BillingRepository, world: World, clock: FakeClock
+) -> None:
+    # 30-day month, 30.00 on each plan: whatever the cut, the fees add up to exactly 30.00.
+    basic = await world.plan("basic", recurring_fee="30.00")
+    pro = await world.plan("pro", recurring_fee="30.00")
+    api = await world.api(basic, pro)
+    sub = await world.subscription(await world.application(), api, basic, EPOCH)
+    clock.set(utc(2026, 11, 10, 12, 0, 0, 500_000))
+    await billing.change_plan(sub.id, "pro")
+    [event] = await billing.events(sub.id)
+    assert schema.as_utc(event.at) == utc(2026, 11, 10, 12)  # stamped at the second that cuts
+    [view] = await billing.generate(month=NOV)
+    fees = [line for line in view.lines if line.kind == "FEE"]
+    assert [line.details["share"] for line in fees] == ["19/60", "41/60"]  # 9.5 and 20.5 days
+    assert view.invoice.total == "30.00"
 
 
 async def test_subscription_approved_mid_month_pays_from_approval(
@@ -280,7 +320,7 @@ async def test_bad_input_changes_nothing(
     sub = await world.subscription(await world.application(), api, weird, EPOCH)
     await world.usage(sub, utc(2026, 11, 2), success=2)
     before = await dump_tables(database)
-    with pytest.raises(InvalidArgument, match="currency"):
+    with pytest.raises(FailedPrecondition, match=r"plan weird .* currency"):
         await billing.generate(month=NOV)
     with pytest.raises(NotFound):
         await billing.generate(month=NOV, subscription_id="sub_missing")

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from billing import pricing as pr
-from tollway.errors import InvalidArgument
+from tollway.errors import FailedPrecondition, InvalidArgument
 
 D = Decimal
 
@@ -235,3 +235,104 @@ def test_tier_quantities_partition_the_usage(bounds: list[int], quantity: int) -
     for i, part in enumerate(parts[1:], start=1):
         if part:
             assert parts[i - 1] == widths[i - 1]
+
+
+# --- exactness of large amounts -----------------------------------------------------------------------
+
+
+def reference_round(value: Fraction, currency: str) -> D:
+    """Half-even rounding of an exact rational to the currency's minor unit, by integer arithmetic."""
+    digits = pr.minor_units(currency)
+    return D(round(value * 10**digits)).scaleb(-digits)
+
+
+def test_a_large_product_is_rounded_once() -> None:
+    # 226796097.9614981720 x 638,290,958,151 = 144,761,898,672,752,726,113.3149999720 exactly (31
+    # digits): rounded once that is ...113.31; through a 28-digit product (...113.3150) it was ...113.32.
+    lines = pr.price_segment(plan(unit_price="226796097.9614981720"), pr.Usage(success=638_290_958_151))
+    assert pr.charged_total(lines) == D("144761898672752726113.31")
+
+
+big_prices = st.decimals(min_value=0, max_value=10**9, places=10, allow_nan=False, allow_infinity=False)
+big_counts = st.integers(min_value=0, max_value=10**13)
+
+
+@given(st.sampled_from(["EUR", "JPY", "KWD"]), big_prices, big_counts)
+def test_usage_lines_equal_the_exact_product_rounded_once(currency: str, price: D, count: int) -> None:
+    lines = pr.price_segment(plan(currency, unit_price=str(price)), pr.Usage(success=count))
+    assert pr.charged_total(lines) == reference_round(Fraction(price) * count, currency)
+
+
+@given(st.decimals(min_value=0, max_value=10**9, places=2), shares)
+def test_prorated_fees_equal_the_exact_share_rounded_once(fee: D, share: Fraction) -> None:
+    lines = pr.price_segment(plan(recurring_fee=str(fee)), pr.Usage(), share)
+    charged = pr.charged_total(lines)
+    assert charged == (reference_round(Fraction(fee) * share, "EUR") if fee else 0)
+
+
+# --- a pricing is checked when it is built ------------------------------------------------------------
+
+GOOD = {"currency": "EUR", "unit_price": "0.01", "tiers": [], "billable_classes": ["success"]}
+BAD_RECORDS = [
+    ("NaN unit price", {"unit_price": "NaN"}, "pricing.unit_price must be a finite amount"),
+    ("infinite fee", {"recurring_fee": "Infinity"}, "pricing.recurring_fee must be a finite amount"),
+    ("negative price", {"unit_price": "-0.01"}, "pricing.unit_price must not be negative"),
+    ("negative minimum", {"minimum_charge": "-5"}, "pricing.minimum_charge must not be negative"),
+    ("negative allowance", {"included_requests": -1}, "pricing.included_requests must not be negative"),
+    ("float money", {"recurring_fee": 0.1}, "unreadable"),
+    ("not a number", {"overage_price": "ten"}, "unreadable"),
+    (
+        "descending tiers",
+        {"unit_price": "0", "tiers": [{"up_to": 100, "unit_price": "1"}, {"up_to": 50, "unit_price": "1"},
+                                      {"up_to": 0, "unit_price": "1"}]},
+        "pricing.tiers[1].up_to (50) must exceed",
+    ),
+    (
+        "equal tier bounds",
+        {"unit_price": "0", "tiers": [{"up_to": 100, "unit_price": "1"}, {"up_to": 100, "unit_price": "1"},
+                                      {"up_to": 0, "unit_price": "1"}]},
+        "pricing.tiers[1].up_to (100) must exceed",
+    ),
+    ("bounded last tier", {"unit_price": "0", "tiers": [{"up_to": 100, "unit_price": "1"}]},
+     "the last tier, must be unbounded"),
+    ("unbounded middle tier",
+     {"unit_price": "0", "tiers": [{"up_to": 0, "unit_price": "1"}, {"up_to": 0, "unit_price": "1"}]},
+     "pricing.tiers[0] is unbounded"),
+    ("negative tier price",
+     {"unit_price": "0", "tiers": [{"up_to": 10, "unit_price": "-1"}, {"up_to": 0, "unit_price": "1"}]},
+     "pricing.tiers[0].unit_price must not be negative"),
+    ("unknown class", {"billable_classes": ["throttled"]}, "pricing.billable_classes[0]"),
+    ("unknown currency", {"currency": "XXX"}, "unknown currency 'XXX'"),
+    ("priced without currency", {"currency": ""}, "unknown currency ''"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("change", "message"), [case[1:] for case in BAD_RECORDS], ids=[c[0] for c in BAD_RECORDS]
+)
+def test_a_bad_stored_record_is_refused_naming_it(change: dict[str, object], message: str) -> None:
+    with pytest.raises(FailedPrecondition) as info:
+        pr.Pricing.from_json({**GOOD, **change}, source="billed segment 7")
+    assert info.value.message.startswith("billed segment 7 cannot be priced: ")
+    assert message in info.value.message
+
+
+def test_a_bad_pricing_built_directly_is_invalid_argument() -> None:
+    with pytest.raises(InvalidArgument, match="finite"):
+        pr.Pricing("EUR", unit_price=D("NaN"))
+    with pytest.raises(InvalidArgument, match="negative"):
+        pr.Pricing("EUR", recurring_fee=D("-1"))
+    with pytest.raises(InvalidArgument, match="must exceed"):
+        pr.Pricing("EUR", tiers=(pr.Tier(10, D(1)), pr.Tier(5, D(1)), pr.Tier(0, D(1))))
+    assert pr.Pricing("").is_free  # a free plan needs no currency
+
+
+def test_a_good_record_still_reads() -> None:
+    assert pr.Pricing.from_json(GOOD) == pr.Pricing("EUR", unit_price=D("0.01"))
+
+
+def test_a_snapshot_in_a_retired_currency_still_prices() -> None:
+    # A December 2025 segment in BGN, re-read for an adjustment after Bulgaria adopted the euro.
+    snapshot = pr.Pricing("BGN", unit_price=D("0.005")).to_json()
+    lines = pr.price_segment(pr.Pricing.from_json(snapshot), pr.Usage(success=1001))
+    assert pr.charged_total(lines) == D("5.00")  # 5.005 → half-even to 5.00

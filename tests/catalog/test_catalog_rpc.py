@@ -79,7 +79,12 @@ async def test_plan_round_trip(stub: catalog_pb2_grpc.CatalogServiceStub) -> Non
     assert created.HasField("create_time") and created.HasField("update_time")
     expected = gold_plan()
     expected.id = created.id
-    expected.pricing.unit_price = "0"  # unset money comes back as an explicit zero
+    # Unset money comes back as an explicit zero, unset tier mode as the default (graduated).
+    expected.pricing.unit_price = expected.pricing.package_price = "0"
+    for tier in expected.pricing.tiers:
+        tier.flat_fee = "0"
+    expected.pricing.tier_mode = pb.TIER_MODE_GRADUATED
+    expected.version = 1
     expected.create_time.CopyFrom(created.create_time)
     expected.update_time.CopyFrom(created.update_time)
     assert created == expected
@@ -108,7 +113,7 @@ async def test_update_plan_with_mask(stub: catalog_pb2_grpc.CatalogServiceStub, 
     assert replaced.id == created.id
     assert (replaced.name, replaced.description, replaced.approval_required) == ("basic", "", False)
     assert replaced.pricing == pb.PlanPricing(
-        recurring_fee="0", unit_price="0", overage_price="0", minimum_charge="0"
+        recurring_fee="0", unit_price="0", overage_price="0", minimum_charge="0", package_price="0"
     )
 
     await refused(
@@ -321,4 +326,50 @@ async def test_api_refusals(stub: catalog_pb2_grpc.CatalogServiceStub, database:
         stub.DeletePlan(pb.DeletePlanRequest(id=plan.id)),
         grpc.StatusCode.FAILED_PRECONDITION,
         "is offered by API weather",
+    )
+
+
+async def test_price_changes_are_versions_listed_in_the_plans_history(
+    stub: catalog_pb2_grpc.CatalogServiceStub, database: Database
+) -> None:
+    created = (await stub.CreatePlan(pb.CreatePlanRequest(plan=gold_plan()))).plan
+    cheaper = pb.Plan(id=created.id, pricing=gold_plan().pricing)
+    cheaper.pricing.recurring_fee = "39.00"
+    mask = FieldMask(paths=["pricing"])
+    updated = (await stub.UpdatePlan(pb.UpdatePlanRequest(plan=cheaper, update_mask=mask))).plan
+    assert (updated.version, updated.pricing.recurring_fee) == (2, "39.00")
+    faster = pb.Plan(id=created.id, limits=gold_plan().limits)
+    faster.limits.requests_per_second = 20
+    now = pb.UpdatePlanRequest(
+        plan=faster, update_mask=FieldMask(paths=["limits"]), effect=pb.VERSION_EFFECT_INSTANT
+    )
+    assert (await stub.UpdatePlan(now)).plan.version == 3
+
+    versions = (await stub.ListPlanVersions(pb.ListPlanVersionsRequest(id="gold"))).versions
+    assert [
+        (v.version, v.effect, v.pricing.recurring_fee, v.limits.requests_per_second) for v in versions
+    ] == [
+        (1, pb.VERSION_EFFECT_INSTANT, "49.00", 10),
+        (2, pb.VERSION_EFFECT_NEXT_PERIOD, "39.00", 10),
+        (3, pb.VERSION_EFFECT_INSTANT, "39.00", 20),
+    ]
+    assert versions[2].effective_time.ToDatetime().second == 0  # the next whole minute
+    assert versions[2].pricing.tiers == created.pricing.tiers
+
+    past = pb.UpdatePlanRequest(plan=cheaper, update_mask=mask, effect=pb.VERSION_EFFECT_INSTANT)
+    past.effective_time.FromSeconds(1_699_999_980)  # a whole minute in 2023
+    await refused(
+        database, stub.UpdatePlan(past), grpc.StatusCode.INVALID_ARGUMENT, "never applies retroactively"
+    )
+    await refused(
+        database,
+        stub.UpdatePlan(pb.UpdatePlanRequest(plan=cheaper, update_mask=mask, effect=7)),  # type: ignore[arg-type]
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "effect must be a VersionEffect",
+    )
+    await refused(
+        database,
+        stub.ListPlanVersions(pb.ListPlanVersionsRequest(id="nope")),
+        grpc.StatusCode.NOT_FOUND,
+        "nope",
     )

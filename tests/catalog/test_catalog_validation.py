@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 
 import pytest
@@ -20,6 +21,7 @@ from tollway.catalog.validation import (
     validate_context_path,
     validate_name,
     validate_plan,
+    validate_pricing,
     validate_upstream_url,
     validate_upstream_urls,
     validate_version,
@@ -85,6 +87,28 @@ def test_currency_table() -> None:
     assert set(CURRENCY_MINOR_UNITS.values()) <= {0, 2, 3}
     with pytest.raises(InvalidArgument, match="unknown currency 'XYZ'"):
         minor_units("XYZ")
+
+
+def test_currency_table_follows_iso_4217_of_2026_01_01() -> None:
+    assert minor_units("VED") == 2  # Venezuela's digital bolívar, beside VES
+    assert minor_units("XCG") == 2 and minor_units("ZWG") == 2
+    for retired in ("ANG", "BGN", "ZWL", "SLL", "HRK"):
+        assert retired not in CURRENCY_MINOR_UNITS
+    # What was priced in a currency retired since still rounds to its minor unit.
+    assert minor_units("BGN") == 2 and minor_units("ANG") == 2
+    with pytest.raises(InvalidArgument, match="unknown currency 'ZWL'"):
+        minor_units("ZWL")
+
+
+@pytest.mark.parametrize(("code", "reason"), [("BGN", "adopted the euro"), ("ANG", "XCG")])
+def test_a_new_price_in_a_retired_currency_says_what_replaced_it(code: str, reason: str) -> None:
+    with pytest.raises(
+        InvalidArgument, match=f"pricing.currency: {code} is no longer an ISO 4217 currency.*{reason}"
+    ):
+        validate_pricing(PricingDraft(currency=code, recurring_fee="1.00"), PlanLimits())
+    assert (
+        validate_pricing(PricingDraft(currency="VED", recurring_fee="1.00"), PlanLimits()).currency == "VED"
+    )
 
 
 @given(st.decimals(min_value=0, max_value=10**9, places=10, allow_nan=False, allow_infinity=False))
@@ -284,6 +308,7 @@ def test_free_plan_defaults() -> None:
         unit_price="0",
         overage_price="0",
         minimum_charge="0",
+        package_price="0",
     )
 
 
@@ -300,7 +325,8 @@ def test_priced_plan_canonical() -> None:
     )
     assert plan.pricing.currency == "EUR"
     assert plan.pricing.recurring_fee == "49.00"
-    assert plan.pricing.tiers == (PriceTierDraft(10_000, "0.001"), PriceTierDraft(0, "0.0005"))
+    assert plan.pricing.tiers == (PriceTierDraft(10_000, "0.001", "0"), PriceTierDraft(0, "0.0005", "0"))
+    assert plan.pricing.tier_mode == "GRADUATED"
     assert plan.limits.quota_policy == "SOFT"
 
 
@@ -379,7 +405,7 @@ _tier_bounds = st.lists(st.integers(min_value=1, max_value=MAX_COUNT), max_size=
 
 @given(_tier_bounds)
 def test_sorted_tiers_ending_unbounded_are_valid(bounds: list[int]) -> None:
-    tiers = (*(PriceTierDraft(up_to, "0.001") for up_to in sorted(bounds)), PriceTierDraft(0, "0"))
+    tiers = (*(PriceTierDraft(up_to, "0.001", "0") for up_to in sorted(bounds)), PriceTierDraft(0, "0", "0"))
     assert validate_plan(_plan(currency="EUR", tiers=tiers)).pricing.tiers == tiers
 
 
@@ -461,3 +487,61 @@ def test_api_canonical() -> None:
 def test_invalid_apis(api: ApiDraft, message: str) -> None:
     with pytest.raises(InvalidArgument, match=message):
         validate_api(api)
+
+
+# --- price models -------------------------------------------------------------------------------------
+
+VOLUME_TIERS = (PriceTierDraft(10_000, "0.0010", "10"), PriceTierDraft(0, "0.0004", "10.00"))
+
+
+def test_volume_tiers_with_flat_fees_are_canonical() -> None:
+    pricing = validate_plan(_plan(currency="usd", tiers=VOLUME_TIERS, tier_mode="volume")).pricing
+    assert pricing.tier_mode == "VOLUME"
+    assert pricing.tiers == (PriceTierDraft(10_000, "0.0010", "10"), PriceTierDraft(0, "0.0004", "10.00"))
+
+
+def test_package_and_trial_are_canonical() -> None:
+    pricing = validate_plan(
+        _plan(currency="EUR", included_requests=100, package_size=100, package_price="05.00", trial_days=14)
+    ).pricing
+    assert (pricing.package_size, pricing.package_price, pricing.trial_days) == (100, "5.00", 14)
+    assert pricing.tier_mode == ""  # no tiers
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"tier_mode": "STAIRS", "tiers": VOLUME_TIERS}, "tier_mode must be GRADUATED or VOLUME"),
+        ({"tier_mode": "VOLUME"}, "tier_mode VOLUME needs pricing.tiers"),
+        (
+            {"tiers": (PriceTierDraft(5, "1", "-1"), PriceTierDraft(0, "1"))},
+            "tiers[0].flat_fee must not be negative",
+        ),
+        (
+            {"tiers": (PriceTierDraft(5, "1", "0.001"), PriceTierDraft(0, "1"))},
+            "tiers[0].flat_fee 0.001 EUR has more",
+        ),
+        (
+            {"package_size": 10, "package_price": "1", "unit_price": "0.1"},
+            "package_size prices requests per package",
+        ),
+        (
+            {"package_size": 10, "package_price": "1", "tiers": VOLUME_TIERS},
+            "package_size prices requests per",
+        ),
+        ({"package_price": "1"}, "package_price needs pricing.package_size"),
+        ({"package_size": 10**13}, "package_size must be at most"),
+        ({"trial_days": 367}, "trial_days must be 0 to 366"),
+        ({"trial_days": -1}, "trial_days must be 0 to 366"),
+    ],
+)
+def test_bad_price_models_are_invalid_argument(fields: dict[str, object], message: str) -> None:
+    with pytest.raises(InvalidArgument, match=re.escape(message)):
+        validate_plan(_plan(currency="EUR", **fields))
+
+
+def test_pricing_columns_round_trip() -> None:
+    pricing = validate_plan(
+        _plan(currency="EUR", tiers=VOLUME_TIERS, tier_mode="VOLUME", trial_days=3)
+    ).pricing
+    assert PricingDraft.from_columns(pricing.columns()) == pricing

@@ -23,8 +23,8 @@ from google.protobuf.message import Message
 from typer.testing import CliRunner
 
 from keymgr.cli import register as register_keymgr_commands
-from tollway.catalog.cli import parse_money, parse_tier
 from tollway.catalog.cli import register as register_catalog_commands
+from tollway.catalog.cli_options import parse_money, parse_tier
 from tollway.catalog.v1 import catalog_pb2 as cat
 from tollway.catalog.v1 import catalog_pb2_grpc as cat_grpc
 from tollway.cli_support import parse_duration
@@ -76,7 +76,13 @@ def test_parse_tier(text: str, up_to: int, price: str) -> None:
     assert parse_tier(text) == cat.PriceTier(up_to=up_to, unit_price=price)
 
 
-@pytest.mark.parametrize("text", ["10000", "x:0.1", "-1:0.1", "10:abc", "10:-0.1", "10:1e3", "10:", ":0.1"])
+def test_parse_tier_with_a_flat_fee() -> None:
+    assert parse_tier("10000:0.001:25.00") == cat.PriceTier(up_to=10000, unit_price="0.001", flat_fee="25.00")
+
+
+@pytest.mark.parametrize(
+    "text", ["10000", "x:0.1", "-1:0.1", "10:abc", "10:-0.1", "10:1e3", "10:", ":0.1", "10:1:-2", "1:2:3:4"]
+)
 def test_parse_tier_rejects(text: str) -> None:
     with pytest.raises(ValueError, match="invalid"):
         parse_tier(text)
@@ -196,7 +202,7 @@ def run(cli: typer.Typer, admin_server: tuple[FakeAdmin, str], tmp_path: Path) -
 
 def test_every_group_and_command_is_registered(cli: typer.Typer) -> None:
     expected = {
-        "plan": {"create", "list", "get", "update", "delete"},
+        "plan": {"create", "list", "get", "update", "delete", "versions"},
         "api": {"create", "list", "get", "update", "publish", "unpublish", "delete"},
         "app": {"create", "list", "get", "update", "delete"},
         "sub": {"create", "list", "get", "block", "unblock", "cancel"},
@@ -241,6 +247,28 @@ def test_plan_create_sends_limits_pricing_and_the_token(run: Callable[..., Any],
     assert TOKEN not in result.output
 
 
+def test_plan_create_sends_the_price_models(run: Callable[..., Any], admin_server: Any) -> None:
+    fake, _ = admin_server
+    fake.replies["CreatePlan"] = lambda req: cat.CreatePlanResponse(plan=cat.Plan(id="plan_2"))
+    result = run(
+        "plan", "create", "volume", "--currency", "USD", "--tier", "10000:0.0010:10", "--tier", "0:0.0004:10",
+        "--tier-mode", "volume", "--trial-days", "14",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    pricing = fake.only("CreatePlan").plan.pricing
+    assert pricing.tier_mode == cat.TIER_MODE_VOLUME and pricing.trial_days == 14
+    assert [(t.up_to, t.unit_price, t.flat_fee) for t in pricing.tiers] == [
+        (10000, "0.0010", "10"),
+        (0, "0.0004", "10"),
+    ]
+    result = run(
+        "plan", "create", "packs", "--currency", "EUR", "--package-size", "100", "--package-price", "5"
+    )
+    assert result.exit_code == 0, result.output
+    pricing = fake.calls[-1].request.plan.pricing
+    assert (pricing.package_size, pricing.package_price) == (100, "5")
+
+
 def test_plan_update_merges_into_the_current_plan(run: Callable[..., Any], admin_server: Any) -> None:
     fake, _ = admin_server
     current = cat.Plan(
@@ -262,6 +290,27 @@ def test_plan_update_merges_into_the_current_plan(run: Callable[..., Any], admin
     assert request.plan.pricing.recurring_fee == "59.00"
     assert request.plan.pricing.currency == "EUR"
     assert len(request.plan.pricing.tiers) == 1
+
+
+def test_plan_update_says_when_a_new_version_takes_effect(run: Callable[..., Any], admin_server: Any) -> None:
+    fake, _ = admin_server
+    fake.replies["GetPlan"] = cat.GetPlanResponse(plan=cat.Plan(id="plan_g", name="gold"))
+    assert run("plan", "update", "gold", "--fee", "59.00").exit_code == 0
+    assert (
+        fake.calls[-1].request.effect == cat.VERSION_EFFECT_UNSPECIFIED
+    )  # the server's default: next period
+    assert run("plan", "update", "gold", "--fee", "59.00", "--now").exit_code == 0
+    assert fake.calls[-1].request.effect == cat.VERSION_EFFECT_INSTANT
+    assert not fake.calls[-1].request.HasField("effective_time")
+    result = run("plan", "update", "gold", "--fee", "59.00", "--at", "2026-12-15T00:00Z")
+    assert result.exit_code == 0, result.output
+    request = fake.calls[-1].request
+    assert (request.effect, request.effective_time.seconds) == (cat.VERSION_EFFECT_INSTANT, 1797292800)
+    assert run("plan", "update", "gold", "--fee", "1", "--now", "--at", "2026-12-15").exit_code == 2
+    fake.replies["ListPlanVersions"] = cat.ListPlanVersionsResponse(versions=[cat.PlanVersion(version=1)])
+    result = run("plan", "versions", "gold")
+    assert result.exit_code == 0, result.output
+    assert fake.calls[-1].request == cat.ListPlanVersionsRequest(id="gold")
 
 
 def test_plan_update_without_changes_is_a_usage_error(run: Callable[..., Any], admin_server: Any) -> None:

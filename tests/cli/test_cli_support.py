@@ -173,4 +173,4 @@ def test_emit_prints_proto_field_names_and_empty_fields(capsys: pytest.CaptureFi
     emit(cat.ListPlansResponse())
     assert json.loads(capsys.readouterr().out) == {"plans": []}
     emit(cat.PriceTier(up_to=0, unit_price="0.5"))
-    assert json.loads(capsys.readouterr().out) == {"up_to": "0", "unit_price": "0.5"}
+    assert json.loads(capsys.readouterr().out) == {"up_to": "0", "unit_price": "0.5", "flat_fee": ""}

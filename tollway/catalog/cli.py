@@ -4,12 +4,36 @@ CatalogService (JSON on stdout, proto field names; connection options and exit c
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
-from enum import StrEnum
 from typing import Annotated
 
 import typer
 
+from tollway.catalog.cli_options import (
+    _PRICING,
+    Currency,
+    Description,
+    EffectiveAt,
+    EffectiveNow,
+    Fee,
+    Included,
+    MinimumCharge,
+    MonthlyQuota,
+    OveragePrice,
+    PackagePrice,
+    PackageSize,
+    PerDay,
+    PerHour,
+    PerMinute,
+    PerSecond,
+    PlanRef,
+    QuotaPolicyOpt,
+    TierModeOpt,
+    Tiers,
+    TrialDays,
+    UnitPrice,
+    apply_limits,
+    apply_pricing,
+)
 from tollway.catalog.documents_cli import document_commands
 from tollway.catalog.v1 import catalog_pb2 as cat
 from tollway.catalog.v1.catalog_pb2_grpc import CatalogServiceStub
@@ -21,182 +45,8 @@ from tollway.cli_support import (
     admin_client,
     emit,
     require_changes,
-    typer_parser,
+    timestamp_proto,
 )
-
-_UNBOUNDED_TIER = ("0", "inf", "*")
-
-
-def parse_money(text: str) -> str:
-    """A non-negative decimal amount, kept as typed (the server stores decimal strings, never floats)."""
-    value = text.strip()
-    try:
-        amount = Decimal(value)
-    except InvalidOperation:
-        raise ValueError(f"invalid amount {text!r}: use a decimal such as 49.00 or 0.0004") from None
-    if not amount.is_finite() or amount < 0 or "e" in value.lower():
-        raise ValueError(f"invalid amount {text!r}: use a non-negative decimal such as 49.00")
-    return value
-
-
-def parse_tier(text: str) -> cat.PriceTier:
-    """'UP_TO:UNIT_PRICE'; UP_TO 0 (or 'inf', '*') is the unbounded last tier."""
-    up_to_text, sep, price_text = text.partition(":")
-    up_to_text = up_to_text.strip().lower()
-    if not sep:
-        raise ValueError(f"invalid tier {text!r}: use UP_TO:UNIT_PRICE, e.g. 10000:0.001 or 0:0.0005")
-    if up_to_text in _UNBOUNDED_TIER:
-        up_to = 0
-    elif up_to_text.isdigit():
-        up_to = int(up_to_text)
-    else:
-        raise ValueError(f"invalid tier {text!r}: UP_TO must be a whole number (0 for unbounded)")
-    return cat.PriceTier(up_to=up_to, unit_price=parse_money(price_text))
-
-
-_money_param = typer_parser(parse_money)
-_tier_param = typer_parser(parse_tier)
-
-# --------------------------------------------------------------------------------------------------
-# plan
-# --------------------------------------------------------------------------------------------------
-
-
-class QuotaPolicyChoice(StrEnum):
-    hard = "hard"
-    soft = "soft"
-
-
-_QUOTA_POLICIES = {
-    QuotaPolicyChoice.hard: cat.QUOTA_POLICY_HARD,
-    QuotaPolicyChoice.soft: cat.QUOTA_POLICY_SOFT,
-}
-
-_LIMITS = "Limits (0 = no limit)"
-_PRICING = "Pricing"
-
-PlanRef = Annotated[str, typer.Argument(help="Plan id or name.")]
-PerSecond = Annotated[int | None, typer.Option("--per-second", min=0, rich_help_panel=_LIMITS)]
-PerMinute = Annotated[int | None, typer.Option("--per-minute", min=0, rich_help_panel=_LIMITS)]
-PerHour = Annotated[int | None, typer.Option("--per-hour", min=0, rich_help_panel=_LIMITS)]
-PerDay = Annotated[int | None, typer.Option("--per-day", min=0, rich_help_panel=_LIMITS)]
-MonthlyQuota = Annotated[
-    int | None,
-    typer.Option("--monthly-quota", min=0, help="Requests per billing period.", rich_help_panel=_LIMITS),
-]
-QuotaPolicyOpt = Annotated[
-    QuotaPolicyChoice | None,
-    typer.Option(
-        "--quota-policy",
-        help="hard: refuse beyond the quota; soft: admit and bill as overage.",
-        rich_help_panel=_LIMITS,
-    ),
-]
-Currency = Annotated[
-    str | None, typer.Option("--currency", help="ISO 4217 code, e.g. EUR.", rich_help_panel=_PRICING)
-]
-Fee = Annotated[
-    str | None,
-    typer.Option("--fee", parser=_money_param, help="Recurring fee per period.", rich_help_panel=_PRICING),
-]
-Included = Annotated[
-    int | None,
-    typer.Option("--included", min=0, help="Requests covered by the fee.", rich_help_panel=_PRICING),
-]
-UnitPrice = Annotated[
-    str | None,
-    typer.Option(
-        "--unit-price",
-        parser=_money_param,
-        help="Price per request beyond the included ones.",
-        rich_help_panel=_PRICING,
-    ),
-]
-Tiers = Annotated[
-    list[cat.PriceTier] | None,
-    typer.Option(
-        "--tier",
-        parser=_tier_param,
-        metavar="UP_TO:PRICE",
-        help="Graduated tier, repeatable, in order; UP_TO 0 is the unbounded last tier.",
-        rich_help_panel=_PRICING,
-    ),
-]
-OveragePrice = Annotated[
-    str | None,
-    typer.Option(
-        "--overage-price",
-        parser=_money_param,
-        help="Price per request beyond a soft quota.",
-        rich_help_panel=_PRICING,
-    ),
-]
-MinimumCharge = Annotated[
-    str | None,
-    typer.Option(
-        "--minimum-charge", parser=_money_param, help="Least charge per period.", rich_help_panel=_PRICING
-    ),
-]
-Description = Annotated[str | None, typer.Option("--description")]
-
-
-def _apply_limits(
-    limits: cat.PlanLimits,
-    per_second: int | None,
-    per_minute: int | None,
-    per_hour: int | None,
-    per_day: int | None,
-    monthly_quota: int | None,
-    quota_policy: QuotaPolicyChoice | None,
-) -> bool:
-    """Sets the given limits on `limits`; True when any was given."""
-    values = {
-        "requests_per_second": per_second,
-        "requests_per_minute": per_minute,
-        "requests_per_hour": per_hour,
-        "requests_per_day": per_day,
-        "monthly_quota": monthly_quota,
-    }
-    changed = False
-    for field, value in values.items():
-        if value is not None:
-            setattr(limits, field, value)
-            changed = True
-    if quota_policy is not None:
-        limits.quota_policy = _QUOTA_POLICIES[quota_policy]
-        changed = True
-    return changed
-
-
-def _apply_pricing(
-    pricing: cat.PlanPricing,
-    currency: str | None,
-    fee: str | None,
-    included: int | None,
-    unit_price: str | None,
-    tiers: list[cat.PriceTier] | None,
-    overage_price: str | None,
-    minimum_charge: str | None,
-) -> bool:
-    """Sets the given pricing fields on `pricing` (given tiers replace all tiers); True when any was given."""
-    values = {
-        "currency": currency.strip().upper() if currency is not None else None,
-        "recurring_fee": fee,
-        "included_requests": included,
-        "unit_price": unit_price,
-        "overage_price": overage_price,
-        "minimum_charge": minimum_charge,
-    }
-    changed = False
-    for field, value in values.items():
-        if value is not None:
-            setattr(pricing, field, value)
-            changed = True
-    if tiers:
-        del pricing.tiers[:]
-        pricing.tiers.extend(tiers)
-        changed = True
-    return changed
 
 
 def _plan_id(catalog: AdminClient[CatalogServiceStub], ref: str) -> str:
@@ -230,6 +80,10 @@ def _plan_commands() -> typer.Typer:
         tier: Tiers = None,
         overage_price: OveragePrice = None,
         minimum_charge: MinimumCharge = None,
+        tier_mode: TierModeOpt = None,
+        package_size: PackageSize = None,
+        package_price: PackagePrice = None,
+        trial_days: TrialDays = None,
         approval_required: Annotated[
             bool, typer.Option(help="New subscriptions wait for approval by the billing side.")
         ] = False,
@@ -238,8 +92,11 @@ def _plan_commands() -> typer.Typer:
     ) -> None:
         """Create a plan."""
         plan = cat.Plan(name=name, description=description or "", approval_required=approval_required)
-        _apply_limits(plan.limits, per_second, per_minute, per_hour, per_day, monthly_quota, quota_policy)
-        _apply_pricing(plan.pricing, currency, fee, included, unit_price, tier, overage_price, minimum_charge)
+        apply_limits(plan.limits, per_second, per_minute, per_hour, per_day, monthly_quota, quota_policy)
+        apply_pricing(
+            plan.pricing, currency, fee, included, unit_price, tier, overage_price, minimum_charge, tier_mode,
+            package_size, package_price, trial_days,
+        )  # fmt: skip
         with admin_client(addr, token, CatalogServiceStub) as catalog:
             emit(catalog.call(catalog.service.CreatePlan, cat.CreatePlanRequest(plan=plan)))
 
@@ -276,15 +133,25 @@ def _plan_commands() -> typer.Typer:
         ] = False,
         overage_price: OveragePrice = None,
         minimum_charge: MinimumCharge = None,
+        tier_mode: TierModeOpt = None,
+        package_size: PackageSize = None,
+        package_price: PackagePrice = None,
+        trial_days: TrialDays = None,
         approval_required: Annotated[
             bool | None, typer.Option(help="New subscriptions wait for approval by the billing side.")
         ] = None,
+        now: EffectiveNow = False,
+        at: EffectiveAt = None,
         addr: AdminAddr = DEFAULT_ADMIN_ADDR,
         token: AdminToken = None,
     ) -> None:
-        """Change the given fields of a plan; other limits and prices stay as they are."""
+        """Change the given fields of a plan; other limits and prices stay as they are. A change of
+        limits or prices is a new version of the plan, from each subscription's next period unless
+        --now or --at says otherwise (`tollway plan versions` lists them)."""
         if tier and clear_tiers:
             raise typer.BadParameter("--tier and --clear-tiers exclude each other")
+        if now and at is not None:
+            raise typer.BadParameter("--now and --at exclude each other")
         with admin_client(addr, token, CatalogServiceStub) as catalog:
             # The update mask is top-level (limits, pricing), so merge into the current values first.
             current = catalog.call(catalog.service.GetPlan, cat.GetPlanRequest(id=plan)).plan
@@ -297,19 +164,18 @@ def _plan_commands() -> typer.Typer:
                 changed.description = description
                 mask.append("description")
             changed.limits.CopyFrom(current.limits)
-            if _apply_limits(
+            if apply_limits(
                 changed.limits, per_second, per_minute, per_hour, per_day, monthly_quota, quota_policy
             ):
                 mask.append("limits")
             changed.pricing.CopyFrom(current.pricing)
             if clear_tiers:
                 del changed.pricing.tiers[:]
-            if (
-                _apply_pricing(
-                    changed.pricing, currency, fee, included, unit_price, tier, overage_price, minimum_charge
-                )
-                or clear_tiers
-            ):
+            pricing_given = apply_pricing(
+                changed.pricing, currency, fee, included, unit_price, tier, overage_price, minimum_charge,
+                tier_mode, package_size, package_price, trial_days,
+            )  # fmt: skip
+            if pricing_given or clear_tiers:
                 mask.append("pricing")
             if approval_required is not None:
                 changed.approval_required = approval_required
@@ -317,7 +183,17 @@ def _plan_commands() -> typer.Typer:
             require_changes(mask)
             request = cat.UpdatePlanRequest(plan=changed)
             request.update_mask.paths.extend(mask)
+            if now or at is not None:
+                request.effect = cat.VERSION_EFFECT_INSTANT
+            if at is not None:
+                request.effective_time.CopyFrom(timestamp_proto(at))
             emit(catalog.call(catalog.service.UpdatePlan, request))
+
+    @plan_app.command("versions")
+    def versions(plan: PlanRef, addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:
+        """A plan's history: every version of its limits and prices, and when each took effect."""
+        with admin_client(addr, token, CatalogServiceStub) as catalog:
+            emit(catalog.call(catalog.service.ListPlanVersions, cat.ListPlanVersionsRequest(id=plan)))
 
     @plan_app.command("delete")
     def delete(plan: PlanRef, addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:

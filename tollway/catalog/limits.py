@@ -7,6 +7,7 @@ the proto's PlanLimits and of the plan table, and the mappings to and from both 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,6 +78,19 @@ class PlanLimits:
             monthly_quota=row.monthly_quota,
             quota_policy=row.quota_policy,
             shadow_mode=bool(row.shadow_mode),
+        )
+
+    @classmethod
+    def from_columns(cls, columns: Mapping[str, Any]) -> PlanLimits:
+        """From a plan version's limits record (as `columns` wrote it)."""
+        return cls(
+            requests_per_second=int(columns.get("requests_per_second") or 0),
+            requests_per_minute=int(columns.get("requests_per_minute") or 0),
+            requests_per_hour=int(columns.get("requests_per_hour") or 0),
+            requests_per_day=int(columns.get("requests_per_day") or 0),
+            monthly_quota=int(columns.get("monthly_quota") or 0),
+            quota_policy=str(columns.get("quota_policy") or QuotaPolicy.HARD),
+            shadow_mode=bool(columns.get("shadow_mode")),
         )
 
     def columns(self) -> dict[str, Any]:

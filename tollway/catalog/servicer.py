@@ -22,28 +22,65 @@ from tollway.catalog.validation import (
     PricingDraft,
 )
 from tollway.errors import InvalidArgument, map_grpc_errors
-from tollway.protoconv import mask_fields, timestamp
+from tollway.protoconv import mask_fields, timestamp, to_datetime
 from tollway.schema_portal import ApiDocument
+from tollway.vocabulary import TierMode, VersionEffect
+
+_TIER_MODES = {
+    catalog_pb2.TIER_MODE_UNSPECIFIED: "",
+    catalog_pb2.TIER_MODE_GRADUATED: TierMode.GRADUATED,
+    catalog_pb2.TIER_MODE_VOLUME: TierMode.VOLUME,
+}
+_TIER_MODE_VALUES = {name: value for value, name in _TIER_MODES.items() if name}
+
+
+def pricing_from_proto(pricing: catalog_pb2.PlanPricing) -> PricingDraft:
+    return PricingDraft(
+        currency=pricing.currency,
+        recurring_fee=pricing.recurring_fee,
+        included_requests=pricing.included_requests,
+        unit_price=pricing.unit_price,
+        tiers=tuple(
+            PriceTierDraft(up_to=tier.up_to, unit_price=tier.unit_price, flat_fee=tier.flat_fee)
+            for tier in pricing.tiers
+        ),
+        overage_price=pricing.overage_price,
+        minimum_charge=pricing.minimum_charge,
+        billable_classes=tuple(pricing.billable_classes),
+        # An enum number this server does not know stays visible, so validation can reject it.
+        tier_mode=_TIER_MODES.get(pricing.tier_mode, str(pricing.tier_mode)),
+        package_size=pricing.package_size,
+        package_price=pricing.package_price,
+        trial_days=pricing.trial_days,
+    )
+
+
+def pricing_to_proto(pricing: PricingDraft) -> catalog_pb2.PlanPricing:
+    return catalog_pb2.PlanPricing(
+        currency=pricing.currency,
+        recurring_fee=pricing.recurring_fee,
+        included_requests=pricing.included_requests,
+        unit_price=pricing.unit_price,
+        tiers=[
+            catalog_pb2.PriceTier(up_to=tier.up_to, unit_price=tier.unit_price, flat_fee=tier.flat_fee)
+            for tier in pricing.tiers
+        ],
+        overage_price=pricing.overage_price,
+        minimum_charge=pricing.minimum_charge,
+        billable_classes=list(pricing.billable_classes),
+        tier_mode=_TIER_MODE_VALUES.get(pricing.tier_mode, catalog_pb2.TIER_MODE_UNSPECIFIED),
+        package_size=pricing.package_size,
+        package_price=pricing.package_price,
+        trial_days=pricing.trial_days,
+    )
 
 
 def plan_from_proto(plan: catalog_pb2.Plan) -> PlanDraft:
-    pricing = plan.pricing
     return PlanDraft(
         name=plan.name,
         description=plan.description,
         limits=PlanLimits.from_proto(plan.limits),
-        pricing=PricingDraft(
-            currency=pricing.currency,
-            recurring_fee=pricing.recurring_fee,
-            included_requests=pricing.included_requests,
-            unit_price=pricing.unit_price,
-            tiers=tuple(
-                PriceTierDraft(up_to=tier.up_to, unit_price=tier.unit_price) for tier in pricing.tiers
-            ),
-            overage_price=pricing.overage_price,
-            minimum_charge=pricing.minimum_charge,
-            billable_classes=tuple(pricing.billable_classes),
-        ),
+        pricing=pricing_from_proto(plan.pricing),
         approval_required=plan.approval_required,
     )
 
@@ -54,22 +91,34 @@ def plan_to_proto(row: schema.Plan) -> catalog_pb2.Plan:
         name=row.name,
         description=row.description,
         limits=PlanLimits.from_row(row).to_proto(),
-        pricing=catalog_pb2.PlanPricing(
-            currency=row.currency,
-            recurring_fee=row.recurring_fee,
-            included_requests=row.included_requests,
-            unit_price=row.unit_price,
-            tiers=[
-                catalog_pb2.PriceTier(up_to=int(tier["up_to"]), unit_price=str(tier["unit_price"]))
-                for tier in row.tiers
-            ],
-            overage_price=row.overage_price,
-            minimum_charge=row.minimum_charge,
-            billable_classes=list(row.billable_classes),
-        ),
+        pricing=pricing_to_proto(PricingDraft.from_columns(row)),
         approval_required=row.approval_required,
         create_time=timestamp(row.created_at),
         update_time=timestamp(row.updated_at),
+        version=max(row.version or 1, 1),
+    )
+
+
+_VERSION_EFFECTS = {
+    catalog_pb2.VERSION_EFFECT_UNSPECIFIED: VersionEffect.NEXT_PERIOD,
+    catalog_pb2.VERSION_EFFECT_NEXT_PERIOD: VersionEffect.NEXT_PERIOD,
+    catalog_pb2.VERSION_EFFECT_INSTANT: VersionEffect.INSTANT,
+}
+_VERSION_EFFECT_VALUES = {
+    VersionEffect.NEXT_PERIOD: catalog_pb2.VERSION_EFFECT_NEXT_PERIOD,
+    VersionEffect.INSTANT: catalog_pb2.VERSION_EFFECT_INSTANT,
+}
+
+
+def version_to_proto(row: schema.PlanVersion) -> catalog_pb2.PlanVersion:
+    return catalog_pb2.PlanVersion(
+        plan_id=row.plan_id,
+        version=row.version,
+        limits=PlanLimits.from_columns(row.limits).to_proto(),
+        pricing=pricing_to_proto(PricingDraft.from_columns(row.pricing)),
+        effect=_VERSION_EFFECT_VALUES.get(VersionEffect(row.effect), catalog_pb2.VERSION_EFFECT_UNSPECIFIED),
+        effective_time=timestamp(row.effective_at),
+        create_time=timestamp(row.created_at),
     )
 
 
@@ -155,8 +204,28 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     ) -> catalog_pb2.UpdatePlanResponse:
         plan_id = _required_id(request.plan.id, "plan.id")
         fields = mask_fields(request.update_mask, PLAN_FIELDS)
-        row = await self._store.update_plan(plan_id, plan_from_proto(request.plan), fields)
+        effect = _VERSION_EFFECTS.get(request.effect)
+        if effect is None:
+            raise InvalidArgument(f"effect must be a VersionEffect, got {request.effect}")
+        effective_time = (
+            to_datetime(request.effective_time, "effective_time")
+            if request.HasField("effective_time")
+            else None
+        )
+        row = await self._store.update_plan(
+            plan_id, plan_from_proto(request.plan), fields, effect, effective_time
+        )
         return catalog_pb2.UpdatePlanResponse(plan=plan_to_proto(row))
+
+    async def ListPlanVersions(
+        self,
+        request: catalog_pb2.ListPlanVersionsRequest,
+        context: grpc.aio.ServicerContext[
+            catalog_pb2.ListPlanVersionsRequest, catalog_pb2.ListPlanVersionsResponse
+        ],
+    ) -> catalog_pb2.ListPlanVersionsResponse:
+        rows = await self._store.plan_versions(_required_id(request.id, "id"))
+        return catalog_pb2.ListPlanVersionsResponse(versions=[version_to_proto(row) for row in rows])
 
     async def DeletePlan(
         self,

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, or_
@@ -20,12 +21,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from tollway import schema
 from tollway.catalog.limits import PlanLimits
+from tollway.catalog.plan_versions import add_version, effective_instant, first_version, versions_of
 from tollway.catalog.validation import (
     API_FIELDS,
     PLAN_FIELDS,
     ApiDraft,
     PlanDraft,
-    PriceTierDraft,
     PricingDraft,
     paths_overlap,
     validate_api,
@@ -35,6 +36,10 @@ from tollway.catalog.view import PublishedApi
 from tollway.db import Database
 from tollway.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from tollway.schema import LIVE_SUBSCRIPTION_STATES, new_id, utcnow
+from tollway.vocabulary import VersionEffect
+
+# Changes of these make a new version of a plan.
+VERSIONED_FIELDS = frozenset({"limits", "pricing"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,19 +51,11 @@ class ApiRecord:
 
 
 def _plan_columns(plan: PlanDraft) -> dict[str, Any]:
-    pricing = plan.pricing
     return {
         "name": plan.name,
         "description": plan.description,
         **plan.limits.columns(),
-        "currency": pricing.currency,
-        "recurring_fee": pricing.recurring_fee,
-        "included_requests": pricing.included_requests,
-        "unit_price": pricing.unit_price,
-        "tiers": [{"up_to": tier.up_to, "unit_price": tier.unit_price} for tier in pricing.tiers],
-        "overage_price": pricing.overage_price,
-        "minimum_charge": pricing.minimum_charge,
-        "billable_classes": list(pricing.billable_classes),
+        **plan.pricing.columns(),
         "approval_required": plan.approval_required,
     }
 
@@ -69,19 +66,7 @@ def plan_draft(row: schema.Plan) -> PlanDraft:
         name=row.name,
         description=row.description,
         limits=PlanLimits.from_row(row),
-        pricing=PricingDraft(
-            currency=row.currency,
-            recurring_fee=row.recurring_fee,
-            included_requests=row.included_requests,
-            unit_price=row.unit_price,
-            tiers=tuple(
-                PriceTierDraft(up_to=int(tier["up_to"]), unit_price=str(tier["unit_price"]))
-                for tier in row.tiers
-            ),
-            overage_price=row.overage_price,
-            minimum_charge=row.minimum_charge,
-            billable_classes=tuple(row.billable_classes),
-        ),
+        pricing=PricingDraft.from_columns(row),
         approval_required=row.approval_required,
     )
 
@@ -114,8 +99,21 @@ def _describe_plan(plan: schema.Plan) -> str:
     return f"plan {plan.name} ({plan.id})"
 
 
+def _terms_changed(current: PlanDraft, plan: PlanDraft) -> bool:
+    """Whether the limits or pricing differ from the stored ones (compared in canonical form; a stored
+    plan that no longer validates, e.g. priced in a retired currency, counts as changed)."""
+    try:
+        stored = validate_plan(current)
+    except InvalidArgument:
+        return True
+    return (stored.limits, stored.pricing) != (plan.limits, plan.pricing)
+
+
 class CatalogStore:
-    def __init__(self, db: Database, on_commit: Callable[[], None]) -> None:
+    def __init__(
+        self, db: Database, on_commit: Callable[[], None], clock: Callable[[], datetime] = utcnow
+    ) -> None:
+        self._clock = clock
         self._db = db
         # Tells the change feed that a write committed, so this process reacts without polling.
         self._on_commit = on_commit
@@ -140,8 +138,12 @@ class CatalogStore:
         plan = validate_plan(draft)
         async with self._write() as session:
             await self._ensure_plan_name_free(session, plan.name, plan_id=None)
-            row = schema.Plan(id=new_id("plan"), **_plan_columns(plan))
+            now = self._clock()
+            row = schema.Plan(id=new_id("plan"), **_plan_columns(plan), created_at=now, updated_at=now)
             session.add(row)
+            # The version references the plan row: write it first.
+            await session.flush()
+            session.add(first_version(row))
         return row
 
     async def get_plan(self, key: str) -> schema.Plan:
@@ -154,19 +156,43 @@ class CatalogStore:
             result = await session.exec(select(schema.Plan).order_by(col(schema.Plan.name)))
             return list(result.all())
 
-    async def update_plan(self, key: str, changes: PlanDraft, fields: Sequence[str]) -> schema.Plan:
+    async def update_plan(
+        self,
+        key: str,
+        changes: PlanDraft,
+        fields: Sequence[str],
+        effect: VersionEffect = VersionEffect.NEXT_PERIOD,
+        effective_time: datetime | None = None,
+    ) -> schema.Plan:
         """Replaces the top-level `fields` (see validation.PLAN_FIELDS) of the plan with those of
-        `changes`; the result must be a valid plan as a whole."""
+        `changes`; the result must be a valid plan as a whole. A change of limits or pricing adds a
+        version effective as `effect` and `effective_time` say (tollway/catalog/plan_versions.py)."""
+        now = self._clock()
+        if VERSIONED_FIELDS.isdisjoint(fields or PLAN_FIELDS) and (
+            effect != VersionEffect.NEXT_PERIOD or effective_time is not None
+        ):
+            raise InvalidArgument("effect and effective_time apply to a change of limits or pricing only")
+        effective_at = effective_instant(effect, effective_time, now)
         async with self._write() as session:
             row = await self._find_plan(session, key)
-            plan = validate_plan(_merge(plan_draft(row), changes, fields, PLAN_FIELDS))
+            current = plan_draft(row)
+            plan = validate_plan(_merge(current, changes, fields, PLAN_FIELDS))
             if plan.name != row.name:
                 await self._ensure_plan_name_free(session, plan.name, plan_id=row.id)
+            if _terms_changed(current, plan):
+                await add_version(session, row, plan.limits, plan.pricing, effect, effective_at, now)
             for name, value in _plan_columns(plan).items():
                 setattr(row, name, value)
-            row.updated_at = utcnow()
+            row.updated_at = now
             session.add(row)
         return row
+
+    async def plan_versions(self, key: str) -> list[schema.PlanVersion]:
+        """A plan's versions, oldest first (one, from the row, for a plan never changed since versions
+        were recorded)."""
+        async with self._db.session() as session:
+            row = await self._find_plan(session, key)
+            return await versions_of(session, row.id) or [first_version(row)]
 
     async def delete_plan(self, key: str) -> None:
         async with self._write() as session:

@@ -20,12 +20,16 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from decimal import Decimal
 from urllib.parse import urlsplit
 
 from tollway.catalog.limits import LIMIT_FIELDS, PlanLimits
+from tollway.catalog.pricing import BILLABLE_CLASSES as BILLABLE_CLASSES
+from tollway.catalog.pricing import MAX_COUNT as MAX_COUNT
+from tollway.catalog.pricing import PriceTierDraft as PriceTierDraft
+from tollway.catalog.pricing import PricingDraft as PricingDraft
+from tollway.catalog.pricing import validate_count
+from tollway.catalog.pricing import validate_pricing as validate_pricing
 from tollway.errors import InvalidArgument
-from tollway.money import is_currency, minor_units, money_text, parse_money
 from tollway.vocabulary import QuotaPolicy
 
 MAX_NAME_LENGTH = 100
@@ -35,30 +39,8 @@ MAX_CONTEXT_PATH_LENGTH = 200
 MAX_UPSTREAM_URLS = 16
 MAX_URL_LENGTH = 2048
 MAX_PLANS_PER_API = 32
-MAX_TIERS = 32
-# Upper bound for every request count (limits, quotas, tier bounds): far beyond any real plan, and
-# small enough that sums and products stay exact everywhere (including PostgreSQL BIGINT).
-MAX_COUNT = 10**12
 
 QUOTA_POLICIES = tuple(QuotaPolicy)
-
-
-@dataclass(frozen=True, slots=True)
-class PriceTierDraft:
-    up_to: int = 0
-    unit_price: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class PricingDraft:
-    currency: str = ""
-    recurring_fee: str = ""
-    included_requests: int = 0
-    unit_price: str = ""
-    tiers: tuple[PriceTierDraft, ...] = ()
-    overage_price: str = ""
-    minimum_charge: str = ""
-    billable_classes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,115 +253,13 @@ def validate_upstream_urls(urls: Sequence[str], field: str = "upstream_urls") ->
 # --- plans --------------------------------------------------------------------------------------------
 
 
-def _validate_count(value: int, field: str) -> int:
-    if value < 0:
-        raise InvalidArgument(f"{field} must not be negative, got {value}")
-    if value > MAX_COUNT:
-        raise InvalidArgument(f"{field} must be at most {MAX_COUNT}, got {value}")
-    return value
-
-
 def validate_limits(limits: PlanLimits) -> PlanLimits:
     for name in LIMIT_FIELDS:
-        _validate_count(getattr(limits, name), f"limits.{name}")
+        validate_count(getattr(limits, name), f"limits.{name}")
     policy = limits.quota_policy.upper() or QuotaPolicy.HARD
     if policy not in QUOTA_POLICIES:
         raise InvalidArgument(f"limits.quota_policy must be HARD or SOFT, got {limits.quota_policy!r}")
     return replace(limits, quota_policy=QuotaPolicy(policy))
-
-
-def _fraction_digits(value: Decimal) -> int:
-    exponent = value.normalize().as_tuple().exponent
-    assert isinstance(exponent, int)
-    return max(0, -exponent)
-
-
-def validate_pricing(pricing: PricingDraft, limits: PlanLimits) -> PricingDraft:
-    """Pricing of a plan whose (validated) limits are `limits`."""
-    currency = pricing.currency.upper()
-    if currency and not is_currency(currency):
-        raise InvalidArgument(
-            f"pricing.currency {pricing.currency!r} is not a known ISO 4217 code such as EUR or USD"
-        )
-    recurring_fee = parse_money(pricing.recurring_fee, "pricing.recurring_fee")
-    unit_price = parse_money(pricing.unit_price, "pricing.unit_price")
-    overage_price = parse_money(pricing.overage_price, "pricing.overage_price")
-    minimum_charge = parse_money(pricing.minimum_charge, "pricing.minimum_charge")
-    included_requests = _validate_count(pricing.included_requests, "pricing.included_requests")
-
-    if len(pricing.tiers) > MAX_TIERS:
-        raise InvalidArgument(f"pricing.tiers may have at most {MAX_TIERS} tiers, got {len(pricing.tiers)}")
-    tier_prices: list[Decimal] = []
-    last = len(pricing.tiers) - 1
-    for i, tier in enumerate(pricing.tiers):
-        up_to = _validate_count(tier.up_to, f"pricing.tiers[{i}].up_to")
-        tier_prices.append(parse_money(tier.unit_price, f"pricing.tiers[{i}].unit_price"))
-        if up_to == 0:
-            if i != last:
-                raise InvalidArgument(
-                    f"pricing.tiers[{i}].up_to is 0 (unbounded), but only the last tier may be unbounded"
-                )
-        elif i > 0 and up_to <= pricing.tiers[i - 1].up_to:
-            raise InvalidArgument(
-                f"pricing.tiers[{i}].up_to ({up_to}) must be greater than "
-                f"pricing.tiers[{i - 1}].up_to ({pricing.tiers[i - 1].up_to})"
-            )
-    if pricing.tiers and pricing.tiers[last].up_to != 0:
-        raise InvalidArgument(
-            f"pricing.tiers[{last}].up_to must be 0: the last tier must be unbounded "
-            f"(got {pricing.tiers[last].up_to})"
-        )
-    if pricing.tiers and unit_price != 0:
-        raise InvalidArgument(
-            "pricing.unit_price and pricing.tiers are mutually exclusive: set the per-request price in "
-            "the tiers and leave unit_price empty"
-        )
-
-    amounts = [recurring_fee, unit_price, overage_price, minimum_charge, *tier_prices]
-    if any(amount != 0 for amount in amounts) and not currency:
-        raise InvalidArgument("pricing.currency is required for a priced plan (an ISO 4217 code such as EUR)")
-    if currency:
-        # Fees are charged as they are: they must be payable in the currency's smallest unit (unit
-        # prices may be finer, e.g. 0.0004 EUR per request; billing rounds each invoice line).
-        digits = minor_units(currency)
-        for name, amount in (("recurring_fee", recurring_fee), ("minimum_charge", minimum_charge)):
-            if _fraction_digits(amount) > digits:
-                raise InvalidArgument(
-                    f"pricing.{name} {money_text(amount)} {currency} has more decimals than {currency} "
-                    f"allows ({digits})"
-                )
-    if overage_price != 0 and (not limits.soft_quota or limits.monthly_quota == 0):
-        raise InvalidArgument(
-            "pricing.overage_price applies only beyond a soft monthly quota: set limits.monthly_quota "
-            "and limits.quota_policy SOFT, or leave overage_price empty"
-        )
-
-    return PricingDraft(
-        currency=currency,
-        recurring_fee=money_text(recurring_fee),
-        included_requests=included_requests,
-        unit_price=money_text(unit_price),
-        tiers=tuple(
-            PriceTierDraft(up_to=tier.up_to, unit_price=money_text(price))
-            for tier, price in zip(pricing.tiers, tier_prices, strict=True)
-        ),
-        overage_price=money_text(overage_price),
-        minimum_charge=money_text(minimum_charge),
-        billable_classes=validate_billable_classes(pricing.billable_classes),
-    )
-
-
-BILLABLE_CLASSES = ("success", "client_error", "upstream_fault")
-
-
-def validate_billable_classes(classes: Sequence[str]) -> tuple[str, ...]:
-    """Distinct classes from BILLABLE_CLASSES, in that order; empty stays empty (successful only)."""
-    for i, name in enumerate(classes):
-        if name not in BILLABLE_CLASSES:
-            raise InvalidArgument(
-                f"pricing.billable_classes[{i}] must be one of {', '.join(BILLABLE_CLASSES)}, got {name!r}"
-            )
-    return tuple(name for name in BILLABLE_CLASSES if name in classes)
 
 
 def validate_plan(plan: PlanDraft) -> PlanDraft:

@@ -69,7 +69,7 @@ class PlanUsage(_message.Message):
     def __init__(self, plan_id: _Optional[str] = ..., counts: _Optional[_Union[UsageCounts, _Mapping]] = ...) -> None: ...
 
 class InvoiceLine(_message.Message):
-    __slots__ = ("position", "subscription_id", "api_id", "plan_id", "kind", "description", "quantity", "unit_price", "amount")
+    __slots__ = ("position", "subscription_id", "api_id", "plan_id", "kind", "description", "quantity", "unit_price", "amount", "plan_version")
     POSITION_FIELD_NUMBER: _ClassVar[int]
     SUBSCRIPTION_ID_FIELD_NUMBER: _ClassVar[int]
     API_ID_FIELD_NUMBER: _ClassVar[int]
@@ -79,6 +79,7 @@ class InvoiceLine(_message.Message):
     QUANTITY_FIELD_NUMBER: _ClassVar[int]
     UNIT_PRICE_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    PLAN_VERSION_FIELD_NUMBER: _ClassVar[int]
     position: int
     subscription_id: str
     api_id: str
@@ -88,7 +89,8 @@ class InvoiceLine(_message.Message):
     quantity: str
     unit_price: str
     amount: str
-    def __init__(self, position: _Optional[int] = ..., subscription_id: _Optional[str] = ..., api_id: _Optional[str] = ..., plan_id: _Optional[str] = ..., kind: _Optional[str] = ..., description: _Optional[str] = ..., quantity: _Optional[str] = ..., unit_price: _Optional[str] = ..., amount: _Optional[str] = ...) -> None: ...
+    plan_version: int
+    def __init__(self, position: _Optional[int] = ..., subscription_id: _Optional[str] = ..., api_id: _Optional[str] = ..., plan_id: _Optional[str] = ..., kind: _Optional[str] = ..., description: _Optional[str] = ..., quantity: _Optional[str] = ..., unit_price: _Optional[str] = ..., amount: _Optional[str] = ..., plan_version: _Optional[int] = ...) -> None: ...
 
 class Invoice(_message.Message):
     __slots__ = ("id", "number", "state", "application_id", "currency", "period_start", "period_end", "total", "usage_completeness", "completeness_note", "lines", "create_time", "finalize_time", "void_time", "void_reason", "completeness_override")
@@ -139,6 +141,50 @@ class CompletenessOverride(_message.Message):
     completeness: float
     completeness_note: str
     def __init__(self, by: _Optional[str] = ..., reason: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completeness: _Optional[float] = ..., completeness_note: _Optional[str] = ...) -> None: ...
+
+class CreditNoteLine(_message.Message):
+    __slots__ = ("position", "invoice_line", "subscription_id", "plan_id", "plan_version", "kind", "description", "amount")
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    INVOICE_LINE_FIELD_NUMBER: _ClassVar[int]
+    SUBSCRIPTION_ID_FIELD_NUMBER: _ClassVar[int]
+    PLAN_ID_FIELD_NUMBER: _ClassVar[int]
+    PLAN_VERSION_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    position: int
+    invoice_line: int
+    subscription_id: str
+    plan_id: str
+    plan_version: int
+    kind: str
+    description: str
+    amount: str
+    def __init__(self, position: _Optional[int] = ..., invoice_line: _Optional[int] = ..., subscription_id: _Optional[str] = ..., plan_id: _Optional[str] = ..., plan_version: _Optional[int] = ..., kind: _Optional[str] = ..., description: _Optional[str] = ..., amount: _Optional[str] = ...) -> None: ...
+
+class CreditNote(_message.Message):
+    __slots__ = ("id", "number", "invoice_id", "invoice_number", "application_id", "currency", "total", "reason", "lines", "issue_time")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    INVOICE_ID_FIELD_NUMBER: _ClassVar[int]
+    INVOICE_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    APPLICATION_ID_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    ISSUE_TIME_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    number: str
+    invoice_id: str
+    invoice_number: str
+    application_id: str
+    currency: str
+    total: str
+    reason: str
+    lines: _containers.RepeatedCompositeFieldContainer[CreditNoteLine]
+    issue_time: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., number: _Optional[str] = ..., invoice_id: _Optional[str] = ..., invoice_number: _Optional[str] = ..., application_id: _Optional[str] = ..., currency: _Optional[str] = ..., total: _Optional[str] = ..., reason: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[CreditNoteLine, _Mapping]]] = ..., issue_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class SubscriptionEvent(_message.Message):
     __slots__ = ("subscription_id", "time", "kind", "from_state", "to_state", "from_plan_id", "to_plan_id", "reason")
@@ -295,6 +341,56 @@ class ExportInvoicesResponse(_message.Message):
     content_type: str
     content: str
     def __init__(self, content_type: _Optional[str] = ..., content: _Optional[str] = ...) -> None: ...
+
+class CreditLine(_message.Message):
+    __slots__ = ("invoice_line", "amount")
+    INVOICE_LINE_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    invoice_line: int
+    amount: str
+    def __init__(self, invoice_line: _Optional[int] = ..., amount: _Optional[str] = ...) -> None: ...
+
+class IssueCreditNoteRequest(_message.Message):
+    __slots__ = ("invoice_id", "reason", "lines", "request_id")
+    INVOICE_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    invoice_id: str
+    reason: str
+    lines: _containers.RepeatedCompositeFieldContainer[CreditLine]
+    request_id: str
+    def __init__(self, invoice_id: _Optional[str] = ..., reason: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[CreditLine, _Mapping]]] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class IssueCreditNoteResponse(_message.Message):
+    __slots__ = ("credit_note",)
+    CREDIT_NOTE_FIELD_NUMBER: _ClassVar[int]
+    credit_note: CreditNote
+    def __init__(self, credit_note: _Optional[_Union[CreditNote, _Mapping]] = ...) -> None: ...
+
+class GetCreditNoteRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class GetCreditNoteResponse(_message.Message):
+    __slots__ = ("credit_note",)
+    CREDIT_NOTE_FIELD_NUMBER: _ClassVar[int]
+    credit_note: CreditNote
+    def __init__(self, credit_note: _Optional[_Union[CreditNote, _Mapping]] = ...) -> None: ...
+
+class ListCreditNotesRequest(_message.Message):
+    __slots__ = ("invoice_id",)
+    INVOICE_ID_FIELD_NUMBER: _ClassVar[int]
+    invoice_id: str
+    def __init__(self, invoice_id: _Optional[str] = ...) -> None: ...
+
+class ListCreditNotesResponse(_message.Message):
+    __slots__ = ("credit_notes",)
+    CREDIT_NOTES_FIELD_NUMBER: _ClassVar[int]
+    credit_notes: _containers.RepeatedCompositeFieldContainer[CreditNote]
+    def __init__(self, credit_notes: _Optional[_Iterable[_Union[CreditNote, _Mapping]]] = ...) -> None: ...
 
 class ListPendingSubscriptionsRequest(_message.Message):
     __slots__ = ()

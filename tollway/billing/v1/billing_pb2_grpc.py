@@ -69,6 +69,21 @@ class BillingServiceStub:
                 request_serializer=tollway_dot_billing_dot_v1_dot_billing__pb2.ExportInvoicesRequest.SerializeToString,
                 response_deserializer=tollway_dot_billing_dot_v1_dot_billing__pb2.ExportInvoicesResponse.FromString,
                 _registered_method=True)
+        self.IssueCreditNote = channel.unary_unary(
+                '/tollway.billing.v1.BillingService/IssueCreditNote',
+                request_serializer=tollway_dot_billing_dot_v1_dot_billing__pb2.IssueCreditNoteRequest.SerializeToString,
+                response_deserializer=tollway_dot_billing_dot_v1_dot_billing__pb2.IssueCreditNoteResponse.FromString,
+                _registered_method=True)
+        self.GetCreditNote = channel.unary_unary(
+                '/tollway.billing.v1.BillingService/GetCreditNote',
+                request_serializer=tollway_dot_billing_dot_v1_dot_billing__pb2.GetCreditNoteRequest.SerializeToString,
+                response_deserializer=tollway_dot_billing_dot_v1_dot_billing__pb2.GetCreditNoteResponse.FromString,
+                _registered_method=True)
+        self.ListCreditNotes = channel.unary_unary(
+                '/tollway.billing.v1.BillingService/ListCreditNotes',
+                request_serializer=tollway_dot_billing_dot_v1_dot_billing__pb2.ListCreditNotesRequest.SerializeToString,
+                response_deserializer=tollway_dot_billing_dot_v1_dot_billing__pb2.ListCreditNotesResponse.FromString,
+                _registered_method=True)
         self.ListPendingSubscriptions = channel.unary_unary(
                 '/tollway.billing.v1.BillingService/ListPendingSubscriptions',
                 request_serializer=tollway_dot_billing_dot_v1_dot_billing__pb2.ListPendingSubscriptionsRequest.SerializeToString,
@@ -162,7 +177,30 @@ class BillingServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ExportInvoices(self, request, context):
-        """A period's invoices as CSV (one row per line) or JSON lines (one invoice per line).
+        """A period's invoices and their credit notes as CSV (one row per line) or JSON lines (one invoice or
+        credit note per line).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def IssueCreditNote(self, request, context):
+        """Corrects a FINALIZED invoice: credits some of its charged lines (or all that is left of them), with
+        the next credit-note number (its own gapless sequence, "CN-000001"). A credit note never changes;
+        an invoice with credit notes can no longer be voided.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCreditNote(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCreditNotes(self, request, context):
+        """Credit notes of one invoice, or all, by number.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -267,6 +305,21 @@ def add_BillingServiceServicer_to_server(servicer, server):
                     servicer.ExportInvoices,
                     request_deserializer=tollway_dot_billing_dot_v1_dot_billing__pb2.ExportInvoicesRequest.FromString,
                     response_serializer=tollway_dot_billing_dot_v1_dot_billing__pb2.ExportInvoicesResponse.SerializeToString,
+            ),
+            'IssueCreditNote': grpc.unary_unary_rpc_method_handler(
+                    servicer.IssueCreditNote,
+                    request_deserializer=tollway_dot_billing_dot_v1_dot_billing__pb2.IssueCreditNoteRequest.FromString,
+                    response_serializer=tollway_dot_billing_dot_v1_dot_billing__pb2.IssueCreditNoteResponse.SerializeToString,
+            ),
+            'GetCreditNote': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCreditNote,
+                    request_deserializer=tollway_dot_billing_dot_v1_dot_billing__pb2.GetCreditNoteRequest.FromString,
+                    response_serializer=tollway_dot_billing_dot_v1_dot_billing__pb2.GetCreditNoteResponse.SerializeToString,
+            ),
+            'ListCreditNotes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCreditNotes,
+                    request_deserializer=tollway_dot_billing_dot_v1_dot_billing__pb2.ListCreditNotesRequest.FromString,
+                    response_serializer=tollway_dot_billing_dot_v1_dot_billing__pb2.ListCreditNotesResponse.SerializeToString,
             ),
             'ListPendingSubscriptions': grpc.unary_unary_rpc_method_handler(
                     servicer.ListPendingSubscriptions,
@@ -503,6 +556,87 @@ class BillingService:
             '/tollway.billing.v1.BillingService/ExportInvoices',
             tollway_dot_billing_dot_v1_dot_billing__pb2.ExportInvoicesRequest.SerializeToString,
             tollway_dot_billing_dot_v1_dot_billing__pb2.ExportInvoicesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IssueCreditNote(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollway.billing.v1.BillingService/IssueCreditNote',
+            tollway_dot_billing_dot_v1_dot_billing__pb2.IssueCreditNoteRequest.SerializeToString,
+            tollway_dot_billing_dot_v1_dot_billing__pb2.IssueCreditNoteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCreditNote(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollway.billing.v1.BillingService/GetCreditNote',
+            tollway_dot_billing_dot_v1_dot_billing__pb2.GetCreditNoteRequest.SerializeToString,
+            tollway_dot_billing_dot_v1_dot_billing__pb2.GetCreditNoteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCreditNotes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollway.billing.v1.BillingService/ListCreditNotes',
+            tollway_dot_billing_dot_v1_dot_billing__pb2.ListCreditNotesRequest.SerializeToString,
+            tollway_dot_billing_dot_v1_dot_billing__pb2.ListCreditNotesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -16,9 +16,27 @@ class QuotaPolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     QUOTA_POLICY_UNSPECIFIED: _ClassVar[QuotaPolicy]
     QUOTA_POLICY_HARD: _ClassVar[QuotaPolicy]
     QUOTA_POLICY_SOFT: _ClassVar[QuotaPolicy]
+
+class TierMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TIER_MODE_UNSPECIFIED: _ClassVar[TierMode]
+    TIER_MODE_GRADUATED: _ClassVar[TierMode]
+    TIER_MODE_VOLUME: _ClassVar[TierMode]
+
+class VersionEffect(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    VERSION_EFFECT_UNSPECIFIED: _ClassVar[VersionEffect]
+    VERSION_EFFECT_NEXT_PERIOD: _ClassVar[VersionEffect]
+    VERSION_EFFECT_INSTANT: _ClassVar[VersionEffect]
 QUOTA_POLICY_UNSPECIFIED: QuotaPolicy
 QUOTA_POLICY_HARD: QuotaPolicy
 QUOTA_POLICY_SOFT: QuotaPolicy
+TIER_MODE_UNSPECIFIED: TierMode
+TIER_MODE_GRADUATED: TierMode
+TIER_MODE_VOLUME: TierMode
+VERSION_EFFECT_UNSPECIFIED: VersionEffect
+VERSION_EFFECT_NEXT_PERIOD: VersionEffect
+VERSION_EFFECT_INSTANT: VersionEffect
 
 class PlanLimits(_message.Message):
     __slots__ = ("requests_per_second", "requests_per_minute", "requests_per_hour", "requests_per_day", "monthly_quota", "quota_policy", "shadow_mode")
@@ -39,15 +57,17 @@ class PlanLimits(_message.Message):
     def __init__(self, requests_per_second: _Optional[int] = ..., requests_per_minute: _Optional[int] = ..., requests_per_hour: _Optional[int] = ..., requests_per_day: _Optional[int] = ..., monthly_quota: _Optional[int] = ..., quota_policy: _Optional[_Union[QuotaPolicy, str]] = ..., shadow_mode: _Optional[bool] = ...) -> None: ...
 
 class PriceTier(_message.Message):
-    __slots__ = ("up_to", "unit_price")
+    __slots__ = ("up_to", "unit_price", "flat_fee")
     UP_TO_FIELD_NUMBER: _ClassVar[int]
     UNIT_PRICE_FIELD_NUMBER: _ClassVar[int]
+    FLAT_FEE_FIELD_NUMBER: _ClassVar[int]
     up_to: int
     unit_price: str
-    def __init__(self, up_to: _Optional[int] = ..., unit_price: _Optional[str] = ...) -> None: ...
+    flat_fee: str
+    def __init__(self, up_to: _Optional[int] = ..., unit_price: _Optional[str] = ..., flat_fee: _Optional[str] = ...) -> None: ...
 
 class PlanPricing(_message.Message):
-    __slots__ = ("currency", "recurring_fee", "included_requests", "unit_price", "tiers", "overage_price", "minimum_charge", "billable_classes")
+    __slots__ = ("currency", "recurring_fee", "included_requests", "unit_price", "tiers", "overage_price", "minimum_charge", "billable_classes", "tier_mode", "package_size", "package_price", "trial_days")
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
     RECURRING_FEE_FIELD_NUMBER: _ClassVar[int]
     INCLUDED_REQUESTS_FIELD_NUMBER: _ClassVar[int]
@@ -56,6 +76,10 @@ class PlanPricing(_message.Message):
     OVERAGE_PRICE_FIELD_NUMBER: _ClassVar[int]
     MINIMUM_CHARGE_FIELD_NUMBER: _ClassVar[int]
     BILLABLE_CLASSES_FIELD_NUMBER: _ClassVar[int]
+    TIER_MODE_FIELD_NUMBER: _ClassVar[int]
+    PACKAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PACKAGE_PRICE_FIELD_NUMBER: _ClassVar[int]
+    TRIAL_DAYS_FIELD_NUMBER: _ClassVar[int]
     currency: str
     recurring_fee: str
     included_requests: int
@@ -64,10 +88,14 @@ class PlanPricing(_message.Message):
     overage_price: str
     minimum_charge: str
     billable_classes: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, currency: _Optional[str] = ..., recurring_fee: _Optional[str] = ..., included_requests: _Optional[int] = ..., unit_price: _Optional[str] = ..., tiers: _Optional[_Iterable[_Union[PriceTier, _Mapping]]] = ..., overage_price: _Optional[str] = ..., minimum_charge: _Optional[str] = ..., billable_classes: _Optional[_Iterable[str]] = ...) -> None: ...
+    tier_mode: TierMode
+    package_size: int
+    package_price: str
+    trial_days: int
+    def __init__(self, currency: _Optional[str] = ..., recurring_fee: _Optional[str] = ..., included_requests: _Optional[int] = ..., unit_price: _Optional[str] = ..., tiers: _Optional[_Iterable[_Union[PriceTier, _Mapping]]] = ..., overage_price: _Optional[str] = ..., minimum_charge: _Optional[str] = ..., billable_classes: _Optional[_Iterable[str]] = ..., tier_mode: _Optional[_Union[TierMode, str]] = ..., package_size: _Optional[int] = ..., package_price: _Optional[str] = ..., trial_days: _Optional[int] = ...) -> None: ...
 
 class Plan(_message.Message):
-    __slots__ = ("id", "name", "description", "limits", "pricing", "approval_required", "create_time", "update_time")
+    __slots__ = ("id", "name", "description", "limits", "pricing", "approval_required", "create_time", "update_time", "version")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
@@ -76,6 +104,7 @@ class Plan(_message.Message):
     APPROVAL_REQUIRED_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     description: str
@@ -84,7 +113,26 @@ class Plan(_message.Message):
     approval_required: bool
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., limits: _Optional[_Union[PlanLimits, _Mapping]] = ..., pricing: _Optional[_Union[PlanPricing, _Mapping]] = ..., approval_required: _Optional[bool] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    version: int
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., limits: _Optional[_Union[PlanLimits, _Mapping]] = ..., pricing: _Optional[_Union[PlanPricing, _Mapping]] = ..., approval_required: _Optional[bool] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., version: _Optional[int] = ...) -> None: ...
+
+class PlanVersion(_message.Message):
+    __slots__ = ("plan_id", "version", "limits", "pricing", "effect", "effective_time", "create_time")
+    PLAN_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
+    PRICING_FIELD_NUMBER: _ClassVar[int]
+    EFFECT_FIELD_NUMBER: _ClassVar[int]
+    EFFECTIVE_TIME_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    plan_id: str
+    version: int
+    limits: PlanLimits
+    pricing: PlanPricing
+    effect: VersionEffect
+    effective_time: _timestamp_pb2.Timestamp
+    create_time: _timestamp_pb2.Timestamp
+    def __init__(self, plan_id: _Optional[str] = ..., version: _Optional[int] = ..., limits: _Optional[_Union[PlanLimits, _Mapping]] = ..., pricing: _Optional[_Union[PlanPricing, _Mapping]] = ..., effect: _Optional[_Union[VersionEffect, str]] = ..., effective_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Api(_message.Message):
     __slots__ = ("id", "name", "version", "context_path", "upstream_urls", "plan_ids", "published", "description", "create_time", "update_time")
@@ -145,12 +193,28 @@ class ListPlansResponse(_message.Message):
     def __init__(self, plans: _Optional[_Iterable[_Union[Plan, _Mapping]]] = ...) -> None: ...
 
 class UpdatePlanRequest(_message.Message):
-    __slots__ = ("plan", "update_mask")
+    __slots__ = ("plan", "update_mask", "effect", "effective_time")
     PLAN_FIELD_NUMBER: _ClassVar[int]
     UPDATE_MASK_FIELD_NUMBER: _ClassVar[int]
+    EFFECT_FIELD_NUMBER: _ClassVar[int]
+    EFFECTIVE_TIME_FIELD_NUMBER: _ClassVar[int]
     plan: Plan
     update_mask: _field_mask_pb2.FieldMask
-    def __init__(self, plan: _Optional[_Union[Plan, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ...) -> None: ...
+    effect: VersionEffect
+    effective_time: _timestamp_pb2.Timestamp
+    def __init__(self, plan: _Optional[_Union[Plan, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ..., effect: _Optional[_Union[VersionEffect, str]] = ..., effective_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListPlanVersionsRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class ListPlanVersionsResponse(_message.Message):
+    __slots__ = ("versions",)
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    versions: _containers.RepeatedCompositeFieldContainer[PlanVersion]
+    def __init__(self, versions: _Optional[_Iterable[_Union[PlanVersion, _Mapping]]] = ...) -> None: ...
 
 class UpdatePlanResponse(_message.Message):
     __slots__ = ("plan",)

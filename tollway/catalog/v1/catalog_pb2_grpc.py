@@ -54,6 +54,11 @@ class CatalogServiceStub:
                 request_serializer=tollway_dot_catalog_dot_v1_dot_catalog__pb2.UpdatePlanRequest.SerializeToString,
                 response_deserializer=tollway_dot_catalog_dot_v1_dot_catalog__pb2.UpdatePlanResponse.FromString,
                 _registered_method=True)
+        self.ListPlanVersions = channel.unary_unary(
+                '/tollway.catalog.v1.CatalogService/ListPlanVersions',
+                request_serializer=tollway_dot_catalog_dot_v1_dot_catalog__pb2.ListPlanVersionsRequest.SerializeToString,
+                response_deserializer=tollway_dot_catalog_dot_v1_dot_catalog__pb2.ListPlanVersionsResponse.FromString,
+                _registered_method=True)
         self.DeletePlan = channel.unary_unary(
                 '/tollway.catalog.v1.CatalogService/DeletePlan',
                 request_serializer=tollway_dot_catalog_dot_v1_dot_catalog__pb2.DeletePlanRequest.SerializeToString,
@@ -133,7 +138,16 @@ class CatalogServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UpdatePlan(self, request, context):
-        """Replaces the fields named in update_mask (all mutable fields when the mask is empty).
+        """Replaces the fields named in update_mask (all mutable fields when the mask is empty). A change of
+        limits or pricing makes a new version of the plan, effective as the request says (by default from
+        each subscription's next billing period); it never changes an open period retroactively.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPlanVersions(self, request, context):
+        """Every version of a plan, oldest first: its limits, pricing and when it took (or takes) effect.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -235,6 +249,11 @@ def add_CatalogServiceServicer_to_server(servicer, server):
                     servicer.UpdatePlan,
                     request_deserializer=tollway_dot_catalog_dot_v1_dot_catalog__pb2.UpdatePlanRequest.FromString,
                     response_serializer=tollway_dot_catalog_dot_v1_dot_catalog__pb2.UpdatePlanResponse.SerializeToString,
+            ),
+            'ListPlanVersions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPlanVersions,
+                    request_deserializer=tollway_dot_catalog_dot_v1_dot_catalog__pb2.ListPlanVersionsRequest.FromString,
+                    response_serializer=tollway_dot_catalog_dot_v1_dot_catalog__pb2.ListPlanVersionsResponse.SerializeToString,
             ),
             'DeletePlan': grpc.unary_unary_rpc_method_handler(
                     servicer.DeletePlan,
@@ -400,6 +419,33 @@ class CatalogService:
             '/tollway.catalog.v1.CatalogService/UpdatePlan',
             tollway_dot_catalog_dot_v1_dot_catalog__pb2.UpdatePlanRequest.SerializeToString,
             tollway_dot_catalog_dot_v1_dot_catalog__pb2.UpdatePlanResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPlanVersions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollway.catalog.v1.CatalogService/ListPlanVersions',
+            tollway_dot_catalog_dot_v1_dot_catalog__pb2.ListPlanVersionsRequest.SerializeToString,
+            tollway_dot_catalog_dot_v1_dot_catalog__pb2.ListPlanVersionsResponse.FromString,
             options,
             channel_credentials,
             insecure,
