@@ -11,21 +11,31 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
+from tests.redis_cluster import RedisClusterNodes
 from tollway.db import Database
 
 # Fixtures that start or reach a server: a whole stack, real Envoy, a redis-server, subprocess replicas
-# on the shared Redis, a PostgreSQL schema.
+# on the shared Redis, a Redis Cluster, a PostgreSQL schema.
 SERVER_FIXTURES = frozenset(
-    {"stack", "pg_stack", "gateway", "traffic", "redis_server", "redis_replicas", "postgres_schema"}
+    {
+        "stack",
+        "pg_stack",
+        "gateway",
+        "traffic",
+        "redis_server",
+        "redis_replicas",
+        "redis_cluster",
+        "postgres_schema",
+    }
 )
 # Parameter values that select a real server (e.g. the `database` fixture's PostgreSQL case).
-SERVER_PARAMS = frozenset({"postgres", "redis"})
+SERVER_PARAMS = frozenset({"postgres", "redis", "cluster"})
 # Markers whose tests need a server.
 SERVER_MARKERS = ("integration", "e2e", "postgres")
 # Modules that reach a server in their tests' bodies: buf (npm), the Envoy binary, the shared Redis.
@@ -96,3 +106,16 @@ async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
         yield db
     finally:
         await close_database(db)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterNodes]:
+    """A Redis Cluster of three masters and three replicas on free loopback ports, started once per
+    test session (about 3 s) and torn down after it. Tests keep apart by their own ids; a test that
+    kills a node starts a cluster of its own."""
+    cluster = RedisClusterNodes(tmp_path_factory.mktemp("redis-cluster"))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()

@@ -128,12 +128,7 @@ class RedisCounterStore:
         cooldown: float = 0.5,
         metrics: ThrottleMetrics | None = None,
     ) -> None:
-        if timeout_ms <= 0:
-            raise ValueError("redis timeout must be positive")
-        self._timeout = timeout_ms / 1000
-        self._cooldown = cooldown
-        self._down_until = 0.0
-        self._metrics = metrics or ThrottleMetrics()
+        self._configure(timeout_ms, cooldown, metrics)
         # No client-side retries: the deadline is the whole budget, the failure mode decides the rest.
         self._redis = Redis.from_url(
             url,
@@ -143,6 +138,16 @@ class RedisCounterStore:
             health_check_interval=0,
         )
         self._script = self._redis.register_script(HIT_SCRIPT)
+
+    def _configure(self, timeout_ms: int, cooldown: float, metrics: ThrottleMetrics | None) -> None:
+        """Deadline, cooldown, metrics and the batching state: all but the client, so the cluster
+        store (throttle/cluster_store.py) shares them."""
+        if timeout_ms <= 0:
+            raise ValueError("redis timeout must be positive")
+        self._timeout = timeout_ms / 1000
+        self._cooldown = cooldown
+        self._down_until = 0.0
+        self._metrics = metrics or ThrottleMetrics()
         self._batch: list[_Pending] = []
         self._specs: dict[int, tuple[Sequence[Window], list[bytes], str, str]] = {}
         self._in_flight = False
@@ -225,20 +230,29 @@ class RedisCounterStore:
             self._metrics.redis_error("cooldown")
             raise StoreUnavailable("redis unavailable (cooling down)")
         keys, arg, indices = self._arguments(descriptors, hits, now)
+        reply = await self._enqueue(keys, arg, 1 + len(descriptors) + len(keys))
+        return self._results(reply, len(descriptors), indices)
+
+    async def _enqueue(self, keys: list[bytes], arg: str, size: int) -> list[int]:
+        """Queues one request's part of a script call (its keys, its ARGV part, the length of its part
+        of the reply) for the next batch; its part of the reply."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[int]] = loop.create_future()
-        self._batch.append((keys, arg, future, loop.time(), 1 + len(descriptors) + len(keys)))
         now_l = loop.time()
+        self._batch.append((keys, arg, future, now_l, size))
         # Moving average of the gap between requests (weight 1/8).
         self._gap += (min(now_l - self._last_hit_at, 1.0) - self._gap) / 8
         self._last_hit_at = now_l
         if not self._in_flight:
             self._in_flight = True
             self._drain_task = loop.create_task(self._drain(self._linger if self._gap < _LINGER / 2 else 0.0))
-        reply = await future
+        return await future
+
+    @staticmethod
+    def _results(reply: list[int], descriptors: int, indices: list[list[int]] | None) -> list[HitResult]:
         refused = reply[0] == 0
-        exceeded = reply[1 : 1 + len(descriptors)]
-        counts = reply[1 + len(descriptors) :]
+        exceeded = reply[1 : 1 + descriptors]
+        counts = reply[1 + descriptors :]
         if indices is None:
             return [HitResult(not refused and exceeded[0] == 0, exceeded[0] - 1, tuple(counts))]
         return [
@@ -268,6 +282,7 @@ class RedisCounterStore:
             return await self._redis.evalsha(self._script.sha, len(keys), *keys, arg)  # type: ignore[no-any-return]
 
     async def _run_batch(self, batch: list[_Pending]) -> None:
+        self._metrics.batch_size(len(batch))
         try:
             # The oldest request's deadline bounds the batch: no caller waits longer than its timeout.
             reply = await self._call("hit", lambda: self._eval(batch), deadline=batch[0][3] + self._timeout)

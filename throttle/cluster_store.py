@@ -1,0 +1,449 @@
+"""Counters on a Redis Cluster: the standalone store's script, batching and deadlines, routed by slot.
+
+Every counter of a subscription carries the hash tag `{sub:<id>}`, so a request's own windows are one
+slot and its step is one atomic script, exactly as on a standalone Redis. A batch is split per slot
+(one EVALSHA per slot, taking that slot's requests in order, so each is still exact) and sent per
+master, one pipeline each, concurrently. redis-py's cluster client keeps the slot map, follows MOVED
+and ASK, and reconnects; this store adds what the hot path needs on top of it:
+
+- Errors are per node. A timeout, a refused connection or CLUSTERDOWN fails the requests of that
+  node's slots (the caller applies the failure mode), puts that node in a cooldown during which its
+  slots fail fast without a call, and starts a rediscovery of the slot map in the background, so a
+  replica promoted after its master died is found without restarting (measured in
+  tests/throttle/test_cluster_failover.py). The other masters' slots keep counting.
+- Discovery never runs inside a request's deadline: redis-py would rediscover inline on the next call
+  after a connection error (CLUSTER SLOTS, then COMMAND: 20-200 ms), which a 50 ms deadline would cut
+  short every time. Until the background discovery has finished, requests fail fast.
+
+Limits shared by an application (`{app:<id>}`) or an API (`{api:<id>}`) live in slots of their own.
+A request under them takes its steps in a fixed order, subscription, then application, then API, each
+the same all-or-nothing script in its slot. When a later step refuses, the earlier steps' increments
+are taken back (compensated) before the answer, so a refused request consumes nothing. Nothing is
+ever over-admitted: a step checks against counts holding every admitted request plus, for a moment,
+the increments of requests still on their way through later steps. That moment can refuse a request
+one atomic step would have admitted (over-denial), never the reverse. The steps of one request run
+in a task of their own, so a caller giving up (Envoy's deadline) cannot stop them between a step and
+its compensation. On a standalone Redis the same request is still one script (redis_store.py).
+
+What a crash between two steps leaves: the earlier steps' increments, never taken back, in the
+windows of those slots until the windows end. That is at most one request's hits too many per
+request in flight at the crash (or whose compensation could not reach its master): over-denial of at
+most that much, never over-admission (tests/throttle/test_cluster_store.py kills a replica between
+its steps and measures it). A request that meets an unreachable master in a later step is
+compensated the same way, then answered by the failure mode.
+
+What a failover loses: a master acknowledges a script before its replica has the increments
+(asynchronous replication), so the counts of the last moments before a master dies may be missing on
+the promoted replica: that many more requests are admitted in those windows. A compensation that
+lands on the promoted replica may take back an increment the failover already lost. The failover test
+reports the counts lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import SSLConnection, parse_url
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.crc import key_slot
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError
+
+from throttle.counters import DescriptorWindows, HitResult, StoreUnavailable, decide
+from throttle.limits import API, APPLICATION, SUBSCRIPTION, Window
+from throttle.metrics import ThrottleMetrics
+from throttle.redis_store import _SPEC_CACHE_LIMIT, HIT_SCRIPT, RedisCounterStore, _Pending
+from tollway.vocabulary import LimitScope
+
+log = logging.getLogger(__name__)
+
+HostPort = tuple[str, int]
+# The order of a request's steps (DESIGN.md, "State and scale").
+STEP_ORDER: dict[LimitScope, int] = {SUBSCRIPTION: 0, APPLICATION: 1, API: 2}
+# What a failed call raises: RedisClusterException is not a RedisError.
+_FAILURES = (TimeoutError, RedisError, RedisClusterException, OSError)
+
+# Takes one refused request's hits back from the counters of one slot. Never below zero, and a
+# counter that is gone (expired, or lost in a failover) stays gone: a DECRBY on it would create it
+# without an expiry, below zero, and so admit more than the limit.
+COMPENSATE_SCRIPT = """
+local hits = tonumber(ARGV[1])
+for i = 1, #KEYS do
+  local value = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if value > 0 then
+    redis.call('DECRBY', KEYS[i], math.min(value, hits))
+  end
+end
+return 1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class _Piece:
+    """The windows of one descriptor that live in one slot, and where they come in its steps."""
+
+    slot: int
+    order: int
+    windows: list[Window]
+
+
+# A step: its slot, and each descriptor's part in it.
+_Step = tuple[int, list[DescriptorWindows]]
+
+
+def _cluster_options(url: str) -> dict[str, Any]:
+    """Credentials and TLS of TOLLWAY_REDIS_URL, for every node of the cluster."""
+    options: dict[str, Any] = dict(parse_url(url)) if url else {}
+    options.pop("host", None)
+    options.pop("port", None)
+    if options.pop("db", 0):
+        raise ValueError("a Redis Cluster has only database 0: drop the /<db> from TOLLWAY_REDIS_URL")
+    if options.pop("connection_class", None) is SSLConnection:
+        options["ssl"] = True
+    return options
+
+
+def startup_nodes(url: str, nodes: Sequence[HostPort]) -> list[HostPort]:
+    """TOLLWAY_REDIS_NODES, or else the node TOLLWAY_REDIS_URL names."""
+    if nodes:
+        return list(nodes)
+    parsed = parse_url(url)
+    return [(str(parsed.get("host", "127.0.0.1")), int(parsed.get("port", 6379)))]
+
+
+class ClusterCounterStore(RedisCounterStore):
+    """The counter store on a Redis Cluster. Shares the standalone store's deadline, batching and
+    script encoding (RedisCounterStore._configure, _enqueue, _arguments, _results) and replaces every
+    method that talks to Redis."""
+
+    def __init__(
+        self,
+        url: str = "",
+        nodes: Sequence[HostPort] = (),
+        timeout_ms: int = 50,
+        cooldown: float = 0.5,
+        metrics: ThrottleMetrics | None = None,
+        discovery_timeout: float = 5.0,
+    ) -> None:
+        self._configure(timeout_ms, cooldown, metrics)
+        self._discovery_timeout = discovery_timeout
+        self._cluster = RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in startup_nodes(url, nodes)],
+            socket_timeout=self._timeout,
+            socket_connect_timeout=self._timeout,
+            # No retries: the deadline is the whole budget, the failure mode decides the rest.
+            retry=Retry(NoBackoff(), 0),
+            # A MOVED patches that slot; the whole map is rediscovered in the background instead.
+            reinitialize_steps=0,
+            **_cluster_options(url),
+        )
+        self._sha = self._cluster.register_script(HIT_SCRIPT).sha
+        self._pieces_cache: dict[int, tuple[Sequence[Window], list[_Piece]]] = {}
+        # Node (host:port) → until when its slots fail fast.
+        self._node_down: dict[str, float] = {}
+        self._discovery: asyncio.Task[None] | None = None
+
+    # -- topology --------------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Discovers the cluster now (at start), so the first requests need not fail fast while it
+        happens in the background. Raises what the discovery raised."""
+        async with asyncio.timeout(self._discovery_timeout):
+            await self._cluster.initialize()
+
+    def _discovered(self) -> bool:
+        # redis-py marks its client for rediscovery after a connection error and would run it inline
+        # on its next call; a background task runs it instead, and calls fail fast meanwhile.
+        if self._cluster._initialize:
+            self._rediscover()
+            return False
+        return True
+
+    def _rediscover(self) -> None:
+        if self._discovery is None or self._discovery.done():
+            self._discovery = asyncio.get_running_loop().create_task(self._discover())
+
+    async def _discover(self) -> None:
+        try:
+            async with asyncio.timeout(self._discovery_timeout):
+                if self._cluster._initialize:
+                    await self._cluster.initialize()
+                else:
+                    await self._cluster.nodes_manager.initialize()
+        except _FAILURES as exc:
+            self._metrics.redis_error(f"discovery_{type(exc).__name__}")
+            log.warning("redis cluster discovery failed: %s", exc)
+
+    def _node_of(self, slot: int) -> str:
+        """The master serving `slot` (host:port); StoreUnavailable when it cannot be used now."""
+        if not self._discovered():
+            self._metrics.redis_error("discovering")
+            raise StoreUnavailable("redis cluster: discovering its nodes")
+        try:
+            name = str(self._cluster.nodes_manager.get_node_from_slot(slot).name)
+        except (KeyError, RedisClusterException):
+            self._rediscover()
+            self._metrics.redis_error("slot_not_covered")
+            raise StoreUnavailable(f"redis cluster: no node serves slot {slot}") from None
+        if time.monotonic() < self._node_down.get(name, 0.0):
+            self._metrics.redis_error("cooldown")
+            raise StoreUnavailable(f"redis cluster node {name} unavailable (cooling down)")
+        return name
+
+    def _node_failed(self, node: str, exc: BaseException) -> None:
+        error = type(exc).__name__
+        self._metrics.redis_error(error)
+        self._metrics.redis_node_error(node, error)
+        self._node_down[node] = time.monotonic() + self._cooldown
+        log.warning("redis cluster node %s failed: %s", node, error)
+        self._rediscover()
+
+    # -- a request's steps -------------------------------------------------------------------------
+
+    def _pieces(self, windows: Sequence[Window]) -> list[_Piece]:
+        """A window list split by slot, in step order. Built once per list, like the script
+        arguments (the service hands the same list until one of its windows ends)."""
+        cached = self._pieces_cache.get(id(windows))
+        if cached is not None and cached[0] is windows:
+            return cached[1]
+        by_slot: dict[int, list[Window]] = {}
+        for window in windows:
+            by_slot.setdefault(key_slot(window.key.encode()), []).append(window)
+        pieces = [_Piece(slot, min(STEP_ORDER[w.scope] for w in own), own) for slot, own in by_slot.items()]
+        pieces.sort(key=lambda piece: piece.order)  # stable: first seen first within an order
+        if len(self._pieces_cache) >= _SPEC_CACHE_LIMIT:
+            self._pieces_cache.clear()
+        self._pieces_cache[id(windows)] = (windows, pieces)
+        return pieces
+
+    @staticmethod
+    def _steps(descriptors: Sequence[DescriptorWindows], pieces: list[list[_Piece]]) -> list[_Step]:
+        """The steps of a request: per slot, each descriptor's windows there, in step order."""
+        by_slot: dict[int, tuple[list[int], list[DescriptorWindows]]] = {}
+        for descriptor, own in zip(descriptors, pieces, strict=True):
+            for piece in own:
+                entry = by_slot.setdefault(piece.slot, ([piece.order, len(by_slot)], []))
+                entry[0][0] = min(entry[0][0], piece.order)
+                entry[1].append(DescriptorWindows(piece.windows, descriptor.enforce))
+        ordered = sorted(by_slot.items(), key=lambda item: item[1][0])
+        return [(slot, parts) for slot, (_, parts) in ordered]
+
+    async def step(
+        self, descriptors: Sequence[DescriptorWindows], hits: int, now: datetime
+    ) -> list[HitResult]:
+        pieces = [self._pieces(d.windows) for d in descriptors]
+        slots = {piece.slot for own in pieces for piece in own}
+        if not slots:
+            return [HitResult(True, -1, ()) for _ in descriptors]
+        if len(slots) == 1:
+            # One slot (no shared limit in another): one script, as on a standalone Redis.
+            self._node_of(next(iter(slots)))
+            keys, arg, indices = self._arguments(descriptors, hits, now)
+            reply = await self._enqueue(keys, arg, 1 + len(descriptors) + len(keys))
+            return self._results(reply, len(descriptors), indices)
+        steps = self._steps(descriptors, pieces)
+        # Shielded: a caller that stops waiting must not stop the steps between one and its compensation.
+        task = asyncio.get_running_loop().create_task(self._stepwise(descriptors, steps, hits, now))
+        return await asyncio.shield(task)
+
+    async def _stepwise(
+        self, descriptors: Sequence[DescriptorWindows], steps: list[_Step], hits: int, now: datetime
+    ) -> list[HitResult]:
+        counts: dict[bytes, int] = {}
+        taken: list[list[bytes]] = []
+        refused_at = -1
+        try:
+            for at, (slot, parts) in enumerate(steps):
+                self._node_of(slot)
+                keys, arg, _ = self._arguments(parts, hits, now)
+                reply = await self._enqueue(keys, arg, 1 + len(parts) + len(keys))
+                counts.update(zip(keys, reply[1 + len(parts) :], strict=True))
+                if reply[0] == 0:
+                    refused_at = at
+                    break
+                taken.append(keys)
+        except StoreUnavailable:
+            await self._compensate(taken, hits)
+            raise
+        refused = refused_at >= 0
+        if refused:
+            await self._compensate(taken, hits)
+            for keys in taken:
+                for key in keys:
+                    counts[key] -= hits
+            # Not stepped: read as they stand, so every descriptor's answer is as one atomic step's.
+            counts.update(await self._current([self._keys(parts) for _, parts in steps[refused_at + 1 :]]))
+        results = []
+        for descriptor in descriptors:
+            values = [counts.get(w.key.encode(), 0) for w in descriptor.windows]
+            before = values if refused else [value - hits for value in values]
+            exceeded = decide(descriptor.windows, before, hits)
+            results.append(HitResult(not refused and exceeded < 0, exceeded, tuple(values)))
+        return results
+
+    @staticmethod
+    def _keys(parts: list[DescriptorWindows]) -> list[bytes]:
+        return list(dict.fromkeys(w.key.encode() for part in parts for w in part.windows))
+
+    async def _compensate(self, taken: list[list[bytes]], hits: int) -> None:
+        if not taken:
+            return
+
+        async def one(keys: list[bytes]) -> None:
+            await self._cluster.eval(COMPENSATE_SCRIPT, len(keys), *keys, hits)
+
+        outcomes: list[BaseException | None] = [TimeoutError()] * len(taken)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._timeout):
+                outcomes = await asyncio.gather(*(one(keys) for keys in taken), return_exceptions=True)
+        failed = [outcome for outcome in outcomes if outcome is not None]
+        self._metrics.compensation("failed" if failed else "ok")
+        if failed:
+            # Over-denial until the windows end, never over-admission (see the module docstring).
+            log.warning(
+                "redis cluster: a refused request's earlier step could not be taken back: %r", failed[0]
+            )
+
+    async def _current(self, key_groups: list[list[bytes]]) -> dict[bytes, int]:
+        """The counts of keys, one group per slot; what cannot be read in time reads as 0 (it only
+        fills in the report of a request already refused)."""
+        if not key_groups:
+            return {}
+        try:
+            async with asyncio.timeout(self._timeout):
+                values = await asyncio.gather(*(self._cluster.mget(keys) for keys in key_groups))
+        except _FAILURES:
+            return {}
+        return {
+            key: int(value) if value is not None else 0
+            for keys, group in zip(key_groups, values, strict=True)
+            for key, value in zip(keys, group, strict=True)
+        }
+
+    # -- batches -----------------------------------------------------------------------------------
+
+    async def _run_batch(self, batch: list[_Pending]) -> None:
+        by_slot: dict[int, list[_Pending]] = {}
+        for pending in batch:
+            by_slot.setdefault(key_slot(pending[0][0]), []).append(pending)
+        by_node: dict[str, list[list[_Pending]]] = {}
+        for slot, group in by_slot.items():
+            try:
+                node = self._node_of(slot)
+            except StoreUnavailable as unavailable:
+                _fail(group, unavailable)
+                continue
+            by_node.setdefault(node, []).append(group)
+        await asyncio.gather(*(self._run_node(node, groups) for node, groups in by_node.items()))
+
+    async def _run_node(self, node: str, groups: list[list[_Pending]]) -> None:
+        """One pipeline to one master: one script call per slot. A failure fails only these."""
+        started = time.perf_counter()
+        # The oldest request's deadline bounds the call: no caller waits longer than its timeout.
+        deadline = min(pending[3] for group in groups for pending in group) + self._timeout
+        try:
+            async with asyncio.timeout_at(deadline):
+                replies = await self._pipeline(groups)
+        except Exception as exc:
+            if not isinstance(exc, _FAILURES):
+                log.exception("redis cluster batch failed")
+            self._node_failed(node, exc)
+            _fail([pending for group in groups for pending in group], exc)
+            return
+        failure: BaseException | None = None
+        for group, reply in zip(groups, replies, strict=True):
+            if isinstance(reply, BaseException):
+                failure = reply
+                _fail(group, reply)
+                continue
+            at = 0
+            for _, _, future, _, size in group:
+                if not future.done():
+                    future.set_result(reply[at : at + size])
+                at += size
+        if failure is not None:
+            self._node_failed(node, failure)
+            return
+        elapsed = time.perf_counter() - started
+        self._metrics.redis_latency(elapsed)
+        self._metrics.redis_node_latency(node, elapsed)
+
+    async def _pipeline(self, groups: list[list[_Pending]]) -> list[Any]:
+        calls = []
+        for group in groups:
+            calls.append(([key for pending in group for key in pending[0]], " ".join(p[1] for p in group)))
+            self._metrics.batch_size(len(group))
+        replies = await self._send("EVALSHA", self._sha, calls)
+        missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if missing:
+            # A master that never ran the script (promoted after a failover, restarted) answers NOSCRIPT
+            # without running it; EVAL runs it and leaves it cached there.
+            again = await self._send("EVAL", HIT_SCRIPT, [calls[i] for i in missing])
+            for i, reply in zip(missing, again, strict=True):
+                replies[i] = reply
+        return replies
+
+    async def _send(self, command: str, script: str, calls: list[tuple[list[bytes], str]]) -> list[Any]:
+        pipe = self._cluster.pipeline()
+        for keys, arg in calls:
+            pipe.execute_command(command, script, len(keys), *keys, arg)
+        return list(await pipe.execute(raise_on_error=False))
+
+    # -- the rest of the store -----------------------------------------------------------------------
+
+    async def _guarded(self, operation: str, call: Any) -> Any:
+        if not self._discovered():
+            raise StoreUnavailable("redis cluster: discovering its nodes")
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self._timeout):
+                result = await call()
+        except _FAILURES as exc:
+            self._metrics.redis_error(type(exc).__name__)
+            log.warning("redis cluster %s failed: %s", operation, type(exc).__name__)
+            raise StoreUnavailable(f"redis {operation} failed: {type(exc).__name__}") from None
+        self._metrics.redis_latency(time.perf_counter() - started)
+        return result
+
+    async def read(self, keys: Sequence[str], now: datetime) -> list[int]:
+        if not keys:
+            return []
+        values = await self._guarded("read", lambda: self._cluster.mget_nonatomic(list(keys)))
+        return [int(v) if v is not None else 0 for v in values]
+
+    async def forget(self, keys: Sequence[str]) -> None:
+        if not keys:
+            return
+        # The counters expire by themselves; forgetting only frees memory sooner.
+        with contextlib.suppress(StoreUnavailable):
+            await self._guarded("forget", lambda: self._cluster.delete(*keys))
+
+    async def ping(self) -> bool:
+        try:
+            await self._guarded("ping", lambda: self._cluster.ping(target_nodes=RedisCluster.PRIMARIES))
+        except StoreUnavailable:
+            return False
+        return True
+
+    async def close(self) -> None:
+        if self._discovery is not None:
+            self._discovery.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._discovery
+        await self._cluster.aclose()
+
+
+def _fail(pendings: list[_Pending], exc: BaseException) -> None:
+    """Every caller gets its answer now: StoreUnavailable, and the caller applies the failure mode."""
+    message = str(exc) if isinstance(exc, StoreUnavailable) else f"redis hit failed: {type(exc).__name__}"
+    for _, _, future, _, _ in pendings:
+        if not future.done():
+            future.set_exception(StoreUnavailable(message))
