@@ -101,9 +101,13 @@ class RedisClusterNodes:
                 time.sleep(0.02)
         raise RuntimeError(f"redis-server on port {port} did not start")
 
-    def start(self) -> None:
+    def start_nodes(self) -> None:
+        """The redis-server processes only, not joined: each a cluster-enabled node serving no slot."""
         for port in self.ports:
             self._spawn(port)
+
+    def start(self) -> None:
+        self.start_nodes()
         cli = shutil.which("redis-cli")
         assert cli, "redis-cli binary is required"
         subprocess.run(
@@ -203,7 +207,9 @@ if __name__ == "__main__":
         cluster = RedisClusterNodes(Path(directory))
         cluster.start()
         print(f"TOLLWAY_REDIS_MODE=cluster TOLLWAY_REDIS_NODES={cluster.nodes_setting}", flush=True)
+        stop = {signal.SIGINT, signal.SIGTERM}
+        signal.pthread_sigmask(signal.SIG_BLOCK, stop)
         try:
-            signal.sigwait({signal.SIGINT, signal.SIGTERM})
+            signal.sigwait(stop)
         finally:
             cluster.stop()

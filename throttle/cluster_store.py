@@ -69,7 +69,7 @@ HostPort = tuple[str, int]
 # The order of a request's steps (DESIGN.md, "State and scale").
 STEP_ORDER: dict[LimitScope, int] = {SUBSCRIPTION: 0, APPLICATION: 1, API: 2}
 # What a failed call raises: RedisClusterException is not a RedisError.
-_FAILURES = (TimeoutError, RedisError, RedisClusterException, OSError)
+REDIS_FAILURES = (TimeoutError, RedisError, RedisClusterException, OSError)
 
 # Takes one refused request's hits back from the counters of one slot. Never below zero, and a
 # counter that is gone (expired, or lost in a failover) stays gone: a DECRBY on it would create it
@@ -99,7 +99,7 @@ class _Piece:
 _Step = tuple[int, list[DescriptorWindows]]
 
 
-def _cluster_options(url: str) -> dict[str, Any]:
+def cluster_options(url: str) -> dict[str, Any]:
     """Credentials and TLS of TOLLWAY_REDIS_URL, for every node of the cluster."""
     options: dict[str, Any] = dict(parse_url(url)) if url else {}
     options.pop("host", None)
@@ -143,7 +143,7 @@ class ClusterCounterStore(RedisCounterStore):
             retry=Retry(NoBackoff(), 0),
             # A MOVED patches that slot; the whole map is rediscovered in the background instead.
             reinitialize_steps=0,
-            **_cluster_options(url),
+            **cluster_options(url),
         )
         self._sha = self._cluster.register_script(HIT_SCRIPT).sha
         self._pieces_cache: dict[int, tuple[Sequence[Window], list[_Piece]]] = {}
@@ -178,7 +178,7 @@ class ClusterCounterStore(RedisCounterStore):
                     await self._cluster.initialize()
                 else:
                     await self._cluster.nodes_manager.initialize()
-        except _FAILURES as exc:
+        except REDIS_FAILURES as exc:
             self._metrics.redis_error(f"discovery_{type(exc).__name__}")
             log.warning("redis cluster discovery failed: %s", exc)
 
@@ -320,7 +320,7 @@ class ClusterCounterStore(RedisCounterStore):
         try:
             async with asyncio.timeout(self._timeout):
                 values = await asyncio.gather(*(self._cluster.mget(keys) for keys in key_groups))
-        except _FAILURES:
+        except REDIS_FAILURES:
             return {}
         return {
             key: int(value) if value is not None else 0
@@ -353,7 +353,7 @@ class ClusterCounterStore(RedisCounterStore):
             async with asyncio.timeout_at(deadline):
                 replies = await self._pipeline(groups)
         except Exception as exc:
-            if not isinstance(exc, _FAILURES):
+            if not isinstance(exc, REDIS_FAILURES):
                 log.exception("redis cluster batch failed")
             self._node_failed(node, exc)
             _fail([pending for group in groups for pending in group], exc)
@@ -406,7 +406,7 @@ class ClusterCounterStore(RedisCounterStore):
         try:
             async with asyncio.timeout(self._timeout):
                 result = await call()
-        except _FAILURES as exc:
+        except REDIS_FAILURES as exc:
             self._metrics.redis_error(type(exc).__name__)
             log.warning("redis cluster %s failed: %s", operation, type(exc).__name__)
             raise StoreUnavailable(f"redis {operation} failed: {type(exc).__name__}") from None
