@@ -155,9 +155,11 @@ class ClusterCounterStore(RedisCounterStore):
 
     async def connect(self) -> None:
         """Discovers the cluster now (at start), so the first requests need not fail fast while it
-        happens in the background. Raises what the discovery raised."""
+        happens in the background, and opens a connection to each master, so they need not wait for
+        one either. Raises what the discovery raised."""
         async with asyncio.timeout(self._discovery_timeout):
             await self._cluster.initialize()
+            await self._cluster.ping(target_nodes=RedisCluster.PRIMARIES)
 
     def _discovered(self) -> bool:
         # redis-py marks its client for rediscovery after a connection error and would run it inline

@@ -1,4 +1,7 @@
-"""Plans as throttling tiers through a real Envoy, counters in the real Redis (127.0.0.1:6379).
+"""Plans as throttling tiers through a real Envoy, counters in the real Redis (127.0.0.1:6379), and all
+of it again with the counters on a real Redis Cluster (TOLLWAY_REDIS_MODE=cluster): there an API's
+shared limit lives in another slot than the subscription's windows, so a request it refuses has its
+subscription step taken back (test_api_level_limit_is_shared_across_applications).
 
 The throttle's clock is injected (a FakeClock on the running service), so "the next window" is a
 step of the clock rather than a minute of waiting. Each test uses subscriptions of its own."""
@@ -18,6 +21,7 @@ from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from tests.e2e.harness import Response, Stack, start_stack, stop_stack
+from tests.redis_cluster import RedisClusterNodes
 from tests.throttle.throttle_fixtures import SHARED_REDIS_URL, FakeClock, unique
 from throttle.process import Throttle
 from tollway.catalog.v1 import catalog_pb2
@@ -29,10 +33,16 @@ pytestmark = pytest.mark.e2e
 T0 = datetime(2031, 7, 14, 9, 0, 0, tzinfo=UTC)
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+@pytest.fixture(scope="module", params=["standalone", "cluster"])
+def stack(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Stack]:
+    redis: dict[str, Any] = {"redis_url": SHARED_REDIS_URL}
+    if request.param == "cluster":
+        cluster: RedisClusterNodes = request.getfixturevalue("redis_cluster")
+        redis = {"redis_mode": "cluster", "redis_nodes": cluster.nodes}
+    # A generous Redis deadline: these tests are about decisions on a machine that may be busy; the
+    # deadline itself is tested in test_redis_outage.py and test_cluster_failover.py.
     started = start_stack(
-        Path(tmp_path_factory.mktemp("throttle")), ratelimit_store="redis", redis_url=SHARED_REDIS_URL
+        Path(tmp_path_factory.mktemp("throttle")), ratelimit_store="redis", redis_timeout_ms=1000, **redis
     )
     try:
         yield started
