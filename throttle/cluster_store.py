@@ -50,12 +50,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.cluster import ClusterNode, PipelineCommand, RedisCluster
 from redis.asyncio.connection import SSLConnection, parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.crc import key_slot
-from redis.exceptions import NoScriptError, RedisClusterException, RedisError
+from redis.exceptions import (
+    AskError,
+    MovedError,
+    NoScriptError,
+    RedisClusterException,
+    RedisError,
+    TryAgainError,
+)
 
 from throttle.counters import DescriptorWindows, HitResult, StoreUnavailable, decide
 from throttle.limits import API, APPLICATION, SUBSCRIPTION, Window
@@ -150,6 +157,7 @@ class ClusterCounterStore(RedisCounterStore):
         # Node (host:port) → until when its slots fail fast.
         self._node_down: dict[str, float] = {}
         self._discovery: asyncio.Task[None] | None = None
+        self._next_discovery = 0.0
 
     # -- topology --------------------------------------------------------------------------------
 
@@ -170,19 +178,44 @@ class ClusterCounterStore(RedisCounterStore):
         return True
 
     def _rediscover(self) -> None:
-        if self._discovery is None or self._discovery.done():
-            self._discovery = asyncio.get_running_loop().create_task(self._discover())
+        """Checks the slot map in the background, at most once per cooldown."""
+        if self._discovery is not None and not self._discovery.done():
+            return
+        now = time.monotonic()
+        if now < self._next_discovery:
+            return
+        self._next_discovery = now + self._cooldown
+        self._discovery = asyncio.get_running_loop().create_task(self._discover())
 
     async def _discover(self) -> None:
         try:
             async with asyncio.timeout(self._discovery_timeout):
                 if self._cluster._initialize:
                     await self._cluster.initialize()
-                else:
+                elif await self._slots_moved():
+                    self._metrics.redis_error("slots_moved")
                     await self._cluster.nodes_manager.initialize()
         except REDIS_FAILURES as exc:
             self._metrics.redis_error(f"discovery_{type(exc).__name__}")
             log.warning("redis cluster discovery failed: %s", exc)
+
+    async def _slots_moved(self) -> bool:
+        """Whether a master that answers names another owner than the client's map for some slots.
+        Only then is the map rebuilt: a rebuild makes every connection reconnect (redis-py), which
+        during an outage would cost the healthy masters' requests their deadlines over and over."""
+        cache = self._cluster.nodes_manager.slots_cache
+        for node in self._cluster.get_primaries():
+            try:
+                ranges = await node.execute_command("CLUSTER SLOTS")
+            except REDIS_FAILURES:
+                continue  # the dead master, or one cut off: ask the next
+            for start, _, master, *_ in ranges:
+                host = master[0].decode() if isinstance(master[0], bytes) else str(master[0])
+                owner = cache.get(int(start))
+                if owner is None or owner[0].name != f"{host or node.host}:{int(master[1])}":
+                    return True
+            return False
+        return True  # no master answered: rebuild from every node known (the replicas too)
 
     def _node_of(self, slot: int) -> str:
         """The master serving `slot` (host:port); StoreUnavailable when it cannot be used now."""
@@ -353,7 +386,7 @@ class ClusterCounterStore(RedisCounterStore):
         deadline = min(pending[3] for group in groups for pending in group) + self._timeout
         try:
             async with asyncio.timeout_at(deadline):
-                replies = await self._pipeline(groups)
+                replies = await self._pipeline(node, groups)
         except Exception as exc:
             if not isinstance(exc, REDIS_FAILURES):
                 log.exception("redis cluster batch failed")
@@ -378,26 +411,43 @@ class ClusterCounterStore(RedisCounterStore):
         self._metrics.redis_latency(elapsed)
         self._metrics.redis_node_latency(node, elapsed)
 
-    async def _pipeline(self, groups: list[list[_Pending]]) -> list[Any]:
+    async def _pipeline(self, node: str, groups: list[list[_Pending]]) -> list[Any]:
         calls = []
         for group in groups:
             calls.append(([key for pending in group for key in pending[0]], " ".join(p[1] for p in group)))
             self._metrics.batch_size(len(group))
-        replies = await self._send("EVALSHA", self._sha, calls)
+        replies = await self._send(node, "EVALSHA", self._sha, calls)
         missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
         if missing:
             # A master that never ran the script (promoted after a failover, restarted) answers NOSCRIPT
             # without running it; EVAL runs it and leaves it cached there.
-            again = await self._send("EVAL", HIT_SCRIPT, [calls[i] for i in missing])
+            again = await self._send(node, "EVAL", HIT_SCRIPT, [calls[i] for i in missing])
             for i, reply in zip(missing, again, strict=True):
                 replies[i] = reply
         return replies
 
-    async def _send(self, command: str, script: str, calls: list[tuple[list[bytes], str]]) -> list[Any]:
-        pipe = self._cluster.pipeline()
-        for keys, arg in calls:
-            pipe.execute_command(command, script, len(keys), *keys, arg)
-        return list(await pipe.execute(raise_on_error=False))
+    async def _send(
+        self, node: str, command: str, script: str, calls: list[tuple[list[bytes], str]]
+    ) -> list[Any]:
+        """The calls, pipelined on one connection to `node`; each call's reply or error. The slots were
+        routed here by redis-py's map already: its pipeline would route each call again (half the
+        client CPU of a decision, measured with bench/cluster_bench.py)."""
+        target = self._cluster.get_node(node_name=node)
+        if target is None:
+            raise RedisClusterException(f"node {node} is no longer in the cluster")
+        commands = [
+            PipelineCommand(i, command, script, len(keys), *keys, arg) for i, (keys, arg) in enumerate(calls)
+        ]
+        await target.execute_pipeline(commands)
+        replies = [command.result for command in commands]
+        for i, reply in enumerate(replies):
+            if isinstance(reply, MovedError | AskError | TryAgainError):
+                # The slot moved (resharding, failover): redis-py's client follows the redirection.
+                try:
+                    replies[i] = await self._cluster.execute_command(*commands[i].args)
+                except REDIS_FAILURES as exc:
+                    replies[i] = exc
+        return replies
 
     # -- the rest of the store -----------------------------------------------------------------------
 

@@ -1,5 +1,7 @@
-"""A master of a real Redis Cluster killed with kill -9 under load, on a cluster of the module's own
-(node timeout 1 s). While its replica is not yet promoted, calls on its slots, and on every slot while
+"""A master of a real Redis Cluster frozen (SIGSTOP) for less than the node timeout, then one killed
+with kill -9, under load, on a cluster of the module's own (node timeout 1 s). A frozen master fails
+only its own slots' calls, at the timeout, then fails them fast until it answers again; the other
+masters keep counting. While its replica is not yet promoted, calls on its slots, and on every slot while
 the cluster reports itself down, answer within the timeout and follow the failure mode; once the
 replica is promoted they count again by themselves, with the same store and no restart.
 
@@ -12,6 +14,7 @@ and that no counter holds more than was counted."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -120,6 +123,42 @@ async def harness(
         await store.close()
 
 
+@pytest.mark.parametrize("harness", ["allow"], indirect=True)
+async def test_a_frozen_master_fails_only_its_own_slots(
+    cluster: RedisClusterNodes, harness: tuple[Load, ClusterCounterStore, ThrottleMetrics]
+) -> None:
+    load, store, metrics = harness
+    frozen = cluster.master_of("{sub:" + load.subs[0] + "}")
+    on_frozen = {sub for sub in load.subs if cluster.master_of("{sub:" + sub + "}") == frozen}
+    stop = asyncio.Event()
+    running = asyncio.ensure_future(load.run(stop))
+    try:
+        await asyncio.sleep(0.3)
+        frozen_at = time.monotonic()
+        cluster.processes[frozen].send_signal(signal.SIGSTOP)
+        try:
+            await asyncio.sleep(0.5)  # shorter than the node timeout: no failover
+        finally:
+            cluster.processes[frozen].send_signal(signal.SIGCONT)
+        thawed_at = time.monotonic()
+        await asyncio.sleep(0.5)
+    finally:
+        stop.set()
+        await running
+    during = [a for a in load.answers if frozen_at < a.at and a.at + a.elapsed < thawed_at]
+    assert {a.outcome for a in during if a.subscription in on_frozen} == {"allowed_unavailable"}
+    # The other masters' slots kept counting while one master was frozen.
+    assert any(a.outcome == "counted" and a.subscription not in on_frozen for a in during)
+    assert {a.outcome for a in load.answers} <= {"counted", "allowed_unavailable"}
+    assert max(a.elapsed for a in load.answers) < ANSWER_BOUND_S
+    assert metrics.node_errors[(f"127.0.0.1:{frozen}", "TimeoutError")] >= 1
+    after = [a for a in load.answers if a.at > thawed_at and a.subscription in on_frozen]
+    assert any(a.outcome == "counted" for a in after), "the frozen master's slots did not count again"
+    counted, unanswered, held = await _tally(load, store, "allowed_unavailable")
+    assert all(counted[sub] <= held[sub] <= counted[sub] + unanswered[sub] for sub in load.subs)
+    cluster.wait_healthy()
+
+
 @pytest.mark.parametrize(
     ("harness", "outage_outcome"),
     [("allow", "allowed_unavailable"), ("deny", "denied_unavailable")],
@@ -152,13 +191,7 @@ async def test_kill_a_master_under_load(
     assert slowest < ANSWER_BOUND_S
     assert sum(metrics.node_errors.values()) >= 1
 
-    counted = dict.fromkeys(load.subs, 0)
-    unanswered = dict.fromkeys(load.subs, 0)  # answered by the failure mode: counted or not, unknown
-    for answer in load.answers:
-        counted[answer.subscription] += answer.outcome == "counted"
-        unanswered[answer.subscription] += answer.outcome == outage_outcome
-    keys = {sub: windows_for(sub, PLAN, CLOCK)[0].key for sub in load.subs}
-    held = dict(zip(load.subs, await store.read([keys[sub] for sub in load.subs], CLOCK), strict=True))
+    counted, unanswered, held = await _tally(load, store, outage_outcome)
     # Where no master died nothing is lost; no counter holds more than the calls made on it (a call
     # that timed out may still have been counted).
     assert all(held[sub] >= counted[sub] for sub in load.subs if sub not in on_victim), (held, counted)
@@ -173,6 +206,21 @@ async def test_kill_a_master_under_load(
     # Back to three masters with replicas for the next test: the killed node rejoins as a replica.
     cluster.restart(victim)
     cluster.wait_healthy()
+
+
+async def _tally(
+    load: Load, store: ClusterCounterStore, outage_outcome: str
+) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
+    """Per subscription: answers counted, answers by the failure mode (counted or not: unknown), and
+    the count the cluster holds now."""
+    counted = dict.fromkeys(load.subs, 0)
+    unanswered = dict.fromkeys(load.subs, 0)
+    for answer in load.answers:
+        counted[answer.subscription] += answer.outcome == "counted"
+        unanswered[answer.subscription] += answer.outcome == outage_outcome
+    keys = [windows_for(sub, PLAN, CLOCK)[0].key for sub in load.subs]
+    held = dict(zip(load.subs, await store.read(keys, CLOCK), strict=True))
+    return counted, unanswered, held
 
 
 async def _recovered(load: Load, on_victim: set[str], killed_at: float) -> float:
