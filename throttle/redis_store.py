@@ -11,8 +11,9 @@ all-or-nothing check-and-increment. The script runs atomically, so exactness is 
 request; one command instead of one per request is most of redis-py's and Redis's per-call cost
 saved under load. Under load a request that finds no batch in flight lingers up to 2 ms for
 others to join it (see _LINGER); otherwise it goes at once. Each request's deadline counts from when
-it was queued. A batch mixes subscriptions, so its keys span hash slots: batching needs a standalone Redis
-(or a proxy that keeps a script on one node); on Redis Cluster a batch would have to be split per slot.
+it was queued. A batch mixes subscriptions, so its keys span hash slots: one script call per batch needs
+a standalone Redis (or a proxy that keeps a script on one node); on a Redis Cluster
+(throttle/cluster_store.py) the batch is split per slot and sent per master.
 
 Every call has a short deadline. On a timeout or connection error the store raises StoreUnavailable at
 once and, for `cooldown` seconds, fails fast without touching Redis, so an outage cannot make each
