@@ -1,42 +1,33 @@
 """Counters on a Redis Cluster: the standalone store's script, batching and deadlines, routed by slot.
 
-Every counter of a subscription carries the hash tag `{sub:<id>}`, so a request's own windows are one
-slot and its step is one atomic script, exactly as on a standalone Redis. A batch is split per slot
-(one EVALSHA per slot, taking that slot's requests in order, so each is still exact) and sent per
-master, one pipeline each, concurrently. redis-py's cluster client keeps the slot map, follows MOVED
-and ASK, and reconnects; this store adds what the hot path needs on top of it:
-
-- Errors are per node. A timeout, a refused connection or CLUSTERDOWN fails the requests of that
-  node's slots (the caller applies the failure mode), puts that node in a cooldown during which its
-  slots fail fast without a call, and starts a rediscovery of the slot map in the background, so a
-  replica promoted after its master died is found without restarting (measured in
-  tests/throttle/test_cluster_failover.py). The other masters' slots keep counting.
-- Discovery never runs inside a request's deadline: redis-py would rediscover inline on the next call
-  after a connection error (CLUSTER SLOTS, then COMMAND: 20-200 ms), which a 50 ms deadline would cut
-  short every time. Until the background discovery has finished, requests fail fast.
+A request's own windows share the slot of `{sub:<id>}`, so its step is one atomic script, as on a
+standalone Redis. A batch is split per slot (one EVALSHA per slot, taking that slot's requests in
+order, so each stays exact) and sent as one pipeline per master, concurrently. redis-py's cluster
+client keeps the slot map, follows MOVED and ASK and reconnects; on top of it:
+- Errors are per node: a timeout, a refused connection or CLUSTERDOWN fails that master's slots (the
+  caller applies the failure mode), which then fail fast for a cooldown; the other masters keep
+  counting. The slot map is checked in the background and rebuilt only when a replica was promoted
+  (a rebuild makes redis-py reconnect everything), so counting resumes without restart.
+- Discovery never runs inside a request's deadline: redis-py would run it inline on its next call
+  after a connection error (CLUSTER SLOTS, then COMMAND: 20-200 ms), and a 50 ms deadline would cut
+  it short every time. Until it has finished, requests fail fast.
 
 Limits shared by an application (`{app:<id>}`) or an API (`{api:<id>}`) live in slots of their own.
 A request under them takes its steps in a fixed order, subscription, then application, then API, each
-the same all-or-nothing script in its slot. When a later step refuses, the earlier steps' increments
-are taken back (compensated) before the answer, so a refused request consumes nothing. Nothing is
-ever over-admitted: a step checks against counts holding every admitted request plus, for a moment,
-the increments of requests still on their way through later steps. That moment can refuse a request
-one atomic step would have admitted (over-denial), never the reverse. The steps of one request run
-in a task of their own, so a caller giving up (Envoy's deadline) cannot stop them between a step and
-its compensation. On a standalone Redis the same request is still one script (redis_store.py).
+the same all-or-nothing script in its slot; when a later step refuses, the earlier steps' increments
+are taken back (compensated) before the answer, so a refused request consumes nothing. Each step
+checks against counts holding every admitted request plus, for a moment, the increments of requests
+between their steps: that can refuse a request one atomic step would have admitted (over-denial),
+never admit one too many. The steps run in a task of their own, so a caller giving up (Envoy's
+deadline) cannot stop them between a step and its compensation.
 
-What a crash between two steps leaves: the earlier steps' increments, never taken back, in the
-windows of those slots until the windows end. That is at most one request's hits too many per
-request in flight at the crash (or whose compensation could not reach its master): over-denial of at
-most that much, never over-admission (tests/throttle/test_cluster_store.py kills a replica between
-its steps and measures it). A request that meets an unreachable master in a later step is
-compensated the same way, then answered by the failure mode.
-
-What a failover loses: a master acknowledges a script before its replica has the increments
-(asynchronous replication), so the counts of the last moments before a master dies may be missing on
-the promoted replica: that many more requests are admitted in those windows. A compensation that
-lands on the promoted replica may take back an increment the failover already lost. The failover test
-reports the counts lost.
+A crash between two steps (or a compensation that cannot reach its master) leaves the earlier steps'
+increments until their windows end: at most one request's hits per request in flight, over-denial,
+never over-admission (tests/throttle/test_cluster_store.py kills a replica between its steps). A
+failover loses what asynchronous replication had not yet sent (the counts of the last moments before
+the master died; a compensation landing on the promoted replica may take back one of those again):
+tests/throttle/test_cluster_failover.py reports it. Cost: a decision takes about twice the client CPU
+of a standalone Redis's (one script call per slot rather than per batch; bench/cluster_bench.py).
 """
 
 from __future__ import annotations
@@ -68,6 +59,7 @@ from throttle.counters import DescriptorWindows, HitResult, StoreUnavailable, de
 from throttle.limits import API, APPLICATION, SUBSCRIPTION, Window
 from throttle.metrics import ThrottleMetrics
 from throttle.redis_store import _SPEC_CACHE_LIMIT, HIT_SCRIPT, RedisCounterStore, _Pending
+from tollway.errors import StartupRefused
 from tollway.vocabulary import LimitScope
 
 log = logging.getLogger(__name__)
@@ -112,7 +104,7 @@ def cluster_options(url: str) -> dict[str, Any]:
     options.pop("host", None)
     options.pop("port", None)
     if options.pop("db", 0):
-        raise ValueError("a Redis Cluster has only database 0: drop the /<db> from TOLLWAY_REDIS_URL")
+        raise StartupRefused("a Redis Cluster has only database 0: drop the /<db> from TOLLWAY_REDIS_URL")
     if options.pop("connection_class", None) is SSLConnection:
         options["ssl"] = True
     return options

@@ -1,8 +1,9 @@
 """Refuses, at start, a Redis setup that could never count: TOLLWAY_REDIS_MODE=cluster against a Redis
 that is not a cluster node, or a node that has cluster support on but is not part of a whole cluster,
 or nodes of different clusters; TOLLWAY_REDIS_MODE=standalone against a cluster node (its other
-nodes serve most slots: nearly every request would fail). Without this check each of these mistakes
-only shows as every request answered by the failure mode, with a log line per cooldown.
+nodes serve most slots: nearly every request would fail) or with TOLLWAY_REDIS_NODES set. Without
+this check each of these mistakes only shows as every request answered by the failure mode, with a
+log line per cooldown.
 
 A node that cannot be reached is not refused: that is an outage, which the failure mode covers and
 which ends by itself, as a later one would. Only what a reachable node says about itself refuses."""
@@ -54,6 +55,10 @@ async def check_redis_setup(settings: ThrottleSettings, store: CounterStore) -> 
             except REDIS_FAILURES as exc:
                 log.warning("redis cluster not reachable at start (%s); counting starts when it is", exc)
         return
+    if settings.redis_nodes:
+        raise RedisSetupRefused(
+            f"{NODES} is set, but {MODE}=standalone: set {MODE}=cluster, or unset {NODES}"
+        )
     await _check_standalone(settings.redis_url, timeout)
 
 

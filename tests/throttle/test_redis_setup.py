@@ -72,6 +72,15 @@ async def test_standalone_mode_against_a_cluster_node_refuses_to_start(
         await _check(_settings("standalone", redis_cluster.url))
 
 
+async def test_cluster_settings_in_standalone_mode_refuse_to_start(redis_cluster: RedisClusterNodes) -> None:
+    with pytest.raises(
+        RedisSetupRefused, match="TOLLWAY_REDIS_NODES is set, but TOLLWAY_REDIS_MODE=standalone"
+    ):
+        await _check(_settings("standalone", nodes=redis_cluster.nodes))
+    with pytest.raises(StartupRefused, match="only database 0"):
+        await _check(_settings("cluster", f"{redis_cluster.url}/3"))
+
+
 async def test_a_node_list_that_is_not_one_cluster_refuses_to_start(
     redis_cluster: RedisClusterNodes, loose_nodes: RedisClusterNodes
 ) -> None:
