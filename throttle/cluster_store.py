@@ -185,7 +185,7 @@ class ClusterCounterStore(RedisCounterStore):
                 if self._cluster._initialize:
                     await self._cluster.initialize()
                 elif await self._slots_moved():
-                    self._metrics.redis_error("slots_moved")
+                    log.info("redis cluster: slots moved (a failover, or resharding): rebuilding the map")
                     await self._cluster.nodes_manager.initialize()
         except REDIS_FAILURES as exc:
             self._metrics.redis_error(f"discovery_{type(exc).__name__}")
