@@ -9,6 +9,7 @@ Run `python -m tests.redis_cluster` to start one by hand (Ctrl-C stops it)."""
 from __future__ import annotations
 
 import random
+import secrets
 import shutil
 import signal
 import socket
@@ -163,16 +164,32 @@ class RedisClusterNodes:
             raw = client.execute_command("CLUSTER INFO") if section == "cluster" else client.info(section)
         return {str(k): str(v) for k, v in dict(raw).items()}
 
-    def master_of(self, key: str) -> int:
-        """The port of the master serving `key`'s slot now."""
-        slot = key_slot(key.encode())
+    def _slot_ranges(self) -> list[tuple[int, int, int]]:
+        """(first slot, last slot, master's port) of every range, as a live node sees them now."""
         for port in self.alive():
             ranges = self._ask(port, "CLUSTER", "SLOTS")
             assert isinstance(ranges, list)
-            for start, end, master, *_ in ranges:
-                if int(start) <= slot <= int(end):
-                    return int(master[1])
+            return [(int(start), int(end), int(master[1])) for start, end, master, *_ in ranges]
+        raise RuntimeError("no node is alive")
+
+    def master_of(self, key: str, ranges: list[tuple[int, int, int]] | None = None) -> int:
+        """The port of the master serving `key`'s slot now."""
+        slot = key_slot(key.encode())
+        for start, end, port in ranges or self._slot_ranges():
+            if start <= slot <= end:
+                return port
         raise RuntimeError(f"no master serves slot {slot}")
+
+    def subscriptions_on_every_master(self, per_master: int) -> list[str]:
+        """Fresh subscription ids, `per_master` of them on each master's slots."""
+        found: dict[int, list[str]] = {}
+        ranges = self._slot_ranges()
+        while len(found) < self.masters or any(len(ids) < per_master for ids in found.values()):
+            sub = f"sub_{secrets.token_hex(6)}"
+            own = found.setdefault(self.master_of("{sub:" + sub + "}", ranges), [])
+            if len(own) < per_master:
+                own.append(sub)
+        return [sub for ids in found.values() for sub in ids]
 
     def master_ports(self) -> list[int]:
         return [p for p in self.alive() if self._info(p, "replication").get("role") == "master"]

@@ -28,7 +28,6 @@ from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
 
 from tests.redis_cluster import RedisClusterNodes
 from tests.throttle.replica_server import PLANS, SHARED_API_LIMITS
-from tests.throttle.test_cluster_store import subscriptions_on_every_master
 from tests.throttle.throttle_fixtures import free_port
 from throttle.cluster_store import ClusterCounterStore
 from throttle.limits import API, SharedLimits, windows_for
@@ -116,7 +115,7 @@ async def _trial(
     replicas: ClusterReplicas, cluster: RedisClusterNodes, api_id: str
 ) -> tuple[dict[str, int], dict[str, int]]:
     """(admitted per subscription, counters after) for twice N requests per subscription."""
-    subs = subscriptions_on_every_master(cluster, PER_MASTER)
+    subs = cluster.subscriptions_on_every_master(PER_MASTER)
     order = [sub for sub in subs for _ in range(2 * N)]
     random.shuffle(order)
     admitted_flags = await replicas.drive([_request(sub, api_id) for sub in order])

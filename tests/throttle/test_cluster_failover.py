@@ -28,7 +28,6 @@ from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
 
 from tests.redis_cluster import RedisClusterNodes
 from tests.support import grpc_server
-from tests.throttle.test_cluster_store import subscriptions_on_every_master
 from tests.throttle.throttle_fixtures import FakeClock, index_with, subscription
 from throttle.cluster_store import ClusterCounterStore
 from throttle.limits import windows_for
@@ -105,7 +104,7 @@ class Load:
 async def harness(
     cluster: RedisClusterNodes, request: pytest.FixtureRequest
 ) -> AsyncIterator[tuple[Load, ClusterCounterStore, ThrottleMetrics]]:
-    subs = subscriptions_on_every_master(cluster, 2)
+    subs = cluster.subscriptions_on_every_master(2)
     metrics = ThrottleMetrics()
     store = ClusterCounterStore(nodes=cluster.nodes, timeout_ms=TIMEOUT_MS, cooldown=0.2, metrics=metrics)
     await store.connect()

@@ -43,21 +43,10 @@ def _metrics(store: ClusterCounterStore) -> ThrottleMetrics:
     return store._metrics
 
 
-def subscriptions_on_every_master(cluster: RedisClusterNodes, per_master: int) -> list[str]:
-    """Fresh subscription ids, `per_master` of them on each master's slots."""
-    found: dict[int, list[str]] = {}
-    while len(found) < cluster.masters or any(len(ids) < per_master for ids in found.values()):
-        sub = unique("sub")
-        own = found.setdefault(cluster.master_of("{sub:" + sub + "}"), [])
-        if len(own) < per_master:
-            own.append(sub)
-    return [sub for ids in found.values() for sub in ids]
-
-
 async def test_a_batch_over_every_master_is_exact_per_subscription(
     store: ClusterCounterStore, redis_cluster: RedisClusterNodes
 ) -> None:
-    subs = subscriptions_on_every_master(redis_cluster, 3)
+    subs = redis_cluster.subscriptions_on_every_master(3)
     plan = PlanLimits(requests_per_minute=5)
     windows = {sub: windows_for(sub, plan, NOW) for sub in subs}
     # 8 concurrent requests per subscription, interleaved: they share batches, split per slot.
@@ -184,7 +173,7 @@ async def test_concurrent_steps_never_over_admit_and_refused_requests_consume_no
 async def test_read_and_forget_span_slots(
     store: ClusterCounterStore, redis_cluster: RedisClusterNodes
 ) -> None:
-    subs = subscriptions_on_every_master(redis_cluster, 1)
+    subs = redis_cluster.subscriptions_on_every_master(1)
     windows = [w for sub in subs for w in windows_for(sub, PlanLimits(requests_per_minute=3), NOW)]
     for sub in subs:
         await store.hit(windows_for(sub, PlanLimits(requests_per_minute=3), NOW), 2, NOW)
