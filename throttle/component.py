@@ -1,6 +1,7 @@
 """throttle/ as the composition root sees it: its CLI commands, what Envoy needs to call it (the
-ratelimit filter after ext_authz, its cluster, descriptors on every API route), and its state in a
-process (throttle/process.py). Imported by every `tollway` command, so the rest loads on first use."""
+ratelimit filter after ext_authz, its cluster, descriptors on every API route; nothing in the fused
+mode, where keymgr's Check applies the limits), and its state in a process (throttle/process.py).
+Imported by every `tollway` command, so the rest loads on first use."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import typer
 from throttle.cli import register
 from tollway.component import Component, GatewayContribution, ProcessContext
 from tollway.settings import Settings
+from tollway.vocabulary import ThrottleMode
 
 if TYPE_CHECKING:
     from throttle.process import Throttle
@@ -26,6 +28,10 @@ class ThrottleComponent(Component):
         from throttle import envoy_config
 
         throttle = settings.throttle
+        if throttle.mode == ThrottleMode.AUTHZ:
+            # Fused mode: keymgr's Check applies the limits; Envoy needs no ratelimit filter, cluster
+            # or descriptors.
+            return GatewayContribution()
         return GatewayContribution(
             http_filters=(envoy_config.ratelimit_filter(throttle.timeout_ms, throttle.failure_mode),),
             clusters=(envoy_config.throttle_cluster(throttle.endpoints),),

@@ -9,6 +9,7 @@ from envoy.service.ratelimit.v3 import rls_pb2
 
 from throttle.cluster_store import ClusterCounterStore
 from throttle.counters import CounterStore, MemoryCounterStore
+from throttle.gate import ThrottleGate
 from throttle.index import ThrottleIndex
 from throttle.metrics import ThrottleMetrics
 from throttle.redis_setup import check_redis_setup
@@ -17,6 +18,7 @@ from throttle.replicas import MemoryStoreRegistration
 from throttle.service import ThrottleService
 from throttle.servicer import QuotaServicer, RateLimitServicer, add_rate_limit_service
 from throttle.store import TrafficLimitStore
+from tollway.admission import LimitGate
 from tollway.changes import ChangeListener
 from tollway.component import (
     GrpcService,
@@ -27,7 +29,7 @@ from tollway.db import Database
 from tollway.metrics import Render
 from tollway.settings import ThrottleSettings
 from tollway.throttle.v1 import throttle_pb2, throttle_pb2_grpc
-from tollway.vocabulary import RedisMode
+from tollway.vocabulary import RedisMode, ThrottleMode
 
 
 def counter_store(settings: ThrottleSettings, metrics: ThrottleMetrics) -> CounterStore:
@@ -58,8 +60,15 @@ class Throttle(RunningComponent):
         )
         # Counters in memory are this replica's alone: a second such replica is refused at start.
         self.registration = MemoryStoreRegistration(db) if settings.store == "memory" else None
+        # Fused mode: keymgr's Check in this process applies the limits through this gate.
+        self.gate = ThrottleGate(self.service) if settings.mode == ThrottleMode.AUTHZ else None
+
+    def limit_gate(self) -> LimitGate | None:
+        return self.gate
 
     def envoy_services(self) -> Sequence[GrpcService]:
+        # Served in both modes: in the fused one Envoy is told of no ratelimit filter and never calls
+        # it, but a gateway still configured for the other mode keeps working during a change-over.
         servicer = RateLimitServicer(self.service)
         return (
             GrpcService(

@@ -97,7 +97,11 @@ class Decision:
     def retry_after(self) -> int:
         if self.exceeded is None:
             return 0
-        return max(1, math.ceil(self.exceeded.seconds_until_reset(self.now)))
+        return self.reset_seconds(self.exceeded)
+
+    def reset_seconds(self, window: Window) -> int:
+        """Whole seconds until `window` resets, at least 1 (Retry-After, X-RateLimit-Reset)."""
+        return max(1, math.ceil(window.seconds_until_reset(self.now)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,15 +140,18 @@ class _Resolved:
     plan_id: str
     plan: PlanLimits | None
     windows: list[Window]
+    # Derived once here rather than on every request that reuses this part (see the window cache).
+    shadow: bool = field(init=False)
+    # Only plans the snapshot knows become a metrics label: a caller cannot add labels at will.
+    metrics_plan: str = field(init=False)
+    # What the store's step takes for it.
+    step: DescriptorWindows = field(init=False)
 
-    @property
-    def shadow(self) -> bool:
-        return bool(self.plan and self.plan.shadow_mode)
-
-    @property
-    def metrics_plan(self) -> str:
-        # Only plans the snapshot knows become a metrics label: a caller cannot add labels at will.
-        return self.plan_id if self.plan else ""
+    def __post_init__(self) -> None:
+        shadow = bool(self.plan and self.plan.shadow_mode)
+        object.__setattr__(self, "shadow", shadow)
+        object.__setattr__(self, "metrics_plan", self.plan_id if self.plan else "")
+        object.__setattr__(self, "step", DescriptorWindows(self.windows, not shadow))
 
 
 # Resolved windows and when they stop being valid: (snapshot, fallback source, valid from, valid until
@@ -309,9 +316,7 @@ class ThrottleService:
     ) -> list[Outcome]:
         """One atomic store step for all of a request's subscriptions; their outcomes, in order."""
         try:
-            results = await self.store.step(
-                [DescriptorWindows(part.windows, not part.shadow) for part in parts], hits, now
-            )
+            results = await self.store.step([part.step for part in parts], hits, now)
         except StoreUnavailable:
             if self.failure_mode == FailureMode.DENY:
                 for part in parts:

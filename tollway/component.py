@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         http_connection_manager_pb2 as hcm_pb2,
     )
 
+    from tollway.admission import LimitGate
     from tollway.catalog.store import CatalogStore
     from tollway.changes import ChangeFeed, ChangeListener
     from tollway.db import Database
@@ -98,6 +99,16 @@ class RunningComponent(Protocol):
 
     def metrics_renderer(self) -> Render | None:
         """Renders its Prometheus lines for the process's endpoint; None = no metrics."""
+        return None
+
+    def limit_gate(self) -> LimitGate | None:
+        """The plan limits it keeps, for another component of the process to apply in its own answer
+        (TOLLWAY_THROTTLE_MODE=authz: the throttle's, applied by keymgr's Check); None = none."""
+        return None
+
+    def use_limit_gate(self, gate: LimitGate | None) -> None:
+        """Receives the process's limit gate (None when no component here keeps limits) before the
+        servers start. A component that must apply limits and gets None raises StartupRefused."""
         return None
 
     def ready(self) -> bool:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tollway.private_files import private_dir, private_file
-from tollway.vocabulary import FailureMode, RedisMode
+from tollway.vocabulary import FailureMode, RedisMode, ThrottleMode
 
 ENV_PREFIX = "TOLLWAY_"
 HostPort = tuple[str, int]
@@ -69,6 +69,10 @@ def _choice(*allowed: str) -> Callable[[str], str]:
     return parse
 
 
+def _throttle_mode(value: str) -> ThrottleMode:
+    return ThrottleMode(_choice(*ThrottleMode)(value))
+
+
 def _flag(value: str) -> bool:
     return value.lower() in ("1", "true", "yes")
 
@@ -99,6 +103,8 @@ def env(name: str | tuple[str, ...], parse: Callable[[str], Any] = str) -> dict[
 class KeymgrSettings:
     key_hash_secret: str
     key_rotation_grace_seconds: int
+    # TOLLWAY_THROTTLE_MODE=authz: Check also applies the plan limits (the throttle's, in this process).
+    applies_limits: bool = False
 
 
 @dataclass(frozen=True)
@@ -120,6 +126,7 @@ class ThrottleSettings:
     failure_mode: str
     endpoints: tuple[HostPort, ...]
     timeout_ms: int
+    mode: ThrottleMode = ThrottleMode.RATELIMIT
     redis_mode: str = RedisMode.STANDALONE.value
     redis_nodes: tuple[HostPort, ...] = ()
 
@@ -199,6 +206,11 @@ class Settings:
         default=(), metadata=env("THROTTLE_ENDPOINTS", _endpoints)
     )
     ratelimit_timeout_ms: int = field(default=250, metadata=env("RATELIMIT_TIMEOUT_MS", int))
+    # ratelimit: Envoy calls ShouldRateLimit after Check; authz (fused): Check applies the limits itself,
+    # one gRPC call per request (keymgr and throttle then run in the same process).
+    throttle_mode: ThrottleMode = field(
+        default=ThrottleMode.RATELIMIT, metadata=env("THROTTLE_MODE", _throttle_mode)
+    )
     # host:port serving this process's Prometheus metrics over HTTP (every component); empty = off.
     # TOLLWAY_THROTTLE_METRICS_ADDR: the earlier, throttle-only name, still accepted.
     metrics_addr: str = field(default="", metadata=env(("METRICS_ADDR", "THROTTLE_METRICS_ADDR")))
@@ -267,7 +279,11 @@ class Settings:
 
     @property
     def keymgr(self) -> KeymgrSettings:
-        return KeymgrSettings(self.key_hash_secret, self.key_rotation_grace_seconds)
+        return KeymgrSettings(
+            self.key_hash_secret,
+            self.key_rotation_grace_seconds,
+            applies_limits=self.throttle_mode == ThrottleMode.AUTHZ,
+        )
 
     @property
     def gateway(self) -> GatewaySettings:
@@ -288,6 +304,7 @@ class Settings:
             failure_mode=self.ratelimit_failure_mode,
             endpoints=self.throttle_endpoints,
             timeout_ms=self.ratelimit_timeout_ms,
+            mode=self.throttle_mode,
             redis_mode=self.redis_mode,
             redis_nodes=self.redis_nodes,
         )

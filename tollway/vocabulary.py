@@ -82,6 +82,15 @@ class RedisMode(StrEnum):
     CLUSTER = "cluster"
 
 
+class ThrottleMode(StrEnum):
+    """Where a request's plan limits are applied (TOLLWAY_THROTTLE_MODE)."""
+
+    # Envoy's ratelimit filter asks the throttle (ShouldRateLimit) after ext_authz's Check: two calls.
+    RATELIMIT = "ratelimit"
+    # keymgr's Check applies them in the same step and answers 429 itself: one call per request.
+    AUTHZ = "authz"
+
+
 class BlockTarget(StrEnum):
     """What a block rule blocks (block_rule.target; BLOCK_TARGET_<name> in the store proto)."""
 

@@ -71,15 +71,27 @@ class Skip(Exception):
         self.reason = reason
 
 
-def outcome(code: int, flags: accesslog_pb2.ResponseFlags, refused: bool) -> int:
-    """The class of one finished request; the order of the tests is the precedence."""
+# The class of a request ext_authz refused, by the refusal's reason: in the fused mode
+# (TOLLWAY_THROTTLE_MODE=authz) Check itself answers the limits' 429 or 503, which the other mode's
+# ratelimit filter marks with the RL or RLSE response flag. Any other reason: unauthorized.
+_REFUSAL_CLASSES = {
+    contract.RATE_LIMITED: THROTTLED,
+    contract.QUOTA_EXCEEDED: THROTTLED,
+    contract.RATE_LIMIT_UNAVAILABLE: RATELIMIT_ERROR,
+}
+NOT_REFUSED: Final = -1
+
+
+def outcome(code: int, flags: accesslog_pb2.ResponseFlags, refusal: int = NOT_REFUSED) -> int:
+    """The class of one finished request; the order of the tests is the precedence. `refusal`: the
+    class of ext_authz's refusal (from its metadata), NOT_REFUSED when it allowed the request."""
+    if refusal != NOT_REFUSED:
+        return refusal
     if not flags.ByteSize():  # no flag at all: the common case, decided by the status code
-        if refused:
-            return UNAUTHORIZED
         if code >= 500:
             return UPSTREAM_FAULT
         return CLIENT_ERROR if code >= 400 or code == 0 else SUCCESS
-    if refused or flags.HasField("unauthorized_details"):
+    if flags.HasField("unauthorized_details"):
         return UNAUTHORIZED
     if flags.rate_limit_service_error:
         return RATELIMIT_ERROR
@@ -116,14 +128,15 @@ def _text(fields: Any, name: str) -> str:
     return text
 
 
-Identity = tuple[str, str, str, str, str, bool, bool, str]
+Identity = tuple[str, str, str, str, str, int, bool, str]
 # Entries of one subscription carry the same metadata bytes: parse them once (bounded cache).
 _identities: dict[bytes, Identity | str] = {}
 _IDENTITY_CACHE_MAX = 50_000
 
 
 def _identity(metadata: Any) -> Identity:
-    """(api, subscription, application, plan, key, refused, overage, limit) from the dynamic metadata."""
+    """(api, subscription, application, plan, key, refusal class, overage, limit) from the dynamic
+    metadata."""
     raw = metadata.SerializeToString()
     cached = _identities.get(raw)
     if cached is None:
@@ -149,15 +162,24 @@ def _parse_identity(metadata: Any) -> Identity:
     api_id = _text(authz, contract.API_ID)
     if not api_id:
         raise Skip("no_api")  # not routed to a Tollway API (404s, health checks): nothing to meter
-    refused = bool(_text(authz, contract.REASON))
-    subscription_id = "" if refused else _text(authz, contract.SUBSCRIPTION_ID)
-    application_id = "" if refused else _text(authz, contract.APPLICATION_ID)
-    plan_id = "" if refused else _text(authz, contract.PLAN_ID)
+    reason = _text(authz, contract.REASON)
+    refusal = _REFUSAL_CLASSES.get(reason, UNAUTHORIZED) if reason else NOT_REFUSED
+    # A request refused for its key or subscription is no subscription's; one refused for its limits
+    # (fused mode) is, as it is when the ratelimit filter refuses it.
+    anonymous = refusal == UNAUTHORIZED
+    subscription_id = "" if anonymous else _text(authz, contract.SUBSCRIPTION_ID)
+    application_id = "" if anonymous else _text(authz, contract.APPLICATION_ID)
+    plan_id = "" if anonymous else _text(authz, contract.PLAN_ID)
     key_id = _text(authz, contract.KEY_ID)
     overage = False
     limit = ""
-    if contract.RATELIMIT_NAMESPACE in filter_metadata:
-        ratelimit = filter_metadata[contract.RATELIMIT_NAMESPACE].fields
+    # The limits' metadata: the ratelimit filter's namespace, or (fused mode) ext_authz's own.
+    ratelimit = (
+        filter_metadata[contract.RATELIMIT_NAMESPACE].fields
+        if contract.RATELIMIT_NAMESPACE in filter_metadata
+        else authz
+    )
+    if ratelimit:
         value = ratelimit.get(contract.OVERAGE)
         if value is not None:
             overage = bool(value.bool_value or value.number_value > 0 or value.string_value in ("true", "1"))
@@ -166,7 +188,7 @@ def _parse_identity(metadata: Any) -> Identity:
             value = ratelimit.get(name)
             if value is not None and value.WhichOneof("kind") == "string_value" and not limit:
                 limit = value.string_value[:MAX_ID_LEN]
-    return api_id, subscription_id, application_id, plan_id, key_id, refused, overage, limit
+    return api_id, subscription_id, application_id, plan_id, key_id, refusal, overage, limit
 
 
 def classify(entry: accesslog_pb2.HTTPAccessLogEntry, node_id: str, now_s: float) -> Record:
@@ -174,7 +196,7 @@ def classify(entry: accesslog_pb2.HTTPAccessLogEntry, node_id: str, now_s: float
     common = entry.common_properties
     if common.access_log_type != DOWNSTREAM_END:
         raise Skip("not_downstream_end")  # periodic/upstream entries would count a request twice
-    api_id, subscription_id, application_id, plan_id, key_id, refused, overage_flag, limit = _identity(
+    api_id, subscription_id, application_id, plan_id, key_id, refusal, overage_flag, limit = _identity(
         common.metadata
     )
     start_s = common.start_time.seconds
@@ -196,7 +218,7 @@ def classify(entry: accesslog_pb2.HTTPAccessLogEntry, node_id: str, now_s: float
     if code > 999:
         raise Skip("absurd_value")
 
-    kind = outcome(code, common.response_flags, refused)
+    kind = outcome(code, common.response_flags, refusal)
     overage = int(overage_flag and kind == SUCCESS)
     limit_name = limit if kind == THROTTLED else ""
 

@@ -140,6 +140,10 @@ class TollwayProcess:
             for component in registry
             if component.name in self.components
         }
+        # Fused mode: the component answering Check applies the limits another one keeps, here.
+        gate = next((g for r in self.running.values() if (g := r.limit_gate()) is not None), None)
+        for running in self.running.values():
+            running.use_limit_gate(gate)
         for name, running in self.running.items():
             render = running.metrics_renderer()
             if render is not None:
