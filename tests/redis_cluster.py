@@ -28,6 +28,10 @@ SLOTS = 16384
 _PORT_RANGE = (20000, 45000)
 
 
+class PortTaken(RuntimeError):
+    """A port chosen as free was taken before the node bound it."""
+
+
 def _bindable(port: int) -> bool:
     with socket.socket() as sock:
         try:
@@ -88,24 +92,37 @@ class RedisClusterNodes:
             "repl-diskless-sync-delay": "0",
             "dir": str(node_dir),
         }
-        self.processes[port] = subprocess.Popen(
+        process = self.processes[port] = subprocess.Popen(
             [binary, *(part for name, value in options.items() for part in (f"--{name}", value))],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise PortTaken(f"redis-server on port {port} exited (port taken since it was chosen?)")
             try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    return
-            except OSError:
+                with self.client(port) as client:
+                    if int(client.info("server")["process_id"]) == process.pid:
+                        return
+                raise PortTaken(f"another redis-server answers on port {port}")
+            except (RedisError, OSError):
                 time.sleep(0.02)
         raise RuntimeError(f"redis-server on port {port} did not start")
 
     def start_nodes(self) -> None:
-        """The redis-server processes only, not joined: each a cluster-enabled node serving no slot."""
-        for port in self.ports:
-            self._spawn(port)
+        """The redis-server processes only, not joined: each a cluster-enabled node serving no slot.
+        Ports are chosen free but may be taken before the server binds them (tests in parallel): then
+        all start again on other ports."""
+        for _ in range(5):
+            try:
+                for port in self.ports:
+                    self._spawn(port)
+                return
+            except PortTaken:
+                self.stop()
+                self.ports = free_cluster_ports(len(self.ports))
+        raise RuntimeError("could not start the Redis Cluster's nodes on free ports")
 
     def start(self) -> None:
         self.start_nodes()

@@ -137,8 +137,11 @@ class ClusterCounterStore(RedisCounterStore):
         self._discovery_timeout = discovery_timeout
         self._cluster = RedisCluster(
             startup_nodes=[ClusterNode(host, port) for host, port in startup_nodes(url, nodes)],
-            socket_timeout=self._timeout,
-            socket_connect_timeout=self._timeout,
+            # Every call here has its own asyncio deadline (the request's); the sockets' own timeouts
+            # only bound discovery, whose COMMAND reply (100+ KB) takes longer than 50 ms on a busy
+            # machine: with the request's deadline there, discovery could fail every time.
+            socket_timeout=discovery_timeout,
+            socket_connect_timeout=discovery_timeout,
             # No retries: the deadline is the whole budget, the failure mode decides the rest.
             retry=Retry(NoBackoff(), 0),
             # A MOVED patches that slot; the whole map is rediscovered in the background instead.
@@ -199,7 +202,9 @@ class ClusterCounterStore(RedisCounterStore):
         cache = self._cluster.nodes_manager.slots_cache
         for node in self._cluster.get_primaries():
             try:
-                ranges = await node.execute_command("CLUSTER SLOTS")
+                # A frozen master must not hold up the question for the others.
+                async with asyncio.timeout(max(self._timeout, 0.5)):
+                    ranges = await node.execute_command("CLUSTER SLOTS")
             except REDIS_FAILURES:
                 continue  # the dead master, or one cut off: ask the next
             for start, _, master, *_ in ranges:

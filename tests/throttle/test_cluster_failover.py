@@ -1,22 +1,23 @@
 """A master of a real Redis Cluster frozen (SIGSTOP) for less than the node timeout, then one killed
-with kill -9, under load, on a cluster of the module's own (node timeout 1 s). A frozen master fails
+with kill -9, under load, on a cluster of the module's own (node timeout 2 s). A frozen master fails
 only its own slots' calls, at the timeout, then fails them fast until it answers again; the other
-masters keep counting. While its replica is not yet promoted, calls on its slots, and on every slot while
-the cluster reports itself down, answer within the timeout and follow the failure mode; once the
-replica is promoted they count again by themselves, with the same store and no restart.
+masters keep counting. While a killed master's replica is not yet promoted, calls on its slots (and
+on every slot while the cluster reports itself down) answer within the timeout and follow the
+failure mode; once the replica is promoted they count again by themselves, with the same store and
+no restart.
 
 Counts lost: a master acknowledges a script before its replica has the increments, so counts of the
 last moments before the kill may be missing on the promoted replica. The test compares, per
 subscription, the decisions answered as counted with the counter the cluster holds afterwards and
 prints the difference (`pytest -s` shows it); it asserts that nothing is lost where no master died
-and that no counter holds more than was counted."""
+and that no counter holds more than the calls made on it."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,19 +37,25 @@ from throttle.service import ThrottleService
 from throttle.servicer import RateLimitServicer
 from tollway.catalog.limits import PlanLimits
 
+# Each test starts or reaches Redis servers.
+pytestmark = pytest.mark.integration
 RLS = rls_pb2.RateLimitResponse
 TIMEOUT_MS = 100
-# Generous functional bound for "within the timeout" (the timeout plus scheduling on a busy machine).
+# Generous functional bound for "within the timeout" (the timeout plus scheduling on a busy machine),
+# on each call's wait less the time this process's event loop was stalled (Load.waited).
 ANSWER_BOUND_S = 1.0
-CLIENTS = 16
+CLIENTS = 8
 PLAN = PlanLimits(requests_per_minute=10**6)  # never over the limit: every counted call is one count
 CLOCK = datetime(2026, 8, 8, 8, 8, 8, tzinfo=UTC)
 RECOVERY_DEADLINE_S = 30.0
+NODE_TIMEOUT_MS = 2000
+# Longest freeze: below the node timeout, so the cluster does not fail the master over.
+FREEZE_S = 1.5
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterNodes]:
-    nodes = RedisClusterNodes(Path(tmp_path_factory.mktemp("failover")))
+    nodes = RedisClusterNodes(Path(tmp_path_factory.mktemp("failover")), node_timeout_ms=NODE_TIMEOUT_MS)
     try:
         nodes.start()
         yield nodes
@@ -69,6 +76,9 @@ class Load:
     stub: rls_pb2_grpc.RateLimitServiceStub
     subs: list[str]
     answers: list[Answer] = field(default_factory=list)
+    # (since when, how long) the event loop ran late: time no call could have been answered in, with
+    # the load, the gRPC server and the store sharing this process on a possibly busy machine.
+    stalls: list[tuple[float, float]] = field(default_factory=list)
 
     async def call(self, sub: str) -> None:
         entries = [ratelimit_pb2.RateLimitDescriptor.Entry(key="subscription_id", value=sub)]
@@ -97,13 +107,33 @@ class Load:
                 await self.call(self.subs[turn % len(self.subs)])
                 turn += 1
 
-        await asyncio.gather(*(client(n) for n in range(CLIENTS)))
+        async def watch_the_loop() -> None:
+            tick = 0.005
+            last = time.monotonic()
+            while not stop.is_set():
+                await asyncio.sleep(tick)
+                now = time.monotonic()
+                if now - last - tick > 0.002:
+                    self.stalls.append((last + tick, now - last - tick))
+                last = now
+
+        await asyncio.gather(watch_the_loop(), *(client(n) for n in range(CLIENTS)))
+
+    def waited(self, answer: Answer) -> float:
+        """How long a call waited for its answer, less the time the event loop was stalled."""
+        end = answer.at + answer.elapsed
+        stalled = sum(
+            min(start + length, end) - max(start, answer.at)
+            for start, length in self.stalls
+            if start < end and start + length > answer.at
+        )
+        return answer.elapsed - stalled
 
 
 @pytest.fixture
 async def harness(
     cluster: RedisClusterNodes, request: pytest.FixtureRequest
-) -> AsyncIterator[tuple[Load, ClusterCounterStore, ThrottleMetrics]]:
+) -> AsyncIterator[tuple[Load, ThrottleMetrics]]:
     subs = cluster.subscriptions_on_every_master(2)
     metrics = ThrottleMetrics()
     store = ClusterCounterStore(nodes=cluster.nodes, timeout_ms=TIMEOUT_MS, cooldown=0.2, metrics=metrics)
@@ -117,30 +147,42 @@ async def harness(
         async with grpc_server(
             lambda s: rls_pb2_grpc.add_RateLimitServiceServicer_to_server(servicer, s)
         ) as ch:
-            yield Load(rls_pb2_grpc.RateLimitServiceStub(ch), subs), store, metrics
+            yield Load(rls_pb2_grpc.RateLimitServiceStub(ch), subs), metrics
     finally:
         await store.close()
 
 
 @pytest.mark.parametrize("harness", ["allow"], indirect=True)
 async def test_a_frozen_master_fails_only_its_own_slots(
-    cluster: RedisClusterNodes, harness: tuple[Load, ClusterCounterStore, ThrottleMetrics]
+    cluster: RedisClusterNodes, harness: tuple[Load, ThrottleMetrics]
 ) -> None:
-    load, store, metrics = harness
+    load, metrics = harness
     frozen = cluster.master_of("{sub:" + load.subs[0] + "}")
     on_frozen = {sub for sub in load.subs if cluster.master_of("{sub:" + sub + "}") == frozen}
     stop = asyncio.Event()
     running = asyncio.ensure_future(load.run(stop))
+
+    def seen(since: float, outcome: str, frozen_subscription: bool) -> bool:
+        return any(
+            a.at > since and a.outcome == outcome and (a.subscription in on_frozen) == frozen_subscription
+            for a in load.answers
+        )
+
     try:
         await asyncio.sleep(0.3)
         frozen_at = time.monotonic()
         cluster.processes[frozen].send_signal(signal.SIGSTOP)
         try:
-            await asyncio.sleep(0.5)  # shorter than the node timeout: no failover
+            # Frozen until the load has met it and another master has counted meanwhile, for less than
+            # the node timeout (so no failover), however busy the machine.
+            await _until(
+                lambda: seen(frozen_at, "allowed_unavailable", True) and seen(frozen_at, "counted", False),
+                FREEZE_S,
+            )
         finally:
             cluster.processes[frozen].send_signal(signal.SIGCONT)
         thawed_at = time.monotonic()
-        await asyncio.sleep(0.5)
+        await _until(lambda: seen(thawed_at, "counted", True), RECOVERY_DEADLINE_S)
     finally:
         stop.set()
         await running
@@ -149,11 +191,10 @@ async def test_a_frozen_master_fails_only_its_own_slots(
     # The other masters' slots kept counting while one master was frozen.
     assert any(a.outcome == "counted" and a.subscription not in on_frozen for a in during)
     assert {a.outcome for a in load.answers} <= {"counted", "allowed_unavailable"}
-    assert max(a.elapsed for a in load.answers) < ANSWER_BOUND_S
+    assert max(load.waited(a) for a in load.answers) < ANSWER_BOUND_S
     assert metrics.node_errors[(f"127.0.0.1:{frozen}", "TimeoutError")] >= 1
-    after = [a for a in load.answers if a.at > thawed_at and a.subscription in on_frozen]
-    assert any(a.outcome == "counted" for a in after), "the frozen master's slots did not count again"
-    counted, unanswered, held = await _tally(load, store, "allowed_unavailable")
+    assert seen(thawed_at, "counted", True), "the frozen master's slots did not count again"
+    counted, unanswered, held = await _tally(load, cluster, "allowed_unavailable")
     assert all(counted[sub] <= held[sub] <= counted[sub] + unanswered[sub] for sub in load.subs)
     cluster.wait_healthy()
 
@@ -165,10 +206,10 @@ async def test_a_frozen_master_fails_only_its_own_slots(
 )
 async def test_kill_a_master_under_load(
     cluster: RedisClusterNodes,
-    harness: tuple[Load, ClusterCounterStore, ThrottleMetrics],
+    harness: tuple[Load, ThrottleMetrics],
     outage_outcome: str,
 ) -> None:
-    load, store, metrics = harness
+    load, metrics = harness
     victim = cluster.master_of("{sub:" + load.subs[0] + "}")
     on_victim = {sub for sub in load.subs if cluster.master_of("{sub:" + sub + "}") == victim}
     stop = asyncio.Event()
@@ -187,10 +228,11 @@ async def test_kill_a_master_under_load(
     assert outcomes <= {"counted", outage_outcome}, outcomes
     assert any(a.outcome == outage_outcome and a.subscription in on_victim for a in load.answers)
     slowest = max(a.elapsed for a in load.answers)
-    assert slowest < ANSWER_BOUND_S
+    waited = max(load.waited(a) for a in load.answers)
+    assert waited < ANSWER_BOUND_S
     assert sum(metrics.node_errors.values()) >= 1
 
-    counted, unanswered, held = await _tally(load, store, outage_outcome)
+    counted, unanswered, held = await _tally(load, cluster, outage_outcome)
     # Where no master died nothing is lost; no counter holds more than the calls made on it (a call
     # that timed out may still have been counted).
     assert all(held[sub] >= counted[sub] for sub in load.subs if sub not in on_victim), (held, counted)
@@ -198,7 +240,8 @@ async def test_kill_a_master_under_load(
     lost = sum(max(counted[sub] - held[sub], 0) for sub in on_victim)
     before_kill = sum(1 for a in load.answers if a.subscription in on_victim and a.at < killed_at)
     print(
-        f"\nfailover ({outage_outcome}): {len(load.answers)} answers, slowest {slowest * 1000:.0f} ms, "
+        f"\nfailover ({outage_outcome}): {len(load.answers)} answers, slowest {slowest * 1000:.0f} ms "
+        f"({waited * 1000:.0f} ms less event-loop stalls), "
         f"counting again {recovered_at - killed_at:.1f} s after kill -9; counts lost on the killed "
         f"master's subscriptions: {lost} of {before_kill} counted before the kill"
     )
@@ -207,18 +250,30 @@ async def test_kill_a_master_under_load(
     cluster.wait_healthy()
 
 
+async def _until(condition: Callable[[], bool], timeout: float) -> None:
+    """Until `condition` holds or `timeout` seconds passed (the assertions after say which)."""
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+
+
 async def _tally(
-    load: Load, store: ClusterCounterStore, outage_outcome: str
+    load: Load, cluster: RedisClusterNodes, outage_outcome: str
 ) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
     """Per subscription: answers counted, answers by the failure mode (counted or not: unknown), and
-    the count the cluster holds now."""
+    the count the cluster holds now (read with a deadline for a busy machine, not the test's)."""
     counted = dict.fromkeys(load.subs, 0)
     unanswered = dict.fromkeys(load.subs, 0)
     for answer in load.answers:
         counted[answer.subscription] += answer.outcome == "counted"
         unanswered[answer.subscription] += answer.outcome == outage_outcome
     keys = [windows_for(sub, PLAN, CLOCK)[0].key for sub in load.subs]
-    held = dict(zip(load.subs, await store.read(keys, CLOCK), strict=True))
+    reader = ClusterCounterStore(nodes=cluster.nodes, timeout_ms=5000)
+    try:
+        await reader.connect()
+        held = dict(zip(load.subs, await reader.read(keys, CLOCK), strict=True))
+    finally:
+        await reader.close()
     return counted, unanswered, held
 
 

@@ -21,6 +21,8 @@ from throttle.redis_setup import RedisSetupRefused, check_redis_setup
 from tollway.errors import StartupRefused
 from tollway.settings import HostPort, ThrottleSettings
 
+# Each test starts or reaches Redis servers.
+pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
 
