@@ -61,6 +61,10 @@ class Keymgr(RunningComponent):
             )
         self.gate = gate
 
+    def healthy(self) -> bool:
+        # Fused mode: Check applies the limits, so it serves only while they can be applied.
+        return self.gate is None or self.gate.healthy()
+
     def envoy_services(self) -> Sequence[GrpcService]:
         servicer = AuthorizationServicer(self.index, self.key_hash_secret, gate=self.gate)
         return (

@@ -42,34 +42,31 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from redis.asyncio.cluster import ClusterNode, PipelineCommand, RedisCluster
-from redis.asyncio.connection import SSLConnection, parse_url
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.crc import key_slot
-from redis.exceptions import (
-    AskError,
-    MovedError,
-    NoScriptError,
-    RedisClusterException,
-    RedisError,
-    TryAgainError,
-)
+from redis.exceptions import NoScriptError, RedisClusterException
 
+from throttle.cluster_nodes import (
+    REDIS_FAILURES,
+    HostPort,
+    SlotMarkers,
+    cluster_options,
+    seeded_keys,
+    send_pipeline,
+    startup_nodes,
+)
 from throttle.counters import DescriptorWindows, HitResult, StoreUnavailable, decide
-from throttle.limits import API, APPLICATION, SUBSCRIPTION, Window
+from throttle.limits import API, APPLICATION, PERIOD, SUBSCRIPTION, Window
 from throttle.metrics import ThrottleMetrics
 from throttle.redis_store import _SPEC_CACHE_LIMIT, HIT_SCRIPT, RedisCounterStore, _Pending
-from tollway.errors import StartupRefused
 from tollway.vocabulary import LimitScope
 
 log = logging.getLogger(__name__)
 
-HostPort = tuple[str, int]
 # The order of a request's steps (DESIGN.md, "State and scale").
 STEP_ORDER: dict[LimitScope, int] = {SUBSCRIPTION: 0, APPLICATION: 1, API: 2}
-# What a failed call raises: RedisClusterException is not a RedisError.
-REDIS_FAILURES = (TimeoutError, RedisError, RedisClusterException, OSError)
 
 # Takes one refused request's hits back from the counters of one slot. Never below zero, and a
 # counter that is gone (expired, or lost in a failover) stays gone: a DECRBY on it would create it
@@ -93,33 +90,15 @@ class _Piece:
     slot: int
     order: int
     windows: list[Window]
+    # Holds the billing period: where a guarded descriptor's guard applies (its slot's marker).
+    period: bool
 
 
 # A step: its slot, and each descriptor's part in it.
 _Step = tuple[int, list[DescriptorWindows]]
 
 
-def cluster_options(url: str) -> dict[str, Any]:
-    """Credentials and TLS of TOLLWAY_REDIS_URL, for every node of the cluster."""
-    options: dict[str, Any] = dict(parse_url(url)) if url else {}
-    options.pop("host", None)
-    options.pop("port", None)
-    if options.pop("db", 0):
-        raise StartupRefused("a Redis Cluster has only database 0: drop the /<db> from TOLLWAY_REDIS_URL")
-    if options.pop("connection_class", None) is SSLConnection:
-        options["ssl"] = True
-    return options
-
-
-def startup_nodes(url: str, nodes: Sequence[HostPort]) -> list[HostPort]:
-    """TOLLWAY_REDIS_NODES, or else the node TOLLWAY_REDIS_URL names."""
-    if nodes:
-        return list(nodes)
-    parsed = parse_url(url)
-    return [(str(parsed.get("host", "127.0.0.1")), int(parsed.get("port", 6379)))]
-
-
-class ClusterCounterStore(RedisCounterStore):
+class ClusterCounterStore(SlotMarkers, RedisCounterStore):
     """The counter store on a Redis Cluster. Shares the standalone store's deadline, batching and
     script encoding (RedisCounterStore._configure, _enqueue, _arguments, _results) and replaces every
     method that talks to Redis."""
@@ -250,7 +229,10 @@ class ClusterCounterStore(RedisCounterStore):
         by_slot: dict[int, list[Window]] = {}
         for window in windows:
             by_slot.setdefault(key_slot(window.key.encode()), []).append(window)
-        pieces = [_Piece(slot, min(STEP_ORDER[w.scope] for w in own), own) for slot, own in by_slot.items()]
+        pieces = [
+            _Piece(slot, min(STEP_ORDER[w.scope] for w in own), own, any(w.name == PERIOD for w in own))
+            for slot, own in by_slot.items()
+        ]
         pieces.sort(key=lambda piece: piece.order)  # stable: first seen first within an order
         if len(self._pieces_cache) >= _SPEC_CACHE_LIMIT:
             self._pieces_cache.clear()
@@ -265,7 +247,8 @@ class ClusterCounterStore(RedisCounterStore):
             for piece in own:
                 entry = by_slot.setdefault(piece.slot, ([piece.order, len(by_slot)], []))
                 entry[0][0] = min(entry[0][0], piece.order)
-                entry[1].append(DescriptorWindows(piece.windows, descriptor.enforce))
+                guarded = descriptor.guarded and piece.period
+                entry[1].append(DescriptorWindows(piece.windows, descriptor.enforce, guarded))
         ordered = sorted(by_slot.items(), key=lambda item: item[1][0])
         return [(slot, parts) for slot, (_, parts) in ordered]
 
@@ -281,7 +264,7 @@ class ClusterCounterStore(RedisCounterStore):
             self._node_of(next(iter(slots)))
             keys, arg, indices = self._arguments(descriptors, hits, now)
             reply = await self._enqueue(keys, arg, 1 + len(descriptors) + len(keys))
-            return self._results(reply, len(descriptors), indices)
+            return self._results(reply, descriptors, indices)
         steps = self._steps(descriptors, pieces)
         # Shielded: a caller that stops waiting must not stop the steps between one and its compensation.
         task = asyncio.get_running_loop().create_task(self._stepwise(descriptors, steps, hits, now))
@@ -293,14 +276,16 @@ class ClusterCounterStore(RedisCounterStore):
         counts: dict[bytes, int] = {}
         taken: list[list[bytes]] = []
         refused_at = -1
+        unseeded = False
         try:
             for at, (slot, parts) in enumerate(steps):
                 self._node_of(slot)
                 keys, arg, _ = self._arguments(parts, hits, now)
                 reply = await self._enqueue(keys, arg, 1 + len(parts) + len(keys))
                 counts.update(zip(keys, reply[1 + len(parts) :], strict=True))
-                if reply[0] == 0:
-                    refused_at = at
+                if reply[0] != 1:
+                    # 0: a window refused; 2: a guarded quota whose slot lost its counters.
+                    refused_at, unseeded = at, reply[0] == 2
                     break
                 taken.append(keys)
         except StoreUnavailable:
@@ -319,7 +304,8 @@ class ClusterCounterStore(RedisCounterStore):
             values = [counts.get(w.key.encode(), 0) for w in descriptor.windows]
             before = values if refused else [value - hits for value in values]
             exceeded = decide(descriptor.windows, before, hits)
-            results.append(HitResult(not refused and exceeded < 0, exceeded, tuple(values)))
+            admitted = not refused and exceeded < 0
+            results.append(HitResult(admitted, exceeded, tuple(values), unseeded and descriptor.guarded))
         return results
 
     @staticmethod
@@ -367,21 +353,21 @@ class ClusterCounterStore(RedisCounterStore):
         by_slot: dict[int, list[_Pending]] = {}
         for pending in batch:
             by_slot.setdefault(key_slot(pending[0][0]), []).append(pending)
-        by_node: dict[str, list[list[_Pending]]] = {}
+        by_node: dict[str, list[tuple[int, list[_Pending]]]] = {}
         for slot, group in by_slot.items():
             try:
                 node = self._node_of(slot)
             except StoreUnavailable as unavailable:
                 _fail(group, unavailable)
                 continue
-            by_node.setdefault(node, []).append(group)
+            by_node.setdefault(node, []).append((slot, group))
         await asyncio.gather(*(self._run_node(node, groups) for node, groups in by_node.items()))
 
-    async def _run_node(self, node: str, groups: list[list[_Pending]]) -> None:
+    async def _run_node(self, node: str, groups: list[tuple[int, list[_Pending]]]) -> None:
         """One pipeline to one master: one script call per slot. A failure fails only these."""
         started = time.perf_counter()
         # The oldest request's deadline bounds the call: no caller waits longer than its timeout.
-        deadline = min(pending[3] for group in groups for pending in group) + self._timeout
+        deadline = min(pending[3] for _, group in groups for pending in group) + self._timeout
         try:
             async with asyncio.timeout_at(deadline):
                 replies = await self._pipeline(node, groups)
@@ -389,15 +375,17 @@ class ClusterCounterStore(RedisCounterStore):
             if not isinstance(exc, REDIS_FAILURES):
                 log.exception("redis cluster batch failed")
             self._node_failed(node, exc)
-            _fail([pending for group in groups for pending in group], exc)
+            _fail([pending for _, group in groups for pending in group], exc)
             return
         failure: BaseException | None = None
-        for group, reply in zip(groups, replies, strict=True):
+        for (_, group), reply in zip(groups, replies, strict=True):
             if isinstance(reply, BaseException):
                 failure = reply
                 _fail(group, reply)
                 continue
-            at = 0
+            if reply[0] != 1:
+                self.seeded = False  # this slot lost its marker: the service starts the rebuild
+            at = 1
             for _, _, future, _, size in group:
                 if not future.done():
                     future.set_result(reply[at : at + size])
@@ -409,42 +397,23 @@ class ClusterCounterStore(RedisCounterStore):
         self._metrics.redis_latency(elapsed)
         self._metrics.redis_node_latency(node, elapsed)
 
-    async def _pipeline(self, node: str, groups: list[list[_Pending]]) -> list[Any]:
+    async def _pipeline(self, node: str, groups: list[tuple[int, list[_Pending]]]) -> list[Any]:
         calls = []
-        for group in groups:
-            calls.append(([key for pending in group for key in pending[0]], " ".join(p[1] for p in group)))
+        for slot, group in groups:
+            # KEYS[1]: the slot's marker (the counters were not lost), then the requests' counters.
+            keys = [seeded_keys()[slot], *(key for pending in group for key in pending[0])]
+            calls.append((len(keys), *keys, " ".join(p[1] for p in group)))
             self._metrics.batch_size(len(group))
-        replies = await self._send(node, "EVALSHA", self._sha, calls)
+        replies = await send_pipeline(self._cluster, node, [("EVALSHA", self._sha, *c) for c in calls])
         missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
         if missing:
             # A master that never ran the script (promoted after a failover, restarted) answers NOSCRIPT
             # without running it; EVAL runs it and leaves it cached there.
-            again = await self._send(node, "EVAL", HIT_SCRIPT, [calls[i] for i in missing])
+            again = await send_pipeline(
+                self._cluster, node, [("EVAL", HIT_SCRIPT, *calls[i]) for i in missing]
+            )
             for i, reply in zip(missing, again, strict=True):
                 replies[i] = reply
-        return replies
-
-    async def _send(
-        self, node: str, command: str, script: str, calls: list[tuple[list[bytes], str]]
-    ) -> list[Any]:
-        """The calls, pipelined on one connection to `node`; each call's reply or error. The slots were
-        routed here by redis-py's map already: its pipeline would route each call again (half the
-        client CPU of a decision, measured with bench/cluster_bench.py)."""
-        target = self._cluster.get_node(node_name=node)
-        if target is None:
-            raise RedisClusterException(f"node {node} is no longer in the cluster")
-        commands = [
-            PipelineCommand(i, command, script, len(keys), *keys, arg) for i, (keys, arg) in enumerate(calls)
-        ]
-        await target.execute_pipeline(commands)
-        replies = [command.result for command in commands]
-        for i, reply in enumerate(replies):
-            if isinstance(reply, MovedError | AskError | TryAgainError):
-                # The slot moved (resharding, failover): redis-py's client follows the redirection.
-                try:
-                    replies[i] = await self._cluster.execute_command(*commands[i].args)
-                except REDIS_FAILURES as exc:
-                    replies[i] = exc
         return replies
 
     # -- the rest of the store -----------------------------------------------------------------------

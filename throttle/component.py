@@ -27,16 +27,21 @@ class ThrottleComponent(Component):
     def gateway_contribution(self, settings: Settings) -> GatewayContribution:
         from throttle import envoy_config
 
-        throttle = settings.throttle
+        throttle, link = settings.throttle, settings.envoy_link
         if throttle.mode == ThrottleMode.AUTHZ:
             # Fused mode: keymgr's Check applies the limits; Envoy needs no ratelimit filter, cluster
             # or descriptors.
             return GatewayContribution()
         return GatewayContribution(
-            http_filters=(envoy_config.ratelimit_filter(throttle.timeout_ms, throttle.failure_mode),),
-            clusters=(envoy_config.throttle_cluster(throttle.endpoints),),
+            http_filters=(envoy_config.ratelimit_filter(throttle.timeout_ms, throttle.failure_mode, link),),
+            clusters=(envoy_config.throttle_cluster(throttle.endpoints, link),),
             route_rate_limits=envoy_config.route_rate_limits(),
         )
+
+    def refuse_unsafe(self, settings: Settings) -> None:
+        from throttle.replicas import refuse_memory_store_workers
+
+        refuse_memory_store_workers(settings.throttle)
 
     def build(self, settings: Settings, context: ProcessContext) -> Throttle:
         from throttle.process import Throttle

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from envoy.service.ratelimit.v3 import rls_pb2
 
@@ -106,7 +106,7 @@ def admission(decision: Decision) -> Admission:
         return Admission(headers=headers, metadata=decision.metadata)
     return Admission(
         status=429,
-        reason=problem_reason(exceeded),
+        reason=problem_reason(decision),
         headers=(
             (contract.RETRY_AFTER_HEADER, str(decision.retry_after)),
             (contract.CONTENT_TYPE_HEADER, contract.PROBLEM_CONTENT_TYPE),
@@ -121,10 +121,14 @@ def admission(decision: Decision) -> Admission:
 class ThrottleGate(LimitGate):
     """The throttle's limits for keymgr's Check, in the same process (wired by tollway/app/)."""
 
-    def __init__(self, service: ThrottleService) -> None:
+    def __init__(self, service: ThrottleService, healthy: Callable[[], bool] = lambda: True) -> None:
         self.service = service
+        self._healthy = healthy
         # One line per interval and kind, with a count: a failing store must not flood the log.
         self.problems = RateLimitedLog(log)
+
+    def healthy(self) -> bool:
+        return self._healthy()
 
     def _failed(self) -> Admission:
         return _UNAVAILABLE if self.service.failure_mode == FailureMode.DENY else _ADMITTED

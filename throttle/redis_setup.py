@@ -16,13 +16,8 @@ from collections.abc import Sequence
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from throttle.cluster_store import (
-    REDIS_FAILURES,
-    ClusterCounterStore,
-    HostPort,
-    cluster_options,
-    startup_nodes,
-)
+from throttle.cluster_nodes import REDIS_FAILURES, HostPort, cluster_options, startup_nodes
+from throttle.cluster_store import ClusterCounterStore
 from throttle.counters import CounterStore
 from tollway.errors import StartupRefused
 from tollway.settings import Settings, ThrottleSettings

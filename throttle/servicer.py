@@ -21,7 +21,7 @@ from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from throttle.counters import StoreUnavailable
-from throttle.limits import API, APPLICATION, DAY, HOUR, MINUTE, PERIOD, SECOND, SUBSCRIPTION, Window
+from throttle.limits import API, APPLICATION, DAY, HOUR, MINUTE, PERIOD, SECOND, SUBSCRIPTION
 from throttle.rls_request import MAX_REQUEST_BYTES, Parts, RequestPartsCache, read_parts
 from throttle.service import (
     Decision,
@@ -93,8 +93,12 @@ def _status(outcome: Outcome, decision: Decision) -> rls_pb2.RateLimitResponse.D
     )
 
 
-def problem_reason(window: Window) -> str:
-    """The reason of a 429 caused by `window`."""
+def problem_reason(decision: Decision) -> str:
+    """The reason of the decision's 429."""
+    window = decision.exceeded
+    assert window is not None
+    if decision.rebuilding:
+        return contract.QUOTA_REBUILDING
     return contract.QUOTA_EXCEEDED if window.name == PERIOD else contract.RATE_LIMITED
 
 
@@ -102,8 +106,14 @@ def problem_body(decision: Decision) -> str:
     window = decision.exceeded
     assert window is not None
     retry_after = decision.retry_after
-    reason = problem_reason(window)
-    if window.name == PERIOD:
+    reason = problem_reason(decision)
+    if decision.rebuilding:
+        title = "Quota Being Restored"
+        detail = (
+            f"The rate limiter lost this billing period's count of the plan's {window.limit}-request"
+            " quota and is restoring it from metered usage."
+        )
+    elif window.name == PERIOD:
         title = "Quota Exceeded"
         detail = f"The plan's quota of {window.limit} requests for this billing period is used up."
     else:

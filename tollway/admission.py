@@ -47,3 +47,8 @@ class LimitGate(Protocol):
         """`descriptors`: what the route's rate-limit actions would send (one per request, keys
         tollway.envoy_contract.DESCRIPTOR_KEYS). Never raises: a failure follows the failure mode."""
         ...
+
+    def healthy(self) -> bool:
+        """False while it can only refuse (counters unreachable in failure mode deny): the health of
+        the service that applies it says so too. Reads state only; never probes."""
+        ...

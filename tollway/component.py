@@ -117,6 +117,13 @@ class RunningComponent(Protocol):
         NOT_SERVING."""
         return True
 
+    def healthy(self) -> bool:
+        """False while something its Envoy-facing services cannot answer without is unreachable (the
+        throttle's counters in deny mode): the health service then reports those services NOT_SERVING,
+        so Envoy's health checks move traffic to other replicas; True again once it is back. Polled
+        twice a second: it must only read state that background work keeps (never probe here)."""
+        return True
+
     async def start(self) -> None:
         """Background work, started before the servers and before the change feed's first round (so
         its view may still be loading)."""
@@ -142,6 +149,12 @@ class Component(Protocol):
     def gateway_contribution(self, settings: Settings) -> GatewayContribution:
         """What Envoy needs to reach it, whether or not it runs in this process."""
         return GatewayContribution()
+
+    def refuse_unsafe(self, settings: Settings) -> None:
+        """Raises StartupRefused (a message, not a traceback) when these settings would make it count
+        wrongly, e.g. several workers each keeping their own memory counters. Called before a process
+        that runs it starts anything."""
+        return None
 
     def build(self, settings: Settings, context: ProcessContext) -> RunningComponent:
         """Its state in a process that runs it (TOLLWAY_COMPONENTS names it)."""

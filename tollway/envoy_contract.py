@@ -23,6 +23,19 @@ EXT_AUTHZ_NAMESPACE: Final = EXT_AUTHZ_FILTER
 RATELIMIT_FILTER: Final = "envoy.filters.http.ratelimit"
 RATELIMIT_NAMESPACE: Final = RATELIMIT_FILTER
 
+# --- route names (xds → access log) -------------------------------------------------------------------
+
+# Every published API's route (and its upstream cluster) is named API_ROUTE_PREFIX + the API's id.
+API_ROUTE_PREFIX: Final = "api_"
+# Envoy's catch-all route: a path no API is published at (404 from Envoy itself, keymgr never called).
+NOT_FOUND_ROUTE: Final = "tollway_not_found"
+
+# --- gRPC services Envoy calls (full names: what each cluster's gRPC health check asks about) ----------
+
+AUTHORIZATION_SERVICE: Final = "envoy.service.auth.v3.Authorization"
+RATE_LIMIT_SERVICE: Final = "envoy.service.ratelimit.v3.RateLimitService"
+ACCESS_LOG_SERVICE: Final = "envoy.service.accesslog.v3.AccessLogService"
+
 # --- ext_authz: route context extensions (xds → keymgr) -----------------------------------------------
 
 CONTEXT_API_ID: Final = "api_id"
@@ -100,10 +113,12 @@ PROBLEM_TYPE_BASE: Final = "https://tollway.dev/problems/"
 # Throttle refusals (429).
 RATE_LIMITED: Final = "rate_limited"
 QUOTA_EXCEEDED: Final = "quota_exceeded"
-RATE_LIMIT_REASONS: Final = (RATE_LIMITED, QUOTA_EXCEEDED)
 # 503 of the fused Check (TOLLWAY_THROTTLE_MODE=authz) when the limits cannot be applied and
 # TOLLWAY_RATELIMIT_FAILURE_MODE is deny: the ratelimit filter's status_on_error in the other mode.
 RATE_LIMIT_UNAVAILABLE: Final = "rate_limit_unavailable"
+# A HARD monthly quota whose counter the store lost is being rebuilt from usage: retry shortly.
+QUOTA_REBUILDING: Final = "quota_rebuilding"
+RATE_LIMIT_REASONS: Final = (RATE_LIMITED, QUOTA_EXCEEDED, QUOTA_REBUILDING)
 # Server-side refusals of keymgr (the client-side ones are keymgr.decision.REASONS).
 SERVICE_UNAVAILABLE: Final = "service_unavailable"
 INTERNAL_ERROR: Final = "internal_error"

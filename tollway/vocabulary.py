@@ -82,6 +82,17 @@ class RedisMode(StrEnum):
     CLUSTER = "cluster"
 
 
+class EnvoyAuthMode(StrEnum):
+    """How Envoy proves to Tollway's Envoy-facing port that it is the gateway (TOLLWAY_ENVOY_AUTH)."""
+
+    # A client certificate from Tollway's Envoy CA, over TLS both ways (the default).
+    MTLS = "mtls"
+    # A shared bearer token in every call's metadata, where TLS is terminated elsewhere.
+    TOKEN = "token"
+    # Nothing: anyone who reaches the port is taken for Envoy (explicit only, warned about at startup).
+    NONE = "none"
+
+
 class ThrottleMode(StrEnum):
     """Where a request's plan limits are applied (TOLLWAY_THROTTLE_MODE)."""
 

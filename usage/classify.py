@@ -63,8 +63,26 @@ R_LATENCY: Final = 12
 R_LIMIT: Final = 13
 
 
+# Why an entry Envoy wrote is not counted. Every entry is either counted or skipped for one of these
+# reasons (metrics and the completeness report carry them), so a healthy period is accounted in full.
+SKIP_REASONS: Final = {
+    "unrouted": "a path no API serves: Envoy's catch-all 404 (a scanner, a typo)",
+    "before_routing": "answered by Envoy before any route was chosen (malformed request, header limits)",
+    "authz_failed": "an API's route, but ext_authz gave no verdict (keymgr unreachable: Envoy's fail mode)",
+    "not_api_route": "a route that serves no API (e.g. a redirect)",
+    "not_downstream_end": "not a finished request (periodic or upstream entry): would count a request twice",
+    "tcp_entry": "a TCP connection, not an HTTP request",
+    "bad_metadata": "identity metadata that is not a printable string of at most 128 characters",
+    "bad_time": "started more than an hour after it was received or before the previous billing period",
+    "absurd_value": "byte counts, latency or status code out of any real range",
+    "malformed_message": "an access-log message that does not decode",
+    "malformed_entry": "an entry that does not decode (its neighbours are counted)",
+    "unreadable_frame": "a WAL frame that cannot be read (never written by this version)",
+}
+
+
 class Skip(Exception):
-    """An entry that is not counted; `reason` names the metric it increments."""
+    """An entry that is not counted; `reason` (one of SKIP_REASONS) names the metric it increments."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -77,6 +95,7 @@ class Skip(Exception):
 _REFUSAL_CLASSES = {
     contract.RATE_LIMITED: THROTTLED,
     contract.QUOTA_EXCEEDED: THROTTLED,
+    contract.QUOTA_REBUILDING: THROTTLED,
     contract.RATE_LIMIT_UNAVAILABLE: RATELIMIT_ERROR,
 }
 NOT_REFUSED: Final = -1
@@ -130,16 +149,17 @@ def _text(fields: Any, name: str) -> str:
 
 Identity = tuple[str, str, str, str, str, int, bool, str]
 # Entries of one subscription carry the same metadata bytes: parse them once (bounded cache).
-_identities: dict[bytes, Identity | str] = {}
+_identities: dict[bytes, Identity | str | None] = {}
 _IDENTITY_CACHE_MAX = 50_000
 
 
-def _identity(metadata: Any) -> Identity:
+def _identity(metadata: Any) -> Identity | None:
     """(api, subscription, application, plan, key, refusal class, overage, limit) from the dynamic
-    metadata."""
+    metadata; None when it names no API (the request was not metered by keymgr)."""
     raw = metadata.SerializeToString()
-    cached = _identities.get(raw)
-    if cached is None:
+    if raw in _identities:
+        cached = _identities[raw]
+    else:
         try:
             cached = _parse_identity(metadata)
         except Skip as skip:
@@ -152,7 +172,18 @@ def _identity(metadata: Any) -> Identity:
     return cached
 
 
-def _parse_identity(metadata: Any) -> Identity:
+def unmetered_reason(route_name: str) -> str:
+    """Why an entry without an API identity is not counted, from the route Envoy chose (if any)."""
+    if not route_name:
+        return "before_routing"
+    if route_name == contract.NOT_FOUND_ROUTE:
+        return "unrouted"
+    if route_name.startswith(contract.API_ROUTE_PREFIX):
+        return "authz_failed"
+    return "not_api_route"
+
+
+def _parse_identity(metadata: Any) -> Identity | None:
     filter_metadata = metadata.filter_metadata
     authz = (
         filter_metadata[contract.EXT_AUTHZ_NAMESPACE].fields
@@ -161,7 +192,7 @@ def _parse_identity(metadata: Any) -> Identity:
     )
     api_id = _text(authz, contract.API_ID)
     if not api_id:
-        raise Skip("no_api")  # not routed to a Tollway API (404s, health checks): nothing to meter
+        return None  # not metered by keymgr: classify() names the reason from the route
     reason = _text(authz, contract.REASON)
     refusal = _REFUSAL_CLASSES.get(reason, UNAUTHORIZED) if reason else NOT_REFUSED
     # A request refused for its key or subscription is no subscription's; one refused for its limits
@@ -191,14 +222,24 @@ def _parse_identity(metadata: Any) -> Identity:
     return api_id, subscription_id, application_id, plan_id, key_id, refusal, overage, limit
 
 
+def entry_id(entry: accesslog_pb2.HTTPAccessLogEntry) -> str:
+    """The id an entry is counted (or skipped) once by: Envoy's request id, or when it has none a digest
+    of the whole entry, which is as unique as the entry itself."""
+    request_id = entry.request.request_id
+    if not request_id or len(request_id) > MAX_ID_LEN:
+        request_id = "sha256:" + hashlib.sha256(entry.SerializeToString(deterministic=True)).hexdigest()
+    return str(request_id)
+
+
 def classify(entry: accesslog_pb2.HTTPAccessLogEntry, node_id: str, now_s: float) -> Record:
     """The usage record of one entry, or Skip. `now_s` bounds the entry's start time."""
     common = entry.common_properties
     if common.access_log_type != DOWNSTREAM_END:
         raise Skip("not_downstream_end")  # periodic/upstream entries would count a request twice
-    api_id, subscription_id, application_id, plan_id, key_id, refusal, overage_flag, limit = _identity(
-        common.metadata
-    )
+    identity = _identity(common.metadata)
+    if identity is None:
+        raise Skip(unmetered_reason(common.route_name))
+    api_id, subscription_id, application_id, plan_id, key_id, refusal, overage_flag, limit = identity
     start_s = common.start_time.seconds
     if not (now_s - MAX_AGE_S <= start_s <= now_s + MAX_CLOCK_SKEW_S):
         raise Skip("bad_time")
@@ -222,13 +263,9 @@ def classify(entry: accesslog_pb2.HTTPAccessLogEntry, node_id: str, now_s: float
     overage = int(overage_flag and kind == SUCCESS)
     limit_name = limit if kind == THROTTLED else ""
 
-    request_id = request.request_id
-    if not request_id or len(request_id) > MAX_ID_LEN:
-        # No id to dedupe on: a digest of the whole entry is as unique as the entry itself.
-        request_id = "sha256:" + hashlib.sha256(entry.SerializeToString(deterministic=True)).hexdigest()
     return (
         node_id,
-        request_id,
+        entry_id(entry),
         start_s - start_s % 60,
         api_id,
         subscription_id,

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +22,7 @@ from hypothesis import strategies as st
 from tests.redis_cluster import RedisClusterNodes
 from tests.throttle.throttle_fixtures import unique
 from throttle.cluster_store import ClusterCounterStore
-from throttle.counters import HitResult
+from throttle.counters import DescriptorWindows, HitResult
 from throttle.limits import API, APPLICATION, PlanLimits, SharedLimits, Window, windows_for
 from throttle.metrics import ThrottleMetrics
 
@@ -212,3 +213,46 @@ async def test_a_crash_between_steps_leaves_at_most_one_requests_hits(
     # API's minute counts exactly what was admitted.
     assert admitted == PLAN.requests_per_minute - hits
     assert await store.read([w.key for w in windows], NOW) == [10, 10, admitted]
+
+
+async def test_a_master_that_lost_its_data_guards_only_its_own_slots(
+    store: ClusterCounterStore, redis_cluster: RedisClusterNodes
+) -> None:
+    """The durable-quota marker is one key per slot: a master restarted empty (here: FLUSHALL) loses
+    exactly its slots' markers, so only its subscriptions' HARD quotas wait for the rebuild (refused,
+    nothing counted) while every other request counts. The rebuild seeds counters slot by slot and
+    marks every slot again; a master that loses its data during it makes it fail."""
+    plan = PlanLimits(monthly_quota=5)
+    sub_a, sub_b = redis_cluster.subscriptions_on_every_master(1)[:2]
+    lost = redis_cluster.master_of("{sub:" + sub_a + "}")
+    windows = {sub: windows_for(sub, plan, NOW) for sub in (sub_a, sub_b)}
+
+    async def guarded(sub: str) -> HitResult:
+        (result,) = await store.step([DescriptorWindows(windows[sub], True, True)], 1, NOW)
+        return result
+
+    async def rebuild(counters: list[tuple[str, int, int]]) -> bool:
+        token = await store.begin_rebuild()
+        return await store.seed(token, counters) and await store.finish_rebuild(token)
+
+    assert await rebuild([])
+    assert await store.check_seeded()
+    assert (await guarded(sub_a)).admitted and (await guarded(sub_b)).admitted
+    with redis_cluster.client(lost) as client:
+        client.flushall()
+    refused = await guarded(sub_a)
+    assert (refused.admitted, refused.unseeded, refused.counts) == (False, True, (0,))
+    assert not store.seeded
+    assert (await store.hit(windows[sub_a], 1, NOW)).admitted  # not guarded: counted from zero
+    assert (await guarded(sub_b)).counts == (2,)  # another master's slots: untouched
+    assert not await store.check_seeded()
+    # What usage metered for sub_a (1 admitted before the loss) is seeded; counting goes on from it.
+    # (Seeded counters expire at an instant: the test's clock is in the past, so one from now.)
+    period, expire = windows[sub_a][0], int(time.time()) + 3600
+    token = await store.begin_rebuild()
+    with redis_cluster.client(lost) as client:
+        client.flushall()  # lost again during the rebuild: its token is gone with it
+    assert not await store.seed(token, [(period.key, 1, expire)])
+    assert await rebuild([(period.key, 2, expire)])
+    assert store.seeded and await store.check_seeded()
+    assert (await guarded(sub_a)).counts == (3,)

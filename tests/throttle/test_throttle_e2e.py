@@ -59,6 +59,14 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         **redis,
     )
     try:
+        # A fresh Redis (the session's new cluster) has no durable-quota marker yet: the throttle
+        # rebuilds at start, refusing HARD quotas meanwhile (test_quota_rebuild.py). Tests start after.
+        throttle = started.process.find(Throttle)
+        assert throttle is not None and throttle.service.rebuilder is not None
+        deadline = time.monotonic() + 30
+        while not throttle.store.seeded or throttle.service.rebuilder.running:
+            assert time.monotonic() < deadline, "the initial quota rebuild did not finish"
+            time.sleep(0.05)
         yield started
     finally:
         stop_stack(started)

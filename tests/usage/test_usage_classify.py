@@ -24,6 +24,7 @@ from usage.classify import (
     R_RESP_BYTES,
     R_SUB,
     RATELIMIT_ERROR,
+    SKIP_REASONS,
     SUCCESS,
     THROTTLED,
     UNAUTHORIZED,
@@ -96,7 +97,10 @@ def test_overage_and_limit_from_ratelimit_metadata() -> None:
     [
         (entry(200, log_type=0), "not_downstream_end"),  # NotSet
         (entry(200, log_type=5), "not_downstream_end"),  # DownstreamPeriodic would double count
-        (entry(404, authz={}), "no_api"),
+        (entry(404, authz={}, route_name="tollway_not_found"), "unrouted"),  # Envoy's catch-all 404
+        (entry(400, authz={}, route_name=""), "before_routing"),  # e.g. a malformed request
+        (entry(503, authz={}, route_name="api_api_1"), "authz_failed"),  # keymgr unreachable
+        (entry(301, authz={}, route_name="https_redirect"), "not_api_route"),
         (entry(200, authz={"api_id": 42}), "bad_metadata"),
         (entry(200, api_id="x" * 500), "bad_metadata"),
         (entry(200, api_id="a\nb"), "bad_metadata"),
@@ -111,6 +115,11 @@ def test_hostile_or_useless_entries_are_skipped_with_a_reason(item, reason: str)
     with pytest.raises(Skip) as skipped:
         classify(item, "node-a", NOW)
     assert skipped.value.reason == reason
+
+
+def test_every_skip_reason_is_stated() -> None:
+    assert {"unrouted", "before_routing", "authz_failed", "not_api_route"} <= SKIP_REASONS.keys()
+    assert all(SKIP_REASONS.values())
 
 
 def test_missing_request_id_gets_a_stable_digest() -> None:
