@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
+from tests.redis_cluster import RedisClusterNodes
 from tollway.db import Database
 
 # Fixtures that start or reach a server: a whole stack, real Envoy, a redis-server, subprocess replicas
-# on the shared Redis, a PostgreSQL schema.
+# on the shared Redis, a Redis Cluster, a PostgreSQL schema.
 SERVER_FIXTURES = frozenset(
     {
         "stack",
@@ -32,10 +33,11 @@ SERVER_FIXTURES = frozenset(
         "postgres_schema",
         "portal_stack",
         "browser",
+        "redis_cluster",
     }
 )
 # Parameter values that select a real server (e.g. the `database` fixture's PostgreSQL case).
-SERVER_PARAMS = frozenset({"postgres", "redis"})
+SERVER_PARAMS = frozenset({"postgres", "redis", "cluster"})
 # Markers whose tests need a server.
 SERVER_MARKERS = ("integration", "e2e", "postgres")
 # Modules that reach a server in their tests' bodies: buf (npm), the Envoy binary, the shared Redis.
@@ -106,3 +108,16 @@ async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
         yield db
     finally:
         await close_database(db)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterNodes]:
+    """A Redis Cluster of three masters and three replicas on free loopback ports, started once per
+    test session (about 3 s) and torn down after it. Tests keep apart by their own ids; a test that
+    kills a node starts a cluster of its own."""
+    cluster = RedisClusterNodes(tmp_path_factory.mktemp("redis-cluster"))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()

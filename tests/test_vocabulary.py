@@ -12,6 +12,7 @@ from tollway.vocabulary import (
     FailureMode,
     LimitScope,
     QuotaPolicy,
+    RedisMode,
     WindowName,
 )
 
@@ -21,6 +22,7 @@ def test_values_are_the_existing_spellings() -> None:
     assert [str(w) for w in WindowName] == ["second", "minute", "hour", "day", "billing_period"]
     assert [str(s) for s in LimitScope] == ["subscription", "api", "application"]
     assert [str(m) for m in FailureMode] == ["allow", "deny"]
+    assert [str(m) for m in RedisMode] == ["standalone", "cluster"]
     assert [str(t) for t in BlockTarget] == ["API", "APPLICATION", "API_KEY", "CLIENT_CIDR"]
 
 

@@ -10,10 +10,12 @@ from collections.abc import Callable, Sequence
 
 from envoy.service.ratelimit.v3 import rls_pb2
 
+from throttle.cluster_store import ClusterCounterStore
 from throttle.counters import CounterStore, MemoryCounterStore
 from throttle.gate import ThrottleGate
 from throttle.index import ThrottleIndex
 from throttle.metrics import ThrottleMetrics
+from throttle.redis_setup import check_redis_setup
 from throttle.redis_store import RedisCounterStore
 from throttle.replicas import MemoryStoreRegistration
 from throttle.service import ThrottleService
@@ -30,12 +32,16 @@ from tollway.db import Database
 from tollway.metrics import Render
 from tollway.settings import ThrottleSettings
 from tollway.throttle.v1 import throttle_pb2, throttle_pb2_grpc
-from tollway.vocabulary import FailureMode, ThrottleMode
+from tollway.vocabulary import FailureMode, RedisMode, ThrottleMode
 
 log = logging.getLogger(__name__)
 
 
 def counter_store(settings: ThrottleSettings, metrics: ThrottleMetrics) -> CounterStore:
+    if settings.store == "redis" and settings.redis_mode == RedisMode.CLUSTER:
+        return ClusterCounterStore(
+            settings.redis_url, settings.redis_nodes, settings.redis_timeout_ms, metrics=metrics
+        )
     if settings.store == "redis":
         return RedisCounterStore(settings.redis_url, settings.redis_timeout_ms, metrics=metrics)
     if settings.store == "memory":
@@ -95,6 +101,7 @@ class Throttle(RunningComponent):
     def __init__(
         self, settings: ThrottleSettings, db: Database, on_commit: Callable[[], None] = lambda: None
     ) -> None:
+        self.settings = settings
         self.metrics = ThrottleMetrics()
         self.index = ThrottleIndex(db)
         self.limits = TrafficLimitStore(db, on_commit)
@@ -156,6 +163,9 @@ class Throttle(RunningComponent):
     async def start(self) -> None:
         if self.registration is not None:
             await self.registration.register()
+        if self.settings.store == "redis":
+            # A Redis mode that does not match the servers refuses to start (redis_setup.py).
+            await check_redis_setup(self.settings, self.store)
         if self.service.rebuilder is not None:
             # Counters lost while no replica ran are rebuilt before the first request needs them.
             await self.service.rebuilder.check()

@@ -11,8 +11,9 @@ all-or-nothing check-and-increment. The script runs atomically, so exactness is 
 request; one command instead of one per request is most of redis-py's and Redis's per-call cost
 saved under load. Under load a request that finds no batch in flight lingers up to 2 ms for
 others to join it (see _LINGER); otherwise it goes at once. Each request's deadline counts from when
-it was queued. A batch mixes subscriptions, so its keys span hash slots: batching needs a standalone Redis
-(or a proxy that keeps a script on one node); on Redis Cluster a batch would have to be split per slot.
+it was queued. A batch mixes subscriptions, so its keys span hash slots: one script call per batch needs
+a standalone Redis (or a proxy that keeps a script on one node); on a Redis Cluster
+(throttle/cluster_store.py) the batch is split per slot and sent per master.
 
 Every call has a short deadline. On a timeout or connection error the store raises StoreUnavailable at
 once and, for `cooldown` seconds, fails fast without touching Redis, so an outage cannot make each
@@ -176,12 +177,7 @@ class RedisCounterStore:
         cooldown: float = 0.5,
         metrics: ThrottleMetrics | None = None,
     ) -> None:
-        if timeout_ms <= 0:
-            raise ValueError("redis timeout must be positive")
-        self._timeout = timeout_ms / 1000
-        self._cooldown = cooldown
-        self._down_until = 0.0
-        self._metrics = metrics or ThrottleMetrics()
+        self._configure(timeout_ms, cooldown, metrics)
         # No client-side retries: the deadline is the whole budget, the failure mode decides the rest.
         self._redis = Redis.from_url(
             url,
@@ -194,6 +190,16 @@ class RedisCounterStore:
         self._seed_script = self._redis.register_script(SEED_SCRIPT)
         self._finish_script = self._redis.register_script(FINISH_SCRIPT)
         self._seeded_key = SEEDED_KEY.encode()
+
+    def _configure(self, timeout_ms: int, cooldown: float, metrics: ThrottleMetrics | None) -> None:
+        """Deadline, cooldown, metrics and the batching state: all but the client, so the cluster
+        store (throttle/cluster_store.py) shares them."""
+        if timeout_ms <= 0:
+            raise ValueError("redis timeout must be positive")
+        self._timeout = timeout_ms / 1000
+        self._cooldown = cooldown
+        self._down_until = 0.0
+        self._metrics = metrics or ThrottleMetrics()
         # Until a reply says otherwise: the marker is looked at in every batch.
         self.seeded = True
         self._batch: list[_Pending] = []
@@ -280,17 +286,28 @@ class RedisCounterStore:
             self._metrics.redis_error("cooldown")
             raise StoreUnavailable("redis unavailable (cooling down)")
         keys, arg, indices = self._arguments(descriptors, hits, now)
+        reply = await self._enqueue(keys, arg, 1 + len(descriptors) + len(keys))
+        return self._results(reply, descriptors, indices)
+
+    async def _enqueue(self, keys: list[bytes], arg: str, size: int) -> list[int]:
+        """Queues one request's part of a script call (its keys, its ARGV part, the length of its part
+        of the reply) for the next batch; its part of the reply."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[int]] = loop.create_future()
-        self._batch.append((keys, arg, future, loop.time(), 1 + len(descriptors) + len(keys)))
         now_l = loop.time()
+        self._batch.append((keys, arg, future, now_l, size))
         # Moving average of the gap between requests (weight 1/8).
         self._gap += (min(now_l - self._last_hit_at, 1.0) - self._gap) / 8
         self._last_hit_at = now_l
         if not self._in_flight:
             self._in_flight = True
             self._drain_task = loop.create_task(self._drain(self._linger if self._gap < _LINGER / 2 else 0.0))
-        reply = await future
+        return await future
+
+    @staticmethod
+    def _results(
+        reply: list[int], descriptors: Sequence[DescriptorWindows], indices: list[list[int]] | None
+    ) -> list[HitResult]:
         refused = reply[0] != 1
         unseeded = reply[0] == 2
         exceeded = reply[1 : 1 + len(descriptors)]
@@ -324,6 +341,7 @@ class RedisCounterStore:
             return await self._redis.evalsha(self._script.sha, len(keys), *keys, arg)  # type: ignore[no-any-return]
 
     async def _run_batch(self, batch: list[_Pending]) -> None:
+        self._metrics.batch_size(len(batch))
         try:
             # The oldest request's deadline bounds the batch: no caller waits longer than its timeout.
             reply = await self._call("hit", lambda: self._eval(batch), deadline=batch[0][3] + self._timeout)

@@ -16,7 +16,7 @@ from typing import Any
 
 from tollway.envoy_auth import EnvoyFacingSecurity, EnvoyLink, token_problem
 from tollway.private_files import private_dir, private_file
-from tollway.vocabulary import EnvoyAuthMode, FailureMode, ThrottleMode
+from tollway.vocabulary import EnvoyAuthMode, FailureMode, RedisMode, ThrottleMode
 
 ENV_PREFIX = "TOLLWAY_"
 HostPort = tuple[str, int]
@@ -171,6 +171,8 @@ class ThrottleSettings:
     mode: ThrottleMode = ThrottleMode.RATELIMIT
     # Worker processes that each run a throttle (the memory store refuses more than one).
     workers: int = 1
+    redis_mode: str = RedisMode.STANDALONE.value
+    redis_nodes: tuple[HostPort, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -268,6 +270,13 @@ class Settings:
         default="memory", metadata=env("RATELIMIT_STORE", _choice("memory", "redis"))
     )
     redis_url: str = field(default="redis://127.0.0.1:6379/0", metadata=env("REDIS_URL"))
+    # standalone: redis_url is the one Redis. cluster: a Redis Cluster, reached through redis_nodes
+    # (host:port,...) or, when those are not set, the node redis_url names; its credentials and TLS
+    # apply to every node.
+    redis_mode: str = field(
+        default=RedisMode.STANDALONE.value, metadata=env("REDIS_MODE", _choice(*RedisMode))
+    )
+    redis_nodes: tuple[HostPort, ...] = field(default=(), metadata=env("REDIS_NODES", _endpoints))
     # Each Redis call gives up after this long; the answer then follows ratelimit_failure_mode.
     redis_timeout_ms: int = field(default=50, metadata=env("REDIS_TIMEOUT_MS", int))
     # When counters cannot be reached: allow (fail open, default) or deny (fail closed).
@@ -522,6 +531,8 @@ class Settings:
             timeout_ms=self.ratelimit_timeout_ms,
             mode=self.throttle_mode,
             workers=self.workers if "throttle" in self.components else 1,
+            redis_mode=self.redis_mode,
+            redis_nodes=self.redis_nodes,
         )
 
     @property

@@ -73,6 +73,15 @@ class FailureMode(StrEnum):
     DENY = "deny"
 
 
+class RedisMode(StrEnum):
+    """What TOLLWAY_REDIS_URL / TOLLWAY_REDIS_NODES name for the rate-limit counters."""
+
+    # One Redis (or a proxy in front of several that keeps a script on one node).
+    STANDALONE = "standalone"
+    # A Redis Cluster: any of its nodes; the client discovers the rest and follows failovers.
+    CLUSTER = "cluster"
+
+
 class EnvoyAuthMode(StrEnum):
     """How Envoy proves to Tollway's Envoy-facing port that it is the gateway (TOLLWAY_ENVOY_AUTH)."""
 

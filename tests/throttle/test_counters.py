@@ -1,5 +1,6 @@
-"""Both counter stores, same contract: all-or-nothing check-and-increment over a request's windows.
-The Redis variant runs against the real Redis at 127.0.0.1:6379."""
+"""Every counter store, same contract: all-or-nothing check-and-increment over a request's windows.
+Each test runs on the memory store, the real Redis at 127.0.0.1:6379 and a real Redis Cluster (three
+masters, three replicas; tests/redis_cluster.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from redis.asyncio import Redis
 
+from tests.redis_cluster import RedisClusterNodes
 from tests.throttle.throttle_fixtures import SHARED_REDIS_URL, unique
+from throttle.cluster_store import ClusterCounterStore
 from throttle.counters import CounterStore, MemoryCounterStore, decide
 from throttle.limits import PERIOD, PlanLimits, Window, windows_for
 from throttle.redis_store import RedisCounterStore
@@ -20,11 +23,17 @@ from throttle.redis_store import RedisCounterStore
 NOW = datetime(2026, 5, 10, 12, 0, 30, tzinfo=UTC)
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster"])
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[CounterStore]:
-    created: CounterStore = (
-        MemoryCounterStore() if request.param == "memory" else RedisCounterStore(SHARED_REDIS_URL, 500)
-    )
+    created: CounterStore
+    if request.param == "memory":
+        created = MemoryCounterStore()
+    elif request.param == "redis":
+        created = RedisCounterStore(SHARED_REDIS_URL, 500)
+    else:
+        cluster: RedisClusterNodes = request.getfixturevalue("redis_cluster")
+        created = ClusterCounterStore(nodes=cluster.nodes, timeout_ms=500)
+        await created.connect()
     try:
         yield created
     finally:

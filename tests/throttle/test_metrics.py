@@ -68,3 +68,26 @@ async def test_shadow_and_overage_results_are_labelled() -> None:
             await service.should_rate_limit("tollway", [{"subscription_id": sub.id}])
     assert metrics.decisions[("plan_s", "shadow_over_limit")] == 1
     assert metrics.decisions[("plan_o", "overage")] == 1
+
+
+def test_cluster_metrics_are_rendered_per_node() -> None:
+    metrics = ThrottleMetrics()
+    for requests in (1, 3, 40):
+        metrics.batch_size(requests)
+    metrics.redis_node_latency("127.0.0.1:7000", 0.002)
+    metrics.redis_node_latency("127.0.0.1:7001", 0.02)
+    metrics.redis_node_error("127.0.0.1:7001", "ConnectionError")
+    metrics.compensation("ok")
+    metrics.compensation("ok")
+    metrics.compensation("failed")
+    text = metrics.render()
+    assert 'tollway_throttle_redis_batch_requests_bucket{le="1"} 1' in text
+    assert 'tollway_throttle_redis_batch_requests_bucket{le="4"} 2' in text
+    assert "tollway_throttle_redis_batch_requests_sum 44" in text
+    assert "tollway_throttle_redis_batch_requests_count 3" in text
+    assert 'tollway_throttle_redis_node_seconds_bucket{node="127.0.0.1:7000",le="0.0025"} 1' in text
+    assert 'tollway_throttle_redis_node_seconds_bucket{node="127.0.0.1:7001",le="0.01"} 0' in text
+    assert 'tollway_throttle_redis_node_seconds_count{node="127.0.0.1:7001"} 1' in text
+    assert 'tollway_throttle_redis_node_errors_total{node="127.0.0.1:7001",error="ConnectionError"} 1' in text
+    assert 'tollway_throttle_compensations_total{result="ok"} 2' in text
+    assert 'tollway_throttle_compensations_total{result="failed"} 1' in text

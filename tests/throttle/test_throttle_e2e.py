@@ -1,7 +1,10 @@
 """Plans as throttling tiers through a real Envoy, counters in the real Redis (127.0.0.1:6379).
 
 Every test runs in both throttle modes with the same assertions: `ratelimit` (Envoy's ratelimit filter
-calls ShouldRateLimit) and `authz` (the fused mode: Check applies the limits and answers 429 itself).
+calls ShouldRateLimit) and `authz` (the fused mode: Check applies the limits and answers 429 itself);
+and each again with the counters on a real Redis Cluster (TOLLWAY_REDIS_MODE=cluster), where an API's
+shared limit lives in another slot than the subscription's windows, so a request it refuses has its
+subscription step taken back (test_api_level_limit_is_shared_across_applications).
 
 The throttle's clock is injected (a FakeClock on the running service), so "the next window" is a
 step of the clock rather than a minute of waiting. Each test uses subscriptions of its own."""
@@ -21,6 +24,7 @@ from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from tests.e2e.harness import Response, Stack, start_stack, stop_stack
+from tests.redis_cluster import RedisClusterNodes
 from tests.throttle.throttle_fixtures import SHARED_REDIS_URL, FakeClock, unique
 from tests.usage.usage_stack import subscription_totals
 from throttle.process import Throttle
@@ -34,18 +38,35 @@ pytestmark = pytest.mark.e2e
 T0 = datetime(2031, 7, 14, 9, 0, 0, tzinfo=UTC)
 
 
-@pytest.fixture(scope="module", params=list(ThrottleMode), ids=str)
+# Both throttle modes, each with the counters on the standalone Redis and on a Redis Cluster.
+SETUPS = [(mode, redis) for redis in ("standalone", "cluster") for mode in ThrottleMode]
+
+
+@pytest.fixture(scope="module", params=SETUPS, ids=lambda setup: f"{setup[0]}-{setup[1]}")
 def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    mode, redis_mode = request.param
+    redis: dict[str, Any] = {"redis_url": SHARED_REDIS_URL}
+    if redis_mode == "cluster":
+        cluster: RedisClusterNodes = request.getfixturevalue("redis_cluster")
+        redis = {"redis_mode": "cluster", "redis_nodes": cluster.nodes}
     started = start_stack(
         Path(tmp_path_factory.mktemp("throttle")),
         ratelimit_store="redis",
-        redis_url=SHARED_REDIS_URL,
         # Counting is what is tested here, not the deadline: on a busy machine a 50 ms Redis call
         # timed out now and then, and failure mode allow then admitted a request uncounted.
         redis_timeout_ms=1000,
-        throttle_mode=request.param,
+        throttle_mode=mode,
+        **redis,
     )
     try:
+        # A fresh Redis (the session's new cluster) has no durable-quota marker yet: the throttle
+        # rebuilds at start, refusing HARD quotas meanwhile (test_quota_rebuild.py). Tests start after.
+        throttle = started.process.find(Throttle)
+        assert throttle is not None and throttle.service.rebuilder is not None
+        deadline = time.monotonic() + 30
+        while not throttle.store.seeded or throttle.service.rebuilder.running:
+            assert time.monotonic() < deadline, "the initial quota rebuild did not finish"
+            time.sleep(0.05)
         yield started
     finally:
         stop_stack(started)
