@@ -1,0 +1,73 @@
+"""Every scenario of `make bench` (bench/scenarios.py) is set up right: each runs for a second at a low,
+fixed rate through the same code the benchmark measures with, on a plan and a bucket small enough
+(SMOKE_LIMITS) that the rows that limit give both 200 and 429. Asserted per row: the mix of
+statuses, that a wrong key is refused where keys are checked (B, C) and passes where they are not, and
+that the access log really arrives (the no-op service counts every Check, ShouldRateLimit and log
+entry in N and F; usage counts every request in C). No timing is asserted.
+
+A Tollway mode this checkout does not have yet (its setting or `tollway up` option unknown) is
+skipped with the reason the benchmark prints as "not available"."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bench.gateway import settle, wait_for_log
+from bench.loadgen import LoadResult
+from bench.pacer import run_paced
+from bench.scenarios import SCENARIOS, SMOKE_LIMITS, Lab, LabOptions, Scenario, Target
+
+RATE, SECONDS = 100.0, 1.0
+WRONG_RATE, WRONG_SECONDS = 20.0, 0.5
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    with Lab(Path(tmp_path_factory.mktemp("bench")), LabOptions(limits=SMOKE_LIMITS)) as started:
+        yield started
+
+
+def limits_requests(scenario: Scenario) -> bool:
+    """B's local_ratelimit bucket and every Tollway plan are SMOKE_LIMITS; the others limit nothing."""
+    return scenario.name == "B" or scenario.mode is not None
+
+
+def send(target: Target, headers: dict[str, str], rate: float, seconds: float) -> LoadResult:
+    return run_paced("127.0.0.1", target.port, target.path, headers, rate=rate, seconds=seconds)
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_scenario_is_set_up_right(lab: Lab, name: str) -> None:
+    scenario = SCENARIOS[name]
+    reason = scenario.unavailable()
+    if reason:
+        pytest.skip(f"not available in this checkout: {reason}")
+    with scenario.open(lab) as target:
+        settle(target)
+        calls_before = target.calls() if target.calls is not None else None
+        received_before = target.received() if target.received is not None else None
+
+        good = send(target, target.headers, RATE, SECONDS)
+        wrong = send(target, target.wrong_headers(), WRONG_RATE, WRONG_SECONDS)
+        sent = good.answered + wrong.answered
+        assert (good.failed, wrong.failed) == (0, 0)
+        assert sent == round(RATE * SECONDS) + round(WRONG_RATE * WRONG_SECONDS)
+
+        if limits_requests(scenario):
+            assert set(good.statuses) == {200, 429}, good.statuses
+            # A one-second run touches at most two one-second windows (or bucket refills), plus slack.
+            assert good.statuses[200] <= SMOKE_LIMITS.per_second * (math.ceil(SECONDS) + 2)
+        else:
+            assert set(good.statuses) == {200}, good.statuses
+        assert set(wrong.statuses) == {target.wrong_key_status}, wrong.statuses
+
+        if received_before is not None:
+            assert wait_for_log(target, received_before, sent) == sent
+        if calls_before is not None and target.calls is not None:
+            calls = {k: v - calls_before[k] for k, v in target.calls().items()}
+            two_calls = scenario.chain == "tollway"
+            assert calls == {"checks": sent, "rate_limits": sent if two_calls else 0, "log_entries": sent}
