@@ -28,20 +28,20 @@ COMPONENT_BENCHES = {
     for bench in (
         ComponentBench(
             "check", "ext_authz Check vs a no-op servicer over gRPC",
-            ("bench/check_bench.py", "--requests", "10000"), ("--requests", "3000"),
+            ("bench/check_bench.py", "--requests", "5000"), ("--requests", "2000"),
         ),
         ComponentBench(
             "ratelimit", "ShouldRateLimit (memory, Redis) vs a no-op RateLimitService",
-            ("bench/ratelimit_bench.py", "--requests", "10000", "--rounds", "1"), ("--requests", "3000"),
+            ("bench/ratelimit_bench.py", "--requests", "5000", "--rounds", "1"), ("--requests", "2000"),
         ),
         ComponentBench(
             "ingest", "access-log ingestion into durable summaries vs a parse-only service",
-            ("bench/ingest_bench.py", "--entries", "50000"), ("--entries", "20000"),
+            ("bench/ingest_bench.py", "--entries", "30000"), ("--entries", "10000"),
         ),
         ComponentBench(
             "invoice", "invoice run vs one SQL aggregate",
-            ("bench/invoice_bench.py", "--subscriptions", "2000", "--windows", "48"),
-            ("--subscriptions", "500", "--windows", "24"),
+            ("bench/invoice_bench.py", "--subscriptions", "1000", "--windows", "48"),
+            ("--subscriptions", "300", "--windows", "24"),
         ),
         ComponentBench(
             "scale", "two keymgr replicas on 100k keys in PostgreSQL (long; `make bench-scale`)",

@@ -147,9 +147,11 @@ def gateway_bootstrap(
     services: tuple[str, int] = ("127.0.0.1", 1),
     api_key: str = "",
     per_second: int = 1_000_000,
+    timeouts_ms: tuple[int, int] = (0, 0),
 ) -> dict[str, Any]:
     """Tollway's listener on 127.0.0.1:`listener_port` with the filter chain `chain` (one of CHAINS);
-    ext_authz, ratelimit and the access log reach `services`; B's key is `api_key`, its bucket
+    ext_authz, ratelimit and the access log reach `services`, with Tollway's default deadlines unless
+    `timeouts_ms` (ext_authz, ratelimit) says otherwise; B's key is `api_key`, its bucket
     `per_second`."""
     if chain not in CHAINS:
         raise ValueError(f"unknown chain {chain!r}; one of {', '.join(CHAINS)}")
@@ -159,6 +161,11 @@ def gateway_bootstrap(
         usage_endpoints=(services,),
         throttle_endpoints=(services,),
     )
+    authz_ms, ratelimit_ms = timeouts_ms
+    if authz_ms:
+        settings = dataclasses.replace(settings, authz_timeout_ms=authz_ms)
+    if ratelimit_ms:
+        settings = dataclasses.replace(settings, ratelimit_timeout_ms=ratelimit_ms)
     options = gateway_options(settings)
     if chain != "tollway":
         options = dataclasses.replace(options, extra_http_filters=(), extra_clusters=(), route_rate_limits=())

@@ -27,6 +27,7 @@ from typing import Any
 from bench.loadgen import LoadResult, peak
 from bench.pacer import run_paced
 from bench.scenarios import SCENARIOS, Lab, LabOptions, Scenario, Target
+from usage.completeness import DROPPED
 
 LOG_WAIT_SECONDS = 15.0
 HEADER = ("scenario", "requests/s", "p50 ms", "p99 ms", "non-2xx", "vs B", "vs floor", "log",
@@ -132,6 +133,7 @@ def measure_peak(
     target: Target, upstream: Target, h2load: str, options: RunOptions
 ) -> tuple[LoadResult, dict[str, Any]]:
     settle(target)
+    dropped_before = envoy_counter(target.envoy_admin, DROPPED) if target.received is not None else 0
     before = Reading.of(target, upstream)
     result = peak(
         h2load,
@@ -155,6 +157,9 @@ def measure_peak(
         received = wait_for_log(target, before.received, after.completed - before.completed)
         figures["log_received"] = received
         figures["log_fraction"] = received / served
+        # Envoy's access-log stream is lossy by design: what it dropped (buffer full while the log
+        # service was slow to read) is not the log service's loss.
+        figures["log_dropped_by_envoy"] = envoy_counter(target.envoy_admin, DROPPED) - dropped_before
     return result, figures
 
 

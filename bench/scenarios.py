@@ -46,6 +46,19 @@ class LabOptions:
     database: str = DEFAULT_DATABASE
     redis_url: str = DEFAULT_REDIS
     limits: Limits = UNLIMITED
+    # Envoy's deadlines for Check and ShouldRateLimit, the same for N, F and C; 0 = Tollway's defaults
+    # (the benchmark). The smoke test lengthens them: it proves the set-up, and a machine busy with
+    # other work must not turn a slow answer into a 503 there.
+    authz_timeout_ms: int = 0
+    ratelimit_timeout_ms: int = 0
+
+    def tollway_env(self) -> dict[str, str]:
+        env = {}
+        if self.authz_timeout_ms:
+            env[Settings.env_name("authz_timeout_ms")] = str(self.authz_timeout_ms)
+        if self.ratelimit_timeout_ms:
+            env[Settings.env_name("ratelimit_timeout_ms")] = str(self.ratelimit_timeout_ms)
+        return env
 
 
 @dataclass
@@ -59,8 +72,11 @@ class Target:
     stat_prefix: str = LISTENER_NAME
     # What a request with a wrong key gets: 401 where keys are checked (B, C), 200 elsewhere.
     wrong_key_status: int = 200
-    # Access-log entries received so far (N, F: the no-op's count; C: usage's count); None = no log.
+    # Access-log entries received so far (N, F: the no-op's count; C: what reached usage's WAL);
+    # None = no access log.
     received: Callable[[], int] | None = None
+    # C: requests usage has counted for the API (every outcome class).
+    counted: Callable[[], int] | None = None
     # Calls the no-op services answered (N, F).
     calls: Callable[[], dict[str, int]] | None = None
     # Process ids whose CPU counts as the Python side, and Envoy's.
@@ -151,6 +167,7 @@ class Lab:
                 services,
                 api_key=key,
                 per_second=self.options.limits.per_second,
+                timeouts_ms=(self.options.authz_timeout_ms, self.options.ratelimit_timeout_ms),
             )
             envoy = start_envoy(bootstrap, self._dir(name), self.options.envoy_concurrency)
             stack.callback(envoy.stop)
@@ -168,6 +185,7 @@ class Lab:
     def tollway(self, mode: TollwayMode, name: str) -> Iterator[Target]:
         """A C row: `tollway up` in `mode`, seeded with one key on the lab's plan."""
         options = self.options
+        mode = dataclasses.replace(mode, env={**options.tollway_env(), **mode.env})
         gateway = TollwayGateway(
             self._dir(name),
             self.upstream_port,
@@ -185,7 +203,8 @@ class Lab:
                 gateway.headers,
                 gateway.envoy_admin_addr,
                 wrong_key_status=401,
-                received=gateway.usage_requests,
+                received=gateway.log_entries,
+                counted=gateway.usage_requests,
                 python_pids=lambda: [pid for pid in tree() if not is_envoy(pid)],
                 envoy_pids=lambda: [pid for pid in tree() if is_envoy(pid)],
             )

@@ -239,6 +239,14 @@ class TollwayGateway:
         )
         self.key = issued.key  # type: ignore[attr-defined]
 
+    def log_entries(self) -> int:
+        """Access-log entries that reached usage's WAL (UsageService.GetIngestionStats): what arrived,
+        whether or not it can be attributed to the API (an ext_authz timeout carries no metadata)."""
+        assert self.channel is not None
+        stub = usage_pb2_grpc.UsageServiceStub(self.channel)
+        response = self._call(stub.GetIngestionStats, usage_pb2.GetIngestionStatsRequest())
+        return int(response.received)  # type: ignore[attr-defined]
+
     def usage_requests(self) -> int:
         """Requests to the API that usage has counted (every outcome class, refused ones included)."""
         assert self.channel is not None
