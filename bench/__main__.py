@@ -2,9 +2,9 @@
 benchmarks, all in one command; figures in bench/results.json. See bench/README.md.
 
     .venv/bin/python -m bench                      # everything but the long scale benchmark
-    .venv/bin/python -m bench --quick              # 3 s per scenario, smaller component runs
+    .venv/bin/python -m bench --quick              # one round of 3 s per row, smaller component runs
     .venv/bin/python -m bench --only B,N,C-memory  # some rows (names: --list)
-    .venv/bin/python -m bench --envoy-concurrency 2 --seconds 20
+    .venv/bin/python -m bench --envoy-concurrency 2 --rounds 5 --seconds 10
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Any
 from bench.components import COMPONENT_BENCHES, DEFAULT_COMPONENTS, run_component
 from bench.gateway import GatewayBenchmark, RunOptions
 from bench.loadgen import LoadGeneratorMissing, ensure_h2load, h2load_version
+from bench.measure import PeakOptions
 from bench.scenarios import DEFAULT_DATABASE, DEFAULT_REDIS, SCENARIOS, LabOptions
 from tollway.envoy import envoy_binary
 
@@ -52,12 +53,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip", action="append", default=[], help="scenarios or groups to leave out")
     parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
     parser.add_argument(
-        "--quick", action="store_true", help="3 s per scenario, 0.5 s warm-up, short component runs"
+        "--quick", action="store_true", help="one round of 3 s per row, 0.5 s warm-up, short component runs"
     )
-    parser.add_argument("--seconds", type=float, help="measured seconds per scenario [10; --quick 3]")
     parser.add_argument(
-        "--warmup", type=float, help="warm-up seconds before each measurement [2; --quick 0.5]"
+        "--rounds", type=int, help="rounds per row (paired for Tollway's rows) [3; --quick 1]"
     )
+    parser.add_argument("--seconds", type=float, help="measured seconds per row and round [4; --quick 3]")
+    parser.add_argument(
+        "--warmup", type=float, help="warm-up seconds before each measurement [1; --quick 0.5]"
+    )
+    parser.add_argument("--fixed-seconds", type=float, help="seconds of each fixed-rate run [10; --quick 3]")
     parser.add_argument("--connections", type=int, default=32, help="h2load connections (one thread) [32]")
     parser.add_argument(
         "--envoy-concurrency", type=int, default=1, help="worker threads of each gateway Envoy [1]"
@@ -72,8 +77,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-install", action="store_true", help="never install h2load; fail when missing")
     parser.add_argument("--output", type=Path, default=RESULTS, help=f"results file [{RESULTS.name}]")
     args = parser.parse_args(argv)
-    args.seconds = args.seconds or (3.0 if args.quick else 10.0)
-    args.warmup = args.warmup if args.warmup is not None else (0.5 if args.quick else 2.0)
+    args.rounds = args.rounds or (1 if args.quick else 3)
+    args.seconds = args.seconds or (3.0 if args.quick else 4.0)
+    args.warmup = args.warmup if args.warmup is not None else (0.5 if args.quick else 1.0)
+    args.fixed_seconds = args.fixed_seconds or (3.0 if args.quick else 10.0)
     return args
 
 
@@ -128,7 +135,9 @@ def main(argv: list[str] | None = None) -> int:
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": _machine(h2load),
         "options": {
+            "rounds": args.rounds,
             "seconds": args.seconds,
+            "fixed_seconds": args.fixed_seconds,
             "warmup": args.warmup,
             "connections": args.connections,
             "envoy_concurrency": args.envoy_concurrency,
@@ -140,10 +149,16 @@ def main(argv: list[str] | None = None) -> int:
         assert h2load is not None
         print(
             f"gateway: Envoy --concurrency {args.envoy_concurrency}, h2load 1 thread {args.connections} "
-            f"connections, {args.seconds:g} s per scenario after {args.warmup:g} s warm-up",
+            f"connections; {args.rounds} round(s) of {args.seconds:g} s per row, each after"
+            f" {args.warmup:g} s of warm-up",
             flush=True,
         )
-        options = RunOptions(args.seconds, args.warmup, args.connections, fixed_rate=not args.no_fixed_rate)
+        options = RunOptions(
+            PeakOptions(args.seconds, args.warmup, args.connections),
+            rounds=args.rounds,
+            fixed_rate=not args.no_fixed_rate,
+            fixed_seconds=args.fixed_seconds,
+        )
         lab = LabOptions(
             envoy_concurrency=args.envoy_concurrency, database=args.database, redis_url=args.redis_url
         )

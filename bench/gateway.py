@@ -1,11 +1,13 @@
-"""The gateway benchmark: every scenario (bench/scenarios.py) at its peak, one after the other in one
-run, then Tollway's rows at a fixed rate beside A; one table, and the figures for bench/results.json.
+"""The gateway benchmark: every scenario (bench/scenarios.py) at its peak, in one run; one table, and the
+figures for bench/results.json.
 
-Peak: h2load, closed loop (bench/loadgen.py). Around each peak run the benchmark also reads what the
-load generator cannot see: the requests Envoy's listener completed (warm-up included), the CPU the
-Python processes and the gateway's Envoy spent on them (the steadier figure on a shared machine:
-capacity = 1 / CPU per request, whatever else competes for the cores), the upstream's CPU (to show it
-is far from busy), and how many access-log entries reached the log service.
+The machine is shared, so what else runs drifts over minutes. Two things keep the ratios honest:
+
+- rounds: each row is measured `rounds` times, and its figures are the round with the median rate;
+- pairs: a Tollway row is measured, in each round, right after B and its floor (N or F) are measured
+  again, and its "vs B" and "vs floor" are the median of those paired ratios (seconds apart, not
+  minutes). The static rows (U, A, B, N, F) stay up through the run, so this costs no set-up; only
+  one Tollway stack is up at a time.
 
 Fixed rate: for each Tollway row, half its peak, evenly spaced (bench/pacer.py), on that row and then
 on A at the same rate, seconds apart.
@@ -15,21 +17,17 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
-import re
-import time
-import urllib.request
-from collections.abc import Callable, Iterable, Sequence
+import statistics
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.loadgen import LoadResult, peak
+from bench.loadgen import LoadResult
+from bench.measure import PeakOptions, Sample, measure_peak
 from bench.pacer import run_paced
 from bench.scenarios import SCENARIOS, Lab, LabOptions, Scenario, Target
-from usage.completeness import DROPPED
 
-LOG_WAIT_SECONDS = 15.0
 HEADER = ("scenario", "requests/s", "p50 ms", "p99 ms", "non-2xx", "vs B", "vs floor", "log",
           "Python µs/req", "Envoy µs/req")  # fmt: skip
 FIXED_HEADER = ("fixed rate", "requests/s", "p50 ms", "p99 ms", "A p50 ms", "A p99 ms", "p99 - A p99",
@@ -38,139 +36,53 @@ FIXED_HEADER = ("fixed rate", "requests/s", "p50 ms", "p99 ms", "A p50 ms", "A p
 
 @dataclass(frozen=True)
 class RunOptions:
-    seconds: float = 10.0
-    warmup: float = 2.0
-    connections: int = 32
+    peak: PeakOptions = field(default_factory=PeakOptions)
+    rounds: int = 3
     fixed_rate: bool = True
-
-
-def cpu_seconds(pids: Iterable[int]) -> float:
-    """User + system CPU of these processes so far (Linux /proc); a process gone counts nothing."""
-    total = 0.0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
-
-
-def envoy_counter(admin: str, name: str) -> int:
-    """One counter from an Envoy's admin /stats (0 when Envoy has not created it yet)."""
-    url = f"http://{admin}/stats?filter=^{re.escape(name)}$"
-    with urllib.request.urlopen(url, timeout=5) as response:
-        text = response.read().decode()
-    for line in text.splitlines():
-        stat, _, value = line.partition(":")
-        if stat.strip() == name:
-            return int(value)
-    return 0
-
-
-def completed(target: Target) -> int:
-    return envoy_counter(target.envoy_admin, f"http.{target.stat_prefix}.downstream_rq_completed")
+    # Seconds of each fixed-rate run.
+    fixed_seconds: float = 5.0
 
 
 @dataclass
-class Reading:
-    """What a target had done at one instant."""
-
-    at: float
-    completed: int
-    received: int | None
-    python_cpu: float
-    envoy_cpu: float
-    upstream_cpu: float
-
-    @classmethod
-    def of(cls, target: Target, upstream: Target) -> Reading:
-        return cls(
-            at=time.monotonic(),
-            completed=completed(target),
-            received=target.received() if target.received is not None else None,
-            python_cpu=cpu_seconds(target.python_pids()),
-            envoy_cpu=cpu_seconds(target.envoy_pids()),
-            upstream_cpu=cpu_seconds(upstream.envoy_pids()),
-        )
-
-
-def wait_for_log(target: Target, since: int, expected: int, timeout: float = LOG_WAIT_SECONDS) -> int:
-    """Entries the log service received beyond `since`, once they reach `expected` or stop growing for
-    2 s (Envoy flushes its access-log buffer every second, usage counts after its own flush)."""
-    assert target.received is not None
-    deadline = time.monotonic() + timeout
-    last, last_change = -1, time.monotonic()
-    while True:
-        got = target.received() - since
-        now = time.monotonic()
-        if got != last:
-            last, last_change = got, now
-        if got >= expected or now > deadline or now - last_change > 2.0:
-            return got
-        time.sleep(0.2)
-
-
-def settle(target: Target) -> None:
-    """Waits until the log service has the entries of the requests made so far (readiness probes, an
-    earlier run), so that a run's count starts from a quiet log."""
-    if target.received is not None:
-        wait_for_log(target, 0, completed(target))
+class FixedRun:
+    rate: float
+    tollway: LoadResult
+    a: LoadResult
 
 
 @dataclass
 class Row:
     scenario: Scenario
-    result: LoadResult | None = None
+    samples: list[Sample] = field(default_factory=list)
+    # Per round, this row's rate over B's and over its floor's, measured back to back.
+    vs_b: list[float] = field(default_factory=list)
+    vs_floor: list[float] = field(default_factory=list)
+    # Per round, the floor's Python CPU per request over this row's.
+    capacity_vs_floor: list[float] = field(default_factory=list)
+    paired: list[dict[str, float]] = field(default_factory=list)
     unavailable: str = ""
     error: str = ""
-    figures: dict[str, Any] = field(default_factory=dict)
-    # Fixed-rate run at half this row's peak: this row's and A's.
-    fixed: tuple[float, LoadResult, LoadResult | None] | None = None
+    fixed: FixedRun | None = None
+
+    @property
+    def name(self) -> str:
+        return self.scenario.name
+
+    @property
+    def typical(self) -> Sample | None:
+        """The round with the median rate (the lower one of an even count)."""
+        if not self.samples:
+            return None
+        ordered = sorted(self.samples, key=lambda sample: sample.rate)
+        return ordered[(len(ordered) - 1) // 2]
 
 
-def measure_peak(
-    target: Target, upstream: Target, h2load: str, options: RunOptions
-) -> tuple[LoadResult, dict[str, Any]]:
-    settle(target)
-    dropped_before = envoy_counter(target.envoy_admin, DROPPED) if target.received is not None else 0
-    before = Reading.of(target, upstream)
-    result = peak(
-        h2load,
-        target.url,
-        target.headers,
-        seconds=options.seconds,
-        warmup=options.warmup,
-        connections=options.connections,
-    )
-    after = Reading.of(target, upstream)
-    served = max(1, after.completed - before.completed)
-    figures: dict[str, Any] = {
-        "envoy_completed": after.completed - before.completed,
-        "python_cpu_us_per_request": (after.python_cpu - before.python_cpu) / served * 1e6,
-        "envoy_cpu_us_per_request": (after.envoy_cpu - before.envoy_cpu) / served * 1e6,
-        # Share of one core the upstream Envoy was busy: far below 1 means it set no pace.
-        "upstream_busy": (after.upstream_cpu - before.upstream_cpu) / max(1e-9, after.at - before.at),
-    }
-    if target.received is not None:
-        assert before.received is not None
-        received = wait_for_log(target, before.received, after.completed - before.completed)
-        figures["log_received"] = received
-        figures["log_fraction"] = received / served
-        # Envoy's access-log stream is lossy by design: what it dropped (buffer full while the log
-        # service was slow to read) is not the log service's loss.
-        figures["log_dropped_by_envoy"] = envoy_counter(target.envoy_admin, DROPPED) - dropped_before
-    return result, figures
-
-
-def _fmt(value: float | None, digits: int = 0) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    return f"{value:,.{digits}f}"
+def _median(values: Sequence[float]) -> float | None:
+    return statistics.median(values) if values else None
 
 
 class GatewayBenchmark:
-    """Runs the named scenarios in table order and keeps the rows."""
+    """Runs the named scenarios and keeps the rows, in table order."""
 
     def __init__(
         self,
@@ -188,110 +100,141 @@ class GatewayBenchmark:
         self.h2load = h2load
         self.say = say
 
+    def _measure(self, target: Target, upstream: Target) -> Sample:
+        return measure_peak(target, upstream, self.h2load, self.options.peak)
+
     def run(self) -> list[Row]:
+        for row in self.rows:
+            row.unavailable = row.scenario.unavailable()
+            if row.unavailable:
+                self.say(f"{row.name}: not available ({row.unavailable})")
+        runnable = [row for row in self.rows if not row.unavailable]
+        static = [row for row in runnable if row.scenario.mode is None]
+        tollway = [row for row in runnable if row.scenario.mode is not None]
+        fixed = self.options.fixed_rate and bool(tollway)
+        # Up through the run: the static rows asked for, and what the Tollway rows are paired with.
+        needed = {row.name for row in static} | (
+            {"B", *(row.scenario.floor for row in tollway)} if tollway else set()
+        )
+        if fixed:
+            needed.add("A")
         with Lab(self.work_dir, self.lab_options) as lab, contextlib.ExitStack() as keep:
-            fixed = self.options.fixed_rate and any(row.scenario.mode for row in self.rows)
-            # A stays up through the run when the fixed-rate runs need it beside each C row.
-            a_target = keep.enter_context(SCENARIOS["A"].open(lab)) if fixed else None
-            for row in self.rows:
-                row.unavailable = row.scenario.unavailable()
-                if row.unavailable:
-                    self.say(f"{row.scenario.name}: not available ({row.unavailable})")
-                    continue
-                self.say(f"{row.scenario.name}: {row.scenario.title} ...")
+            targets: dict[str, Target] = {}
+            for name in (name for name in SCENARIOS if name in needed):
                 try:
-                    opened = (
-                        contextlib.nullcontext(a_target)
-                        if row.scenario.name == "A" and a_target
-                        else row.scenario.open(lab)
-                    )
-                    with opened as target:
-                        row.result, row.figures = measure_peak(
-                            target, lab.upstream, self.h2load, self.options
-                        )
-                        self.say(f"   {row.result.rate:,.0f} requests/s, p99 {row.result.p(0.99):.1f} ms")
-                        if fixed and row.scenario.mode is not None and a_target is not None:
-                            row.fixed = self._fixed_rate(row.result.rate / 2, target, a_target)
-                except Exception as error:  # one broken row must not cost the others
-                    row.error = f"{type(error).__name__}: {error}"
-                    self.say(f"   failed: {row.error}")
+                    targets[name] = keep.enter_context(SCENARIOS[name].open(lab))
+                except Exception as error:
+                    self._failed(next((row for row in static if row.name == name), None), error, name)
+            self._static_rounds([row for row in static if row.name in targets], targets, lab)
+            for row in tollway:
+                self._tollway_row(row, targets, lab, fixed)
         return self.rows
 
-    def _fixed_rate(
-        self, rate: float, target: Target, a_target: Target
-    ) -> tuple[float, LoadResult, LoadResult]:
-        seconds = self.options.seconds
+    def _failed(self, row: Row | None, error: Exception, name: str) -> None:
+        message = f"{type(error).__name__}: {error}"
+        if row is not None:
+            row.error = message
+        self.say(f"{name}: failed: {message}")
+
+    def _static_rounds(self, rows: list[Row], targets: dict[str, Target], lab: Lab) -> None:
+        for number in range(self.options.rounds):
+            self.say(f"round {number + 1}/{self.options.rounds}: {', '.join(row.name for row in rows)}")
+            rates: dict[str, float] = {}
+            for row in rows:
+                try:
+                    sample = self._measure(targets[row.name], lab.upstream)
+                except Exception as error:  # one broken row must not cost the others
+                    self._failed(row, error, row.name)
+                    continue
+                row.samples.append(sample)
+                rates[row.name] = sample.rate
+                self.say(f"   {row.name}: {sample.rate:,.0f} requests/s, p99 {sample.result.p(0.99):.1f} ms")
+            for row in rows:
+                if row.name in rates and rates.get("B"):
+                    row.vs_b.append(rates[row.name] / rates["B"])
+
+    def _tollway_row(self, row: Row, targets: dict[str, Target], lab: Lab, fixed: bool) -> None:
+        floor = row.scenario.floor
+        if "B" not in targets or floor not in targets:
+            row.error = "B or its floor could not be started"
+            return
+        self.say(f"{row.name}: {row.scenario.title} (each round: B, {floor}, {row.name})")
+        try:
+            with row.scenario.open(lab) as target:
+                for _ in range(self.options.rounds):
+                    b = self._measure(targets["B"], lab.upstream)
+                    base = self._measure(targets[floor], lab.upstream)
+                    mine = self._measure(target, lab.upstream)
+                    row.samples.append(mine)
+                    row.paired.append(
+                        {"B": round(b.rate, 1), floor: round(base.rate, 1), row.name: round(mine.rate, 1)}
+                    )
+                    if b.rate:
+                        row.vs_b.append(mine.rate / b.rate)
+                    if base.rate:
+                        row.vs_floor.append(mine.rate / base.rate)
+                    if base.python_us() and mine.python_us():
+                        row.capacity_vs_floor.append(base.python_us() / mine.python_us())  # type: ignore[operator]
+                    self.say(
+                        f"   B {b.rate:,.0f}, {floor} {base.rate:,.0f}, {row.name} {mine.rate:,.0f}"
+                        f" requests/s (p99 {mine.result.p(0.99):.1f} ms)"
+                    )
+                typical = row.typical
+                if fixed and typical is not None and "A" in targets:
+                    row.fixed = self._fixed_rate(typical.rate / 2, target, targets["A"])
+        except Exception as error:  # one broken row must not cost the others
+            self._failed(row, error, row.name)
+
+    def _fixed_rate(self, rate: float, target: Target, a: Target) -> FixedRun:
+        seconds = self.options.fixed_seconds
         mine = run_paced("127.0.0.1", target.port, target.path, target.headers, rate=rate, seconds=seconds)
-        theirs = run_paced(
-            "127.0.0.1", a_target.port, a_target.path, a_target.headers, rate=rate, seconds=seconds
-        )
+        theirs = run_paced("127.0.0.1", a.port, a.path, a.headers, rate=rate, seconds=seconds)
         self.say(
             f"   at {rate:,.0f}/s: p99 {mine.p(0.99):.1f} ms (A at the same rate: {theirs.p(0.99):.1f} ms)"
         )
-        return rate, mine, theirs
+        return FixedRun(rate, mine, theirs)
 
-    # -- the table ----------------------------------------------------------------------------------
-
-    def _by_name(self) -> dict[str, Row]:
-        return {row.scenario.name: row for row in self.rows if row.result is not None}
-
-    def ratio(self, row: Row, to: str) -> float | None:
-        other = self._by_name().get(to)
-        if row.result is None or other is None or other.result is None or other.result.rate == 0:
-            return None
-        return row.result.rate / other.result.rate
-
-    def capacity_ratio(self, row: Row, to: str) -> float | None:
-        """The floor's Python CPU per request over this row's: its capacity relative to the floor's."""
-        other = self._by_name().get(to)
-        mine = row.figures.get("python_cpu_us_per_request")
-        theirs = other.figures.get("python_cpu_us_per_request") if other else None
-        return theirs / mine if mine and theirs else None
+    # -- the report ---------------------------------------------------------------------------------
 
     def table(self) -> str:
         lines: list[tuple[str, ...]] = [HEADER]
         for row in self.rows:
-            name = f"{row.scenario.name} {row.scenario.title}"
-            if row.result is None:
+            name = f"{row.name} {row.scenario.title}"
+            typical = row.typical
+            if typical is None:
                 lines.append((name, "not available" if row.unavailable else "failed", *[""] * 8))
                 continue
-            floor = row.scenario.floor
-            vs_floor = self.ratio(row, floor) if floor else None
-            log = row.figures.get("log_fraction")
+            vs_floor = _median(row.vs_floor)
+            log = typical.figures.get("log_fraction")
             lines.append(
                 (
                     name,
-                    _fmt(row.result.rate),
-                    _fmt(row.result.p(0.5), 1),
-                    _fmt(row.result.p(0.99), 1),
-                    str(row.result.non_2xx),
-                    _fmt(self.ratio(row, "B"), 2),
-                    f"{_fmt(vs_floor, 2)} of {floor}" if vs_floor is not None else "",
+                    _fmt(typical.rate),
+                    _fmt(typical.result.p(0.5), 1),
+                    _fmt(typical.result.p(0.99), 1),
+                    str(typical.result.non_2xx),
+                    _fmt(_median(row.vs_b), 2),
+                    f"{_fmt(vs_floor, 2)} of {row.scenario.floor}" if vs_floor is not None else "",
                     f"{log:.0%}" if log is not None else "",
-                    _fmt(row.figures.get("python_cpu_us_per_request"))
-                    if row.figures.get("python_cpu_us_per_request")
-                    else "",
-                    _fmt(row.figures.get("envoy_cpu_us_per_request")),
+                    _fmt(typical.python_us()),
+                    _fmt(typical.figures.get("envoy_cpu_us_per_request")),
                 )
             )
         text = _render(lines)
-        fixed = [row for row in self.rows if row.fixed is not None]
+        fixed = [(row.name, row.fixed) for row in self.rows if row.fixed is not None]
         if fixed:
             rows: list[tuple[str, ...]] = [FIXED_HEADER]
-            for row in fixed:
-                assert row.fixed is not None
-                rate, mine, theirs = row.fixed
-                a_p99 = theirs.p(0.99) if theirs else math.nan
+            for name, run in fixed:
                 rows.append(
                     (
-                        row.scenario.name,
-                        _fmt(rate),
-                        _fmt(mine.p(0.5), 1),
-                        _fmt(mine.p(0.99), 1),
-                        _fmt(theirs.p(0.5), 1) if theirs else "",
-                        _fmt(a_p99, 1),
-                        f"{mine.p(0.99) - a_p99:+.1f} ms",
-                        str(mine.non_2xx),
+                        name,
+                        _fmt(run.rate),
+                        _fmt(run.tollway.p(0.5), 1),
+                        _fmt(run.tollway.p(0.99), 1),
+                        _fmt(run.a.p(0.5), 1),
+                        _fmt(run.a.p(0.99), 1),
+                        f"{run.tollway.p(0.99) - run.a.p(0.99):+.1f} ms",
+                        str(run.tollway.non_2xx),
                     )
                 )
             text += "\n\n" + _render(rows)
@@ -300,25 +243,38 @@ class GatewayBenchmark:
     def results(self) -> list[dict[str, Any]]:
         out = []
         for row in self.rows:
-            entry: dict[str, Any] = {"scenario": row.scenario.name, "title": row.scenario.title}
+            entry: dict[str, Any] = {"scenario": row.name, "title": row.scenario.title}
             if row.unavailable:
                 entry["not_available"] = row.unavailable
             if row.error:
                 entry["error"] = row.error
-            if row.result is not None:
-                entry.update(row.result.summary())
-                entry.update({k: round(v, 3) if isinstance(v, float) else v for k, v in row.figures.items()})
-                entry["vs_B"] = _round(self.ratio(row, "B"))
-                if row.scenario.floor:
-                    entry["floor"] = row.scenario.floor
-                    entry["vs_floor"] = _round(self.ratio(row, row.scenario.floor))
-                    entry["python_capacity_vs_floor"] = _round(self.capacity_ratio(row, row.scenario.floor))
+            typical = row.typical
+            if typical is not None:
+                entry.update(typical.result.summary())
+                entry.update(
+                    {k: round(v, 3) if isinstance(v, float) else v for k, v in typical.figures.items()}
+                )
+                entry["rounds"] = [round(sample.rate, 1) for sample in row.samples]
+                entry["vs_B"] = _round(_median(row.vs_b))
+            if row.scenario.floor and row.samples:
+                entry["floor"] = row.scenario.floor
+                entry["vs_floor"] = _round(_median(row.vs_floor))
+                entry["python_capacity_vs_floor"] = _round(_median(row.capacity_vs_floor))
+                entry["paired_rounds"] = row.paired
             if row.fixed is not None:
-                rate, mine, theirs = row.fixed
-                entry["fixed_rate"] = {"rate": round(rate, 1), "tollway": mine.summary(),
-                                       "A": theirs.summary() if theirs else None}  # fmt: skip
+                entry["fixed_rate"] = {
+                    "rate": round(row.fixed.rate, 1),
+                    "tollway": row.fixed.tollway.summary(),
+                    "A": row.fixed.a.summary(),
+                }
             out.append(entry)
         return out
+
+
+def _fmt(value: float | None, digits: int = 0) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return f"{value:,.{digits}f}"
 
 
 def _round(value: float | None) -> float | None:

@@ -67,7 +67,7 @@ class Target:
 
     port: int
     headers: dict[str, str]
-    # Envoy's admin address and the listener's stat prefix (requests it completed).
+    # Envoy's admin address and the listener's stat prefix (the requests it took).
     envoy_admin: str
     stat_prefix: str = LISTENER_NAME
     # What a request with a wrong key gets: 401 where keys are checked (B, C), 200 elsewhere.

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.gateway import settle, wait_for_log
 from bench.loadgen import LoadResult
+from bench.measure import settle, wait_for_log
 from bench.pacer import run_paced
 from bench.scenarios import SCENARIOS, SMOKE_LIMITS, Lab, LabOptions, Scenario, Target
 
