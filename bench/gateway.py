@@ -28,7 +28,7 @@ from bench.measure import PeakOptions, Sample, measure_peak
 from bench.pacer import run_paced
 from bench.scenarios import SCENARIOS, Lab, LabOptions, Scenario, Target
 
-HEADER = ("scenario", "requests/s", "p50 ms", "p99 ms", "non-2xx", "vs B", "vs floor", "log",
+HEADER = ("scenario", "2xx/s", "p50 ms", "p99 ms", "non-2xx", "vs B", "vs floor", "log",
           "Python µs/req", "Envoy µs/req")  # fmt: skip
 FIXED_HEADER = ("fixed rate", "requests/s", "p50 ms", "p99 ms", "A p50 ms", "A p99 ms", "p99 - A p99",
                 "non-2xx")  # fmt: skip
@@ -148,7 +148,7 @@ class GatewayBenchmark:
                     continue
                 row.samples.append(sample)
                 rates[row.name] = sample.rate
-                self.say(f"   {row.name}: {sample.rate:,.0f} requests/s, p99 {sample.result.p(0.99):.1f} ms")
+                self.say(f"   {row.name}: {sample.rate:,.0f} 2xx/s, p99 {sample.result.p(0.99):.1f} ms")
             for row in rows:
                 if row.name in rates and rates.get("B"):
                     row.vs_b.append(rates[row.name] / rates["B"])
@@ -177,7 +177,7 @@ class GatewayBenchmark:
                         row.capacity_vs_floor.append(base.python_us() / mine.python_us())  # type: ignore[operator]
                     self.say(
                         f"   B {b.rate:,.0f}, {floor} {base.rate:,.0f}, {row.name} {mine.rate:,.0f}"
-                        f" requests/s (p99 {mine.result.p(0.99):.1f} ms)"
+                        f" 2xx/s (p99 {mine.result.p(0.99):.1f} ms, non-2xx {mine.result.non_2xx})"
                     )
                 typical = row.typical
                 if fixed and typical is not None and "A" in targets:

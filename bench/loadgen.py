@@ -70,6 +70,13 @@ class LoadResult:
         return self.answered / self.seconds if self.seconds > 0 else 0.0
 
     @property
+    def ok_rate(self) -> float:
+        """2xx answers per second: what the gateway delivered (a 503 after a timed-out call is fast to
+        count but is no service)."""
+        ok = sum(count for status, count in self.statuses.items() if 200 <= status < 300)
+        return ok / self.seconds if self.seconds > 0 else 0.0
+
+    @property
     def non_2xx(self) -> int:
         return sum(count for status, count in self.statuses.items() if not 200 <= status < 300) + self.failed
 
@@ -81,6 +88,7 @@ class LoadResult:
             "requests": self.answered,
             "seconds": round(self.seconds, 3),
             "requests_per_second": round(self.rate, 1),
+            "ok_per_second": round(self.ok_rate, 1),
             "p50_ms": round(self.p(0.5), 3),
             "p99_ms": round(self.p(0.99), 3),
             "non_2xx": self.non_2xx,

@@ -39,7 +39,8 @@ class Sample:
 
     @property
     def rate(self) -> float:
-        return self.result.rate
+        """2xx answers per second: what the rows are compared by."""
+        return self.result.ok_rate
 
     def python_us(self) -> float | None:
         value = self.figures.get("python_cpu_us_per_request")

@@ -42,6 +42,7 @@ def test_h2load_log_gives_rate_statuses_and_latency() -> None:
     assert result.failed == 1
     assert result.answered == 3
     assert result.rate == 1.5
+    assert result.ok_rate == 1.0
     assert result.non_2xx == 2
     assert result.latencies_ms == [1.0, 3.0, 6.907]
     assert result.p(0.5) == 3.0
