@@ -24,8 +24,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import asyncpg
 import grpc
 from redis import Redis
+from redis.exceptions import RedisError
 
 from bench.envoys import API, REQUEST_PATH
 from bench.scale_replicas import free_port, tollway_command
@@ -122,8 +124,16 @@ class TollwayGateway:
 
     def start(self) -> None:
         self.work_dir.mkdir(parents=True, exist_ok=True)
+        if self.mode.store == "redis":
+            self._check_redis()
         if self.server_url:
-            asyncio.run(create_database(self.server_url, self.database_name))
+            try:
+                asyncio.run(create_database(self.server_url, self.database_name))
+            except (OSError, asyncpg.PostgresError) as error:
+                raise RuntimeError(
+                    f"cannot create a database on {self.server_url} ({error}); "
+                    "--database sqlite runs Tollway on an SQLite file instead"
+                ) from None
         env = {
             **os.environ,
             "TOLLWAY_DATA_DIR": str(self.work_dir / "data"),
@@ -259,6 +269,18 @@ class TollwayGateway:
         request.end_time.FromDatetime(now + timedelta(hours=1))
         response = self._call(stub.GetUsageTotals, request)
         return sum(int(group.counts.requests) for group in response.groups)  # type: ignore[attr-defined]
+
+    def _check_redis(self) -> None:
+        """A Redis-store row on an unreachable Redis would measure the fail-open path: refuse it."""
+        client = Redis.from_url(self.redis_url, socket_timeout=2, socket_connect_timeout=2)
+        try:
+            client.ping()
+        except RedisError as error:
+            raise RuntimeError(
+                f"Redis at {self.redis_url} does not answer ({error}); see --redis-url"
+            ) from None
+        finally:
+            client.close()
 
     def _forget_counters(self) -> None:
         """The run's counters would otherwise stay in the shared Redis until the billing period ends."""
