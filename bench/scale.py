@@ -273,6 +273,7 @@ async def run_one(count: int, args: argparse.Namespace, work_dir: Path) -> dict[
     name = f"tollway_scale_{os.getpid()}_{count}"
     secret = secrets.token_urlsafe(24)
     token = secrets.token_urlsafe(24)
+    envoy_token = secrets.token_urlsafe(24)
     stream_revocations = int(args.change_rate * args.phase_seconds) // 2 + 10
     layout = Layout(count, args.changes, stream_revocations)
     print(f"N = {count:,}: database {name}")
@@ -286,9 +287,11 @@ async def run_one(count: int, args: argparse.Namespace, work_dir: Path) -> dict[
         print(f"  seeded {count:,} applications, subscriptions and keys in {seeded.seconds:.1f} s")
         result: dict[str, Any] = {"keys": count, "seed_s": seeded.seconds, "replicas": {}}
         for replica_name, components in (("A", "admin,keymgr,billing"), ("B", "keymgr")):
-            replica = Replica(replica_name, components, url, secret, token, work_dir / str(count))
+            replica = Replica(
+                replica_name, components, url, secret, token, envoy_token, work_dir / str(count)
+            )
             replicas.append(replica)
-            client = CheckClient(replica.grpc_addr, API_ID, CONTEXT_PATH + "/x")
+            client = CheckClient(replica.grpc_addr, API_ID, CONTEXT_PATH + "/x", envoy_token)
             clients.append(client)
             replica.start()
             load = await cold_load(replica, client, seeded.full_keys[0], args.load_timeout)

@@ -62,6 +62,7 @@ class Replica:
         database_url: str,
         secret: str,
         admin_token: str,
+        envoy_token: str,
         work_dir: Path,
     ) -> None:
         self.name = name
@@ -77,6 +78,9 @@ class Replica:
             "TOLLWAY_GRPC_ADDR": self.grpc_addr,
             "TOLLWAY_ADMIN_ADDR": self.admin_addr,
             "TOLLWAY_ADMIN_TOKEN": admin_token,
+            # The Check client stands in for Envoy: it presents Envoy's token on the Envoy-facing port.
+            "TOLLWAY_ENVOY_AUTH": "token",
+            "TOLLWAY_ENVOY_TOKEN": envoy_token,
             "TOLLWAY_KEY_HASH_SECRET": secret,
             "TOLLWAY_DATA_DIR": str(self.data_dir),
             "TOLLWAY_METRICS_ADDR": "",
@@ -147,10 +151,12 @@ class Answer:
 
 
 class CheckClient:
-    """ext_authz Check and the standard health service on a replica's Envoy-facing port."""
+    """ext_authz Check (with Envoy's token) and the standard health service on a replica's
+    Envoy-facing port."""
 
-    def __init__(self, address: str, api_id: str, path: str) -> None:
+    def __init__(self, address: str, api_id: str, path: str, envoy_token: str) -> None:
         self.channel = grpc.aio.insecure_channel(address)
+        self.metadata = (("authorization", f"Bearer {envoy_token}"),)
         self.stub = external_auth_pb2_grpc.AuthorizationStub(self.channel)
         self.health = health_pb2_grpc.HealthStub(self.channel)
         self.api_id = api_id
@@ -164,7 +170,7 @@ class CheckClient:
         return request
 
     async def check(self, full_key: str, timeout: float = 30.0) -> Answer:
-        response = await self.stub.Check(self.request(full_key), timeout=timeout)
+        response = await self.stub.Check(self.request(full_key), metadata=self.metadata, timeout=timeout)
         plan_id = response.dynamic_metadata.fields[contract.PLAN_ID].string_value
         return Answer(response.status.code == code_pb2.OK, plan_id)
 

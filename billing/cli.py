@@ -3,6 +3,7 @@ as CSV or JSON lines). Connection options, token and exit codes come from `tollw
 
 from __future__ import annotations
 
+import getpass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -177,10 +178,29 @@ def _commands() -> typer.Typer:
             emit(billing.call(billing.service.GetInvoice, pb.GetInvoiceRequest(id=invoice)))
 
     @app.command()
-    def finalize(invoice: InvoiceRef, addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:
-        """Finalize a draft: numbered, immutable (finalizing again returns the same invoice)."""
+    def finalize(
+        invoice: InvoiceRef,
+        allow_incomplete: Annotated[
+            str | None,
+            typer.Option(
+                "--allow-incomplete", metavar="REASON",
+                help="Finalize even though the period's usage is incomplete, for this reason (recorded "
+                "on the invoice with --by and the completeness figure).",
+            ),
+        ] = None,
+        by: Annotated[
+            str, typer.Option("--by", help="Who decides --allow-incomplete; default: the OS user name.")
+        ] = "",
+        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None,
+    ) -> None:  # fmt: skip
+        """Finalize a draft: numbered, immutable (finalizing again returns the same invoice). Refused
+        (FAILED_PRECONDITION) while the period's usage is incomplete, unless --allow-incomplete."""
+        request = pb.FinalizeInvoiceRequest(id=invoice)
+        if allow_incomplete is not None:
+            request.allow_incomplete.by = by or getpass.getuser()
+            request.allow_incomplete.reason = allow_incomplete
         with admin_client(addr, token, BillingServiceStub) as billing:
-            emit(billing.call(billing.service.FinalizeInvoice, pb.FinalizeInvoiceRequest(id=invoice)))
+            emit(billing.call(billing.service.FinalizeInvoice, request))
 
     @app.command()
     def void(

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from billing.completeness import COMPLETE, INCOMPLETE, UNKNOWN, Verdict
 from billing.periods import Period
 from tollway.protoconv import timestamp
 from tollway.throttle.v1 import throttle_pb2, throttle_pb2_grpc
@@ -46,21 +47,36 @@ class AdminClient:
             self._channel = None
 
 
-def summarize_completeness(nodes: list[usage_pb2.NodeCompleteness]) -> tuple[str, str]:
+def _accounted(node: usage_pb2.NodeCompleteness) -> int:
+    # A usage service older than the skip accounting reports only what it counted.
+    return node.accounted or node.received
+
+
+def completeness_verdict(nodes: list[usage_pb2.NodeCompleteness]) -> Verdict:
     """One verdict for an invoice from the usage service's per-node completeness (pure)."""
     if not nodes:
-        return "UNKNOWN", "no Envoy node reported access logs for the period"
+        return Verdict(UNKNOWN, "no Envoy node reported access logs for the period")
     unsampled = [n.node_id for n in nodes if not n.sampled]
     short = [n for n in nodes if n.sampled and n.completeness < 1]
+    lowest = min((n.completeness for n in nodes if n.sampled), default=1.0)
     if short:
         detail = ", ".join(
-            f"{n.node_id} {n.completeness:.4%} ({n.received}/{n.logs_written + n.logs_dropped})"
+            f"{n.node_id} {n.completeness:.4%} ({_accounted(n)}/{n.logs_written + n.logs_dropped})"
             for n in short
         )
-        return "INCOMPLETE", f"usage incomplete: {detail}"
+        return Verdict(INCOMPLETE, f"usage incomplete: {detail}", lowest)
     if unsampled:
-        return "UNKNOWN", f"no Envoy counter readings for node(s) {', '.join(unsampled)}"
-    return "COMPLETE", f"all {len(nodes)} Envoy node(s) delivered every access-log entry"
+        return Verdict(UNKNOWN, f"no Envoy counter readings for node(s) {', '.join(unsampled)}", lowest)
+    skipped = sum(sum(n.skipped.values()) for n in nodes)
+    note = f"all {len(nodes)} Envoy node(s) delivered every access-log entry"
+    if skipped:
+        reasons: dict[str, int] = {}
+        for node in nodes:
+            for reason, count in node.skipped.items():
+                reasons[reason] = reasons.get(reason, 0) + count
+        listed = ", ".join(f"{reason} {count}" for reason, count in sorted(reasons.items()))
+        note += f" ({skipped} not billable: {listed})"
+    return Verdict(COMPLETE, note, lowest)
 
 
 class UsageCompleteness:
@@ -69,7 +85,7 @@ class UsageCompleteness:
     def __init__(self, client: AdminClient) -> None:
         self._client = client
 
-    async def completeness(self, period: Period) -> tuple[str, str]:
+    async def verdict(self, period: Period) -> Verdict:
         stub = usage_pb2_grpc.UsageServiceStub(self._client.channel())
         request = usage_pb2.GetCompletenessRequest(
             start_time=timestamp(period.start), end_time=timestamp(period.end)
@@ -80,8 +96,12 @@ class UsageCompleteness:
             )
         except grpc.aio.AioRpcError as exc:
             log.warning("usage completeness unavailable: %s", exc.code().name)
-            return "UNKNOWN", f"usage service unavailable ({exc.code().name})"
-        return summarize_completeness(list(response.nodes))
+            return Verdict(UNKNOWN, f"usage service unavailable ({exc.code().name})")
+        return completeness_verdict(list(response.nodes))
+
+    async def completeness(self, period: Period) -> tuple[str, str]:
+        verdict = await self.verdict(period)
+        return verdict.state, verdict.note
 
 
 @dataclass(frozen=True)

@@ -96,6 +96,15 @@ def invoice_json(view: InvoiceView) -> dict[str, Any]:
         "finalized_at": iso(inv.finalized_at),
         "voided_at": iso(inv.voided_at),
         "void_reason": inv.void_reason,
+        "completeness_override": None
+        if view.override is None
+        else {
+            "by": view.override.by,
+            "reason": view.override.reason,
+            "at": iso(view.override.at),
+            "completeness": view.override.completeness,
+            "completeness_note": view.override.completeness_note,
+        },
         "lines": [
             {
                 "subscription_id": line.subscription_id,

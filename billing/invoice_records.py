@@ -52,7 +52,19 @@ INVOICE_COLUMNS = [getattr(Invoice, name) for name in INVOICE_FIELDS]
 LINE_COLUMNS = [getattr(InvoiceLine, name) for name in LINE_FIELDS]
 
 
+@dataclass(frozen=True, slots=True)
+class OverrideRecord:
+    """Finalized while the period's usage was INCOMPLETE: who decided, why, when, at what figure."""
+
+    by: str
+    reason: str
+    at: datetime
+    completeness: float
+    completeness_note: str
+
+
 @dataclass
 class InvoiceView:
     invoice: InvoiceRecord
     lines: list[LineRecord] = field(default_factory=list)
+    override: OverrideRecord | None = None

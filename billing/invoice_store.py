@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -24,6 +24,13 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import Select
 
 from billing import pricing as pr
+from billing.completeness import (
+    AllowIncomplete,
+    CompletenessSource,
+    UnknownCompleteness,
+    finalize_override,
+    read_overrides,
+)
 from billing.invoice_bulk import BulkWriter, gc_paused, invoice_ids
 from billing.invoice_engine import (
     Draft,
@@ -77,19 +84,6 @@ _SEGMENT_FIELDS = [
 
 
 _NO_TIMELINE = Timeline()
-
-
-class CompletenessSource(Protocol):
-    async def completeness(self, period: Period) -> tuple[str, str]:
-        """(COMPLETE | INCOMPLETE | UNKNOWN, note) for the usage of `period`."""
-        ...
-
-
-class UnknownCompleteness:
-    """Used until the usage service reports per-node completeness for a period."""
-
-    async def completeness(self, period: Period) -> tuple[str, str]:
-        return "UNKNOWN", "usage completeness is not reported by the usage service yet"
 
 
 def reason_text(value: str, required: bool) -> str:
@@ -391,7 +385,8 @@ class InvoiceStore:
                 )
                 for row in (await session.exec(statement)).all():
                     lines[row[0]].append(LineRecord(*row))
-        return [InvoiceView(invoices[i], lines[i]) for i in invoice_ids if i in invoices]
+        overrides = await read_overrides(session, [i for i, inv in invoices.items() if inv.finalized_at])
+        return [InvoiceView(invoices[i], lines[i], overrides.get(i)) for i in invoice_ids if i in invoices]
 
     # --- reading, finalizing, voiding ----------------------------------------------------------------
 
@@ -435,29 +430,48 @@ class InvoiceStore:
             ids = list((await session.exec(statement)).all())
             return await self._views(session, ids, with_lines=with_lines)
 
-    async def finalize(self, invoice_id: str) -> InvoiceView:
+    async def finalize(self, invoice_id: str, allow_incomplete: AllowIncomplete | None = None) -> InvoiceView:
         """DRAFT → FINALIZED with the next number (gapless: the counter moves in this transaction).
-        Finalizing a finalized invoice returns it unchanged."""
+        The period's usage completeness is asked again first (before the billing lock: it is an RPC)
+        and written on the invoice; INCOMPLETE usage needs `allow_incomplete`, which is recorded with
+        it. Finalizing a finalized invoice returns it unchanged."""
         invoice_id = require(invoice_id, "invoice_id")
-        async with self._billing_write() as session:
+        allow = allow_incomplete.validated() if allow_incomplete is not None else None
+        async with self._db.session() as session:
             invoice_id = await self._invoice_id(session, invoice_id)
+            found = await session.get(Invoice, invoice_id)
+            assert found is not None
+            period = Period(
+                as_utc(found.period_start) or found.period_start, as_utc(found.period_end) or found.period_end
+            )
+            draft = found.state == "DRAFT"
+        verdict = await self.completeness_source.verdict(period) if draft else None
+        async with self._billing_write() as session:
             invoice = await session.get(Invoice, invoice_id)
             assert invoice is not None
             if invoice.state == "FINALIZED":
                 return (await self._views(session, [invoice_id]))[0]
-            if invoice.state == "VOID":
+            if invoice.state == "VOID" or verdict is None:
                 raise FailedPrecondition(f"invoice {invoice_id!r} is VOID and cannot be finalized")
+            now = self.now()
+            override = finalize_override(invoice_id, verdict, allow, now)
             await self._apply_adjustments(session, invoice_id, forward=True)
             sequence = await session.get(BillingSequence, INVOICE_SEQUENCE)
             assert sequence is not None  # created by the lock
             sequence.value += 1
             session.add(sequence)
-            now = self.now()
             invoice.state = "FINALIZED"
+            invoice.usage_completeness, invoice.completeness_note = verdict.state, verdict.note
             invoice.number = f"{INVOICE_NUMBER_PREFIX}{sequence.value:06d}"
             invoice.finalized_at = now
             invoice.updated_at = now
             session.add(invoice)
+            if override is not None:
+                session.add(override)
+                log.warning(
+                    "invoice %s finalized with incomplete usage (%.2f%%), allowed by %s",
+                    invoice_id, 100 * verdict.completeness, override.decided_by,
+                )  # fmt: skip
             await session.flush()
             view = (await self._views(session, [invoice_id]))[0]
             await self._commit(session)

@@ -11,6 +11,8 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from billing import pricing as pr
+from billing.completeness import AllowIncomplete
+from billing.invoice_records import OverrideRecord
 from billing.periods import Period, parse_month, period_containing, validate_period
 from billing.reconcile import AdmittedCounts, NoLimiter, reconcile
 from billing.store import BillingRepository, InvoiceView
@@ -65,6 +67,19 @@ def invoice_to_proto(view: InvoiceView) -> billing_pb2.Invoice:
         finalize_time=timestamp(inv.finalized_at),
         void_time=timestamp(inv.voided_at),
         void_reason=inv.void_reason,
+        completeness_override=_override_to_proto(view.override),
+    )
+
+
+def _override_to_proto(override: OverrideRecord | None) -> billing_pb2.CompletenessOverride | None:
+    if override is None:
+        return None
+    return billing_pb2.CompletenessOverride(
+        by=override.by,
+        reason=override.reason,
+        time=timestamp(override.at),
+        completeness=override.completeness,
+        completeness_note=override.completeness_note,
     )
 
 
@@ -204,7 +219,10 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
             billing_pb2.FinalizeInvoiceRequest, billing_pb2.FinalizeInvoiceResponse
         ],
     ) -> billing_pb2.FinalizeInvoiceResponse:
-        view = await self.repository.finalize(request.id)
+        allow = None
+        if request.HasField("allow_incomplete"):
+            allow = AllowIncomplete(request.allow_incomplete.by, request.allow_incomplete.reason)
+        view = await self.repository.finalize(request.id, allow)
         return billing_pb2.FinalizeInvoiceResponse(invoice=invoice_to_proto(view))
 
     async def VoidInvoice(

@@ -9,10 +9,11 @@ from collections.abc import Callable
 from datetime import datetime
 
 from billing.approvals import SubscriptionApprovals
+from billing.completeness import CompletenessSource, UnknownCompleteness
 from billing.export import export_text
 from billing.invoice_engine import UsageRow
 from billing.invoice_records import InvoiceRecord, InvoiceView, LineRecord
-from billing.invoice_store import CompletenessSource, InvoiceStore, UnknownCompleteness
+from billing.invoice_store import InvoiceStore
 from billing.periods import Period
 from billing.usage_queries import UsageQueries
 from tollway.db import Database

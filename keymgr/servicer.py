@@ -4,6 +4,12 @@ Allowed requests carry dynamic metadata (namespace `envoy.filters.http.ext_authz
 rate-limit actions and the access log; names in tollway.envoy_contract) and identifying headers for
 the upstream; the key header is stripped. Refusals are RFC 9457 problem documents with the right
 HTTP status, never a bare 403.
+
+In the fused mode (TOLLWAY_THROTTLE_MODE=authz, a `LimitGate` given) an allowed request then passes the
+plan limits in the same call: admitted, the answer adds the X-RateLimit-* response headers and the
+limits' access-log metadata; refused, it is the 429 (or 503) the gate describes, with the request's
+identity in the metadata so usage/ files it as throttled. The admitted answer is sent as bytes: the
+cached allowed response's, followed by the headers' (keymgr/wire.py).
 """
 
 from __future__ import annotations
@@ -12,7 +18,9 @@ import json
 import logging
 import traceback
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import grpc
 from envoy.config.core.v3.base_pb2 import HeaderValue, HeaderValueOption
@@ -23,7 +31,9 @@ from google.rpc import code_pb2, status_pb2
 
 from keymgr.decision import Allowed, AuthzRequest, Denied, decide
 from keymgr.index import KeyIndex, KeySnapshot
+from keymgr.wire import response_header
 from tollway import envoy_contract as contract
+from tollway.admission import Admission, LimitGate
 from tollway.request_guard import RateLimitedLog
 from tollway.schema import utcnow
 
@@ -34,6 +44,7 @@ _GRPC_CODES = {
     401: code_pb2.UNAUTHENTICATED,
     403: code_pb2.PERMISSION_DENIED,
     404: code_pb2.NOT_FOUND,
+    429: code_pb2.RESOURCE_EXHAUSTED,
     500: code_pb2.INTERNAL,
     503: code_pb2.UNAVAILABLE,
 }
@@ -50,7 +61,7 @@ def _header(name: str, value: str) -> HeaderValueOption:
     return HeaderValueOption(header=HeaderValue(key=name, value=value), append_action=_OVERWRITE)
 
 
-def _struct(fields: Mapping[str, str]) -> Struct:
+def _struct(fields: Mapping[str, Any]) -> Struct:
     struct = Struct()
     struct.update(fields)
     return struct
@@ -79,6 +90,17 @@ def authz_request(request: external_auth_pb2.CheckRequest) -> AuthzRequest:
         # Client-controlled when Envoy preserves it: bounded before it reaches bodies and logs.
         request_id=(headers.get(contract.REQUEST_ID_HEADER, "") or http.id)[:_REQUEST_ID_LIMIT],
     )
+
+
+def limit_descriptor(decision: Allowed) -> dict[str, str]:
+    """The descriptor the route's rate-limit actions would send for this request (its keys are
+    contract.DESCRIPTOR_KEYS): what the fused mode hands the limit gate."""
+    return {
+        contract.SUBSCRIPTION_ID: decision.subscription.id,
+        contract.PLAN_ID: decision.plan.id,
+        contract.APPLICATION_ID: decision.application.id,
+        contract.API_ID: decision.api.id,
+    }
 
 
 def allowed_response(decision: Allowed) -> external_auth_pb2.CheckResponse:
@@ -152,6 +174,40 @@ def denied_response(decision: Denied, request_id: str) -> external_auth_pb2.Chec
     )
 
 
+def limited_response(admission: Admission, identity: Struct) -> external_auth_pb2.CheckResponse:
+    """An allowed request the limits refused (fused mode): the gate's status, headers and body, and
+    the request's identity with the refusal's reason and the limits' metadata for the access log."""
+    response = external_auth_pb2.CheckResponse(
+        status=status_pb2.Status(
+            code=_GRPC_CODES.get(admission.status, code_pb2.UNAVAILABLE), message=admission.reason
+        ),
+        denied_response=external_auth_pb2.DeniedHttpResponse(
+            status=HttpStatus(code=admission.status),
+            headers=[_header(name, value) for name, value in admission.headers],
+            body=admission.body,
+        ),
+        dynamic_metadata=identity,
+    )
+    response.dynamic_metadata.update({**admission.metadata, contract.REASON: admission.reason})
+    return response
+
+
+def _metadata_bytes(metadata: Mapping[str, Any]) -> bytes:
+    """A CheckResponse that adds the limits' metadata to an admitted request, encoded."""
+    encoded: bytes = external_auth_pb2.CheckResponse(dynamic_metadata=_struct(metadata)).SerializeToString()
+    return encoded
+
+
+@dataclass(slots=True)
+class _AllowedAnswer:
+    """The answer to an allowed (api, key) until the snapshot changes, with what the fused mode adds."""
+
+    response: external_auth_pb2.CheckResponse
+    # Fused mode only: the response encoded, and the descriptor handed to the limit gate.
+    encoded: bytes = b""
+    descriptors: tuple[dict[str, str], ...] = ()
+
+
 _INTERNAL_ERROR = Denied(
     http_status=500,
     reason=contract.INTERNAL_ERROR,
@@ -161,15 +217,25 @@ _INTERNAL_ERROR = Denied(
 
 
 class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc]  # Envoy ships no types
-    def __init__(self, index: KeyIndex, key_hash_secret: str, clock: Callable[[], datetime] = utcnow) -> None:
+    """With a `gate` (fused mode) Check also applies the plan limits and may answer bytes: register it
+    with `add_authorization_service`, which sends those as they are."""
+
+    def __init__(
+        self,
+        index: KeyIndex,
+        key_hash_secret: str,
+        clock: Callable[[], datetime] = utcnow,
+        gate: LimitGate | None = None,
+    ) -> None:
         self._index = index
         self._secret = key_hash_secret
         self._clock = clock
+        self._gate = gate
         # A request that trips the decision repeats as fast as a client sends it: one line per
         # interval and place, with a count.
         self._failures = RateLimitedLog(log)
         self._cache_snapshot: tuple[KeySnapshot, int] | None = None
-        self._cache: dict[tuple[str, str, tuple[str, ...]], external_auth_pb2.CheckResponse] = {}
+        self._cache: dict[tuple[str, str, tuple[str, ...]], _AllowedAnswer] = {}
         # Refusals differ per request only in the body's request id: copy a template, set the body.
         self._denied: dict[tuple[object, ...], tuple[external_auth_pb2.CheckResponse, str]] = {}
 
@@ -177,11 +243,40 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):  # ty
         self,
         request: external_auth_pb2.CheckRequest,
         context: grpc.aio.ServicerContext[external_auth_pb2.CheckRequest, external_auth_pb2.CheckResponse],
-    ) -> external_auth_pb2.CheckResponse:
-        return self.check(request)
+    ) -> external_auth_pb2.CheckResponse | bytes:
+        gate = self._gate
+        if gate is None:
+            return self.check(request)
+        answer = self._authorize(request)
+        if not isinstance(answer, _AllowedAnswer):
+            return answer
+        admission = await gate.admit(answer.descriptors)
+        try:
+            if not admission.admitted:
+                return limited_response(admission, answer.response.dynamic_metadata)
+            return self._admitted(answer, admission)
+        except Exception as exc:
+            self._failed(exc)
+            return self._denied_response(_INTERNAL_ERROR, "")
+
+    def _admitted(self, answer: _AllowedAnswer, admission: Admission) -> bytes:
+        """The allowed answer with the limits' headers and metadata (see the module docstring)."""
+        parts = [answer.encoded]
+        if admission.metadata:
+            parts.append(_metadata_bytes(admission.metadata))
+        for name, value in admission.headers:
+            parts.append(response_header(name, value))
+        return b"".join(parts)
 
     def check(self, request: external_auth_pb2.CheckRequest) -> external_auth_pb2.CheckResponse:
-        """Synchronous core of Check (no awaits: nothing here waits on I/O)."""
+        """Synchronous core of Check without limits (no awaits: nothing here waits on I/O)."""
+        answer = self._authorize(request)
+        return answer.response if isinstance(answer, _AllowedAnswer) else answer
+
+    def _authorize(
+        self, request: external_auth_pb2.CheckRequest
+    ) -> _AllowedAnswer | external_auth_pb2.CheckResponse:
+        """The cached answer for an allowed request, the refusal for any other."""
         request_id = ""
         try:
             authz = authz_request(request)
@@ -191,17 +286,7 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):  # ty
             if isinstance(decision, Allowed):
                 return self._allowed(snapshot, decision)
         except Exception as exc:
-            # Fail closed with a defined answer. Only the exception type and place are logged: its
-            # message or locals could hold request data.
-            frames = traceback.extract_tb(exc.__traceback__)
-            where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
-            self._failures.event(
-                logging.ERROR,
-                f"{type(exc).__name__}@{where}",
-                "Check failed: %s at %s",
-                type(exc).__name__,
-                where,
-            )
+            self._failed(exc)
             decision = _INTERNAL_ERROR
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
@@ -213,6 +298,19 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):  # ty
                 request_id,
             )
         return self._denied_response(decision, request_id)
+
+    def _failed(self, exc: Exception) -> None:
+        """Logs a failure; the caller fails closed with a defined answer. Only the exception type and
+        place are logged: its message or locals could hold request data."""
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
+        self._failures.event(
+            logging.ERROR,
+            f"{type(exc).__name__}@{where}",
+            "Check failed: %s at %s",
+            type(exc).__name__,
+            where,
+        )
 
     def _denied_response(self, decision: Denied, request_id: str) -> external_auth_pb2.CheckResponse:
         cache_key = (
@@ -234,7 +332,7 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):  # ty
         response.denied_response.body = prefix + json.dumps(request_id) + "}"
         return response
 
-    def _allowed(self, snapshot: KeySnapshot, decision: Allowed) -> external_auth_pb2.CheckResponse:
+    def _allowed(self, snapshot: KeySnapshot, decision: Allowed) -> _AllowedAnswer:
         current = self._cache_snapshot
         if (
             current is None
@@ -245,8 +343,32 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):  # ty
             self._cache = {}
             self._cache_snapshot = (snapshot, snapshot.version)
         cache_key = (decision.api.id, decision.key_id, decision.key_header_names_to_remove)
-        response = self._cache.get(cache_key)
-        if response is None:
+        answer = self._cache.get(cache_key)
+        if answer is None:
             # Shared between calls: grpc only serializes it, nothing mutates it.
-            response = self._cache[cache_key] = allowed_response(decision)
-        return response
+            response = allowed_response(decision)
+            answer = self._cache[cache_key] = (
+                _AllowedAnswer(response, response.SerializeToString(), (limit_descriptor(decision),))
+                if self._gate is not None
+                else _AllowedAnswer(response)
+            )
+        return answer
+
+
+def _serialize(response: external_auth_pb2.CheckResponse | bytes) -> bytes:
+    return response if isinstance(response, bytes) else response.SerializeToString()
+
+
+_AUTHORIZATION_SERVICE = external_auth_pb2.DESCRIPTOR.services_by_name["Authorization"].full_name
+
+
+def add_authorization_service(servicer: AuthorizationServicer, server: grpc.aio.Server) -> None:
+    """Registers Check, sending an answer that is already bytes (fused mode) as it is."""
+    handler = grpc.unary_unary_rpc_method_handler(
+        servicer.Check,
+        request_deserializer=external_auth_pb2.CheckRequest.FromString,
+        response_serializer=_serialize,
+    )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(_AUTHORIZATION_SERVICE, {"Check": handler}),)
+    )

@@ -22,6 +22,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from tests.catalog.catalog_helpers import dump
 from tests.e2e.harness import free_port
+from tests.support import EnvoyCredential
 from tollway.app.runner import TollwayProcess
 from tollway.billing.v1 import billing_pb2, billing_pb2_grpc
 from tollway.catalog.v1 import catalog_pb2, catalog_pb2_grpc
@@ -62,7 +63,7 @@ async def running(database: Database, tmp_path: Path) -> AsyncIterator[Running]:
     process = TollwayProcess(settings)
     await process.start()
     admin = grpc.aio.insecure_channel(settings.admin_addr)
-    envoy_facing = grpc.aio.insecure_channel(settings.grpc_addr)
+    envoy_facing = EnvoyCredential(settings).aio_channel()
     try:
         yield Running(process, admin, envoy_facing, database)
     finally:
@@ -355,9 +356,10 @@ async def test_undecodable_messages_leave_a_rate_limited_summary_and_no_tracebac
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await access_logs(iter([GARBAGE]))
         assert caught.value.code() == Code.INVALID_ARGUMENT, caught.value.details()
-    # ADS: one stream asking again and again for a type Tollway does not serve.
+    # ADS: one stream of a known node asking again and again for a type Tollway does not serve.
     unknown = discovery_pb2.DiscoveryRequest(
-        node=base_pb2.Node(id="looping"), type_url="type.googleapis.com/unknown.Type"
+        node=base_pb2.Node(id=running.process.settings.envoy_node_id),
+        type_url="type.googleapis.com/unknown.Type",
     )
     stream = ads()
     for _ in range(30):

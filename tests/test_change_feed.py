@@ -19,6 +19,7 @@ from sqlmodel import col, select
 
 from tests.conftest import close_database, open_database
 from tests.e2e.harness import free_port
+from tests.support import EnvoyCredential
 from tests.throttle.throttle_fixtures import unique
 from throttle.store import TrafficLimitDraft, TrafficLimitStore
 from tollway import schema
@@ -316,8 +317,10 @@ class HeldLoad:
         await self.listener.apply(changes)
 
 
-async def health_of(address: str, service: str) -> int:
-    async with grpc.aio.insecure_channel(address) as channel:
+async def health_of(address: str, service: str, settings: Settings | None = None) -> int:
+    """The health status of `service`; with `settings`, over the Envoy-facing port's credential."""
+    envoy = EnvoyCredential(settings) if settings else None
+    async with envoy.aio_channel(address) if envoy else grpc.aio.insecure_channel(address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         response = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
         return int(response.status)
@@ -337,14 +340,14 @@ async def test_health_is_not_serving_until_the_first_load(
         deadline = time.monotonic() + 10
         while True:  # the servers listen before the views are loaded
             try:
-                status = await health_of(settings.grpc_addr, "")
+                status = await health_of(settings.grpc_addr, "", settings)
                 break
             except grpc.aio.AioRpcError:
                 assert time.monotonic() < deadline, "the server did not start listening"
                 await asyncio.sleep(0.05)
         assert status == not_serving
         for service in (AUTHORIZATION, RATE_LIMIT):
-            assert await health_of(settings.grpc_addr, service) == not_serving
+            assert await health_of(settings.grpc_addr, service, settings) == not_serving
         assert await health_of(settings.admin_addr, QUOTA) == not_serving
         assert not starting.done()
 
@@ -352,7 +355,7 @@ async def test_health_is_not_serving_until_the_first_load(
         await asyncio.wait_for(starting, 10)
         serving = health_pb2.HealthCheckResponse.SERVING
         for service in ("", AUTHORIZATION, RATE_LIMIT):
-            assert await health_of(settings.grpc_addr, service) == serving
+            assert await health_of(settings.grpc_addr, service, settings) == serving
         assert await health_of(settings.admin_addr, QUOTA) == serving
     finally:
         release.set()

@@ -21,6 +21,7 @@ from throttle.service import Decision
 from throttle.servicer import problem_body as throttle_problem_body
 from tollway import envoy_contract as contract
 from tollway.catalog.view import PublishedApi
+from tollway.envoy_auth import PLAINTEXT_LINK
 from usage.classify import classify
 from xds.resources import GatewayOptions, api_route, parse_upstream
 
@@ -74,7 +75,7 @@ def test_route_context_extensions_name_the_api_keymgr_looks_up() -> None:
 
 def test_ratelimit_filter_uses_the_domain_the_throttle_answers() -> None:
     config = rate_limit_pb2.RateLimit()
-    ratelimit_filter(100, "deny").typed_config.Unpack(config)
+    ratelimit_filter(100, "deny", PLAINTEXT_LINK).typed_config.Unpack(config)
     assert config.domain == contract.RLS_DOMAIN == "tollway"
     assert config.failure_mode_deny
 

@@ -17,6 +17,7 @@ from tests.support import grpc_server
 from tollway.billing.v1 import billing_pb2
 from tollway.catalog.v1 import catalog_pb2
 from tollway.envoy import bootstrap_config
+from tollway.envoy_auth import PLAINTEXT_LINK
 from tollway.envoy_resources import HTTP_PROTOCOL_OPTIONS, grpc_service_cluster
 from tollway.errors import InvalidArgument
 from tollway.keepalive import KEEPALIVE, KeepalivePolicy
@@ -106,7 +107,7 @@ def test_envoy_keepalive_and_the_servers_agree() -> None:
         "connection_keepalive"
     ]
     assert float(keepalive["interval"].rstrip("s")) * 1000 >= accepted_ms
-    cluster = grpc_service_cluster("keymgr", [("127.0.0.1", 1)])
+    cluster = grpc_service_cluster("keymgr", [("127.0.0.1", 1)], link=PLAINTEXT_LINK)
     options_message = http_protocol_options_pb2.HttpProtocolOptions()
     cluster.typed_extension_protocol_options[HTTP_PROTOCOL_OPTIONS].Unpack(options_message)
     interval = options_message.explicit_http_config.http2_protocol_options.connection_keepalive.interval

@@ -6,6 +6,11 @@ descriptors (an API's or application's limit) once. A request refused by any des
 nothing, so a burst limit never eats the monthly quota and a later descriptor's refusal never consumes
 an earlier one's windows. A descriptor in shadow mode (`enforce=False`) never refuses: its windows are
 incremented even when one is exceeded.
+
+A store whose counters can be lost while Tollway runs (Redis restarted without persistence) says so:
+`seeded` turns False, and a `guarded` descriptor (a HARD billing-period quota) is refused, counting
+nothing, until the period counters are rebuilt (throttle/rebuild.py: begin_rebuild, seed,
+finish_rebuild). In-process memory loses its counters only with the process, so it is always seeded.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ class DescriptorWindows(NamedTuple):
 
     windows: Sequence[Window]
     enforce: bool = True
+    # Its count must not start from zero after a loss: refused while the store is not seeded.
+    guarded: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +47,8 @@ class HitResult:
     exceeded: int
     # Each window's count after the step (unchanged when the request was refused).
     counts: tuple[int, ...]
+    # Refused because the store lost its counters and they are not rebuilt yet (a guarded descriptor).
+    unseeded: bool = False
 
 
 class CounterStore(Protocol):
@@ -63,6 +72,26 @@ class CounterStore(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+    # False once the store knows it lost counters (until a rebuild finishes).
+    seeded: bool
+
+    async def check_seeded(self) -> bool:
+        """Asks the store itself whether its counters are whole (and updates `seeded`)."""
+        ...
+
+    async def begin_rebuild(self) -> str:
+        """Starts a rebuild; the token names it (a loss during the rebuild makes it fail)."""
+        ...
+
+    async def seed(self, token: str, counters: Sequence[tuple[str, int, int]]) -> bool:
+        """Raises each (key, count, expire-at POSIX s) to at least `count`; False when the store lost
+        its counters again since begin_rebuild."""
+        ...
+
+    async def finish_rebuild(self, token: str) -> bool:
+        """Marks the counters whole again; False when they were lost again since begin_rebuild."""
+        ...
 
 
 def decide(windows: Sequence[Window], current: Sequence[int], hits: int) -> int:
@@ -100,6 +129,9 @@ class MemoryCounterStore:
 
     # Expired counters are swept after this many new keys.
     _SWEEP_EVERY = 10_000
+
+    # The counters live as long as the process: never lost while it runs.
+    seeded = True
 
     def __init__(self) -> None:
         # key → (count, expiry as POSIX seconds)
@@ -178,6 +210,22 @@ class MemoryCounterStore:
 
     async def close(self) -> None:
         self._counters.clear()
+
+    async def check_seeded(self) -> bool:
+        return True
+
+    async def begin_rebuild(self) -> str:
+        return "memory"
+
+    async def seed(self, token: str, counters: Sequence[tuple[str, int, int]]) -> bool:
+        for key, count, expire_at in counters:
+            current = self._counters.get(key)
+            if current is None or current[0] < count:
+                self._counters[key] = (count, float(expire_at))
+        return True
+
+    async def finish_rebuild(self, token: str) -> bool:
+        return True
 
     def __len__(self) -> int:
         return len(self._counters)

@@ -20,14 +20,21 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import http_con
 from envoy.type.metadata.v3 import metadata_pb2
 from envoy.type.v3 import http_status_pb2
 
-from tollway.envoy_contract import DESCRIPTOR_KEYS, EXT_AUTHZ_NAMESPACE, RATELIMIT_FILTER, RLS_DOMAIN
+from tollway.envoy_auth import EnvoyLink
+from tollway.envoy_contract import (
+    DESCRIPTOR_KEYS,
+    EXT_AUTHZ_NAMESPACE,
+    RATE_LIMIT_SERVICE,
+    RATELIMIT_FILTER,
+    RLS_DOMAIN,
+)
 from tollway.envoy_resources import grpc_service, grpc_service_cluster
 from tollway.vocabulary import FailureMode
 
 THROTTLE_CLUSTER = "tollway_throttle"
 
 
-def ratelimit_filter(timeout_ms: int, failure_mode: str) -> hcm_pb2.HttpFilter:
+def ratelimit_filter(timeout_ms: int, failure_mode: str, link: EnvoyLink) -> hcm_pb2.HttpFilter:
     config = rate_limit_pb2.RateLimit(
         domain=RLS_DOMAIN,
         request_type="external",
@@ -36,7 +43,7 @@ def ratelimit_filter(timeout_ms: int, failure_mode: str) -> hcm_pb2.HttpFilter:
         status_on_error=http_status_pb2.HttpStatus(code=http_status_pb2.ServiceUnavailable),
         enable_x_ratelimit_headers=rate_limit_pb2.RateLimit.DRAFT_VERSION_03,
         rate_limit_service=rls_config_pb2.RateLimitServiceConfig(
-            grpc_service=grpc_service(THROTTLE_CLUSTER),
+            grpc_service=grpc_service(THROTTLE_CLUSTER, link=link),
             transport_api_version=config_source_pb2.V3,
         ),
     )
@@ -62,5 +69,5 @@ def route_rate_limits() -> tuple[route_components_pb2.RateLimit, ...]:
     return (route_components_pb2.RateLimit(actions=[_metadata_action(key) for key in DESCRIPTOR_KEYS]),)
 
 
-def throttle_cluster(endpoints: Sequence[tuple[str, int]]) -> cluster_pb2.Cluster:
-    return grpc_service_cluster(THROTTLE_CLUSTER, endpoints)
+def throttle_cluster(endpoints: Sequence[tuple[str, int]], link: EnvoyLink) -> cluster_pb2.Cluster:
+    return grpc_service_cluster(THROTTLE_CLUSTER, endpoints, link=link, health_service=RATE_LIMIT_SERVICE)

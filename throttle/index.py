@@ -313,6 +313,11 @@ class ThrottleIndex:
         """True once a full load completed (health says SERVING from then on)."""
         return self.snapshot.loaded
 
+    @property
+    def db(self) -> Database | None:
+        """The database the index loads from (None: a snapshot given by hand)."""
+        return self._db
+
     async def load_all(self) -> None:
         """On failure the old snapshot stays and the error propagates, so the change feed retries."""
         if self._db is None:

@@ -2,7 +2,9 @@
 
 tollway_throttle_decisions_total{plan,result}   result: ok, over_limit, overage, shadow_over_limit,
                                                   store_unavailable_allowed, store_unavailable_denied,
-                                                  unknown
+                                                  quota_rebuilding, unknown
+tollway_throttle_quota_rebuilds_total{result}   lost billing-period counters rebuilt from usage:
+                                                  started, completed, failed (retried), lost_again
 tollway_throttle_redis_errors_total{error}
 tollway_throttle_redis_seconds (histogram)      latency of successful Redis calls
 
@@ -25,12 +27,16 @@ class ThrottleMetrics:
     def __init__(self) -> None:
         self.decisions: Counter[tuple[str, str]] = Counter()
         self.redis_errors: Counter[str] = Counter()
+        self.quota_rebuilds: Counter[str] = Counter()
         self._bucket_counts = [0] * (len(_BUCKETS) + 1)
         self._latency_sum = 0.0
         self._latency_count = 0
 
     def decision(self, plan_id: str, result: str) -> None:
         self.decisions[(plan_id, result)] += 1
+
+    def quota_rebuild(self, result: str) -> None:
+        self.quota_rebuilds[result] += 1
 
     def redis_error(self, error: str) -> None:
         self.redis_errors[error] += 1
@@ -48,6 +54,12 @@ class ThrottleMetrics:
         for (plan, result), value in sorted(self.decisions.items()):
             labels = f'plan="{_escape(plan)}",result="{_escape(result)}"'
             lines.append(f"tollway_throttle_decisions_total{{{labels}}} {value}")
+        lines += [
+            "# HELP tollway_throttle_quota_rebuilds_total Lost billing-period counters rebuilt from usage.",
+            "# TYPE tollway_throttle_quota_rebuilds_total counter",
+        ]
+        for result, value in sorted(self.quota_rebuilds.items()):
+            lines.append(f'tollway_throttle_quota_rebuilds_total{{result="{_escape(result)}"}} {value}')
         lines += [
             "# HELP tollway_throttle_redis_errors_total Redis calls that failed or were skipped.",
             "# TYPE tollway_throttle_redis_errors_total counter",

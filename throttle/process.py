@@ -3,11 +3,15 @@ ShouldRateLimit service Envoy calls and the quota query on the admin port."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import Callable, Sequence
 
 from envoy.service.ratelimit.v3 import rls_pb2
 
 from throttle.counters import CounterStore, MemoryCounterStore
+from throttle.gate import ThrottleGate
 from throttle.index import ThrottleIndex
 from throttle.metrics import ThrottleMetrics
 from throttle.redis_store import RedisCounterStore
@@ -15,6 +19,7 @@ from throttle.replicas import MemoryStoreRegistration
 from throttle.service import ThrottleService
 from throttle.servicer import QuotaServicer, RateLimitServicer, add_rate_limit_service
 from throttle.store import TrafficLimitStore
+from tollway.admission import LimitGate
 from tollway.changes import ChangeListener
 from tollway.component import (
     GrpcService,
@@ -25,6 +30,9 @@ from tollway.db import Database
 from tollway.metrics import Render
 from tollway.settings import ThrottleSettings
 from tollway.throttle.v1 import throttle_pb2, throttle_pb2_grpc
+from tollway.vocabulary import FailureMode, ThrottleMode
+
+log = logging.getLogger(__name__)
 
 
 def counter_store(settings: ThrottleSettings, metrics: ThrottleMetrics) -> CounterStore:
@@ -33,6 +41,52 @@ def counter_store(settings: ThrottleSettings, metrics: ThrottleMetrics) -> Count
     if settings.store == "memory":
         return MemoryCounterStore()
     raise ValueError(f"unknown rate-limit store {settings.store!r}; use memory or redis")
+
+
+# How often the counter store is pinged for the health service (in the background, never per request),
+# and how many failed pings in a row make the throttle NOT_SERVING: one slow answer is not an outage.
+PROBE_SECONDS = 1.0
+PROBE_FAILURES_DOWN = 2
+
+
+class StoreProbe:
+    """Whether the Redis counters answer, as the health service reports it: pinged every
+    PROBE_SECONDS (within the Redis deadline); down after PROBE_FAILURES_DOWN failures in a row, up
+    again at the first answer."""
+
+    def __init__(self, store: RedisCounterStore, interval: float = PROBE_SECONDS) -> None:
+        self.store = store
+        self.interval = interval
+        self.reachable = True
+        self._failures = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def probe(self) -> bool:
+        if await self.store.ping():
+            if not self.reachable:
+                log.info("rate-limit counters reachable again: throttle SERVING")
+            self._failures, self.reachable = 0, True
+        else:
+            self._failures += 1
+            if self.reachable and self._failures >= PROBE_FAILURES_DOWN:
+                log.warning("rate-limit counters unreachable (deny mode): throttle NOT_SERVING")
+                self.reachable = False
+        return self.reachable
+
+    async def _run(self) -> None:
+        while True:
+            await self.probe()
+            await asyncio.sleep(self.interval)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="throttle-store-probe")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
 
 
 class Throttle(RunningComponent):
@@ -50,8 +104,24 @@ class Throttle(RunningComponent):
         )
         # Counters in memory are this replica's alone: a second such replica is refused at start.
         self.registration = MemoryStoreRegistration(db) if settings.store == "memory" else None
+        # In deny mode a replica whose counters are unreachable refuses every request: its health says
+        # so, and Envoy's health checks send the traffic to replicas that can count. (In allow mode it
+        # still answers usefully, admitting, and stays SERVING.)
+        self.probe = (
+            StoreProbe(self.store)
+            if isinstance(self.store, RedisCounterStore) and settings.failure_mode == FailureMode.DENY
+            else None
+        )
+        # Fused mode: keymgr's Check in this process applies the limits through this gate.
+        # Its health is the throttle's: Check can only refuse while the counters are away in deny mode.
+        self.gate = ThrottleGate(self.service, self.healthy) if settings.mode == ThrottleMode.AUTHZ else None
+
+    def limit_gate(self) -> LimitGate | None:
+        return self.gate
 
     def envoy_services(self) -> Sequence[GrpcService]:
+        # Served in both modes: in the fused one Envoy is told of no ratelimit filter and never calls
+        # it, but a gateway still configured for the other mode keeps working during a change-over.
         servicer = RateLimitServicer(self.service)
         return (
             GrpcService(
@@ -77,14 +147,26 @@ class Throttle(RunningComponent):
     def ready(self) -> bool:
         return self.index.loaded
 
+    def healthy(self) -> bool:
+        return self.probe is None or self.probe.reachable
+
     def metrics_renderer(self) -> Render:
         return self.metrics.render
 
     async def start(self) -> None:
         if self.registration is not None:
             await self.registration.register()
+        if self.service.rebuilder is not None:
+            # Counters lost while no replica ran are rebuilt before the first request needs them.
+            await self.service.rebuilder.check()
+        if self.probe is not None:
+            self.probe.start()
 
     async def stop(self) -> None:
+        if self.probe is not None:
+            await self.probe.stop()
         if self.registration is not None:
             await self.registration.unregister()
+        if self.service.rebuilder is not None:
+            await self.service.rebuilder.stop()
         await self.store.close()

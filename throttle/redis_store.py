@@ -24,8 +24,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from datetime import datetime
 
 from redis.asyncio import Redis
@@ -51,25 +52,30 @@ _MAX_BATCH = 256
 _LINGER = 0.002
 _SPEC_CACHE_LIMIT = 100_000
 
-# KEYS: every request's distinct counters, request after request. ARGV[1]: one space-separated string
-# (fewer arguments to encode per call, which dominates redis-py's cost); per request: number of keys,
-# hits, now (POSIX s), number of descriptors, then per key its expire-at (POSIX s), then per descriptor:
+# KEYS[1]: the marker (SEEDED_KEY) that says this Redis kept its counters since they were last
+# rebuilt; then every request's distinct counters, request after request. ARGV[1]: one space-separated
+# string (fewer arguments to encode per call, which dominates redis-py's cost); per request: number of
+# keys, hits, now (POSIX s), number of descriptors, guarded (1/0: a HARD billing-period quota that must
+# not count from zero after a loss), then per key its expire-at (POSIX s), then per descriptor:
 # enforce (1/0), number of windows, and per window: key number (1-based within the request), limit,
-# hard (1/0). Returns, per request: admitted (1/0), per descriptor its exceeded window (1-based, 0 =
-# none), then the count of each key. Mirrors counters.MemoryCounterStore.step: the request is refused
-# when an enforcing descriptor exceeds a hard window, and then nothing is counted; requests are taken in
-# order, so one that follows another on the same counter sees its increment.
+# hard (1/0). Returns whether the marker exists (1/0), then per request: admitted (1), refused by a
+# window (0) or refused because the counters were lost and are not rebuilt yet (2: guarded and no
+# marker; nothing counted), per descriptor its exceeded window (1-based, 0 = none), then the count of
+# each key. Mirrors counters.MemoryCounterStore.step: the request is refused when an enforcing
+# descriptor exceeds a hard window, and then nothing is counted; requests are taken in order, so one
+# that follows another on the same counter sees its increment.
 HIT_SCRIPT = """
 local a = {}
 for token in string.gmatch(ARGV[1], '%S+') do
   a[#a + 1] = tonumber(token)
 end
-local out = {}
-local k = 0
+local seeded = redis.call('EXISTS', KEYS[1]) == 1
+local out = {seeded and 1 or 0}
+local k = 1
 local p = 1
 while p <= #a do
-  local n, hits, now, parts = a[p], a[p + 1], a[p + 2], a[p + 3]
-  p = p + 4
+  local n, hits, now, parts, guarded = a[p], a[p + 1], a[p + 2], a[p + 3], a[p + 4]
+  p = p + 5
   local expire = p
   p = p + n
   local values = {}
@@ -94,7 +100,14 @@ while p <= #a do
       refused = true
     end
   end
-  out[#out + 1] = refused and 0 or 1
+  if refused then
+    out[#out + 1] = 0
+  elseif guarded == 1 and not seeded then
+    refused = true
+    out[#out + 1] = 2
+  else
+    out[#out + 1] = 1
+  end
   for j = 1, parts do
     out[#out + 1] = exceeded[j]
   end
@@ -118,6 +131,41 @@ while p <= #a do
 end
 return out
 """
+
+# Billing-period counters survive only as long as Redis keeps its data. The marker is written when
+# they are rebuilt (from usage's admitted counts, throttle/rebuild.py) and is lost with them, so its
+# absence is how a restarted Redis without persistence is noticed: one EXISTS per batch, no database
+# work. A rebuild holds a token key of its own; seeding and finishing check it in the same script, so
+# a Redis that loses its data again mid-rebuild makes the rebuild start over instead of marking
+# half-seeded counters as whole.
+SEEDED_KEY = "tw:quota:seeded"
+_REBUILD_PREFIX = "tw:quota:rebuild:"
+_REBUILD_TTL_S = 3600
+# KEYS[1]: the rebuild's token key; KEYS[2..]: counters. ARGV: per counter its count and expire-at.
+SEED_SCRIPT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
+end
+for i = 2, #KEYS do
+  local count = tonumber(ARGV[2 * i - 3])
+  if tonumber(redis.call('GET', KEYS[i]) or '0') < count then
+    redis.call('SET', KEYS[i], count)
+    redis.call('EXPIREAT', KEYS[i], tonumber(ARGV[2 * i - 2]))
+  end
+end
+return 1
+"""
+# KEYS[1]: the rebuild's token key; KEYS[2]: the marker. ARGV[1]: the marker's value.
+FINISH_SCRIPT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
+end
+redis.call('SET', KEYS[2], ARGV[1])
+redis.call('DEL', KEYS[1])
+return 1
+"""
+_SEED_CHUNK = 500
+_REBUILD_CALL_TIMEOUT_S = 2.0
 
 
 class RedisCounterStore:
@@ -143,6 +191,11 @@ class RedisCounterStore:
             health_check_interval=0,
         )
         self._script = self._redis.register_script(HIT_SCRIPT)
+        self._seed_script = self._redis.register_script(SEED_SCRIPT)
+        self._finish_script = self._redis.register_script(FINISH_SCRIPT)
+        self._seeded_key = SEEDED_KEY.encode()
+        # Until a reply says otherwise: the marker is looked at in every batch.
+        self.seeded = True
         self._batch: list[_Pending] = []
         self._specs: dict[int, tuple[Sequence[Window], list[bytes], str, str]] = {}
         self._in_flight = False
@@ -200,9 +253,11 @@ class RedisCounterStore:
         if len(descriptors) == 1:
             keys, expires, spec = self._spec(descriptors[0].windows)
             enforce = 1 if descriptors[0].enforce else 0
-            return keys, f"{len(keys)} {hits} {now_s} 1 {expires} {enforce} {spec}", None
+            guarded = 1 if descriptors[0].guarded else 0
+            return keys, f"{len(keys)} {hits} {now_s} 1 {guarded} {expires} {enforce} {spec}", None
         windows, indices = distinct_windows(descriptors)
-        parts = [f"{len(windows)} {hits} {now_s} {len(descriptors)}"]
+        guarded = 1 if any(d.guarded for d in descriptors) else 0
+        parts = [f"{len(windows)} {hits} {now_s} {len(descriptors)} {guarded}"]
         parts += [str(expire_at(w)) for w in windows]
         for descriptor, own in zip(descriptors, indices, strict=True):
             parts.append(f"{1 if descriptor.enforce else 0} {len(own)}")
@@ -236,14 +291,15 @@ class RedisCounterStore:
             self._in_flight = True
             self._drain_task = loop.create_task(self._drain(self._linger if self._gap < _LINGER / 2 else 0.0))
         reply = await future
-        refused = reply[0] == 0
+        refused = reply[0] != 1
+        unseeded = reply[0] == 2
         exceeded = reply[1 : 1 + len(descriptors)]
         counts = reply[1 + len(descriptors) :]
         if indices is None:
-            return [HitResult(not refused and exceeded[0] == 0, exceeded[0] - 1, tuple(counts))]
+            return [HitResult(not refused and exceeded[0] == 0, exceeded[0] - 1, tuple(counts), unseeded)]
         return [
-            HitResult(not refused and e == 0, e - 1, tuple(counts[i] for i in own))
-            for e, own in zip(exceeded, indices, strict=True)
+            HitResult(not refused and e == 0, e - 1, tuple(counts[i] for i in own), unseeded and d.guarded)
+            for e, own, d in zip(exceeded, indices, descriptors, strict=True)
         ]
 
     async def _drain(self, linger: float) -> None:
@@ -257,7 +313,7 @@ class RedisCounterStore:
             self._in_flight = False
 
     async def _eval(self, batch: list[_Pending]) -> list[object]:
-        keys = [key for pending in batch for key in pending[0]]
+        keys = [self._seeded_key, *(key for pending in batch for key in pending[0])]
         arg = " ".join(pending[1] for pending in batch)
         try:
             return await self._redis.evalsha(self._script.sha, len(keys), *keys, arg)  # type: ignore[no-any-return]
@@ -279,7 +335,8 @@ class RedisCounterStore:
                 if not future.done():
                     future.set_exception(StoreUnavailable(f"redis hit failed: {type(exc).__name__}"))
             return
-        at = 0
+        self.seeded = reply[0] == 1
+        at = 1
         for _, _, future, _, size in batch:
             if not future.done():
                 future.set_result(reply[at : at + size])  # type: ignore[arg-type]
@@ -313,3 +370,42 @@ class RedisCounterStore:
 
     async def close(self) -> None:
         await self._redis.aclose()
+
+    # --- rebuilding the billing-period counters after Redis lost them (throttle/rebuild.py) ---------
+
+    async def _rebuild_call(self, operation: str, awaitable: Awaitable[object]) -> object:
+        """A call of the rebuild: a deadline of its own (seeding a chunk may take longer than a
+        request's budget), and a failure does not send the request path into its cooldown."""
+        try:
+            async with asyncio.timeout(_REBUILD_CALL_TIMEOUT_S):
+                return await awaitable
+        except (TimeoutError, RedisError, OSError) as exc:
+            self._metrics.redis_error(type(exc).__name__)
+            raise StoreUnavailable(f"redis {operation} failed: {type(exc).__name__}") from None
+
+    async def check_seeded(self) -> bool:
+        self.seeded = bool(await self._rebuild_call("check", self._redis.exists(self._seeded_key)))
+        return self.seeded
+
+    async def begin_rebuild(self) -> str:
+        token = secrets.token_hex(8)
+        await self._rebuild_call("rebuild", self._redis.set(_REBUILD_PREFIX + token, "1", ex=_REBUILD_TTL_S))
+        return token
+
+    async def seed(self, token: str, counters: Sequence[tuple[str, int, int]]) -> bool:
+        key = (_REBUILD_PREFIX + token).encode()
+        for start in range(0, len(counters), _SEED_CHUNK):
+            chunk = counters[start : start + _SEED_CHUNK]
+            keys = [key, *(name.encode() for name, _, _ in chunk)]
+            args = [str(value) for _, count, expire in chunk for value in (count, expire)]
+            if not await self._rebuild_call("seed", self._seed_script(keys=keys, args=args)):
+                return False
+        return True
+
+    async def finish_rebuild(self, token: str) -> bool:
+        keys = [_REBUILD_PREFIX + token, SEEDED_KEY]
+        marker = f"{token} {int(time.time())}"
+        done = bool(await self._rebuild_call("finish", self._finish_script(keys=keys, args=[marker])))
+        if done:
+            self.seeded = True
+        return done

@@ -25,6 +25,7 @@ from sqlmodel import col, delete, select
 from tollway import schema
 from tollway.db import Database
 from tollway.errors import StartupRefused
+from tollway.settings import ThrottleSettings
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,18 @@ STALE_AFTER_SECONDS = 20.0
 
 class UnsafeSetup(StartupRefused):
     """Another throttle replica on the memory store uses this database."""
+
+
+def refuse_memory_store_workers(settings: ThrottleSettings) -> None:
+    """Several workers of one process are several replicas: on the memory store each would admit a
+    plan's whole limit, so they are refused before any of them starts (the registration below would
+    stop only the later ones, after the first had started serving)."""
+    if settings.store == "memory" and settings.workers > 1:
+        raise UnsafeSetup(
+            f"TOLLWAY_WORKERS={settings.workers} with TOLLWAY_RATELIMIT_STORE=memory: each worker would keep"
+            " its own rate-limit counters and admit a plan's whole limit. Set TOLLWAY_RATELIMIT_STORE=redis"
+            " (and TOLLWAY_REDIS_URL) to run several workers, or run one."
+        )
 
 
 def _process_exists(pid: int) -> bool:

@@ -19,6 +19,10 @@ Defined answers for what does not fit:
   kept for a month: 100k of them cost 176 MB).
 - counters unreachable → failure mode "allow": OK with dynamic metadata store_unavailable=true;
   "deny": StoreUnavailable (gRPC UNAVAILABLE; Envoy's failure_mode_deny answers 503).
+- counters lost (Redis restarted without persistence) → a subscription with a HARD monthly quota is
+  refused (OVER_LIMIT, window billing_period, `Decision.rebuilding`; nothing counted) until its
+  billing-period counter is rebuilt from usage (throttle/rebuild.py), in whichever failure mode: a
+  HARD quota is never granted twice. Other requests are counted as usual meanwhile.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from throttle.admitted import AdmittedUsage, UsageWindowCounts
 from throttle.counters import CounterStore, DescriptorWindows, HitResult, StoreUnavailable
 from throttle.index import ThrottleIndex
 from throttle.limits import (
@@ -42,6 +47,7 @@ from throttle.limits import (
     windows_for,
 )
 from throttle.metrics import ThrottleMetrics
+from throttle.rebuild import RETRY_AFTER_SECONDS, SETTLE_SECONDS, QuotaRebuilder
 from tollway import envoy_contract as contract
 from tollway.catalog.limits import PlanLimits
 from tollway.vocabulary import FailureMode
@@ -92,12 +98,20 @@ class Decision:
     # The window that denied the request (first over-limit descriptor).
     exceeded: Window | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    # Denied because the billing-period counter is being rebuilt after the store lost it (not used up).
+    rebuilding: bool = False
 
     @property
     def retry_after(self) -> int:
         if self.exceeded is None:
             return 0
-        return max(1, math.ceil(self.exceeded.seconds_until_reset(self.now)))
+        if self.rebuilding:
+            return RETRY_AFTER_SECONDS
+        return self.reset_seconds(self.exceeded)
+
+    def reset_seconds(self, window: Window) -> int:
+        """Whole seconds until `window` resets, at least 1 (Retry-After, X-RateLimit-Reset)."""
+        return max(1, math.ceil(window.seconds_until_reset(self.now)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,15 +150,20 @@ class _Resolved:
     plan_id: str
     plan: PlanLimits | None
     windows: list[Window]
+    # Derived once here rather than on every request that reuses this part (see the window cache).
+    shadow: bool = field(init=False)
+    # Only plans the snapshot knows become a metrics label: a caller cannot add labels at will.
+    metrics_plan: str = field(init=False)
+    # What the store's step takes for it.
+    step: DescriptorWindows = field(init=False)
+    # An enforced HARD monthly quota: must not count from zero after the store lost its counters.
+    guarded: bool = False
 
-    @property
-    def shadow(self) -> bool:
-        return bool(self.plan and self.plan.shadow_mode)
-
-    @property
-    def metrics_plan(self) -> str:
-        # Only plans the snapshot knows become a metrics label: a caller cannot add labels at will.
-        return self.plan_id if self.plan else ""
+    def __post_init__(self) -> None:
+        shadow = bool(self.plan and self.plan.shadow_mode)
+        object.__setattr__(self, "shadow", shadow)
+        object.__setattr__(self, "metrics_plan", self.plan_id if self.plan else "")
+        object.__setattr__(self, "step", DescriptorWindows(self.windows, not shadow, self.guarded))
 
 
 # Resolved windows and when they stop being valid: (snapshot, fallback source, valid from, valid until
@@ -161,6 +180,8 @@ class ThrottleService:
         failure_mode: str = FailureMode.ALLOW,
         clock: Clock = system_clock,
         metrics: ThrottleMetrics | None = None,
+        usage: AdmittedUsage | None = None,
+        settle_seconds: float = SETTLE_SECONDS,
     ) -> None:
         if failure_mode not in tuple(FailureMode):
             raise ValueError(f"failure mode must be allow or deny, got {failure_mode!r}")
@@ -169,6 +190,15 @@ class ThrottleService:
         self.failure_mode = FailureMode(failure_mode)
         self.clock = clock
         self.metrics = metrics or ThrottleMetrics()
+        # Lost billing-period counters are rebuilt from usage's admitted counts (the index's database
+        # unless given); without a source (a snapshot given by hand) nothing is guarded.
+        if usage is None and index.db is not None:
+            usage = UsageWindowCounts(index.db)
+        self.rebuilder = (
+            QuotaRebuilder(index, store, usage, lambda: self.clock(), self.metrics, settle_seconds)
+            if usage is not None
+            else None
+        )
         # Subscriptions of the snapshot: a request's windows only change when one of them ends or the
         # snapshot is swapped (a plan, subscription or shared-limit change), so the hot path rarely
         # rebuilds them.
@@ -205,8 +235,14 @@ class ThrottleService:
             return cached[4]
         plan_id, plan, anchor, shared = self._plan_for(subscription_id, entries)
         windows = windows_for(subscription_id, plan, now, anchor, shared)
+        # Guarded only where a rebuild can lift the guard (a usage source exists).
+        guarded = (
+            self.rebuilder is not None
+            and not (plan and plan.shadow_mode)
+            and any(w.name == PERIOD and w.hard and w.limit for w in windows)
+        )
         resolved = _Resolved(
-            subscription_id, plan_id if plan else entries.get(contract.PLAN_ID, ""), plan, windows
+            subscription_id, plan_id if plan else entries.get(contract.PLAN_ID, ""), plan, windows, guarded
         )
         entry = (
             snapshot,
@@ -309,9 +345,9 @@ class ThrottleService:
     ) -> list[Outcome]:
         """One atomic store step for all of a request's subscriptions; their outcomes, in order."""
         try:
-            results = await self.store.step(
-                [DescriptorWindows(part.windows, not part.shadow) for part in parts], hits, now
-            )
+            results = await self.store.step([part.step for part in parts], hits, now)
+            if self.rebuilder is not None and not self.store.seeded:
+                self.rebuilder.ensure_running()
         except StoreUnavailable:
             if self.failure_mode == FailureMode.DENY:
                 for part in parts:
@@ -322,7 +358,8 @@ class ThrottleService:
             decision.metadata[contract.STORE_UNAVAILABLE] = True
             return [UNLIMITED] * len(parts)
         refused = any(
-            result.exceeded >= 0 and not part.shadow for part, result in zip(parts, results, strict=True)
+            (result.exceeded >= 0 and not part.shadow) or result.unseeded
+            for part, result in zip(parts, results, strict=True)
         )
         return [
             self._outcome(part, result, refused, hits, decision)
@@ -334,6 +371,14 @@ class ThrottleService:
     ) -> Outcome:
         windows = part.windows
         plan_label = part.metrics_plan
+        if result.unseeded and result.exceeded < 0:
+            # Not used up: its count is being rebuilt. Refused, and said so (429 quota_rebuilding).
+            self.metrics.decision(plan_label, "quota_rebuilding")
+            period = next(w for w in windows if w.name == PERIOD)
+            decision.over_limit = True
+            if decision.exceeded is None:
+                decision.exceeded, decision.rebuilding = period, True
+            return Outcome(True, period, 0)
         if result.exceeded >= 0:
             exceeded = windows[result.exceeded]
             if not part.shadow:

@@ -44,7 +44,8 @@ from tollway.vocabulary import LimitScope
 log = logging.getLogger(__name__)
 
 RateLimit = rls_pb2.RateLimitResponse.RateLimit
-_UNITS = {
+# The unit each window is reported in (statuses' current_limit; the fused mode's X-RateLimit-Limit).
+UNITS = {
     SECOND: RateLimit.SECOND,
     MINUTE: RateLimit.MINUTE,
     HOUR: RateLimit.HOUR,
@@ -75,14 +76,14 @@ def _status(outcome: Outcome, decision: Decision) -> rls_pb2.RateLimitResponse.D
     window = outcome.window
     if window is None:
         return _UNLIMITED_STATUS
-    reset = max(1, int(-(-window.seconds_until_reset(decision.now) // 1)))
+    reset = decision.reset_seconds(window)
     limit_key = (window.name, window.limit)
     current_limit = _current_limits.get(limit_key)
     if current_limit is None:
         if len(_current_limits) >= 10_000:
             _current_limits.clear()
         current_limit = _current_limits[limit_key] = RateLimit(
-            name=window.name, requests_per_unit=window.limit, unit=_UNITS[window.name]
+            name=window.name, requests_per_unit=window.limit, unit=UNITS[window.name]
         )
     return rls_pb2.RateLimitResponse.DescriptorStatus(
         code=_OVER if outcome.over_limit else _OK,
@@ -92,15 +93,31 @@ def _status(outcome: Outcome, decision: Decision) -> rls_pb2.RateLimitResponse.D
     )
 
 
+def problem_reason(decision: Decision) -> str:
+    """The reason of the decision's 429."""
+    window = decision.exceeded
+    assert window is not None
+    if decision.rebuilding:
+        return contract.QUOTA_REBUILDING
+    return contract.QUOTA_EXCEEDED if window.name == PERIOD else contract.RATE_LIMITED
+
+
 def problem_body(decision: Decision) -> str:
     window = decision.exceeded
     assert window is not None
     retry_after = decision.retry_after
-    if window.name == PERIOD:
-        reason, title = contract.QUOTA_EXCEEDED, "Quota Exceeded"
+    reason = problem_reason(decision)
+    if decision.rebuilding:
+        title = "Quota Being Restored"
+        detail = (
+            f"The rate limiter lost this billing period's count of the plan's {window.limit}-request"
+            " quota and is restoring it from metered usage."
+        )
+    elif window.name == PERIOD:
+        title = "Quota Exceeded"
         detail = f"The plan's quota of {window.limit} requests for this billing period is used up."
     else:
-        reason, title = contract.RATE_LIMITED, "Too Many Requests"
+        title = "Too Many Requests"
         owner = {
             API: "The API's",
             APPLICATION: "The application's",

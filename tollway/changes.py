@@ -269,7 +269,10 @@ class ChangeFeed:
 
         connection: Any = None
         try:
-            connection = await asyncpg.connect(self._db.asyncpg_dsn(), timeout=5)
+            # Deadlines as for every database call (tollway/db.py): connecting, and LISTEN itself.
+            connection = await asyncpg.connect(
+                self._db.asyncpg_dsn(), timeout=self._db.connect_timeout, command_timeout=self._db.timeout
+            )
             await connection.add_listener(self._db.notify_channel, lambda *_: self.committed())
         # InterfaceError too: a connection closed under add_listener must not end the reconnect loop.
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
@@ -282,12 +285,25 @@ class ChangeFeed:
         self._pg_conn = connection
 
     async def _keep_listening(self) -> None:
-        """Reconnects LISTEN when its connection drops; the poll delivers changes meanwhile."""
+        """Reconnects LISTEN when its connection drops or stops answering (a server that froze, or a
+        network that silently lost it, closes nothing); the poll delivers changes meanwhile."""
         while True:
             await asyncio.sleep(_LISTEN_CHECK_SECONDS)
-            if self._pg_conn is None or self._pg_conn.is_closed():
-                self._pg_conn = None
-                await self._listen_postgres()
-                if self._pg_conn is not None:
-                    log.info("LISTEN reconnected")
-                    self.committed()  # whatever was notified meanwhile
+            if self._pg_conn is not None and not self._pg_conn.is_closed():
+                if await self._listen_alive(self._pg_conn):
+                    continue
+                log.warning("LISTEN connection did not answer; reconnecting")
+                self._pg_conn.terminate()
+            self._pg_conn = None
+            await self._listen_postgres()
+            if self._pg_conn is not None:
+                log.info("LISTEN reconnected")
+                self.committed()  # whatever was notified meanwhile
+
+    async def _listen_alive(self, connection: Any) -> bool:
+        """One round trip on the LISTEN connection within the database's deadline."""
+        try:
+            await connection.execute("SELECT 1", timeout=self._db.timeout)
+        except Exception:
+            return False
+        return True

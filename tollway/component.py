@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         http_connection_manager_pb2 as hcm_pb2,
     )
 
+    from tollway.admission import LimitGate
     from tollway.catalog.store import CatalogStore
     from tollway.changes import ChangeFeed, ChangeListener
     from tollway.db import Database
@@ -100,10 +101,27 @@ class RunningComponent(Protocol):
         """Renders its Prometheus lines for the process's endpoint; None = no metrics."""
         return None
 
+    def limit_gate(self) -> LimitGate | None:
+        """The plan limits it keeps, for another component of the process to apply in its own answer
+        (TOLLWAY_THROTTLE_MODE=authz: the throttle's, applied by keymgr's Check); None = none."""
+        return None
+
+    def use_limit_gate(self, gate: LimitGate | None) -> None:
+        """Receives the process's limit gate (None when no component here keeps limits) before the
+        servers start. A component that must apply limits and gets None raises StartupRefused."""
+        return None
+
     def ready(self) -> bool:
         """True once it can answer from a complete view. Until then (and until each of its change
         listeners completed its first full load) the health service reports its services
         NOT_SERVING."""
+        return True
+
+    def healthy(self) -> bool:
+        """False while something its Envoy-facing services cannot answer without is unreachable (the
+        throttle's counters in deny mode): the health service then reports those services NOT_SERVING,
+        so Envoy's health checks move traffic to other replicas; True again once it is back. Polled
+        twice a second: it must only read state that background work keeps (never probe here)."""
         return True
 
     async def start(self) -> None:
@@ -131,6 +149,12 @@ class Component(Protocol):
     def gateway_contribution(self, settings: Settings) -> GatewayContribution:
         """What Envoy needs to reach it, whether or not it runs in this process."""
         return GatewayContribution()
+
+    def refuse_unsafe(self, settings: Settings) -> None:
+        """Raises StartupRefused (a message, not a traceback) when these settings would make it count
+        wrongly, e.g. several workers each keeping their own memory counters. Called before a process
+        that runs it starts anything."""
+        return None
 
     def build(self, settings: Settings, context: ProcessContext) -> RunningComponent:
         """Its state in a process that runs it (TOLLWAY_COMPONENTS names it)."""

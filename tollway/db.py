@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -33,6 +33,7 @@ from sqlmodel import SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from tollway import change_log, schema
+from tollway.settings import DatabaseSettings
 from tollway.subscription_states import Actor, SubscriptionState
 
 log = logging.getLogger(__name__)
@@ -57,26 +58,52 @@ class ChangeLoggingSession(SQLModelSession):
 change_log.install(ChangeLoggingSession)
 
 
+# A client-side backstop this long after PostgreSQL's own statement_timeout: a live server cancels a
+# slow statement itself (the connection stays usable); only a server that does not answer at all (down
+# behind a silent network, or frozen) is left to the client's deadline.
+_CLIENT_MARGIN_SECONDS = 0.5
+
+
 class Database:
-    def __init__(self, url: str, schema_name: str = "") -> None:
+    """The engine and sessions of one process.
+
+    Every call has a deadline, so a database that is down or frozen fails calls instead of hanging
+    them (the admin RPCs answer UNAVAILABLE, usage keeps its WAL, the views keep what they loaded):
+    `timeout_ms` bounds one statement (PostgreSQL: statement_timeout, and the driver's command timeout
+    just after it, which also bounds the pool's liveness ping), a wait for a pooled connection, and
+    SQLite's wait for the write lock (busy timeout); `connect_timeout_ms` bounds opening a connection."""
+
+    def __init__(
+        self, url: str, schema_name: str = "", timeout_ms: int = 5000, connect_timeout_ms: int = 2000
+    ) -> None:
+        if timeout_ms <= 0 or connect_timeout_ms <= 0:
+            raise ValueError("database timeouts must be positive")
         self.url = async_url(url)
         self.schema_name = schema_name
         self.is_postgres = self.url.startswith("postgresql")
         self.is_sqlite = self.url.startswith("sqlite")
+        self.timeout = timeout_ms / 1000
+        self.connect_timeout = connect_timeout_ms / 1000
         if schema_name and not _SCHEMA_NAME.match(schema_name):
             raise ValueError(f"invalid database schema name {schema_name!r}")
         connect_args: dict[str, Any] = {}
         if self.is_postgres:
-            connect_args["timeout"] = 5
+            connect_args["timeout"] = self.connect_timeout
+            connect_args["command_timeout"] = self.timeout + _CLIENT_MARGIN_SECONDS
+            server_settings = {"statement_timeout": str(timeout_ms)}
             if schema_name:
-                connect_args["server_settings"] = {"search_path": schema_name}
+                server_settings["search_path"] = schema_name
+            connect_args["server_settings"] = server_settings
         if self.is_sqlite:
-            connect_args["timeout"] = 15
+            connect_args["timeout"] = self.timeout
         self.engine: AsyncEngine = create_async_engine(
-            self.url, connect_args=connect_args, pool_pre_ping=self.is_postgres
+            self.url,
+            connect_args=connect_args,
+            pool_pre_ping=self.is_postgres,
+            **({"pool_timeout": self.timeout} if self.is_postgres else {}),
         )
         if self.is_sqlite:
-            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas(timeout_ms))
         self.sessions = async_sessionmaker(
             self.engine,
             class_=AsyncSession,
@@ -84,6 +111,10 @@ class Database:
             expire_on_commit=False,
             info={change_log.NOTIFY_CHANNEL_INFO: self.notify_channel} if self.is_postgres else {},
         )
+
+    @classmethod
+    def from_settings(cls, settings: DatabaseSettings) -> Database:
+        return cls(settings.url, settings.schema, settings.timeout_ms, settings.connect_timeout_ms)
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
@@ -210,10 +241,13 @@ def _empty_value(column_type: TypeEngine[Any], dialect: str) -> str:
     return "''"
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    # WAL lets gateway replicas read while the admin server writes; foreign keys are off by default.
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=15000")
-    cursor.close()
+def _sqlite_pragmas(busy_timeout_ms: int) -> Callable[[Any, Any], None]:
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        # WAL lets gateway replicas read while the admin server writes; foreign keys are off by default.
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.close()
+
+    return on_connect

@@ -20,6 +20,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from google.protobuf import json_format
+
+from tollway.envoy_auth import PLAINTEXT_LINK, EnvoyLink
+from tollway.envoy_resources import tollway_transport_socket
 from tollway.keepalive import KEEPALIVE, KeepalivePolicy
 from tollway.private_files import private_dir, private_file, write_private
 
@@ -74,12 +78,14 @@ def bootstrap_config(
     admin_port: int = 9901,
     max_downstream_connections: int = 50_000,
     keepalive: KeepalivePolicy = KEEPALIVE,
+    link: EnvoyLink = PLAINTEXT_LINK,
 ) -> dict[str, Any]:
-    """Envoy bootstrap: everything (clusters, listeners, routes) comes over ADS from `ads_host:ads_port`.
+    """Envoy bootstrap: everything (clusters, listeners, routes) comes over ADS from `ads_host:ads_port`,
+    authenticated by `link` (tollway/envoy_auth.py) like every Tollway cluster ADS then pushes.
 
     admin_port 0 lets Envoy pick a free port; EnvoyProcess then reads the one it chose.
     """
-    return {
+    bootstrap: dict[str, Any] = {
         # An edge proxy needs a ceiling on client connections, or a flood exhausts file descriptors.
         "overload_manager": {
             "resource_monitors": [
@@ -134,9 +140,22 @@ def bootstrap_config(
             ]
         },
     }
+    _authenticate(bootstrap, link)
+    return bootstrap
 
 
-def _die_with_parent(command: list[str]) -> list[str]:
+def _authenticate(bootstrap: dict[str, Any], link: EnvoyLink) -> None:
+    """Envoy's credential on its ADS stream: the token as initial metadata, or mTLS on the xds cluster."""
+    ads_service = bootstrap["dynamic_resources"]["ads_config"]["grpc_services"][0]
+    if link.call_metadata():
+        ads_service["initial_metadata"] = [{"key": k, "value": v} for k, v in link.call_metadata()]
+    socket = tollway_transport_socket(link)
+    if socket is not None:
+        [xds_cluster] = [c for c in bootstrap["static_resources"]["clusters"] if c["name"] == XDS_CLUSTER]
+        xds_cluster["transport_socket"] = json_format.MessageToDict(socket, preserving_proto_field_name=True)
+
+
+def die_with_parent(command: list[str]) -> list[str]:
     """Prefixes `command` so Linux sends Envoy SIGTERM when the process that started it dies, even by
     kill -9. setpriv (util-linux) does it between fork and exec; a Python preexec_fn cannot, safely,
     in a process whose gRPC threads are running (the forked child can abort before exec)."""
@@ -204,7 +223,7 @@ class EnvoyProcess:
         with self.console_path.open("wb") as console:
             self._process = subprocess.Popen(
                 # If Tollway dies without stopping it (kill -9), the kernel stops Envoy too.
-                _die_with_parent(command),
+                die_with_parent(command),
                 stdin=subprocess.DEVNULL,
                 stdout=console,
                 stderr=subprocess.STDOUT,

@@ -23,6 +23,19 @@ EXT_AUTHZ_NAMESPACE: Final = EXT_AUTHZ_FILTER
 RATELIMIT_FILTER: Final = "envoy.filters.http.ratelimit"
 RATELIMIT_NAMESPACE: Final = RATELIMIT_FILTER
 
+# --- route names (xds → access log) -------------------------------------------------------------------
+
+# Every published API's route (and its upstream cluster) is named API_ROUTE_PREFIX + the API's id.
+API_ROUTE_PREFIX: Final = "api_"
+# Envoy's catch-all route: a path no API is published at (404 from Envoy itself, keymgr never called).
+NOT_FOUND_ROUTE: Final = "tollway_not_found"
+
+# --- gRPC services Envoy calls (full names: what each cluster's gRPC health check asks about) ----------
+
+AUTHORIZATION_SERVICE: Final = "envoy.service.auth.v3.Authorization"
+RATE_LIMIT_SERVICE: Final = "envoy.service.ratelimit.v3.RateLimitService"
+ACCESS_LOG_SERVICE: Final = "envoy.service.accesslog.v3.AccessLogService"
+
 # --- ext_authz: route context extensions (xds → keymgr) -----------------------------------------------
 
 CONTEXT_API_ID: Final = "api_id"
@@ -49,6 +62,9 @@ RLS_DOMAIN: Final = "tollway"
 DESCRIPTOR_KEYS: Final = (SUBSCRIPTION_ID, PLAN_ID, APPLICATION_ID, API_ID)
 
 # --- ratelimit dynamic metadata (throttle → access log) -----------------------------------------------
+# In TOLLWAY_THROTTLE_MODE=authz keymgr's Check applies the limits and writes these same keys into its
+# own namespace (EXT_AUTHZ_NAMESPACE), beside the request's identity; a request it refused for its
+# limits also carries REASON (one of RATE_LIMIT_REASONS, or RATE_LIMIT_UNAVAILABLE).
 
 # bool: the request was admitted beyond a soft monthly quota.
 OVERAGE: Final = "overage"
@@ -87,6 +103,8 @@ WWW_AUTHENTICATE_INVALID_TOKEN: Final = 'Bearer realm="tollway", error="invalid_
 RATELIMIT_LIMIT_HEADER: Final = "x-ratelimit-limit"
 RATELIMIT_REMAINING_HEADER: Final = "x-ratelimit-remaining"
 RATELIMIT_RESET_HEADER: Final = "x-ratelimit-reset"
+# Envoy's ratelimit filter marks its 429s with this header (value "true"); the fused Check does too.
+ENVOY_RATELIMITED_HEADER: Final = "x-envoy-ratelimited"
 
 # --- problem documents (RFC 9457) ---------------------------------------------------------------------
 
@@ -95,6 +113,12 @@ PROBLEM_TYPE_BASE: Final = "https://tollway.dev/problems/"
 # Throttle refusals (429).
 RATE_LIMITED: Final = "rate_limited"
 QUOTA_EXCEEDED: Final = "quota_exceeded"
+# 503 of the fused Check (TOLLWAY_THROTTLE_MODE=authz) when the limits cannot be applied and
+# TOLLWAY_RATELIMIT_FAILURE_MODE is deny: the ratelimit filter's status_on_error in the other mode.
+RATE_LIMIT_UNAVAILABLE: Final = "rate_limit_unavailable"
+# A HARD monthly quota whose counter the store lost is being rebuilt from usage: retry shortly.
+QUOTA_REBUILDING: Final = "quota_rebuilding"
+RATE_LIMIT_REASONS: Final = (RATE_LIMITED, QUOTA_EXCEEDED, QUOTA_REBUILDING)
 # Server-side refusals of keymgr (the client-side ones are keymgr.decision.REASONS).
 SERVICE_UNAVAILABLE: Final = "service_unavailable"
 INTERNAL_ERROR: Final = "internal_error"

@@ -48,8 +48,30 @@ class Unavailable(TollwayError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
+# SQLSTATE classes that say the database cannot serve now, not that the request is wrong: connection
+# exceptions (08), insufficient resources (53, e.g. too many connections), operator intervention (57:
+# a statement cancelled by statement_timeout, the server shutting down or still starting).
+_UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57")
+_STATEMENT_TIMEOUT_SQLSTATE = "57014"
+
+
+def _sqlstate(exc: BaseException) -> str:
+    """The PostgreSQL SQLSTATE of a driver error (wrapped by SQLAlchemy or not), "" for others."""
+    for candidate in (exc, getattr(exc, "orig", None)):
+        state = getattr(candidate, "sqlstate", None)
+        if isinstance(state, str):
+            return state
+    return ""
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    return isinstance(exc, TimeoutError | PoolTimeoutError) or _sqlstate(exc) == _STATEMENT_TIMEOUT_SQLSTATE
+
+
 def _is_connection_error(exc: BaseException) -> bool:
     if isinstance(exc, OperationalError | PoolTimeoutError | ConnectionError | TimeoutError | OSError):
+        return True
+    if _sqlstate(exc)[:2] in _UNAVAILABLE_SQLSTATE_CLASSES:
         return True
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
@@ -61,6 +83,12 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     if isinstance(exc, IntegrityError):
         # Constraint races that slipped past validation (two writers at once).
         return grpc.StatusCode.ABORTED, "conflicting concurrent change; retry"
+    if _is_timeout(exc):
+        # A deadline passed: whether a commit in flight took effect cannot be known, so no claim.
+        return (
+            grpc.StatusCode.UNAVAILABLE,
+            "database unavailable: it did not answer within its deadline; retry",
+        )
     if _is_connection_error(exc):
         return grpc.StatusCode.UNAVAILABLE, "database unavailable; nothing was changed"
     return grpc.StatusCode.INTERNAL, "internal error"

@@ -300,6 +300,20 @@ class Invoice(SQLModel, table=True):
     void_reason: str = ""
 
 
+class InvoiceCompletenessOverride(SQLModel, table=True):
+    """The explicit decision that finalized an invoice while its period's usage was INCOMPLETE: who,
+    why, when, and the completeness figure at that moment."""
+
+    __tablename__ = "invoice_completeness_override"
+
+    invoice_id: str = Field(primary_key=True, foreign_key="invoice.id", ondelete="CASCADE")
+    decided_by: str
+    reason: str
+    decided_at: datetime = _timestamp()
+    completeness: float = 1.0
+    completeness_note: str = ""
+
+
 class InvoiceLine(SQLModel, table=True):
     __tablename__ = "invoice_line"
 
@@ -436,6 +450,19 @@ class UsageNodeReceipt(SQLModel, table=True):
     node_id: str = Field(primary_key=True)
     window_start: datetime = Field(sa_column=Column(DateTime(timezone=True), primary_key=True))
     received: int = 0
+
+
+class UsageNodeSkip(SQLModel, table=True):
+    """Entries received per Envoy node and hour that were not counted, by reason (usage/classify.py's
+    SKIP_REASONS): with UsageNodeReceipt, every entry Envoy wrote is accounted for. Additive, written in
+    the transaction of the counts (and dedupe rows) of the same frames."""
+
+    __tablename__ = "usage_node_skip"
+
+    node_id: str = Field(primary_key=True)
+    window_start: datetime = Field(sa_column=Column(DateTime(timezone=True), primary_key=True))
+    reason: str = Field(primary_key=True)
+    skipped: int = 0
 
 
 class UsageNodeSample(SQLModel, table=True):

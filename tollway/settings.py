@@ -14,8 +14,9 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from tollway.envoy_auth import EnvoyFacingSecurity, EnvoyLink, token_problem
 from tollway.private_files import private_dir, private_file
-from tollway.vocabulary import FailureMode
+from tollway.vocabulary import EnvoyAuthMode, FailureMode, ThrottleMode
 
 ENV_PREFIX = "TOLLWAY_"
 HostPort = tuple[str, int]
@@ -46,6 +47,17 @@ def _read_or_create_secret(path: Path) -> str:
     return value
 
 
+# The mtls files (all given, or all generated).
+_ENVOY_TLS_FILES = (
+    "envoy_tls_cert_file",
+    "envoy_tls_key_file",
+    "envoy_tls_client_ca_file",
+    "envoy_tls_ca_file",
+    "envoy_tls_client_cert_file",
+    "envoy_tls_client_key_file",
+)
+
+
 # What one process can host. A replica may run any subset (e.g. usage alone, so it can be killed and
 # restarted without touching the gateway's key checks).
 ALL_COMPONENTS = ("admin", "xds", "keymgr", "throttle", "usage", "billing")
@@ -69,12 +81,33 @@ def _choice(*allowed: str) -> Callable[[str], str]:
     return parse
 
 
+def _names(value: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(part.strip() for part in value.split(",") if part.strip()))
+
+
+def _throttle_mode(value: str) -> ThrottleMode:
+    return ThrottleMode(_choice(*ThrottleMode)(value))
+
+
 def _flag(value: str) -> bool:
     return value.lower() in ("1", "true", "yes")
 
 
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number <= 0:
+        raise ValueError(f"must be a positive number, got {value!r}")
+    return number
+
+
 def _optional_path(value: str) -> Path | None:
     return Path(value) if value else None
+
+
+# What a worker beyond the first runs: the Envoy-facing hot path (each worker is its own endpoint in
+# Envoy's clusters). xds, the admin port and billing stay in worker 0: one ADS stream per Envoy and one
+# admin port need no second process.
+WORKER_COMPONENTS = ("keymgr", "throttle", "usage")
 
 
 @dataclass(frozen=True)
@@ -96,9 +129,19 @@ def env(name: str | tuple[str, ...], parse: Callable[[str], Any] = str) -> dict[
 
 
 @dataclass(frozen=True)
+class DatabaseSettings:
+    url: str
+    schema: str
+    timeout_ms: int
+    connect_timeout_ms: int
+
+
+@dataclass(frozen=True)
 class KeymgrSettings:
     key_hash_secret: str
     key_rotation_grace_seconds: int
+    # TOLLWAY_THROTTLE_MODE=authz: Check also applies the plan limits (the throttle's, in this process).
+    applies_limits: bool = False
 
 
 @dataclass(frozen=True)
@@ -110,6 +153,11 @@ class GatewaySettings:
     usage_endpoints: tuple[HostPort, ...]
     authz_timeout_ms: int
     authz_failure_mode_allow: bool
+    # How Envoy authenticates to the Envoy-facing services, and the node ids ADS serves.
+    envoy_link: EnvoyLink
+    envoy_nodes: tuple[str, ...]
+    # Envoy sends every access-log entry to this many usage endpoints (at most one per endpoint).
+    usage_copies: int = 1
 
 
 @dataclass(frozen=True)
@@ -120,6 +168,9 @@ class ThrottleSettings:
     failure_mode: str
     endpoints: tuple[HostPort, ...]
     timeout_ms: int
+    mode: ThrottleMode = ThrottleMode.RATELIMIT
+    # Worker processes that each run a throttle (the memory store refuses more than one).
+    workers: int = 1
 
 
 @dataclass(frozen=True)
@@ -129,6 +180,8 @@ class UsageSettings:
     flush_ms: int
     envoy_admins: tuple[HostPort, ...]
     sample_seconds: float
+    # Copies of each entry Envoy sends (its logs_written counts each copy): completeness divides by it.
+    copies: int = 1
 
 
 @dataclass(frozen=True)
@@ -148,11 +201,47 @@ class Settings:
     database_url: str = field(default="", metadata=env("DATABASE_URL"))
     # PostgreSQL schema (search_path) to keep Tollway's tables in; empty = the server default.
     database_schema: str = field(default="", metadata=env("DATABASE_SCHEMA"))
+    # Deadlines of every database call, so an unreachable or frozen database fails calls instead of
+    # hanging them: one statement (PostgreSQL cancels it server-side too), a wait for a pooled
+    # connection, SQLite's wait for the write lock (busy timeout); and opening a connection.
+    database_timeout_ms: int = field(default=5000, metadata=env("DATABASE_TIMEOUT_MS", _positive_int))
+    database_connect_timeout_ms: int = field(
+        default=2000, metadata=env("DATABASE_CONNECT_TIMEOUT_MS", _positive_int)
+    )
     # Envoy-facing gRPC services (ADS, ext_authz Check, ShouldRateLimit and StreamAccessLogs).
     grpc_addr: str = field(default="127.0.0.1:18000", metadata=env("GRPC_ADDR"))
+    # How Envoy proves itself to those services: mtls (client certificate, the default), token (a shared
+    # bearer token in each call's metadata, where TLS is terminated elsewhere) or none (explicit only).
+    envoy_auth: str = field(
+        default=EnvoyAuthMode.MTLS.value, metadata=env("ENVOY_AUTH", _choice(*EnvoyAuthMode))
+    )
+    # token mode: the token, or a file holding it; neither = generated into the data dir.
+    envoy_token: str = field(default="", repr=False, metadata=env("ENVOY_TOKEN"))
+    envoy_token_file: str = field(default="", metadata=env("ENVOY_TOKEN_FILE"))
+    # mtls mode, Tollway's side (PEM files): the Envoy-facing port's certificate and key, and the CA
+    # that signs Envoy's client certificate. None set = a private CA and both certificates generated
+    # into <data_dir>/envoy-tls.
+    envoy_tls_cert_file: str = field(default="", metadata=env("ENVOY_TLS_CERT"))
+    envoy_tls_key_file: str = field(default="", metadata=env("ENVOY_TLS_KEY"))
+    envoy_tls_client_ca_file: str = field(default="", metadata=env("ENVOY_TLS_CLIENT_CA"))
+    # mtls mode, Envoy's side, as paths on Envoy's machine (they go into its bootstrap and clusters):
+    # the CA that signed Tollway's certificate (default: the client CA), Envoy's certificate and key.
+    envoy_tls_ca_file: str = field(default="", metadata=env("ENVOY_TLS_CA"))
+    envoy_tls_client_cert_file: str = field(default="", metadata=env("ENVOY_TLS_CLIENT_CERT"))
+    envoy_tls_client_key_file: str = field(default="", metadata=env("ENVOY_TLS_CLIENT_KEY"))
+    # The name Envoy expects in Tollway's certificate (and sends as SNI), and the one Tollway expects
+    # in Envoy's (common name or subject alternative name; empty = any certificate the client CA signed).
+    envoy_tls_server_name: str = field(default="tollway", metadata=env("ENVOY_TLS_SERVER_NAME"))
+    envoy_tls_client_name: str = field(default="tollway-envoy", metadata=env("ENVOY_TLS_CLIENT_NAME"))
+    # The node id of the Envoy `tollway up` starts, and every node id ADS serves (default: that one).
+    envoy_node_id: str = field(default="tollway-gateway", metadata=env("ENVOY_NODE_ID"))
+    envoy_nodes: tuple[str, ...] = field(default=(), metadata=env("ENVOY_NODES", _names))
     # Admin gRPC services (catalog, store, billing, ...): bearer-token protected, on their own port.
     admin_addr: str = field(default="127.0.0.1:18001", metadata=env("ADMIN_ADDR"))
-    admin_token: str = field(default="", metadata=env("ADMIN_TOKEN"))
+    admin_token: str = field(default="", repr=False, metadata=env("ADMIN_TOKEN"))
+    # The most an admin RPC may take (less when the caller's own deadline is nearer); past it the call
+    # answers UNAVAILABLE, saying why, instead of hanging on a database that does not answer.
+    admin_timeout_ms: int = field(default=30_000, metadata=env("ADMIN_TIMEOUT_MS", _positive_int))
     # TLS for the admin port (PEM files); with a client CA, callers must present a certificate (mTLS).
     admin_tls_cert_file: str = field(default="", metadata=env("ADMIN_TLS_CERT"))
     admin_tls_key_file: str = field(default="", metadata=env("ADMIN_TLS_KEY"))
@@ -163,7 +252,7 @@ class Settings:
     admin_client_tls_cert_file: str = field(default="", metadata=env("ADMIN_TLS_CLIENT_CERT"))
     admin_client_tls_key_file: str = field(default="", metadata=env("ADMIN_TLS_CLIENT_KEY"))
     # Server secret for the keyed hash of API keys; never stored in the database.
-    key_hash_secret: str = field(default="", metadata=env("KEY_HASH_SECRET"))
+    key_hash_secret: str = field(default="", repr=False, metadata=env("KEY_HASH_SECRET"))
     # Where Envoy listens for API traffic (pushed to Envoy as its listener by xds/).
     gateway_addr: str = field(default="127.0.0.1:8080", metadata=env("GATEWAY_ADDR"))
     envoy_admin_addr: str = field(default="127.0.0.1:9901", metadata=env("ENVOY_ADMIN_ADDR"))
@@ -190,6 +279,11 @@ class Settings:
         default=(), metadata=env("THROTTLE_ENDPOINTS", _endpoints)
     )
     ratelimit_timeout_ms: int = field(default=250, metadata=env("RATELIMIT_TIMEOUT_MS", int))
+    # ratelimit: Envoy calls ShouldRateLimit after Check; authz (fused): Check applies the limits itself,
+    # one gRPC call per request (keymgr and throttle then run in the same process).
+    throttle_mode: ThrottleMode = field(
+        default=ThrottleMode.RATELIMIT, metadata=env("THROTTLE_MODE", _throttle_mode)
+    )
     # host:port serving this process's Prometheus metrics over HTTP (every component); empty = off.
     # TOLLWAY_THROTTLE_METRICS_ADDR: the earlier, throttle-only name, still accepted.
     metrics_addr: str = field(default="", metadata=env(("METRICS_ADDR", "THROTTLE_METRICS_ADDR")))
@@ -210,7 +304,14 @@ class Settings:
         default=(), metadata=env("USAGE_ENVOY_ADMINS", _endpoints)
     )
     usage_sample_seconds: float = field(default=10.0, metadata=env("USAGE_SAMPLE_SECONDS", float))
+    # Envoy sends each access-log entry to this many usage endpoints at once (disjoint groups of
+    # TOLLWAY_USAGE_ENDPOINTS), so a usage replica killed mid-stream loses no entry the others got;
+    # usage counts each (node, request id) once. Capped at the number of usage endpoints.
+    usage_copies: int = field(default=2, metadata=env("USAGE_COPIES", _positive_int))
     log_level: str = field(default="INFO", metadata=env("LOG_LEVEL"))
+    # OS processes serving the Envoy-facing services (`--workers` of serve/up wins): worker k > 0 listens
+    # on the gRPC port + k (the admin port skipped) and is one more endpoint in Envoy's clusters.
+    workers: int = field(default=1, metadata=env("WORKERS", _positive_int))
     # Where `tollway up --demo` serves the demo API's upstream (its --demo-upstream option wins).
     demo_upstream_addr: str = field(default="127.0.0.1:8090", metadata=env("DEMO_UPSTREAM_ADDR"))
 
@@ -241,7 +342,8 @@ class Settings:
     def resolved(self) -> Settings:
         """Fills the embedded defaults: SQLite in the data dir, secrets persisted there, local endpoints."""
         database_url = self.database_url or f"sqlite:///{self.data_dir / 'tollway.db'}"
-        grpc = (split_addr(self.grpc_addr),)
+        # Every worker's Envoy-facing address, unless the endpoints are named (replicas elsewhere).
+        grpc = tuple(split_addr(addr) for addr in self.worker_grpc_addrs)
         return replace(
             self,
             database_url=database_url,
@@ -252,13 +354,113 @@ class Settings:
             usage_wal_dir=self.usage_wal_dir or self.data_dir / "usage-wal",
             usage_envoy_admins=self.usage_envoy_admins or (split_addr(self.envoy_admin_addr),),
             throttle_endpoints=self.throttle_endpoints or grpc,
+            envoy_nodes=self.envoy_nodes or (self.envoy_node_id,),
+        )._with_envoy_auth()
+
+    def _with_envoy_auth(self) -> Settings:
+        """token mode: the token (given, from its file, or generated). mtls mode: the TLS files (all
+        generated when none is given); refuses a partial set or an unusable token."""
+        from tollway.errors import StartupRefused
+
+        mode = EnvoyAuthMode(self.envoy_auth)
+        if mode is EnvoyAuthMode.TOKEN:
+            token = self.envoy_token
+            if not token and self.envoy_token_file:
+                token = Path(self.envoy_token_file).read_text().strip()
+            token = token or _read_or_create_secret(self.data_dir / "envoy-token")
+            problem = token_problem(token)
+            if problem is not None:
+                raise StartupRefused(f"{self.env_name('envoy_token')}: {problem}")
+            return replace(self, envoy_token=token)
+        if mode is not EnvoyAuthMode.MTLS:
+            return self
+        given = {name: getattr(self, name) for name in _ENVOY_TLS_FILES}
+        if not any(given.values()):
+            from tollway.envoy_pki import ensure_pki
+
+            private_dir(self.data_dir)
+            pki = ensure_pki(
+                self.data_dir / "envoy-tls", self.envoy_tls_server_name, self.envoy_tls_client_name
+            )
+            return replace(
+                self,
+                envoy_tls_cert_file=str(pki.server_cert),
+                envoy_tls_key_file=str(pki.server_key),
+                envoy_tls_client_ca_file=str(pki.ca_cert),
+                envoy_tls_ca_file=str(pki.ca_cert),
+                envoy_tls_client_cert_file=str(pki.client_cert),
+                envoy_tls_client_key_file=str(pki.client_key),
+            )
+        # One private CA usually signs both sides.
+        given["envoy_tls_ca_file"] = given["envoy_tls_ca_file"] or self.envoy_tls_client_ca_file
+        missing = [self.env_name(name) for name, value in given.items() if not value]
+        if missing:
+            raise StartupRefused(
+                "TOLLWAY_ENVOY_AUTH=mtls with TLS files of your own needs all of them; missing "
+                + ", ".join(missing)
+                + " (or set none of them, and a private CA is generated into the data directory)"
+            )
+        return replace(self, envoy_tls_ca_file=given["envoy_tls_ca_file"])
+
+    # -- workers -----------------------------------------------------------------------------------
+
+    @property
+    def worker_grpc_addrs(self) -> tuple[str, ...]:
+        """The Envoy-facing address of each worker: the gRPC port, then the ports after it (the admin
+        port skipped, when on the same port range)."""
+        host, port = self.grpc_host_port
+        admin_port = split_addr(self.admin_addr)[1]
+        ports: list[int] = []
+        candidate = port
+        while len(ports) < self.workers:
+            if candidate != admin_port or candidate == port:
+                ports.append(candidate)
+            candidate += 1
+        shown = f"[{host}]" if ":" in host else host
+        return tuple(f"{shown}:{p}" for p in ports)
+
+    def for_worker(self, index: int) -> Settings:
+        """Worker `index`'s settings (call on resolved settings). Worker 0 is the process as configured;
+        worker k > 0 serves only the hot-path components on its own port, keeps its own usage WAL
+        (`<wal dir>/worker-<k>`), serves no admin port, samples no Envoy (worker 0 does) and exposes
+        its metrics on the metrics port + k."""
+        if not 0 <= index < self.workers:
+            raise ValueError(f"worker {index} of {self.workers}")
+        if index == 0:
+            return self
+        if self.usage_wal_dir is None:
+            raise ValueError("worker settings need resolved() settings")
+        metrics_addr = ""
+        if self.metrics_addr:
+            metrics_host, metrics_port = split_addr(self.metrics_addr)
+            metrics_addr = f"{metrics_host}:{metrics_port + index}"
+        return replace(
+            self,
+            grpc_addr=self.worker_grpc_addrs[index],
+            components=tuple(name for name in self.components if name in WORKER_COMPONENTS),
+            usage_wal_dir=self.usage_wal_dir / f"worker-{index}",
+            usage_envoy_admins=(),
+            metrics_addr=metrics_addr,
         )
 
     # -- each component's part ---------------------------------------------------------------------
 
     @property
+    def database(self) -> DatabaseSettings:
+        return DatabaseSettings(
+            self.database_url,
+            self.database_schema,
+            self.database_timeout_ms,
+            self.database_connect_timeout_ms,
+        )
+
+    @property
     def keymgr(self) -> KeymgrSettings:
-        return KeymgrSettings(self.key_hash_secret, self.key_rotation_grace_seconds)
+        return KeymgrSettings(
+            self.key_hash_secret,
+            self.key_rotation_grace_seconds,
+            applies_limits=self.throttle_mode == ThrottleMode.AUTHZ,
+        )
 
     @property
     def gateway(self) -> GatewaySettings:
@@ -268,6 +470,33 @@ class Settings:
             usage_endpoints=self.usage_endpoints,
             authz_timeout_ms=self.authz_timeout_ms,
             authz_failure_mode_allow=self.authz_failure_mode_allow,
+            envoy_link=self.envoy_link,
+            envoy_nodes=self.envoy_nodes,
+            usage_copies=self.effective_usage_copies,
+        )
+
+    @property
+    def envoy_link(self) -> EnvoyLink:
+        """Envoy's side of the Envoy-facing link (call on resolved settings)."""
+        return EnvoyLink(
+            mode=EnvoyAuthMode(self.envoy_auth),
+            token=self.envoy_token,
+            ca_file=self.envoy_tls_ca_file,
+            client_cert_file=self.envoy_tls_client_cert_file,
+            client_key_file=self.envoy_tls_client_key_file,
+            server_name=self.envoy_tls_server_name,
+        )
+
+    @property
+    def envoy_facing(self) -> EnvoyFacingSecurity:
+        """Tollway's side of the Envoy-facing link (call on resolved settings)."""
+        return EnvoyFacingSecurity(
+            mode=EnvoyAuthMode(self.envoy_auth),
+            token=self.envoy_token,
+            cert_file=self.envoy_tls_cert_file,
+            key_file=self.envoy_tls_key_file,
+            client_ca_file=self.envoy_tls_client_ca_file,
+            client_name=self.envoy_tls_client_name,
         )
 
     @property
@@ -279,6 +508,8 @@ class Settings:
             failure_mode=self.ratelimit_failure_mode,
             endpoints=self.throttle_endpoints,
             timeout_ms=self.ratelimit_timeout_ms,
+            mode=self.throttle_mode,
+            workers=self.workers if "throttle" in self.components else 1,
         )
 
     @property
@@ -292,7 +523,13 @@ class Settings:
             flush_ms=self.usage_flush_ms,
             envoy_admins=self.usage_envoy_admins,
             sample_seconds=self.usage_sample_seconds,
+            copies=self.effective_usage_copies,
         )
+
+    @property
+    def effective_usage_copies(self) -> int:
+        """Copies of each access-log entry Envoy sends: TOLLWAY_USAGE_COPIES, at most one per endpoint."""
+        return max(1, min(self.usage_copies, len(self.usage_endpoints)))
 
     @property
     def admin_client(self) -> AdminClientSettings:

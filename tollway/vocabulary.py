@@ -73,6 +73,26 @@ class FailureMode(StrEnum):
     DENY = "deny"
 
 
+class EnvoyAuthMode(StrEnum):
+    """How Envoy proves to Tollway's Envoy-facing port that it is the gateway (TOLLWAY_ENVOY_AUTH)."""
+
+    # A client certificate from Tollway's Envoy CA, over TLS both ways (the default).
+    MTLS = "mtls"
+    # A shared bearer token in every call's metadata, where TLS is terminated elsewhere.
+    TOKEN = "token"
+    # Nothing: anyone who reaches the port is taken for Envoy (explicit only, warned about at startup).
+    NONE = "none"
+
+
+class ThrottleMode(StrEnum):
+    """Where a request's plan limits are applied (TOLLWAY_THROTTLE_MODE)."""
+
+    # Envoy's ratelimit filter asks the throttle (ShouldRateLimit) after ext_authz's Check: two calls.
+    RATELIMIT = "ratelimit"
+    # keymgr's Check applies them in the same step and answers 429 itself: one call per request.
+    AUTHZ = "authz"
+
+
 class BlockTarget(StrEnum):
     """What a block rule blocks (block_rule.target; BLOCK_TARGET_<name> in the store proto)."""
 

@@ -63,23 +63,54 @@ R_LATENCY: Final = 12
 R_LIMIT: Final = 13
 
 
+# Why an entry Envoy wrote is not counted. Every entry is either counted or skipped for one of these
+# reasons (metrics and the completeness report carry them), so a healthy period is accounted in full.
+SKIP_REASONS: Final = {
+    "unrouted": "a path no API serves: Envoy's catch-all 404 (a scanner, a typo)",
+    "before_routing": "answered by Envoy before any route was chosen (malformed request, header limits)",
+    "authz_failed": "an API's route, but ext_authz gave no verdict (keymgr unreachable: Envoy's fail mode)",
+    "not_api_route": "a route that serves no API (e.g. a redirect)",
+    "not_downstream_end": "not a finished request (periodic or upstream entry): would count a request twice",
+    "tcp_entry": "a TCP connection, not an HTTP request",
+    "bad_metadata": "identity metadata that is not a printable string of at most 128 characters",
+    "bad_time": "started more than an hour after it was received or before the previous billing period",
+    "absurd_value": "byte counts, latency or status code out of any real range",
+    "malformed_message": "an access-log message that does not decode",
+    "malformed_entry": "an entry that does not decode (its neighbours are counted)",
+    "unreadable_frame": "a WAL frame that cannot be read (never written by this version)",
+}
+
+
 class Skip(Exception):
-    """An entry that is not counted; `reason` names the metric it increments."""
+    """An entry that is not counted; `reason` (one of SKIP_REASONS) names the metric it increments."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
 
 
-def outcome(code: int, flags: accesslog_pb2.ResponseFlags, refused: bool) -> int:
-    """The class of one finished request; the order of the tests is the precedence."""
+# The class of a request ext_authz refused, by the refusal's reason: in the fused mode
+# (TOLLWAY_THROTTLE_MODE=authz) Check itself answers the limits' 429 or 503, which the other mode's
+# ratelimit filter marks with the RL or RLSE response flag. Any other reason: unauthorized.
+_REFUSAL_CLASSES = {
+    contract.RATE_LIMITED: THROTTLED,
+    contract.QUOTA_EXCEEDED: THROTTLED,
+    contract.QUOTA_REBUILDING: THROTTLED,
+    contract.RATE_LIMIT_UNAVAILABLE: RATELIMIT_ERROR,
+}
+NOT_REFUSED: Final = -1
+
+
+def outcome(code: int, flags: accesslog_pb2.ResponseFlags, refusal: int = NOT_REFUSED) -> int:
+    """The class of one finished request; the order of the tests is the precedence. `refusal`: the
+    class of ext_authz's refusal (from its metadata), NOT_REFUSED when it allowed the request."""
+    if refusal != NOT_REFUSED:
+        return refusal
     if not flags.ByteSize():  # no flag at all: the common case, decided by the status code
-        if refused:
-            return UNAUTHORIZED
         if code >= 500:
             return UPSTREAM_FAULT
         return CLIENT_ERROR if code >= 400 or code == 0 else SUCCESS
-    if refused or flags.HasField("unauthorized_details"):
+    if flags.HasField("unauthorized_details"):
         return UNAUTHORIZED
     if flags.rate_limit_service_error:
         return RATELIMIT_ERROR
@@ -116,17 +147,19 @@ def _text(fields: Any, name: str) -> str:
     return text
 
 
-Identity = tuple[str, str, str, str, str, bool, bool, str]
+Identity = tuple[str, str, str, str, str, int, bool, str]
 # Entries of one subscription carry the same metadata bytes: parse them once (bounded cache).
-_identities: dict[bytes, Identity | str] = {}
+_identities: dict[bytes, Identity | str | None] = {}
 _IDENTITY_CACHE_MAX = 50_000
 
 
-def _identity(metadata: Any) -> Identity:
-    """(api, subscription, application, plan, key, refused, overage, limit) from the dynamic metadata."""
+def _identity(metadata: Any) -> Identity | None:
+    """(api, subscription, application, plan, key, refusal class, overage, limit) from the dynamic
+    metadata; None when it names no API (the request was not metered by keymgr)."""
     raw = metadata.SerializeToString()
-    cached = _identities.get(raw)
-    if cached is None:
+    if raw in _identities:
+        cached = _identities[raw]
+    else:
         try:
             cached = _parse_identity(metadata)
         except Skip as skip:
@@ -139,7 +172,18 @@ def _identity(metadata: Any) -> Identity:
     return cached
 
 
-def _parse_identity(metadata: Any) -> Identity:
+def unmetered_reason(route_name: str) -> str:
+    """Why an entry without an API identity is not counted, from the route Envoy chose (if any)."""
+    if not route_name:
+        return "before_routing"
+    if route_name == contract.NOT_FOUND_ROUTE:
+        return "unrouted"
+    if route_name.startswith(contract.API_ROUTE_PREFIX):
+        return "authz_failed"
+    return "not_api_route"
+
+
+def _parse_identity(metadata: Any) -> Identity | None:
     filter_metadata = metadata.filter_metadata
     authz = (
         filter_metadata[contract.EXT_AUTHZ_NAMESPACE].fields
@@ -148,16 +192,25 @@ def _parse_identity(metadata: Any) -> Identity:
     )
     api_id = _text(authz, contract.API_ID)
     if not api_id:
-        raise Skip("no_api")  # not routed to a Tollway API (404s, health checks): nothing to meter
-    refused = bool(_text(authz, contract.REASON))
-    subscription_id = "" if refused else _text(authz, contract.SUBSCRIPTION_ID)
-    application_id = "" if refused else _text(authz, contract.APPLICATION_ID)
-    plan_id = "" if refused else _text(authz, contract.PLAN_ID)
+        return None  # not metered by keymgr: classify() names the reason from the route
+    reason = _text(authz, contract.REASON)
+    refusal = _REFUSAL_CLASSES.get(reason, UNAUTHORIZED) if reason else NOT_REFUSED
+    # A request refused for its key or subscription is no subscription's; one refused for its limits
+    # (fused mode) is, as it is when the ratelimit filter refuses it.
+    anonymous = refusal == UNAUTHORIZED
+    subscription_id = "" if anonymous else _text(authz, contract.SUBSCRIPTION_ID)
+    application_id = "" if anonymous else _text(authz, contract.APPLICATION_ID)
+    plan_id = "" if anonymous else _text(authz, contract.PLAN_ID)
     key_id = _text(authz, contract.KEY_ID)
     overage = False
     limit = ""
-    if contract.RATELIMIT_NAMESPACE in filter_metadata:
-        ratelimit = filter_metadata[contract.RATELIMIT_NAMESPACE].fields
+    # The limits' metadata: the ratelimit filter's namespace, or (fused mode) ext_authz's own.
+    ratelimit = (
+        filter_metadata[contract.RATELIMIT_NAMESPACE].fields
+        if contract.RATELIMIT_NAMESPACE in filter_metadata
+        else authz
+    )
+    if ratelimit:
         value = ratelimit.get(contract.OVERAGE)
         if value is not None:
             overage = bool(value.bool_value or value.number_value > 0 or value.string_value in ("true", "1"))
@@ -166,7 +219,16 @@ def _parse_identity(metadata: Any) -> Identity:
             value = ratelimit.get(name)
             if value is not None and value.WhichOneof("kind") == "string_value" and not limit:
                 limit = value.string_value[:MAX_ID_LEN]
-    return api_id, subscription_id, application_id, plan_id, key_id, refused, overage, limit
+    return api_id, subscription_id, application_id, plan_id, key_id, refusal, overage, limit
+
+
+def entry_id(entry: accesslog_pb2.HTTPAccessLogEntry) -> str:
+    """The id an entry is counted (or skipped) once by: Envoy's request id, or when it has none a digest
+    of the whole entry, which is as unique as the entry itself."""
+    request_id = entry.request.request_id
+    if not request_id or len(request_id) > MAX_ID_LEN:
+        request_id = "sha256:" + hashlib.sha256(entry.SerializeToString(deterministic=True)).hexdigest()
+    return str(request_id)
 
 
 def classify(entry: accesslog_pb2.HTTPAccessLogEntry, node_id: str, now_s: float) -> Record:
@@ -174,9 +236,10 @@ def classify(entry: accesslog_pb2.HTTPAccessLogEntry, node_id: str, now_s: float
     common = entry.common_properties
     if common.access_log_type != DOWNSTREAM_END:
         raise Skip("not_downstream_end")  # periodic/upstream entries would count a request twice
-    api_id, subscription_id, application_id, plan_id, key_id, refused, overage_flag, limit = _identity(
-        common.metadata
-    )
+    identity = _identity(common.metadata)
+    if identity is None:
+        raise Skip(unmetered_reason(common.route_name))
+    api_id, subscription_id, application_id, plan_id, key_id, refusal, overage_flag, limit = identity
     start_s = common.start_time.seconds
     if not (now_s - MAX_AGE_S <= start_s <= now_s + MAX_CLOCK_SKEW_S):
         raise Skip("bad_time")
@@ -196,17 +259,13 @@ def classify(entry: accesslog_pb2.HTTPAccessLogEntry, node_id: str, now_s: float
     if code > 999:
         raise Skip("absurd_value")
 
-    kind = outcome(code, common.response_flags, refused)
+    kind = outcome(code, common.response_flags, refusal)
     overage = int(overage_flag and kind == SUCCESS)
     limit_name = limit if kind == THROTTLED else ""
 
-    request_id = request.request_id
-    if not request_id or len(request_id) > MAX_ID_LEN:
-        # No id to dedupe on: a digest of the whole entry is as unique as the entry itself.
-        request_id = "sha256:" + hashlib.sha256(entry.SerializeToString(deterministic=True)).hexdigest()
     return (
         node_id,
-        request_id,
+        entry_id(entry),
         start_s - start_s % 60,
         api_id,
         subscription_id,

@@ -40,8 +40,13 @@ def read_envoy(host: str, port: int, timeout: float = 2.0) -> tuple[str, int, in
 
 
 class CompletenessSampler:
-    def __init__(self, store: UsageStore, admins: tuple[tuple[str, int], ...], interval: float) -> None:
+    def __init__(
+        self, store: UsageStore, admins: tuple[tuple[str, int], ...], interval: float, copies: int = 1
+    ) -> None:
         self.store = store
+        # Envoy counts each copy of an entry (one access logger per copy, TOLLWAY_USAGE_COPIES) in the
+        # same logs_written; usage counts an entry once, so what Envoy wrote is divided by the copies.
+        self.copies = copies
         self.admins = admins
         self.interval = interval
         self.failures: Counter[str] = Counter()  # Envoy admin endpoints that did not answer
@@ -60,7 +65,9 @@ class CompletenessSampler:
                 self.failures[f"{host}:{port}"] += 1
                 continue
             if node_id:
-                await self.store.record_sample(node_id, datetime.now(UTC), written, dropped)
+                await self.store.record_sample(
+                    node_id, datetime.now(UTC), written // self.copies, dropped // self.copies
+                )
                 answered += 1
         day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         self.latest = {

@@ -12,6 +12,7 @@ still reads it."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
 from collections import Counter
@@ -23,7 +24,7 @@ from envoy.service.accesslog.v3 import als_pb2
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError, Message
 
-from usage.classify import Record, Skip, classify
+from usage.classify import Record, Skip, classify, entry_id
 
 VERSION = 1
 _HEAD = struct.Struct(">BdHI")
@@ -121,12 +122,27 @@ def entries_in(payload: bytes) -> int:
         return 0  # unreadable: records_of() skips it with a reason
 
 
+@dataclass(frozen=True, slots=True)
+class SkipTally:
+    """Entries that were not counted, by reason, for the completeness report: one entry's, keyed by its
+    request id, or an unreadable frame's, keyed by the frame's digest. Applied with a dedupe row of its
+    own, (node, "skip:" + key), in the transaction of the frame's records, so a frame replayed after a
+    crash, or a copy of an entry sent to a second usage process, is accounted once, like a record."""
+
+    node_id: str
+    key: str
+    minute: int  # the UTC minute (epoch s) the frame was received in
+    reasons: dict[str, int]
+
+
 @dataclass
 class Records:
-    """The records of some frames, and the entries that were not counted, by reason."""
+    """The records of some frames, and the entries that were not counted, by reason (in all, and per
+    frame whose node is known)."""
 
     records: list[Record] = field(default_factory=list)
     skipped: Counter[str] = field(default_factory=Counter)
+    tallies: list[SkipTally] = field(default_factory=list)
 
 
 def records_of(payload: bytes, into: Records) -> None:
@@ -147,27 +163,39 @@ def records_of(payload: bytes, into: Records) -> None:
         into.skipped["unreadable_frame"] += 1
         return
     node_id, now = frame.node_id, frame.received_at
+    skipped: Counter[str] = Counter()
     try:
         message = als_pb2.StreamAccessLogsMessage.FromString(frame.message)
         entries = list(message.http_logs.log_entry)
         if message.HasField("tcp_logs"):
-            into.skipped["tcp_entry"] += len(message.tcp_logs.log_entry)
+            skipped["tcp_entry"] += len(message.tcp_logs.log_entry)
     except DecodeError:
         # One garbled entry must not cost the others their count: decode them one by one.
         entries = []
         try:
             raw_entries = Skeleton.FromString(frame.message).http_logs.log_entry
         except DecodeError:
-            into.skipped["malformed_message"] += frame.entries
-            return
+            raw_entries = []
+            skipped["malformed_message"] += frame.entries
         for raw_entry in raw_entries:
             try:
                 entries.append(accesslog_pb2.HTTPAccessLogEntry.FromString(raw_entry))
             except DecodeError:
-                into.skipped["malformed_entry"] += 1
+                skipped["malformed_entry"] += 1
     append = into.records.append
+    minute = int(now) - int(now) % 60
     for entry in entries:
         try:
             append(classify(entry, node_id, now))
         except Skip as skip:
+            # Keyed by the entry, as a counted one is: Envoy sends each entry to more than one usage
+            # process (TOLLWAY_USAGE_COPIES), batched differently, and it must be accounted once.
             into.skipped[skip.reason] += 1
+            if node_id:
+                tally = SkipTally(node_id, "skip:" + entry_id(entry), minute, {skip.reason: 1})
+                into.tallies.append(tally)
+    if skipped:
+        # What cannot be told apart entry by entry (an unreadable message): once per frame.
+        into.skipped.update(skipped)
+        digest = hashlib.blake2b(payload, digest_size=16).hexdigest()
+        into.tallies.append(SkipTally(node_id, "skip:" + digest, minute, dict(skipped)))

@@ -23,13 +23,14 @@ from pathlib import Path
 
 from tollway.metrics import Histogram
 from usage.classify import Record
-from usage.frames import Records, encode, entries_in, records_of
+from usage.frames import Records, SkipTally, encode, entries_in, records_of
 from usage.store import ApplyResult
 from usage.wal import WriteAheadLog
 
 log = logging.getLogger(__name__)
 
-Sink = Callable[[list[Record]], Awaitable[ApplyResult]]
+# Applies a group's records and its frames' skip tallies in one transaction (UsageStore.apply).
+Sink = Callable[[list[Record], list[SkipTally]], Awaitable[ApplyResult]]
 # Database flush latency buckets (seconds): a healthy flush takes milliseconds, an outage's retry seconds.
 FLUSH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # Frames classified between two yields to the event loop, so receiving never waits for a whole flush.
@@ -208,7 +209,7 @@ class Ingestor:
             try:
                 group, end = await self._classify(batch, index)
                 while group is not None:
-                    apply = asyncio.ensure_future(self._apply(group.records))
+                    apply = asyncio.ensure_future(self._apply(group))
                     following = await self._classify(batch, end) if end < len(batch) else (None, end)
                     try:
                         result = await apply
@@ -257,8 +258,10 @@ class Ingestor:
                 await asyncio.sleep(0)  # let the hot path in
         return group, end
 
-    async def _apply(self, records: list[Record]) -> ApplyResult:
-        return await self.sink(records) if records else ApplyResult()
+    async def _apply(self, group: Records) -> ApplyResult:
+        if not group.records and not group.tallies:
+            return ApplyResult()
+        return await self.sink(group.records, group.tallies)
 
     def wal_size_bytes(self) -> int:
         return self.wal.size_bytes() if self.wal is not None else 0

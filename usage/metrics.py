@@ -6,7 +6,7 @@ tollway_usage_node_entries_received_total{node} the same entries, per Envoy node
 tollway_usage_entries_counted_total             records committed to the summaries
 tollway_usage_entries_duplicate_total           records the dedupe state refused (replays, repeated ids)
 tollway_usage_entries_replayed_total            entries read back from the WAL at start
-tollway_usage_entries_skipped_total{reason}     entries not counted (periodic, no API, hostile values...)
+tollway_usage_entries_skipped_total{reason}     entries not counted, by reason (classify.SKIP_REASONS)
 tollway_usage_streams_rejected_total{reason}    streams refused or cut (missing identifier, malformed)
 tollway_usage_unflushed_entries                 received, not yet in the database
 tollway_usage_wal_bytes / _wal_segments         the WAL on disk now

@@ -29,7 +29,9 @@ class Usage(RunningComponent):
             sync_interval=settings.wal_sync_ms / 1000,
             flush_interval=settings.flush_ms / 1000,
         )
-        self.sampler = CompletenessSampler(self.store, settings.envoy_admins, settings.sample_seconds)
+        self.sampler = CompletenessSampler(
+            self.store, settings.envoy_admins, settings.sample_seconds, settings.copies
+        )
         self.access_log = AccessLogServicer(self.ingestor)
         self.queries = UsageServicer(self.store, self.ingestor)
 

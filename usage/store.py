@@ -19,6 +19,7 @@ from tollway.schema import (
     USAGE_LATENCY_BUCKETS_US,
     UsageNodeReceipt,
     UsageNodeSample,
+    UsageNodeSkip,
     UsageSeen,
     UsageThrottle,
     UsageWindow,
@@ -32,6 +33,7 @@ from usage.classify import (
     Record,
     latency_bucket,
 )
+from usage.frames import SkipTally
 
 GRANULARITY_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
 BUCKET_COLUMNS = tuple(f"latency_b{i:02d}" for i in range(len(USAGE_LATENCY_BUCKETS_US) + 1))
@@ -73,6 +75,7 @@ def as_utc(value: datetime) -> datetime:
 class ApplyResult:
     counted: int = 0
     duplicates: int = 0
+    skipped: int = 0  # entries accounted as skipped (their frames' tallies, each applied once)
 
 
 @dataclass
@@ -153,8 +156,9 @@ class UsageStore:
         self._greatest = func.greatest if db.is_postgres else func.max
         self._last_prune = 0.0
 
-    async def apply(self, records: Iterable[Record]) -> ApplyResult:
-        """Counts each (node, request id) once, ever: the dedupe rows and the counts commit together."""
+    async def apply(self, records: Iterable[Record], tallies: Iterable[SkipTally] = ()) -> ApplyResult:
+        """Counts each (node, request id) once, ever, and accounts each frame's skipped entries once:
+        the dedupe rows, the counts and the skip tallies commit together."""
         unique: dict[tuple[str, str], Record] = {}
         result = ApplyResult()
         for record in records:
@@ -163,28 +167,37 @@ class UsageStore:
                 result.duplicates += 1
             else:
                 unique[key] = record
-        if not unique:
+        skips = {(tally.node_id, tally.key): tally for tally in tallies if tally.node_id}
+        if not unique and not skips:
             return result
+        claims = [(r[R_NODE], r[R_REQ], r[R_MINUTE]) for r in unique.values()]
+        claims += [(t.node_id, t.key, t.minute) for t in skips.values()]
+        claims.sort()
         async with self.db.engine.begin() as conn:
-            claimed = await self._claim(conn, sorted(unique.values(), key=lambda r: (r[R_NODE], r[R_REQ])))
-            result.duplicates += len(unique) - len(claimed)
-            fresh = [unique[key] for key in claimed]
-            if not fresh:
+            claimed = await self._claim(conn, claims)
+            fresh = [unique[key] for key in claimed if key in unique]
+            fresh_skips = [skips[key] for key in claimed if key in skips]
+            result.duplicates += len(unique) - len(fresh)
+            if not fresh and not fresh_skips:
                 return result
             aggregate = Aggregate()
             for record in fresh:
                 aggregate.add(record)
             aggregate.roll_up()
-            await self._upsert_windows(conn, aggregate)
-            await self._upsert_receipts(conn, aggregate)
-            await self._upsert_throttles(conn, aggregate)
+            if fresh:
+                await self._upsert_windows(conn, aggregate)
+                await self._upsert_receipts(conn, aggregate)
+                await self._upsert_throttles(conn, aggregate)
+            if fresh_skips:
+                result.skipped = await self._upsert_skips(conn, fresh_skips)
             result.counted = len(fresh)
             await self._maybe_prune(conn)
         return result
 
-    async def _claim(self, conn: Any, records: list[Record]) -> list[tuple[str, str]]:
-        """Inserts the dedupe rows; returns the (node, request id) pairs that were not there yet. One
-        statement per chunk, and only the rows it inserted come back (ON CONFLICT DO NOTHING)."""
+    async def _claim(self, conn: Any, records: list[tuple[str, str, int]]) -> list[tuple[str, str]]:
+        """Inserts the dedupe rows of (node, request id, minute) triples; returns the (node, request id)
+        pairs that were not there yet. One statement per chunk, and only the rows it inserted come back
+        (ON CONFLICT DO NOTHING)."""
         claimed: list[tuple[str, str]] = []
         if self.db.is_postgres:
             statement = text(
@@ -198,9 +211,9 @@ class UsageStore:
                 rows = await conn.execute(
                     statement,
                     {
-                        "nodes": [r[R_NODE] for r in chunk],
-                        "ids": [r[R_REQ] for r in chunk],
-                        "minutes": [r[R_MINUTE] for r in chunk],
+                        "nodes": [r[0] for r in chunk],
+                        "ids": [r[1] for r in chunk],
+                        "minutes": [r[2] for r in chunk],
                     },
                 )
                 claimed.extend((node, request_id) for node, request_id in rows)
@@ -211,8 +224,8 @@ class UsageStore:
         table = _table(UsageSeen)
         existing: set[tuple[str, str]] = set()
         by_node: dict[str, list[str]] = defaultdict(list)
-        for record in records:
-            by_node[record[R_NODE]].append(record[R_REQ])
+        for node, request_id, _ in records:
+            by_node[node].append(request_id)
         for node, ids in by_node.items():
             for start in range(0, len(ids), _SQLITE_CHUNK):
                 rows = await conn.execute(
@@ -221,15 +234,14 @@ class UsageStore:
                     )
                 )
                 existing.update((node, request_id) for (request_id,) in rows)
-        new = [r for r in records if (r[R_NODE], r[R_REQ]) not in existing]
+        new = [r for r in records if (r[0], r[1]) not in existing]
         if new:
             # Straight to the driver: one dedupe row per entry, so SQLAlchemy's per-row work would cost
             # more than SQLite's.
             await conn.exec_driver_sql(
-                f"INSERT INTO {table.name} (node_id, request_id, minute) VALUES (?, ?, ?)",
-                [(r[R_NODE], r[R_REQ], r[R_MINUTE]) for r in new],
+                f"INSERT INTO {table.name} (node_id, request_id, minute) VALUES (?, ?, ?)", new
             )
-        return [(r[R_NODE], r[R_REQ]) for r in new]
+        return [(r[0], r[1]) for r in new]
 
     async def _upsert_windows(self, conn: Any, aggregate: Aggregate) -> None:
         table = _table(UsageWindow)
@@ -260,6 +272,28 @@ class UsageStore:
             ),
             rows,
         )
+
+    async def _upsert_skips(self, conn: Any, tallies: list[SkipTally]) -> int:
+        """Adds the tallies to the per node, hour and reason skip counts; returns the entries added."""
+        totals: dict[tuple[str, int, str], int] = defaultdict(int)
+        for tally in tallies:
+            hour = tally.minute - tally.minute % 3600
+            for reason, count in tally.reasons.items():
+                totals[(tally.node_id, hour, reason)] += count
+        table = _table(UsageNodeSkip)
+        rows = [
+            {"node_id": node, "window_start": _utc(hour), "reason": reason, "skipped": count}
+            for (node, hour, reason), count in sorted(totals.items())
+        ]
+        insert = self._insert(table)
+        await conn.execute(
+            insert.on_conflict_do_update(
+                index_elements=["node_id", "window_start", "reason"],
+                set_={"skipped": table.c.skipped + insert.excluded.skipped},
+            ),
+            rows,
+        )
+        return sum(totals.values())
 
     async def _upsert_throttles(self, conn: Any, aggregate: Aggregate) -> None:
         if not aggregate.throttles:
@@ -299,11 +333,13 @@ class UsageStore:
             )
 
     async def completeness(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
-        """Per Envoy node over [start, end): entries counted vs. what Envoy says it wrote and dropped.
+        """Per Envoy node over [start, end): entries accounted for (counted, or skipped for a stated
+        reason) vs. what Envoy says it wrote and dropped.
 
         Envoy's counters are cumulative since it started; increases between consecutive samples are
         summed (a decrease means Envoy restarted, so the later reading itself is the increase)."""
         receipts = _table(UsageNodeReceipt)
+        skips = _table(UsageNodeSkip)
         samples = _table(UsageNodeSample)
         hour_start = _utc(int(start.timestamp()) - int(start.timestamp()) % 3600)
         async with self.db.engine.connect() as conn:
@@ -313,6 +349,14 @@ class UsageStore:
                 .group_by(receipts.c.node_id)
             )
             received = {node: int(total or 0) for node, total in received_rows}
+            skip_rows = await conn.execute(
+                select(skips.c.node_id, skips.c.reason, func.sum(skips.c.skipped))
+                .where(skips.c.window_start >= hour_start, skips.c.window_start < end)
+                .group_by(skips.c.node_id, skips.c.reason)
+            )
+            skipped: dict[str, dict[str, int]] = defaultdict(dict)
+            for node, reason, total in skip_rows:
+                skipped[node][reason] = int(total or 0)
             sample_rows = await conn.execute(
                 select(
                     samples.c.node_id, samples.c.sampled_at, samples.c.logs_written, samples.c.logs_dropped
@@ -324,7 +368,7 @@ class UsageStore:
             for node, at, written, dropped in sample_rows:
                 series[node].append((as_utc(at), int(written), int(dropped)))
         report = []
-        for node in sorted(set(received) | set(series)):
+        for node in sorted(set(received) | set(skipped) | set(series)):
             written = dropped = 0
             previous: tuple[datetime, int, int] | None = None
             for point in series.get(node, []):
@@ -339,15 +383,19 @@ class UsageStore:
                         dropped += point[2] - previous[2] if point[2] >= previous[2] else point[2]
                 previous = point
             got = received.get(node, 0)
-            expected = max(written + dropped, got)
+            reasons = skipped.get(node, {})
+            accounted = got + sum(reasons.values())
+            expected = max(written + dropped, accounted)
             report.append(
                 {
                     "node_id": node,
                     "received": got,
                     "logs_written": written,
                     "logs_dropped": dropped,
-                    "completeness": (got / expected) if expected else 1.0,
+                    "completeness": (accounted / expected) if expected else 1.0,
                     "sampled": bool(series.get(node)),
+                    "skipped": reasons,
+                    "accounted": accounted,
                 }
             )
         return report

@@ -19,7 +19,8 @@ class XdsComponent(Component):
     def build(self, settings: Settings, context: ProcessContext) -> Xds:
         from xds.process import Xds, gateway_options
 
-        return Xds(gateway_options(settings.gateway, context.gateway), context.catalog)
+        gateway = settings.gateway
+        return Xds(gateway_options(gateway, context.gateway), context.catalog, gateway.envoy_nodes)
 
 
 COMPONENT = XdsComponent()

@@ -3,7 +3,7 @@ new snapshot of Envoy's configuration built from the catalog after every committ
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from envoy.service.discovery.v3 import ads_pb2, ads_pb2_grpc
 
@@ -30,20 +30,23 @@ def gateway_options(settings: GatewaySettings, contribution: GatewayContribution
         listener_port=port,
         keymgr_endpoints=settings.keymgr_endpoints,
         usage_endpoints=settings.usage_endpoints,
+        usage_copies=settings.usage_copies,
         authz_timeout_ms=settings.authz_timeout_ms,
         authz_failure_mode_allow=settings.authz_failure_mode_allow,
         extra_http_filters=contribution.http_filters,
         extra_clusters=contribution.clusters,
         route_rate_limits=contribution.route_rate_limits,
+        envoy_link=settings.envoy_link,
     )
 
 
 class Xds(RunningComponent):
-    def __init__(self, options: GatewayOptions, catalog: CatalogStore) -> None:
+    def __init__(self, options: GatewayOptions, catalog: CatalogStore, nodes: Collection[str]) -> None:
         self.options = options
         self.catalog = catalog
         self.cache = SnapshotCache()
-        self.ads = AggregatedDiscoveryServicer(self.cache)
+        # Only the configured Envoy nodes get configuration (TOLLWAY_ENVOY_NODES).
+        self.ads = AggregatedDiscoveryServicer(self.cache, nodes)
 
     async def push(self) -> None:
         """Builds Envoy's resources from the published APIs; the cache sends what changed."""

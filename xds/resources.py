@@ -31,8 +31,10 @@ from google.protobuf.message import Message
 
 from tollway import envoy_contract as contract
 from tollway.catalog.view import PublishedApi
+from tollway.envoy_auth import PLAINTEXT_LINK, EnvoyLink
 from tollway.envoy_contract import EXT_AUTHZ_FILTER
 from tollway.envoy_resources import (
+    TLS_TRANSPORT_SOCKET,
     HostPort,
     duration,
     grpc_service,
@@ -52,13 +54,12 @@ LISTENER_NAME = "tollway_http"
 ROUTE_CONFIG_NAME = "tollway_routes"
 KEYMGR_CLUSTER = "tollway_keymgr"
 USAGE_CLUSTER = "tollway_usage"
-NOT_FOUND_ROUTE = "tollway_not_found"
+NOT_FOUND_ROUTE = contract.NOT_FOUND_ROUTE
 ACCESS_LOG_NAME = "tollway"
 
 ROUTER_FILTER = "envoy.filters.http.router"
 HCM_FILTER = "envoy.filters.network.http_connection_manager"
 GRPC_ACCESS_LOG = "envoy.access_loggers.http_grpc"
-TLS_TRANSPORT_SOCKET = "envoy.transport_sockets.tls"
 
 # RFC 9457 body for paths no API is published at; served by Envoy itself, keymgr never sees them.
 NOT_FOUND_BODY = json.dumps(
@@ -74,7 +75,8 @@ Resources = dict[str, dict[str, Message]]
 
 
 def api_cluster_name(api_id: str) -> str:
-    return f"api_{api_id}"
+    """The name of an API's cluster and of its route (what the access log's route_name carries)."""
+    return contract.API_ROUTE_PREFIX + api_id
 
 
 # Where distributions keep their CA bundle; Python's own idea comes first.
@@ -105,6 +107,10 @@ class GatewayOptions:
     # HTTP/2 connection per worker per endpoint, so processes behind one port share no load).
     keymgr_endpoints: tuple[HostPort, ...]
     usage_endpoints: tuple[HostPort, ...]
+    # Each access-log entry goes to this many usage endpoints at once (one access logger per disjoint
+    # group of usage_endpoints): a usage process killed mid-stream loses what only it had received,
+    # and with two copies that is nothing; usage counts each (node, request id) once.
+    usage_copies: int = 1
     authz_timeout_ms: int = 250
     # False = fail closed: when keymgr cannot answer, Envoy denies with 503.
     authz_failure_mode_allow: bool = False
@@ -119,6 +125,9 @@ class GatewayOptions:
     extra_clusters: tuple[cluster_pb2.Cluster, ...] = field(default=())
     # Rate limit actions on every API route (descriptors for the ratelimit filter; see throttle/).
     route_rate_limits: tuple[route_components_pb2.RateLimit, ...] = field(default=())
+    # How Envoy authenticates to Tollway's gRPC services (tollway/envoy_auth.py). A process passes the
+    # link its settings describe; the plaintext default is for tests against plaintext doubles.
+    envoy_link: EnvoyLink = PLAINTEXT_LINK
 
     def __post_init__(self) -> None:
         # Accept lists from callers, keep the dataclass hashable and immutable.
@@ -329,7 +338,7 @@ def ext_authz_filter(options: GatewayOptions) -> hcm_pb2.HttpFilter:
     return _http_filter(
         EXT_AUTHZ_FILTER,
         ext_authz_pb2.ExtAuthz(
-            grpc_service=grpc_service(KEYMGR_CLUSTER, options.authz_timeout_ms),
+            grpc_service=grpc_service(KEYMGR_CLUSTER, options.authz_timeout_ms, link=options.envoy_link),
             transport_api_version=config_source_pb2.V3,
             failure_mode_allow=options.authz_failure_mode_allow,
             status_on_error=http_status_pb2.HttpStatus(code=http_status_pb2.ServiceUnavailable),
@@ -337,11 +346,21 @@ def ext_authz_filter(options: GatewayOptions) -> hcm_pb2.HttpFilter:
     )
 
 
-def access_log() -> accesslog_pb2.AccessLog:
+def usage_groups(options: GatewayOptions) -> list[tuple[str, tuple[HostPort, ...]]]:
+    """(cluster name, endpoints) per copy of the access log: endpoint i in group i mod copies, so no
+    two copies of an entry go to the same usage process."""
+    copies = max(1, min(options.usage_copies, len(options.usage_endpoints)))
+    return [
+        (USAGE_CLUSTER if group == 0 else f"{USAGE_CLUSTER}_{group}", options.usage_endpoints[group::copies])
+        for group in range(copies)
+    ]
+
+
+def access_log(link: EnvoyLink, cluster: str = USAGE_CLUSTER) -> accesslog_pb2.AccessLog:
     config = als_pb2.HttpGrpcAccessLogConfig(
         common_config=als_pb2.CommonGrpcAccessLogConfig(
             log_name=ACCESS_LOG_NAME,
-            grpc_service=grpc_service(USAGE_CLUSTER),
+            grpc_service=grpc_service(cluster, link=link),
             transport_api_version=config_source_pb2.V3,
         )
     )
@@ -364,7 +383,7 @@ def http_connection_manager(options: GatewayOptions) -> hcm_pb2.HttpConnectionMa
             *options.extra_http_filters,
             _http_filter(ROUTER_FILTER, router_pb2.Router()),
         ],
-        access_log=[access_log()],
+        access_log=[access_log(options.envoy_link, cluster) for cluster, _ in usage_groups(options)],
         # Envoy is the edge: the client address is the peer's, and every request gets its own id.
         use_remote_address=wrappers_pb2.BoolValue(value=True),
         generate_request_id=wrappers_pb2.BoolValue(value=True),
@@ -436,8 +455,18 @@ def build_resources(apis: Sequence[PublishedApi], options: GatewayOptions) -> Re
         routes.append(api_route(api, upstreams, options))
         api_clusters.append(api_cluster(api.id, upstreams, options))
     clusters = [
-        grpc_service_cluster(KEYMGR_CLUSTER, options.keymgr_endpoints),
-        grpc_service_cluster(USAGE_CLUSTER, options.usage_endpoints),
+        grpc_service_cluster(
+            KEYMGR_CLUSTER,
+            options.keymgr_endpoints,
+            link=options.envoy_link,
+            health_service=contract.AUTHORIZATION_SERVICE,
+        ),
+        *(
+            grpc_service_cluster(
+                name, endpoints, link=options.envoy_link, health_service=contract.ACCESS_LOG_SERVICE
+            )
+            for name, endpoints in usage_groups(options)
+        ),
         *api_clusters,
         *options.extra_clusters,
     ]

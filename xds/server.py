@@ -10,6 +10,11 @@ accepted. Rules (the ones go-control-plane users trip over):
 * Make-before-break: a type is sent only once every type before it (CDS → LDS → RDS) runs the
   current snapshot. Clusters the new routes no longer use stay in CDS (a "+retained" version) until
   Envoy accepted the listeners and routes that stopped using them; then CDS is pruned.
+
+Only configured node ids are served (TOLLWAY_ENVOY_NODES): a stream naming any other node (or none)
+ends PERMISSION_DENIED before anything is sent, and per-node state exists for configured nodes only, so
+its size is fixed by the configuration, not by what callers claim. The node id is what Envoy says it
+is; the Envoy-facing port's credential (tollway/envoy_auth.py) is what authenticates it.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import asyncio
 import itertools
 import logging
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Collection, Mapping
 from dataclasses import dataclass, field
 
 import grpc
@@ -37,6 +42,9 @@ SHORT_TYPE_NAMES = {CLUSTER_TYPE: "CDS", LISTENER_TYPE: "LDS", ROUTE_TYPE: "RDS"
 # Types Envoy subscribes to as a whole; the others (RDS) by resource name.
 WILDCARD_TYPES = frozenset({CLUSTER_TYPE, LISTENER_TYPE})
 RETAINED_SUFFIX = "+retained"
+
+# How much of an unknown node id a refusal repeats back.
+_NODE_ID_SHOWN = 100
 
 # (version, resource names): what one response delivered, and what a NACK rejects.
 Identity = tuple[str, frozenset[str]]
@@ -103,11 +111,17 @@ def _packed(message: Message) -> any_pb2.Any:
 class AggregatedDiscoveryServicer(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):  # type: ignore[misc]  # Envoy ships no types
     """grpc.aio servicer serving the snapshots of one SnapshotCache to any number of Envoys.
 
-    The counters (per type URL) are for tests and metrics; `nodes` holds per-node state by node id.
+    The counters (per type URL) are for tests and metrics; `nodes` holds per-node state by node id, for
+    the `known_nodes` only: every other node is refused.
     """
 
-    def __init__(self, cache: SnapshotCache, control_plane_id: str = "tollway") -> None:
+    def __init__(
+        self, cache: SnapshotCache, known_nodes: Collection[str], control_plane_id: str = "tollway"
+    ) -> None:
+        if not known_nodes:
+            raise ValueError("ADS needs at least one known node id")
         self._cache = cache
+        self.known_nodes = frozenset(known_nodes)
         self._control_plane = base_pb2.ControlPlane(identifier=control_plane_id)
         # What a peer controls (how often it opens streams, asks for unknown types, rejects a version)
         # is reported once per interval per kind, with a count: a hostile or looping peer cannot flood
@@ -137,6 +151,9 @@ class AggregatedDiscoveryServicer(ads_pb2_grpc.AggregatedDiscoveryServiceService
                 if isinstance(event, Snapshot):
                     stream.snapshot = event
                 else:
+                    refusal = self._refusal(event.node.id) if stream.node is None else None
+                    if refusal is not None:
+                        await context.abort(grpc.StatusCode.PERMISSION_DENIED, refusal)
                     self._on_request(stream, event)
                 for response in self._due_responses(stream):
                     yield response
@@ -166,6 +183,18 @@ class AggregatedDiscoveryServicer(ads_pb2_grpc.AggregatedDiscoveryServiceService
     def node(self, node_id: str) -> NodeState | None:
         return self.nodes.get(node_id)
 
+    def _refusal(self, node_id: str) -> str | None:
+        """Why a stream opened by `node_id` gets no configuration, None when it is a known node."""
+        if node_id in self.known_nodes:
+            return None
+        shown = node_id[:_NODE_ID_SHOWN]
+        self._peer_events.event(
+            logging.WARNING, "unknown node", "refused an ADS stream from unknown node %r", shown
+        )
+        if not node_id:
+            return "the first request of an ADS stream must name its node (node.id)"
+        return f"node {shown!r} is not one of the Envoy nodes this control plane serves (TOLLWAY_ENVOY_NODES)"
+
     @staticmethod
     async def _read_requests(
         request_iterator: AsyncIterator[discovery_pb2.DiscoveryRequest],
@@ -193,8 +222,8 @@ class AggregatedDiscoveryServicer(ads_pb2_grpc.AggregatedDiscoveryServiceService
 
     def _on_request(self, stream: _Stream, request: discovery_pb2.DiscoveryRequest) -> None:
         if stream.node is None:
-            # Envoy names its node on the stream's first message only.
-            node_id = request.node.id or "unknown"
+            # Envoy names its node on the stream's first message only (a known one: see _refusal).
+            node_id = request.node.id
             stream.node = self.nodes.setdefault(node_id, NodeState(node_id))
             stream.node.streams += 1
             self._peer_events.event(

@@ -1,5 +1,6 @@
 """Through a real Envoy: the approval workflow at the gateway, and requests → usage → invoice with the
-exact expected total, reconciled against the rate limiter's own count."""
+exact expected total, reconciled against the rate limiter's own count; in both throttle modes
+(ratelimit, and authz where Check applies the limits), with the same assertions."""
 
 from __future__ import annotations
 
@@ -16,13 +17,14 @@ from tollway.billing.v1 import billing_pb2 as pb
 from tollway.billing.v1 import billing_pb2_grpc
 from tollway.catalog.v1 import catalog_pb2
 from tollway.store.v1 import store_pb2
+from tollway.vocabulary import ThrottleMode
 
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    started = start_stack(Path(tmp_path_factory.mktemp("billing-stack")))
+@pytest.fixture(scope="module", params=list(ThrottleMode), ids=str)
+def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    started = start_stack(Path(tmp_path_factory.mktemp("billing-stack")), throttle_mode=request.param)
     try:
         yield started
     finally:

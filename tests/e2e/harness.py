@@ -1,5 +1,7 @@
 """A whole Tollway stack for end-to-end tests: the services in a background event loop, a real Envoy
-started from a generated bootstrap, and an echo upstream, all on ephemeral ports."""
+started from a generated bootstrap (authenticated to the services as the settings say: by default
+mTLS with certificates generated into the stack's directory), and an echo upstream, all on ephemeral
+ports."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import grpc
 
 from tollway.app.demo import start_echo_server
 from tollway.app.runner import TollwayProcess
+from tollway.app.workers import WorkerGroup
 from tollway.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from tollway.envoy import EnvoyProcess, bootstrap_config
 from tollway.settings import Settings
@@ -32,6 +35,24 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def free_port_run(count: int, avoid: set[int]) -> int:
+    """The first of `count` consecutive free ports, none in `avoid` (a worker k listens on port + k)."""
+    while True:
+        first = free_port()
+        ports = range(first, first + count)
+        if avoid.isdisjoint(ports) and all(_bindable(port) for port in ports[1:]):
+            return first
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 class LogCapture(logging.Handler):
@@ -65,6 +86,8 @@ class Stack:
     upstream_url: str
     logs: LogCapture
     _channel: grpc.Channel = field(init=False)
+    # Worker 0 is `process`; the others are child processes (settings.workers > 1).
+    group: WorkerGroup = field(init=False)
 
     def __post_init__(self) -> None:
         self._channel = grpc.insecure_channel(self.settings.admin_addr)
@@ -142,7 +165,12 @@ class Stack:
 
 
 def start_stack(work_dir: Path, **overrides: Any) -> Stack:
-    grpc_port, admin_port, gateway_port, envoy_admin_port, upstream_port = (free_port() for _ in range(5))
+    """`overrides` are Settings fields; with `workers` > 1 the workers beyond the first are child
+    processes (tollway/app/workers.py) on the ports after the gRPC port."""
+    admin_port, gateway_port, envoy_admin_port, upstream_port = (free_port() for _ in range(4))
+    grpc_port = free_port_run(
+        overrides.get("workers", 1), {admin_port, gateway_port, envoy_admin_port, upstream_port}
+    )
     fields: dict[str, Any] = {
         "data_dir": work_dir,
         "database_url": f"sqlite:///{work_dir / 'tollway.db'}",
@@ -151,6 +179,8 @@ def start_stack(work_dir: Path, **overrides: Any) -> Stack:
         "gateway_addr": f"127.0.0.1:{gateway_port}",
         "envoy_admin_addr": f"127.0.0.1:{envoy_admin_port}",
         "change_poll_seconds": 0.1,
+        # The node id this harness's Envoy gives itself: the one ADS serves.
+        "envoy_node_id": "e2e",
     }
     settings = Settings(**{**fields, **overrides}).resolved()
     logs = LogCapture()
@@ -162,18 +192,21 @@ def start_stack(work_dir: Path, **overrides: Any) -> Stack:
 
     loop = asyncio.new_event_loop()
     threading.Thread(target=loop.run_forever, name="tollway-services", daemon=True).start()
-    process = TollwayProcess(settings)
-    asyncio.run_coroutine_threadsafe(process.start(), loop).result(30)
+    group = WorkerGroup(settings)
+    asyncio.run_coroutine_threadsafe(group.start(), loop).result(60)
+    process = group.main
 
     upstream = start_echo_server("127.0.0.1", upstream_port)
     envoy = EnvoyProcess(
         bootstrap_config(
-            node_id="e2e",
+            node_id=settings.envoy_node_id,
             node_cluster="tollway-e2e",
             ads_host="127.0.0.1",
             ads_port=grpc_port,
             admin_host="127.0.0.1",
             admin_port=envoy_admin_port,
+            # Envoy authenticates as the settings say (the default: mTLS, certificates in work_dir).
+            link=settings.envoy_link,
         ),
         work_dir=work_dir / "envoy",
         concurrency=1,
@@ -182,6 +215,7 @@ def start_stack(work_dir: Path, **overrides: Any) -> Stack:
     envoy.wait_ready(30.0)
     stack = Stack(settings, process, envoy, loop, f"http://127.0.0.1:{upstream_port}", logs)
     stack.upstream_server = upstream  # type: ignore[attr-defined]
+    stack.group = group
     return stack
 
 
@@ -189,6 +223,6 @@ def stop_stack(stack: Stack) -> None:
     stack.close()
     stack.envoy.stop()
     stack.upstream_server.shutdown()  # type: ignore[attr-defined]
-    asyncio.run_coroutine_threadsafe(stack.process.stop(), stack.loop).result(30)
+    asyncio.run_coroutine_threadsafe(stack.group.stop(), stack.loop).result(60)
     stack.loop.call_soon_threadsafe(stack.loop.stop)
     logging.getLogger().removeHandler(stack.logs)

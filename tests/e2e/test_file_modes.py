@@ -1,6 +1,6 @@
 """The data directory after a run with the embedded defaults (SQLite, generated secrets, the usage WAL,
-the gateway's Envoy from the launcher): every file 0600, every directory 0700, whatever the umask of
-the shell that started Tollway."""
+the gateway's Envoy from the launcher, the Envoy-facing link's generated CA and certificates): every
+file 0600, every directory 0700, whatever the umask of the shell that started Tollway."""
 
 from __future__ import annotations
 
@@ -73,6 +73,11 @@ def test_everything_under_the_data_dir_is_private(tmp_path: Path, usual_umask: N
         "tollway.db",
         "envoy/envoy-bootstrap.json",
         "envoy/envoy.log",
+        # The Envoy-facing link's private CA and certificates (mTLS, the default).
+        *(
+            f"envoy-tls/{name}"
+            for name in ("ca.pem", "ca.key", "server.pem", "server.key", "envoy.pem", "envoy.key")
+        ),
     }
     assert expected_files <= found.keys(), sorted(found)
     assert "usage-wal" in found and "envoy" in found

@@ -1,21 +1,34 @@
-"""Through a real Envoy: keys, subscriptions, blocking, rotation, publishing, NACK handling."""
+"""Through a real Envoy: keys, subscriptions, blocking, rotation, publishing, NACK handling; in both
+throttle modes (ratelimit, and authz where Check also applies the limits), with the same assertions."""
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import pytest
 from google.protobuf.duration_pb2 import Duration
 
-from tests.e2e.harness import Response, Stack
+from tests.e2e.harness import Response, Stack, start_stack, stop_stack
 from tollway.catalog.v1 import catalog_pb2
 from tollway.store.v1 import store_pb2
+from tollway.vocabulary import ThrottleMode
 from xds.process import Xds
 from xds.resources import ROUTE_CONFIG_NAME, ROUTE_TYPE, build_resources
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module", params=list(ThrottleMode), ids=str)
+def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    started = start_stack(Path(tmp_path_factory.mktemp("gateway")), throttle_mode=request.param)
+    try:
+        yield started
+    finally:
+        stop_stack(started)
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,15 @@ def grpcurl(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([binary, *args], capture_output=True, text=True, timeout=30)
 
 
+def as_envoy(stack: Stack) -> tuple[str, ...]:
+    """grpcurl's options to reach the Envoy-facing port as Envoy does (mTLS with Envoy's certificate)."""
+    link = stack.settings.envoy_link
+    return (
+        "-cacert", link.ca_file, "-cert", link.client_cert_file, "-key", link.client_key_file,
+        "-servername", link.server_name,
+    )  # fmt: skip
+
+
 def test_grpcurl_lists_services_on_both_ports(stack: Stack) -> None:
     admin = grpcurl("-plaintext", stack.settings.admin_addr, "list")
     assert admin.returncode == 0, admin.stderr
@@ -28,7 +37,7 @@ def test_grpcurl_lists_services_on_both_ports(stack: Stack) -> None:
         "tollway.store.v1.StoreService",
         "grpc.health.v1.Health",
     } <= set(admin.stdout.split())
-    envoy_facing = grpcurl("-plaintext", stack.settings.grpc_addr, "list")
+    envoy_facing = grpcurl(*as_envoy(stack), stack.settings.grpc_addr, "list")
     assert envoy_facing.returncode == 0, envoy_facing.stderr
     assert {
         "envoy.service.discovery.v3.AggregatedDiscoveryService",
@@ -57,5 +66,5 @@ def test_grpcurl_describes_and_calls_with_the_token(stack: Stack) -> None:
     assert created.returncode == 0, created.stderr
     assert json.loads(created.stdout)["plan"]["name"] == "via-grpcurl"
 
-    health = grpcurl("-plaintext", stack.settings.grpc_addr, "grpc.health.v1.Health/Check")
+    health = grpcurl(*as_envoy(stack), stack.settings.grpc_addr, "grpc.health.v1.Health/Check")
     assert health.returncode == 0 and "SERVING" in health.stdout

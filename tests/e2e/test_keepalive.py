@@ -79,7 +79,7 @@ def watch(loop: Loop, tmp_path: Path, agreed: bool) -> tuple[dict[str, int], str
     cache.set_snapshot(build_resources([], options))
 
     async def start() -> GrpcServer | grpc.aio.Server:
-        ads = AggregatedDiscoveryServicer(cache)
+        ads = AggregatedDiscoveryServicer(cache, {"keepalive"})
         if agreed:
             server = GrpcServer(f"127.0.0.1:{grpc_port}", keepalive=SHORT)
             ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(ads, server.server)

@@ -16,6 +16,7 @@ from tollway.app.registry import gateway_options
 from tollway.catalog.view import PublishedApi
 from tollway.envoy_contract import DESCRIPTOR_KEYS, EXT_AUTHZ_FILTER, RATELIMIT_FILTER
 from tollway.settings import Settings
+from tollway.vocabulary import ThrottleMode
 from xds.resources import (
     CLUSTER_TYPE,
     LISTENER_NAME,
@@ -127,3 +128,21 @@ def test_settings_read_the_throttle_environment() -> None:
         Settings.from_env({"TOLLWAY_RATELIMIT_STORE": "memcached", "TOLLWAY_DATA_DIR": "/tmp/x"})
     with pytest.raises(ValueError):
         Settings.from_env({"TOLLWAY_RATELIMIT_FAILURE_MODE": "maybe", "TOLLWAY_DATA_DIR": "/tmp/x"})
+
+
+def test_fused_mode_tells_envoy_of_no_ratelimit_filter_cluster_or_descriptors(tmp_path: Path) -> None:
+    settings = Settings.from_env(
+        {"TOLLWAY_DATA_DIR": str(tmp_path), "TOLLWAY_THROTTLE_MODE": "AuthZ", "TOLLWAY_ADMIN_TOKEN": "t"}
+    )
+    assert settings.throttle_mode == ThrottleMode.AUTHZ
+    assert settings.keymgr.applies_limits and settings.throttle.mode == ThrottleMode.AUTHZ
+    resources = build_resources([API], gateway_options(settings))
+    assert [f.name for f in _hcm(resources).http_filters] == [EXT_AUTHZ_FILTER, "envoy.filters.http.router"]
+    assert THROTTLE_CLUSTER not in resources[CLUSTER_TYPE]
+    api_route = resources[ROUTE_TYPE][ROUTE_CONFIG_NAME].virtual_hosts[0].routes[0]
+    assert not api_route.route.rate_limits
+    # The default mode is the two-call chain.
+    default = Settings.from_env({"TOLLWAY_DATA_DIR": str(tmp_path), "TOLLWAY_ADMIN_TOKEN": "t"})
+    assert default.throttle_mode == ThrottleMode.RATELIMIT and not default.keymgr.applies_limits
+    with pytest.raises(ValueError, match="ratelimit, authz"):
+        Settings.from_env({"TOLLWAY_THROTTLE_MODE": "fused", "TOLLWAY_DATA_DIR": str(tmp_path)})

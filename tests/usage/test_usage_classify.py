@@ -24,6 +24,7 @@ from usage.classify import (
     R_RESP_BYTES,
     R_SUB,
     RATELIMIT_ERROR,
+    SKIP_REASONS,
     SUCCESS,
     THROTTLED,
     UNAUTHORIZED,
@@ -96,7 +97,10 @@ def test_overage_and_limit_from_ratelimit_metadata() -> None:
     [
         (entry(200, log_type=0), "not_downstream_end"),  # NotSet
         (entry(200, log_type=5), "not_downstream_end"),  # DownstreamPeriodic would double count
-        (entry(404, authz={}), "no_api"),
+        (entry(404, authz={}, route_name="tollway_not_found"), "unrouted"),  # Envoy's catch-all 404
+        (entry(400, authz={}, route_name=""), "before_routing"),  # e.g. a malformed request
+        (entry(503, authz={}, route_name="api_api_1"), "authz_failed"),  # keymgr unreachable
+        (entry(301, authz={}, route_name="https_redirect"), "not_api_route"),
         (entry(200, authz={"api_id": 42}), "bad_metadata"),
         (entry(200, api_id="x" * 500), "bad_metadata"),
         (entry(200, api_id="a\nb"), "bad_metadata"),
@@ -111,6 +115,11 @@ def test_hostile_or_useless_entries_are_skipped_with_a_reason(item, reason: str)
     with pytest.raises(Skip) as skipped:
         classify(item, "node-a", NOW)
     assert skipped.value.reason == reason
+
+
+def test_every_skip_reason_is_stated() -> None:
+    assert {"unrouted", "before_routing", "authz_failed", "not_api_route"} <= SKIP_REASONS.keys()
+    assert all(SKIP_REASONS.values())
 
 
 def test_missing_request_id_gets_a_stable_digest() -> None:
@@ -151,3 +160,82 @@ def test_malformed_ratelimit_metadata_does_not_cost_the_count() -> None:
     assert (record[R_OUTCOME], record[R_LIMIT]) == (THROTTLED, "minute")
     record = classify(entry(200, ratelimit={"window": {"x": 1}}), "n", NOW)
     assert record[R_OUTCOME] == SUCCESS
+
+
+IDENTITY = {
+    "api_id": "api_1",
+    "subscription_id": "sub_1",
+    "application_id": "app_1",
+    "plan_id": "plan_1",
+    "key_id": "key_1",
+}
+
+
+@pytest.mark.parametrize(
+    ("default_mode", "fused_mode", "expected"),
+    [
+        # Throttled: the ratelimit filter's 429 (RL flag, its own metadata namespace), or Check's own.
+        (
+            {"code": 429, "flags": {"rate_limited": True}, "ratelimit": {"window": "minute"}},
+            {
+                "code": 429,
+                "flags": {"unauthorized_details": "EXTERNAL_SERVICE"},
+                "authz": {**IDENTITY, "reason": "rate_limited", "window": "minute"},
+            },
+            (THROTTLED, 0, "minute"),
+        ),
+        (
+            {"code": 429, "flags": {"rate_limited": True}, "ratelimit": {"window": "billing_period"}},
+            {
+                "code": 429,
+                "flags": {"unauthorized_details": "EXTERNAL_SERVICE"},
+                "authz": {**IDENTITY, "reason": "quota_exceeded", "window": "billing_period"},
+            },
+            (THROTTLED, 0, "billing_period"),
+        ),
+        # Counters unreachable, failure mode deny: the filter's 503 (RLSE), or Check's.
+        (
+            {"code": 503, "flags": {"rate_limit_service_error": True}},
+            {
+                "code": 503,
+                "flags": {"unauthorized_details": "EXTERNAL_SERVICE"},
+                "authz": {**IDENTITY, "reason": "rate_limit_unavailable"},
+            },
+            (RATELIMIT_ERROR, 0, ""),
+        ),
+        # Beyond a soft quota: admitted, marked as overage.
+        (
+            {"code": 200, "ratelimit": {"overage": True, "overage_hits": 1, "window": "billing_period"}},
+            {
+                "code": 200,
+                "authz": {**IDENTITY, "overage": True, "overage_hits": 1, "window": "billing_period"},
+            },
+            (SUCCESS, 1, ""),
+        ),
+        # Shadow mode: admitted, nothing else.
+        (
+            {"code": 200, "ratelimit": {"shadow_over_limit": True, "window": "minute"}},
+            {"code": 200, "authz": {**IDENTITY, "shadow_over_limit": True, "window": "minute"}},
+            (SUCCESS, 0, ""),
+        ),
+    ],
+    ids=["rate_limited", "quota_exceeded", "limits_unavailable", "soft_overage", "shadow"],
+)
+def test_both_throttle_modes_give_the_same_record(
+    default_mode: dict, fused_mode: dict, expected: tuple
+) -> None:
+    start = NOW - 30
+    default_mode_record = classify(entry(**default_mode, request_id="r", start=start), "n", NOW)
+    fused_mode_record = classify(entry(**fused_mode, request_id="r", start=start), "n", NOW)
+    assert fused_mode_record == default_mode_record
+    assert (
+        fused_mode_record[R_OUTCOME],
+        fused_mode_record[R_OVERAGE],
+        fused_mode_record[R_LIMIT],
+    ) == expected
+    assert fused_mode_record[R_SUB] == "sub_1"  # filed under the subscription, not as a refusal
+
+
+def test_a_refusal_for_the_key_stays_unauthorized_whatever_else_it_carries() -> None:
+    record = classify(entry(401, authz={**IDENTITY, "reason": "key_revoked", "window": "minute"}), "n", NOW)
+    assert (record[R_OUTCOME], record[R_SUB], record[R_LIMIT]) == (UNAUTHORIZED, "", "")

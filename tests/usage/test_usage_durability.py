@@ -20,6 +20,7 @@ from sqlalchemy import select, text
 
 from tests.conftest import POSTGRES_URL
 from tests.e2e.harness import Stack, start_stack, stop_stack
+from tests.support import shared_envoy_tls
 from tests.usage.usage_replica import UsageReplica
 from tests.usage.usage_stack import create_api, start_status_upstream, wait_until
 from tollway.db import Database
@@ -83,11 +84,12 @@ class Load:
 
 
 async def counted_state(db: Database, api_id: str) -> tuple[set[str], int, int]:
-    """(request ids in the dedupe state, requests in all windows, requests in the API's windows)."""
+    """(request ids in the dedupe state, requests in all windows, requests in the API's windows). The
+    dedupe rows of frames' skip tallies ("skip:<frame digest>") guard no counted request: left out."""
     store = UsageStore(db)
     async with db.engine.connect() as conn:
         rows = await conn.execute(select(UsageSeen.request_id))
-        seen = {row[0] for row in rows}
+        seen = {row[0] for row in rows if not row[0].startswith("skip:")}
     everything = await store.totals(*day_range(), group_by=())
     api = await store.totals(*day_range(), group_by=(), api_id=api_id)
     return seen, int(everything[0]["requests"]) if everything else 0, int(api[0]["requests"]) if api else 0
@@ -151,7 +153,10 @@ def kill_under_load_and_verify(
         assert stack.run(sampler.sample_once()) == 1
         [node] = [n for n in stack.run(UsageStore(db).completeness(*day_range())) if n["node_id"] == "e2e"]
         assert node["sampled"] and node["logs_written"] + node["logs_dropped"] >= len(sent)
-        if requests < len(sent):  # entries were lost while the replica was down: the report says so
+        # Requests ext_authz could not decide in time (503 under CPU pressure) carry no identity: they
+        # are accounted as skipped (authz_failed), not counted, and not lost.
+        unmetered = node["skipped"].get("authz_failed", 0)
+        if requests + unmetered < len(sent):  # entries were lost while the replica was down: it says so
             assert node["completeness"] < 1
         written, dropped = node["logs_written"], node["logs_dropped"]
         return {
@@ -171,7 +176,8 @@ def kill_under_load_and_verify(
 def test_kill9_of_the_usage_process_loses_nothing_received_and_counts_it_once(tmp_path: Path) -> None:
     database_url = f"sqlite:///{tmp_path / 'tollway.db'}"
     token = secrets.token_urlsafe(16)
-    replica = UsageReplica(tmp_path / "usage", database_url, token, flush_ms=1000)
+    envoy_tls = shared_envoy_tls(tmp_path / "envoy-tls")
+    replica = UsageReplica(tmp_path / "usage", database_url, token, flush_ms=1000, envoy_tls=envoy_tls)
     replica.start()
     stack = start_stack(
         tmp_path / "gateway",
@@ -179,6 +185,7 @@ def test_kill9_of_the_usage_process_loses_nothing_received_and_counts_it_once(tm
         admin_token=token,
         components=GATEWAY_COMPONENTS,
         usage_endpoints=(replica.endpoint,),
+        **envoy_tls,
     )
     db = Database(database_url)
     try:
@@ -210,9 +217,15 @@ def test_two_replicas_on_one_postgres_count_exactly_through_a_kill(
     """Envoy streams to one replica; killing it moves the stream to the other while the killed one
     replays its WAL into the same database on restart. Both write; the totals are exact."""
     token = secrets.token_urlsafe(16)
+    envoy_tls = shared_envoy_tls(tmp_path / "envoy-tls")
     replicas = [
         UsageReplica(
-            tmp_path / f"usage-{i}", POSTGRES_URL, token, database_schema=postgres_schema, flush_ms=1000
+            tmp_path / f"usage-{i}",
+            POSTGRES_URL,
+            token,
+            database_schema=postgres_schema,
+            flush_ms=1000,
+            envoy_tls=envoy_tls,
         )
         for i in range(2)
     ]
@@ -227,6 +240,7 @@ def test_two_replicas_on_one_postgres_count_exactly_through_a_kill(
             admin_token=token,
             components=GATEWAY_COMPONENTS,
             usage_endpoints=tuple(r.endpoint for r in replicas),
+            **envoy_tls,
         )
         db = Database(POSTGRES_URL, postgres_schema)
         try:

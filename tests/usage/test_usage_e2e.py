@@ -1,4 +1,5 @@
-"""Through a real Envoy: every request's access-log entry lands in the summaries, classified, exactly."""
+"""Through a real Envoy: every request's access-log entry lands in the summaries, classified, exactly;
+in both throttle modes (ratelimit, and authz where Check answers the 429s), with the same assertions."""
 
 from __future__ import annotations
 

@@ -13,6 +13,7 @@ import pytest
 from envoy.service.accesslog.v3 import als_pb2_grpc
 
 from tests.e2e.harness import Stack, free_port, start_stack, stop_stack
+from tests.support import EnvoyCredential
 from tests.usage.usage_entries import entry, message
 from tests.usage.usage_stack import create_api, start_status_upstream, wait_until
 from tollway.catalog.v1 import catalog_pb2
@@ -97,7 +98,8 @@ def test_one_endpoint_shows_usage_and_throttle_and_the_counts_move(stack: Stack)
         upstream.shutdown()
     assert 429 in statuses and 401 in statuses
     # A hostile stream straight to the Envoy-facing port: no identifier on its first message.
-    with grpc.insecure_channel(stack.settings.grpc_addr) as channel, pytest.raises(grpc.RpcError):
+    # (with Envoy's credential: without it the stream would not reach usage at all)
+    with EnvoyCredential(stack.settings).channel() as channel, pytest.raises(grpc.RpcError):
         als_pb2_grpc.AccessLogServiceStub(channel).StreamAccessLogs(iter([message([entry()])]), timeout=5)
 
     def moved() -> Series | None:

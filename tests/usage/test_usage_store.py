@@ -10,6 +10,7 @@ from tests.conftest import close_database, open_database
 from tests.usage.usage_entries import entry
 from tollway.db import Database
 from usage.classify import classify
+from usage.frames import SkipTally
 from usage.store import UsageStore
 
 T0 = (int(time.time()) // 86400) * 86400 - 86400  # yesterday 00:00 UTC
@@ -140,3 +141,28 @@ async def test_two_writers_on_one_postgres_give_the_same_totals_as_one(tmp_path)
         await second.dispose()
         await close_database(first)
         await close_database(single)
+
+
+async def test_skipped_entries_are_accounted_once_so_a_healthy_node_is_complete(database: Database) -> None:
+    """What Envoy wrote = what usage counted + what it skipped for a stated reason: completeness 1.0.
+    The tallies commit with the counts and their own dedupe rows, so a replay accounts nothing twice."""
+    store = UsageStore(database)
+    counted = [record(200, request_id=f"r{i}") for i in range(5)]
+    tally = SkipTally("node-a", "skip:frame-1", T0, {"unrouted": 2, "authz_failed": 1})
+    result = await store.apply(counted, [tally])
+    assert (result.counted, result.skipped) == (5, 3)
+    replay = await store.apply(counted, [tally])  # the same frame read again after a crash
+    assert (replay.counted, replay.skipped, replay.duplicates) == (0, 0, 5)
+    await store.apply([], [SkipTally("node-a", "skip:frame-2", T0 + 60, {"unrouted": 1})])
+    written_at = datetime.fromtimestamp(T0 + 3600, UTC)
+    await store.record_sample("node-a", written_at, 9, 0)
+
+    [node] = await store.completeness(*DAY)
+    assert node["received"] == 5
+    assert node["skipped"] == {"unrouted": 3, "authz_failed": 1}
+    assert node["accounted"] == 9 and node["logs_written"] == 9
+    assert node["completeness"] == 1.0
+    # One entry Envoy wrote never arrived: completeness says so.
+    await store.record_sample("node-a", written_at + timedelta(minutes=1), 10, 0)
+    [node] = await store.completeness(*DAY)
+    assert node["accounted"] == 9 and node["completeness"] == 0.9

@@ -130,7 +130,7 @@ async def test_database_outage_keeps_records_in_the_wal_and_retries(tmp_path) ->
     applied: list = []
     failing = True
 
-    async def sink(batch):
+    async def sink(batch, tallies):
         if failing:
             raise OSError("database down")
         applied.extend(batch)
@@ -192,6 +192,43 @@ def test_a_garbled_entry_is_skipped_and_its_neighbours_counted() -> None:
     assert out.skipped == {"malformed_entry": 1}
 
 
+def test_skipped_entries_are_tallied_once_each_under_the_entry_s_own_key() -> None:
+    """Every entry of a frame is either a record or a skip tally keyed by the entry (its request id),
+    so a replayed frame, or a copy of the entry batched into another frame for a second usage process
+    (TOLLWAY_USAGE_COPIES), accounts its skip once (UsageStore.apply claims each key once)."""
+    entries = [
+        entry(200, request_id="ok", start=T0 + 5),
+        entry(404, authz={}, route_name="tollway_not_found", request_id="scan-1", start=T0 + 5),
+        entry(404, authz={}, route_name="tollway_not_found", start=T0 + 6),
+        entry(200, start=T0 + 5, log_type=5),
+    ]
+    payload = frames.encode("n1", T0 + 5, len(entries), message(entries, "n1").SerializeToString())
+    first, again = frames.Records(), frames.Records()
+    frames.records_of(payload, first)
+    frames.records_of(payload, again)
+    assert dict(first.skipped) == {"unrouted": 2, "not_downstream_end": 1}
+    assert sorted(r for t in first.tallies for r in t.reasons) == [
+        "not_downstream_end",
+        "unrouted",
+        "unrouted",
+    ]
+    assert all(sum(t.reasons.values()) == 1 and t.node_id == "n1" for t in first.tallies)
+    assert {t.minute for t in first.tallies} == {(T0 + 5) - (T0 + 5) % 60}
+    assert len({t.key for t in first.tallies}) == 3
+    assert len(first.records) + len(first.tallies) == len(entries)
+    assert again.tallies == first.tallies
+    # The same skipped entry in a frame batched differently (another copy): the same key.
+    alone = frames.Records()
+    single = message([entries[1]], "n1").SerializeToString()
+    frames.records_of(frames.encode("n1", T0 + 7, 1, single), alone)
+    [copy] = alone.tallies
+    assert copy.key in {t.key for t in first.tallies} and copy.key == "skip:scan-1"
+    # Nothing skipped: no tally (no dedupe row to write).
+    clean = frames.Records()
+    frames.records_of(frame(range(3)), clean)
+    assert clean.tallies == [] and len(clean.records) == 3
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=300))
 def test_arbitrary_bytes_are_refused_or_read_never_crash(data: bytes) -> None:
@@ -212,7 +249,7 @@ async def test_a_failed_group_and_those_after_it_are_retried_and_none_applied_tw
     applied: list[str] = []
     calls = 0
 
-    async def sink(batch):
+    async def sink(batch, tallies):
         nonlocal calls
         calls += 1
         if calls == 2:

@@ -31,10 +31,12 @@ def entry(
     ratelimit: dict[str, Any] | None = None,
     log_type: int = DOWNSTREAM_END,
     authz: dict[str, Any] | None = None,
+    route_name: str = "api_api_1",
 ) -> accesslog_pb2.HTTPAccessLogEntry:
     item = accesslog_pb2.HTTPAccessLogEntry()
     common = item.common_properties
     common.access_log_type = log_type
+    common.route_name = route_name
     common.start_time.FromNanoseconds(int((time.time() if start is None else start) * 1e9))
     common.time_to_last_downstream_tx_byte.FromNanoseconds(int(latency_ms * 1e6))
     metadata = authz

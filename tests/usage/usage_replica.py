@@ -1,5 +1,6 @@
 """A usage replica as its own OS process (`tollway serve` with TOLLWAY_COMPONENTS=usage), so tests can
-kill -9 it and start it again on the same WAL directory."""
+kill -9 it and start it again on the same WAL directory. It shares the gateway's Envoy-facing TLS
+files (`envoy_tls`, from tests.support.shared_envoy_tls), so that the gateway's Envoy can reach it."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.e2e.harness import free_port
+from tests.support import EnvoyCredential, settings_env
+from tollway.settings import Settings
 from tollway.usage.v1 import usage_pb2, usage_pb2_grpc
 
 TOLLWAY = str(Path(sys.executable).parent / "tollway")
@@ -28,6 +31,7 @@ class UsageReplica:
         database_schema: str = "",
         envoy_admin_addr: str = "127.0.0.1:1",
         flush_ms: int = 200,
+        envoy_tls: dict[str, str] | None = None,
     ) -> None:
         self.work_dir = work_dir
         self.wal_dir = work_dir / "wal"
@@ -47,7 +51,9 @@ class UsageReplica:
             "TOLLWAY_USAGE_FLUSH_MS": str(flush_ms),
             "TOLLWAY_ENVOY_ADMIN_ADDR": envoy_admin_addr,
             "TOLLWAY_LOG_LEVEL": "INFO",
+            **settings_env(envoy_tls or {}),
         }
+        self.envoy = EnvoyCredential(Settings(data_dir=work_dir, **(envoy_tls or {})).resolved())
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -63,7 +69,7 @@ class UsageReplica:
             [TOLLWAY, "serve"], env=self.env, stdout=log, stderr=subprocess.STDOUT
         )
         deadline = time.monotonic() + timeout
-        with grpc.insecure_channel(f"127.0.0.1:{self.grpc_port}") as channel:
+        with self.envoy.channel(f"127.0.0.1:{self.grpc_port}") as channel:
             health = health_pb2_grpc.HealthStub(channel)
             while True:
                 if self.process.poll() is not None:

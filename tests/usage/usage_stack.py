@@ -91,3 +91,19 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, interval: fl
 
 def observed(responses: list[Any]) -> Counter[int]:
     return Counter(r.status for r in responses)
+
+
+def subscription_totals(stack: Stack, subscription_id: str, requests: int) -> usage_pb2.UsageCounts:
+    """A subscription's usage totals around today, once `requests` of its requests were counted (or
+    what was counted when that did not happen in time)."""
+    start, end = today()
+    request = usage_pb2.GetUsageTotalsRequest(
+        start_time=start, end_time=end, filter=usage_pb2.UsageFilter(subscription_id=subscription_id)
+    )
+
+    def counts() -> usage_pb2.UsageCounts:
+        groups = stack.call(usage_stub(stack).GetUsageTotals, request).groups
+        return groups[0].counts if groups else usage_pb2.UsageCounts()
+
+    wait_until(lambda: counts().requests >= requests)
+    return counts()

@@ -29,7 +29,7 @@ from xds.server import AggregatedDiscoveryServicer
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     loop = LoopThread()
     cache = SnapshotCache()
-    ads = AggregatedDiscoveryServicer(cache)
+    ads = AggregatedDiscoveryServicer(cache, {"xds-test-node"})
     authz = AllowAllAuthorization()
     access_log = RecordingAccessLog()
 

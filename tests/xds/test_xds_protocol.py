@@ -148,7 +148,7 @@ class FakeEnvoy:
 @pytest.fixture
 async def ads() -> AsyncIterator[tuple[SnapshotCache, AggregatedDiscoveryServicer, grpc.aio.Channel]]:
     cache = SnapshotCache()
-    servicer = AggregatedDiscoveryServicer(cache)
+    servicer = AggregatedDiscoveryServicer(cache, {NODE})
     server = grpc.aio.server()
     ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")

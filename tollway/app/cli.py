@@ -10,6 +10,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Coroutine
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -54,21 +55,39 @@ def _run(main: Coroutine[Any, Any, None]) -> None:
         raise typer.Exit(2) from None
 
 
+WORKERS_OPTION = typer.Option(
+    None,
+    "--workers",
+    min=1,
+    help="OS processes serving the Envoy-facing services, each its own endpoint in Envoy's clusters "
+    "[default: TOLLWAY_WORKERS or 1].",
+    show_default=False,
+)
+
+
+def _settings(workers: int | None) -> Settings:
+    """The server's settings; --workers before resolving (the default endpoints name every worker)."""
+    settings = Settings.read_env()
+    if workers is not None:
+        settings = replace(settings, workers=workers)
+    return settings.resolved()
+
+
 @app.command()
-def serve() -> None:
+def serve(workers: int | None = WORKERS_OPTION) -> None:
     """Run Tollway's gRPC services (Envoy-facing and admin), configured from TOLLWAY_* variables."""
-    settings = Settings.from_env()
+    settings = _settings(workers)
     _configure_logging(settings.log_level)
 
     async def main() -> None:
-        from tollway.app.runner import TollwayProcess
+        from tollway.app.workers import WorkerGroup
 
-        process = TollwayProcess(settings)
-        await process.start()
+        group = WorkerGroup(settings)
+        await group.start()
         try:
             await _run_until_signal()
         finally:
-            await process.stop()
+            await group.stop()
 
     _run(main())
 
@@ -112,19 +131,21 @@ def up(
         help="Where the demo API's upstream listens [default: TOLLWAY_DEMO_UPSTREAM_ADDR or 127.0.0.1:8090].",
         show_default=False,
     ),
+    workers: int | None = WORKERS_OPTION,
 ) -> None:
     """Run the services together with Envoy (bootstrap generated, pointing at ADS); Ctrl-C stops all."""
-    settings = Settings.from_env()
+    settings = _settings(workers)
     upstream = demo_upstream or settings.demo_upstream_addr
     _configure_logging(settings.log_level)
 
     async def main() -> None:
         from tollway.app.launcher import gateway_envoy
-        from tollway.app.runner import TollwayProcess
+        from tollway.app.workers import WorkerGroup
         from tollway.envoy import EnvoyProcess
 
-        process = TollwayProcess(settings)
-        await process.start()
+        group = WorkerGroup(settings)
+        await group.start()
+        process = group.main
         echo_server = None
         envoy: EnvoyProcess | None = None
         try:
@@ -146,7 +167,8 @@ def up(
             print(f"  gateway (Envoy)      {gateway}", flush=True)
             print(f"  Envoy admin          http://{settings.envoy_admin_addr}", flush=True)
             print(
-                f"  envoy-facing gRPC    {settings.grpc_addr}  (ADS, ext_authz Check, ShouldRateLimit)",
+                f"  envoy-facing gRPC    {', '.join(group.addresses)}  (ADS, ext_authz Check, "
+                f"ShouldRateLimit, access logs; Envoy only, authenticated by {settings.envoy_auth})",
                 flush=True,
             )
             print(
@@ -185,7 +207,7 @@ def up(
                 await asyncio.to_thread(envoy.stop)
             if echo_server is not None:
                 echo_server.shutdown()
-            await process.stop()
+            await group.stop()
 
     _run(main())
 

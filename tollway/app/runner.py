@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
@@ -20,15 +19,16 @@ from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined
 from grpc_reflection.v1alpha import reflection
 
 from tollway.app.registry import COMPONENTS, gateway_contribution
-from tollway.auth import AdminTokenInterceptor
+from tollway.auth import BearerTokenInterceptor, server_tls_credentials
 from tollway.catalog.store import CatalogStore
 from tollway.changes import ChangeFeed
 from tollway.component import Component, GrpcService, ProcessContext, RunningComponent, service_name
 from tollway.db import Database
+from tollway.deadlines import AdminDeadlineInterceptor
 from tollway.keepalive import KEEPALIVE, KeepalivePolicy
 from tollway.metrics import MetricsRegistry, family, serve_metrics, split_host_port
 from tollway.private_files import private_dir, private_sqlite
-from tollway.request_guard import RequestGuardInterceptor
+from tollway.request_guard import RateLimitedLog, RequestGuardInterceptor
 from tollway.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -42,21 +42,18 @@ def admin_tls_credentials(settings: Settings) -> grpc.ServerCredentials | None:
     """TLS for the admin port when a certificate is configured; mTLS when a client CA is too."""
     if not settings.admin_tls_cert_file:
         return None
-    key = Path(settings.admin_tls_key_file).read_bytes()
-    chain = Path(settings.admin_tls_cert_file).read_bytes()
-    client_ca = settings.admin_tls_client_ca_file
-    return grpc.ssl_server_credentials(
-        [(key, chain)],
-        root_certificates=Path(client_ca).read_bytes() if client_ca else None,
-        require_client_auth=bool(client_ca),
+    return server_tls_credentials(
+        settings.admin_tls_cert_file, settings.admin_tls_key_file, settings.admin_tls_client_ca_file
     )
 
 
 class GrpcServer:
     """A grpc.aio server with reflection and health for every service registered on it.
 
-    Health: a service is NOT_SERVING until its readiness check passes (its component's first load
-    completed), SERVING after; the server as a whole ("") once all of its services are."""
+    Health, per service: NOT_SERVING until its readiness check passes (its component's first load
+    completed; once passed it stays passed), then SERVING while its health check holds (the
+    throttle's counters in deny mode), NOT_SERVING whenever it does not. The server as a whole ("")
+    is SERVING while all of its services are."""
 
     def __init__(
         self,
@@ -71,33 +68,53 @@ class GrpcServer:
         self.server = grpc.aio.server(interceptors=interceptors, options=keepalive.server_options())
         self.services: list[str] = []
         self._readiness: dict[str, Callable[[], bool]] = {}
+        self._healthy: dict[str, Callable[[], bool]] = {}
         self._health: Any = None
-        self._serving: set[str] = set()
+        self._loaded: set[str] = set()
+        # What the health service says now, per name (only changes are sent to its watchers).
+        self._status: dict[str, bool] = {}
+        self._went_down: set[str] = set()
 
-    def add(self, service: GrpcService, ready: Callable[[], bool] = lambda: True) -> None:
+    def add(
+        self,
+        service: GrpcService,
+        ready: Callable[[], bool] = lambda: True,
+        healthy: Callable[[], bool] = lambda: True,
+    ) -> None:
         """Registers a servicer; its full name is then listed by health and reflection."""
         self.services.append(service.full_name)
         self._readiness[service.full_name] = ready
+        self._healthy[service.full_name] = healthy
         service.add_to_server(self.server)
 
-    def all_serving(self) -> bool:
-        return self._serving.issuperset(["", *self.services])
+    def status(self, name: str) -> bool:
+        """Whether the health service reports `name` SERVING now."""
+        return self._status.get(name, False)
 
     async def update_health(self) -> None:
-        """Reports each service SERVING once it is ready (a service never goes back)."""
+        """Sets each service's status from its readiness (latched) and its health check (live)."""
         if self._health is None:
             return
-        ready = {name for name in self.services if name in self._serving or self._readiness[name]()}
-        if ready.issuperset(self.services):
-            ready.add("")
+        self._loaded = {name for name in self.services if name in self._loaded or self._readiness[name]()}
+        serving = {name for name in self._loaded if self._healthy[name]()}
+        if serving.issuperset(self.services):
+            serving.add("")
         for name in ["", *self.services]:
-            status = (
-                health_pb2.HealthCheckResponse.SERVING
-                if name in ready
-                else health_pb2.HealthCheckResponse.NOT_SERVING
+            now = name in serving
+            before = self._status.get(name)
+            if before == now:
+                continue
+            await self._health.set(
+                name,
+                health_pb2.HealthCheckResponse.SERVING if now else health_pb2.HealthCheckResponse.NOT_SERVING,
             )
-            await self._health.set(name, status)
-        self._serving = ready
+            self._status[name] = now
+            if name and before and not now:
+                log.warning("health: %s NOT_SERVING on %s", name, self.address)
+                self._went_down.add(name)
+            elif name in self._went_down and now:
+                log.info("health: %s SERVING again on %s", name, self.address)
+                self._went_down.discard(name)
 
     async def start(self) -> None:
         self._health = health_aio.HealthServicer()
@@ -119,10 +136,17 @@ class GrpcServer:
 class TollwayProcess:
     """The services of one Tollway replica. `start()` binds the ports; `stop()` releases everything."""
 
-    def __init__(self, settings: Settings, registry: Sequence[Component] = COMPONENTS) -> None:
+    def __init__(
+        self, settings: Settings, registry: Sequence[Component] = COMPONENTS, *, serve_admin: bool = True
+    ) -> None:
         self.settings = settings
         self.components = set(settings.components)
-        self.db = Database(settings.database_url, settings.database_schema)
+        # Workers beyond the first (tollway/app/workers.py) serve the Envoy-facing port only.
+        self.serve_admin = serve_admin
+        for component in registry:
+            if component.name in self.components:
+                component.refuse_unsafe(settings)
+        self.db = Database.from_settings(settings.database)
         self.changes = ChangeFeed(self.db, settings.change_poll_seconds, settings.change_retention_seconds)
         # The catalog is core: the admin services write it, xds reads it.
         self.catalog = CatalogStore(self.db, self.changes.committed)
@@ -132,6 +156,7 @@ class TollwayProcess:
         self.metrics.register("process", self._render_info)
         self._metrics_server: asyncio.Server | None = None
         self._health_watch: asyncio.Task[None] | None = None
+        self._health_failures = RateLimitedLog(log)
 
         context = ProcessContext(self.db, self.changes, self.catalog, gateway_contribution(settings))
         # The selected components, in registry order (the order they are wired and started).
@@ -140,6 +165,10 @@ class TollwayProcess:
             for component in registry
             if component.name in self.components
         }
+        # Fused mode: the component answering Check applies the limits another one keeps, here.
+        gate = next((g for r in self.running.values() if (g := r.limit_gate()) is not None), None)
+        for running in self.running.values():
+            running.use_limit_gate(gate)
         for name, running in self.running.items():
             render = running.metrics_renderer()
             if render is not None:
@@ -158,8 +187,8 @@ class TollwayProcess:
             listeners = running.change_listeners()
             ready = self._readiness(running, [listener.name for listener in listeners])
             for service in running.envoy_services():
-                self.envoy_facing.add(service, ready)
-            for service in running.admin_services():
+                self.envoy_facing.add(service, ready, running.healthy)
+            for service in running.admin_services() if self.serve_admin else ():
                 self.admin.add(service, ready)
             for listener in listeners:
                 self.changes.subscribe(listener)
@@ -178,12 +207,22 @@ class TollwayProcess:
         private_sqlite(self.settings.database_url)
         await self.db.create_schema()
         # grpc.aio servers bind to the running event loop, so they are made here rather than in __init__.
-        # Undecodable messages are refused on both ports without a traceback each; the admin port also
-        # refuses control characters, oversized strings and out-of-range timestamps in any request.
-        self.envoy_facing = GrpcServer(self.settings.grpc_addr, (RequestGuardInterceptor(validate=False),))
+        # Each port first refuses a caller without its credential (Envoy's: tollway/envoy_auth.py; the
+        # admin token). Undecodable messages are refused on both ports without a traceback each; the
+        # admin port also refuses control characters, oversized strings and out-of-range timestamps.
+        security = self.settings.envoy_facing
+        self.envoy_facing = GrpcServer(
+            self.settings.grpc_addr,
+            (*security.interceptors(), RequestGuardInterceptor(validate=False)),
+            security.server_credentials(),
+        )
         self.admin = GrpcServer(
             self.settings.admin_addr,
-            (AdminTokenInterceptor(self.settings.admin_token), RequestGuardInterceptor(validate=True)),
+            (
+                BearerTokenInterceptor(self.settings.admin_token, "admin"),
+                RequestGuardInterceptor(validate=True),
+                AdminDeadlineInterceptor(self.settings.admin_timeout_ms / 1000),
+            ),
             admin_tls_credentials(self.settings),
         )
         self._wire()
@@ -203,26 +242,40 @@ class TollwayProcess:
             raise
         for server in self._servers:
             await server.update_health()
-        if not all(server.all_serving() for server in self._servers):
-            self._health_watch = asyncio.create_task(self._watch_health(), name="health-watch")
+        self._health_watch = asyncio.create_task(self._watch_health(), name="health-watch")
         if self.settings.metrics_addr:
             self._metrics_server = await serve_metrics(
                 *split_host_port(self.settings.metrics_addr), self.metrics.render
             )
+        warning = security.startup_warning()
+        if warning is not None and self.envoy_facing.services:
+            log.warning(warning)
         log.info(
-            "tollway serving %s: envoy-facing gRPC on %s, admin gRPC on %s, database %s",
+            "tollway serving %s: envoy-facing gRPC on %s (Envoy authenticated by %s), admin gRPC on %s, "
+            "database %s",
             ",".join(sorted(self.components)),
             self.settings.grpc_addr if self.envoy_facing.services else "-",
+            security.mode,
             self.settings.admin_addr if self.admin.services else "-",
             self.db.engine.url.render_as_string(hide_password=True),
         )
 
     async def _watch_health(self) -> None:
-        """For a component that becomes ready after the first loads (rare): SERVING once it does."""
-        while not all(server.all_serving() for server in self._servers):
+        """Keeps the health service current for the process's life: a component that becomes ready
+        after the first loads, a service whose health check fails or recovers."""
+        while True:
             await asyncio.sleep(_HEALTH_WATCH_SECONDS)
             for server in self._servers:
-                await server.update_health()
+                try:
+                    await server.update_health()
+                except Exception:
+                    self._health_failures.event(
+                        logging.ERROR,
+                        server.address,
+                        "health update failed on %s",
+                        server.address,
+                        exc_info=True,
+                    )
 
     async def stop(self) -> None:
         if self._health_watch is not None:

@@ -91,7 +91,7 @@ class InvoiceLine(_message.Message):
     def __init__(self, position: _Optional[int] = ..., subscription_id: _Optional[str] = ..., api_id: _Optional[str] = ..., plan_id: _Optional[str] = ..., kind: _Optional[str] = ..., description: _Optional[str] = ..., quantity: _Optional[str] = ..., unit_price: _Optional[str] = ..., amount: _Optional[str] = ...) -> None: ...
 
 class Invoice(_message.Message):
-    __slots__ = ("id", "number", "state", "application_id", "currency", "period_start", "period_end", "total", "usage_completeness", "completeness_note", "lines", "create_time", "finalize_time", "void_time", "void_reason")
+    __slots__ = ("id", "number", "state", "application_id", "currency", "period_start", "period_end", "total", "usage_completeness", "completeness_note", "lines", "create_time", "finalize_time", "void_time", "void_reason", "completeness_override")
     ID_FIELD_NUMBER: _ClassVar[int]
     NUMBER_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -107,6 +107,7 @@ class Invoice(_message.Message):
     FINALIZE_TIME_FIELD_NUMBER: _ClassVar[int]
     VOID_TIME_FIELD_NUMBER: _ClassVar[int]
     VOID_REASON_FIELD_NUMBER: _ClassVar[int]
+    COMPLETENESS_OVERRIDE_FIELD_NUMBER: _ClassVar[int]
     id: str
     number: str
     state: InvoiceState
@@ -122,7 +123,22 @@ class Invoice(_message.Message):
     finalize_time: _timestamp_pb2.Timestamp
     void_time: _timestamp_pb2.Timestamp
     void_reason: str
-    def __init__(self, id: _Optional[str] = ..., number: _Optional[str] = ..., state: _Optional[_Union[InvoiceState, str]] = ..., application_id: _Optional[str] = ..., currency: _Optional[str] = ..., period_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., period_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., total: _Optional[str] = ..., usage_completeness: _Optional[_Union[UsageCompleteness, str]] = ..., completeness_note: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[InvoiceLine, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finalize_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., void_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., void_reason: _Optional[str] = ...) -> None: ...
+    completeness_override: CompletenessOverride
+    def __init__(self, id: _Optional[str] = ..., number: _Optional[str] = ..., state: _Optional[_Union[InvoiceState, str]] = ..., application_id: _Optional[str] = ..., currency: _Optional[str] = ..., period_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., period_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., total: _Optional[str] = ..., usage_completeness: _Optional[_Union[UsageCompleteness, str]] = ..., completeness_note: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[InvoiceLine, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finalize_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., void_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., void_reason: _Optional[str] = ..., completeness_override: _Optional[_Union[CompletenessOverride, _Mapping]] = ...) -> None: ...
+
+class CompletenessOverride(_message.Message):
+    __slots__ = ("by", "reason", "time", "completeness", "completeness_note")
+    BY_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    COMPLETENESS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETENESS_NOTE_FIELD_NUMBER: _ClassVar[int]
+    by: str
+    reason: str
+    time: _timestamp_pb2.Timestamp
+    completeness: float
+    completeness_note: str
+    def __init__(self, by: _Optional[str] = ..., reason: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., completeness: _Optional[float] = ..., completeness_note: _Optional[str] = ...) -> None: ...
 
 class SubscriptionEvent(_message.Message):
     __slots__ = ("subscription_id", "time", "kind", "from_state", "to_state", "from_plan_id", "to_plan_id", "reason")
@@ -225,10 +241,20 @@ class GetInvoiceResponse(_message.Message):
     def __init__(self, invoice: _Optional[_Union[Invoice, _Mapping]] = ...) -> None: ...
 
 class FinalizeInvoiceRequest(_message.Message):
-    __slots__ = ("id",)
+    __slots__ = ("id", "allow_incomplete")
     ID_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_INCOMPLETE_FIELD_NUMBER: _ClassVar[int]
     id: str
-    def __init__(self, id: _Optional[str] = ...) -> None: ...
+    allow_incomplete: AllowIncompleteUsage
+    def __init__(self, id: _Optional[str] = ..., allow_incomplete: _Optional[_Union[AllowIncompleteUsage, _Mapping]] = ...) -> None: ...
+
+class AllowIncompleteUsage(_message.Message):
+    __slots__ = ("by", "reason")
+    BY_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    by: str
+    reason: str
+    def __init__(self, by: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class FinalizeInvoiceResponse(_message.Message):
     __slots__ = ("invoice",)

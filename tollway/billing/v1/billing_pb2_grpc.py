@@ -147,6 +147,8 @@ class BillingServiceServicer:
 
     def FinalizeInvoice(self, request, context):
         """DRAFT → FINALIZED with the next invoice number. Idempotent: finalizing again returns the same invoice.
+        The period's usage completeness is read again first; INCOMPLETE usage is FAILED_PRECONDITION unless
+        the request carries allow_incomplete, which is then recorded on the invoice.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -141,20 +141,31 @@ class UsageGroup(_message.Message):
     def __init__(self, api_id: _Optional[str] = ..., subscription_id: _Optional[str] = ..., application_id: _Optional[str] = ..., plan_id: _Optional[str] = ..., key_id: _Optional[str] = ..., counts: _Optional[_Union[UsageCounts, _Mapping]] = ...) -> None: ...
 
 class NodeCompleteness(_message.Message):
-    __slots__ = ("node_id", "received", "logs_written", "logs_dropped", "completeness", "sampled")
+    __slots__ = ("node_id", "received", "logs_written", "logs_dropped", "completeness", "sampled", "skipped", "accounted")
+    class SkippedEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     RECEIVED_FIELD_NUMBER: _ClassVar[int]
     LOGS_WRITTEN_FIELD_NUMBER: _ClassVar[int]
     LOGS_DROPPED_FIELD_NUMBER: _ClassVar[int]
     COMPLETENESS_FIELD_NUMBER: _ClassVar[int]
     SAMPLED_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    ACCOUNTED_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     received: int
     logs_written: int
     logs_dropped: int
     completeness: float
     sampled: bool
-    def __init__(self, node_id: _Optional[str] = ..., received: _Optional[int] = ..., logs_written: _Optional[int] = ..., logs_dropped: _Optional[int] = ..., completeness: _Optional[float] = ..., sampled: _Optional[bool] = ...) -> None: ...
+    skipped: _containers.ScalarMap[str, int]
+    accounted: int
+    def __init__(self, node_id: _Optional[str] = ..., received: _Optional[int] = ..., logs_written: _Optional[int] = ..., logs_dropped: _Optional[int] = ..., completeness: _Optional[float] = ..., sampled: _Optional[bool] = ..., skipped: _Optional[_Mapping[str, int]] = ..., accounted: _Optional[int] = ...) -> None: ...
 
 class GetUsageTotalsRequest(_message.Message):
     __slots__ = ("start_time", "end_time", "filter", "group_by")
