@@ -140,32 +140,39 @@ def _local_ratelimit(per_second: int) -> hcm_pb2.HttpFilter:
     return _filter(LOCAL_RATELIMIT_FILTER, config)
 
 
-def gateway_bootstrap(
-    chain: str,
-    listener_port: int,
-    upstream_port: int,
+def link_settings(
+    data_dir: Path,
+    envoy_auth: str,
+    listener_port: int = 8080,
     services: tuple[str, int] = ("127.0.0.1", 1),
-    api_key: str = "",
-    per_second: int = 1_000_000,
     timeouts_ms: tuple[int, int] = (0, 0),
-) -> dict[str, Any]:
-    """Tollway's listener on 127.0.0.1:`listener_port` with the filter chain `chain` (one of CHAINS);
-    ext_authz, ratelimit and the access log reach `services`, with Tollway's default deadlines unless
-    `timeouts_ms` (ext_authz, ratelimit) says otherwise; B's key is `api_key`, its bucket
-    `per_second`."""
-    if chain not in CHAINS:
-        raise ValueError(f"unknown chain {chain!r}; one of {', '.join(CHAINS)}")
-    settings = Settings(
+) -> Settings:
+    """Settings as a Tollway process with them would push them to Envoy: the listener on
+    127.0.0.1:`listener_port`; ext_authz, ratelimit and the access log reaching `services` over the
+    Envoy-facing link `envoy_auth` (its PKI or token kept in `data_dir`), with Tollway's default
+    deadlines unless `timeouts_ms` (ext_authz, ratelimit) says otherwise."""
+    authz_ms, ratelimit_ms = timeouts_ms
+    defaults = Settings()
+    return Settings(
+        data_dir=data_dir,
+        envoy_auth=envoy_auth,
         gateway_addr=f"127.0.0.1:{listener_port}",
         keymgr_endpoints=(services,),
         usage_endpoints=(services,),
         throttle_endpoints=(services,),
-    )
-    authz_ms, ratelimit_ms = timeouts_ms
-    if authz_ms:
-        settings = dataclasses.replace(settings, authz_timeout_ms=authz_ms)
-    if ratelimit_ms:
-        settings = dataclasses.replace(settings, ratelimit_timeout_ms=ratelimit_ms)
+        authz_timeout_ms=authz_ms or defaults.authz_timeout_ms,
+        ratelimit_timeout_ms=ratelimit_ms or defaults.ratelimit_timeout_ms,
+    ).resolved()
+
+
+def gateway_bootstrap(
+    chain: str, settings: Settings, upstream_port: int, api_key: str = "", per_second: int = 1_000_000
+) -> dict[str, Any]:
+    """Tollway's listener as `settings` (link_settings) describe it, with the filter chain `chain` (one
+    of CHAINS), before an upstream on 127.0.0.1:`upstream_port`; B's key is `api_key`, its bucket
+    `per_second`."""
+    if chain not in CHAINS:
+        raise ValueError(f"unknown chain {chain!r}; one of {', '.join(CHAINS)}")
     options = gateway_options(settings)
     if chain != "tollway":
         options = dataclasses.replace(options, extra_http_filters=(), extra_clusters=(), route_rate_limits=())

@@ -28,7 +28,7 @@ from bench.measure import PeakOptions, Sample, measure_peak
 from bench.pacer import run_paced
 from bench.scenarios import SCENARIOS, Lab, LabOptions, Scenario, Target
 
-HEADER = ("scenario", "2xx/s", "p50 ms", "p99 ms", "non-2xx", "vs B", "vs floor", "log",
+HEADER = ("scenario", "2xx/s", "p50 ms", "p99 ms", "non-2xx", "vs B", "vs floor", "log", "fail-open",
           "Python µs/req", "Envoy µs/req")  # fmt: skip
 FIXED_HEADER = ("fixed rate", "requests/s", "p50 ms", "p99 ms", "A p50 ms", "A p99 ms", "p99 - A p99",
                 "non-2xx")  # fmt: skip
@@ -202,7 +202,7 @@ class GatewayBenchmark:
             name = f"{row.name} {row.scenario.title}"
             typical = row.typical
             if typical is None:
-                lines.append((name, "not available" if row.unavailable else "failed", *[""] * 8))
+                lines.append((name, "not available" if row.unavailable else "failed", *[""] * 9))
                 continue
             vs_floor = _median(row.vs_floor)
             log = typical.figures.get("log_fraction")
@@ -216,6 +216,7 @@ class GatewayBenchmark:
                     _fmt(_median(row.vs_b), 2),
                     f"{_fmt(vs_floor, 2)} of {row.scenario.floor}" if vs_floor is not None else "",
                     f"{log:.0%}" if log is not None else "",
+                    str(typical.figures["fail_open"]) if "fail_open" in typical.figures else "",
                     _fmt(typical.python_us()),
                     _fmt(typical.figures.get("envoy_cpu_us_per_request")),
                 )

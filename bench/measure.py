@@ -129,6 +129,7 @@ def settle(target: Target) -> None:
 
 def measure_peak(target: Target, upstream: Target, h2load: str, options: PeakOptions) -> Sample:
     settle(target)
+    decisions_before = target.decisions() if target.decisions is not None else None
     dropped_before = envoy_counter(target.envoy_admin, DROPPED) if target.received is not None else 0
     before = Reading.of(target, upstream)
     result = peak(
@@ -156,4 +157,11 @@ def measure_peak(target: Target, upstream: Target, h2load: str, options: PeakOpt
         # Envoy's access-log stream is lossy by design: what it dropped (buffer full while the log
         # service was slow to read) is not the log service's loss.
         figures["log_dropped_by_envoy"] = envoy_counter(target.envoy_admin, DROPPED) - dropped_before
+    if decisions_before is not None and target.decisions is not None:
+        decisions = target.decisions()
+        decisions.subtract(decisions_before)
+        figures["throttle_decisions"] = {result: n for result, n in sorted(decisions.items()) if n}
+        # Admitted without counting because Redis did not answer in time (TOLLWAY_REDIS_TIMEOUT_MS):
+        # such a row measured the fail-open path, not the limits.
+        figures["fail_open"] = decisions["store_unavailable_allowed"]
     return Sample(result, figures)

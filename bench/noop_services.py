@@ -1,7 +1,8 @@
 """The floor under Tollway's chain: ext_authz Check, ShouldRateLimit and StreamAccessLogs that do
-nothing but answer, in one process, on the same grpc.aio stack and server options Tollway's
-Envoy-facing server uses (tollway/keepalive.py). Scenario N calls all three, F Check and the access
-log only.
+nothing but answer, in one process, on the same grpc.aio stack, server options (tollway/keepalive.py)
+and Envoy-facing link (TLS with Envoy's client certificate by default, tollway/envoy_auth.py) as
+Tollway's Envoy-facing server, with the health service Envoy's clusters check. Scenario N calls all
+three, F Check and the access log only.
 
 Check answers a prebuilt OK carrying the four ext_authz metadata keys the route's rate-limit
 actions read (tollway.envoy_contract.DESCRIPTOR_KEYS), so Envoy sends ShouldRateLimit exactly as it
@@ -26,8 +27,11 @@ from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
 from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
 from google.rpc import code_pb2, status_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
 
 from tollway import envoy_contract as contract
+from tollway.envoy_auth import EnvoyFacingSecurity
 from tollway.keepalive import KEEPALIVE
 
 CHECKS, RATE_LIMITS, LOG_ENTRIES = range(3)
@@ -71,13 +75,27 @@ class NoopAccessLog(als_pb2_grpc.AccessLogServiceServicer):
         return als_pb2.StreamAccessLogsResponse()
 
 
-def _serve(counts: Any, ready: Connection) -> None:
+def _serve(counts: Any, security: EnvoyFacingSecurity, ready: Connection) -> None:
     async def main() -> None:
-        server = grpc.aio.server(options=KEEPALIVE.server_options())
+        server = grpc.aio.server(interceptors=security.interceptors(), options=KEEPALIVE.server_options())
         external_auth_pb2_grpc.add_AuthorizationServicer_to_server(NoopAuthorization(counts), server)
         rls_pb2_grpc.add_RateLimitServiceServicer_to_server(NoopRateLimit(counts), server)
         als_pb2_grpc.add_AccessLogServiceServicer_to_server(NoopAccessLog(counts), server)
-        port = server.add_insecure_port("127.0.0.1:0")
+        # Envoy's clusters check each service's health every 2 s, as they do Tollway's.
+        health = health_aio.HealthServicer()
+        for service in (
+            "",
+            contract.AUTHORIZATION_SERVICE,
+            contract.RATE_LIMIT_SERVICE,
+            contract.ACCESS_LOG_SERVICE,
+        ):
+            await health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        health_pb2_grpc.add_HealthServicer_to_server(health, server)
+        credentials = security.server_credentials()
+        if credentials is None:
+            port = server.add_insecure_port("127.0.0.1:0")
+        else:
+            port = server.add_secure_port("127.0.0.1:0", credentials)
         await server.start()
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
@@ -98,11 +116,15 @@ class NoopServices:
     counts: Any
 
     @classmethod
-    def start(cls) -> NoopServices:
+    def start(cls, security: EnvoyFacingSecurity) -> NoopServices:
+        """Serves behind `security`: the Envoy-facing link Tollway's own server would require (TLS with
+        Envoy's client certificate, a token, or plaintext), so the floor pays what Tollway pays."""
         context = multiprocessing.get_context("spawn")
         counts = context.RawArray("q", 3)
         receive, send = context.Pipe(duplex=False)
-        process = context.Process(target=_serve, args=(counts, send), name="noop-services", daemon=True)
+        process = context.Process(
+            target=_serve, args=(counts, security, send), name="noop-services", daemon=True
+        )
         process.start()
         if not receive.poll(60):
             process.kill()

@@ -18,12 +18,13 @@ import contextlib
 import dataclasses
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.envoys import REQUEST_PATH, gateway_bootstrap, start_envoy, upstream_bootstrap
+from bench.envoys import REQUEST_PATH, gateway_bootstrap, link_settings, start_envoy, upstream_bootstrap
 from bench.noop_services import NoopServices
 from bench.scale_replicas import free_port
 from bench.tollway_stack import Limits, TollwayGateway, TollwayMode, wait_for_status
@@ -51,13 +52,19 @@ class LabOptions:
     # other work must not turn a slow answer into a 503 there.
     authz_timeout_ms: int = 0
     ratelimit_timeout_ms: int = 0
+    # The Envoy-facing link (TOLLWAY_ENVOY_AUTH) of Tollway's rows and of the floors N and F alike.
+    envoy_auth: str = Settings().envoy_auth
+    # Tollway's deadline for each Redis call (0 = its default); past it, the failure mode decides.
+    redis_timeout_ms: int = 0
 
     def tollway_env(self) -> dict[str, str]:
-        env = {}
+        env = {Settings.env_name("envoy_auth"): self.envoy_auth}
         if self.authz_timeout_ms:
             env[Settings.env_name("authz_timeout_ms")] = str(self.authz_timeout_ms)
         if self.ratelimit_timeout_ms:
             env[Settings.env_name("ratelimit_timeout_ms")] = str(self.ratelimit_timeout_ms)
+        if self.redis_timeout_ms:
+            env[Settings.env_name("redis_timeout_ms")] = str(self.redis_timeout_ms)
         return env
 
 
@@ -77,6 +84,8 @@ class Target:
     received: Callable[[], int] | None = None
     # C: requests usage has counted for the API (every outcome class).
     counted: Callable[[], int] | None = None
+    # C: the throttle's decisions so far by result (store_unavailable_allowed = admitted uncounted).
+    decisions: Callable[[], Counter[str]] | None = None
     # Calls the no-op services answered (N, F).
     calls: Callable[[], dict[str, int]] | None = None
     # Process ids whose CPU counts as the Python side, and Envoy's.
@@ -154,20 +163,22 @@ class Lab:
         with contextlib.ExitStack() as stack:
             noop = None
             services = ("127.0.0.1", 1)
+            link_dir = self.work_dir / "envoy-link"
             if chain in ("tollway", "authz"):
-                noop = NoopServices.start()
+                noop = NoopServices.start(link_settings(link_dir, self.options.envoy_auth).envoy_facing)
                 stack.callback(noop.stop)
                 services = noop.address
             key = new_key().full_key
             port = free_port()
-            bootstrap = gateway_bootstrap(
-                chain,
+            settings = link_settings(
+                link_dir,
+                self.options.envoy_auth,
                 port,
-                self.upstream_port,
                 services,
-                api_key=key,
-                per_second=self.options.limits.per_second,
-                timeouts_ms=(self.options.authz_timeout_ms, self.options.ratelimit_timeout_ms),
+                (self.options.authz_timeout_ms, self.options.ratelimit_timeout_ms),
+            )
+            bootstrap = gateway_bootstrap(
+                chain, settings, self.upstream_port, api_key=key, per_second=self.options.limits.per_second
             )
             envoy = start_envoy(bootstrap, self._dir(name), self.options.envoy_concurrency)
             stack.callback(envoy.stop)
@@ -205,6 +216,7 @@ class Lab:
                 wrong_key_status=401,
                 received=gateway.log_entries,
                 counted=gateway.usage_requests,
+                decisions=gateway.throttle_decisions,
                 python_pids=lambda: [pid for pid in tree() if not is_envoy(pid)],
                 envoy_pids=lambda: [pid for pid in tree() if is_envoy(pid)],
             )

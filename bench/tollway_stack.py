@@ -13,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import secrets
 import signal
 import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -38,6 +40,9 @@ from tollway.store.v1 import store_pb2, store_pb2_grpc
 from tollway.usage.v1 import usage_pb2, usage_pb2_grpc
 
 STARTUP_SECONDS = 60.0
+_DECISION = re.compile(
+    r'^tollway_throttle_decisions_total\{[^}]*result="([^"]+)"[^}]*\} (\S+)$', re.MULTILINE
+)
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,12 @@ class TollwayMode:
     store: str = "memory"
     env: Mapping[str, str] = field(default_factory=dict)
     up_args: Sequence[str] = ()
+
+    @property
+    def workers(self) -> int:
+        """Processes serving Envoy (`--workers N`; each has its metrics on the metrics port + k)."""
+        args = list(self.up_args)
+        return int(args[args.index("--workers") + 1]) if "--workers" in args else 1
 
 
 def get_status(url: str, headers: Mapping[str, str], timeout: float = 5.0) -> int:
@@ -105,6 +116,7 @@ class TollwayGateway:
         self.grpc_addr = f"127.0.0.1:{free_port()}"
         self.admin_addr = f"127.0.0.1:{free_port()}"
         self.envoy_admin_addr = f"127.0.0.1:{free_port()}"
+        self.metrics_port = free_port()
         self.token = secrets.token_urlsafe(24)
         self.server_url = "" if database == "sqlite" else database
         self.database_name = f"tollway_bench_{secrets.token_hex(4)}"
@@ -146,7 +158,7 @@ class TollwayGateway:
             "TOLLWAY_ENVOY_CONCURRENCY": str(self.envoy_concurrency),
             "TOLLWAY_RATELIMIT_STORE": self.mode.store,
             "TOLLWAY_REDIS_URL": self.redis_url,
-            "TOLLWAY_METRICS_ADDR": "",
+            "TOLLWAY_METRICS_ADDR": f"127.0.0.1:{self.metrics_port}",
             "TOLLWAY_LOG_LEVEL": "WARNING",
             **self.mode.env,
         }
@@ -256,6 +268,18 @@ class TollwayGateway:
         stub = usage_pb2_grpc.UsageServiceStub(self.channel)
         response = self._call(stub.GetIngestionStats, usage_pb2.GetIngestionStatsRequest())
         return int(response.received)  # type: ignore[attr-defined]
+
+    def throttle_decisions(self) -> Counter[str]:
+        """The throttle's decisions so far by result (ok, over_limit, store_unavailable_allowed, ...),
+        summed over the workers (tollway_throttle_decisions_total on each one's metrics port)."""
+        total: Counter[str] = Counter()
+        for worker in range(self.mode.workers):
+            url = f"http://127.0.0.1:{self.metrics_port + worker}/metrics"
+            with urllib.request.urlopen(url, timeout=5) as response:
+                text = response.read().decode()
+            for match in _DECISION.finditer(text):
+                total[match.group(1)] += int(float(match.group(2)))
+        return total
 
     def usage_requests(self) -> int:
         """Requests to the API that usage has counted (every outcome class, refused ones included)."""

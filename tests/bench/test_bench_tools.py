@@ -8,13 +8,14 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm_pb2
 from google.protobuf import json_format
 
 from bench.__main__ import _names
-from bench.envoys import gateway_bootstrap
+from bench.envoys import gateway_bootstrap, link_settings
 from bench.loadgen import LoadResult, parse_h2load_log, percentile
 from bench.pacer import paced
 from bench.scenarios import SCENARIOS, TollwayMode, mode_unavailable
@@ -111,7 +112,7 @@ def _without_type(typed: dict) -> dict:
     return {k: v for k, v in typed.items() if k != "@type"}
 
 
-def test_each_chain_is_tollways_listener_with_its_own_filters() -> None:
+def test_each_chain_is_tollways_listener_with_its_own_filters(tmp_path: Path) -> None:
     api = ["api_api_bench"]
     grpc = ["tollway_keymgr", "tollway_usage"]
     expected = {
@@ -132,19 +133,28 @@ def test_each_chain_is_tollways_listener_with_its_own_filters() -> None:
         ),
         "authz": (["envoy.filters.http.ext_authz", "envoy.filters.http.router"], True, [*grpc, *api]),
     }
+    settings = link_settings(tmp_path / "link", "mtls", 8080, ("127.0.0.1", 7070))
     for chain, (filters, logged, clusters) in expected.items():
-        bootstrap = gateway_bootstrap(chain, 8080, 9090, ("127.0.0.1", 7070), api_key="tw_key")
+        bootstrap = gateway_bootstrap(chain, settings, 9090, api_key="tw_key")
         typed = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0][
             "typed_config"
         ]
         hcm = json_format.ParseDict(_without_type(typed), hcm_pb2.HttpConnectionManager())
         assert [f.name for f in hcm.http_filters] == filters, chain
         assert bool(hcm.access_log) == logged, chain
-        assert [c["name"] for c in bootstrap["static_resources"]["clusters"]] == clusters, chain
+        built = bootstrap["static_resources"]["clusters"]
+        assert [c["name"] for c in built] == clusters, chain
+        # Tollway's link and health checks on the clusters that reach the (no-op) services.
+        for cluster in built:
+            reaches_services = cluster["name"].startswith("tollway_")
+            assert ("transport_socket" in cluster) == reaches_services, cluster["name"]
+            assert ("health_checks" in cluster) == reaches_services, cluster["name"]
         assert hcm.route_config.virtual_hosts, "the route table is inline (no ADS)"
         assert "dynamic_resources" not in bootstrap
+    plaintext = gateway_bootstrap("tollway", link_settings(tmp_path / "plain", "none"), 9090)
+    assert not any("transport_socket" in c for c in plaintext["static_resources"]["clusters"])
     with pytest.raises(ValueError, match="unknown chain"):
-        gateway_bootstrap("fused", 8080, 9090)
+        gateway_bootstrap("fused", settings, 9090)
 
 
 def test_a_mode_needing_what_this_checkout_lacks_is_not_available() -> None:

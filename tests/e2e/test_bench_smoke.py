@@ -3,7 +3,9 @@ fixed rate through the same code the benchmark measures with, on a plan and a bu
 (SMOKE_LIMITS) that the rows that limit give both 200 and 429. Asserted per row: the mix of
 statuses, that a wrong key is refused where keys are checked (B, C) and passes where they are not, and
 that the access log really arrives (the no-op service counts every Check, ShouldRateLimit and log
-entry in N and F; in C every entry reaches usage's WAL and usage counts every request). No timing is asserted.
+entry in N and F; in C every entry reaches usage's WAL and usage counts every request), and in C that
+every request went through the limits (the throttle's decisions). No timing is asserted; the gRPC and
+Redis deadlines are long, so a busy machine cannot turn a slow answer into a 503 or a fail-open.
 
 A Tollway mode this checkout does not have yet (its setting or `tollway up` option unknown) is
 skipped with the reason the benchmark prints as "not available"."""
@@ -28,7 +30,9 @@ WRONG_RATE, WRONG_SECONDS = 20.0, 0.5
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    options = LabOptions(limits=SMOKE_LIMITS, authz_timeout_ms=10_000, ratelimit_timeout_ms=10_000)
+    options = LabOptions(
+        limits=SMOKE_LIMITS, authz_timeout_ms=10_000, ratelimit_timeout_ms=10_000, redis_timeout_ms=5_000
+    )
     with Lab(Path(tmp_path_factory.mktemp("bench")), options) as started:
         yield started
 
@@ -76,6 +80,7 @@ def test_scenario_is_set_up_right(lab: Lab, name: str) -> None:
         received_before = target.received() if target.received is not None else None
         # Usage counts what reached its WAL at its next flush: the readiness probes' too.
         counted_before = steady(target.counted) if target.counted is not None else 0
+        decisions_before = target.decisions() if target.decisions is not None else None
 
         started = time.monotonic()
         good = send(target, target.headers, RATE, SECONDS)
@@ -94,6 +99,12 @@ def test_scenario_is_set_up_right(lab: Lab, name: str) -> None:
             assert set(good.statuses) == {200}, good.statuses
         assert set(wrong.statuses) == {target.wrong_key_status}, wrong.statuses
 
+        if decisions_before is not None and target.decisions is not None:
+            decisions = target.decisions()
+            decisions.subtract(decisions_before)
+            # Every request with the right key went through the limits, and none failed open.
+            assert decisions["ok"] + decisions["over_limit"] == good.answered, decisions
+            assert decisions["ok"] == good.statuses[200] and decisions["over_limit"] == good.statuses[429]
         if received_before is not None:
             assert wait_for_log(target, received_before, sent) == sent
         if target.counted is not None:
