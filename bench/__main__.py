@@ -26,6 +26,8 @@ from bench.loadgen import LoadGeneratorMissing, ensure_h2load, h2load_version
 from bench.measure import PeakOptions
 from bench.scenarios import DEFAULT_DATABASE, DEFAULT_REDIS, SCENARIOS, LabOptions
 from tollway.envoy import envoy_binary
+from tollway.settings import Settings
+from tollway.vocabulary import EnvoyAuthMode
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
 GROUPS = {"gateway": tuple(SCENARIOS), "components": DEFAULT_COMPONENTS}
@@ -73,6 +75,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="PostgreSQL server for C's private databases, or 'sqlite'",
     )
     parser.add_argument("--redis-url", default=DEFAULT_REDIS, help="Redis of the Redis-store rows")
+    parser.add_argument(
+        "--envoy-auth",
+        choices=[mode.value for mode in EnvoyAuthMode],
+        default=Settings().envoy_auth,
+        help="the Envoy-facing link of Tollway's rows and of the floors N and F [Tollway's default]",
+    )
     parser.add_argument("--no-fixed-rate", action="store_true", help="skip the fixed-rate latency runs")
     parser.add_argument("--no-install", action="store_true", help="never install h2load; fail when missing")
     parser.add_argument("--output", type=Path, default=RESULTS, help=f"results file [{RESULTS.name}]")
@@ -141,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             "warmup": args.warmup,
             "connections": args.connections,
             "envoy_concurrency": args.envoy_concurrency,
+            "envoy_auth": args.envoy_auth,
             "database": "sqlite" if args.database == "sqlite" else "postgresql",
         },
     }
@@ -160,7 +169,10 @@ def main(argv: list[str] | None = None) -> int:
             fixed_seconds=args.fixed_seconds,
         )
         lab = LabOptions(
-            envoy_concurrency=args.envoy_concurrency, database=args.database, redis_url=args.redis_url
+            envoy_concurrency=args.envoy_concurrency,
+            database=args.database,
+            redis_url=args.redis_url,
+            envoy_auth=args.envoy_auth,
         )
         with tempfile.TemporaryDirectory(prefix="tollway-bench-") as tmp:
             benchmark = GatewayBenchmark(gateway_names, Path(tmp), lab, options, h2load,
