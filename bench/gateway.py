@@ -137,6 +137,8 @@ class GatewayBenchmark:
         self.say(f"{name}: failed: {message}")
 
     def _static_rounds(self, rows: list[Row], targets: dict[str, Target], lab: Lab) -> None:
+        if not rows:
+            return
         for number in range(self.options.rounds):
             self.say(f"round {number + 1}/{self.options.rounds}: {', '.join(row.name for row in rows)}")
             rates: dict[str, float] = {}

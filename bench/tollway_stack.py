@@ -39,7 +39,8 @@ from tollway.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from tollway.store.v1 import store_pb2, store_pb2_grpc
 from tollway.usage.v1 import usage_pb2, usage_pb2_grpc
 
-STARTUP_SECONDS = 60.0
+# `tollway up` with workers on a busy 2-core machine has needed more than a minute to serve.
+STARTUP_SECONDS = 120.0
 _DECISION = re.compile(
     r'^tollway_throttle_decisions_total\{[^}]*result="([^"]+)"[^}]*\} (\S+)$', re.MULTILINE
 )
@@ -174,6 +175,10 @@ class TollwayGateway:
         try:
             self._seed_when_ready(time.monotonic() + STARTUP_SECONDS)
             wait_for_status(self.url, self.headers, 200, time.monotonic() + STARTUP_SECONDS)
+        except RuntimeError as error:
+            tail = self.log_tail()
+            self.stop()
+            raise RuntimeError(f"{error}; `tollway up` log:\n{tail}") from None
         except BaseException:
             self.stop()
             raise
