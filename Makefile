@@ -72,13 +72,18 @@ test: install tools portal-assets browser
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
+# `make bench`: the end-to-end gateway table (Envoy alone, Envoy's own key check, the no-op gRPC floors,
+# Tollway in each mode; h2load installed from the distribution's packages when missing) and the
+# per-component benchmarks, a few minutes in all; figures in bench/results.json (bench/README.md).
+#   make bench BENCH_ARGS="--quick"    or "--only B,N,C-memory --envoy-concurrency 2 --rounds 5"
 # The scale benchmark (bench/scale.py: two keymgr replicas on PostgreSQL at 127.0.0.1:5432, 100k keys,
 # a few minutes). The 1M comparison takes much longer:
 #   make bench-scale SCALE_ARGS="--keys 100000 --keys 1000000 --changes 10"
-# The component benches run on their own: .venv/bin/python bench/<name>_bench.py (README, Performance).
+BENCH_ARGS ?=
 SCALE_ARGS ?= --keys 100000
 
-bench: bench-scale
+bench: install
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 bench-scale: install
 	$(BIN)/python -m bench.scale $(SCALE_ARGS)
