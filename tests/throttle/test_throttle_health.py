@@ -10,12 +10,12 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.e2e.envoy_health import health_check_stats, hosts_passing
 from tests.e2e.harness import Stack, start_stack, stop_stack
+from tests.support import EnvoyCredential
 from tests.throttle.throttle_fixtures import PrivateRedis
 from throttle.envoy_config import THROTTLE_CLUSTER
 from tollway.envoy_contract import AUTHORIZATION_SERVICE, RATE_LIMIT_SERVICE
@@ -48,7 +48,7 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = 20.0) ->
 
 
 def health(stack: Stack, service: str) -> int:
-    with grpc.insecure_channel(stack.settings.grpc_addr) as channel:
+    with EnvoyCredential(stack.settings).channel() as channel:
         answer = health_pb2_grpc.HealthStub(channel).Check(
             health_pb2.HealthCheckRequest(service=service), timeout=5
         )
