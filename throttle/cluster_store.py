@@ -26,8 +26,8 @@ increments until their windows end: at most one request's hits per request in fl
 never over-admission (tests/throttle/test_cluster_store.py kills a replica between its steps). A
 failover loses what asynchronous replication had not yet sent (the counts of the last moments before
 the master died; a compensation landing on the promoted replica may take back one of those again):
-tests/throttle/test_cluster_failover.py reports it. Cost: a decision takes about 1.6 times the
-throttle's CPU of a standalone Redis's, 2.6 times under a shared limit in another slot (one script call
+tests/throttle/test_cluster_failover.py reports it. Cost: a decision takes about 1.75 times the
+throttle's CPU of a standalone Redis's, 3 times under a shared limit in another slot (one script call
 per slot rather than per batch; measured with bench/cluster_bench.py, README "Performance").
 """
 
