@@ -66,6 +66,8 @@ def test_mixed_traffic_with_unrouted_and_refused_requests_is_complete(stack: Sta
     stranger = stack.issue_key(stack.create_application("not-subscribed").id).key
     # While config and keys propagate the polls see 404s (unrouted) and 401s: accounted like the rest.
     stack.wait_for_status("/complete/v1/ready", 200, {"x-api-key": key}, timeout=10)
+    # The second key is issued later than the first, so it can become visible later (401 until then).
+    stack.wait_for_status("/complete/v1/ready", 403, {"x-api-key": stranger}, timeout=10)
 
     statuses: Counter[int] = Counter()
     for _ in range(6):  # 3 more fit in the minute, then 429s
