@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import func, insert, select, text
 
 from billing.store import BillingRepository
-from tollway import schema
+from tollway import schema, schema_usage
 from tollway.db import Database
 
 MONTH_START = datetime(2026, 11, 1, tzinfo=UTC)
@@ -93,7 +93,7 @@ async def seed(db: Database, subscriptions: int, windows: int) -> int:
                 await conn.close()
         else:
             async with db.session() as session:
-                await session.exec(insert(schema.UsageWindow), params=batch)  # type: ignore[call-overload]
+                await session.exec(insert(schema_usage.UsageWindow), params=batch)  # type: ignore[call-overload]
                 await session.commit()
         batch.clear()
 
@@ -108,7 +108,7 @@ async def seed(db: Database, subscriptions: int, windows: int) -> int:
         "plan_id",
         "key_id",
     }
-    extra_zeros = {c.name: 0 for c in schema.UsageWindow.__table__.columns if c.name not in known}  # type: ignore[attr-defined]
+    extra_zeros = {c.name: 0 for c in schema_usage.UsageWindow.__table__.columns if c.name not in known}  # type: ignore[attr-defined]
     for i in range(subscriptions):
         offset = rng.randrange(step)
         for w in range(windows):
@@ -146,7 +146,7 @@ async def seed(db: Database, subscriptions: int, windows: int) -> int:
 
 
 async def aggregate(db: Database) -> float:
-    uw = schema.UsageWindow
+    uw = schema_usage.UsageWindow
     columns = [uw.success, uw.overage, uw.client_error, uw.upstream_fault, uw.throttled, uw.unauthorized,
                uw.ratelimit_error]  # fmt: skip
     statement = (

@@ -20,7 +20,8 @@ from billing.invoice_records import OverrideRecord
 from billing.periods import Period
 from billing.usage_queries import chunks
 from tollway.errors import FailedPrecondition, InvalidArgument
-from tollway.schema import InvoiceCompletenessOverride, as_utc
+from tollway.schema import as_utc
+from tollway.schema_billing import InvoiceCompletenessOverride
 
 COMPLETE, INCOMPLETE, UNKNOWN = "COMPLETE", "INCOMPLETE", "UNKNOWN"
 OVERRIDE_BY_MAX = 200

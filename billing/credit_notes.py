@@ -31,14 +31,14 @@ from billing.usage_queries import chunks, require
 from tollway.db import Database
 from tollway.errors import FailedPrecondition, InvalidArgument, NotFound
 from tollway.money import minor_units, money_text, parse_money
-from tollway.schema import (
+from tollway.schema import new_id
+from tollway.schema_billing import (
     BillingIdempotency,
     BillingSequence,
     CreditNote,
     CreditNoteLine,
     Invoice,
     InvoiceLine,
-    new_id,
 )
 
 log = logging.getLogger(__name__)

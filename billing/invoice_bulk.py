@@ -18,7 +18,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing.usage_queries import chunks
 from tollway.db import Database
-from tollway.schema import BilledSegment, Invoice, InvoiceLine
+from tollway.schema_billing import BilledSegment, Invoice, InvoiceLine
 
 _ID_ALPHABET = "abcdefghijkmnopqrstuvwxyz23456789"
 

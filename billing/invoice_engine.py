@@ -21,7 +21,8 @@ from billing.regimes import Piece, PlanTerms, Regime, TermsVersion, split
 from billing.segments import PlanChange
 from tollway.catalog.versions import BEGINNING, VersionTiming
 from tollway.money import money_text
-from tollway.schema import BilledSegment, Plan, SubscriptionEvent, as_utc
+from tollway.schema import Plan, SubscriptionEvent, as_utc
+from tollway.schema_billing import BilledSegment
 from tollway.subscription_states import APPROVED, CANCELLED, PLAN_CHANGED, SubscriptionState
 from tollway.vocabulary import VersionEffect
 

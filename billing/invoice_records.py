@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from tollway.schema import Invoice, InvoiceLine
+from tollway.schema_billing import Invoice, InvoiceLine
 
 INVOICE_STATES = ("DRAFT", "FINALIZED", "VOID")
 

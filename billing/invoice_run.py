@@ -36,7 +36,8 @@ from billing.periods import Period, period_starting_in
 from billing.plan_versions import stored_versions
 from billing.usage_queries import aggregate, scope_rows, timelines, usage_before
 from tollway.money import money_text
-from tollway.schema import BilledSegment, Invoice, InvoiceLine, Plan, as_utc
+from tollway.schema import Plan, as_utc
+from tollway.schema_billing import BilledSegment, Invoice, InvoiceLine
 
 # Late usage is looked for in finalized periods that ended at most this long before the new period.
 ADJUSTMENT_LOOKBACK = timedelta(days=92)

@@ -41,15 +41,14 @@ from billing.periods import Period
 from billing.usage_queries import chunks, require
 from tollway.db import Database
 from tollway.errors import FailedPrecondition, InvalidArgument, NotFound
-from tollway.schema import (
+from tollway.schema import as_utc, utcnow
+from tollway.schema_billing import (
     BilledSegment,
     BillingIdempotency,
     BillingSequence,
     CreditNote,
     Invoice,
     InvoiceLine,
-    as_utc,
-    utcnow,
 )
 
 log = logging.getLogger(__name__)

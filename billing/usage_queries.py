@@ -19,7 +19,8 @@ from billing.periods import Period
 from tollway.db import Database
 from tollway.errors import InvalidArgument, NotFound
 from tollway.lifecycle import SubscriptionState, load_subscription
-from tollway.schema import Application, Subscription, SubscriptionEvent, UsageWindow
+from tollway.schema import Application, Subscription, SubscriptionEvent
+from tollway.schema_usage import UsageWindow
 
 BILLING_GRANULARITY = "minute"
 CHUNK = 500

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from sqlalchemy import and_, func, select
 
 from tollway.db import Database
-from tollway.schema import UsageWindow
+from tollway.schema_usage import UsageWindow
 
 # Counted against the quota: every class the limiter admitted (not throttled, refused or fail-open).
 ADMITTED_CLASSES = ("success", "client_error", "upstream_fault")

@@ -34,7 +34,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from tollway import change_log, schema
 from tollway import schema_analytics as schema_analytics  # registers usage_detail with the schema
+from tollway import schema_billing as schema_billing  # registers billing's tables with the schema
 from tollway import schema_portal as schema_portal  # registers the portal's tables with the schema
+from tollway import schema_usage as schema_usage  # registers usage's tables with the schema
 from tollway.settings import DatabaseSettings
 from tollway.subscription_states import Actor, SubscriptionState
 

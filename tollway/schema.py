@@ -1,5 +1,9 @@
 """The one schema: every table Tollway keeps, as SQLModel classes (SQLite embedded, PostgreSQL in production).
 
+This module holds the catalog, keys, subscriptions, limits and the change feed; the other areas keep
+their tables beside it (schema_billing, schema_usage, schema_portal, schema_analytics), all registered
+with the one metadata by tollway/db.py.
+
 Money is stored as canonical decimal text so SQLite cannot turn it into a float; timestamps are UTC.
 """
 
@@ -36,7 +40,7 @@ def as_utc(value: datetime | None) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _timestamp(nullable: bool = False) -> Any:
+def timestamp_column(nullable: bool = False) -> Any:
     column = Column(DateTime(timezone=True), nullable=nullable)
     if nullable:
         return Field(default=None, sa_column=column)
@@ -81,8 +85,8 @@ class Plan(SQLModel, table=True):
     # Usage classes charged: of success, client_error, upstream_fault; empty = success only. Throttled
     # and refused requests never are.
     billable_classes: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
-    created_at: datetime = _timestamp()
-    updated_at: datetime = _timestamp()
+    created_at: datetime = timestamp_column()
+    updated_at: datetime = timestamp_column()
 
 
 class PlanVersion(SQLModel, table=True):
@@ -99,7 +103,7 @@ class PlanVersion(SQLModel, table=True):
     # INSTANT: when it takes effect (a whole minute). NEXT_PERIOD: when it was made; it takes effect at
     # each subscription's first period start from then on.
     effective_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
-    created_at: datetime = _timestamp()
+    created_at: datetime = timestamp_column()
     # The plan row's limit columns (PlanLimits.columns) and pricing columns (PricingDraft.columns).
     limits: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     pricing: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
@@ -115,8 +119,8 @@ class Api(SQLModel, table=True):
     upstream_urls: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     published: bool = False
     description: str = ""
-    created_at: datetime = _timestamp()
-    updated_at: datetime = _timestamp()
+    created_at: datetime = timestamp_column()
+    updated_at: datetime = timestamp_column()
 
 
 class ApiPlan(SQLModel, table=True):
@@ -147,8 +151,8 @@ class Application(SQLModel, table=True):
     name: str
     owner: str = Field(default="", index=True)
     description: str = ""
-    created_at: datetime = _timestamp()
-    deleted_at: datetime | None = _timestamp(nullable=True)
+    created_at: datetime = timestamp_column()
+    deleted_at: datetime | None = timestamp_column(nullable=True)
 
 
 # The partial index below: one live subscription per (application, API).
@@ -178,8 +182,8 @@ class Subscription(SQLModel, table=True):
     state_reason: str = ""
     # Day of month the billing period starts on; 0 = calendar month in UTC.
     billing_anchor_day: int = 0
-    created_at: datetime = _timestamp()
-    updated_at: datetime = _timestamp()
+    created_at: datetime = timestamp_column()
+    updated_at: datetime = timestamp_column()
 
 
 class ApiKey(SQLModel, table=True):
@@ -191,9 +195,9 @@ class ApiKey(SQLModel, table=True):
     application_id: str = Field(foreign_key="application.id", index=True)
     name: str = ""
     key_hash: str
-    created_at: datetime = _timestamp()
-    expires_at: datetime | None = _timestamp(nullable=True)
-    revoked_at: datetime | None = _timestamp(nullable=True)
+    created_at: datetime = timestamp_column()
+    expires_at: datetime | None = timestamp_column(nullable=True)
+    revoked_at: datetime | None = timestamp_column(nullable=True)
     rotated_from: str | None = None
 
 
@@ -205,7 +209,7 @@ class BlockRule(SQLModel, table=True):
     target: str  # API | APPLICATION | API_KEY | CLIENT_CIDR
     value: str
     reason: str = ""
-    created_at: datetime = _timestamp()
+    created_at: datetime = timestamp_column()
 
 
 class TrafficLimit(SQLModel, table=True):
@@ -220,7 +224,7 @@ class TrafficLimit(SQLModel, table=True):
     requests_per_minute: int = 0
     requests_per_hour: int = 0
     requests_per_day: int = 0
-    updated_at: datetime = _timestamp()
+    updated_at: datetime = timestamp_column()
 
 
 class ThrottleMemoryReplica(SQLModel, table=True):
@@ -233,8 +237,8 @@ class ThrottleMemoryReplica(SQLModel, table=True):
     id: str = Field(primary_key=True)
     host: str = ""
     pid: int = 0
-    started_at: datetime = _timestamp()
-    last_seen: datetime = _timestamp()
+    started_at: datetime = timestamp_column()
+    last_seen: datetime = timestamp_column()
 
 
 class ChangeRevision(SQLModel, table=True):
@@ -265,12 +269,7 @@ class ChangeLogEntry(SQLModel, table=True):
     topic: str
     entity_id: str
     op: str
-    at: datetime = _timestamp()
-
-
-# --- billing/ (issue 5): invoices, billed usage, numbering, subscription history ----------------------
-
-_OPEN_INVOICE_SQL = "state != 'VOID'"
+    at: datetime = timestamp_column()
 
 
 class SubscriptionEvent(SQLModel, table=True):
@@ -282,7 +281,7 @@ class SubscriptionEvent(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     subscription_id: str = Field(foreign_key="subscription.id", index=True)
-    at: datetime = _timestamp()
+    at: datetime = timestamp_column()
     # BLOCKED | UNBLOCKED | CANCELLED | APPROVED | REJECTED | SUSPENDED | RESUMED | PLAN_CHANGED
     kind: str
     actor: str = ""  # a subscription_states.Actor; empty on events written before actors were recorded
@@ -291,273 +290,3 @@ class SubscriptionEvent(SQLModel, table=True):
     from_plan_id: str = ""
     to_plan_id: str = ""
     reason: str = ""
-
-
-class Invoice(SQLModel, table=True):
-    """One application's charges in one currency for one billing period. DRAFT → FINALIZED (numbered,
-    immutable) → VOID (kept on record, number kept)."""
-
-    __tablename__ = "invoice"
-    __table_args__ = (
-        # One open (draft or finalized) invoice per customer, currency and period.
-        Index(
-            "uq_invoice_open_period",
-            "application_id",
-            "currency",
-            "period_start",
-            "period_end",
-            unique=True,
-            sqlite_where=text(_OPEN_INVOICE_SQL),
-            postgresql_where=text(_OPEN_INVOICE_SQL),
-        ),
-    )
-
-    id: str = Field(primary_key=True)
-    number: str | None = Field(default=None, unique=True)
-    state: str = Field(default="DRAFT", index=True)  # DRAFT | FINALIZED | VOID
-    application_id: str = Field(index=True)
-    currency: str
-    period_start: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, index=True))
-    period_end: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
-    total: str = "0"
-    # COMPLETE | INCOMPLETE | UNKNOWN: whether every Envoy node's usage for the period had arrived.
-    usage_completeness: str = "UNKNOWN"
-    completeness_note: str = ""
-    created_at: datetime = _timestamp()
-    updated_at: datetime = _timestamp()
-    finalized_at: datetime | None = _timestamp(nullable=True)
-    voided_at: datetime | None = _timestamp(nullable=True)
-    void_reason: str = ""
-
-
-class InvoiceCompletenessOverride(SQLModel, table=True):
-    """The explicit decision that finalized an invoice while its period's usage was INCOMPLETE: who,
-    why, when, and the completeness figure at that moment."""
-
-    __tablename__ = "invoice_completeness_override"
-
-    invoice_id: str = Field(primary_key=True, foreign_key="invoice.id", ondelete="CASCADE")
-    decided_by: str
-    reason: str
-    decided_at: datetime = _timestamp()
-    completeness: float = 1.0
-    completeness_note: str = ""
-
-
-class InvoiceLine(SQLModel, table=True):
-    __tablename__ = "invoice_line"
-
-    id: int | None = Field(default=None, primary_key=True)
-    invoice_id: str = Field(foreign_key="invoice.id", index=True, ondelete="CASCADE")
-    position: int = 0
-    subscription_id: str = ""
-    api_id: str = ""
-    plan_id: str = ""
-    # The plan version the line was priced with (0: before versions were recorded).
-    plan_version: int = 0
-    kind: str  # billing/pricing.py line kinds
-    description: str = ""
-    quantity: str = "0"
-    unit_price: str = "0"
-    amount: str = "0"
-    # The billed segment an ADJUSTMENT line corrects.
-    adjusts_segment_id: int | None = None
-    details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-
-
-class BilledSegment(SQLModel, table=True):
-    """What an invoice priced for one subscription under one plan in one period: the counts, the plan's
-    pricing as it was, the charged amount. Late usage is found by comparing it with the usage table."""
-
-    __tablename__ = "billed_segment"
-
-    id: int | None = Field(default=None, primary_key=True)
-    invoice_id: str = Field(foreign_key="invoice.id", index=True, ondelete="CASCADE")
-    subscription_id: str = Field(index=True)
-    api_id: str = ""
-    plan_id: str = ""
-    period_start: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
-    period_end: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
-    share: str = "1"  # the fee's share of the period, "num/den"
-    # The plan version it was priced with (0: before versions were recorded).
-    plan_version: int = 0
-    # The stretch of the period whose usage it priced (billing/regimes.py); NULL: the whole period.
-    usage_start: datetime | None = _timestamp(nullable=True)
-    usage_end: datetime | None = _timestamp(nullable=True)
-    # Set when the segment was inside a free trial (nothing charged), to when the trial ended.
-    trial_until: datetime | None = _timestamp(nullable=True)
-    pricing: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    # Counts and charged amount billed so far: the invoice's, plus finalized adjustments.
-    usage: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    amount: str = "0"
-
-
-class CreditNote(SQLModel, table=True):
-    """A correction of a finalized invoice: numbered in its own gapless sequence ("CN-000001"), never
-    changed once issued (billing/credit_notes.py)."""
-
-    __tablename__ = "credit_note"
-
-    id: str = Field(primary_key=True)
-    number: str = Field(unique=True)
-    invoice_id: str = Field(foreign_key="invoice.id", index=True)
-    application_id: str = ""
-    currency: str
-    total: str = "0"
-    reason: str = ""
-    created_at: datetime = _timestamp()
-
-
-class CreditNoteLine(SQLModel, table=True):
-    """What a credit note credits on one line of its invoice."""
-
-    __tablename__ = "credit_note_line"
-
-    id: int | None = Field(default=None, primary_key=True)
-    credit_note_id: str = Field(foreign_key="credit_note.id", index=True)
-    position: int = 0
-    # The credited invoice line (its position on the invoice) and what it was about.
-    invoice_line: int = 0
-    subscription_id: str = ""
-    plan_id: str = ""
-    plan_version: int = 0
-    kind: str = ""
-    description: str = ""
-    amount: str = "0"
-
-
-class BillingSequence(SQLModel, table=True):
-    """Gapless invoice numbers: the counter row is incremented in the finalizing transaction."""
-
-    __tablename__ = "billing_sequence"
-
-    name: str = Field(primary_key=True)
-    value: int = 0
-
-
-class BillingIdempotency(SQLModel, table=True):
-    """Idempotency keys of billing writes, committed in the same transaction as the data they protect."""
-
-    __tablename__ = "billing_idempotency"
-
-    key: str = Field(primary_key=True)
-    operation: str
-    result: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    created_at: datetime = _timestamp()
-
-
-# Usage summary granularities; minute windows roll up into the coarser ones.
-USAGE_GRANULARITIES = ("minute", "hour", "day")
-
-
-class UsageWindow(SQLModel, table=True):
-    """What one (subscription, API, application, plan) did in one window, by outcome class.
-
-    Written by usage/ with additive upserts (many replicas can write into one database); read by
-    billing/. Requests refused by ext_authz have no subscription: they are counted per API and key id
-    (subscription_id, application_id and plan_id empty, key_id set when the key id was known)."""
-
-    __tablename__ = "usage_window"
-
-    granularity: str = Field(primary_key=True)  # one of USAGE_GRANULARITIES
-    window_start: datetime = Field(sa_column=Column(DateTime(timezone=True), primary_key=True))
-    api_id: str = Field(primary_key=True)
-    subscription_id: str = Field(primary_key=True, default="")
-    application_id: str = Field(primary_key=True, default="")
-    plan_id: str = Field(primary_key=True, default="")
-    key_id: str = Field(primary_key=True, default="")
-    # Outcome classes (disjoint; overage is the part of `success` admitted beyond a soft quota).
-    success: int = 0
-    overage: int = 0
-    client_error: int = 0
-    upstream_fault: int = 0
-    throttled: int = 0
-    unauthorized: int = 0
-    ratelimit_error: int = 0
-    request_bytes: int = 0
-    response_bytes: int = 0
-    latency_us_sum: int = 0
-    latency_us_max: int = 0
-    # Latency histogram (microseconds), one additive counter per bucket: upper bounds in
-    # USAGE_LATENCY_BUCKETS_US, the last bucket open-ended. Enough for p50/p95/p99 by interpolation.
-    latency_b00: int = 0
-    latency_b01: int = 0
-    latency_b02: int = 0
-    latency_b03: int = 0
-    latency_b04: int = 0
-    latency_b05: int = 0
-    latency_b06: int = 0
-    latency_b07: int = 0
-    latency_b08: int = 0
-    latency_b09: int = 0
-    latency_b10: int = 0
-    latency_b11: int = 0
-    latency_b12: int = 0
-    latency_b13: int = 0
-
-
-# Upper bounds (inclusive, microseconds) of latency_b00..latency_b12; latency_b13 is everything above.
-USAGE_LATENCY_BUCKETS_US = (
-    1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 200_000, 500_000,
-    1_000_000, 2_000_000, 5_000_000, 10_000_000,
-)  # fmt: skip
-
-
-class UsageSeen(SQLModel, table=True):
-    """Dedupe state of usage/: one row per access-log entry counted, written in the same transaction as
-    the counts it protects, so a WAL replay after a crash cannot count an entry twice."""
-
-    __tablename__ = "usage_seen"
-
-    node_id: str = Field(primary_key=True)
-    request_id: str = Field(primary_key=True)
-    # Minute (epoch seconds) of the request's start; old rows are pruned by it.
-    minute: int = Field(default=0, sa_column=Column(BigInteger, index=True, nullable=False))
-
-
-class UsageNodeReceipt(SQLModel, table=True):
-    """Entries counted per Envoy node and hour (additive, same transaction as the counts)."""
-
-    __tablename__ = "usage_node_receipt"
-
-    node_id: str = Field(primary_key=True)
-    window_start: datetime = Field(sa_column=Column(DateTime(timezone=True), primary_key=True))
-    received: int = 0
-
-
-class UsageNodeSkip(SQLModel, table=True):
-    """Entries received per Envoy node and hour that were not counted, by reason (usage/classify.py's
-    SKIP_REASONS): with UsageNodeReceipt, every entry Envoy wrote is accounted for. Additive, written in
-    the transaction of the counts (and dedupe rows) of the same frames."""
-
-    __tablename__ = "usage_node_skip"
-
-    node_id: str = Field(primary_key=True)
-    window_start: datetime = Field(sa_column=Column(DateTime(timezone=True), primary_key=True))
-    reason: str = Field(primary_key=True)
-    skipped: int = 0
-
-
-class UsageNodeSample(SQLModel, table=True):
-    """A reading of one Envoy node's cumulative access-log counters (logs_written / logs_dropped)."""
-
-    __tablename__ = "usage_node_sample"
-
-    node_id: str = Field(primary_key=True)
-    sampled_at: datetime = Field(sa_column=Column(DateTime(timezone=True), primary_key=True))
-    logs_written: int = 0
-    logs_dropped: int = 0
-
-
-class UsageThrottle(SQLModel, table=True):
-    """Throttled-out requests per minute and the plan limit that fired (from throttle's metadata)."""
-
-    __tablename__ = "usage_throttle"
-
-    window_start: datetime = Field(sa_column=Column(DateTime(timezone=True), primary_key=True))
-    api_id: str = Field(primary_key=True)
-    subscription_id: str = Field(primary_key=True, default="")
-    application_id: str = Field(primary_key=True, default="")
-    plan_id: str = Field(primary_key=True, default="")
-    limit_name: str = Field(primary_key=True, default="")
-    throttled: int = 0

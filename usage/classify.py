@@ -13,7 +13,7 @@ from typing import Any, Final
 from envoy.data.accesslog.v3 import accesslog_pb2
 
 from tollway import envoy_contract as contract
-from tollway.schema import USAGE_LATENCY_BUCKETS_US
+from tollway.schema_usage import USAGE_LATENCY_BUCKETS_US
 
 # Outcome classes, in the order of UsageWindow's count columns.
 OUTCOMES = ("success", "client_error", "upstream_fault", "throttled", "unauthorized", "ratelimit_error")

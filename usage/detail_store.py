@@ -11,8 +11,8 @@ from typing import Any
 from sqlalchemy import Table, and_, func, select
 
 from tollway.db import Database
-from tollway.schema import UsageWindow
 from tollway.schema_analytics import UsageDetail
+from tollway.schema_usage import UsageWindow
 from usage.classify import OUTCOMES, percentile
 from usage.details import DetailAggregate
 

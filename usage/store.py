@@ -15,7 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import SQLModel
 
 from tollway.db import Database
-from tollway.schema import (
+from tollway.schema_usage import (
     USAGE_LATENCY_BUCKETS_US,
     UsageNodeReceipt,
     UsageNodeSample,

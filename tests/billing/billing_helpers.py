@@ -10,7 +10,7 @@ from typing import Any
 from sqlmodel import SQLModel, select
 
 from billing.store import BillingRepository
-from tollway import schema
+from tollway import schema, schema_usage
 from tollway.db import Database
 
 
@@ -103,9 +103,9 @@ class World:
         plan_id = plan_id or sub.plan_id
         async with self.db.session() as session:
             key = ("minute", window, sub.api_id, sub.id, sub.application_id, plan_id, "")
-            row = await session.get(schema.UsageWindow, key)
+            row = await session.get(schema_usage.UsageWindow, key)
             if row is None:
-                row = schema.UsageWindow(
+                row = schema_usage.UsageWindow(
                     granularity="minute",
                     window_start=window,
                     api_id=sub.api_id,

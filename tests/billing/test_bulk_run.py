@@ -11,7 +11,7 @@ from sqlmodel import select
 
 from billing.store import BillingRepository
 from tests.billing.billing_helpers import EPOCH, NOV, FakeClock, World, repository, utc
-from tollway import schema
+from tollway import schema, schema_billing, schema_usage
 from tollway.db import Database
 
 CUSTOMERS = 120  # above the 100-row threshold of the bulk paths
@@ -50,7 +50,7 @@ async def test_large_run_prices_every_customer_and_regenerates_in_place(
             session.add(sub)
             subs.append(sub)
             session.add(
-                schema.UsageWindow(
+                schema_usage.UsageWindow(
                     granularity="minute", window_start=utc(2026, 11, 2, 3, i % 60), api_id=api.id,
                     subscription_id=sub.id, application_id=app.id, plan_id=plan.id, success=1000 * i,
                     throttled=i % 3,
@@ -75,7 +75,7 @@ async def test_large_run_prices_every_customer_and_regenerates_in_place(
     }
     lines = sum(len(v.lines) for v in stored.values())
     assert lines == sum(len(v.lines) for v in views) > 3 * CUSTOMERS  # fee, included, usage (+ info)
-    assert await _count(database, schema.BilledSegment) == CUSTOMERS
+    assert await _count(database, schema_billing.BilledSegment) == CUSTOMERS
 
     # More usage, then the run again: same invoices, new totals, nothing written twice.
     await world.usage(subs[7], utc(2026, 11, 20), success=5000)
@@ -90,8 +90,8 @@ async def test_large_run_prices_every_customer_and_regenerates_in_place(
     assert all(schema.as_utc(v.invoice.updated_at) == utc(2026, 12, 6) for v in reread.values())
     assert all(schema.as_utc(v.invoice.created_at) == utc(2026, 12, 5) for v in reread.values())
     assert sum(len(v.lines) for v in reread.values()) == lines
-    assert await _count(database, schema.BilledSegment) == CUSTOMERS
-    assert await _count(database, schema.Invoice) == CUSTOMERS
+    assert await _count(database, schema_billing.BilledSegment) == CUSTOMERS
+    assert await _count(database, schema_billing.Invoice) == CUSTOMERS
 
 
 async def test_a_draft_with_nothing_left_to_bill_is_removed_on_regeneration(
@@ -105,9 +105,9 @@ async def test_a_draft_with_nothing_left_to_bill_is_removed_on_regeneration(
     [draft] = await billing.generate(month=NOV)
     assert [line.kind for line in draft.lines] == ["INFO_THROTTLED"] and draft.invoice.total == "0.00"
     async with database.session() as session:  # the usage is gone (e.g. re-summarized elsewhere)
-        for row in (await session.exec(select(schema.UsageWindow))).all():
+        for row in (await session.exec(select(schema_usage.UsageWindow))).all():
             await session.delete(row)
         await session.commit()
     assert await billing.generate(month=NOV) == []
     assert await billing.list_invoices() == []
-    assert await _count(database, schema.InvoiceLine) == 0
+    assert await _count(database, schema_billing.InvoiceLine) == 0

@@ -20,7 +20,7 @@ from billing.servicer import BillingServicer
 from billing.store import BillingRepository
 from tests.billing.billing_helpers import EPOCH, NOV, FakeClock, World, dump_tables, repository, utc
 from tests.support import grpc_server
-from tollway import schema
+from tollway import schema_billing
 from tollway.billing.v1 import billing_pb2 as pb
 from tollway.billing.v1 import billing_pb2_grpc
 from tollway.db import Database
@@ -72,7 +72,7 @@ async def test_partial_then_full_credit(billing: BillingRepository, world: World
     assert (await billing.get_credit_note("CN-000001")).lines == partial.lines
     assert [v.note.number for v in await billing.list_credit_notes(number)] == ["CN-000001", "CN-000002"]
     async with database.session() as session:
-        rows = await session.get(schema.CreditNote, partial.note.id)
+        rows = await session.get(schema_billing.CreditNote, partial.note.id)
         assert rows is not None and rows.total == "2.00" and rows.reason == "goodwill"
 
 
@@ -161,9 +161,9 @@ async def test_exports_carry_credit_notes(billing: BillingRepository, world: Wor
 
 def test_a_full_credit_skips_lines_with_nothing_left() -> None:
     lines = [
-        schema.InvoiceLine(invoice_id="i", position=0, kind="FEE", amount="5.00"),
-        schema.InvoiceLine(invoice_id="i", position=1, kind="ADJUSTMENT", amount="-1.00"),
-        schema.InvoiceLine(invoice_id="i", position=2, kind="INCLUDED", amount="0.00"),
+        schema_billing.InvoiceLine(invoice_id="i", position=0, kind="FEE", amount="5.00"),
+        schema_billing.InvoiceLine(invoice_id="i", position=1, kind="ADJUSTMENT", amount="-1.00"),
+        schema_billing.InvoiceLine(invoice_id="i", position=2, kind="INCLUDED", amount="0.00"),
     ]
     [(line, amount)] = credited_amounts(lines, {0: Decimal("4.00")}, [], "EUR")
     assert (line.position, amount) == (0, Decimal("1.00"))

@@ -22,7 +22,7 @@ from tests.billing.billing_helpers import (
     repository,
     utc,
 )
-from tollway import schema
+from tollway import schema, schema_billing
 from tollway.db import Database
 from tollway.errors import FailedPrecondition, InvalidArgument, NotFound
 
@@ -177,7 +177,7 @@ async def test_a_damaged_pricing_snapshot_is_refused_not_priced(
     [nov] = await billing.generate(month=NOV)
     await billing.finalize(nov.invoice.id)
     async with database.session() as session:
-        [segment] = (await session.exec(select(schema.BilledSegment))).all()
+        [segment] = (await session.exec(select(schema_billing.BilledSegment))).all()
         segment.pricing = {**segment.pricing, "unit_price": "NaN"}
         session.add(segment)
         await session.commit()

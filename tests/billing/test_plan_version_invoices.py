@@ -14,7 +14,7 @@ from sqlmodel import select
 from billing.periods import period_starting_in
 from billing.store import BillingRepository
 from tests.billing.billing_helpers import DEC, NOV, FakeClock, World, repository, utc
-from tollway import schema
+from tollway import schema, schema_billing
 from tollway.catalog.limits import PlanLimits
 from tollway.catalog.store import CatalogStore
 from tollway.catalog.validation import PlanDraft, PricingDraft
@@ -120,7 +120,7 @@ async def test_a_change_now_splits_the_period_at_the_next_minute(
     assert view.invoice.total == "53.70"
     assert view.lines[0].description.startswith("basic v1: recurring fee")
     async with database.session() as session:
-        billed = (await session.exec(select(schema.BilledSegment))).all()
+        billed = (await session.exec(select(schema_billing.BilledSegment))).all()
     by_version = {segment.plan_version: segment for segment in billed}
     assert (
         schema.as_utc(by_version[1].usage_end)

@@ -10,7 +10,7 @@ from sqlmodel import select
 
 from billing.store import BillingRepository
 from tests.billing.billing_helpers import DEC, NOV, FakeClock, World, repository, utc
-from tollway import schema
+from tollway import schema, schema_billing
 from tollway.db import Database
 
 
@@ -37,9 +37,9 @@ def charged(view: object) -> list[tuple[str, str, str]]:
     ]
 
 
-async def segments(database: Database) -> list[schema.BilledSegment]:
+async def segments(database: Database) -> list[schema_billing.BilledSegment]:
     async with database.session() as session:
-        rows = (await session.exec(select(schema.BilledSegment))).all()
+        rows = (await session.exec(select(schema_billing.BilledSegment))).all()
         return sorted(rows, key=lambda s: s.id or 0)
 
 

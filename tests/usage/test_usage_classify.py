@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.usage.usage_entries import entry
-from tollway.schema import USAGE_LATENCY_BUCKETS_US
+from tollway.schema_usage import USAGE_LATENCY_BUCKETS_US
 from usage.classify import (
     CLIENT_ERROR,
     R_API,

@@ -24,7 +24,7 @@ from tests.support import shared_envoy_tls
 from tests.usage.usage_replica import UsageReplica
 from tests.usage.usage_stack import create_api, start_status_upstream, wait_until
 from tollway.db import Database
-from tollway.schema import UsageSeen
+from tollway.schema_usage import UsageSeen
 from usage.classify import R_NODE, R_REQ
 from usage.completeness import CompletenessSampler
 from usage.frames import Records, records_of

@@ -1,0 +1,172 @@
+"""Tables of billing/: invoices and their lines, billed segments, credit notes, gapless numbering and
+idempotency records. Part of the one schema (registered with tollway/schema.py's tables by tollway/db.py).
+
+Money is canonical decimal text; timestamps are UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Index, text
+from sqlmodel import Field, SQLModel
+
+from tollway.schema import timestamp_column
+
+# --- billing/ (issue 5): invoices, billed usage, numbering, subscription history ----------------------
+
+_OPEN_INVOICE_SQL = "state != 'VOID'"
+
+
+class Invoice(SQLModel, table=True):
+    """One application's charges in one currency for one billing period. DRAFT → FINALIZED (numbered,
+    immutable) → VOID (kept on record, number kept)."""
+
+    __tablename__ = "invoice"
+    __table_args__ = (
+        # One open (draft or finalized) invoice per customer, currency and period.
+        Index(
+            "uq_invoice_open_period",
+            "application_id",
+            "currency",
+            "period_start",
+            "period_end",
+            unique=True,
+            sqlite_where=text(_OPEN_INVOICE_SQL),
+            postgresql_where=text(_OPEN_INVOICE_SQL),
+        ),
+    )
+
+    id: str = Field(primary_key=True)
+    number: str | None = Field(default=None, unique=True)
+    state: str = Field(default="DRAFT", index=True)  # DRAFT | FINALIZED | VOID
+    application_id: str = Field(index=True)
+    currency: str
+    period_start: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False, index=True))
+    period_end: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    total: str = "0"
+    # COMPLETE | INCOMPLETE | UNKNOWN: whether every Envoy node's usage for the period had arrived.
+    usage_completeness: str = "UNKNOWN"
+    completeness_note: str = ""
+    created_at: datetime = timestamp_column()
+    updated_at: datetime = timestamp_column()
+    finalized_at: datetime | None = timestamp_column(nullable=True)
+    voided_at: datetime | None = timestamp_column(nullable=True)
+    void_reason: str = ""
+
+
+class InvoiceCompletenessOverride(SQLModel, table=True):
+    """The explicit decision that finalized an invoice while its period's usage was INCOMPLETE: who,
+    why, when, and the completeness figure at that moment."""
+
+    __tablename__ = "invoice_completeness_override"
+
+    invoice_id: str = Field(primary_key=True, foreign_key="invoice.id", ondelete="CASCADE")
+    decided_by: str
+    reason: str
+    decided_at: datetime = timestamp_column()
+    completeness: float = 1.0
+    completeness_note: str = ""
+
+
+class InvoiceLine(SQLModel, table=True):
+    __tablename__ = "invoice_line"
+
+    id: int | None = Field(default=None, primary_key=True)
+    invoice_id: str = Field(foreign_key="invoice.id", index=True, ondelete="CASCADE")
+    position: int = 0
+    subscription_id: str = ""
+    api_id: str = ""
+    plan_id: str = ""
+    # The plan version the line was priced with (0: before versions were recorded).
+    plan_version: int = 0
+    kind: str  # billing/pricing.py line kinds
+    description: str = ""
+    quantity: str = "0"
+    unit_price: str = "0"
+    amount: str = "0"
+    # The billed segment an ADJUSTMENT line corrects.
+    adjusts_segment_id: int | None = None
+    details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class BilledSegment(SQLModel, table=True):
+    """What an invoice priced for one subscription under one plan in one period: the counts, the plan's
+    pricing as it was, the charged amount. Late usage is found by comparing it with the usage table."""
+
+    __tablename__ = "billed_segment"
+
+    id: int | None = Field(default=None, primary_key=True)
+    invoice_id: str = Field(foreign_key="invoice.id", index=True, ondelete="CASCADE")
+    subscription_id: str = Field(index=True)
+    api_id: str = ""
+    plan_id: str = ""
+    period_start: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    period_end: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    share: str = "1"  # the fee's share of the period, "num/den"
+    # The plan version it was priced with (0: before versions were recorded).
+    plan_version: int = 0
+    # The stretch of the period whose usage it priced (billing/regimes.py); NULL: the whole period.
+    usage_start: datetime | None = timestamp_column(nullable=True)
+    usage_end: datetime | None = timestamp_column(nullable=True)
+    # Set when the segment was inside a free trial (nothing charged), to when the trial ended.
+    trial_until: datetime | None = timestamp_column(nullable=True)
+    pricing: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    # Counts and charged amount billed so far: the invoice's, plus finalized adjustments.
+    usage: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    amount: str = "0"
+
+
+class CreditNote(SQLModel, table=True):
+    """A correction of a finalized invoice: numbered in its own gapless sequence ("CN-000001"), never
+    changed once issued (billing/credit_notes.py)."""
+
+    __tablename__ = "credit_note"
+
+    id: str = Field(primary_key=True)
+    number: str = Field(unique=True)
+    invoice_id: str = Field(foreign_key="invoice.id", index=True)
+    application_id: str = ""
+    currency: str
+    total: str = "0"
+    reason: str = ""
+    created_at: datetime = timestamp_column()
+
+
+class CreditNoteLine(SQLModel, table=True):
+    """What a credit note credits on one line of its invoice."""
+
+    __tablename__ = "credit_note_line"
+
+    id: int | None = Field(default=None, primary_key=True)
+    credit_note_id: str = Field(foreign_key="credit_note.id", index=True)
+    position: int = 0
+    # The credited invoice line (its position on the invoice) and what it was about.
+    invoice_line: int = 0
+    subscription_id: str = ""
+    plan_id: str = ""
+    plan_version: int = 0
+    kind: str = ""
+    description: str = ""
+    amount: str = "0"
+
+
+class BillingSequence(SQLModel, table=True):
+    """Gapless invoice numbers: the counter row is incremented in the finalizing transaction."""
+
+    __tablename__ = "billing_sequence"
+
+    name: str = Field(primary_key=True)
+    value: int = 0
+
+
+class BillingIdempotency(SQLModel, table=True):
+    """Idempotency keys of billing writes, committed in the same transaction as the data they protect."""
+
+    __tablename__ = "billing_idempotency"
+
+    key: str = Field(primary_key=True)
+    operation: str
+    result: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = timestamp_column()
