@@ -23,8 +23,9 @@ class BillingComponent(Component):
 
     def build(self, settings: Settings, context: ProcessContext) -> Billing:
         from billing.process import Billing
+        from billing.webhook_delivery import WebhookSettings
 
-        return Billing(settings.admin_client, context.db, context.changes)
+        return Billing(settings.admin_client, context.db, context.changes, WebhookSettings.of(settings))
 
 
 COMPONENT = BillingComponent()

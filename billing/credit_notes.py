@@ -26,10 +26,12 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing import pricing as pr
+from billing.event_payloads import credit_note_event
 from billing.invoice_store import reason_text
 from billing.usage_queries import chunks, require
 from tollway.db import Database
 from tollway.errors import FailedPrecondition, InvalidArgument, NotFound
+from tollway.events import EventType, emit_event
 from tollway.money import minor_units, money_text, parse_money
 from tollway.schema import new_id
 from tollway.schema_billing import (
@@ -179,6 +181,12 @@ class CreditNoteStore:
                 )
             await session.flush()
             view = (await self._views(session, [note.id]))[0]
+            await emit_event(
+                session,
+                EventType.CREDIT_NOTE_ISSUED,
+                credit_note_event(note, view.invoice_number),
+                at=note.created_at,
+            )
             await session.commit()
         self._on_commit()
         log.info("credit note %s issued for invoice %s", view.note.number, view.invoice_number)

@@ -27,6 +27,7 @@ from billing.completeness import (
     finalize_override,
     read_overrides,
 )
+from billing.event_payloads import finalized_event
 from billing.invoice_bulk import BulkWriter, gc_paused
 from billing.invoice_records import (
     INVOICE_COLUMNS,
@@ -41,6 +42,7 @@ from billing.periods import Period
 from billing.usage_queries import chunks, require
 from tollway.db import Database
 from tollway.errors import FailedPrecondition, InvalidArgument, NotFound
+from tollway.events import EventType, emit_event
 from tollway.schema import as_utc, utcnow
 from tollway.schema_billing import (
     BilledSegment,
@@ -272,6 +274,7 @@ class InvoiceStore:
                 )  # fmt: skip
             await session.flush()
             view = (await self._views(session, [invoice_id]))[0]
+            await emit_event(session, EventType.INVOICE_FINALIZED, finalized_event(invoice), at=now)
             await self._commit(session)
         log.info("invoice %s finalized as %s", invoice_id, view.invoice.number)
         return view

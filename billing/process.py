@@ -1,5 +1,6 @@
-"""billing/ inside a Tollway process: the repository, BillingService on the admin server, and the
-gRPC clients for usage completeness and the rate limiter's counts (through the admin port, so usage/
+"""billing/ inside a Tollway process: the repository, BillingService on the admin server, the webhook
+deliverer (a background task; several replicas share the work through leases), and the gRPC clients
+for usage completeness and the rate limiter's counts (through the admin port, so usage/
 and throttle/ are reached by contract whether they run here or not)."""
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ from billing.clients import AdminClient, QuotaReader, UsageCompleteness
 from billing.reconcile import AdmittedCounts, NoLimiter
 from billing.servicer import BillingServicer, PendingHub
 from billing.store import BillingRepository, CompletenessSource, UnknownCompleteness
+from billing.webhook_delivery import WebhookDeliverer, WebhookSettings
+from billing.webhook_secrets import SecretBox
+from billing.webhook_store import WebhookStore
 from tollway.billing.v1 import billing_pb2, billing_pb2_grpc
 from tollway.change_log import Topic
 from tollway.changes import ChangeFeed, ChangeListener, ReloadOnChange
@@ -19,7 +23,9 @@ from tollway.settings import AdminClientSettings
 
 
 class Billing(RunningComponent):
-    def __init__(self, settings: AdminClientSettings, db: Database, changes: ChangeFeed) -> None:
+    def __init__(
+        self, settings: AdminClientSettings, db: Database, changes: ChangeFeed, webhooks: WebhookSettings
+    ) -> None:
         self.hub = PendingHub()
         # TLS on the admin port would need a client certificate for this loopback call; until one is
         # configured, completeness is reported as unknown and reconciliation as unavailable.
@@ -29,9 +35,11 @@ class Billing(RunningComponent):
         )
         self.limiter: AdmittedCounts = QuotaReader(self.client) if self.client is not None else NoLimiter()
         self.repository = BillingRepository(db, changes.committed, completeness=completeness)
+        self.webhooks = WebhookStore(db, SecretBox(webhooks.secret_key))
+        self.deliverer = WebhookDeliverer(self.webhooks, webhooks)
 
     def admin_services(self) -> Sequence[GrpcService]:
-        servicer = BillingServicer(self.repository, self.hub, self.limiter)
+        servicer = BillingServicer(self.repository, self.hub, self.limiter, self.webhooks)
         return (
             GrpcService(
                 service_name(billing_pb2, "BillingService"),
@@ -43,6 +51,10 @@ class Billing(RunningComponent):
         # Wakes the pending-approval watchers.
         return (ReloadOnChange("billing", frozenset({Topic.SUBSCRIPTIONS}), self.hub.notify),)
 
+    async def start(self) -> None:
+        await self.deliverer.start()
+
     async def stop(self) -> None:
+        await self.deliverer.stop()
         if self.client is not None:
             await self.client.close()

@@ -17,6 +17,8 @@ from billing.invoice_records import OverrideRecord
 from billing.periods import Period, parse_month, period_containing, validate_period
 from billing.reconcile import AdmittedCounts, NoLimiter, reconcile
 from billing.store import BillingRepository, InvoiceView
+from billing.webhook_servicer import WebhookRpc
+from billing.webhook_store import WebhookStore
 from tollway.billing.v1 import billing_pb2, billing_pb2_grpc
 from tollway.errors import InvalidArgument, map_grpc_errors, status_for
 from tollway.protoconv import subscription_to_proto, timestamp, to_datetime
@@ -166,14 +168,16 @@ class PendingHub:
 
 
 @map_grpc_errors
-class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
+class BillingServicer(WebhookRpc, billing_pb2_grpc.BillingServiceServicer):
     def __init__(
         self,
         repository: BillingRepository,
         hub: PendingHub | None = None,
         limiter: AdmittedCounts | None = None,
+        webhooks: WebhookStore | None = None,
     ) -> None:
         self.repository = repository
+        self.webhooks = webhooks
         self.hub = hub or PendingHub()
         self.limiter: AdmittedCounts = limiter or NoLimiter()
 

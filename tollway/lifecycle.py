@@ -1,7 +1,8 @@
 """One subscription lifecycle: every state change (block, unblock, cancel, approve, reject, suspend,
 resume, plan change) goes through `transition`, which checks the table in tollway/subscription_states.py
 and writes the new state, a SubscriptionEvent (actor, reason, time) and the change record in the
-caller's transaction. Billing prorates from those event times, never from the row's `updated_at`, so a
+caller's transaction, with a `subscription.state_changed` event in the outbox (tollway/events.py).
+Billing prorates from those event times, never from the row's `updated_at`, so a
 later unrelated write to a subscription cannot move when it was approved, changed plan or cancelled.
 
 A refused transition raises FAILED_PRECONDITION before anything is written; the caller's transaction
@@ -19,7 +20,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from tollway.db import Database
 from tollway.errors import NotFound
-from tollway.schema import Subscription, SubscriptionEvent, utcnow
+from tollway.events import EventType, emit_event
+from tollway.schema import Subscription, SubscriptionEvent, as_utc, utcnow
 from tollway.subscription_states import (
     LIVE_SUBSCRIPTION_STATES,
     SUBSCRIPTION_STATES,
@@ -133,6 +135,24 @@ async def transition(
         subscription.state_reason = reason
     subscription.updated_at = at
     session.add(subscription)
+    await emit_event(
+        session,
+        EventType.SUBSCRIPTION_STATE_CHANGED,
+        {
+            "subscription_id": subscription.id,
+            "application_id": subscription.application_id,
+            "api_id": subscription.api_id,
+            "kind": event.kind,
+            "actor": event.actor,
+            "from_state": event.from_state,
+            "to_state": event.to_state,
+            "from_plan_id": event.from_plan_id,
+            "to_plan_id": event.to_plan_id,
+            "reason": reason,
+            "at": (as_utc(at) or at).isoformat().replace("+00:00", "Z"),
+        },
+        at=at,
+    )
     return event
 
 

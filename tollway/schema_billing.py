@@ -1,5 +1,6 @@
-"""Tables of billing/: invoices and their lines, billed segments, credit notes, gapless numbering and
-idempotency records. Part of the one schema (registered with tollway/schema.py's tables by tollway/db.py).
+"""Tables of billing/: invoices and their lines, billed segments, credit notes, gapless numbering,
+idempotency records, the event outbox and webhooks (endpoints, deliveries, attempts). Part of the one
+schema (registered with tollway/schema.py's tables by tollway/db.py).
 
 Money is canonical decimal text; timestamps are UTC.
 """
@@ -9,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, text
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, Integer, text
 from sqlmodel import Field, SQLModel
 
 from tollway.schema import timestamp_column
@@ -170,3 +171,95 @@ class BillingIdempotency(SQLModel, table=True):
     operation: str
     result: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_at: datetime = timestamp_column()
+
+
+# --- events and webhooks (issue 13) -------------------------------------------------------------------
+
+
+class EventOutbox(SQLModel, table=True):
+    """Something that happened, written by `tollway.events.emit_event` in the same transaction as the
+    change it reports, so an event exists exactly when its change committed. `sequence` follows commit
+    order (every writer of events holds the change-revision lock until commit): StreamEvents replays by
+    it. `fanned_out` is set once the webhook deliverer made this event's delivery rows."""
+
+    __tablename__ = "event_outbox"
+    __table_args__ = (
+        Index("ix_event_outbox_pending_fanout", "sequence", postgresql_where=text("NOT fanned_out"),
+              sqlite_where=text("NOT fanned_out")),
+        {"sqlite_autoincrement": True},
+    )  # fmt: skip
+
+    sequence: int | None = Field(
+        default=None,
+        sa_column=Column(
+            BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+        ),
+    )
+    id: str = Field(unique=True)  # "evt_...": the receivers' idempotency key
+    type: str = Field(index=True)  # tollway.vocabulary.EventType
+    created_at: datetime = timestamp_column()
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    fanned_out: bool = False
+
+
+class WebhookEndpoint(SQLModel, table=True):
+    """An HTTP(S) URL that receives events of the chosen types, signed with its own secret. The secret
+    is stored encrypted (billing/webhook_secrets.py): signing needs the secret itself, not a hash."""
+
+    __tablename__ = "webhook_endpoint"
+
+    id: str = Field(primary_key=True)
+    url: str
+    description: str = ""
+    # Event types it receives; empty = every type.
+    event_types: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    secret_encrypted: str
+    # It receives the events after this outbox sequence (the last one when it was created).
+    from_sequence: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    state: str = "ENABLED"  # ENABLED | DISABLED
+    created_at: datetime = timestamp_column()
+    disabled_at: datetime | None = timestamp_column(nullable=True)
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """One event to one endpoint: PENDING until a 2xx answer (DELIVERED) or the last attempt (FAILED).
+    A deliverer claims due rows by setting `lease_owner`/`lease_until` (PostgreSQL: the rows are picked
+    with FOR UPDATE SKIP LOCKED), so one replica at a time attempts a delivery; a lease that ends
+    without a result (the replica died) makes the row claimable again."""
+
+    __tablename__ = "webhook_delivery"
+    __table_args__ = (
+        Index("uq_webhook_delivery_event_endpoint", "event_sequence", "endpoint_id", unique=True),
+        Index("ix_webhook_delivery_due", "state", "next_attempt_at"),
+    )
+
+    id: str = Field(primary_key=True)
+    endpoint_id: str = Field(foreign_key="webhook_endpoint.id", index=True, ondelete="CASCADE")
+    event_sequence: int = Field(sa_column=Column(BigInteger, nullable=False))
+    event_id: str = Field(index=True)
+    event_type: str = ""
+    state: str = "PENDING"  # PENDING | DELIVERED | FAILED
+    attempts: int = 0
+    next_attempt_at: datetime = timestamp_column()
+    lease_owner: str = ""
+    lease_until: datetime | None = timestamp_column(nullable=True)
+    last_status_code: int = 0
+    last_error: str = ""
+    created_at: datetime = timestamp_column()
+    updated_at: datetime = timestamp_column()
+    delivered_at: datetime | None = timestamp_column(nullable=True)
+
+
+class WebhookAttempt(SQLModel, table=True):
+    """The delivery log: one row per HTTP attempt (status code or error, a bounded response prefix)."""
+
+    __tablename__ = "webhook_attempt"
+
+    id: int | None = Field(default=None, primary_key=True)
+    delivery_id: str = Field(foreign_key="webhook_delivery.id", index=True, ondelete="CASCADE")
+    attempt: int
+    started_at: datetime = timestamp_column()
+    duration_ms: int = 0
+    status_code: int = 0  # 0: no HTTP answer (see error)
+    error: str = ""
+    response_prefix: str = ""

@@ -100,6 +100,13 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if not number > 0 or number == float("inf"):
+        raise ValueError(f"must be a positive number, got {value!r}")
+    return number
+
+
 def _optional_path(value: str) -> Path | None:
     return Path(value) if value else None
 
@@ -325,6 +332,14 @@ class Settings:
     portal_tls_key_file: str = field(default="", metadata=env("PORTAL_TLS_KEY"))
     portal_secret: str = field(default="", metadata=env("PORTAL_SECRET"))
     portal_outbox_dir: Path | None = field(default=None, metadata=env("PORTAL_OUTBOX_DIR", _optional_path))
+    # billing/ webhooks: the key of the stored signing secrets (default: generated into the data dir),
+    # one POST's deadline, attempts before FAILED, the backoff's first/largest delay (s), the poll (s).
+    webhook_secret_key: str = field(default="", repr=False, metadata=env("WEBHOOK_SECRET_KEY"))
+    webhook_timeout: float = field(default=10.0, metadata=env("WEBHOOK_TIMEOUT", _positive_float))
+    webhook_max_attempts: int = field(default=12, metadata=env("WEBHOOK_MAX_ATTEMPTS", _positive_int))
+    webhook_retry_base: float = field(default=10.0, metadata=env("WEBHOOK_RETRY_BASE", _positive_float))
+    webhook_retry_max: float = field(default=3600.0, metadata=env("WEBHOOK_RETRY_MAX", _positive_float))
+    webhook_poll: float = field(default=1.0, metadata=env("WEBHOOK_POLL", _positive_float))
     log_level: str = field(default="INFO", metadata=env("LOG_LEVEL"))
     # OS processes serving the Envoy-facing services (`--workers` of serve/up wins): worker k > 0 listens
     # on the gRPC port + k (the admin port skipped) and is one more endpoint in Envoy's clusters.
@@ -374,6 +389,8 @@ class Settings:
             portal_url=self.portal_url
             or f"http{'s' if self.portal_tls_cert_file else ''}://{self.portal_addr}",
             portal_secret=self.portal_secret or _read_or_create_secret(self.data_dir / "portal-secret"),
+            webhook_secret_key=self.webhook_secret_key
+            or _read_or_create_secret(self.data_dir / "webhook-secret-key"),
             portal_outbox_dir=self.portal_outbox_dir or self.data_dir / "portal-outbox",
             envoy_nodes=self.envoy_nodes or (self.envoy_node_id,),
         )._with_envoy_auth()

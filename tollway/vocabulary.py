@@ -130,3 +130,19 @@ class VersionEffect(StrEnum):
     # At a stated instant (a whole minute, never in the past), for every subscription at once; an open
     # period is split there and prorated, like a plan change.
     INSTANT = "INSTANT"
+
+
+class EventType(StrEnum):
+    """What happened, as told to webhook endpoints and on BillingService.StreamEvents (the `type` of an
+    event in the outbox, tollway/events.py). Values are the wire spelling; new ones are only added."""
+
+    # A threshold of a quota, spend cap or credit balance was crossed (once per period and threshold).
+    ALERT_RAISED = "alert.raised"
+    # An invoice was finalized: numbered and immutable from now on.
+    INVOICE_FINALIZED = "invoice.finalized"
+    # A credit note corrected a finalized invoice.
+    CREDIT_NOTE_ISSUED = "credit_note.issued"
+    # A subscription moved through its lifecycle (approved, blocked, cancelled, plan changed, ...).
+    SUBSCRIPTION_STATE_CHANGED = "subscription.state_changed"
+    # A prepaid credit balance reached zero.
+    CREDIT_EXHAUSTED = "credit.exhausted"

@@ -129,6 +129,41 @@ class BillingServiceStub:
                 request_serializer=tollway_dot_billing_dot_v1_dot_billing__pb2.ReconcileUsageRequest.SerializeToString,
                 response_deserializer=tollway_dot_billing_dot_v1_dot_billing__pb2.ReconcileUsageResponse.FromString,
                 _registered_method=True)
+        self.CreateWebhookEndpoint = channel.unary_unary(
+                '/tollway.billing.v1.BillingService/CreateWebhookEndpoint',
+                request_serializer=tollway_dot_billing_dot_v1_dot_billing__pb2.CreateWebhookEndpointRequest.SerializeToString,
+                response_deserializer=tollway_dot_billing_dot_v1_dot_billing__pb2.CreateWebhookEndpointResponse.FromString,
+                _registered_method=True)
+        self.ListWebhookEndpoints = channel.unary_unary(
+                '/tollway.billing.v1.BillingService/ListWebhookEndpoints',
+                request_serializer=tollway_dot_billing_dot_v1_dot_billing__pb2.ListWebhookEndpointsRequest.SerializeToString,
+                response_deserializer=tollway_dot_billing_dot_v1_dot_billing__pb2.ListWebhookEndpointsResponse.FromString,
+                _registered_method=True)
+        self.DisableWebhookEndpoint = channel.unary_unary(
+                '/tollway.billing.v1.BillingService/DisableWebhookEndpoint',
+                request_serializer=tollway_dot_billing_dot_v1_dot_billing__pb2.DisableWebhookEndpointRequest.SerializeToString,
+                response_deserializer=tollway_dot_billing_dot_v1_dot_billing__pb2.DisableWebhookEndpointResponse.FromString,
+                _registered_method=True)
+        self.EnableWebhookEndpoint = channel.unary_unary(
+                '/tollway.billing.v1.BillingService/EnableWebhookEndpoint',
+                request_serializer=tollway_dot_billing_dot_v1_dot_billing__pb2.EnableWebhookEndpointRequest.SerializeToString,
+                response_deserializer=tollway_dot_billing_dot_v1_dot_billing__pb2.EnableWebhookEndpointResponse.FromString,
+                _registered_method=True)
+        self.DeleteWebhookEndpoint = channel.unary_unary(
+                '/tollway.billing.v1.BillingService/DeleteWebhookEndpoint',
+                request_serializer=tollway_dot_billing_dot_v1_dot_billing__pb2.DeleteWebhookEndpointRequest.SerializeToString,
+                response_deserializer=tollway_dot_billing_dot_v1_dot_billing__pb2.DeleteWebhookEndpointResponse.FromString,
+                _registered_method=True)
+        self.ListWebhookDeliveries = channel.unary_unary(
+                '/tollway.billing.v1.BillingService/ListWebhookDeliveries',
+                request_serializer=tollway_dot_billing_dot_v1_dot_billing__pb2.ListWebhookDeliveriesRequest.SerializeToString,
+                response_deserializer=tollway_dot_billing_dot_v1_dot_billing__pb2.ListWebhookDeliveriesResponse.FromString,
+                _registered_method=True)
+        self.StreamEvents = channel.unary_stream(
+                '/tollway.billing.v1.BillingService/StreamEvents',
+                request_serializer=tollway_dot_billing_dot_v1_dot_billing__pb2.StreamEventsRequest.SerializeToString,
+                response_deserializer=tollway_dot_billing_dot_v1_dot_billing__pb2.StreamEventsResponse.FromString,
+                _registered_method=True)
 
 
 class BillingServiceServicer:
@@ -268,6 +303,55 @@ class BillingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateWebhookEndpoint(self, request, context):
+        """Registers an http(s) URL that receives events as signed JSON POSTs. The response carries the
+        signing secret, shown this once only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWebhookEndpoints(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DisableWebhookEndpoint(self, request, context):
+        """Stops deliveries to the endpoint (pending ones wait) until it is enabled again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EnableWebhookEndpoint(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteWebhookEndpoint(self, request, context):
+        """Removes the endpoint with its deliveries and their log.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWebhookDeliveries(self, request, context):
+        """The delivery log of one endpoint, newest first: each event's state and every attempt.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StreamEvents(self, request, context):
+        """The events after from_sequence (replayed from the outbox, in order), then each new one as it is
+        committed, until the client cancels. Resume with the last sequence received.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BillingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -365,6 +449,41 @@ def add_BillingServiceServicer_to_server(servicer, server):
                     servicer.ReconcileUsage,
                     request_deserializer=tollway_dot_billing_dot_v1_dot_billing__pb2.ReconcileUsageRequest.FromString,
                     response_serializer=tollway_dot_billing_dot_v1_dot_billing__pb2.ReconcileUsageResponse.SerializeToString,
+            ),
+            'CreateWebhookEndpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateWebhookEndpoint,
+                    request_deserializer=tollway_dot_billing_dot_v1_dot_billing__pb2.CreateWebhookEndpointRequest.FromString,
+                    response_serializer=tollway_dot_billing_dot_v1_dot_billing__pb2.CreateWebhookEndpointResponse.SerializeToString,
+            ),
+            'ListWebhookEndpoints': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWebhookEndpoints,
+                    request_deserializer=tollway_dot_billing_dot_v1_dot_billing__pb2.ListWebhookEndpointsRequest.FromString,
+                    response_serializer=tollway_dot_billing_dot_v1_dot_billing__pb2.ListWebhookEndpointsResponse.SerializeToString,
+            ),
+            'DisableWebhookEndpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.DisableWebhookEndpoint,
+                    request_deserializer=tollway_dot_billing_dot_v1_dot_billing__pb2.DisableWebhookEndpointRequest.FromString,
+                    response_serializer=tollway_dot_billing_dot_v1_dot_billing__pb2.DisableWebhookEndpointResponse.SerializeToString,
+            ),
+            'EnableWebhookEndpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.EnableWebhookEndpoint,
+                    request_deserializer=tollway_dot_billing_dot_v1_dot_billing__pb2.EnableWebhookEndpointRequest.FromString,
+                    response_serializer=tollway_dot_billing_dot_v1_dot_billing__pb2.EnableWebhookEndpointResponse.SerializeToString,
+            ),
+            'DeleteWebhookEndpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteWebhookEndpoint,
+                    request_deserializer=tollway_dot_billing_dot_v1_dot_billing__pb2.DeleteWebhookEndpointRequest.FromString,
+                    response_serializer=tollway_dot_billing_dot_v1_dot_billing__pb2.DeleteWebhookEndpointResponse.SerializeToString,
+            ),
+            'ListWebhookDeliveries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWebhookDeliveries,
+                    request_deserializer=tollway_dot_billing_dot_v1_dot_billing__pb2.ListWebhookDeliveriesRequest.FromString,
+                    response_serializer=tollway_dot_billing_dot_v1_dot_billing__pb2.ListWebhookDeliveriesResponse.SerializeToString,
+            ),
+            'StreamEvents': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamEvents,
+                    request_deserializer=tollway_dot_billing_dot_v1_dot_billing__pb2.StreamEventsRequest.FromString,
+                    response_serializer=tollway_dot_billing_dot_v1_dot_billing__pb2.StreamEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -880,6 +999,195 @@ class BillingService:
             '/tollway.billing.v1.BillingService/ReconcileUsage',
             tollway_dot_billing_dot_v1_dot_billing__pb2.ReconcileUsageRequest.SerializeToString,
             tollway_dot_billing_dot_v1_dot_billing__pb2.ReconcileUsageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateWebhookEndpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollway.billing.v1.BillingService/CreateWebhookEndpoint',
+            tollway_dot_billing_dot_v1_dot_billing__pb2.CreateWebhookEndpointRequest.SerializeToString,
+            tollway_dot_billing_dot_v1_dot_billing__pb2.CreateWebhookEndpointResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWebhookEndpoints(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollway.billing.v1.BillingService/ListWebhookEndpoints',
+            tollway_dot_billing_dot_v1_dot_billing__pb2.ListWebhookEndpointsRequest.SerializeToString,
+            tollway_dot_billing_dot_v1_dot_billing__pb2.ListWebhookEndpointsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DisableWebhookEndpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollway.billing.v1.BillingService/DisableWebhookEndpoint',
+            tollway_dot_billing_dot_v1_dot_billing__pb2.DisableWebhookEndpointRequest.SerializeToString,
+            tollway_dot_billing_dot_v1_dot_billing__pb2.DisableWebhookEndpointResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EnableWebhookEndpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollway.billing.v1.BillingService/EnableWebhookEndpoint',
+            tollway_dot_billing_dot_v1_dot_billing__pb2.EnableWebhookEndpointRequest.SerializeToString,
+            tollway_dot_billing_dot_v1_dot_billing__pb2.EnableWebhookEndpointResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteWebhookEndpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollway.billing.v1.BillingService/DeleteWebhookEndpoint',
+            tollway_dot_billing_dot_v1_dot_billing__pb2.DeleteWebhookEndpointRequest.SerializeToString,
+            tollway_dot_billing_dot_v1_dot_billing__pb2.DeleteWebhookEndpointResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWebhookDeliveries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollway.billing.v1.BillingService/ListWebhookDeliveries',
+            tollway_dot_billing_dot_v1_dot_billing__pb2.ListWebhookDeliveriesRequest.SerializeToString,
+            tollway_dot_billing_dot_v1_dot_billing__pb2.ListWebhookDeliveriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/tollway.billing.v1.BillingService/StreamEvents',
+            tollway_dot_billing_dot_v1_dot_billing__pb2.StreamEventsRequest.SerializeToString,
+            tollway_dot_billing_dot_v1_dot_billing__pb2.StreamEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,
