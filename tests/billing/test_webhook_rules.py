@@ -112,3 +112,23 @@ def test_secret_box_round_trip_and_wrong_key() -> None:
     with pytest.raises(ValueError, match="cannot be decrypted") as info:
         SecretBox("key-two").open(sealed)
     assert "whsec" not in str(info.value)
+
+
+def test_the_readme_verification_recipe_accepts_tollway_signatures() -> None:
+    """The recipe receivers copy from the README verifies what the deliverer signs."""
+    import re
+    import time
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("**Verifying a signature**") :]
+    match = re.search(r"```python\n(.*?)```", section, re.S)
+    assert match is not None
+    namespace: dict[str, object] = {}
+    exec(match.group(1), namespace)
+    recipe = namespace["verify"]
+    now, body = int(time.time()), b'{"id":"evt_1","data":{"total":"1.00"}}'
+    header = signature("whsec_x", now, body)
+    assert recipe("whsec_x", header, body) is True  # type: ignore[operator]
+    assert recipe("whsec_y", header, body) is False  # type: ignore[operator]
+    assert recipe("whsec_x", signature("whsec_x", now - 3600, body), body) is False  # type: ignore[operator]
