@@ -11,6 +11,7 @@ deduplicate by the event id."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -39,6 +40,8 @@ PAGE_MAX = 100
 FANOUT_BATCH = 200
 ERROR_MAX = 300
 DELIVERY_STATES = ("PENDING", "DELIVERED", "FAILED")
+UNSIGNABLE = "signing secret cannot be decrypted (TOLLWAY_WEBHOOK_SECRET_KEY changed); recreate the endpoint"
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -225,19 +228,24 @@ class WebhookStore:
             rows = list((await session.exec(statement)).all())
             if not rows:
                 return []
+            endpoint_ids = sorted({row.endpoint_id for row in rows})
+            of_rows = select(WebhookEndpoint).where(col(WebhookEndpoint.id).in_(endpoint_ids))
+            secrets: dict[str, str] = {}
+            endpoints: dict[str, WebhookEndpoint] = {}
+            for endpoint in (await session.exec(of_rows)).all():
+                endpoints[endpoint.id] = endpoint
+                try:
+                    secrets[endpoint.id] = self._box.open(endpoint.secret_encrypted)
+                except ValueError as exc:  # the key changed: these cannot be signed, ever
+                    log.error("webhook endpoint %s: %s", endpoint.id, exc)
             until = now + timedelta(seconds=lease_seconds)
             for row in rows:
-                row.lease_owner, row.lease_until = owner, until
+                if row.endpoint_id in secrets:
+                    row.lease_owner, row.lease_until = owner, until
+                else:
+                    row.state, row.last_error, row.updated_at = "FAILED", UNSIGNABLE, now
                 session.add(row)
-            endpoint_ids = sorted({row.endpoint_id for row in rows})
-            endpoints = {
-                e.id: e
-                for e in (
-                    await session.exec(
-                        select(WebhookEndpoint).where(col(WebhookEndpoint.id).in_(endpoint_ids))
-                    )
-                )
-            }
+            rows = [row for row in rows if row.endpoint_id in secrets]
             sequences = [row.event_sequence for row in rows]
             events = {
                 e.sequence: e
@@ -252,7 +260,7 @@ class WebhookStore:
                 attempt=row.attempts + 1,
                 endpoint_id=row.endpoint_id,
                 url=endpoints[row.endpoint_id].url,
-                secret=self._box.open(endpoints[row.endpoint_id].secret_encrypted),
+                secret=secrets[row.endpoint_id],
                 event=events[row.event_sequence],
             )
             for row in rows

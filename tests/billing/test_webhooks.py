@@ -229,3 +229,29 @@ async def _count(
 ) -> bool:
     request = pb.ListWebhookDeliveriesRequest(endpoint_id=endpoint_id, state=state)
     return len((await stub.ListWebhookDeliveries(request)).deliveries) >= count
+
+
+async def test_a_changed_secret_key_fails_deliveries_instead_of_blocking_them(
+    database: Database, store: WebhookStore, receiver: Receiver
+) -> None:
+    from dataclasses import replace
+
+    from tollway.events import EventType, emit_event
+
+    endpoint, _ = await store.create(receiver.url, [], "")
+    async with database.session() as session:
+        await emit_event(session, EventType.CREDIT_EXHAUSTED, {"application_id": "app_x", "currency": "EUR"})
+        await session.commit()
+    other_key = replace(FAST, secret_key="another-key")
+    deliverer = WebhookDeliverer(WebhookStore(database, SecretBox(other_key.secret_key)), other_key)
+    await deliverer.start()
+    try:
+        await eventually(lambda: _failed_views(store, endpoint.id))
+    finally:
+        await deliverer.stop()
+    [view] = await store.deliveries(endpoint.id)
+    assert "cannot be decrypted" in view.delivery.last_error and not receiver.snapshot()
+
+
+async def _failed_views(store: WebhookStore, endpoint_id: str) -> bool:
+    return bool(await store.deliveries(endpoint_id, state="FAILED"))
