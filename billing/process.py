@@ -34,9 +34,15 @@ class Billing(RunningComponent):
             UsageCompleteness(self.client) if self.client is not None else UnknownCompleteness()
         )
         self.limiter: AdmittedCounts = QuotaReader(self.client) if self.client is not None else NoLimiter()
-        self.repository = BillingRepository(db, changes.committed, completeness=completeness)
         self.webhooks = WebhookStore(db, SecretBox(webhooks.secret_key))
         self.deliverer = WebhookDeliverer(self.webhooks, webhooks)
+
+        def committed() -> None:
+            changes.committed()
+            # The commit may carry events: deliver them now rather than at the next poll.
+            self.deliverer.wake()
+
+        self.repository = BillingRepository(db, committed, completeness=completeness)
 
     def admin_services(self) -> Sequence[GrpcService]:
         servicer = BillingServicer(self.repository, self.hub, self.limiter, self.webhooks)

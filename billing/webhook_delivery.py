@@ -103,6 +103,7 @@ class WebhookDeliverer:
 
     async def _run(self) -> None:
         while True:
+            self._wake.clear()  # a wake-up during the round below makes the wait after it end at once
             try:
                 busy = await self.round()
             except asyncio.CancelledError:
@@ -111,30 +112,30 @@ class WebhookDeliverer:
                 log.warning("webhook delivery round failed: %s", type(exc).__name__)
                 busy = False
             if not busy:
-                self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._settings.poll_seconds)
 
     async def round(self) -> bool:
-        """One round: fan out, claim, send, record. True when there was work (look again at once)."""
+        """One round: fan out, claim, send the claimed deliveries at once, record their results in one
+        transaction. True when there was work (look again at once)."""
         fanned = await self._store.fan_out()
         lease = self._settings.timeout_seconds + LEASE_MARGIN_SECONDS
         claimed = await self._store.claim(self.owner, BATCH, lease)
         if claimed:
-            await asyncio.gather(*(self._deliver(one) for one in claimed))
+            results = await asyncio.gather(*(self.post(one) for one in claimed))
+            base, cap = self._settings.retry_base_seconds, self._settings.retry_max_seconds
+            batch = [
+                (one, result, retry_delay(one.attempt, base, cap))
+                for one, result in zip(claimed, results, strict=True)
+            ]
+            states = await self._store.record(self.owner, batch, self._settings.max_attempts)
+            for one, state in zip(claimed, states, strict=True):
+                if state == "FAILED":
+                    log.warning(
+                        "webhook delivery %s of event %s to endpoint %s failed after %d attempts",
+                        one.delivery_id, one.event.id, one.endpoint_id, one.attempt,
+                    )  # fmt: skip
         return bool(fanned or claimed)
-
-    async def _deliver(self, claimed: Claimed) -> None:
-        result = await self.post(claimed)
-        delay = retry_delay(
-            claimed.attempt, self._settings.retry_base_seconds, self._settings.retry_max_seconds
-        )
-        state = await self._store.record(claimed, self.owner, result, self._settings.max_attempts, delay)
-        if state == "FAILED":
-            log.warning(
-                "webhook delivery %s of event %s to endpoint %s failed after %d attempts",
-                claimed.delivery_id, claimed.event.id, claimed.endpoint_id, claimed.attempt,
-            )  # fmt: skip
 
     async def post(self, claimed: Claimed) -> AttemptResult:
         """One signed POST within the deadline; reads at most RESPONSE_PREFIX_BYTES of the answer."""

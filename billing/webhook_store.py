@@ -267,40 +267,50 @@ class WebhookStore:
         ]
 
     async def record(
-        self, claimed: Claimed, owner: str, result: AttemptResult, max_attempts: int, retry_in: float
-    ) -> str:
-        """Logs one attempt and moves the delivery on: DELIVERED on 2xx, FAILED after the last attempt,
-        else due again in `retry_in` seconds. Returns the delivery's state."""
+        self, owner: str, results: Sequence[tuple[Claimed, AttemptResult, float]], max_attempts: int
+    ) -> list[str]:
+        """Logs a batch of attempts (each with the retry delay to use if it failed) in one transaction
+        and moves each delivery on: DELIVERED on 2xx, FAILED after the last attempt, else due again
+        after its delay. Returns each delivery's state."""
+        states: list[str] = []
         async with self._db.session() as session:
-            row = await session.get(WebhookDelivery, claimed.delivery_id)
-            if row is None:  # its endpoint was deleted meanwhile
-                return "DELETED"
-            session.add(
-                WebhookAttempt(
-                    delivery_id=row.id, attempt=claimed.attempt, started_at=result.started_at,
-                    duration_ms=result.duration_ms, status_code=result.status_code,
-                    error=result.error[:ERROR_MAX], response_prefix=result.response_prefix,
-                )
-            )  # fmt: skip
-            if row.state != "PENDING" or row.lease_owner != owner:
-                # Another replica took the delivery over after this lease ended; it decides the state.
-                await session.commit()
-                return row.state
             now = self._clock()
-            row.attempts = claimed.attempt
-            row.last_status_code = result.status_code
-            row.last_error = result.error[:ERROR_MAX]
-            row.lease_owner, row.lease_until = "", None
-            row.updated_at = now
-            if result.delivered:
-                row.state, row.delivered_at = "DELIVERED", now
-            elif row.attempts >= max_attempts:
-                row.state = "FAILED"
-            else:
-                row.next_attempt_at = now + timedelta(seconds=retry_in)
-            session.add(row)
+            for claimed, result, retry_in in results:
+                state = await self._record_one(session, owner, claimed, result, max_attempts, retry_in, now)
+                states.append(state)
             await session.commit()
+        return states
+
+    async def _record_one(
+        self, session: AsyncSession, owner: str, claimed: Claimed, result: AttemptResult,
+        max_attempts: int, retry_in: float, now: datetime,
+    ) -> str:  # fmt: skip
+        row = await session.get(WebhookDelivery, claimed.delivery_id)
+        if row is None:  # its endpoint was deleted meanwhile
+            return "DELETED"
+        session.add(
+            WebhookAttempt(
+                delivery_id=row.id, attempt=claimed.attempt, started_at=result.started_at,
+                duration_ms=result.duration_ms, status_code=result.status_code,
+                error=result.error[:ERROR_MAX], response_prefix=result.response_prefix,
+            )
+        )  # fmt: skip
+        if row.state != "PENDING" or row.lease_owner != owner:
+            # Another replica took the delivery over after this lease ended; it decides the state.
             return row.state
+        row.attempts = claimed.attempt
+        row.last_status_code = result.status_code
+        row.last_error = result.error[:ERROR_MAX]
+        row.lease_owner, row.lease_until = "", None
+        row.updated_at = now
+        if result.delivered:
+            row.state, row.delivered_at = "DELIVERED", now
+        elif row.attempts >= max_attempts:
+            row.state = "FAILED"
+        else:
+            row.next_attempt_at = now + timedelta(seconds=retry_in)
+        session.add(row)
+        return row.state
 
     async def events_after(self, sequence: int, types: Sequence[str], limit: int) -> list[EventOutbox]:
         """Outbox events with a larger sequence, in order (StreamEvents)."""
