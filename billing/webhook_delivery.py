@@ -34,8 +34,8 @@ log = logging.getLogger(__name__)
 
 # The start of a receiver's answer kept in the delivery log; the rest is never read.
 RESPONSE_PREFIX_BYTES = 256
-# Deliveries in flight at once per replica (one claim's batch).
-BATCH = 16
+# Attempts in flight at once per replica.
+CONCURRENCY = 32
 # How long past the POST deadline a claim stays this replica's.
 LEASE_MARGIN_SECONDS = 30.0
 USER_AGENT = "Tollway-Webhooks/1"
@@ -72,6 +72,10 @@ def body_of(claimed: Claimed) -> bytes:
 
 
 class WebhookDeliverer:
+    """Up to CONCURRENCY attempts in flight per replica, each its own task, so a receiver that takes
+    its whole deadline holds one slot, not the others' deliveries; finished attempts are recorded
+    together, one transaction per round."""
+
     def __init__(self, store: WebhookStore, settings: WebhookSettings) -> None:
         self._store = store
         self._settings = settings
@@ -79,6 +83,9 @@ class WebhookDeliverer:
         self._task: asyncio.Task[None] | None = None
         self._client: httpx.AsyncClient | None = None
         self._wake = asyncio.Event()
+        self._in_flight: set[asyncio.Task[None]] = set()
+        # Finished attempts not yet recorded: (delivery, result, delay before the next attempt).
+        self._finished: list[tuple[Claimed, AttemptResult, float]] = []
 
     async def start(self) -> None:
         self._client = httpx.AsyncClient(
@@ -86,14 +93,22 @@ class WebhookDeliverer:
             follow_redirects=False,
             headers={"User-Agent": USER_AGENT},
             trust_env=False,
+            limits=httpx.Limits(max_connections=CONCURRENCY),
         )
         self._task = asyncio.create_task(self._run(), name="webhook-deliverer")
 
     async def stop(self) -> None:
+        """Stops claiming; attempts in flight are abandoned (their leases expire and they are made
+        again, by this replica after a restart or by another); finished ones are recorded if possible."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        for task in list(self._in_flight):
+            task.cancel()
+        await asyncio.gather(*self._in_flight, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await self._record_finished()
         if self._client is not None:
             await self._client.aclose()
 
@@ -116,26 +131,44 @@ class WebhookDeliverer:
                     await asyncio.wait_for(self._wake.wait(), self._settings.poll_seconds)
 
     async def round(self) -> bool:
-        """One round: fan out, claim, send the claimed deliveries at once, record their results in one
-        transaction. True when there was work (look again at once)."""
+        """One round: record the attempts finished since the last one, fan new events out, claim as
+        many due deliveries as there are free slots and start them. True when there was work."""
+        recorded = await self._record_finished()
         fanned = await self._store.fan_out()
-        lease = self._settings.timeout_seconds + LEASE_MARGIN_SECONDS
-        claimed = await self._store.claim(self.owner, BATCH, lease)
-        if claimed:
-            results = await asyncio.gather(*(self.post(one) for one in claimed))
-            base, cap = self._settings.retry_base_seconds, self._settings.retry_max_seconds
-            batch = [
-                (one, result, retry_delay(one.attempt, base, cap))
-                for one, result in zip(claimed, results, strict=True)
-            ]
+        free = CONCURRENCY - len(self._in_flight)
+        claimed: list[Claimed] = []
+        if free > 0:
+            lease = self._settings.timeout_seconds + LEASE_MARGIN_SECONDS
+            claimed = await self._store.claim(self.owner, free, lease)
+        for one in claimed:
+            task = asyncio.create_task(self._attempt(one), name=f"webhook-{one.delivery_id}")
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
+        return bool(recorded or fanned or claimed)
+
+    async def _attempt(self, claimed: Claimed) -> None:
+        result = await self.post(claimed)
+        settings = self._settings
+        delay = retry_delay(claimed.attempt, settings.retry_base_seconds, settings.retry_max_seconds)
+        self._finished.append((claimed, result, delay))
+        self._wake.set()
+
+    async def _record_finished(self) -> int:
+        batch, self._finished = self._finished, []
+        if not batch:
+            return 0
+        try:
             states = await self._store.record(self.owner, batch, self._settings.max_attempts)
-            for one, state in zip(claimed, states, strict=True):
-                if state == "FAILED":
-                    log.warning(
-                        "webhook delivery %s of event %s to endpoint %s failed after %d attempts",
-                        one.delivery_id, one.event.id, one.endpoint_id, one.attempt,
-                    )  # fmt: skip
-        return bool(fanned or claimed)
+        except BaseException:
+            self._finished = batch + self._finished  # recorded next round (the leases still hold)
+            raise
+        for (one, _, _), state in zip(batch, states, strict=True):
+            if state == "FAILED":
+                log.warning(
+                    "webhook delivery %s of event %s to endpoint %s failed after %d attempts",
+                    one.delivery_id, one.event.id, one.endpoint_id, one.attempt,
+                )  # fmt: skip
+        return len(batch)
 
     async def post(self, claimed: Claimed) -> AttemptResult:
         """One signed POST within the deadline; reads at most RESPONSE_PREFIX_BYTES of the answer."""
@@ -167,6 +200,8 @@ class WebhookDeliverer:
         except httpx.HTTPError as exc:
             # The exception's text names the failure (refused, reset, TLS); it carries no secret.
             error = f"{type(exc).__name__}: {exc}"[:300]
+        except Exception as exc:  # anything else the client raises is this attempt's failure too
+            error = f"{type(exc).__name__}"
         if status and not 200 <= status < 300 and not error:
             error = f"HTTP {status}"
         return AttemptResult(

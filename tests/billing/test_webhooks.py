@@ -255,3 +255,34 @@ async def test_a_changed_secret_key_fails_deliveries_instead_of_blocking_them(
 
 async def _failed_views(store: WebhookStore, endpoint_id: str) -> bool:
     return bool(await store.deliveries(endpoint_id, state="FAILED"))
+
+
+async def test_a_hanging_receiver_does_not_hold_up_other_endpoints(
+    stub: billing_pb2_grpc.BillingServiceStub, store: WebhookStore, database: Database
+) -> None:
+    import threading
+
+    gate = threading.Event()
+    hanging, healthy = Receiver(gate=gate).start(), Receiver().start()
+    try:
+        stuck = (await stub.CreateWebhookEndpoint(pb.CreateWebhookEndpointRequest(url=hanging.url))).endpoint
+        fine = (await stub.CreateWebhookEndpoint(pb.CreateWebhookEndpointRequest(url=healthy.url))).endpoint
+        await make_events(World(database), stub)
+        from dataclasses import replace
+
+        deliverer = WebhookDeliverer(store, replace(FAST, timeout_seconds=60))
+        await deliverer.start()
+        try:
+            # Every event reaches the healthy endpoint while the other's attempts are still hanging
+            # (none of them has ended, so none is recorded).
+            await eventually(lambda: _delivered(stub, fine.id, 3))
+            assert hanging.waiting == 3 and not hanging.snapshot()
+            assert [view.delivery.attempts for view in await store.deliveries(stuck.id)] == [0, 0, 0]
+            gate.set()
+            await eventually(lambda: _delivered(stub, stuck.id, 3))
+        finally:
+            await deliverer.stop()
+    finally:
+        gate.set()
+        hanging.stop()
+        healthy.stop()

@@ -27,7 +27,10 @@ class Received:
 class Receiver:
     failures: int = 0
     secret: str = ""
+    # When set, every request waits for it before answering (a receiver that hangs).
+    gate: threading.Event | None = None
     received: list[Received] = field(default_factory=list)
+    waiting: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
 
@@ -37,6 +40,10 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if receiver.gate is not None:
+                    with receiver._lock:
+                        receiver.waiting += 1
+                    receiver.gate.wait(60)
                 event_id = self.headers.get(EVENT_ID_HEADER, "")
                 with receiver._lock:
                     seen = sum(1 for r in receiver.received if r.event_id == event_id)
