@@ -286,3 +286,43 @@ async def test_a_hanging_receiver_does_not_hold_up_other_endpoints(
         gate.set()
         hanging.stop()
         healthy.stop()
+
+
+async def test_cli_creates_lists_shows_the_log_and_refuses_a_bad_url(
+    database: Database, store: WebhookStore, receiver: Receiver
+) -> None:
+    from typer.testing import CliRunner
+
+    from tollway.app.cli import app
+
+    servicer = BillingServicer(repository(database, FakeClock(utc(2026, 12, 3))), webhooks=store)
+    server = grpc.aio.server()
+    billing_pb2_grpc.add_BillingServiceServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+
+    async def cli(*args: str) -> tuple[int, str]:
+        command = ["billing", "webhooks", *args, "--addr", f"127.0.0.1:{port}", "--token", "unused"]
+        result = await asyncio.to_thread(CliRunner().invoke, app, command)
+        return result.exit_code, result.output
+
+    try:
+        code, out = await cli("create", "--url", "ftp://example.com/x")
+        assert code != 0 and "http:// or https://" in out
+        assert await store.list_endpoints() == []
+        events = "invoice.finalized, credit_note.issued"
+        code, out = await cli("create", "--url", receiver.url, "--events", events)
+        assert code == 0, out
+        created = json.loads(out)
+        assert created["signing_secret"].startswith("whsec_")
+        assert created["endpoint"]["event_types"] == ["invoice.finalized", "credit_note.issued"]
+        code, out = await cli("list")
+        assert code == 0 and created["endpoint"]["id"] in out and "whsec_" not in out
+        code, out = await cli("deliveries", created["endpoint"]["id"], "--state", "failed")
+        assert code == 0 and json.loads(out) == {"deliveries": []}
+        code, out = await cli("disable", created["endpoint"]["id"])
+        assert code == 0 and json.loads(out)["endpoint"]["state"] == "WEBHOOK_ENDPOINT_STATE_DISABLED"
+        code, out = await cli("delete", created["endpoint"]["id"])
+        assert code == 0 and await store.list_endpoints() == []
+    finally:
+        await server.stop(grace=None)
