@@ -217,6 +217,12 @@ def writes(ids: Setup) -> dict[str, tuple[Call, Message]]:
             unary(billing, "SuspendSubscription"),
             billing_pb2.SuspendSubscriptionRequest(subscription_id=ids.subscription_id, reason="unpaid"),
         ),
+        "billing.CreateWebhookEndpoint": (
+            unary(billing, "CreateWebhookEndpoint"),
+            billing_pb2.CreateWebhookEndpointRequest(
+                url="https://erp.example.com/hooks", event_types=["invoice.finalized"], description="erp"
+            ),
+        ),
         "throttle.SetTrafficLimit": (
             unary(throttle, "SetTrafficLimit"),
             throttle_pb2.SetTrafficLimitRequest(
@@ -235,6 +241,7 @@ RPCS = (
     "store.CreateApiKey",
     "store.BlockSubscription",
     "billing.SuspendSubscription",
+    "billing.CreateWebhookEndpoint",
     "throttle.SetTrafficLimit",
 )
 
