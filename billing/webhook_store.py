@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, func, text
 from sqlmodel import col, select
@@ -174,17 +175,26 @@ class WebhookStore:
         if self._db.is_sqlite:
             await session.exec(text("UPDATE change_revision SET value = value WHERE id = 0"))  # type: ignore[call-overload]
 
+    async def _any(self, session: AsyncSession, statement: Any) -> bool:
+        """Whether `statement` finds a row, read without a lock; the caller then ends the read
+        transaction (SQLite: a read cannot be upgraded to the write lock once another writer moved on)."""
+        found = (await session.exec(statement.limit(1))).first() is not None
+        await session.rollback()
+        return found
+
     async def fan_out(self) -> int:
         """Turns outbox events not yet fanned out (oldest first, a batch) into deliveries, one per
         ENABLED endpoint that wants the type and was created before the event; returns how many events."""
         async with self._db.session() as session:
-            await self._write_lock(session)
             statement = (
                 select(EventOutbox)
                 .where(col(EventOutbox.fanned_out) == False)  # noqa: E712
                 .order_by(col(EventOutbox.sequence))
                 .limit(FANOUT_BATCH)
             )
+            if not await self._any(session, statement):
+                return 0  # nothing to do: no lock taken (the usual idle round)
+            await self._write_lock(session)
             if self._db.is_postgres:
                 statement = statement.with_for_update(skip_locked=True)
             events = list((await session.exec(statement)).all())
@@ -213,7 +223,6 @@ class WebhookStore:
         """Leases up to `limit` due deliveries of enabled endpoints to `owner` and returns them."""
         now = self._clock()
         async with self._db.session() as session:
-            await self._write_lock(session)
             lease_free = col(WebhookDelivery.lease_until).is_(None) | (col(WebhookDelivery.lease_until) < now)
             statement = (
                 select(WebhookDelivery)
@@ -223,6 +232,9 @@ class WebhookStore:
                 .order_by(col(WebhookDelivery.next_attempt_at), col(WebhookDelivery.event_sequence))
                 .limit(limit)
             )
+            if not await self._any(session, statement):
+                return []
+            await self._write_lock(session)
             if self._db.is_postgres:
                 statement = statement.with_for_update(of=WebhookDelivery, skip_locked=True)
             rows = list((await session.exec(statement)).all())
