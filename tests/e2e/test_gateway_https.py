@@ -158,7 +158,9 @@ def test_replaced_certificate_is_served_without_restart(stack: Stack, tls_dir: P
     assert served_serial(stack, tls_dir) == first
     assert any("cannot be served" in line for line in stack.logs.lines)
     key_file.write_bytes(second.key_pem)
+    written = time.monotonic()
     wait_for(lambda: served_serial(stack, tls_dir) == second.serial, what="the new certificate served")
+    print(f"new certificate served {time.monotonic() - written:.2f} s after its key was written")
     assert stack.envoy.pid == envoy_pid and stack.envoy.running
     assert curl(stack, tls_dir, key, "--http2") == (200, "2")
     # And again, replaced by rename this time.

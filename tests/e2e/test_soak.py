@@ -56,7 +56,14 @@ STREAM_CLOSED = re.compile(r"gRPC config stream to \S+ closed|too.many.pings", r
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    started = start_stack(Path(tmp_path_factory.mktemp("soak")), usage_sample_seconds=1.0)
+    # Generous call deadlines: this is about connections staying up, not latency; a Check slowed past
+    # Envoy's 250 ms on a loaded machine is not a reset (and would fail the run for the wrong reason).
+    started = start_stack(
+        Path(tmp_path_factory.mktemp("soak")),
+        usage_sample_seconds=1.0,
+        authz_timeout_ms=5000,
+        ratelimit_timeout_ms=5000,
+    )
     try:
         yield started
     finally:
