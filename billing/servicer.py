@@ -13,6 +13,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from billing import pricing as pr
 from billing.completeness import AllowIncomplete
 from billing.credit_notes import CreditNoteView, CreditRequest
+from billing.credit_servicer import CreditRpcs
 from billing.invoice_records import OverrideRecord
 from billing.periods import Period, parse_month, period_containing, validate_period
 from billing.reconcile import AdmittedCounts, NoLimiter, reconcile
@@ -166,7 +167,7 @@ class PendingHub:
 
 
 @map_grpc_errors
-class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
+class BillingServicer(CreditRpcs, billing_pb2_grpc.BillingServiceServicer):
     def __init__(
         self,
         repository: BillingRepository,
