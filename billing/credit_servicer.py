@@ -3,12 +3,14 @@ BillingServicer, kept apart so each module stays one responsibility)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 
 import grpc
 
-from billing.credit import from_minor
-from billing.store import BillingRepository
+from billing.credit import from_minor, to_minor
+from billing.store import BillingRepository, InvoiceView
 from tollway.billing.v1 import billing_pb2 as pb
 from tollway.errors import map_grpc_errors
 from tollway.protoconv import timestamp
@@ -57,9 +59,23 @@ def alert_to_proto(alert: Alert) -> pb.Alert:
     )  # fmt: skip
 
 
+def paid_and_due(total: str, currency: str, paid_minor: int) -> tuple[str, str]:
+    """(paid from credit, amount due) of an invoice total, as decimal text in the currency's unit."""
+    total_minor = to_minor(Decimal(total), currency, "total")
+    paid_minor = max(0, min(paid_minor, total_minor))
+    return from_minor(paid_minor, currency), from_minor(total_minor - paid_minor, currency)
+
+
 @map_grpc_errors
 class CreditRpcs:
     repository: BillingRepository
+
+    async def _invoices(self, views: Sequence[InvoiceView]) -> list[pb.Invoice]:
+        from billing.servicer import invoice_to_proto
+
+        keys = [(v.invoice.application_id, v.invoice.currency, v.invoice.period_start) for v in views]
+        paid = await self.repository.credit.paid_from_credit(keys)
+        return [invoice_to_proto(view, paid) for view in views]
 
     async def TopUpCredit(self, request: pb.TopUpCreditRequest, context: Context) -> pb.TopUpCreditResponse:
         posted = await self.repository.credit.top_up(

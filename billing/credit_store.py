@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import func, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
@@ -36,7 +36,7 @@ from billing.credit import (
 from billing.usage_queries import require
 from tollway.db import Database
 from tollway.errors import InvalidArgument, NotFound
-from tollway.schema import Application, utcnow
+from tollway.schema import Application, as_utc, utcnow
 from tollway.schema_billing import BillingGate, CreditAccount, CreditEntry
 
 MAX_ENTRIES = 1000
@@ -47,6 +47,13 @@ def insert_ignore(session: AsyncSession, table: Any) -> Any:
     dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
     module = postgresql if dialect == "postgresql" else sqlite
     return module.insert(table)
+
+
+def utc_instant(value: datetime) -> datetime:
+    """`value` as an aware UTC datetime (SQLite reads timestamps back naive)."""
+    utc = as_utc(value)
+    assert utc is not None
+    return utc
 
 
 def credit_gate_id(application_id: str, currency: str) -> str:
@@ -174,6 +181,31 @@ class CreditStore:
             self._on_commit()
             return Posted(entry, entry.balance_after_minor, created=True)
         raise AssertionError("unreachable")
+
+    async def paid_from_credit(
+        self, keys: list[tuple[str, str, datetime]]
+    ) -> dict[tuple[str, str, datetime], int]:
+        """Minor units burned per (application, currency, period start) of `keys` (one query)."""
+        if not keys:
+            return {}
+        found: dict[tuple[str, str, datetime], int] = {}
+        wanted = {(app, currency, utc_instant(start)) for app, currency, start in keys}
+        async with self._db.session() as session:
+            statement = (
+                select(CreditEntry.application_id, CreditEntry.currency, CreditEntry.period_start,
+                       func.sum(CreditEntry.amount_minor))
+                .where(CreditEntry.kind == BURN, col(CreditEntry.application_id).in_({k[0] for k in keys}))
+                .group_by(
+                    col(CreditEntry.application_id), col(CreditEntry.currency), col(CreditEntry.period_start)
+                )
+            )  # fmt: skip
+            for app, currency, start, total in (await session.exec(statement)).all():
+                if start is None:
+                    continue
+                key = (app, currency, utc_instant(start))
+                if key in wanted:
+                    found[key] = found.get(key, 0) - int(total or 0)
+        return found
 
     async def accounts(self, application_id: str, currency: str = "") -> list[CreditAccount]:
         application_id = require(application_id, "application_id")

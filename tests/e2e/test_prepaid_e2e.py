@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -175,6 +176,15 @@ def test_concurrent_burns_top_ups_and_a_usage_replay_leave_the_exact_balance(
         _metering_round(stack)
     time.sleep(1.0)
     assert _balance(stack, billing, app.id) == expected == _ledger_sum(stack, billing, app.id)
+
+    # The period's invoice shows what credit paid: all of its metered charge (no fee on this plan).
+    month = datetime.now(UTC).strftime("%Y-%m")
+    request = bpb.GenerateInvoicesRequest(application_id=app.id, billing_month=month)
+    generated = stack.call(billing.GenerateInvoices, request)
+    (invoice,) = generated.invoices
+    burned = Decimal("5.00") + 40 * Decimal("0.07") - expected
+    assert Decimal(invoice.total) == burned == Decimal(invoice.paid_from_credit)
+    assert Decimal(invoice.amount_due) == 0
 
     # A retried top-up (same request id) adds nothing.
     first = _top_up(stack, billing, app.id, "1.00", request_id="retry-1")

@@ -93,7 +93,7 @@ class InvoiceLine(_message.Message):
     def __init__(self, position: _Optional[int] = ..., subscription_id: _Optional[str] = ..., api_id: _Optional[str] = ..., plan_id: _Optional[str] = ..., kind: _Optional[str] = ..., description: _Optional[str] = ..., quantity: _Optional[str] = ..., unit_price: _Optional[str] = ..., amount: _Optional[str] = ..., plan_version: _Optional[int] = ...) -> None: ...
 
 class Invoice(_message.Message):
-    __slots__ = ("id", "number", "state", "application_id", "currency", "period_start", "period_end", "total", "usage_completeness", "completeness_note", "lines", "create_time", "finalize_time", "void_time", "void_reason", "completeness_override")
+    __slots__ = ("id", "number", "state", "application_id", "currency", "period_start", "period_end", "total", "usage_completeness", "completeness_note", "lines", "create_time", "finalize_time", "void_time", "void_reason", "completeness_override", "paid_from_credit", "amount_due")
     ID_FIELD_NUMBER: _ClassVar[int]
     NUMBER_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -110,6 +110,8 @@ class Invoice(_message.Message):
     VOID_TIME_FIELD_NUMBER: _ClassVar[int]
     VOID_REASON_FIELD_NUMBER: _ClassVar[int]
     COMPLETENESS_OVERRIDE_FIELD_NUMBER: _ClassVar[int]
+    PAID_FROM_CREDIT_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_DUE_FIELD_NUMBER: _ClassVar[int]
     id: str
     number: str
     state: InvoiceState
@@ -126,7 +128,9 @@ class Invoice(_message.Message):
     void_time: _timestamp_pb2.Timestamp
     void_reason: str
     completeness_override: CompletenessOverride
-    def __init__(self, id: _Optional[str] = ..., number: _Optional[str] = ..., state: _Optional[_Union[InvoiceState, str]] = ..., application_id: _Optional[str] = ..., currency: _Optional[str] = ..., period_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., period_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., total: _Optional[str] = ..., usage_completeness: _Optional[_Union[UsageCompleteness, str]] = ..., completeness_note: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[InvoiceLine, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finalize_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., void_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., void_reason: _Optional[str] = ..., completeness_override: _Optional[_Union[CompletenessOverride, _Mapping]] = ...) -> None: ...
+    paid_from_credit: str
+    amount_due: str
+    def __init__(self, id: _Optional[str] = ..., number: _Optional[str] = ..., state: _Optional[_Union[InvoiceState, str]] = ..., application_id: _Optional[str] = ..., currency: _Optional[str] = ..., period_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., period_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., total: _Optional[str] = ..., usage_completeness: _Optional[_Union[UsageCompleteness, str]] = ..., completeness_note: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[InvoiceLine, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finalize_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., void_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., void_reason: _Optional[str] = ..., completeness_override: _Optional[_Union[CompletenessOverride, _Mapping]] = ..., paid_from_credit: _Optional[str] = ..., amount_due: _Optional[str] = ...) -> None: ...
 
 class CompletenessOverride(_message.Message):
     __slots__ = ("by", "reason", "time", "completeness", "completeness_note")
