@@ -8,9 +8,10 @@ moves by compare-and-set in the burn's transaction and the ledger key names the 
 usage replay (which usage/ never counts twice) or two replicas burning at once burn each count once.
 The gate rows written on a flip reach keymgr through the change log, so Check never reads any of this.
 
-Simplifications (stated in the README): burns and caps price usage with the plan's current prices (not
-a version scheduled for later), recurring fees and minimum charges are left to the invoice, and a
-period's late usage is burned while the period is current or ended less than `LATE_SECONDS` ago.
+Simplifications (stated in the README): burns and caps price a period's usage with the plan version in
+effect at the latest instant counted (an INSTANT version mid-period reprices the period's burns from
+then on, where the invoice splits it), recurring fees and minimum charges are left to the invoice, and
+a period's late usage is burned while the period is current or ended less than `LATE_SECONDS` ago.
 """
 
 from __future__ import annotations
@@ -43,11 +44,14 @@ from billing.credit import (
     to_minor,
 )
 from billing.credit_store import post_entry
+from billing.invoice_engine import PlanVersionRecord, plan_terms
 from billing.periods import Period, period_containing
+from billing.plan_versions import stored_versions
+from billing.regimes import PlanTerms, trial_end
 from billing.spend_caps import cap_gate, cap_gate_id
-from billing.usage_queries import _UNBILLED_STATES, aggregate
+from billing.usage_queries import _UNBILLED_STATES, aggregate, timelines
 from tollway.db import Database
-from tollway.schema import Plan, Subscription, utcnow
+from tollway.schema import Plan, Subscription, as_utc, utcnow
 from tollway.schema_billing import BillingGate, CreditAccount, CreditBurnMark, SpendCap
 
 log = logging.getLogger(__name__)
@@ -151,8 +155,10 @@ class Metering:
     async def _parts(
         self, session: AsyncSession, subs: list[Subscription], plans: dict[str, Plan], now: datetime
     ) -> list[Part]:
+        versions = await stored_versions(session)
+        approvals = await timelines(session, [sub.id for sub in subs]) if subs else {}
+        terms: dict[str, PlanTerms | None] = {}
         parts: list[Part] = []
-        pricings: dict[str, pr.Pricing | None] = {}
         for sub in subs:
             current = period_containing(now, sub.billing_anchor_day)
             periods = [current]
@@ -160,16 +166,42 @@ class Metering:
                 periods.append(
                     period_containing(current.start - timedelta(seconds=1), sub.billing_anchor_day)
                 )
+            timeline = approvals.get(sub.id)
+            trial_start = (timeline.approved_at if timeline else None) or as_utc(sub.created_at) or now
             for period in periods:
                 for row in await aggregate(session, period, subscription_id=sub.id):
-                    if row.plan_id not in pricings:
-                        plan = plans.get(row.plan_id)
-                        try:
-                            pricings[row.plan_id] = pr.Pricing.from_plan(plan) if plan is not None else None
-                        except Exception:
-                            pricings[row.plan_id] = None  # a bad stored pricing is priced by no one
-                    parts.append(Part(sub, row.plan_id, period, pricings[row.plan_id], row.usage))
+                    if row.plan_id not in terms:
+                        terms[row.plan_id] = self._terms(plans.get(row.plan_id), versions)
+                    plan_terms = terms[row.plan_id]
+                    pricing, usage = None, row.usage
+                    if plan_terms is not None:
+                        # The terms in effect at the end of what has been counted so far.
+                        instant = min(now, period.end - timedelta(seconds=1))
+                        regime = plan_terms.regime_at(instant, trial_start, sub.billing_anchor_day)
+                        pricing = plan_terms.pricing(regime.version)
+                        if regime.trial_until is not None:
+                            pricing = None  # in a free trial: nothing to burn
+                        elif pricing is not None and pricing.trial_days:
+                            ended = trial_end(trial_start, pricing.trial_days)
+                            if period.start < ended < period.end:
+                                # Only what was used after the trial is charged.
+                                after = Period(ended, period.end)
+                                usage = sum(
+                                    (r.usage for r in await aggregate(session, after, subscription_id=sub.id)
+                                     if r.plan_id == row.plan_id),
+                                    pr.Usage(),
+                                )  # fmt: skip
+                    parts.append(Part(sub, row.plan_id, period, pricing, usage))
         return parts
+
+    @staticmethod
+    def _terms(plan: Plan | None, versions: dict[str, list[PlanVersionRecord]]) -> PlanTerms | None:
+        if plan is None:
+            return None
+        try:
+            return plan_terms(plan, versions.get(plan.id, ()))
+        except Exception:
+            return None  # a bad stored pricing is priced by no one (the invoice run names it)
 
     async def _burn(self, part: Part) -> None:
         pricing = part.pricing

@@ -197,3 +197,21 @@ async def test_spend_caps_refuse_raise_alerts_once_and_clear(
     assert await billing.spend_caps.clear_cap(APPLICATION, app.id, "CHARGE")
     assert await _gate(database, f"cap:APPLICATION:{app.id}") is None
     assert not await billing.spend_caps.clear_cap(APPLICATION, app.id, "CHARGE")
+
+
+async def test_a_free_trial_burns_nothing_and_after_it_only_what_follows(
+    billing: BillingRepository, world: World, database: Database, clock: FakeClock
+) -> None:
+    plan = await world.plan("trial", currency="USD", unit_price="0.01", prepaid=True, trial_days=1)
+    api = await world.api(plan)
+    app = await world.application()
+    sub = await world.subscription(app, api, plan, utc(2026, 12, 5, 10))
+    metering = Metering(database, Commits(), clock)
+    await billing.credit.top_up(app.id, "USD", "1.00", "t")
+    await world.usage(sub, NOW, success=3)  # inside the trial
+    await metering.round()
+    assert await _balance(billing, app.id) == Decimal("1.00")
+    clock.set(utc(2026, 12, 6, 12))
+    await world.usage(sub, utc(2026, 12, 6, 12), success=2)
+    await metering.round()
+    assert await _balance(billing, app.id) == Decimal("0.98")
