@@ -166,7 +166,8 @@ class CreditStore:
                     ):  # fmt: skip
                         raise InvalidArgument(f"request_id {request_id!r} was used for a different top-up")
                     return Posted(found, found.balance_after_minor, created=False)
-                if await session.get(Application, application_id) is None:
+                application = await session.get(Application, application_id)
+                if application is None or application.deleted_at is not None:
                     raise NotFound(f"application {application_id!r} not found")
                 try:
                     entry = await post_entry(

@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -59,6 +60,7 @@ log = logging.getLogger(__name__)
 ROUND_SECONDS = 0.2
 QUOTA_ROUND_SECONDS = 10.0
 LATE_SECONDS = 3600
+MAX_RETRY_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,16 +98,19 @@ class Metering:
     async def _run(self) -> None:
         last_quota = 0.0
         loop = asyncio.get_running_loop()
+        delay = ROUND_SECONDS
         while True:
             try:
                 quota = loop.time() - last_quota >= QUOTA_ROUND_SECONDS
                 await self.round(all_quotas=quota)
                 if quota:
                     last_quota = loop.time()
-            except Exception as exc:  # the database may be down: try again next round
+                delay = ROUND_SECONDS
+            except Exception as exc:  # the database may be down: back off, then try again
                 self.failures += 1
-                log.warning("metering round failed (%s)", type(exc).__name__)
-            await asyncio.sleep(ROUND_SECONDS)
+                delay = min(delay * 2, MAX_RETRY_SECONDS)
+                log.warning("metering round failed (%s); retrying in %.1fs", type(exc).__name__, delay)
+            await asyncio.sleep(delay)
 
     async def round(self, all_quotas: bool = False) -> None:
         """One pass: burns, caps, alerts. `all_quotas` also checks every quota-limited subscription."""
@@ -118,6 +123,8 @@ class Metering:
                 ).all()
             }
             caps = list((await session.exec(select(SpendCap))).all())
+            if not accounts and not caps and not all_quotas:
+                return  # nothing to burn or measure: two small queries a round
             app_ids = {a for a, _ in accounts} | {c.target_id for c in caps if c.scope == APPLICATION}
             sub_ids = {c.target_id for c in caps if c.scope == SUBSCRIPTION}
             live = col(Subscription.state).not_in(_UNBILLED_STATES)
@@ -248,10 +255,8 @@ class Metering:
                         requests=requests, note=note,
                     )  # fmt: skip
                 await session.commit()
-            except Exception as exc:
-                if "unique" in str(exc).lower() or "duplicate" in str(exc).lower():
-                    return  # another replica posted this burn first
-                raise
+            except IntegrityError:
+                return  # another replica posted this burn (or its mark) first
         self._on_commit()
 
     async def _caps(self, caps: list[SpendCap], parts: list[Part]) -> None:
