@@ -258,3 +258,37 @@ def test_spend_cap_refuses_and_raises_each_alert_once(stack: Stack, billing: Any
     )
     admitted, took = stack.wait_for_status(path, 200, headers, timeout=5)
     assert admitted.status == 200 and took < PROPAGATION_SECONDS, took
+
+
+def test_cli_tops_up_caps_and_lists_alerts(stack: Stack, billing: Any) -> None:
+    from typer.testing import CliRunner
+
+    from tollway.app.cli import app as tollway_cli
+
+    def cli(*args: str) -> Any:
+        options = ["--addr", stack.settings.admin_addr, "--token", stack.settings.admin_token]
+        return CliRunner().invoke(tollway_cli, ["billing", *args, *options])
+
+    plan = _plan(stack, "cli-prepaid", prepaid=True)
+    _, app, sub, _, _ = _consumer(stack, plan, "cli")
+    done = cli(
+        "top-up", "--application", app.id, "--amount", "12.50", "--currency", "USD", "--request-id", "c1"
+    )
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.output)["balance"]["balance"] == "12.50"
+    shown = cli("balance", "--application", app.id)
+    assert json.loads(shown.output)["balances"][0]["balance"] == "12.50"
+    refused = cli("top-up", "--application", app.id, "--amount", "-1", "--currency", "USD")
+    assert refused.exit_code != 0 and "negative" in refused.output
+    assert len(json.loads(cli("ledger", "--application", app.id).output)["entries"]) == 1
+
+    capped = cli("cap", "--scope", "subscription", "--target", sub.id, "--kind", "requests", "--limit", "100")
+    assert capped.exit_code == 0, capped.output
+    listed = json.loads(cli("caps", "--target", sub.id).output)["caps"]
+    assert [(c["kind"], c["limit"]) for c in listed] == [("REQUESTS", "100")]
+    below = cli("cap", "--scope", "subscription", "--target", sub.id, "--kind", "requests", "--limit", "-5")
+    assert below.exit_code != 0 and "negative" in below.output
+    assert cli("alerts", "--target", sub.id).exit_code == 0
+    assert (
+        cli("clear-cap", "--scope", "subscription", "--target", sub.id, "--kind", "requests").exit_code == 0
+    )
