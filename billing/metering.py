@@ -326,29 +326,25 @@ class Metering:
             self._on_commit()
 
     async def _quota_alerts(self, parts: list[Part], plans: dict[str, Plan]) -> None:
+        """QUOTA alerts: admitted requests (within quota and soft overage) against the monthly quota of
+        the subscription's plan."""
         used: dict[tuple[str, str], int] = defaultdict(int)
+        quotas: dict[str, int] = {}
         for part in parts:
             plan = plans.get(part.subscription.plan_id)
             if plan is None or plan.monthly_quota <= 0:
                 continue
-            used[(part.subscription.id, part.period.start.isoformat())] += (
-                part.usage.success + part.usage.overage
-            )
+            quotas[part.subscription.id] = plan.monthly_quota
+            key = (part.subscription.id, part.period.start.isoformat())
+            used[key] += part.usage.success + part.usage.overage
         if not used:
             return
         async with self._db.session() as session:
             for (sub_id, period), count in used.items():
-                quota = plans[
-                    next(p.subscription.plan_id for p in parts if p.subscription.id == sub_id)
-                ].monthly_quota
+                quota = quotas[sub_id]
+                text = f"{count:,} of {quota:,} requests"
                 for threshold in reached(count, quota):
                     await alerts.raise_alert(
-                        session,
-                        SUBSCRIPTION,
-                        sub_id,
-                        period,
-                        alerts.QUOTA,
-                        threshold,
-                        f"{count:,} of {quota:,} requests",
+                        session, SUBSCRIPTION, sub_id, period, alerts.QUOTA, threshold, text
                     )
             await session.commit()
