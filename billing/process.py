@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from billing.clients import AdminClient, QuotaReader, UsageCompleteness
+from billing.metering import Metering
 from billing.reconcile import AdmittedCounts, NoLimiter
 from billing.servicer import BillingServicer, PendingHub
 from billing.store import BillingRepository, CompletenessSource, UnknownCompleteness
@@ -43,6 +44,7 @@ class Billing(RunningComponent):
             self.deliverer.wake()
 
         self.repository = BillingRepository(db, committed, completeness=completeness)
+        self.metering = Metering(db, committed)
 
     def admin_services(self) -> Sequence[GrpcService]:
         servicer = BillingServicer(self.repository, self.hub, self.limiter, self.webhooks)
@@ -58,9 +60,11 @@ class Billing(RunningComponent):
         return (ReloadOnChange("billing", frozenset({Topic.SUBSCRIPTIONS}), self.hub.notify),)
 
     async def start(self) -> None:
+        await self.metering.start()
         await self.deliverer.start()
 
     async def stop(self) -> None:
         await self.deliverer.stop()
+        await self.metering.stop()
         if self.client is not None:
             await self.client.close()

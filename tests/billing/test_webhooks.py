@@ -326,3 +326,28 @@ async def test_cli_creates_lists_shows_the_log_and_refuses_a_bad_url(
         assert code == 0 and await store.list_endpoints() == []
     finally:
         await server.stop(grace=None)
+
+
+async def test_credit_burned_to_zero_emits_alerts_and_credit_exhausted_once(database: Database) -> None:
+    from billing.metering import Metering
+    from tests.billing.billing_helpers import Commits
+
+    now = utc(2026, 12, 5, 12)
+    billing = repository(database, FakeClock(now))
+    world = World(database)
+    plan = await world.plan("prepaid", currency="USD", unit_price="0.01", prepaid=True)
+    app = await world.application()
+    sub = await world.subscription(app, await world.api(plan), plan, utc(2026, 11, 1))
+    await billing.credit.top_up(app.id, "USD", "0.05", "t1")
+    metering = Metering(database, Commits(), FakeClock(now))
+    await world.usage(sub, now, success=5)
+    await metering.round()
+    await world.usage(sub, now, success=1)  # overdrawn further: no second credit.exhausted
+    await metering.round()
+    async with database.session() as session:
+        events = list((await session.exec(select(EventOutbox).order_by(EventOutbox.sequence))).all())  # type: ignore[arg-type]
+    exhausted = [e for e in events if e.type == "credit.exhausted"]
+    assert [e.data for e in exhausted] == [{"application_id": app.id, "currency": "USD", "balance": "0.00"}]
+    raised = [e.data for e in events if e.type == "alert.raised"]
+    assert sorted(a["threshold"] for a in raised) == [50, 80, 100]
+    assert {a["kind"] for a in raised} == {"CREDIT"} and {a["target_id"] for a in raised} == {app.id}
