@@ -8,6 +8,7 @@ the writes committed before it."""
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -37,6 +38,7 @@ from billing.invoice_records import (
     LineRecord,
 )
 from billing.invoice_run import InvoiceRun
+from billing.metrics import BillingMetrics
 from billing.periods import Period
 from billing.usage_queries import chunks, require
 from tollway.db import Database
@@ -82,6 +84,7 @@ class InvoiceStore:
         self._bulk = BulkWriter(db)
         self._run = InvoiceRun(self._bulk, clock)
         self.completeness_source: CompletenessSource = completeness or UnknownCompleteness()
+        self.metrics = BillingMetrics()
 
     def now(self) -> datetime:
         return self._clock()
@@ -135,8 +138,23 @@ class InvoiceStore:
         request_id = request_id.strip()
         if len(request_id) > REQUEST_ID_MAX:
             raise InvalidArgument(f"request_id must be at most {REQUEST_ID_MAX} characters")
-        with gc_paused():
-            return await self._generate(period, month, application_id, subscription_id, request_id)
+        started = time.perf_counter()
+        result = "failed"
+        try:
+            with gc_paused():
+                views, replayed = await self._generate(
+                    period, month, application_id, subscription_id, request_id
+                )
+            result = "replayed" if replayed else "ok"
+            if not replayed:
+                self.metrics.invoices.inc(len(views))
+            return views
+        except InvalidArgument:
+            result = "refused"
+            raise
+        finally:
+            self.metrics.runs.labels(result).inc()
+            self.metrics.run_seconds.observe(time.perf_counter() - started)
 
     async def _generate(
         self,
@@ -145,12 +163,13 @@ class InvoiceStore:
         application_id: str,
         subscription_id: str,
         request_id: str,
-    ) -> list[InvoiceView]:
+    ) -> tuple[list[InvoiceView], bool]:
+        """The run's invoices, and whether they are an earlier run's (an idempotent repeat)."""
         async with self._billing_write() as session:
             if request_id:
                 done = await session.get(BillingIdempotency, f"generate:{request_id}")
                 if done is not None:
-                    return await self._views(session, list(done.result.get("invoice_ids", [])))
+                    return await self._views(session, list(done.result.get("invoice_ids", []))), True
             drafts = await self._run.drafts(session, period, month, application_id, subscription_id)
             completeness = self.completeness_source.completeness
             views = await self._run.store(session, drafts, self._views, completeness)
@@ -164,7 +183,7 @@ class InvoiceStore:
                 )
             await self._commit(session)
         log.info("invoice run: %d invoices in scope", len(views))
-        return views
+        return views, False
 
     async def _views(
         self, session: AsyncSession, invoice_ids: list[str], with_lines: bool = True

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from prometheus_client.registry import Collector
+
 from billing.clients import AdminClient, QuotaReader, UsageCompleteness
 from billing.reconcile import AdmittedCounts, NoLimiter
 from billing.servicer import BillingServicer, PendingHub
@@ -38,6 +40,9 @@ class Billing(RunningComponent):
                 lambda server: billing_pb2_grpc.add_BillingServiceServicer_to_server(servicer, server),
             ),
         )
+
+    def metrics_collectors(self) -> Sequence[Collector]:
+        return (self.repository.invoices.metrics.registry,)
 
     def change_listeners(self) -> Sequence[ChangeListener]:
         # Wakes the pending-approval watchers.

@@ -4,8 +4,10 @@ new snapshot of Envoy's configuration built from the catalog after every committ
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from functools import partial
 
 from envoy.service.discovery.v3 import ads_pb2, ads_pb2_grpc
+from prometheus_client.registry import Collector
 
 from tollway.catalog.store import CatalogStore
 from tollway.change_log import Topic
@@ -16,8 +18,10 @@ from tollway.component import (
     RunningComponent,
     service_name,
 )
+from tollway.metrics import FunctionCollector
 from tollway.settings import GatewaySettings
 from xds.cache import SnapshotCache
+from xds.metrics import collect as collect_metrics
 from xds.resources import GatewayOptions, build_resources
 from xds.server import AggregatedDiscoveryServicer
 
@@ -60,6 +64,9 @@ class Xds(RunningComponent):
                 service_name(ads_pb2, "AggregatedDiscoveryService"), lambda server: add(self.ads, server)
             ),
         )
+
+    def metrics_collectors(self) -> Sequence[Collector]:
+        return (FunctionCollector(partial(collect_metrics, self.ads)),)
 
     def change_listeners(self) -> Sequence[ChangeListener]:
         # The catalog only: a new key or subscription never rebuilds Envoy's configuration.

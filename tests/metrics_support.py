@@ -1,0 +1,32 @@
+"""Reading a Prometheus scrape in tests: parsed with prometheus_client's own text parser."""
+
+from __future__ import annotations
+
+from prometheus_client.parser import text_string_to_metric_families
+
+Series = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def parse(text: str) -> Series:
+    """Every sample of a scrape by (sample name, labels); a series twice is an error."""
+    series: Series = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            key = (sample.name, frozenset(sample.labels.items()))
+            assert key not in series, f"{key} twice"
+            series[key] = sample.value
+    return series
+
+
+def families(text: str) -> dict[str, str]:
+    """Family name → type, and every sample name → its family's type (what PromQL can reference)."""
+    names: dict[str, str] = {}
+    for family in text_string_to_metric_families(text):
+        names[family.name] = family.type
+        for sample in family.samples:
+            names[sample.name] = family.type
+    return names
+
+
+def value(series: Series, name: str, **labels: str) -> float:
+    return series.get((name, frozenset(labels.items())), 0.0)
