@@ -23,6 +23,10 @@ def families(text: str) -> dict[str, str]:
     names: dict[str, str] = {}
     for family in text_string_to_metric_families(text):
         names[family.name] = family.type
+        # A family without samples yet still names its series: a counter's _total, a histogram's parts.
+        suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}
+        for suffix in suffixes.get(family.type, ()):
+            names[family.name + suffix] = family.type
         for sample in family.samples:
             names[sample.name] = family.type
     return names
