@@ -23,6 +23,7 @@ from tests.metrics_support import Series, families, parse, value
 from tollway.billing.v1 import billing_pb2, billing_pb2_grpc
 from tollway.catalog.v1 import catalog_pb2
 from tollway.store.v1 import store_pb2
+from tollway.vocabulary import ThrottleMode
 from xds.process import Xds
 from xds.resources import ROUTE_CONFIG_NAME, ROUTE_TYPE, build_resources
 
@@ -39,10 +40,12 @@ RLS = "tollway_throttle_rls_requests_total"
 ADMIN = "tollway_admin_rpcs_total"
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+@pytest.fixture(scope="module", params=["ratelimit", "authz"])
+def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     started = start_stack(
-        Path(tmp_path_factory.mktemp("metrics-e2e")), metrics_addr=f"127.0.0.1:{free_port()}"
+        Path(tmp_path_factory.mktemp("metrics-e2e")),
+        metrics_addr=f"127.0.0.1:{free_port()}",
+        throttle_mode=request.param,
     )
     try:
         yield started
@@ -100,6 +103,8 @@ def world(stack: Stack) -> dict[str, Any]:
     # The tight plan's one request a minute is used up from here on.
     assert stack.wait_for_status(path, 429, {"x-api-key": limited})[0].status == 429
     return {
+        "free": free.id,
+        "tight": tight.id,
         "good": good,
         "revoked": revoked.key,
         "blocked": blocked,
@@ -129,8 +134,11 @@ def test_each_counter_moves_by_exactly_what_was_sent(stack: Stack, world: dict[s
         lambda: (s := scrape(stack)) and delta(s, before, "tollway_keymgr_check_seconds_count") >= 18 and s
     )
     assert after
+    fused = stack.settings.throttle.mode == ThrottleMode.AUTHZ
     expected_reasons = {
-        "allowed": 5 + 3,  # the throttled requests pass Check, then ShouldRateLimit refuses them
+        # Two calls: the throttled requests pass Check, then ShouldRateLimit refuses them. Fused: Check
+        # applies the limits itself and says why it refused.
+        **({"allowed": 5, "rate_limited": 3} if fused else {"allowed": 5 + 3}),
         "key_missing": 2,
         "key_malformed": 1,
         "key_invalid": 2,
@@ -147,10 +155,16 @@ def test_each_counter_moves_by_exactly_what_was_sent(stack: Stack, world: dict[s
     for reason, count in expected_reasons.items():
         assert delta(after, before, CHECK, reason=reason) == count, reason
     assert delta(after, before, "tollway_keymgr_check_seconds_count") == sum(expected_reasons.values())
-    # ShouldRateLimit: one call per request that passed Check.
-    assert delta(after, before, RLS, outcome="ok", window="none") == 5
-    assert delta(after, before, RLS, outcome="over_limit", window="minute") == 3
-    assert delta(after, before, "tollway_throttle_rls_seconds_count") == 8
+    # ShouldRateLimit: one call per request that passed Check (none in the fused mode).
+    assert delta(after, before, RLS, outcome="ok", window="none") == (0 if fused else 5)
+    assert delta(after, before, RLS, outcome="over_limit", window="minute") == (0 if fused else 3)
+    assert delta(after, before, "tollway_throttle_rls_seconds_count") == (0 if fused else 8)
+    # Both modes: the throttle's decisions per plan.
+    assert (
+        delta(after, before, "tollway_throttle_decisions_total", plan=world["tight"], result="over_limit")
+        == 3
+    )
+    assert delta(after, before, "tollway_throttle_decisions_total", plan=world["free"], result="ok") == 5
     assert value(after, "tollway_xds_connected_envoys") == 1
     assert value(after, "tollway_xds_streams", node="e2e") >= 1
 
