@@ -288,9 +288,14 @@ def test_dashboard_and_rules_reference_only_exposed_metrics(stack: Stack) -> Non
     not PROMTOOL.exists() and shutil.which("promtool") is None,
     reason="promtool not installed (make promtool)",
 )
-def test_promtool_accepts_the_rules() -> None:
+def test_promtool_accepts_the_rules_and_lints_the_scrape_clean(stack: Stack) -> None:
     promtool = str(PROMTOOL) if PROMTOOL.exists() else str(shutil.which("promtool"))
     result = subprocess.run(
         [promtool, "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stdout + result.stderr
+    # Naming and type conventions of the exposition itself (counters end in _total, units, ...).
+    result = subprocess.run(
+        [promtool, "check", "metrics"], input=scrape_text(stack), capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
