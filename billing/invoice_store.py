@@ -132,15 +132,15 @@ class InvoiceStore:
         """Draft invoices for a period: an explicit `period` for every subscription, or each
         subscription's own period starting in `month` (anchor days respected). Regenerating replaces
         drafts; finalized invoices are left alone (late usage goes on the next invoice as adjustments)."""
-        if (period is None) == (month is None):
-            raise InvalidArgument("give either a period (start and end) or a billing month")
-        application_id, subscription_id = application_id.strip(), subscription_id.strip()
-        request_id = request_id.strip()
-        if len(request_id) > REQUEST_ID_MAX:
-            raise InvalidArgument(f"request_id must be at most {REQUEST_ID_MAX} characters")
         started = time.perf_counter()
         result = "failed"
         try:
+            if (period is None) == (month is None):
+                raise InvalidArgument("give either a period (start and end) or a billing month")
+            application_id, subscription_id = application_id.strip(), subscription_id.strip()
+            request_id = request_id.strip()
+            if len(request_id) > REQUEST_ID_MAX:
+                raise InvalidArgument(f"request_id must be at most {REQUEST_ID_MAX} characters")
             with gc_paused():
                 views, replayed = await self._generate(
                     period, month, application_id, subscription_id, request_id

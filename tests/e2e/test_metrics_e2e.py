@@ -213,13 +213,17 @@ def test_revocation_lag_and_an_invoice_run_are_measured(stack: Stack, world: dic
         value(after, "tollway_change_lag_seconds_bucket", listener="keymgr", topic="keys", le="1.0") == count
     )
     billing = billing_pb2_grpc.BillingServiceStub(grpc.insecure_channel(stack.settings.admin_addr))
-    stack.call(billing.GenerateInvoices, billing_pb2.GenerateInvoicesRequest(billing_month="2026-01"))
-    with pytest.raises(grpc.RpcError):
-        stack.call(billing.GenerateInvoices, billing_pb2.GenerateInvoicesRequest(billing_month="nonsense"))
+    run = billing_pb2.GenerateInvoicesRequest(billing_month="2026-01", request_id=f"run-{time.time_ns()}")
+    stack.call(billing.GenerateInvoices, run)
+    stack.call(billing.GenerateInvoices, run)  # the same request id: the first run's invoices
+    with pytest.raises(grpc.RpcError) as refused:
+        stack.call(billing.GenerateInvoices, billing_pb2.GenerateInvoicesRequest())  # no period, no month
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     after = scrape(stack)
     runs = "tollway_billing_invoice_runs_total"
-    assert delta(after, before, runs, result="ok") == 1
-    assert delta(after, before, "tollway_billing_invoice_run_seconds_count") >= 1
+    for result, count in (("ok", 1), ("replayed", 1), ("refused", 1), ("failed", 0)):
+        assert delta(after, before, runs, result=result) == count, result
+    assert delta(after, before, "tollway_billing_invoice_run_seconds_count") == 3
 
 
 def test_a_nacked_config_is_counted_for_its_node_and_type(stack: Stack, world: dict[str, Any]) -> None:
