@@ -78,3 +78,19 @@ def test_metrics_address_from_env_and_the_throttle_era_alias(tmp_path) -> None:
     assert Settings.from_env(alias).metrics_addr == "127.0.0.1:9101"
     both = {**alias, "TOLLWAY_METRICS_ADDR": "127.0.0.1:9100"}
     assert Settings.from_env(both).metrics_addr == "127.0.0.1:9100"
+
+
+@given(st.text(max_size=60))
+def test_admin_method_labels_are_only_registered_methods(method: str) -> None:
+    """Whatever a caller names, the label is a method of a registered service or `other`."""
+    from prometheus_client import CollectorRegistry
+
+    from tollway.catalog.v1 import catalog_pb2
+    from tollway.rpc_metrics import OTHER, RpcMetricsInterceptor
+
+    service = catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"]
+    interceptor = RpcMetricsInterceptor(CollectorRegistry(), [service.full_name])
+    known = {f"/{service.full_name}/{m.name}" for m in service.methods}
+    assert interceptor.method_label(method) in known | {OTHER}
+    assert interceptor.method_label(f"/{service.full_name}/ListPlans") == f"/{service.full_name}/ListPlans"
+    assert interceptor.method_label(f"/{service.full_name}/NoSuchMethod") == OTHER
