@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
+
+ROOT = Path(__file__).resolve().parents[1]
+DASHBOARD = ROOT / "deploy" / "grafana" / "tollway.json"
+RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
 
 Series = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -34,3 +42,22 @@ def families(text: str) -> dict[str, str]:
 
 def value(series: Series, name: str, **labels: str) -> float:
     return series.get((name, frozenset(labels.items())), 0.0)
+
+
+def dashboard_exprs() -> list[str]:
+    dashboard = json.loads(DASHBOARD.read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel.get("targets", [])]
+    assert exprs and all(exprs)
+    return exprs
+
+
+def rule_exprs() -> list[str]:
+    rules = yaml.safe_load(RULES.read_text())
+    exprs = []
+    for group in rules["groups"]:
+        assert group["name"] and group["rules"]
+        for rule in group["rules"]:
+            assert set(rule) >= {"alert", "expr", "labels", "annotations"}, rule
+            assert rule["labels"]["severity"] in {"warning", "critical"}
+            exprs.append(str(rule["expr"]))
+    return exprs

@@ -4,7 +4,6 @@ shipped dashboard and alert rules reference only metric names the process expose
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import subprocess
@@ -16,10 +15,9 @@ from typing import Any
 
 import grpc
 import pytest
-import yaml
 
 from tests.e2e.harness import Stack, free_port, start_stack, stop_stack
-from tests.metrics_support import Series, families, parse, value
+from tests.metrics_support import ROOT, RULES, Series, dashboard_exprs, families, parse, rule_exprs, value
 from tollway.billing.v1 import billing_pb2, billing_pb2_grpc
 from tollway.catalog.v1 import catalog_pb2
 from tollway.store.v1 import store_pb2
@@ -29,9 +27,6 @@ from xds.resources import ROUTE_CONFIG_NAME, ROUTE_TYPE, build_resources
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
-DASHBOARD = ROOT / "deploy" / "grafana" / "tollway.json"
-RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
 PROMTOOL = ROOT / "build" / "prometheus" / "usr" / "bin" / "promtool"
 # Well-formed (tw_<12>_<32>), but no such key id exists.
 UNKNOWN_KEY = "tw_aaaaaaaaaaaa_" + "a" * 32
@@ -255,25 +250,6 @@ def test_a_nacked_config_is_counted_for_its_node_and_type(stack: Stack, world: d
 # --- the dashboard and the rules against what the process exposes ----------------------------------
 
 _NAME = re.compile(r"\b(tollway_[a-z0-9_]+)\b")
-
-
-def dashboard_exprs() -> list[str]:
-    dashboard = json.loads(DASHBOARD.read_text())
-    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel.get("targets", [])]
-    assert exprs and all(exprs)
-    return exprs
-
-
-def rule_exprs() -> list[str]:
-    rules = yaml.safe_load(RULES.read_text())
-    exprs = []
-    for group in rules["groups"]:
-        assert group["name"] and group["rules"]
-        for rule in group["rules"]:
-            assert set(rule) >= {"alert", "expr", "labels", "annotations"}, rule
-            assert rule["labels"]["severity"] in {"warning", "critical"}
-            exprs.append(str(rule["expr"]))
-    return exprs
 
 
 def test_dashboard_and_rules_reference_only_exposed_metrics(stack: Stack) -> None:
