@@ -18,11 +18,10 @@ from sqlalchemy import update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from billing.tax import Rate, check_rate_set, parse_rate
+from billing.tax import Rate, check_rate_set, parse_rate, rate_text
 from billing.usage_queries import chunks
 from tollway.db import Database
 from tollway.errors import FailedPrecondition, InvalidArgument, NotFound
-from tollway.money import money_text
 from tollway.schema import Application, Plan, new_id, utcnow
 from tollway.schema_billing import BillingAccount, TaxRate
 
@@ -320,7 +319,7 @@ class AccountStore:
                 raise FailedPrecondition(f"{where} has {RATES_PER_SCOPE_MAX} tax rates already")
             row = TaxRate(
                 id=new_id("tax"), billing_account_id=account_id, plan_id=plan_id, name=label,
-                rate=money_text(percent), inclusive=inclusive, created_at=self._clock(),
+                rate=rate_text(percent), inclusive=inclusive, created_at=self._clock(),
             )  # fmt: skip
             check_rate_set([*(rate_of(r) for r in existing), rate_of(row)])
             session.add(row)

@@ -46,7 +46,7 @@ class Rate:
         return {
             "id": self.id,
             "name": self.name,
-            "rate": money_text(self.percent),
+            "rate": rate_text(self.percent),
             "inclusive": self.inclusive,
         }
 
@@ -67,6 +67,11 @@ def parse_rate(text: str) -> Decimal:
     if -exponent > RATE_DIGITS:
         raise InvalidArgument(f"rate must have at most {RATE_DIGITS} decimal places, got {value}")
     return rate
+
+
+def rate_text(percent: Decimal) -> str:
+    """A rate's canonical text: "20", "8.875" (no trailing zeros, no exponent)."""
+    return format(percent.normalize(), "f")
 
 
 def check_rate_set(rates: Sequence[Rate]) -> None:
@@ -160,7 +165,7 @@ def invoice_taxes(
 def per_line_json(taxes: Sequence[LineTax]) -> list[dict[str, object]]:
     """A line's taxes as stored in its details (machine-readable; exported)."""
     return [
-        {"tax_rate_id": t.rate.id, "name": t.rate.name, "rate": money_text(t.rate.percent),
+        {"tax_rate_id": t.rate.id, "name": t.rate.name, "rate": rate_text(t.rate.percent),
          "inclusive": t.rate.inclusive, "net": money_text(t.net), "tax": money_text(t.tax)}
         for t in taxes
     ]  # fmt: skip
@@ -172,7 +177,7 @@ def tax_rows(invoice_id: str, taxes: InvoiceTaxes | None) -> list[tuple[Any, ...
     if taxes is None:
         return []
     return [
-        (invoice_id, position, t.rate.id, t.rate.name, money_text(t.rate.percent), t.rate.inclusive,
+        (invoice_id, position, t.rate.id, t.rate.name, rate_text(t.rate.percent), t.rate.inclusive,
          money_text(t.taxable), money_text(t.amount))
         for position, t in enumerate(taxes.lines)
     ]  # fmt: skip
