@@ -14,7 +14,7 @@ from tollway.billing.v1 import accounts_pb2 as pb
 from tollway.billing.v1 import accounts_pb2_grpc
 from tollway.errors import map_grpc_errors
 from tollway.protoconv import timestamp
-from tollway.schema_billing import TaxRate
+from tollway.schema_billing import CreditNote, TaxRate
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -73,6 +73,15 @@ def invoice_account_fields(view: InvoiceView) -> dict[str, Any]:
         )
         if customer
         else None,
+    }
+
+
+def credit_note_tax_fields(note: CreditNote) -> dict[str, Any]:
+    """The CreditNote message's subtotal and taxes."""
+    return {
+        "subtotal": note.subtotal or note.total,  # notes from before taxes: their lines' sum
+        "tax_total": note.tax_total,
+        "taxes": [pb.InvoiceTax(**tax) for tax in note.taxes],
     }
 
 

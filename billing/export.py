@@ -3,7 +3,8 @@ first) or JSON lines (one object per invoice, then one per credit note of it). C
 their credit note (`document` credit_note, `credit_note_number`, `credit_note_total`) and the invoice
 line they credit (`credits_line`); their amounts are what was credited, positive, like the invoice's.
 Every row names the customer (the billing account's details as finalized); tax rows (`document` tax)
-give each rate's net base and tax, and each line its own taxes and machine-readable details."""
+give each rate's net base and tax (`credit_note_tax` for a credit note's), and each line its own taxes
+and machine-readable details."""
 
 from __future__ import annotations
 
@@ -163,6 +164,22 @@ def export_text(views: Sequence[InvoiceView], fmt: str, notes: Sequence[CreditNo
                         "",
                     ]
                 )
+            for position, credit_tax in enumerate(credit.note.taxes):
+                name, rate, taxable, amount = (
+                    credit_tax["name"],
+                    credit_tax["rate"],
+                    credit_tax["taxable"],
+                    credit_tax["amount"],
+                )
+                writer.writerow(
+                    [
+                        inv.number or "", inv.id, inv.state, inv.application_id, inv.currency,
+                        iso(inv.period_start), iso(inv.period_end), position, "", "", "", "TAX", name, "", "",
+                        amount, inv.total, inv.usage_completeness, "credit_note_tax", credit.note.number, "",
+                        credit.note.total, *customer, rate, "true" if credit_tax["inclusive"] else "false",
+                        taxable, amount, "",
+                    ]
+                )  # fmt: skip
     return out.getvalue()
 
 
@@ -196,6 +213,9 @@ def credit_note_json(view: CreditNoteView) -> dict[str, Any]:
         "currency": note.currency,
         "total": note.total,
         "reason": note.reason,
+        "subtotal": note.subtotal,
+        "tax_total": note.tax_total,
+        "taxes": list(note.taxes or []),
         "issued_at": iso(note.created_at),
         "lines": [
             {

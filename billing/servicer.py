@@ -12,7 +12,7 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from billing import pricing as pr
-from billing.account_servicer import invoice_account_fields
+from billing.account_servicer import credit_note_tax_fields, invoice_account_fields
 from billing.completeness import AllowIncomplete
 from billing.credit_notes import CreditNoteView, CreditRequest
 from billing.invoice_records import OverrideRecord
@@ -114,6 +114,7 @@ def credit_note_to_proto(view: CreditNoteView) -> billing_pb2.CreditNote:
             for line in view.lines
         ],
         issue_time=timestamp(note.created_at),
+        **credit_note_tax_fields(note),
     )
 
 

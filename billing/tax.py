@@ -142,11 +142,31 @@ def invoice_taxes(
     account_rates: Sequence[Rate],
 ) -> InvoiceTaxes:
     """Taxes of an invoice whose lines are (plan id, charged, amount): per line, per rate, totals."""
+    return taxes_of(
+        [
+            (rates_for(plan_id, plan_rates, account_rates) if charged else (), charged, amount)
+            for plan_id, charged, amount in lines
+        ],
+        currency,
+    )
+
+
+def rates_from_details(details: Mapping[str, Any]) -> list[Rate]:
+    """The rates an invoice line was taxed with, from its stored details (a credit note taxes what it
+    credits with them, whatever the rates are now)."""
+    return [
+        Rate(str(t["tax_rate_id"]), str(t["name"]), Decimal(str(t["rate"])), bool(t["inclusive"]))
+        for t in details.get("taxes") or []
+    ]
+
+
+def taxes_of(lines: Sequence[tuple[Sequence[Rate], bool, Decimal]], currency: str) -> InvoiceTaxes:
+    """Taxes of lines given as (their rates, charged, amount): per line, per rate, totals."""
     zero = round_amount(Decimal(0), currency)
     per_line: list[list[LineTax]] = []
     by_rate: dict[str, tuple[Rate, list[Decimal], list[Decimal]]] = {}
-    for plan_id, charged, amount in lines:
-        taxes = line_taxes(amount, rates_for(plan_id, plan_rates, account_rates), currency) if charged else []
+    for rates, charged, amount in lines:
+        taxes = line_taxes(amount, rates, currency) if charged else []
         per_line.append(taxes)
         for tax in taxes:
             entry = by_rate.setdefault(tax.rate.id, (tax.rate, [], []))
@@ -180,4 +200,13 @@ def tax_rows(invoice_id: str, taxes: InvoiceTaxes | None) -> list[tuple[Any, ...
         (invoice_id, position, t.rate.id, t.rate.name, rate_text(t.rate.percent), t.rate.inclusive,
          money_text(t.taxable), money_text(t.amount))
         for position, t in enumerate(taxes.lines)
+    ]  # fmt: skip
+
+
+def tax_lines_json(taxes: InvoiceTaxes) -> list[dict[str, Any]]:
+    """Tax lines as a credit note stores them."""
+    return [
+        {"tax_rate_id": t.rate.id, "name": t.rate.name, "rate": rate_text(t.rate.percent),
+         "inclusive": t.rate.inclusive, "taxable": money_text(t.taxable), "amount": money_text(t.amount)}
+        for t in taxes.lines
     ]  # fmt: skip

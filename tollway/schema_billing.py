@@ -138,6 +138,11 @@ class CreditNote(SQLModel, table=True):
     total: str = "0"
     reason: str = ""
     created_at: datetime = timestamp_column()
+    # The credited lines' sum and the taxes on them (billing/tax.py), as InvoiceTax rows are: a list of
+    # {tax_rate_id, name, rate, inclusive, taxable, amount}. `total` = subtotal + exclusive taxes.
+    subtotal: str = "0"
+    tax_total: str = "0"
+    taxes: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
 
 
 class CreditNoteLine(SQLModel, table=True):

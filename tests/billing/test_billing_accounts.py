@@ -15,6 +15,7 @@ import pytest
 
 from billing.account_servicer import BillingAccountServicer
 from billing.accounts import AccountChanges
+from billing.credit_notes import CreditRequest
 from billing.periods import Period
 from billing.store import BillingRepository
 from tests.billing.billing_helpers import DEC, EPOCH, NOV, FakeClock, World, dump_tables, repository, utc
@@ -101,6 +102,19 @@ async def test_mixed_invoice_taxes_lines_and_snapshot(
         "83.35",
     )
 
+    # Credit notes tax what they credit with the rates of the credited lines, rounded per credited line:
+    # 5.00 of the add-on fee → 5.00 x 8.875% = 0.44375 → 0.44, total 5.44.
+    addon_fee = next(line for line in final.lines if line.amount == "10.00")
+    partial = await billing.issue_credit_note(inv.id, "goodwill", [CreditRequest(addon_fee.position, "5.00")])
+    assert (partial.note.subtotal, partial.note.tax_total, partial.note.total) == ("5.00", "0.44", "5.44")
+    # The rest: 49.00 + 23.46 + 5.00 = 77.46; VAT inside (8.17 + 3.91 = 12.08), sales 0.44 on top.
+    rest = await billing.issue_credit_note(inv.id, "refund", [])
+    assert (rest.note.subtotal, rest.note.total) == ("77.46", "77.90")
+    assert {t["name"]: t["amount"] for t in rest.note.taxes} == {
+        "VAT 20%": "12.08",
+        "Sales tax 8.875%": "0.44",
+    }
+
     # Later changes of the account and its rates leave the finalized invoice as issued.
     await billing.accounts.update(
         account_id, AccountChanges(name="Acme AG", address="Elsewhere 2", tax_id="X1")
@@ -130,9 +144,16 @@ async def test_mixed_invoice_taxes_lines_and_snapshot(
     assert json.loads(fee_row["details"])["stretches"] == [
         ["2026-11-01T00:00:00+00:00", "2026-12-01T00:00:00+00:00"]
     ]
-    [document] = [json.loads(line) for line in (await billing.export(period, "jsonl")).splitlines()]
+    credit_tax_rows = [row for row in rows if row["document"] == "credit_note_tax"]
+    assert {(r["credit_note_number"], r["description"], r["amount"]) for r in credit_tax_rows} == {
+        (partial.note.number, "Sales tax 8.875%", "0.44"),
+        (rest.note.number, "Sales tax 8.875%", "0.44"),
+        (rest.note.number, "VAT 20%", "12.08"),
+    }
+    document, *notes = [json.loads(line) for line in (await billing.export(period, "jsonl")).splitlines()]
     assert document["customer"]["address"] == ADDRESS
     assert document["total"] == "83.35" and len(document["taxes"]) == 2
+    assert [n["total"] for n in notes] == ["5.44", "77.90"]
 
 
 async def test_invoice_without_account_is_untaxed_and_names_no_customer(

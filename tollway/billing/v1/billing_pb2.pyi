@@ -174,7 +174,7 @@ class CreditNoteLine(_message.Message):
     def __init__(self, position: _Optional[int] = ..., invoice_line: _Optional[int] = ..., subscription_id: _Optional[str] = ..., plan_id: _Optional[str] = ..., plan_version: _Optional[int] = ..., kind: _Optional[str] = ..., description: _Optional[str] = ..., amount: _Optional[str] = ...) -> None: ...
 
 class CreditNote(_message.Message):
-    __slots__ = ("id", "number", "invoice_id", "invoice_number", "application_id", "currency", "total", "reason", "lines", "issue_time")
+    __slots__ = ("id", "number", "invoice_id", "invoice_number", "application_id", "currency", "total", "reason", "lines", "issue_time", "subtotal", "tax_total", "taxes")
     ID_FIELD_NUMBER: _ClassVar[int]
     NUMBER_FIELD_NUMBER: _ClassVar[int]
     INVOICE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -185,6 +185,9 @@ class CreditNote(_message.Message):
     REASON_FIELD_NUMBER: _ClassVar[int]
     LINES_FIELD_NUMBER: _ClassVar[int]
     ISSUE_TIME_FIELD_NUMBER: _ClassVar[int]
+    SUBTOTAL_FIELD_NUMBER: _ClassVar[int]
+    TAX_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    TAXES_FIELD_NUMBER: _ClassVar[int]
     id: str
     number: str
     invoice_id: str
@@ -195,7 +198,10 @@ class CreditNote(_message.Message):
     reason: str
     lines: _containers.RepeatedCompositeFieldContainer[CreditNoteLine]
     issue_time: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., number: _Optional[str] = ..., invoice_id: _Optional[str] = ..., invoice_number: _Optional[str] = ..., application_id: _Optional[str] = ..., currency: _Optional[str] = ..., total: _Optional[str] = ..., reason: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[CreditNoteLine, _Mapping]]] = ..., issue_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    subtotal: str
+    tax_total: str
+    taxes: _containers.RepeatedCompositeFieldContainer[_accounts_pb2.InvoiceTax]
+    def __init__(self, id: _Optional[str] = ..., number: _Optional[str] = ..., invoice_id: _Optional[str] = ..., invoice_number: _Optional[str] = ..., application_id: _Optional[str] = ..., currency: _Optional[str] = ..., total: _Optional[str] = ..., reason: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[CreditNoteLine, _Mapping]]] = ..., issue_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., subtotal: _Optional[str] = ..., tax_total: _Optional[str] = ..., taxes: _Optional[_Iterable[_Union[_accounts_pb2.InvoiceTax, _Mapping]]] = ...) -> None: ...
 
 class SubscriptionEvent(_message.Message):
     __slots__ = ("subscription_id", "time", "kind", "from_state", "to_state", "from_plan_id", "to_plan_id", "reason")
