@@ -16,6 +16,7 @@ from typing import Any
 
 from tollway.envoy_auth import EnvoyFacingSecurity, EnvoyLink, token_problem
 from tollway.private_files import private_dir, private_file
+from tollway.settings_gateway import GatewaySettings
 from tollway.vocabulary import EnvoyAuthMode, FailureMode, RedisMode, ThrottleMode
 
 ENV_PREFIX = "TOLLWAY_"
@@ -145,22 +146,6 @@ class KeymgrSettings:
 
 
 @dataclass(frozen=True)
-class GatewaySettings:
-    """What xds/ tells Envoy beyond the catalog: its listener and where the Envoy-facing services are."""
-
-    listener: HostPort
-    keymgr_endpoints: tuple[HostPort, ...]
-    usage_endpoints: tuple[HostPort, ...]
-    authz_timeout_ms: int
-    authz_failure_mode_allow: bool
-    # How Envoy authenticates to the Envoy-facing services, and the node ids ADS serves.
-    envoy_link: EnvoyLink
-    envoy_nodes: tuple[str, ...]
-    # Envoy sends every access-log entry to this many usage endpoints (at most one per endpoint).
-    usage_copies: int = 1
-
-
-@dataclass(frozen=True)
 class ThrottleSettings:
     store: str
     redis_url: str
@@ -257,6 +242,11 @@ class Settings:
     key_hash_secret: str = field(default="", repr=False, metadata=env("KEY_HASH_SECRET"))
     # Where Envoy listens for API traffic (pushed to Envoy as its listener by xds/).
     gateway_addr: str = field(default="127.0.0.1:8080", metadata=env("GATEWAY_ADDR"))
+    # HTTPS there (PEM files where xds/ runs, both or neither; pushed to Envoy over ADS and again when
+    # they change), and an address where plain HTTP redirects to it (empty = none).
+    gateway_tls_cert_file: str = field(default="", metadata=env("GATEWAY_TLS_CERT"))
+    gateway_tls_key_file: str = field(default="", metadata=env("GATEWAY_TLS_KEY"))
+    gateway_http_redirect_addr: str = field(default="", metadata=env("GATEWAY_HTTP_REDIRECT_ADDR"))
     envoy_admin_addr: str = field(default="127.0.0.1:9901", metadata=env("ENVOY_ADMIN_ADDR"))
     envoy_concurrency: int = field(default=2, metadata=env("ENVOY_CONCURRENCY", int))
     # Where Envoy reaches each Envoy-facing service; defaults to grpc_addr (all in one process).
@@ -494,6 +484,9 @@ class Settings:
             envoy_link=self.envoy_link,
             envoy_nodes=self.envoy_nodes,
             usage_copies=self.effective_usage_copies,
+            tls_cert_file=self.gateway_tls_cert_file,
+            tls_key_file=self.gateway_tls_key_file,
+            http_redirect=split_addr(redirect) if (redirect := self.gateway_http_redirect_addr) else None,
         )
 
     @property

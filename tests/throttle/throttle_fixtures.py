@@ -10,6 +10,7 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from tests.support import free_port
 from throttle.index import SubscriptionInfo, ThrottleIndex, ThrottleSnapshot
 from tollway.catalog.limits import PlanLimits
 
@@ -45,12 +46,6 @@ def subscription(plan_id: str, anchor: int = 0, sub_id: str | None = None) -> Su
         state="ACTIVE",
         billing_anchor_day=anchor,
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class PrivateRedis:

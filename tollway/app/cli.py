@@ -161,10 +161,12 @@ def up(
             # Started from the event loop thread: Envoy is tied to this thread's life (PR_SET_PDEATHSIG).
             envoy.start()
             await asyncio.to_thread(envoy.wait_ready, 30.0)
-            gateway = f"http://{settings.gateway_addr}"
+            gateway = f"http{'s' if settings.gateway_tls_cert_file else ''}://{settings.gateway_addr}"
             print("", flush=True)
             print("Tollway is up.", flush=True)
             print(f"  gateway (Envoy)      {gateway}", flush=True)
+            if settings.gateway_http_redirect_addr:
+                print(f"  HTTP -> HTTPS        http://{settings.gateway_http_redirect_addr}", flush=True)
             print(f"  Envoy admin          http://{settings.envoy_admin_addr}", flush=True)
             print(
                 f"  envoy-facing gRPC    {', '.join(group.addresses)}  (ADS, ext_authz Check, "
