@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -25,6 +26,15 @@ from tollway.money import money_text
 from tollway.schema_billing import Invoice, InvoiceLine, InvoiceTax
 
 TAX_COLUMNS = [getattr(InvoiceTax, name) for name in TAX_FIELDS]
+
+
+def with_subtotal(record: InvoiceRecord) -> InvoiceRecord:
+    """An invoice written before taxes (its new columns added empty by the schema upgrade): untaxed, so
+    its subtotal is its total."""
+    if record.subtotal:
+        return record
+    zero = money_text(pr.round_amount(Decimal(0), record.currency))
+    return replace(record, subtotal=record.total, tax_total=zero, customer={})
 
 
 async def taxes_and_customers(

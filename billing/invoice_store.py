@@ -28,7 +28,7 @@ from billing.completeness import (
     read_overrides,
 )
 from billing.invoice_bulk import BulkWriter, gc_paused
-from billing.invoice_customer import fix_at_finalization, taxes_and_customers
+from billing.invoice_customer import fix_at_finalization, taxes_and_customers, with_subtotal
 from billing.invoice_records import (
     INVOICE_COLUMNS,
     INVOICE_STATES,
@@ -175,7 +175,7 @@ class InvoiceStore:
         for chunk in chunks(invoice_ids):
             statement = select(*INVOICE_COLUMNS).where(col(Invoice.id).in_(chunk))
             for row in (await session.exec(statement)).all():
-                invoices[row[0]] = InvoiceRecord(*row)
+                invoices[row[0]] = with_subtotal(InvoiceRecord(*row))
             if with_lines:
                 statement = (
                     select(*LINE_COLUMNS)
