@@ -14,6 +14,7 @@ import typer
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from billing.accounts_cli import add_account_commands
+from billing.credit_cli import add_commands
 from tollway.billing.v1 import billing_pb2 as pb
 from tollway.billing.v1.billing_pb2_grpc import BillingServiceStub
 from tollway.cli_support import (
@@ -358,6 +359,7 @@ def _commands() -> typer.Typer:
         with admin_client(addr, token, BillingServiceStub) as billing:
             emit(billing.call(billing.service.ReconcileUsage, request))
 
+    add_commands(app)
     add_account_commands(app)
     return app
 
