@@ -29,6 +29,7 @@ from billing.completeness import (
     read_overrides,
 )
 from billing.invoice_bulk import BulkWriter, gc_paused
+from billing.invoice_customer import fix_at_finalization, taxes_and_customers, with_subtotal
 from billing.invoice_records import (
     INVOICE_COLUMNS,
     INVOICE_STATES,
@@ -193,7 +194,7 @@ class InvoiceStore:
         for chunk in chunks(invoice_ids):
             statement = select(*INVOICE_COLUMNS).where(col(Invoice.id).in_(chunk))
             for row in (await session.exec(statement)).all():
-                invoices[row[0]] = InvoiceRecord(*row)
+                invoices[row[0]] = with_subtotal(InvoiceRecord(*row))
             if with_lines:
                 statement = (
                     select(*LINE_COLUMNS)
@@ -203,7 +204,12 @@ class InvoiceStore:
                 for row in (await session.exec(statement)).all():
                     lines[row[0]].append(LineRecord(*row))
         overrides = await read_overrides(session, [i for i, inv in invoices.items() if inv.finalized_at])
-        return [InvoiceView(invoices[i], lines[i], overrides.get(i)) for i in invoice_ids if i in invoices]
+        taxes, customers = await taxes_and_customers(session, invoices)
+        return [
+            InvoiceView(invoices[i], lines[i], overrides.get(i), taxes.get(i, []), customers.get(i, {}))
+            for i in invoice_ids
+            if i in invoices
+        ]
 
     # --- reading, finalizing, voiding ----------------------------------------------------------------
 
@@ -273,6 +279,7 @@ class InvoiceStore:
             now = self.now()
             override = finalize_override(invoice_id, verdict, allow, now)
             await self._apply_adjustments(session, invoice_id, forward=True)
+            await fix_at_finalization(session, invoice)
             sequence = await session.get(BillingSequence, INVOICE_SEQUENCE)
             assert sequence is not None  # created by the lock
             sequence.value += 1
