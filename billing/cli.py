@@ -13,6 +13,7 @@ import grpc
 import typer
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from billing.accounts_cli import add_account_commands
 from billing.credit_cli import add_commands
 from billing.webhook_cli import commands as webhook_commands
 from tollway.billing.v1 import billing_pb2 as pb
@@ -360,6 +361,7 @@ def _commands() -> typer.Typer:
             emit(billing.call(billing.service.ReconcileUsage, request))
 
     add_commands(app)
+    add_account_commands(app)
     app.add_typer(webhook_commands(), name="webhooks")
     return app
 
