@@ -21,6 +21,7 @@ from sqlalchemy import delete, func, text
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from billing.event_retention import check_replay
 from billing.usage_queries import require
 from billing.webhook_secrets import SecretBox
 from billing.webhook_signing import (
@@ -323,6 +324,10 @@ class WebhookStore:
             row.next_attempt_at = now + timedelta(seconds=retry_in)
         session.add(row)
         return row.state
+
+    async def check_replay(self, from_sequence: int) -> None:
+        """FAILED_PRECONDITION when events after `from_sequence` were removed by retention."""
+        await check_replay(self._db, from_sequence)
 
     async def events_after(self, sequence: int, types: Sequence[str], limit: int) -> list[EventOutbox]:
         """Outbox events with a larger sequence, in order (StreamEvents)."""

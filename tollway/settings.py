@@ -330,6 +330,7 @@ class Settings:
     webhook_retry_base: float = field(default=10.0, metadata=env("WEBHOOK_RETRY_BASE", _positive_float))
     webhook_retry_max: float = field(default=3600.0, metadata=env("WEBHOOK_RETRY_MAX", _positive_float))
     webhook_poll: float = field(default=1.0, metadata=env("WEBHOOK_POLL", _positive_float))
+    event_retention_days: int = field(default=30, metadata=env("EVENT_RETENTION_DAYS", _positive_int))
     log_level: str = field(default="INFO", metadata=env("LOG_LEVEL"))
     # OS processes serving the Envoy-facing services (`--workers` of serve/up wins): worker k > 0 listens
     # on the gRPC port + k (the admin port skipped) and is one more endpoint in Envoy's clusters.
