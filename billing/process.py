@@ -73,7 +73,7 @@ class Billing(RunningComponent):
         )
 
     def metrics_collectors(self) -> Sequence[Collector]:
-        return (self.repository.invoices.metrics.registry,)
+        return (self.repository.invoices.metrics.registry, self.deliverer.metrics.registry)
 
     def change_listeners(self) -> Sequence[ChangeListener]:
         # Wakes the pending-approval watchers.

@@ -325,6 +325,23 @@ class WebhookStore:
         session.add(row)
         return row.state
 
+    async def backlog(self) -> int:
+        """Deliveries pending plus events not fanned out yet (both read through their indexes)."""
+        async with self._db.session() as session:
+            pending = (
+                await session.exec(
+                    select(func.count())
+                    .select_from(WebhookDelivery)
+                    .where(WebhookDelivery.state == "PENDING")
+                )
+            ).one()
+            unfanned = (
+                await session.exec(
+                    select(func.count()).select_from(EventOutbox).where(col(EventOutbox.fanned_out) == False)  # noqa: E712
+                )
+            ).one()
+        return int(pending) + int(unfanned)
+
     async def check_replay(self, from_sequence: int) -> None:
         """FAILED_PRECONDITION when events after `from_sequence` were removed by retention."""
         await check_replay(self._db, from_sequence)
