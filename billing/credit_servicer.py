@@ -50,7 +50,7 @@ def entry_to_proto(entry: CreditEntry) -> pb.CreditEntry:
 def cap_to_proto(cap: SpendCap) -> pb.SpendCap:
     return pb.SpendCap(
         scope=cap.scope, target_id=cap.target_id, kind=cap.kind, limit=cap.limit, currency=cap.currency,
-        update_time=timestamp(cap.updated_at),
+        update_time=timestamp(cap.updated_at), spent=cap.spent,
     )  # fmt: skip
 
 

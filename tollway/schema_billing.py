@@ -402,6 +402,8 @@ class SpendCap(SQLModel, table=True):
     limit: str  # decimal text: an amount (CHARGE) or a whole number of requests (REQUESTS)
     currency: str = ""
     updated_at: datetime = timestamp_column()
+    # Used so far this period (amount or requests), as the last metering round measured it; "" before.
+    spent: str = ""
 
 
 class BillingGate(SQLModel, table=True):
