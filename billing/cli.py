@@ -7,14 +7,12 @@ import getpass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import grpc
 import typer
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from tollway.billing.v1 import billing_pb2 as pb
-from tollway.billing.v1.billing_pb2_grpc import BillingServiceStub
 from tollway.cli_support import (
     DEFAULT_ADMIN_ADDR,
     AdminAddr,
@@ -26,6 +24,18 @@ from tollway.cli_support import (
     timestamp_proto,
     typer_parser,
 )
+
+if TYPE_CHECKING:
+    import grpc
+
+    from tollway.billing.v1.billing_pb2_grpc import BillingServiceStub
+
+
+def _billing_service_stub(channel: grpc.Channel) -> BillingServiceStub:
+    """The stub, imported on first use: gRPC's import is paid by a call, not by `tollway --help`."""
+    from tollway.billing.v1.billing_pb2_grpc import BillingServiceStub
+
+    return BillingServiceStub(channel)
 
 
 class InvoiceStateChoice(StrEnum):
@@ -142,7 +152,7 @@ def _commands() -> typer.Typer:
     ) -> None:  # fmt: skip
         """A subscription's usage in a period (its current billing period by default)."""
         request = pb.GetUsageSummaryRequest(subscription_id=subscription, **_period_fields(month, start, end))
-        with admin_client(addr, token, BillingServiceStub) as billing:
+        with admin_client(addr, token, _billing_service_stub) as billing:
             emit(billing.call(billing.service.GetUsageSummary, request))
 
     @app.command()
@@ -161,7 +171,7 @@ def _commands() -> typer.Typer:
             billing_month=month, application_id=application, subscription_id=subscription,
             request_id=request_id, **_period_fields(None, start, end),
         )  # fmt: skip
-        with admin_client(addr, token, BillingServiceStub) as billing:
+        with admin_client(addr, token, _billing_service_stub) as billing:
             emit(billing.call(billing.service.GenerateInvoices, request))
 
     @app.command("list")
@@ -177,13 +187,13 @@ def _commands() -> typer.Typer:
             state=_state(state), application_id=application, include_lines=lines,
             **_period_fields(month, None, None),
         )  # fmt: skip
-        with admin_client(addr, token, BillingServiceStub) as billing:
+        with admin_client(addr, token, _billing_service_stub) as billing:
             emit(billing.call(billing.service.ListInvoices, request))
 
     @app.command()
     def show(invoice: InvoiceRef, addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:
         """One invoice with its lines."""
-        with admin_client(addr, token, BillingServiceStub) as billing:
+        with admin_client(addr, token, _billing_service_stub) as billing:
             emit(billing.call(billing.service.GetInvoice, pb.GetInvoiceRequest(id=invoice)))
 
     @app.command()
@@ -208,7 +218,7 @@ def _commands() -> typer.Typer:
         if allow_incomplete is not None:
             request.allow_incomplete.by = by or getpass.getuser()
             request.allow_incomplete.reason = allow_incomplete
-        with admin_client(addr, token, BillingServiceStub) as billing:
+        with admin_client(addr, token, _billing_service_stub) as billing:
             emit(billing.call(billing.service.FinalizeInvoice, request))
 
     @app.command()
@@ -219,7 +229,7 @@ def _commands() -> typer.Typer:
     ) -> None:  # fmt: skip
         """Void an invoice; the record and its number stay."""
         request = pb.VoidInvoiceRequest(id=invoice, reason=reason)
-        with admin_client(addr, token, BillingServiceStub) as billing:
+        with admin_client(addr, token, _billing_service_stub) as billing:
             emit(billing.call(billing.service.VoidInvoice, request))
 
     @app.command()
@@ -243,7 +253,7 @@ def _commands() -> typer.Typer:
             invoice_id=invoice, reason=reason, request_id=request_id,
             lines=[parse_credit_line(text) for text in line or ()],
         )  # fmt: skip
-        with admin_client(addr, token, BillingServiceStub) as billing:
+        with admin_client(addr, token, _billing_service_stub) as billing:
             emit(billing.call(billing.service.IssueCreditNote, request))
 
     @app.command("credit-notes")
@@ -252,7 +262,7 @@ def _commands() -> typer.Typer:
         addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None,
     ) -> None:  # fmt: skip
         """List credit notes."""
-        with admin_client(addr, token, BillingServiceStub) as billing:
+        with admin_client(addr, token, _billing_service_stub) as billing:
             emit(billing.call(billing.service.ListCreditNotes, pb.ListCreditNotesRequest(invoice_id=invoice)))
 
     @app.command()
@@ -276,7 +286,7 @@ def _commands() -> typer.Typer:
         request = pb.ExportInvoicesRequest(
             period_start=first, period_end=after, format=_FORMATS[fmt], state=_state(state)
         )
-        with admin_client(addr, token, BillingServiceStub) as billing:
+        with admin_client(addr, token, _billing_service_stub) as billing:
             content = billing.call(billing.service.ExportInvoices, request).content
         if output is None:
             typer.echo(content, nl=False)
@@ -287,13 +297,15 @@ def _commands() -> typer.Typer:
     def pending(addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:
         """Subscriptions waiting for approval."""
         request = pb.ListPendingSubscriptionsRequest()
-        with admin_client(addr, token, BillingServiceStub) as billing:
+        with admin_client(addr, token, _billing_service_stub) as billing:
             emit(billing.call(billing.service.ListPendingSubscriptions, request))
 
     @app.command()
     def watch(addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:
         """Print pending subscriptions now and as they arrive (Ctrl-C stops)."""
-        with admin_client(addr, token, BillingServiceStub) as billing:
+        import grpc
+
+        with admin_client(addr, token, _billing_service_stub) as billing:
             stream = billing.service.WatchPendingSubscriptions(
                 pb.WatchPendingSubscriptionsRequest(), metadata=billing.metadata
             )
@@ -315,7 +327,7 @@ def _commands() -> typer.Typer:
             if needs_reason and not reason.strip():
                 raise typer.BadParameter("--reason is required")
             request = request_type(subscription_id=subscription, reason=reason)
-            with admin_client(addr, token, BillingServiceStub) as billing:
+            with admin_client(addr, token, _billing_service_stub) as billing:
                 emit(billing.call(getattr(billing.service, rpc_name), request))
 
         command.__doc__ = help_text
@@ -336,14 +348,14 @@ def _commands() -> typer.Typer:
     ) -> None:  # fmt: skip
         """Move a subscription to another plan from now on (the fee is prorated)."""
         request = pb.ChangeSubscriptionPlanRequest(subscription_id=subscription, plan_id=plan)
-        with admin_client(addr, token, BillingServiceStub) as billing:
+        with admin_client(addr, token, _billing_service_stub) as billing:
             emit(billing.call(billing.service.ChangeSubscriptionPlan, request))
 
     @app.command()
     def events(subscription: SubId, addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:
         """A subscription's approval, suspension and plan-change history."""
         request = pb.ListSubscriptionEventsRequest(subscription_id=subscription)
-        with admin_client(addr, token, BillingServiceStub) as billing:
+        with admin_client(addr, token, _billing_service_stub) as billing:
             emit(billing.call(billing.service.ListSubscriptionEvents, request))
 
     @app.command()
@@ -354,7 +366,7 @@ def _commands() -> typer.Typer:
     ) -> None:  # fmt: skip
         """Billed requests vs the rate limiter's admitted counts, current period, per subscription."""
         request = pb.ReconcileUsageRequest(application_id=application, subscription_id=subscription)
-        with admin_client(addr, token, BillingServiceStub) as billing:
+        with admin_client(addr, token, _billing_service_stub) as billing:
             emit(billing.call(billing.service.ReconcileUsage, request))
 
     return app

@@ -4,7 +4,7 @@ operators (JSON on stdout). Connection options, token and exit codes come from `
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -18,7 +18,19 @@ from tollway.cli_support import (
     timestamp_proto,
 )
 from tollway.throttle.v1 import throttle_pb2 as pb
-from tollway.throttle.v1.throttle_pb2_grpc import QuotaServiceStub
+
+if TYPE_CHECKING:
+    import grpc
+
+    from tollway.throttle.v1.throttle_pb2_grpc import QuotaServiceStub
+
+
+def _quota_service_stub(channel: grpc.Channel) -> QuotaServiceStub:
+    """The stub, imported on first use: gRPC's import is paid by a call, not by `tollway --help`."""
+    from tollway.throttle.v1.throttle_pb2_grpc import QuotaServiceStub
+
+    return QuotaServiceStub(channel)
+
 
 ApiOpt = Annotated[str, typer.Option("--api", help="The limit is shared by every subscriber of this API id.")]
 AppOpt = Annotated[
@@ -58,13 +70,13 @@ def _limit_commands() -> typer.Typer:
             requests_per_hour=per_hour,
             requests_per_day=per_day,
         )
-        with admin_client(addr, token, QuotaServiceStub) as quota:
+        with admin_client(addr, token, _quota_service_stub) as quota:
             emit(quota.call(quota.service.SetTrafficLimit, pb.SetTrafficLimitRequest(limit=limit)))
 
     @app.command("list")
     def list_(addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:
         """Every shared traffic limit."""
-        with admin_client(addr, token, QuotaServiceStub) as quota:
+        with admin_client(addr, token, _quota_service_stub) as quota:
             emit(quota.call(quota.service.ListTrafficLimits, pb.ListTrafficLimitsRequest()))
 
     @app.command("delete")
@@ -75,7 +87,7 @@ def _limit_commands() -> typer.Typer:
         """Remove the shared limit of an API or application."""
         scope, target_id = target(api, application)
         request = pb.DeleteTrafficLimitRequest(scope=scope, target_id=target_id)
-        with admin_client(addr, token, QuotaServiceStub) as quota:
+        with admin_client(addr, token, _quota_service_stub) as quota:
             emit(quota.call(quota.service.DeleteTrafficLimit, request))
 
     return app
@@ -103,7 +115,7 @@ def register(app: typer.Typer) -> None:
         request = pb.GetSubscriptionQuotaRequest(
             subscription_id=subscription_id, at=timestamp_proto(at) if at is not None else None
         )
-        with admin_client(addr, token, QuotaServiceStub) as quota:
+        with admin_client(addr, token, _quota_service_stub) as quota:
             emit(quota.call(quota.service.GetSubscriptionQuota, request))
 
     app.add_typer(_limit_commands(), name="limits")

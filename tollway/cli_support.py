@@ -14,9 +14,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Generic, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Generic, NoReturn, TypeVar
 
-import grpc
 import typer
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.json_format import MessageToJson
@@ -24,6 +23,10 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from tollway.settings import Settings
+
+# gRPC is imported where a call is made: `tollway --help` and usage errors never pay for it.
+if TYPE_CHECKING:
+    import grpc
 
 RPC_TIMEOUT_SECONDS = 10.0
 # Plain dataclass defaults; Settings.from_env() would create secrets on disk.
@@ -86,6 +89,8 @@ class ClientEnvironment:
 def admin_channel(addr: str, environment: ClientEnvironment) -> grpc.Channel:
     """Plaintext by default; TLS when a CA is given, verifying the server against it; mTLS when a client
     certificate and key are given too."""
+    import grpc
+
     if not environment.tls_ca:
         return grpc.insecure_channel(addr)
     cert, key = environment.tls_client_cert, environment.tls_client_key
@@ -134,6 +139,8 @@ _CONNECT_FAILURES = (
 def describe_rpc_error(code: grpc.StatusCode, details: str, addr: str, connected: Callable[[], bool]) -> str:
     """`CODE: details`, prefixed with the address when the server was never reached (refused, unresolvable,
     or a deadline that ran out before a connection existed)."""
+    import grpc
+
     status = f"{code.name}: {details}" if details else code.name
     unreachable = code == grpc.StatusCode.UNAVAILABLE and any(
         marker in details.lower() for marker in _CONNECT_FAILURES
@@ -167,6 +174,8 @@ class AdminClient(Generic[ServiceStub]):
 
     def call(self, rpc: Callable[..., Response], request: Message) -> Response:
         """One unary call; a gRPC error ends the command with exit code 1."""
+        import grpc
+
         try:
             return rpc(request, timeout=self.timeout, metadata=self.metadata)
         except grpc.RpcError as exc:
@@ -178,6 +187,8 @@ class AdminClient(Generic[ServiceStub]):
         return describe_rpc_error(code, details, self.addr, self._connected)
 
     def _connected(self) -> bool:
+        import grpc
+
         try:
             grpc.channel_ready_future(self.channel).result(timeout=0.05)
         except grpc.FutureTimeoutError:

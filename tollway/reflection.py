@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool
 from grpc_reflection.v1alpha import reflection
-from grpc_reflection.v1alpha._async import ReflectionServicer
 from grpc_reflection.v1alpha import reflection_pb2 as v1alpha
+from grpc_reflection.v1alpha._async import ReflectionServicer
 
 V1ALPHA_SERVICE_NAME: str = reflection.SERVICE_NAME
 V1_SERVICE_NAME = "grpc.reflection.v1.ServerReflection"

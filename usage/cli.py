@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -20,7 +20,18 @@ from tollway.cli_support import (
     timestamp_proto,
 )
 from tollway.usage.v1 import usage_pb2 as pb
-from tollway.usage.v1.usage_pb2_grpc import UsageServiceStub
+
+if TYPE_CHECKING:
+    import grpc
+
+    from tollway.usage.v1.usage_pb2_grpc import UsageServiceStub
+
+
+def _usage_service_stub(channel: grpc.Channel) -> UsageServiceStub:
+    """The stub, imported on first use: gRPC's import is paid by a call, not by `tollway --help`."""
+    from tollway.usage.v1.usage_pb2_grpc import UsageServiceStub
+
+    return UsageServiceStub(channel)
 
 
 class GranularityChoice(StrEnum):
@@ -121,7 +132,7 @@ def _commands() -> typer.Typer:
             end_time=finish,
             filter=pb.UsageFilter(api_id=api, application_id=application, subscription_id=subscription),
         )
-        with admin_client(addr, token, UsageServiceStub) as usage:
+        with admin_client(addr, token, _usage_service_stub) as usage:
             emit(usage.call(usage.service.ListUsageWindows, request))
 
     @app.command()
@@ -141,7 +152,7 @@ def _commands() -> typer.Typer:
             group_by=[DIMENSIONS[name] for name in by or []],
             filter=pb.UsageFilter(api_id=api, application_id=application, subscription_id=subscription),
         )
-        with admin_client(addr, token, UsageServiceStub) as usage:
+        with admin_client(addr, token, _usage_service_stub) as usage:
             emit(usage.call(usage.service.GetUsageTotals, request))
 
     @app.command()
@@ -163,7 +174,7 @@ def _commands() -> typer.Typer:
             filter=pb.UsageFilter(api_id=api),
             limit=limit,
         )
-        with admin_client(addr, token, UsageServiceStub) as usage:
+        with admin_client(addr, token, _usage_service_stub) as usage:
             emit(usage.call(usage.service.ListTopConsumers, request))
 
     @app.command()
@@ -176,7 +187,7 @@ def _commands() -> typer.Typer:
         request = pb.ListThrottledWindowsRequest(
             start_time=begin, end_time=finish, filter=pb.UsageFilter(api_id=api, subscription_id=subscription)
         )
-        with admin_client(addr, token, UsageServiceStub) as usage:
+        with admin_client(addr, token, _usage_service_stub) as usage:
             emit(usage.call(usage.service.ListThrottledWindows, request))
 
     @app.command()
@@ -187,7 +198,7 @@ def _commands() -> typer.Typer:
         """Per Envoy node: entries counted vs. what Envoy reports written and dropped."""
         begin, finish = time_range(start, end)
         request = pb.GetCompletenessRequest(start_time=begin, end_time=finish)
-        with admin_client(addr, token, UsageServiceStub) as usage:
+        with admin_client(addr, token, _usage_service_stub) as usage:
             emit(usage.call(usage.service.GetCompleteness, request))
 
     @app.command()
@@ -210,7 +221,7 @@ def _commands() -> typer.Typer:
             filter=pb.UsageFilter(api_id=api, application_id=application, subscription_id=subscription),
             limit=limit,
         )
-        with admin_client(addr, token, UsageServiceStub) as usage:
+        with admin_client(addr, token, _usage_service_stub) as usage:
             emit(usage.call(usage.service.ListUsageBreakdown, request))
 
     @app.command()
@@ -227,13 +238,13 @@ def _commands() -> typer.Typer:
             end_time=finish,
             filter=pb.UsageFilter(api_id=api, application_id=application, subscription_id=subscription),
         )
-        with admin_client(addr, token, UsageServiceStub) as usage:
+        with admin_client(addr, token, _usage_service_stub) as usage:
             emit(usage.call(usage.service.ListUsageSeries, request))
 
     @app.command()
     def stats(addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:
         """Ingestion metrics of the replica that answers (rate, batch latency, WAL size, skips)."""
-        with admin_client(addr, token, UsageServiceStub) as usage:
+        with admin_client(addr, token, _usage_service_stub) as usage:
             emit(usage.call(usage.service.GetIngestionStats, pb.GetIngestionStatsRequest()))
 
     return app
