@@ -8,10 +8,11 @@ reached (message on stderr), 2 for usage errors (typer's own, or a parser's `Bad
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Generic, NoReturn, TypeVar
@@ -73,16 +74,23 @@ class ClientEnvironment:
     tls_ca: str = ""
     tls_client_cert: str = ""
     tls_client_key: str = ""
+    # The token TOLLWAY_ADMIN_TOKEN holds (to tell it from --token when naming the token's source), and
+    # whether the data dir was chosen (TOLLWAY_DATA_DIR) or is the default, relative to the cwd.
+    env_token: str = field(default="", repr=False)
+    data_dir_chosen: bool = False
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> ClientEnvironment:
         """Read through the settings' one loader (declared there with their variable names)."""
+        source = os.environ if environ is None else environ
         settings = Settings.read_env(environ)
         return cls(
             data_dir=settings.data_dir,
             tls_ca=settings.admin_client_tls_ca_file,
             tls_client_cert=settings.admin_client_tls_cert_file,
             tls_client_key=settings.admin_client_tls_key_file,
+            env_token=source.get(Settings.env_name("admin_token"), "").strip(),
+            data_dir_chosen=bool(source.get(Settings.env_name("data_dir"), "")),
         )
 
 
@@ -108,18 +116,40 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
-def resolve_token(token: str | None, data_dir: Path) -> str:
-    """The given token, else the one the embedded server wrote to the data dir; exit 2 when neither."""
+@dataclass(frozen=True)
+class ResolvedToken:
+    """The admin token and where it came from, named when the server refuses it."""
+
+    token: str = field(repr=False)
+    source: str
+
+
+def resolve_token(token: str | None, environment: ClientEnvironment) -> ResolvedToken:
+    """The given token (--token, or TOLLWAY_ADMIN_TOKEN through the option), else the one the embedded
+    server wrote to the data dir; exit 2 when neither. Reading the default data dir (relative to the
+    current directory) is said on stderr: a token left there by an earlier `make run` belongs to that
+    server, not necessarily to the one at --addr."""
+    env_name = Settings.env_name("admin_token")
     if token:
-        return token.strip()
+        value = token.strip()
+        return ResolvedToken(value, env_name if value == environment.env_token else "--token")
     # Embedded mode keeps the generated token in the data dir; reading it lets `tollway up` + CLI just work.
+    path = environment.data_dir / "admin-token"
     try:
-        stored = (data_dir / "admin-token").read_text().strip()
+        stored = path.read_text().strip()
     except OSError:
         stored = ""
     if not stored:
-        fail("no admin token: pass --token or set TOLLWAY_ADMIN_TOKEN", code=2)
-    return stored
+        fail(f"no admin token: pass --token or set {env_name} (no token file at {path})", code=2)
+    if environment.data_dir_chosen:
+        return ResolvedToken(stored, f"{path} ({Settings.env_name('data_dir')})")
+    shown = path.resolve()
+    typer.echo(
+        f"note: using the admin token in {shown} (the default data dir; set {env_name} or "
+        f"{Settings.env_name('data_dir')} to choose)",
+        err=True,
+    )
+    return ResolvedToken(stored, str(shown))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -158,14 +188,16 @@ class AdminClient(Generic[ServiceStub]):
     def __init__(
         self,
         addr: str,
-        token: str,
+        token: str | ResolvedToken,
         stub_type: Callable[[grpc.Channel], ServiceStub],
         environment: ClientEnvironment,
         timeout: float = RPC_TIMEOUT_SECONDS,
     ) -> None:
+        resolved = token if isinstance(token, ResolvedToken) else ResolvedToken(token, "--token")
         self.addr = addr
         self.timeout = timeout
-        self.metadata = (("authorization", f"Bearer {token}"),)
+        self.token_source = resolved.source
+        self.metadata = (("authorization", f"Bearer {resolved.token}"),)
         self.channel = admin_channel(addr, environment)
         self.service = stub_type(self.channel)
 
@@ -182,9 +214,14 @@ class AdminClient(Generic[ServiceStub]):
             fail(self.describe(exc))
 
     def describe(self, exc: grpc.RpcError) -> str:
+        import grpc
+
         code: grpc.StatusCode = exc.code()
         details: str = exc.details() or ""
-        return describe_rpc_error(code, details, self.addr, self._connected)
+        described = describe_rpc_error(code, details, self.addr, self._connected)
+        if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+            return f"{described} (admin token from {self.token_source})"
+        return described
 
     def _connected(self) -> bool:
         import grpc
@@ -205,7 +242,7 @@ def admin_client(
 ) -> Iterator[AdminClient[ServiceStub]]:
     """A client for one admin service, closed on exit; the token falls back to the data dir's file."""
     environment = ClientEnvironment.from_environ(environ)
-    client = AdminClient(addr, resolve_token(token, environment.data_dir), stub_type, environment)
+    client = AdminClient(addr, resolve_token(token, environment), stub_type, environment)
     try:
         yield client
     finally:

@@ -526,7 +526,19 @@ def test_wrong_token_is_unauthenticated(run: Callable[..., Any]) -> None:
     result = run("plan", "list", "--token", "wrong")
     assert result.exit_code == 1
     assert "error: UNAUTHENTICATED" in result.stderr
+    assert "(admin token from --token)" in result.stderr
     assert "wrong" not in result.stderr
+
+
+def test_a_refused_token_names_its_source(run: Callable[..., Any], admin_server: Any, tmp_path: Path) -> None:
+    assert (
+        "(admin token from TOLLWAY_ADMIN_TOKEN)"
+        in run("plan", "list", env={"TOLLWAY_ADMIN_TOKEN": "stale"}).stderr
+    )
+    (tmp_path / "admin-token").write_text("stale\n")
+    from_file = run("plan", "list", env={"TOLLWAY_ADMIN_TOKEN": None, "TOLLWAY_DATA_DIR": str(tmp_path)})
+    assert from_file.exit_code == 1
+    assert f"(admin token from {tmp_path / 'admin-token'} (TOLLWAY_DATA_DIR))" in from_file.stderr
 
 
 def test_options_override_the_environment(

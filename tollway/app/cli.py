@@ -151,6 +151,7 @@ def up(
     import asyncio
 
     async def main() -> None:
+        from tollway.app.banner import address_lines
         from tollway.app.launcher import gateway_envoy
         from tollway.app.workers import WorkerGroup
         from tollway.envoy import EnvoyProcess
@@ -176,18 +177,8 @@ def up(
             gateway = f"http://{settings.gateway_addr}"
             print("", flush=True)
             print("Tollway is up.", flush=True)
-            print(f"  gateway (Envoy)      {gateway}", flush=True)
-            print(f"  Envoy admin          http://{settings.envoy_admin_addr}", flush=True)
-            print(
-                f"  envoy-facing gRPC    {', '.join(group.addresses)}  (ADS, ext_authz Check, "
-                f"ShouldRateLimit, access logs; Envoy only, authenticated by {settings.envoy_auth})",
-                flush=True,
-            )
-            print(
-                f"  admin gRPC           {settings.admin_addr}  (grpcurl -plaintext, or the tollway CLI)",
-                flush=True,
-            )
-            print(f"  Envoy log            {envoy.log_path}", flush=True)
+            for line in address_lines(settings, group.addresses, str(envoy.log_path)):
+                print(line, flush=True)
             if credentials is not None:
                 url = f"{gateway}{credentials.api_path}/hello"
                 # Without a key the route answers 401 once Envoy has it and keymgr is answering.
