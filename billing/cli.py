@@ -17,6 +17,7 @@ from tollway.cli_support import (
     DEFAULT_ADMIN_ADDR,
     AdminAddr,
     AdminToken,
+    Output,
     admin_client,
     emit,
     fail,
@@ -87,6 +88,9 @@ def parse_credit_line(text: str) -> pb.CreditLine:
 
 
 SubId = Annotated[str, typer.Argument(help="Subscription id.")]
+# The shared names (--app and --sub, the earlier spellings, still work: tollway.cli_support).
+ApplicationOpt = Annotated[str, typer.Option("--application", help="Only this application id.")]
+SubscriptionOpt = Annotated[str, typer.Option("--subscription", help="Only this subscription id.")]
 InvoiceRef = Annotated[str, typer.Argument(help="Invoice id or number.")]
 MonthOpt = Annotated[
     datetime | None,
@@ -117,7 +121,9 @@ StateOpt = Annotated[
     InvoiceStateChoice | None,
     typer.Option("--state", case_sensitive=False, help="Only draft, finalized or void invoices."),
 ]
-OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", help="File to write (stdout if unset).")]
+# Not --output, which chooses json or table in every other command (the old `export --output PATH`
+# still works: tollway.cli_support.LEGACY_COMMAND_OPTIONS).
+FileOpt = Annotated[Path | None, typer.Option("--file", "-o", help="File to write (stdout if unset).")]
 
 
 def _period_fields(
@@ -148,7 +154,7 @@ def _commands() -> typer.Typer:
     @app.command()
     def usage(
         subscription: SubId, month: MonthOpt = None, start: StartOpt = None, end: EndOpt = None,
-        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None,
+        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None,
     ) -> None:  # fmt: skip
         """A subscription's usage in a period (its current billing period by default)."""
         request = pb.GetUsageSummaryRequest(subscription_id=subscription, **_period_fields(month, start, end))
@@ -159,10 +165,10 @@ def _commands() -> typer.Typer:
     def generate(
         month: RunMonthOpt = "",
         start: StartOpt = None, end: EndOpt = None,
-        application: Annotated[str, typer.Option("--app", help="Only this application.")] = "",
-        subscription: Annotated[str, typer.Option("--sub", help="Only this subscription.")] = "",
+        application: ApplicationOpt = "",
+        subscription: SubscriptionOpt = "",
         request_id: Annotated[str, typer.Option("--request-id", help="Idempotency key of this run.")] = "",
-        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None,
+        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None,
     ) -> None:  # fmt: skip
         """Create or refresh draft invoices for a period."""
         if month and (start or end):
@@ -177,10 +183,10 @@ def _commands() -> typer.Typer:
     @app.command("list")
     def list_(
         state: StateOpt = None,
-        application: Annotated[str, typer.Option("--app")] = "",
+        application: ApplicationOpt = "",
         month: ListMonthOpt = None,
         lines: Annotated[bool, typer.Option("--lines", help="Include the lines.")] = False,
-        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None,
+        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None,
     ) -> None:  # fmt: skip
         """List invoices."""
         request = pb.ListInvoicesRequest(
@@ -191,7 +197,12 @@ def _commands() -> typer.Typer:
             emit(billing.call(billing.service.ListInvoices, request))
 
     @app.command()
-    def show(invoice: InvoiceRef, addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:
+    def show(
+        invoice: InvoiceRef,
+        addr: AdminAddr = DEFAULT_ADMIN_ADDR,
+        token: AdminToken = None,
+        output: Output = None,
+    ) -> None:
         """One invoice with its lines."""
         with admin_client(addr, token, _billing_service_stub) as billing:
             emit(billing.call(billing.service.GetInvoice, pb.GetInvoiceRequest(id=invoice)))
@@ -210,7 +221,7 @@ def _commands() -> typer.Typer:
         by: Annotated[
             str, typer.Option("--by", help="Who decides --allow-incomplete; default: the OS user name.")
         ] = "",
-        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None,
+        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None,
     ) -> None:  # fmt: skip
         """Finalize a draft: numbered, immutable (finalizing again returns the same invoice). Refused
         (FAILED_PRECONDITION) while the period's usage is incomplete, unless --allow-incomplete."""
@@ -225,7 +236,7 @@ def _commands() -> typer.Typer:
     def void(
         invoice: InvoiceRef,
         reason: Annotated[str, typer.Option("--reason", help="Why (required; kept on the record).")],
-        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None,
+        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None,
     ) -> None:  # fmt: skip
         """Void an invoice; the record and its number stay."""
         request = pb.VoidInvoiceRequest(id=invoice, reason=reason)
@@ -246,7 +257,7 @@ def _commands() -> typer.Typer:
             ),
         ] = None,
         request_id: Annotated[str, typer.Option("--request-id", help="Idempotency key.")] = "",
-        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None,
+        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None,
     ) -> None:  # fmt: skip
         """Correct a finalized invoice with a credit note (numbered CN-000001, CN-000002, ...)."""
         request = pb.IssueCreditNoteRequest(
@@ -259,7 +270,7 @@ def _commands() -> typer.Typer:
     @app.command("credit-notes")
     def credit_notes(
         invoice: Annotated[str, typer.Option("--invoice", help="Only this invoice's (id or number).")] = "",
-        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None,
+        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None,
     ) -> None:  # fmt: skip
         """List credit notes."""
         with admin_client(addr, token, _billing_service_stub) as billing:
@@ -278,7 +289,7 @@ def _commands() -> typer.Typer:
             ExportFormatChoice, typer.Option("--format", case_sensitive=False, help="csv or jsonl.")
         ] = ExportFormatChoice.csv,
         state: StateOpt = None,
-        output: OutputOpt = None,
+        file: FileOpt = None,
         addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None,
     ) -> None:  # fmt: skip
         """Export a month's invoices as CSV (one row per line) or JSON lines (one invoice per line)."""
@@ -288,20 +299,22 @@ def _commands() -> typer.Typer:
         )
         with admin_client(addr, token, _billing_service_stub) as billing:
             content = billing.call(billing.service.ExportInvoices, request).content
-        if output is None:
+        if file is None:
             typer.echo(content, nl=False)
         else:
-            output.write_text(content)
+            file.write_text(content)
 
     @app.command()
-    def pending(addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:
+    def pending(
+        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None
+    ) -> None:
         """Subscriptions waiting for approval."""
         request = pb.ListPendingSubscriptionsRequest()
         with admin_client(addr, token, _billing_service_stub) as billing:
             emit(billing.call(billing.service.ListPendingSubscriptions, request))
 
     @app.command()
-    def watch(addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:
+    def watch(addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None) -> None:
         """Print pending subscriptions now and as they arrive (Ctrl-C stops)."""
         import grpc
 
@@ -322,7 +335,7 @@ def _commands() -> typer.Typer:
         def command(
             subscription: SubId,
             reason: Annotated[str, typer.Option("--reason", help="Why (kept on the record).")] = "",
-            addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None,
+            addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None,
         ) -> None:  # fmt: skip
             if needs_reason and not reason.strip():
                 raise typer.BadParameter("--reason is required")
@@ -343,16 +356,29 @@ def _commands() -> typer.Typer:
     @app.command("change-plan")
     def change_plan(
         subscription: SubId,
-        plan: Annotated[str, typer.Argument(help="Plan id or name offered by the subscription's API.")],
-        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None,
+        plan_argument: Annotated[
+            str | None, typer.Argument(metavar="PLAN", help="The same as --plan (the earlier form).")
+        ] = None,
+        plan: Annotated[
+            str | None, typer.Option("--plan", help="Plan id or name offered by the subscription's API.")
+        ] = None,
+        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None,
     ) -> None:  # fmt: skip
         """Move a subscription to another plan from now on (the fee is prorated)."""
+        if bool(plan) == bool(plan_argument):
+            raise typer.BadParameter("give the new plan once: --plan PLAN")
+        plan = plan or plan_argument
         request = pb.ChangeSubscriptionPlanRequest(subscription_id=subscription, plan_id=plan)
         with admin_client(addr, token, _billing_service_stub) as billing:
             emit(billing.call(billing.service.ChangeSubscriptionPlan, request))
 
     @app.command()
-    def events(subscription: SubId, addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:
+    def events(
+        subscription: SubId,
+        addr: AdminAddr = DEFAULT_ADMIN_ADDR,
+        token: AdminToken = None,
+        output: Output = None,
+    ) -> None:
         """A subscription's approval, suspension and plan-change history."""
         request = pb.ListSubscriptionEventsRequest(subscription_id=subscription)
         with admin_client(addr, token, _billing_service_stub) as billing:
@@ -360,9 +386,9 @@ def _commands() -> typer.Typer:
 
     @app.command()
     def reconcile(
-        application: Annotated[str, typer.Option("--app")] = "",
-        subscription: Annotated[str, typer.Option("--sub")] = "",
-        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None,
+        application: ApplicationOpt = "",
+        subscription: SubscriptionOpt = "",
+        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None,
     ) -> None:  # fmt: skip
         """Billed requests vs the rate limiter's admitted counts, current period, per subscription."""
         request = pb.ReconcileUsageRequest(application_id=application, subscription_id=subscription)

@@ -16,6 +16,7 @@ from tollway.cli_support import (
     DEFAULT_ADMIN_ADDR,
     AdminAddr,
     AdminToken,
+    Output,
     admin_client,
     duration_param,
     duration_proto,
@@ -63,6 +64,7 @@ def _app_commands() -> typer.Typer:
         description: Annotated[str, typer.Option("--description")] = "",
         addr: AdminAddr = DEFAULT_ADMIN_ADDR,
         token: AdminToken = None,
+        output: Output = None,
     ) -> None:
         """Create an application."""
         application = st.Application(name=name, owner=owner, description=description)
@@ -76,6 +78,7 @@ def _app_commands() -> typer.Typer:
         include_deleted: Annotated[bool, typer.Option("--include-deleted")] = False,
         addr: AdminAddr = DEFAULT_ADMIN_ADDR,
         token: AdminToken = None,
+        output: Output = None,
     ) -> None:
         """List applications."""
         request = st.ListApplicationsRequest(owner=owner, include_deleted=include_deleted)
@@ -83,7 +86,12 @@ def _app_commands() -> typer.Typer:
             emit(store.call(store.service.ListApplications, request))
 
     @app_app.command("get")
-    def get(application: AppId, addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:
+    def get(
+        application: AppId,
+        addr: AdminAddr = DEFAULT_ADMIN_ADDR,
+        token: AdminToken = None,
+        output: Output = None,
+    ) -> None:
         """Show one application."""
         with admin_client(addr, token, _store_service_stub) as store:
             emit(store.call(store.service.GetApplication, st.GetApplicationRequest(id=application)))
@@ -96,6 +104,7 @@ def _app_commands() -> typer.Typer:
         description: Description = None,
         addr: AdminAddr = DEFAULT_ADMIN_ADDR,
         token: AdminToken = None,
+        output: Output = None,
     ) -> None:
         """Change the given fields of an application."""
         changed = st.Application(id=application)
@@ -112,7 +121,12 @@ def _app_commands() -> typer.Typer:
             emit(store.call(store.service.UpdateApplication, request))
 
     @app_app.command("delete")
-    def delete(application: AppId, addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:
+    def delete(
+        application: AppId,
+        addr: AdminAddr = DEFAULT_ADMIN_ADDR,
+        token: AdminToken = None,
+        output: Output = None,
+    ) -> None:
         """Delete an application: revokes its keys and cancels its subscriptions."""
         with admin_client(addr, token, _store_service_stub) as store:
             emit(store.call(store.service.DeleteApplication, st.DeleteApplicationRequest(id=application)))
@@ -153,6 +167,7 @@ def _sub_commands() -> typer.Typer:
         ] = 0,
         addr: AdminAddr = DEFAULT_ADMIN_ADDR,
         token: AdminToken = None,
+        output: Output = None,
     ) -> None:
         """Subscribe an application to a published API under one of its plans."""
         request = st.CreateSubscriptionRequest(
@@ -168,6 +183,7 @@ def _sub_commands() -> typer.Typer:
         state: Annotated[SubStateChoice | None, typer.Option("--state")] = None,
         addr: AdminAddr = DEFAULT_ADMIN_ADDR,
         token: AdminToken = None,
+        output: Output = None,
     ) -> None:
         """List subscriptions."""
         request = st.ListSubscriptionsRequest(application_id=application, api_id=api)
@@ -181,7 +197,12 @@ def _sub_commands() -> typer.Typer:
             emit(store.call(store.service.ListSubscriptions, request))
 
     @sub_app.command("get")
-    def get(subscription: SubId, addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:
+    def get(
+        subscription: SubId,
+        addr: AdminAddr = DEFAULT_ADMIN_ADDR,
+        token: AdminToken = None,
+        output: Output = None,
+    ) -> None:
         """Show one subscription."""
         with admin_client(addr, token, _store_service_stub) as store:
             emit(store.call(store.service.GetSubscription, st.GetSubscriptionRequest(id=subscription)))
@@ -192,6 +213,7 @@ def _sub_commands() -> typer.Typer:
         reason: Annotated[str, typer.Option("--reason")] = "",
         addr: AdminAddr = DEFAULT_ADMIN_ADDR,
         token: AdminToken = None,
+        output: Output = None,
     ) -> None:
         """Block an active subscription (403 at the gateway)."""
         request = st.BlockSubscriptionRequest(id=subscription, reason=reason)
@@ -199,7 +221,12 @@ def _sub_commands() -> typer.Typer:
             emit(store.call(store.service.BlockSubscription, request))
 
     @sub_app.command("unblock")
-    def unblock(subscription: SubId, addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:
+    def unblock(
+        subscription: SubId,
+        addr: AdminAddr = DEFAULT_ADMIN_ADDR,
+        token: AdminToken = None,
+        output: Output = None,
+    ) -> None:
         """Unblock a blocked subscription."""
         with admin_client(addr, token, _store_service_stub) as store:
             emit(
@@ -207,7 +234,12 @@ def _sub_commands() -> typer.Typer:
             )
 
     @sub_app.command("cancel")
-    def cancel(subscription: SubId, addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:
+    def cancel(
+        subscription: SubId,
+        addr: AdminAddr = DEFAULT_ADMIN_ADDR,
+        token: AdminToken = None,
+        output: Output = None,
+    ) -> None:
         """Cancel a subscription."""
         with admin_client(addr, token, _store_service_stub) as store:
             emit(store.call(store.service.CancelSubscription, st.CancelSubscriptionRequest(id=subscription)))
@@ -249,6 +281,7 @@ def _key_commands() -> typer.Typer:
         ttl: Ttl = None,
         addr: AdminAddr = DEFAULT_ADMIN_ADDR,
         token: AdminToken = None,
+        output: Output = None,
     ) -> None:
         """Issue a key for an application; the full key is printed once."""
         request = st.CreateApiKeyRequest(application_id=application, name=name, ttl=_positive_ttl(ttl))
@@ -262,13 +295,16 @@ def _key_commands() -> typer.Typer:
         application: Annotated[str, typer.Argument(help="Application id.")],
         addr: AdminAddr = DEFAULT_ADMIN_ADDR,
         token: AdminToken = None,
+        output: Output = None,
     ) -> None:
         """List an application's keys (never the secrets)."""
         with admin_client(addr, token, _store_service_stub) as store:
             emit(store.call(store.service.ListApiKeys, st.ListApiKeysRequest(application_id=application)))
 
     @key_app.command("get")
-    def get(key_id: KeyId, addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:
+    def get(
+        key_id: KeyId, addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None
+    ) -> None:
         """Show one key (never the secret)."""
         with admin_client(addr, token, _store_service_stub) as store:
             emit(store.call(store.service.GetApiKey, st.GetApiKeyRequest(key_id=key_id)))
@@ -288,6 +324,7 @@ def _key_commands() -> typer.Typer:
         ttl: Ttl = None,
         addr: AdminAddr = DEFAULT_ADMIN_ADDR,
         token: AdminToken = None,
+        output: Output = None,
     ) -> None:
         """Issue a replacement key; the old one expires after the grace period."""
         request = st.RotateApiKeyRequest(key_id=key_id, ttl=_positive_ttl(ttl))
@@ -300,7 +337,9 @@ def _key_commands() -> typer.Typer:
         _note_key_once()
 
     @key_app.command("revoke")
-    def revoke(key_id: KeyId, addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:
+    def revoke(
+        key_id: KeyId, addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None
+    ) -> None:
         """Revoke a key at once."""
         with admin_client(addr, token, _store_service_stub) as store:
             emit(store.call(store.service.RevokeApiKey, st.RevokeApiKeyRequest(key_id=key_id)))
@@ -351,6 +390,7 @@ def _block_commands() -> typer.Typer:
         reason: Annotated[str, typer.Option("--reason")] = "",
         addr: AdminAddr = DEFAULT_ADMIN_ADDR,
         token: AdminToken = None,
+        output: Output = None,
     ) -> None:
         """Add a block rule; give exactly one target."""
         target, value = _block_target(api, application, key, cidr)
@@ -359,7 +399,7 @@ def _block_commands() -> typer.Typer:
             emit(store.call(store.service.CreateBlockRule, st.CreateBlockRuleRequest(block_rule=rule)))
 
     @block_app.command("list")
-    def list_(addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:
+    def list_(addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None) -> None:
         """List block rules."""
         with admin_client(addr, token, _store_service_stub) as store:
             emit(store.call(store.service.ListBlockRules, st.ListBlockRulesRequest()))
@@ -369,6 +409,7 @@ def _block_commands() -> typer.Typer:
         rule_id: Annotated[str, typer.Argument(help="Block rule id.")],
         addr: AdminAddr = DEFAULT_ADMIN_ADDR,
         token: AdminToken = None,
+        output: Output = None,
     ) -> None:
         """Delete a block rule."""
         with admin_client(addr, token, _store_service_stub) as store:

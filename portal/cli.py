@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from tollway.cli_support import DEFAULT_ADMIN_ADDR, AdminAddr, AdminToken, admin_client, emit
+from tollway.cli_support import DEFAULT_ADMIN_ADDR, AdminAddr, AdminToken, Output, admin_client, emit
 from tollway.portal.v1 import portal_pb2 as pb
 
 if TYPE_CHECKING:
@@ -32,7 +32,9 @@ def _commands() -> typer.Typer:
     portal_app.add_typer(accounts, name="account")
 
     @accounts.command("list")
-    def list_accounts(addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:
+    def list_accounts(
+        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None
+    ) -> None:
         """Every consumer account."""
         with admin_client(addr, token, _portal_admin_service_stub) as portal:
             emit(portal.call(portal.service.ListAccounts, pb.ListAccountsRequest()))
@@ -43,6 +45,7 @@ def _commands() -> typer.Typer:
         reason: Annotated[str, typer.Option(help="Why (shown to the account's owner).")] = "",
         addr: AdminAddr = DEFAULT_ADMIN_ADDR,
         token: AdminToken = None,
+        output: Output = None,
     ) -> None:
         """End the account's sessions and block its applications (its keys refuse within a second)."""
         with admin_client(addr, token, _portal_admin_service_stub) as portal:
@@ -50,7 +53,12 @@ def _commands() -> typer.Typer:
             emit(portal.call(portal.service.DisableAccount, request))
 
     @accounts.command("enable")
-    def enable(account: AccountRef, addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:
+    def enable(
+        account: AccountRef,
+        addr: AdminAddr = DEFAULT_ADMIN_ADDR,
+        token: AdminToken = None,
+        output: Output = None,
+    ) -> None:
         """Let the account sign in again and lift the blocks disabling made."""
         with admin_client(addr, token, _portal_admin_service_stub) as portal:
             emit(portal.call(portal.service.EnableAccount, pb.EnableAccountRequest(account=account)))

@@ -4,7 +4,7 @@ operators (JSON on stdout). Connection options, token and exit codes come from `
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -12,6 +12,7 @@ from tollway.cli_support import (
     DEFAULT_ADMIN_ADDR,
     AdminAddr,
     AdminToken,
+    Output,
     admin_client,
     emit,
     time_param,
@@ -39,6 +40,21 @@ AppOpt = Annotated[
 ]
 
 
+UNLIMITED = "unlimited"
+
+
+def quota_view(data: dict[str, Any]) -> dict[str, Any]:
+    """The report as printed: a window without a limit says "unlimited" (its limit and remaining are 0
+    on the wire, which reads as "nothing left"), and `used` is always a number, 0 included."""
+    for window in data.get("windows", []):
+        window.setdefault("used", 0)
+        if not window.get("limit"):
+            window["limit"] = window["remaining"] = UNLIMITED
+        else:
+            window.setdefault("remaining", 0)
+    return data
+
+
 def target(api: str, application: str) -> tuple[pb.LimitScope, str]:
     """(scope, target id) from exactly one of --api / --application."""
     if bool(api) == bool(application):
@@ -58,7 +74,7 @@ def _limit_commands() -> typer.Typer:
         per_minute: Annotated[int, typer.Option("--per-minute", min=0, help="0 = no limit.")] = 0,
         per_hour: Annotated[int, typer.Option("--per-hour", min=0, help="0 = no limit.")] = 0,
         per_day: Annotated[int, typer.Option("--per-day", min=0, help="0 = no limit.")] = 0,
-        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None,
+        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None,
     ) -> None:  # fmt: skip
         """Create or replace the shared limit of an API or application (from the next request on)."""
         scope, target_id = target(api, application)
@@ -74,7 +90,7 @@ def _limit_commands() -> typer.Typer:
             emit(quota.call(quota.service.SetTrafficLimit, pb.SetTrafficLimitRequest(limit=limit)))
 
     @app.command("list")
-    def list_(addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:
+    def list_(addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None) -> None:
         """Every shared traffic limit."""
         with admin_client(addr, token, _quota_service_stub) as quota:
             emit(quota.call(quota.service.ListTrafficLimits, pb.ListTrafficLimitsRequest()))
@@ -82,7 +98,7 @@ def _limit_commands() -> typer.Typer:
     @app.command("delete")
     def delete(
         api: ApiOpt = "", application: AppOpt = "",
-        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None,
+        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None,
     ) -> None:  # fmt: skip
         """Remove the shared limit of an API or application."""
         scope, target_id = target(api, application)
@@ -110,12 +126,13 @@ def register(app: typer.Typer) -> None:
         ] = None,
         addr: AdminAddr = DEFAULT_ADMIN_ADDR,
         token: AdminToken = None,
+        output: Output = None,
     ) -> None:
-        """Each window of a subscription's limits: limit, used, remaining and reset time."""
+        """Each window of a subscription's limits: limit ("unlimited" if none), used, remaining, reset."""
         request = pb.GetSubscriptionQuotaRequest(
             subscription_id=subscription_id, at=timestamp_proto(at) if at is not None else None
         )
         with admin_client(addr, token, _quota_service_stub) as quota:
-            emit(quota.call(quota.service.GetSubscriptionQuota, request))
+            emit(quota.call(quota.service.GetSubscriptionQuota, request), quota_view)
 
     app.add_typer(_limit_commands(), name="limits")

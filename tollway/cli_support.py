@@ -1,9 +1,17 @@
 """What every admin command of the `tollway` CLI shares: the connection options, the channel to the admin
-port, the call that turns gRPC errors into clean CLI errors, JSON output and the value parsers.
+port, the call that turns gRPC errors into clean CLI errors, the output (tollway/cli_output.py), the
+value parsers, and the root command group that holds the vocabulary together.
 
 Each component's CLI module builds its commands from these, so the `--addr`/`--token` pair, the TLS
 variables and the exit codes are declared once: 0 on success, 1 when the server refuses or cannot be
-reached (message on stderr), 2 for usage errors (typer's own, or a parser's `BadParameter`).
+reached (message on stderr, with the gRPC status), 2 for usage errors (typer's own, or a parser's
+`BadParameter`).
+
+One vocabulary: the same thing has the same option name in every command (`--subscription`,
+`--application`, `--api`, `--plan`, `--month`/`--start`/`--end`; `--output json|table` on every admin
+command). Earlier spellings (`--sub`, `--app`) still work as hidden aliases: `TollwayGroup` rewrites
+them before parsing, so no command's help lists them. tests/cli/test_cli_vocabulary.py walks every
+command to keep it so.
 """
 
 from __future__ import annotations
@@ -15,15 +23,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Generic, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Generic, NoReturn, TypeVar
 
 import typer
 from google.protobuf.duration_pb2 import Duration
-from google.protobuf.json_format import MessageToJson
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
+from typer.core import TyperGroup
 
+from tollway.cli_output import Output, emit
 from tollway.settings import Settings
+
+__all__ = ["Output", "emit"]  # re-exported: every component's CLI prints through them
 
 # gRPC is imported where a call is made: `tollway --help` and usage errors never pay for it.
 if TYPE_CHECKING:
@@ -254,11 +265,28 @@ def admin_client(
 # --------------------------------------------------------------------------------------------------
 
 
-def emit(message: Message) -> None:
-    """A response as JSON on stdout, with proto field names and empty fields printed."""
-    typer.echo(
-        MessageToJson(message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
-    )
+# Earlier option spellings, accepted by every command that has the canonical one, shown by none.
+LEGACY_OPTIONS = {"--sub": "--subscription", "--app": "--application"}
+# ... and by one command only: `billing export` wrote its file with --output before --output meant the
+# format everywhere (export's format is --format csv|jsonl; its file is --file).
+LEGACY_COMMAND_OPTIONS = {("billing", "export"): {"--output": "--file"}}
+
+
+def canonical_args(args: Sequence[str]) -> list[str]:
+    """The command line with earlier option spellings replaced (`--sub X`, `--sub=X`); values after
+    `--` are left alone."""
+    legacy = dict(LEGACY_OPTIONS)
+    for path, options in LEGACY_COMMAND_OPTIONS.items():
+        if list(args[: len(path)]) == list(path):
+            legacy.update(options)
+    rewritten: list[str] = []
+    for index, arg in enumerate(args):
+        if arg == "--":
+            return rewritten + list(args[index:])
+        name, equals, value = arg.partition("=")
+        canonical = legacy.get(name)
+        rewritten.append(f"{canonical}{equals}{value}" if canonical else arg)
+    return rewritten
 
 
 def require_changes(mask: Sequence[str]) -> None:
@@ -266,6 +294,17 @@ def require_changes(mask: Sequence[str]) -> None:
     usage error."""
     if not mask:
         raise typer.BadParameter("nothing to update: pass at least one option to change")
+
+
+class TollwayGroup(TyperGroup):
+    """The root `tollway` group (`typer.Typer(cls=TollwayGroup)`): accepts the legacy option spellings
+    by rewriting them before any command parses its options."""
+
+    def main(self, args: Sequence[str] | None = None, *more: Any, **kwargs: Any) -> Any:
+        import sys
+
+        given = list(args) if args is not None else sys.argv[1:]
+        return super().main(canonical_args(given), *more, **kwargs)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from tollway.cli_support import (
     DEFAULT_ADMIN_ADDR,
     AdminAddr,
     AdminToken,
+    Output,
     admin_client,
     emit,
     time_param,
@@ -123,6 +124,7 @@ def _commands() -> typer.Typer:
         granularity: GranularityOpt = GranularityChoice.hour,
         start: StartOpt = None, end: EndOpt = None, api: ApiOpt = "", application: AppOpt = "",
         subscription: SubOpt = "", addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None,
+        output: Output = None,
     ) -> None:  # fmt: skip
         """Usage windows of one granularity starting in [start, end)."""
         begin, finish = time_range(start, end)
@@ -143,6 +145,7 @@ def _commands() -> typer.Typer:
         ] = None,
         start: StartOpt = None, end: EndOpt = None, api: ApiOpt = "", application: AppOpt = "",
         subscription: SubOpt = "", addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None,
+        output: Output = None,
     ) -> None:  # fmt: skip
         """Totals over [start, end), with per-node completeness."""
         begin, finish = time_range(start, end)
@@ -163,7 +166,7 @@ def _commands() -> typer.Typer:
         ] = DimensionChoice.subscription,
         limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 10,
         start: StartOpt = None, end: EndOpt = None, api: ApiOpt = "",
-        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None,
+        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None,
     ) -> None:  # fmt: skip
         """Top consumers by requests in [start, end)."""
         begin, finish = time_range(start, end)
@@ -180,7 +183,7 @@ def _commands() -> typer.Typer:
     @app.command()
     def throttled(
         start: StartOpt = None, end: EndOpt = None, api: ApiOpt = "", subscription: SubOpt = "",
-        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None,
+        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None,
     ) -> None:  # fmt: skip
         """Throttled-out requests per minute and the limit that fired."""
         begin, finish = time_range(start, end)
@@ -193,7 +196,7 @@ def _commands() -> typer.Typer:
     @app.command()
     def completeness(
         start: StartOpt = None, end: EndOpt = None,
-        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None,
+        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None,
     ) -> None:  # fmt: skip
         """Per Envoy node: entries counted vs. what Envoy reports written and dropped."""
         begin, finish = time_range(start, end)
@@ -210,6 +213,7 @@ def _commands() -> typer.Typer:
         limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 100,
         start: StartOpt = None, end: EndOpt = None, api: ApiOpt = "", application: AppOpt = "",
         subscription: SubOpt = "", addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None,
+        output: Output = None,
     ) -> None:  # fmt: skip
         """Requests in [start, end) by API resource (method and route; the default), status code or
         destination upstream, most first."""
@@ -229,6 +233,7 @@ def _commands() -> typer.Typer:
         granularity: GranularityOpt = GranularityChoice.hour,
         start: StartOpt = None, end: EndOpt = None, api: ApiOpt = "", application: AppOpt = "",
         subscription: SubOpt = "", addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None,
+        output: Output = None,
     ) -> None:  # fmt: skip
         """Per window: requests by outcome and latency percentiles, every matching row summed."""
         begin, finish = time_range(start, end)
@@ -242,7 +247,7 @@ def _commands() -> typer.Typer:
             emit(usage.call(usage.service.ListUsageSeries, request))
 
     @app.command()
-    def stats(addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:
+    def stats(addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None) -> None:
         """Ingestion metrics of the replica that answers (rate, batch latency, WAL size, skips)."""
         with admin_client(addr, token, _usage_service_stub) as usage:
             emit(usage.call(usage.service.GetIngestionStats, pb.GetIngestionStatsRequest()))

@@ -192,8 +192,12 @@ def test_admin_channel_without_a_ca_is_plaintext(tmp_path: Path) -> None:
         admin_channel("127.0.0.1:1", ClientEnvironment(tls_ca=str(tmp_path / "missing.pem")))
 
 
-def test_emit_prints_proto_field_names_and_empty_fields(capsys: pytest.CaptureFixture[str]) -> None:
+def test_emit_prints_proto_field_names_numbers_and_no_empty_fields(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     emit(cat.ListPlansResponse())
-    assert json.loads(capsys.readouterr().out) == {"plans": []}
+    assert json.loads(capsys.readouterr().out) == {"plans": []}  # an answer's list, even empty
     emit(cat.PriceTier(up_to=0, unit_price="0.5"))
-    assert json.loads(capsys.readouterr().out) == {"up_to": "0", "unit_price": "0.5", "flat_fee": ""}
+    assert json.loads(capsys.readouterr().out) == {"unit_price": "0.5"}
+    emit(cat.PriceTier(up_to=10000, unit_price="0.5"))
+    assert json.loads(capsys.readouterr().out) == {"up_to": 10000, "unit_price": "0.5"}

@@ -12,6 +12,7 @@ import typer
 
 from keymgr.keys import parse_key
 from tollway.app.registry import COMPONENTS
+from tollway.cli_support import TollwayGroup
 from tollway.settings import Settings
 
 # asyncio, the runner and everything a server needs are imported by `serve` and `up` only: the admin
@@ -22,7 +23,9 @@ if TYPE_CHECKING:
     from tollway.app.runner import TollwayProcess
 
 app = typer.Typer(
-    help="Tollway: keys, plans, quotas, usage and invoices for APIs behind Envoy.", no_args_is_help=True
+    cls=TollwayGroup,
+    help="Tollway: keys, plans, quotas, usage and invoices for APIs behind Envoy.",
+    no_args_is_help=True,
 )
 for component in COMPONENTS:
     component.register_cli(app)

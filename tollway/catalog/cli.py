@@ -41,6 +41,7 @@ from tollway.cli_support import (
     AdminAddr,
     AdminClient,
     AdminToken,
+    Output,
     admin_client,
     emit,
     require_changes,
@@ -100,6 +101,7 @@ def _plan_commands() -> typer.Typer:
         ] = False,
         addr: AdminAddr = DEFAULT_ADMIN_ADDR,
         token: AdminToken = None,
+        output: Output = None,
     ) -> None:
         """Create a plan."""
         plan = cat.Plan(name=name, description=description or "", approval_required=approval_required)
@@ -112,13 +114,15 @@ def _plan_commands() -> typer.Typer:
             emit(catalog.call(catalog.service.CreatePlan, cat.CreatePlanRequest(plan=plan)))
 
     @plan_app.command("list")
-    def list_(addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:
+    def list_(addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None) -> None:
         """List plans."""
         with admin_client(addr, token, _catalog_service_stub) as catalog:
             emit(catalog.call(catalog.service.ListPlans, cat.ListPlansRequest()))
 
     @plan_app.command("get")
-    def get(plan: PlanRef, addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:
+    def get(
+        plan: PlanRef, addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None
+    ) -> None:
         """Show one plan."""
         with admin_client(addr, token, _catalog_service_stub) as catalog:
             emit(catalog.call(catalog.service.GetPlan, cat.GetPlanRequest(id=plan)))
@@ -155,6 +159,7 @@ def _plan_commands() -> typer.Typer:
         at: EffectiveAt = None,
         addr: AdminAddr = DEFAULT_ADMIN_ADDR,
         token: AdminToken = None,
+        output: Output = None,
     ) -> None:
         """Change the given fields of a plan; other limits and prices stay as they are. A change of
         limits or prices is a new version of the plan, from each subscription's next period unless
@@ -201,13 +206,17 @@ def _plan_commands() -> typer.Typer:
             emit(catalog.call(catalog.service.UpdatePlan, request))
 
     @plan_app.command("versions")
-    def versions(plan: PlanRef, addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:
+    def versions(
+        plan: PlanRef, addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None
+    ) -> None:
         """A plan's history: every version of its limits and prices, and when each took effect."""
         with admin_client(addr, token, _catalog_service_stub) as catalog:
             emit(catalog.call(catalog.service.ListPlanVersions, cat.ListPlanVersionsRequest(id=plan)))
 
     @plan_app.command("delete")
-    def delete(plan: PlanRef, addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:
+    def delete(
+        plan: PlanRef, addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None
+    ) -> None:
         """Delete a plan no API offers and no subscription uses."""
         with admin_client(addr, token, _catalog_service_stub) as catalog:
             request = cat.DeletePlanRequest(id=_plan_id(catalog, plan))
@@ -242,6 +251,7 @@ def _api_commands() -> typer.Typer:
         publish: Annotated[bool, typer.Option("--publish", help="Publish right after creating.")] = False,
         addr: AdminAddr = DEFAULT_ADMIN_ADDR,
         token: AdminToken = None,
+        output: Output = None,
     ) -> None:
         """Create an API (unpublished unless --publish)."""
         with admin_client(addr, token, _catalog_service_stub) as catalog:
@@ -271,6 +281,7 @@ def _api_commands() -> typer.Typer:
         published_only: Annotated[bool, typer.Option("--published-only")] = False,
         addr: AdminAddr = DEFAULT_ADMIN_ADDR,
         token: AdminToken = None,
+        output: Output = None,
     ) -> None:
         """List APIs."""
         with admin_client(addr, token, _catalog_service_stub) as catalog:
@@ -278,7 +289,9 @@ def _api_commands() -> typer.Typer:
             emit(catalog.call(catalog.service.ListApis, request))
 
     @api_app.command("get")
-    def get(api: ApiRef, addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:
+    def get(
+        api: ApiRef, addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None
+    ) -> None:
         """Show one API."""
         with admin_client(addr, token, _catalog_service_stub) as catalog:
             emit(catalog.call(catalog.service.GetApi, cat.GetApiRequest(id=api)))
@@ -298,6 +311,7 @@ def _api_commands() -> typer.Typer:
         description: Description = None,
         addr: AdminAddr = DEFAULT_ADMIN_ADDR,
         token: AdminToken = None,
+        output: Output = None,
     ) -> None:
         """Change the given fields of an API (publishing has its own commands)."""
         with admin_client(addr, token, _catalog_service_stub) as catalog:
@@ -324,21 +338,27 @@ def _api_commands() -> typer.Typer:
             emit(catalog.call(catalog.service.UpdateApi, request))
 
     @api_app.command("publish")
-    def publish(api: ApiRef, addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:
+    def publish(
+        api: ApiRef, addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None
+    ) -> None:
         """Make an API routable through the gateway."""
         with admin_client(addr, token, _catalog_service_stub) as catalog:
             request = cat.PublishApiRequest(id=_api_id(catalog, api))
             emit(catalog.call(catalog.service.PublishApi, request))
 
     @api_app.command("unpublish")
-    def unpublish(api: ApiRef, addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:
+    def unpublish(
+        api: ApiRef, addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None
+    ) -> None:
         """Remove an API's route from the gateway."""
         with admin_client(addr, token, _catalog_service_stub) as catalog:
             request = cat.UnpublishApiRequest(id=_api_id(catalog, api))
             emit(catalog.call(catalog.service.UnpublishApi, request))
 
     @api_app.command("delete")
-    def delete(api: ApiRef, addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:
+    def delete(
+        api: ApiRef, addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None
+    ) -> None:
         """Delete an unpublished API without live subscriptions."""
         with admin_client(addr, token, _catalog_service_stub) as catalog:
             request = cat.DeleteApiRequest(id=_api_id(catalog, api))

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from tollway.catalog.v1 import catalog_pb2 as cat
-from tollway.cli_support import DEFAULT_ADMIN_ADDR, AdminAddr, AdminToken, admin_client, emit, fail
+from tollway.cli_support import DEFAULT_ADMIN_ADDR, AdminAddr, AdminToken, Output, admin_client, emit, fail
 
 if TYPE_CHECKING:
     import grpc
@@ -38,6 +38,7 @@ def document_commands() -> typer.Typer:
         path: Annotated[str, typer.Argument(help="OpenAPI 3 document, JSON or YAML; - for stdin.")],
         addr: AdminAddr = DEFAULT_ADMIN_ADDR,
         token: AdminToken = None,
+        output: Output = None,
     ) -> None:
         """Attach (or replace) the API's OpenAPI document; it is validated first."""
         try:
@@ -51,7 +52,9 @@ def document_commands() -> typer.Typer:
             emit(document)
 
     @doc_app.command("get")
-    def get_document(api: ApiRef, addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:
+    def get_document(
+        api: ApiRef, addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None
+    ) -> None:
         """Print the API's OpenAPI document as it was attached."""
         with admin_client(addr, token, _catalog_service_stub) as catalog:
             request = cat.GetApiDocumentRequest(api_id=api)
@@ -60,7 +63,9 @@ def document_commands() -> typer.Typer:
         sys.stdout.buffer.flush()
 
     @doc_app.command("delete")
-    def delete_document(api: ApiRef, addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:
+    def delete_document(
+        api: ApiRef, addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None
+    ) -> None:
         """Remove the API's OpenAPI document."""
         with admin_client(addr, token, _catalog_service_stub) as catalog:
             emit(catalog.call(catalog.service.DeleteApiDocument, cat.DeleteApiDocumentRequest(api_id=api)))
