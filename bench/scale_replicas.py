@@ -30,10 +30,19 @@ from tollway.store.v1 import store_pb2, store_pb2_grpc
 AUTHORIZATION_SERVICE = "envoy.service.auth.v3.Authorization"
 
 
+_ISSUED_PORTS: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port free now and not handed out before by this process: bind(0) can return the port
+    it returned a moment ago once that socket closed, and two services given one port collide."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in _ISSUED_PORTS:
+            _ISSUED_PORTS.add(port)
+            return port
 
 
 def memory_kib(pid: int) -> tuple[int, int]:

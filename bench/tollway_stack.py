@@ -160,6 +160,9 @@ class TollwayGateway:
             "TOLLWAY_RATELIMIT_STORE": self.mode.store,
             "TOLLWAY_REDIS_URL": self.redis_url,
             "TOLLWAY_METRICS_ADDR": f"127.0.0.1:{self.metrics_port}",
+            # The portal is not measured, but must not collide with a `make run` on its default ports.
+            "TOLLWAY_PORTAL_ADDR": f"127.0.0.1:{free_port()}",
+            "TOLLWAY_PORTAL_GRPC_ADDR": f"127.0.0.1:{free_port()}",
             "TOLLWAY_LOG_LEVEL": "WARNING",
             **self.mode.env,
         }

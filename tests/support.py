@@ -3,6 +3,7 @@ for a Tollway process's Envoy-facing port."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -16,6 +17,20 @@ from tollway.settings import Settings
 from tollway.vocabulary import EnvoyAuthMode
 
 Registration = Callable[[grpc.aio.Server], None]
+
+_ISSUED_PORTS: set[int] = set()
+
+
+def free_port() -> int:
+    """A loopback port free now and not handed out before by this process: bind(0) can return the port
+    it returned a moment ago once that socket closed, and two services given one port collide."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in _ISSUED_PORTS:
+            _ISSUED_PORTS.add(port)
+            return port
 
 
 @asynccontextmanager

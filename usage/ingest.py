@@ -200,7 +200,8 @@ class Ingestor:
                     return
                 batch, self._pending = self._pending, []
                 closed = self.wal.current
-                self.wal.open_segment()
+                # Rotation fsyncs the directory: off the event loop, so receiving never waits on the disk.
+                await asyncio.to_thread(self.wal.open_segment)
             started = time.monotonic()
             records = 0
             index = 0
@@ -242,7 +243,7 @@ class Ingestor:
                 raise
             elapsed = time.monotonic() - started
             if self.wal is not None:
-                self.wal.remove_through(closed)
+                await asyncio.to_thread(self.wal.remove_through, closed)
             self.metrics.flushes += 1
             self.metrics.flush_seconds.observe(elapsed)
             self.metrics.last_flush_seconds = elapsed

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import grpc
 
+from tests.support import free_port
 from tollway.app.demo import start_echo_server
 from tollway.app.runner import TollwayProcess
 from tollway.app.workers import WorkerGroup
@@ -29,12 +30,6 @@ from tollway.settings import Settings
 from tollway.store.v1 import store_pb2, store_pb2_grpc
 
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def free_port_run(count: int, avoid: set[int]) -> int:

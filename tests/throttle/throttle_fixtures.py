@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from tests.support import free_port
 from throttle.index import SubscriptionInfo, ThrottleIndex, ThrottleSnapshot
 from tollway.catalog.limits import PlanLimits
 
@@ -50,12 +51,6 @@ def subscription(plan_id: str, anchor: int = 0, sub_id: str | None = None) -> Su
         state="ACTIVE",
         billing_anchor_day=anchor,
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class PrivateRedis:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
-import socket
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -23,6 +22,7 @@ from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
 from envoy.service.auth.v3 import external_auth_pb2, external_auth_pb2_grpc
 from google.rpc import status_pb2
 
+from tests.support import free_port as free_port  # re-exported for the xds tests
 from tollway.catalog.view import PublishedApi
 from tollway.envoy import EnvoyProcess
 from xds.cache import SnapshotCache
@@ -30,12 +30,6 @@ from xds.resources import GatewayOptions, Resources, build_resources
 from xds.server import AggregatedDiscoveryServicer
 
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_until(predicate: Callable[[], T], timeout: float, interval: float = 0.02) -> T:
