@@ -252,7 +252,12 @@ def admin_client(
     environ: Mapping[str, str] | None = None,
 ) -> Iterator[AdminClient[ServiceStub]]:
     """A client for one admin service, closed on exit; the token falls back to the data dir's file."""
-    environment = ClientEnvironment.from_environ(environ)
+    from tollway.settings.loader import ConfigError
+
+    try:
+        environment = ClientEnvironment.from_environ(environ)
+    except ConfigError as error:
+        fail(str(error), code=2)
     client = AdminClient(addr, resolve_token(token, environment), stub_type, environment)
     try:
         yield client

@@ -6,6 +6,7 @@ import logging
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -14,6 +15,8 @@ from keymgr.keys import parse_key
 from tollway.app.registry import COMPONENTS
 from tollway.cli_support import TollwayGroup
 from tollway.settings import Settings
+from tollway.settings.cli import register as register_config_commands
+from tollway.settings.cli import use_config_file
 
 # asyncio, the runner and everything a server needs are imported by `serve` and `up` only: the admin
 # commands start in well under 0.3 s (README, "Administration").
@@ -29,6 +32,23 @@ app = typer.Typer(
 )
 for component in COMPONENTS:
     component.register_cli(app)
+register_config_commands(app)
+
+
+CONFIG_OPTION = typer.Option(
+    None,
+    "--config",
+    help="The config file (tollway.toml) for settings the environment does not set [env: TOLLWAY_CONFIG].",
+    dir_okay=False,
+    show_default=False,
+)
+
+
+@app.callback()
+def main(config: Path | None = CONFIG_OPTION) -> None:
+    """Tollway: keys, plans, quotas, usage and invoices for APIs behind Envoy. Exit codes: 0 ok, 1
+    refused by the server (its gRPC status on stderr), 2 usage error."""
+    use_config_file(config)
 
 
 def _configure_logging(level: str) -> None:
@@ -74,8 +94,15 @@ WORKERS_OPTION = typer.Option(
 
 
 def _settings(workers: int | None) -> Settings:
-    """The server's settings; --workers before resolving (the default endpoints name every worker)."""
-    settings = Settings.read_env()
+    """The server's settings; --workers before resolving (the default endpoints name every worker). A
+    setting that cannot be used ends the command with its file and key (or variable), exit code 2."""
+    from tollway.settings.loader import ConfigError
+
+    try:
+        settings = Settings.read_env()
+    except ConfigError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
     if workers is not None:
         settings = replace(settings, workers=workers)
     return settings.resolved()
@@ -83,7 +110,7 @@ def _settings(workers: int | None) -> Settings:
 
 @app.command()
 def serve(workers: int | None = WORKERS_OPTION) -> None:
-    """Run Tollway's gRPC services (Envoy-facing and admin), configured from TOLLWAY_* variables."""
+    """Run Tollway's gRPC services (Envoy-facing and admin), configured from TOLLWAY_* and --config."""
     settings = _settings(workers)
     _configure_logging(settings.log_level)
 
