@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -14,6 +12,7 @@ import typer
 from keymgr.keys import parse_key
 from tollway.app.registry import COMPONENTS
 from tollway.cli_support import TollwayGroup
+from tollway.logs import configure_logging
 from tollway.settings import Settings
 from tollway.settings.cli import register as register_config_commands
 from tollway.settings.cli import use_config_file
@@ -49,14 +48,6 @@ def main(config: Path | None = CONFIG_OPTION) -> None:
     """Tollway: keys, plans, quotas, usage and invoices for APIs behind Envoy. Exit codes: 0 ok, 1
     refused by the server (its gRPC status on stderr), 2 usage error."""
     use_config_file(config)
-
-
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
 
 
 async def _run_until_signal() -> None:
@@ -112,7 +103,7 @@ def _settings(workers: int | None) -> Settings:
 def serve(workers: int | None = WORKERS_OPTION) -> None:
     """Run Tollway's gRPC services (Envoy-facing and admin), configured from TOLLWAY_* and --config."""
     settings = _settings(workers)
-    _configure_logging(settings.log_level)
+    configure_logging(settings)
 
     async def main() -> None:
         from tollway.app.workers import WorkerGroup
@@ -176,7 +167,7 @@ def up(
     """Run the services together with Envoy (bootstrap generated, pointing at ADS); Ctrl-C stops all."""
     settings = _settings(workers)
     upstream = demo_upstream or settings.demo_upstream_addr
-    _configure_logging(settings.log_level)
+    configure_logging(settings)
 
     import asyncio
 
