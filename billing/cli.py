@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from billing.credit_cli import add_commands
 from tollway.billing.v1 import billing_pb2 as pb
 from tollway.cli_support import (
     DEFAULT_ADMIN_ADDR,
@@ -395,6 +396,7 @@ def _commands() -> typer.Typer:
         with admin_client(addr, token, _billing_service_stub) as billing:
             emit(billing.call(billing.service.ReconcileUsage, request))
 
+    add_commands(app)
     return app
 
 

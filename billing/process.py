@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from billing.clients import AdminClient, QuotaReader, UsageCompleteness
+from billing.metering import Metering
 from billing.reconcile import AdmittedCounts, NoLimiter
 from billing.servicer import BillingServicer, PendingHub
 from billing.store import BillingRepository, CompletenessSource, UnknownCompleteness
@@ -29,6 +30,7 @@ class Billing(RunningComponent):
         )
         self.limiter: AdmittedCounts = QuotaReader(self.client) if self.client is not None else NoLimiter()
         self.repository = BillingRepository(db, changes.committed, completeness=completeness)
+        self.metering = Metering(db, changes.committed)
 
     def admin_services(self) -> Sequence[GrpcService]:
         servicer = BillingServicer(self.repository, self.hub, self.limiter)
@@ -43,6 +45,10 @@ class Billing(RunningComponent):
         # Wakes the pending-approval watchers.
         return (ReloadOnChange("billing", frozenset({Topic.SUBSCRIPTIONS}), self.hub.notify),)
 
+    async def start(self) -> None:
+        await self.metering.start()
+
     async def stop(self) -> None:
+        await self.metering.stop()
         if self.client is not None:
             await self.client.close()

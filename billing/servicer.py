@@ -13,6 +13,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from billing import pricing as pr
 from billing.completeness import AllowIncomplete
 from billing.credit_notes import CreditNoteView, CreditRequest
+from billing.credit_servicer import CreditRpcs, paid_and_due
+from billing.credit_store import utc_instant
 from billing.invoice_records import OverrideRecord
 from billing.periods import Period, parse_month, period_containing, validate_period
 from billing.reconcile import AdmittedCounts, NoLimiter, reconcile
@@ -37,9 +39,15 @@ _STATE_NAMES = {value: name for name, value in _STATES.items()}
 WATCH_POLL_SECONDS = 1.0
 
 
-def invoice_to_proto(view: InvoiceView) -> billing_pb2.Invoice:
+def invoice_to_proto(
+    view: InvoiceView, paid: dict[tuple[str, str, datetime], int] | None = None
+) -> billing_pb2.Invoice:
     inv = view.invoice
+    paid_minor = (paid or {}).get((inv.application_id, inv.currency, utc_instant(inv.period_start)), 0)
+    paid_text, due_text = paid_and_due(inv.total, inv.currency, paid_minor)
     return billing_pb2.Invoice(
+        paid_from_credit=paid_text,
+        amount_due=due_text,
         id=inv.id,
         number=inv.number or "",
         state=_STATES[inv.state],
@@ -166,7 +174,7 @@ class PendingHub:
 
 
 @map_grpc_errors
-class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
+class BillingServicer(CreditRpcs, billing_pb2_grpc.BillingServiceServicer):
     def __init__(
         self,
         repository: BillingRepository,
@@ -215,7 +223,7 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
             subscription_id=request.subscription_id,
             request_id=request.request_id,
         )
-        return billing_pb2.GenerateInvoicesResponse(invoices=[invoice_to_proto(v) for v in views])
+        return billing_pb2.GenerateInvoicesResponse(invoices=await self._invoices(views))
 
     async def ListInvoices(
         self,
@@ -231,7 +239,7 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
             period=_period(request, required=False),
             with_lines=request.include_lines,
         )
-        return billing_pb2.ListInvoicesResponse(invoices=[invoice_to_proto(v) for v in views])
+        return billing_pb2.ListInvoicesResponse(invoices=await self._invoices(views))
 
     async def GetInvoice(
         self,
@@ -239,7 +247,7 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
         context: grpc.aio.ServicerContext[billing_pb2.GetInvoiceRequest, billing_pb2.GetInvoiceResponse],
     ) -> billing_pb2.GetInvoiceResponse:
         return billing_pb2.GetInvoiceResponse(
-            invoice=invoice_to_proto(await self.repository.get_invoice(request.id))
+            invoice=(await self._invoices([await self.repository.get_invoice(request.id)]))[0]
         )
 
     async def FinalizeInvoice(
@@ -253,7 +261,7 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
         if request.HasField("allow_incomplete"):
             allow = AllowIncomplete(request.allow_incomplete.by, request.allow_incomplete.reason)
         view = await self.repository.finalize(request.id, allow)
-        return billing_pb2.FinalizeInvoiceResponse(invoice=invoice_to_proto(view))
+        return billing_pb2.FinalizeInvoiceResponse(invoice=(await self._invoices([view]))[0])
 
     async def VoidInvoice(
         self,
@@ -261,7 +269,7 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
         context: grpc.aio.ServicerContext[billing_pb2.VoidInvoiceRequest, billing_pb2.VoidInvoiceResponse],
     ) -> billing_pb2.VoidInvoiceResponse:
         view = await self.repository.void(request.id, request.reason)
-        return billing_pb2.VoidInvoiceResponse(invoice=invoice_to_proto(view))
+        return billing_pb2.VoidInvoiceResponse(invoice=(await self._invoices([view]))[0])
 
     async def ExportInvoices(
         self,

@@ -8,17 +8,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
+from billing import alerts
 from billing.approvals import SubscriptionApprovals
 from billing.completeness import CompletenessSource, UnknownCompleteness
 from billing.credit_notes import CreditNoteStore
+from billing.credit_store import CreditStore
 from billing.export import export_text
 from billing.invoice_engine import UsageRow
 from billing.invoice_records import InvoiceRecord, InvoiceView, LineRecord
 from billing.invoice_store import InvoiceStore
 from billing.periods import Period
+from billing.spend_caps import SpendCapStore
 from billing.usage_queries import UsageQueries
 from tollway.db import Database
 from tollway.schema import utcnow
+from tollway.schema_billing import Alert
 
 __all__ = [
     "BillingRepository",
@@ -68,6 +72,15 @@ class BillingRepository:
         self.issue_credit_note = self.credit_notes.issue
         self.get_credit_note = self.credit_notes.get
         self.list_credit_notes = self.credit_notes.list_notes
+        # Prepaid credit and spend caps.
+        self.credit = CreditStore(db, on_commit)
+        self.spend_caps = SpendCapStore(db, on_commit)
+
+    async def list_alerts(
+        self, scope: str = "", target_id: str = "", kinds: list[str] | None = None, limit: int = 0
+    ) -> list[Alert]:
+        async with self._db.session() as session:
+            return await alerts.list_alerts(session, scope, target_id, kinds or (), limit)
 
     def now(self) -> datetime:
         return self._clock()

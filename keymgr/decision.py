@@ -71,6 +71,9 @@ _TITLES = {
     "subscription_pending_approval": (403, "Subscription pending approval"),
     "subscription_blocked": (403, "Subscription blocked"),
     "subscription_suspended": (403, "Subscription suspended"),
+    # Billing's gates (billing/credit_store.py, billing/metering.py): payment is what is missing.
+    "credit_exhausted": (402, "Credit exhausted"),
+    "spend_cap_reached": (402, "Spend cap reached"),
     contract.SERVICE_UNAVAILABLE: (503, "Service unavailable"),
 }
 REASONS = tuple(_TITLES)
@@ -211,6 +214,25 @@ def decide(snapshot: KeySnapshot, request: AuthzRequest, now: datetime, server_s
         return _deny(
             f"subscription_{state}",
             f"The application's subscription to this API is {state.replace('_', ' ')}.",
+            key_id=key.key_id,
+            context=context,
+        )
+
+    if plan.prepaid and snapshot.credit_exhausted(application.id, plan.currency):
+        return _deny(
+            "credit_exhausted",
+            f"The application has no {plan.currency or 'prepaid'} credit left for this prepaid plan; "
+            "top up to continue.",
+            key_id=key.key_id,
+            context=context,
+        )
+    if snapshot.capped and (
+        ("SUBSCRIPTION", subscription.id) in snapshot.capped
+        or ("APPLICATION", application.id) in snapshot.capped
+    ):
+        return _deny(
+            "spend_cap_reached",
+            "The spend cap of this subscription or application for the billing period is reached.",
             key_id=key.key_id,
             context=context,
         )

@@ -44,6 +44,7 @@ from keymgr.snapshot import micros
 from tollway import schema
 from tollway.change_log import Change, Topic
 from tollway.db import Database
+from tollway.schema_billing import BillingGate as _G
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,15 @@ _CHUNK = 5000
 _IN_CHUNK = 500
 
 TOPICS = frozenset(
-    {Topic.KEYS, Topic.APPLICATIONS, Topic.SUBSCRIPTIONS, Topic.BLOCK_RULES, Topic.APIS, Topic.PLANS}
+    {
+        Topic.KEYS,
+        Topic.APPLICATIONS,
+        Topic.SUBSCRIPTIONS,
+        Topic.BLOCK_RULES,
+        Topic.APIS,
+        Topic.PLANS,
+        Topic.BILLING_GATES,
+    }
 )
 _LIVE_STATES = frozenset(schema.LIVE_SUBSCRIPTION_STATES)
 
@@ -102,7 +111,17 @@ def _apply_plan(snapshot: KeySnapshot, plan_id: str, row: _Row | None, strings: 
     if row is None:
         snapshot.plan_entries.pop(plan_id, None)
         return
-    snapshot.plan_entries[row[0]] = PlanEntry(id=_canonical(strings, row[0]), name=row[1])
+    snapshot.plan_entries[row[0]] = PlanEntry(
+        id=_canonical(strings, row[0]), name=row[1], prepaid=bool(row[2]), currency=row[3] or ""
+    )
+
+
+def _apply_gate(snapshot: KeySnapshot, gate_id: str, row: _Row | None, strings: dict[str, str]) -> None:
+    if row is None:
+        snapshot.set_gate(gate_id, None)
+        return
+    gate_id, reason, scope, target_id, currency, refused = row
+    snapshot.set_gate(gate_id, (reason, scope, target_id, currency or "", bool(refused)))
 
 
 def _apply_rule(snapshot: KeySnapshot, rule_id: str, row: _Row | None, strings: dict[str, str]) -> None:
@@ -120,7 +139,7 @@ _K, _App, _S, _A, _P, _B = (
 # Per topic: the id column, the columns read (the id first), and how a row is applied.
 _TABLES: dict[Topic, tuple[Any, tuple[Any, ...], _Apply]] = {
     Topic.APIS: (col(_A.id), (col(_A.id), col(_A.name), col(_A.published)), _apply_api),
-    Topic.PLANS: (col(_P.id), (col(_P.id), col(_P.name)), _apply_plan),
+    Topic.PLANS: (col(_P.id), (col(_P.id), col(_P.name), col(_P.prepaid), col(_P.currency)), _apply_plan),
     Topic.APPLICATIONS: (col(_App.id), (col(_App.id), col(_App.deleted_at)), _apply_application),
     Topic.KEYS: (
         col(_K.key_id),
@@ -133,6 +152,11 @@ _TABLES: dict[Topic, tuple[Any, tuple[Any, ...], _Apply]] = {
         _apply_subscription,
     ),
     Topic.BLOCK_RULES: (col(_B.id), (col(_B.id), col(_B.target), col(_B.value)), _apply_rule),
+    Topic.BILLING_GATES: (
+        col(_G.id),
+        (col(_G.id), col(_G.reason), col(_G.scope), col(_G.target_id), col(_G.currency), col(_G.refused)),
+        _apply_gate,
+    ),
 }
 # Rows a full load skips (the index holds live subscriptions only).
 _LOAD_FILTERS: dict[Topic, ColumnElement[bool]] = {

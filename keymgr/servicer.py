@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 _OVERWRITE = HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 _GRPC_CODES = {
     401: code_pb2.UNAUTHENTICATED,
+    402: code_pb2.FAILED_PRECONDITION,
     403: code_pb2.PERMISSION_DENIED,
     404: code_pb2.NOT_FOUND,
     429: code_pb2.RESOURCE_EXHAUSTED,

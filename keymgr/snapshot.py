@@ -67,6 +67,9 @@ class ApiEntry:
 class PlanEntry:
     id: str
     name: str
+    # Admitted only while the application holds credit in `currency` (billing's credit gate).
+    prepaid: bool = False
+    currency: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +111,9 @@ SubscriptionKey = tuple[str, str]
 KeyRecord = tuple[str, str, int | None, int | None]
 # A block rule: (target, value).
 RuleRecord = tuple[str, str]
+# A billing gate: (reason, scope, target id, currency, refused).
+GateRecord = tuple[str, str, str, str, bool]
+CREDIT_EXHAUSTED = "credit_exhausted"
 
 
 def micros(value: datetime | None) -> int | None:
@@ -241,6 +247,9 @@ class KeySnapshot:
         "blocked_application_ids",
         "blocked_key_ids",
         "blocked_networks",
+        "capped",
+        "credit_refused",
+        "gates",
         "key_records",
         "keys",
         "loaded",
@@ -283,6 +292,12 @@ class KeySnapshot:
         self.blocked_application_ids: Set[str] = self._blocked_ids[BlockTarget.APPLICATION]
         self.blocked_key_ids: Set[str] = self._blocked_ids[BlockTarget.API_KEY]
         self.blocked_networks: tuple[IPNetwork, ...] = ()
+        # billing/'s gate rows by id (reason, scope, target, currency, refused), and what they mean for a
+        # Check: (application, currency) pairs whose credit is used up, and (scope, target) pairs capped.
+        # A prepaid plan also refuses an application that never had credit (no row): see decide().
+        self.gates: dict[str, GateRecord] = {}
+        self.credit_refused: dict[tuple[str, str], bool] = {}
+        self.capped: set[tuple[str, str]] = set()
         self.keys: Mapping[str, KeyEntry] = _KeyView(self.key_records)
         self.applications: Mapping[str, ApplicationEntry] = _ApplicationView(self)
         self.subscriptions: Mapping[SubscriptionKey, SubscriptionEntry] = _SubscriptionView(self)
@@ -358,7 +373,30 @@ class KeySnapshot:
             "blocked_application_ids": set(self.blocked_application_ids),
             "blocked_key_ids": set(self.blocked_key_ids),
             "blocked_networks": sorted(map(str, self.blocked_networks)),
+            "gates": dict(self.gates),
         }
+
+    def credit_exhausted(self, application_id: str, currency: str) -> bool:
+        """True unless the application holds credit in `currency` (no account at all: no credit)."""
+        return self.credit_refused.get((application_id, currency), True)
+
+    def set_gate(self, gate_id: str, record: GateRecord | None) -> None:
+        """A billing gate's current row, or None when it is gone."""
+        old = self.gates.pop(gate_id, None)
+        if old is not None:
+            reason, scope, target, currency, _ = old
+            if reason == CREDIT_EXHAUSTED:
+                self.credit_refused.pop((target, currency), None)
+            else:
+                self.capped.discard((scope, target))
+        if record is None:
+            return
+        reason, scope, target, currency, refused = record
+        self.gates[gate_id] = record
+        if reason == CREDIT_EXHAUSTED:
+            self.credit_refused[(target, currency)] = refused
+        elif refused:
+            self.capped.add((scope, target))
 
     # --- changes (synchronous: callers never await between the changes of one batch) -------------------
 

@@ -217,6 +217,28 @@ def writes(ids: Setup) -> dict[str, tuple[Call, Message]]:
             unary(billing, "SuspendSubscription"),
             billing_pb2.SuspendSubscriptionRequest(subscription_id=ids.subscription_id, reason="unpaid"),
         ),
+        "billing.TopUpCredit": (
+            unary(billing, "TopUpCredit"),
+            billing_pb2.TopUpCreditRequest(
+                application_id=ids.application_id,
+                currency="EUR",
+                amount="10.00",
+                request_id="r1",
+                note="paid",
+            ),
+        ),
+        "billing.SetSpendCap": (
+            unary(billing, "SetSpendCap"),
+            billing_pb2.SetSpendCapRequest(
+                cap=billing_pb2.SpendCap(
+                    scope="SUBSCRIPTION",
+                    target_id=ids.subscription_id,
+                    kind="CHARGE",
+                    limit="5.00",
+                    currency="EUR",
+                )
+            ),
+        ),
         "throttle.SetTrafficLimit": (
             unary(throttle, "SetTrafficLimit"),
             throttle_pb2.SetTrafficLimitRequest(
@@ -235,6 +257,8 @@ RPCS = (
     "store.CreateApiKey",
     "store.BlockSubscription",
     "billing.SuspendSubscription",
+    "billing.TopUpCredit",
+    "billing.SetSpendCap",
     "throttle.SetTrafficLimit",
 )
 

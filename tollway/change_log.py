@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import event, text, update
 from sqlalchemy.orm import Session, UOWTransaction
 
-from tollway import schema
+from tollway import schema, schema_billing
 
 
 class Topic(StrEnum):
@@ -35,6 +35,8 @@ class Topic(StrEnum):
     KEYS = "keys"
     BLOCK_RULES = "block_rules"
     TRAFFIC_LIMITS = "traffic_limits"
+    # billing/'s word to the gateway: credit standing and spend caps (schema_billing.BillingGate).
+    BILLING_GATES = "billing_gates"
 
 
 class Op(StrEnum):
@@ -66,6 +68,7 @@ _TRACKED: dict[type[Any], tuple[Topic, Callable[[Any], str]]] = {
     schema.ApiKey: (Topic.KEYS, lambda row: row.key_id),
     schema.BlockRule: (Topic.BLOCK_RULES, lambda row: row.id),
     schema.TrafficLimit: (Topic.TRAFFIC_LIMITS, lambda row: traffic_limit_id(row.scope, row.target_id)),
+    schema_billing.BillingGate: (Topic.BILLING_GATES, lambda row: row.id),
 }
 
 # session.info keys: the (topic, entity, op) already logged in this transaction, the rows added by the

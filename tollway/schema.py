@@ -79,6 +79,8 @@ class Plan(SQLModel, table=True):
     overage_price: str = "0"
     minimum_charge: str = "0"
     approval_required: bool = False
+    # Admitted only while the application holds credit in `currency` (billing/credit.py); not versioned.
+    prepaid: bool = False
     # The newest version (plan_version); its limits and pricing are this row's. 0 (a database from
     # before versions) means 1.
     version: int = 1

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, text
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, text
 from sqlmodel import Field, SQLModel
 
 from tollway.schema import timestamp_column
@@ -170,3 +170,114 @@ class BillingIdempotency(SQLModel, table=True):
     operation: str
     result: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_at: datetime = timestamp_column()
+
+
+# --- billing/ (issue 13): prepaid credit, spend caps, alerts, gateway gates -----------------------------
+
+
+class CreditAccount(SQLModel, table=True):
+    """An application's prepaid credit in one currency. `balance_minor` (minor units, exact) is the sum
+    of its ledger entries, kept by atomic `balance_minor = balance_minor + x` updates in the ledger
+    entry's transaction (billing/credit_store.py)."""
+
+    __tablename__ = "credit_account"
+
+    application_id: str = Field(primary_key=True)
+    currency: str = Field(primary_key=True)
+    balance_minor: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    # The balance right after the newest top-up, and which top-up that was: credit alerts are relative
+    # to it and re-arm with every top-up.
+    funded_minor: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    funding_epoch: int = 0
+    updated_at: datetime = timestamp_column()
+
+
+class CreditEntry(SQLModel, table=True):
+    """The append-only ledger: a top-up (positive) or a burn of priced usage (negative, or positive for
+    a correction). `key` is unique: a top-up's request id, or a burn's (subscription, period, counted
+    total), so a retried top-up or a replayed burn writes nothing."""
+
+    __tablename__ = "credit_entry"
+    __table_args__ = (Index("ix_credit_entry_account", "application_id", "currency", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True)
+    application_id: str
+    currency: str
+    kind: str  # TOP_UP | BURN
+    amount_minor: int = Field(sa_column=Column(BigInteger, nullable=False))
+    balance_after_minor: int = Field(sa_column=Column(BigInteger, nullable=False))
+    subscription_id: str = ""
+    period_start: datetime | None = timestamp_column(nullable=True)
+    # BURN: the billable requests of the period counted so far (after this burn).
+    requests: int = 0
+    note: str = ""
+    created_at: datetime = timestamp_column()
+
+
+class CreditBurnMark(SQLModel, table=True):
+    """What has been burned for one subscription's billing period: the billable requests and the usage
+    charge (minor units) already taken from credit. A burn moves it from the stored values to the newly
+    counted ones with a compare-and-set, so the same counts never burn twice."""
+
+    __tablename__ = "credit_burn_mark"
+
+    subscription_id: str = Field(primary_key=True)
+    # The plan the usage was admitted under (a plan change mid-period burns each part at its plan's prices).
+    plan_id: str = Field(primary_key=True)
+    period_start: datetime = Field(sa_column=Column(DateTime(timezone=True), primary_key=True))
+    application_id: str = ""
+    currency: str = ""
+    requests: int = 0
+    burned_minor: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+
+
+class SpendCap(SQLModel, table=True):
+    """A cap on a subscription's or an application's billing-period charge (CHARGE, in `currency`) or
+    billable requests (REQUESTS). Reaching it refuses at the gateway (402 spend_cap_reached)."""
+
+    __tablename__ = "spend_cap"
+
+    scope: str = Field(primary_key=True)  # APPLICATION | SUBSCRIPTION
+    target_id: str = Field(primary_key=True)
+    kind: str = Field(primary_key=True)  # CHARGE | REQUESTS
+    limit: str  # decimal text: an amount (CHARGE) or a whole number of requests (REQUESTS)
+    currency: str = ""
+    updated_at: datetime = timestamp_column()
+
+
+class BillingGate(SQLModel, table=True):
+    """What billing tells the gateway, followed by keymgr through the change log: an application's
+    credit standing in a currency (`refused`: no credit left), or a spend cap reached. Written only when
+    the standing flips, so Check never reads the database and the log carries only the flips."""
+
+    __tablename__ = "billing_gate"
+
+    # "credit:<application>:<currency>" | "cap:<scope>:<target>"
+    id: str = Field(primary_key=True)
+    reason: str  # credit_exhausted | spend_cap_reached
+    scope: str  # APPLICATION | SUBSCRIPTION
+    target_id: str
+    currency: str = ""
+    refused: bool = False
+    detail: str = ""
+    updated_at: datetime = timestamp_column()
+
+
+class Alert(SQLModel, table=True):
+    """A threshold crossed: raised once per scope, period, kind and threshold (billing/alerts.py)."""
+
+    __tablename__ = "billing_alert"
+    __table_args__ = (
+        Index("uq_billing_alert_once", "scope", "target_id", "period", "kind", "threshold", unique=True),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    scope: str  # APPLICATION | SUBSCRIPTION
+    target_id: str = Field(index=True)
+    # The billing period's start (ISO), or "credit-<n>" for the n-th funding of a credit account.
+    period: str
+    kind: str  # QUOTA | CAP_CHARGE | CAP_REQUESTS | CREDIT
+    threshold: int  # percent
+    value: str = ""  # what was measured ("812 of 1,000 requests", "8.00 of 10.00 USD")
+    raised_at: datetime = timestamp_column()

@@ -1,5 +1,6 @@
 """xds/ inside a Tollway process: the Aggregated Discovery Service on the Envoy-facing server, and a
-new snapshot of Envoy's configuration built from the catalog after every committed change."""
+new snapshot of Envoy's configuration built from the catalog after every committed change (and, with
+HTTPS at the gateway, after every change of its certificate files)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Collection, Sequence
 from envoy.service.discovery.v3 import ads_pb2, ads_pb2_grpc
 
 from tollway.catalog.store import CatalogStore
+from tollway.catalog.view import PublishedApi
 from tollway.change_log import Topic
 from tollway.changes import ChangeListener, ReloadOnChange
 from tollway.component import (
@@ -16,8 +18,10 @@ from tollway.component import (
     RunningComponent,
     service_name,
 )
+from tollway.gateway_tls import TlsPair
 from tollway.settings import GatewaySettings
 from xds.cache import SnapshotCache
+from xds.gateway_tls import CertificateWatch
 from xds.resources import GatewayOptions, build_resources
 from xds.server import AggregatedDiscoveryServicer
 
@@ -37,21 +41,52 @@ def gateway_options(settings: GatewaySettings, contribution: GatewayContribution
         extra_clusters=contribution.clusters,
         route_rate_limits=contribution.route_rate_limits,
         envoy_link=settings.envoy_link,
+        tls=settings.tls,
+        http_redirect=settings.http_redirect,
     )
 
 
 class Xds(RunningComponent):
-    def __init__(self, options: GatewayOptions, catalog: CatalogStore, nodes: Collection[str]) -> None:
+    def __init__(
+        self,
+        options: GatewayOptions,
+        catalog: CatalogStore,
+        nodes: Collection[str],
+        certificate: CertificateWatch | None = None,
+    ) -> None:
         self.options = options
         self.catalog = catalog
         self.cache = SnapshotCache()
         # Only the configured Envoy nodes get configuration (TOLLWAY_ENVOY_NODES).
         self.ads = AggregatedDiscoveryServicer(self.cache, nodes)
+        # HTTPS: the watched certificate files; each new checked pair is pushed as a new SDS version.
+        self.certificate = certificate
+        if certificate is not None:
+            certificate.on_pair = self._on_certificate
+        self._apis: Sequence[PublishedApi] | None = None
 
     async def push(self) -> None:
         """Builds Envoy's resources from the published APIs; the cache sends what changed."""
-        apis = await self.catalog.published_apis()
-        self.cache.set_snapshot(build_resources(apis, self.options))
+        self._apis = await self.catalog.published_apis()
+        self._publish()
+
+    def _publish(self) -> None:
+        if self._apis is None:
+            return  # the first push (the change feed's first round) builds everything
+        pair = self.certificate.pair if self.certificate is not None else None
+        self.cache.set_snapshot(build_resources(self._apis, self.options, pair))
+
+    def _on_certificate(self, _pair: TlsPair) -> None:
+        # Only the secret changed: the cache versions SDS anew and leaves the other types as they are.
+        self._publish()
+
+    async def start(self) -> None:
+        if self.certificate is not None:
+            self.certificate.start()
+
+    async def stop(self) -> None:
+        if self.certificate is not None:
+            await self.certificate.stop()
 
     def envoy_services(self) -> Sequence[GrpcService]:
         add = ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server

@@ -43,12 +43,21 @@ from tollway.envoy_resources import (
     load_assignment,
     socket_address,
 )
+from tollway.gateway_tls import TlsPair
+from xds.gateway_tls import (
+    GATEWAY_SECRET_NAME,
+    SECRET_TYPE,
+    downstream_tls_socket,
+    gateway_secret,
+    redirect_listener,
+)
 
 CLUSTER_TYPE = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener"
 ROUTE_TYPE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
-# The order Envoy must receive updates in, so nothing refers to a resource it does not have yet.
-TYPE_ORDER: tuple[str, ...] = (CLUSTER_TYPE, LISTENER_TYPE, ROUTE_TYPE)
+# The order Envoy must receive updates in, so nothing refers to a resource it does not have yet (the
+# gateway's certificate, SDS, before the HTTPS listener that names it).
+TYPE_ORDER: tuple[str, ...] = (CLUSTER_TYPE, SECRET_TYPE, LISTENER_TYPE, ROUTE_TYPE)
 
 LISTENER_NAME = "tollway_http"
 ROUTE_CONFIG_NAME = "tollway_routes"
@@ -130,6 +139,10 @@ class GatewayOptions:
     # How Envoy authenticates to Tollway's gRPC services (tollway/envoy_auth.py). A process passes the
     # link its settings describe; the plaintext default is for tests against plaintext doubles.
     envoy_link: EnvoyLink = PLAINTEXT_LINK
+    # HTTPS on the listener (its certificate: the SDS secret build_resources is given), and a plain-HTTP
+    # listener at this (host, port) redirecting to it.
+    tls: bool = False
+    http_redirect: HostPort | None = None
 
     def __post_init__(self) -> None:
         # Accept lists from callers, keep the dataclass hashable and immutable.
@@ -146,6 +159,10 @@ class GatewayOptions:
         object.__setattr__(self, "extra_clusters", tuple(self.extra_clusters))
         object.__setattr__(self, "route_rate_limits", tuple(self.route_rate_limits))
         _check_port(self.listener_port, "listener_port")
+        if self.http_redirect is not None:
+            if not self.tls:
+                raise ValueError("a redirect to HTTPS needs the listener to serve HTTPS")
+            _check_port(self.http_redirect[1], "http_redirect")
         if self.authz_timeout_ms <= 0:
             raise ValueError("authz_timeout_ms must be positive")
         if self.upstream_timeout_s <= 0 or self.upstream_connect_timeout_s <= 0:
@@ -408,7 +425,7 @@ def http_connection_manager(options: GatewayOptions) -> hcm_pb2.HttpConnectionMa
 
 
 def listener(options: GatewayOptions) -> listener_pb2.Listener:
-    return listener_pb2.Listener(
+    built = listener_pb2.Listener(
         name=LISTENER_NAME,
         address=socket_address(options.listener_host, options.listener_port),
         filter_chains=[
@@ -421,6 +438,9 @@ def listener(options: GatewayOptions) -> listener_pb2.Listener:
             )
         ],
     )
+    if options.tls:
+        built.filter_chains[0].transport_socket.CopyFrom(downstream_tls_socket())
+    return built
 
 
 def _unique_by_name(messages: Iterable[Message], kind: str) -> dict[str, Message]:
@@ -451,8 +471,13 @@ def validate_resources(resources: Resources) -> None:
                 raise ValueError(f"{name!r} does not survive packing")
 
 
-def build_resources(apis: Sequence[PublishedApi], options: GatewayOptions) -> Resources:
-    """CDS, LDS and RDS resources for the given published APIs."""
+def build_resources(
+    apis: Sequence[PublishedApi], options: GatewayOptions, tls_pair: TlsPair | None = None
+) -> Resources:
+    """CDS, LDS and RDS resources for the given published APIs (and SDS: the gateway's certificate,
+    `tls_pair`, when the listener serves HTTPS)."""
+    if options.tls and tls_pair is None:
+        raise ValueError("an HTTPS listener needs its certificate and key (tls_pair)")
     # Longest context path first: /weather/v1 must win over /weather for /weather/v1/today.
     ordered = sorted(apis, key=lambda api: (-len(api.context_path), api.context_path))
     seen_paths: set[str] = set()
@@ -483,10 +508,15 @@ def build_resources(apis: Sequence[PublishedApi], options: GatewayOptions) -> Re
         *api_clusters,
         *options.extra_clusters,
     ]
+    listeners = [listener(options)]
+    if options.http_redirect is not None:
+        listeners.append(redirect_listener(*options.http_redirect, https_port=options.listener_port))
     resources: Resources = {
         CLUSTER_TYPE: _unique_by_name(clusters, "cluster"),
-        LISTENER_TYPE: _unique_by_name([listener(options)], "listener"),
+        LISTENER_TYPE: _unique_by_name(listeners, "listener"),
         ROUTE_TYPE: _unique_by_name([route_configuration(routes)], "route configuration"),
     }
+    if options.tls and tls_pair is not None:
+        resources[SECRET_TYPE] = {GATEWAY_SECRET_NAME: gateway_secret(tls_pair)}
     validate_resources(resources)
     return resources

@@ -1,4 +1,5 @@
-"""Aggregated Discovery Service, state of the world, for Envoy's CDS, LDS and RDS.
+"""Aggregated Discovery Service, state of the world, for Envoy's CDS, LDS and RDS (and SDS: the
+gateway's HTTPS certificate, xds/gateway_tls.py).
 
 Per stream and type the server remembers the latest nonce it sent, what it sent, and what Envoy
 accepted. Rules (the ones go-control-plane users trip over):
@@ -7,7 +8,7 @@ accepted. Rules (the ones go-control-plane users trip over):
 * ACK (latest nonce, no error_detail): Envoy now runs that version.
 * NACK (latest nonce, error_detail): logged, and that version is never sent to the node again; Envoy
   keeps its last accepted configuration until a newer snapshot arrives.
-* Make-before-break: a type is sent only once every type before it (CDS → LDS → RDS) runs the
+* Make-before-break: a type is sent only once every type before it (CDS → SDS → LDS → RDS) runs the
   current snapshot. Clusters the new routes no longer use stay in CDS (a "+retained" version) until
   Envoy accepted the listeners and routes that stopped using them; then CDS is pruned.
 
@@ -34,12 +35,13 @@ from google.protobuf.message import Message
 
 from tollway.request_guard import RateLimitedLog
 from xds.cache import Snapshot, SnapshotCache
+from xds.gateway_tls import SECRET_TYPE
 from xds.resources import CLUSTER_TYPE, LISTENER_TYPE, ROUTE_TYPE, TYPE_ORDER
 
 log = logging.getLogger(__name__)
 
-SHORT_TYPE_NAMES = {CLUSTER_TYPE: "CDS", LISTENER_TYPE: "LDS", ROUTE_TYPE: "RDS"}
-# Types Envoy subscribes to as a whole; the others (RDS) by resource name.
+SHORT_TYPE_NAMES = {CLUSTER_TYPE: "CDS", SECRET_TYPE: "SDS", LISTENER_TYPE: "LDS", ROUTE_TYPE: "RDS"}
+# Types Envoy subscribes to as a whole; the others (RDS, SDS) by resource name.
 WILDCARD_TYPES = frozenset({CLUSTER_TYPE, LISTENER_TYPE})
 RETAINED_SUFFIX = "+retained"
 

@@ -26,8 +26,11 @@ def metrics_addresses(settings: Settings) -> list[str]:
 
 def address_lines(settings: Settings, grpc_addresses: Sequence[str], envoy_log: str) -> list[str]:
     """One line per listener, in the order a request meets them."""
-    lines = [
-        _line("gateway (Envoy)", f"http://{settings.gateway_addr}"),
+    scheme = "https" if settings.gateway_tls_cert_file else "http"
+    lines = [_line("gateway (Envoy)", f"{scheme}://{settings.gateway_addr}")]
+    if settings.gateway_http_redirect_addr:
+        lines.append(_line("HTTP -> HTTPS", f"http://{settings.gateway_http_redirect_addr}"))
+    lines += [
         _line("Envoy admin", f"http://{settings.envoy_admin_addr}"),
         _line(
             "envoy-facing gRPC",

@@ -195,7 +195,7 @@ def up(
             # Started from the event loop thread: Envoy is tied to this thread's life (PR_SET_PDEATHSIG).
             envoy.start()
             await asyncio.to_thread(envoy.wait_ready, 30.0)
-            gateway = f"http://{settings.gateway_addr}"
+            gateway = f"http{'s' if settings.gateway_tls_cert_file else ''}://{settings.gateway_addr}"
             print("", flush=True)
             print("Tollway is up.", flush=True)
             for line in address_lines(settings, group.addresses, str(envoy.log_path)):

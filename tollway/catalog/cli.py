@@ -99,12 +99,17 @@ def _plan_commands() -> typer.Typer:
         approval_required: Annotated[
             bool, typer.Option(help="New subscriptions wait for approval by the billing side.")
         ] = False,
+        prepaid: Annotated[
+            bool, typer.Option(help="Admit requests only while the application holds credit (402 at zero).")
+        ] = False,
         addr: AdminAddr = DEFAULT_ADMIN_ADDR,
         token: AdminToken = None,
         output: Output = None,
     ) -> None:
         """Create a plan."""
-        plan = cat.Plan(name=name, description=description or "", approval_required=approval_required)
+        plan = cat.Plan(
+            name=name, description=description or "", approval_required=approval_required, prepaid=prepaid
+        )
         apply_limits(plan.limits, per_second, per_minute, per_hour, per_day, monthly_quota, quota_policy)
         apply_pricing(
             plan.pricing, currency, fee, included, unit_price, tier, overage_price, minimum_charge, tier_mode,
@@ -155,6 +160,9 @@ def _plan_commands() -> typer.Typer:
         approval_required: Annotated[
             bool | None, typer.Option(help="New subscriptions wait for approval by the billing side.")
         ] = None,
+        prepaid: Annotated[
+            bool | None, typer.Option(help="Admit requests only while the application holds credit.")
+        ] = None,
         now: EffectiveNow = False,
         at: EffectiveAt = None,
         addr: AdminAddr = DEFAULT_ADMIN_ADDR,
@@ -196,6 +204,9 @@ def _plan_commands() -> typer.Typer:
             if approval_required is not None:
                 changed.approval_required = approval_required
                 mask.append("approval_required")
+            if prepaid is not None:
+                changed.prepaid = prepaid
+                mask.append("prepaid")
             require_changes(mask)
             request = cat.UpdatePlanRequest(plan=changed)
             request.update_mask.paths.extend(mask)

@@ -82,6 +82,7 @@ def plan_from_proto(plan: catalog_pb2.Plan) -> PlanDraft:
         limits=PlanLimits.from_proto(plan.limits),
         pricing=pricing_from_proto(plan.pricing),
         approval_required=plan.approval_required,
+        prepaid=plan.prepaid,
     )
 
 
@@ -93,6 +94,7 @@ def plan_to_proto(row: schema.Plan) -> catalog_pb2.Plan:
         limits=PlanLimits.from_row(row).to_proto(),
         pricing=pricing_to_proto(PricingDraft.from_columns(row)),
         approval_required=row.approval_required,
+        prepaid=row.prepaid,
         create_time=timestamp(row.created_at),
         update_time=timestamp(row.updated_at),
         version=max(row.version or 1, 1),

@@ -57,6 +57,7 @@ def _plan_columns(plan: PlanDraft) -> dict[str, Any]:
         **plan.limits.columns(),
         **plan.pricing.columns(),
         "approval_required": plan.approval_required,
+        "prepaid": plan.prepaid,
     }
 
 
@@ -68,6 +69,7 @@ def plan_draft(row: schema.Plan) -> PlanDraft:
         limits=PlanLimits.from_row(row),
         pricing=PricingDraft.from_columns(row),
         approval_required=row.approval_required,
+        prepaid=row.prepaid,
     )
 
 

@@ -50,6 +50,8 @@ class PlanDraft:
     limits: PlanLimits = field(default_factory=PlanLimits)
     pricing: PricingDraft = field(default_factory=PricingDraft)
     approval_required: bool = False
+    # Admitted only while the application holds credit in the plan's currency (billing/credit.py).
+    prepaid: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +66,7 @@ class ApiDraft:
 
 
 # Top-level fields an update may replace (the update_mask paths of the proto).
-PLAN_FIELDS = ("name", "description", "limits", "pricing", "approval_required")
+PLAN_FIELDS = ("name", "description", "limits", "pricing", "approval_required", "prepaid")
 API_FIELDS = ("name", "version", "context_path", "upstream_urls", "plan_ids", "description")
 
 # RFC 3986 unreserved characters: safe in every URL and route without escaping.
@@ -270,6 +272,7 @@ def validate_plan(plan: PlanDraft) -> PlanDraft:
         limits=limits,
         pricing=validate_pricing(plan.pricing, limits),
         approval_required=plan.approval_required,
+        prepaid=plan.prepaid,
     )
 
 

@@ -11,11 +11,11 @@ from tollway.settings.declare import (
     env,
     split_addr,
 )
+from tollway.settings.gateway import GatewaySettings
 from tollway.settings.model import LOG_FORMATS, Settings
 from tollway.settings.parts import (
     AdminClientSettings,
     DatabaseSettings,
-    GatewaySettings,
     KeymgrSettings,
     ThrottleSettings,
     UsageSettings,

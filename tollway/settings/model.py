@@ -34,10 +34,10 @@ from tollway.settings.declare import (
     split_addr,
     throttle_mode,
 )
+from tollway.settings.gateway import GatewaySettings
 from tollway.settings.parts import (
     AdminClientSettings,
     DatabaseSettings,
-    GatewaySettings,
     KeymgrSettings,
     ThrottleSettings,
     UsageSettings,
@@ -109,6 +109,11 @@ class Settings:
     key_hash_secret: str = field(default="", repr=False, metadata=env("KEY_HASH_SECRET"))
     # Where Envoy listens for API traffic (pushed to Envoy as its listener by xds/).
     gateway_addr: str = field(default="127.0.0.1:8080", metadata=env("GATEWAY_ADDR"))
+    # HTTPS there (PEM files where xds/ runs, both or neither; pushed to Envoy over ADS and again when
+    # they change), and an address where plain HTTP redirects to it (empty = none).
+    gateway_tls_cert_file: str = field(default="", metadata=env("GATEWAY_TLS_CERT"))
+    gateway_tls_key_file: str = field(default="", metadata=env("GATEWAY_TLS_KEY"))
+    gateway_http_redirect_addr: str = field(default="", metadata=env("GATEWAY_HTTP_REDIRECT_ADDR"))
     envoy_admin_addr: str = field(default="127.0.0.1:9901", metadata=env("ENVOY_ADMIN_ADDR"))
     envoy_concurrency: int = field(default=2, metadata=env("ENVOY_CONCURRENCY", number))
     # Where Envoy reaches each Envoy-facing service; defaults to grpc_addr (all in one process).
@@ -288,6 +293,9 @@ class Settings:
             envoy_link=self.envoy_link,
             envoy_nodes=self.envoy_nodes,
             usage_copies=self.effective_usage_copies,
+            tls_cert_file=self.gateway_tls_cert_file,
+            tls_key_file=self.gateway_tls_key_file,
+            http_redirect=split_addr(redirect) if (redirect := self.gateway_http_redirect_addr) else None,
         )
 
     @property

@@ -1,4 +1,4 @@
-"""Each component's part of the settings (`Settings.keymgr`, `.gateway`, `.throttle`, `.usage`,
+"""Each component's part of the settings (`Settings.keymgr`, `.throttle`, `.usage`,
 `.database`, `.admin_client`): what a component receives instead of the whole settings object."""
 
 from __future__ import annotations
@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from tollway.envoy_auth import EnvoyLink
 from tollway.settings.declare import HostPort
 from tollway.vocabulary import RedisMode, ThrottleMode
 
@@ -25,22 +24,6 @@ class KeymgrSettings:
     key_rotation_grace_seconds: int
     # TOLLWAY_THROTTLE_MODE=authz: Check also applies the plan limits (the throttle's, in this process).
     applies_limits: bool = False
-
-
-@dataclass(frozen=True)
-class GatewaySettings:
-    """What xds/ tells Envoy beyond the catalog: its listener and where the Envoy-facing services are."""
-
-    listener: HostPort
-    keymgr_endpoints: tuple[HostPort, ...]
-    usage_endpoints: tuple[HostPort, ...]
-    authz_timeout_ms: int
-    authz_failure_mode_allow: bool
-    # How Envoy authenticates to the Envoy-facing services, and the node ids ADS serves.
-    envoy_link: EnvoyLink
-    envoy_nodes: tuple[str, ...]
-    # Envoy sends every access-log entry to this many usage endpoints (at most one per endpoint).
-    usage_copies: int = 1
 
 
 @dataclass(frozen=True)

@@ -93,7 +93,7 @@ class InvoiceLine(_message.Message):
     def __init__(self, position: _Optional[int] = ..., subscription_id: _Optional[str] = ..., api_id: _Optional[str] = ..., plan_id: _Optional[str] = ..., kind: _Optional[str] = ..., description: _Optional[str] = ..., quantity: _Optional[str] = ..., unit_price: _Optional[str] = ..., amount: _Optional[str] = ..., plan_version: _Optional[int] = ...) -> None: ...
 
 class Invoice(_message.Message):
-    __slots__ = ("id", "number", "state", "application_id", "currency", "period_start", "period_end", "total", "usage_completeness", "completeness_note", "lines", "create_time", "finalize_time", "void_time", "void_reason", "completeness_override")
+    __slots__ = ("id", "number", "state", "application_id", "currency", "period_start", "period_end", "total", "usage_completeness", "completeness_note", "lines", "create_time", "finalize_time", "void_time", "void_reason", "completeness_override", "paid_from_credit", "amount_due")
     ID_FIELD_NUMBER: _ClassVar[int]
     NUMBER_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -110,6 +110,8 @@ class Invoice(_message.Message):
     VOID_TIME_FIELD_NUMBER: _ClassVar[int]
     VOID_REASON_FIELD_NUMBER: _ClassVar[int]
     COMPLETENESS_OVERRIDE_FIELD_NUMBER: _ClassVar[int]
+    PAID_FROM_CREDIT_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_DUE_FIELD_NUMBER: _ClassVar[int]
     id: str
     number: str
     state: InvoiceState
@@ -126,7 +128,9 @@ class Invoice(_message.Message):
     void_time: _timestamp_pb2.Timestamp
     void_reason: str
     completeness_override: CompletenessOverride
-    def __init__(self, id: _Optional[str] = ..., number: _Optional[str] = ..., state: _Optional[_Union[InvoiceState, str]] = ..., application_id: _Optional[str] = ..., currency: _Optional[str] = ..., period_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., period_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., total: _Optional[str] = ..., usage_completeness: _Optional[_Union[UsageCompleteness, str]] = ..., completeness_note: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[InvoiceLine, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finalize_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., void_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., void_reason: _Optional[str] = ..., completeness_override: _Optional[_Union[CompletenessOverride, _Mapping]] = ...) -> None: ...
+    paid_from_credit: str
+    amount_due: str
+    def __init__(self, id: _Optional[str] = ..., number: _Optional[str] = ..., state: _Optional[_Union[InvoiceState, str]] = ..., application_id: _Optional[str] = ..., currency: _Optional[str] = ..., period_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., period_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., total: _Optional[str] = ..., usage_completeness: _Optional[_Union[UsageCompleteness, str]] = ..., completeness_note: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[InvoiceLine, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finalize_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., void_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., void_reason: _Optional[str] = ..., completeness_override: _Optional[_Union[CompletenessOverride, _Mapping]] = ..., paid_from_credit: _Optional[str] = ..., amount_due: _Optional[str] = ...) -> None: ...
 
 class CompletenessOverride(_message.Message):
     __slots__ = ("by", "reason", "time", "completeness", "completeness_note")
@@ -531,3 +535,193 @@ class ReconcileUsageResponse(_message.Message):
     SUBSCRIPTIONS_FIELD_NUMBER: _ClassVar[int]
     subscriptions: _containers.RepeatedCompositeFieldContainer[Reconciliation]
     def __init__(self, subscriptions: _Optional[_Iterable[_Union[Reconciliation, _Mapping]]] = ...) -> None: ...
+
+class CreditBalance(_message.Message):
+    __slots__ = ("application_id", "currency", "balance", "funded", "update_time")
+    APPLICATION_ID_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    BALANCE_FIELD_NUMBER: _ClassVar[int]
+    FUNDED_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    application_id: str
+    currency: str
+    balance: str
+    funded: str
+    update_time: _timestamp_pb2.Timestamp
+    def __init__(self, application_id: _Optional[str] = ..., currency: _Optional[str] = ..., balance: _Optional[str] = ..., funded: _Optional[str] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CreditEntry(_message.Message):
+    __slots__ = ("id", "application_id", "currency", "kind", "amount", "balance_after", "subscription_id", "period_start", "requests", "note", "create_time")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    APPLICATION_ID_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    BALANCE_AFTER_FIELD_NUMBER: _ClassVar[int]
+    SUBSCRIPTION_ID_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_START_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    application_id: str
+    currency: str
+    kind: str
+    amount: str
+    balance_after: str
+    subscription_id: str
+    period_start: _timestamp_pb2.Timestamp
+    requests: int
+    note: str
+    create_time: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[int] = ..., application_id: _Optional[str] = ..., currency: _Optional[str] = ..., kind: _Optional[str] = ..., amount: _Optional[str] = ..., balance_after: _Optional[str] = ..., subscription_id: _Optional[str] = ..., period_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., requests: _Optional[int] = ..., note: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class TopUpCreditRequest(_message.Message):
+    __slots__ = ("application_id", "currency", "amount", "request_id", "note")
+    APPLICATION_ID_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    application_id: str
+    currency: str
+    amount: str
+    request_id: str
+    note: str
+    def __init__(self, application_id: _Optional[str] = ..., currency: _Optional[str] = ..., amount: _Optional[str] = ..., request_id: _Optional[str] = ..., note: _Optional[str] = ...) -> None: ...
+
+class TopUpCreditResponse(_message.Message):
+    __slots__ = ("entry", "balance", "created")
+    ENTRY_FIELD_NUMBER: _ClassVar[int]
+    BALANCE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    entry: CreditEntry
+    balance: CreditBalance
+    created: bool
+    def __init__(self, entry: _Optional[_Union[CreditEntry, _Mapping]] = ..., balance: _Optional[_Union[CreditBalance, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
+
+class GetCreditBalanceRequest(_message.Message):
+    __slots__ = ("application_id", "currency")
+    APPLICATION_ID_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    application_id: str
+    currency: str
+    def __init__(self, application_id: _Optional[str] = ..., currency: _Optional[str] = ...) -> None: ...
+
+class GetCreditBalanceResponse(_message.Message):
+    __slots__ = ("balances",)
+    BALANCES_FIELD_NUMBER: _ClassVar[int]
+    balances: _containers.RepeatedCompositeFieldContainer[CreditBalance]
+    def __init__(self, balances: _Optional[_Iterable[_Union[CreditBalance, _Mapping]]] = ...) -> None: ...
+
+class ListCreditEntriesRequest(_message.Message):
+    __slots__ = ("application_id", "currency", "limit")
+    APPLICATION_ID_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    application_id: str
+    currency: str
+    limit: int
+    def __init__(self, application_id: _Optional[str] = ..., currency: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ListCreditEntriesResponse(_message.Message):
+    __slots__ = ("entries",)
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[CreditEntry]
+    def __init__(self, entries: _Optional[_Iterable[_Union[CreditEntry, _Mapping]]] = ...) -> None: ...
+
+class SpendCap(_message.Message):
+    __slots__ = ("scope", "target_id", "kind", "limit", "currency", "update_time")
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    TARGET_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    scope: str
+    target_id: str
+    kind: str
+    limit: str
+    currency: str
+    update_time: _timestamp_pb2.Timestamp
+    def __init__(self, scope: _Optional[str] = ..., target_id: _Optional[str] = ..., kind: _Optional[str] = ..., limit: _Optional[str] = ..., currency: _Optional[str] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class SetSpendCapRequest(_message.Message):
+    __slots__ = ("cap",)
+    CAP_FIELD_NUMBER: _ClassVar[int]
+    cap: SpendCap
+    def __init__(self, cap: _Optional[_Union[SpendCap, _Mapping]] = ...) -> None: ...
+
+class SetSpendCapResponse(_message.Message):
+    __slots__ = ("cap",)
+    CAP_FIELD_NUMBER: _ClassVar[int]
+    cap: SpendCap
+    def __init__(self, cap: _Optional[_Union[SpendCap, _Mapping]] = ...) -> None: ...
+
+class ClearSpendCapRequest(_message.Message):
+    __slots__ = ("scope", "target_id", "kind")
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    TARGET_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    scope: str
+    target_id: str
+    kind: str
+    def __init__(self, scope: _Optional[str] = ..., target_id: _Optional[str] = ..., kind: _Optional[str] = ...) -> None: ...
+
+class ClearSpendCapResponse(_message.Message):
+    __slots__ = ("cleared",)
+    CLEARED_FIELD_NUMBER: _ClassVar[int]
+    cleared: bool
+    def __init__(self, cleared: _Optional[bool] = ...) -> None: ...
+
+class ListSpendCapsRequest(_message.Message):
+    __slots__ = ("scope", "target_id")
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    TARGET_ID_FIELD_NUMBER: _ClassVar[int]
+    scope: str
+    target_id: str
+    def __init__(self, scope: _Optional[str] = ..., target_id: _Optional[str] = ...) -> None: ...
+
+class ListSpendCapsResponse(_message.Message):
+    __slots__ = ("caps",)
+    CAPS_FIELD_NUMBER: _ClassVar[int]
+    caps: _containers.RepeatedCompositeFieldContainer[SpendCap]
+    def __init__(self, caps: _Optional[_Iterable[_Union[SpendCap, _Mapping]]] = ...) -> None: ...
+
+class Alert(_message.Message):
+    __slots__ = ("id", "scope", "target_id", "period", "kind", "threshold", "value", "raise_time")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    TARGET_ID_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    RAISE_TIME_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    scope: str
+    target_id: str
+    period: str
+    kind: str
+    threshold: int
+    value: str
+    raise_time: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[int] = ..., scope: _Optional[str] = ..., target_id: _Optional[str] = ..., period: _Optional[str] = ..., kind: _Optional[str] = ..., threshold: _Optional[int] = ..., value: _Optional[str] = ..., raise_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListAlertsRequest(_message.Message):
+    __slots__ = ("scope", "target_id", "kinds", "limit")
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    TARGET_ID_FIELD_NUMBER: _ClassVar[int]
+    KINDS_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    scope: str
+    target_id: str
+    kinds: _containers.RepeatedScalarFieldContainer[str]
+    limit: int
+    def __init__(self, scope: _Optional[str] = ..., target_id: _Optional[str] = ..., kinds: _Optional[_Iterable[str]] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ListAlertsResponse(_message.Message):
+    __slots__ = ("alerts",)
+    ALERTS_FIELD_NUMBER: _ClassVar[int]
+    alerts: _containers.RepeatedCompositeFieldContainer[Alert]
+    def __init__(self, alerts: _Optional[_Iterable[_Union[Alert, _Mapping]]] = ...) -> None: ...

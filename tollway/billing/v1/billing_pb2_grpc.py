@@ -129,6 +129,41 @@ class BillingServiceStub:
                 request_serializer=tollway_dot_billing_dot_v1_dot_billing__pb2.ReconcileUsageRequest.SerializeToString,
                 response_deserializer=tollway_dot_billing_dot_v1_dot_billing__pb2.ReconcileUsageResponse.FromString,
                 _registered_method=True)
+        self.TopUpCredit = channel.unary_unary(
+                '/tollway.billing.v1.BillingService/TopUpCredit',
+                request_serializer=tollway_dot_billing_dot_v1_dot_billing__pb2.TopUpCreditRequest.SerializeToString,
+                response_deserializer=tollway_dot_billing_dot_v1_dot_billing__pb2.TopUpCreditResponse.FromString,
+                _registered_method=True)
+        self.GetCreditBalance = channel.unary_unary(
+                '/tollway.billing.v1.BillingService/GetCreditBalance',
+                request_serializer=tollway_dot_billing_dot_v1_dot_billing__pb2.GetCreditBalanceRequest.SerializeToString,
+                response_deserializer=tollway_dot_billing_dot_v1_dot_billing__pb2.GetCreditBalanceResponse.FromString,
+                _registered_method=True)
+        self.ListCreditEntries = channel.unary_unary(
+                '/tollway.billing.v1.BillingService/ListCreditEntries',
+                request_serializer=tollway_dot_billing_dot_v1_dot_billing__pb2.ListCreditEntriesRequest.SerializeToString,
+                response_deserializer=tollway_dot_billing_dot_v1_dot_billing__pb2.ListCreditEntriesResponse.FromString,
+                _registered_method=True)
+        self.SetSpendCap = channel.unary_unary(
+                '/tollway.billing.v1.BillingService/SetSpendCap',
+                request_serializer=tollway_dot_billing_dot_v1_dot_billing__pb2.SetSpendCapRequest.SerializeToString,
+                response_deserializer=tollway_dot_billing_dot_v1_dot_billing__pb2.SetSpendCapResponse.FromString,
+                _registered_method=True)
+        self.ClearSpendCap = channel.unary_unary(
+                '/tollway.billing.v1.BillingService/ClearSpendCap',
+                request_serializer=tollway_dot_billing_dot_v1_dot_billing__pb2.ClearSpendCapRequest.SerializeToString,
+                response_deserializer=tollway_dot_billing_dot_v1_dot_billing__pb2.ClearSpendCapResponse.FromString,
+                _registered_method=True)
+        self.ListSpendCaps = channel.unary_unary(
+                '/tollway.billing.v1.BillingService/ListSpendCaps',
+                request_serializer=tollway_dot_billing_dot_v1_dot_billing__pb2.ListSpendCapsRequest.SerializeToString,
+                response_deserializer=tollway_dot_billing_dot_v1_dot_billing__pb2.ListSpendCapsResponse.FromString,
+                _registered_method=True)
+        self.ListAlerts = channel.unary_unary(
+                '/tollway.billing.v1.BillingService/ListAlerts',
+                request_serializer=tollway_dot_billing_dot_v1_dot_billing__pb2.ListAlertsRequest.SerializeToString,
+                response_deserializer=tollway_dot_billing_dot_v1_dot_billing__pb2.ListAlertsResponse.FromString,
+                _registered_method=True)
 
 
 class BillingServiceServicer:
@@ -268,6 +303,56 @@ class BillingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def TopUpCredit(self, request, context):
+        """Adds prepaid credit to an application's balance in a currency (idempotent per request_id). Usage
+        burns it at the plan's prices as it is counted; a prepaid plan is refused (402 credit_exhausted)
+        while the balance is zero or below.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCreditBalance(self, request, context):
+        """An application's credit balances (one per currency).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCreditEntries(self, request, context):
+        """The credit ledger of an application, newest first: top-ups and burns.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetSpendCap(self, request, context):
+        """Sets a cap on a subscription's or an application's period charge or requests; reaching it
+        refuses at the gateway (402 spend_cap_reached).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ClearSpendCap(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSpendCaps(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAlerts(self, request, context):
+        """Alerts raised (50/80/100 % of a quota, a spend cap or a funded credit), newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BillingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -365,6 +450,41 @@ def add_BillingServiceServicer_to_server(servicer, server):
                     servicer.ReconcileUsage,
                     request_deserializer=tollway_dot_billing_dot_v1_dot_billing__pb2.ReconcileUsageRequest.FromString,
                     response_serializer=tollway_dot_billing_dot_v1_dot_billing__pb2.ReconcileUsageResponse.SerializeToString,
+            ),
+            'TopUpCredit': grpc.unary_unary_rpc_method_handler(
+                    servicer.TopUpCredit,
+                    request_deserializer=tollway_dot_billing_dot_v1_dot_billing__pb2.TopUpCreditRequest.FromString,
+                    response_serializer=tollway_dot_billing_dot_v1_dot_billing__pb2.TopUpCreditResponse.SerializeToString,
+            ),
+            'GetCreditBalance': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCreditBalance,
+                    request_deserializer=tollway_dot_billing_dot_v1_dot_billing__pb2.GetCreditBalanceRequest.FromString,
+                    response_serializer=tollway_dot_billing_dot_v1_dot_billing__pb2.GetCreditBalanceResponse.SerializeToString,
+            ),
+            'ListCreditEntries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCreditEntries,
+                    request_deserializer=tollway_dot_billing_dot_v1_dot_billing__pb2.ListCreditEntriesRequest.FromString,
+                    response_serializer=tollway_dot_billing_dot_v1_dot_billing__pb2.ListCreditEntriesResponse.SerializeToString,
+            ),
+            'SetSpendCap': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetSpendCap,
+                    request_deserializer=tollway_dot_billing_dot_v1_dot_billing__pb2.SetSpendCapRequest.FromString,
+                    response_serializer=tollway_dot_billing_dot_v1_dot_billing__pb2.SetSpendCapResponse.SerializeToString,
+            ),
+            'ClearSpendCap': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClearSpendCap,
+                    request_deserializer=tollway_dot_billing_dot_v1_dot_billing__pb2.ClearSpendCapRequest.FromString,
+                    response_serializer=tollway_dot_billing_dot_v1_dot_billing__pb2.ClearSpendCapResponse.SerializeToString,
+            ),
+            'ListSpendCaps': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSpendCaps,
+                    request_deserializer=tollway_dot_billing_dot_v1_dot_billing__pb2.ListSpendCapsRequest.FromString,
+                    response_serializer=tollway_dot_billing_dot_v1_dot_billing__pb2.ListSpendCapsResponse.SerializeToString,
+            ),
+            'ListAlerts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAlerts,
+                    request_deserializer=tollway_dot_billing_dot_v1_dot_billing__pb2.ListAlertsRequest.FromString,
+                    response_serializer=tollway_dot_billing_dot_v1_dot_billing__pb2.ListAlertsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -880,6 +1000,195 @@ class BillingService:
             '/tollway.billing.v1.BillingService/ReconcileUsage',
             tollway_dot_billing_dot_v1_dot_billing__pb2.ReconcileUsageRequest.SerializeToString,
             tollway_dot_billing_dot_v1_dot_billing__pb2.ReconcileUsageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TopUpCredit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollway.billing.v1.BillingService/TopUpCredit',
+            tollway_dot_billing_dot_v1_dot_billing__pb2.TopUpCreditRequest.SerializeToString,
+            tollway_dot_billing_dot_v1_dot_billing__pb2.TopUpCreditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCreditBalance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollway.billing.v1.BillingService/GetCreditBalance',
+            tollway_dot_billing_dot_v1_dot_billing__pb2.GetCreditBalanceRequest.SerializeToString,
+            tollway_dot_billing_dot_v1_dot_billing__pb2.GetCreditBalanceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCreditEntries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollway.billing.v1.BillingService/ListCreditEntries',
+            tollway_dot_billing_dot_v1_dot_billing__pb2.ListCreditEntriesRequest.SerializeToString,
+            tollway_dot_billing_dot_v1_dot_billing__pb2.ListCreditEntriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetSpendCap(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollway.billing.v1.BillingService/SetSpendCap',
+            tollway_dot_billing_dot_v1_dot_billing__pb2.SetSpendCapRequest.SerializeToString,
+            tollway_dot_billing_dot_v1_dot_billing__pb2.SetSpendCapResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClearSpendCap(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollway.billing.v1.BillingService/ClearSpendCap',
+            tollway_dot_billing_dot_v1_dot_billing__pb2.ClearSpendCapRequest.SerializeToString,
+            tollway_dot_billing_dot_v1_dot_billing__pb2.ClearSpendCapResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSpendCaps(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollway.billing.v1.BillingService/ListSpendCaps',
+            tollway_dot_billing_dot_v1_dot_billing__pb2.ListSpendCapsRequest.SerializeToString,
+            tollway_dot_billing_dot_v1_dot_billing__pb2.ListSpendCapsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAlerts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollway.billing.v1.BillingService/ListAlerts',
+            tollway_dot_billing_dot_v1_dot_billing__pb2.ListAlertsRequest.SerializeToString,
+            tollway_dot_billing_dot_v1_dot_billing__pb2.ListAlertsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -95,7 +95,7 @@ class PlanPricing(_message.Message):
     def __init__(self, currency: _Optional[str] = ..., recurring_fee: _Optional[str] = ..., included_requests: _Optional[int] = ..., unit_price: _Optional[str] = ..., tiers: _Optional[_Iterable[_Union[PriceTier, _Mapping]]] = ..., overage_price: _Optional[str] = ..., minimum_charge: _Optional[str] = ..., billable_classes: _Optional[_Iterable[str]] = ..., tier_mode: _Optional[_Union[TierMode, str]] = ..., package_size: _Optional[int] = ..., package_price: _Optional[str] = ..., trial_days: _Optional[int] = ...) -> None: ...
 
 class Plan(_message.Message):
-    __slots__ = ("id", "name", "description", "limits", "pricing", "approval_required", "create_time", "update_time", "version")
+    __slots__ = ("id", "name", "description", "limits", "pricing", "approval_required", "create_time", "update_time", "version", "prepaid")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
@@ -105,6 +105,7 @@ class Plan(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    PREPAID_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     description: str
@@ -114,7 +115,8 @@ class Plan(_message.Message):
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
     version: int
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., limits: _Optional[_Union[PlanLimits, _Mapping]] = ..., pricing: _Optional[_Union[PlanPricing, _Mapping]] = ..., approval_required: _Optional[bool] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., version: _Optional[int] = ...) -> None: ...
+    prepaid: bool
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., limits: _Optional[_Union[PlanLimits, _Mapping]] = ..., pricing: _Optional[_Union[PlanPricing, _Mapping]] = ..., approval_required: _Optional[bool] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., version: _Optional[int] = ..., prepaid: _Optional[bool] = ...) -> None: ...
 
 class PlanVersion(_message.Message):
     __slots__ = ("plan_id", "version", "limits", "pricing", "effect", "effective_time", "create_time")

@@ -1,0 +1,350 @@
+"""Metering in the background: burns prepaid credit as usage is counted, measures spend caps and
+raises alerts. Runs in every billing process; replicas may overlap safely.
+
+Each round reads, per subscription of an application that holds credit or of a capped scope, its
+current period's counted usage per plan (one SQL aggregate, as an invoice run reads it), and burns the
+difference between that usage's metered charge and what its `credit_burn_mark` says was burned. The mark
+moves by compare-and-set in the burn's transaction and the ledger key names the counts burned, so a
+usage replay (which usage/ never counts twice) or two replicas burning at once burn each count once.
+The gate rows written on a flip reach keymgr through the change log, so Check never reads any of this.
+
+Simplifications (stated in the README): burns and caps price a period's usage with the plan version in
+effect at the latest instant counted (an INSTANT version mid-period reprices the period's burns from
+then on, where the invoice splits it), recurring fees and minimum charges are left to the invoice, and
+a period's late usage is burned while the period is current or ended less than `LATE_SECONDS` ago.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from billing import alerts
+from billing import pricing as pr
+from billing.credit import (
+    APPLICATION,
+    BURN,
+    CHARGE,
+    SUBSCRIPTION,
+    billable_requests,
+    burn_minor,
+    from_minor,
+    metered_charge_minor,
+    reached,
+    to_minor,
+)
+from billing.credit_store import post_entry
+from billing.invoice_engine import PlanVersionRecord, plan_terms
+from billing.periods import Period, period_containing
+from billing.plan_versions import stored_versions
+from billing.regimes import PlanTerms, trial_end
+from billing.spend_caps import cap_gate, cap_gate_id
+from billing.usage_queries import _UNBILLED_STATES, aggregate, timelines
+from tollway.db import Database
+from tollway.schema import Plan, Subscription, as_utc, utcnow
+from tollway.schema_billing import BillingGate, CreditAccount, CreditBurnMark, SpendCap
+
+log = logging.getLogger(__name__)
+
+ROUND_SECONDS = 0.2
+QUOTA_ROUND_SECONDS = 10.0
+LATE_SECONDS = 3600
+MAX_RETRY_SECONDS = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One subscription's counted usage under one plan in one period."""
+
+    subscription: Subscription
+    plan_id: str
+    period: Period
+    pricing: pr.Pricing | None
+    usage: pr.Usage
+
+
+class Metering:
+    def __init__(
+        self, db: Database, on_commit: Callable[[], None], clock: Callable[[], datetime] = utcnow
+    ) -> None:
+        self._db = db
+        self._on_commit = on_commit
+        self._clock = clock
+        self._task: asyncio.Task[None] | None = None
+        self.rounds = 0
+        self.failures = 0
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="billing-metering")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(self._task, 2.0)
+            self._task = None
+
+    async def _run(self) -> None:
+        last_quota = 0.0
+        loop = asyncio.get_running_loop()
+        delay = ROUND_SECONDS
+        while True:
+            try:
+                quota = loop.time() - last_quota >= QUOTA_ROUND_SECONDS
+                await self.round(all_quotas=quota)
+                if quota:
+                    last_quota = loop.time()
+                delay = ROUND_SECONDS
+            except Exception as exc:  # the database may be down: back off, then try again
+                self.failures += 1
+                delay = min(delay * 2, MAX_RETRY_SECONDS)
+                log.warning("metering round failed (%s); retrying in %.1fs", type(exc).__name__, delay)
+            await asyncio.sleep(delay)
+
+    async def round(self, all_quotas: bool = False) -> None:
+        """One pass: burns, caps, alerts. `all_quotas` also checks every quota-limited subscription."""
+        now = self._clock()
+        async with self._db.session() as session:
+            accounts = {
+                (a, c)
+                for a, c in (
+                    await session.exec(select(CreditAccount.application_id, CreditAccount.currency))
+                ).all()
+            }
+            caps = list((await session.exec(select(SpendCap))).all())
+            if not accounts and not caps and not all_quotas:
+                return  # nothing to burn or measure: two small queries a round
+            app_ids = {a for a, _ in accounts} | {c.target_id for c in caps if c.scope == APPLICATION}
+            sub_ids = {c.target_id for c in caps if c.scope == SUBSCRIPTION}
+            live = col(Subscription.state).not_in(_UNBILLED_STATES)
+            subs: dict[str, Subscription] = {}
+            if app_ids:
+                for sub in (
+                    await session.exec(
+                        select(Subscription).where(live, col(Subscription.application_id).in_(app_ids))
+                    )
+                ).all():
+                    subs[sub.id] = sub
+            if sub_ids:
+                for sub in (
+                    await session.exec(select(Subscription).where(live, col(Subscription.id).in_(sub_ids)))
+                ).all():
+                    subs[sub.id] = sub
+            plans = {p.id: p for p in (await session.exec(select(Plan))).all()}
+            if all_quotas:
+                quota_plans = [p.id for p in plans.values() if p.monthly_quota > 0]
+                if quota_plans:
+                    for sub in (
+                        await session.exec(
+                            select(Subscription).where(live, col(Subscription.plan_id).in_(quota_plans))
+                        )
+                    ).all():
+                        subs.setdefault(sub.id, sub)
+            parts = await self._parts(session, list(subs.values()), plans, now)
+        for part in parts:
+            currency = part.pricing.currency if part.pricing is not None else ""
+            if (part.subscription.application_id, currency) in accounts:
+                await self._burn(part)
+        await self._caps(caps, parts)
+        await self._quota_alerts(parts, plans)
+
+    async def _parts(
+        self, session: AsyncSession, subs: list[Subscription], plans: dict[str, Plan], now: datetime
+    ) -> list[Part]:
+        versions = await stored_versions(session)
+        approvals = await timelines(session, [sub.id for sub in subs]) if subs else {}
+        terms: dict[str, PlanTerms | None] = {}
+        parts: list[Part] = []
+        for sub in subs:
+            current = period_containing(now, sub.billing_anchor_day)
+            periods = [current]
+            if (now - current.start).total_seconds() < LATE_SECONDS:
+                periods.append(
+                    period_containing(current.start - timedelta(seconds=1), sub.billing_anchor_day)
+                )
+            timeline = approvals.get(sub.id)
+            trial_start = (timeline.approved_at if timeline else None) or as_utc(sub.created_at) or now
+            for period in periods:
+                for row in await aggregate(session, period, subscription_id=sub.id):
+                    if row.plan_id not in terms:
+                        terms[row.plan_id] = self._terms(plans.get(row.plan_id), versions)
+                    plan_terms = terms[row.plan_id]
+                    pricing, usage = None, row.usage
+                    if plan_terms is not None:
+                        # The terms in effect at the end of what has been counted so far.
+                        instant = min(now, period.end - timedelta(seconds=1))
+                        regime = plan_terms.regime_at(instant, trial_start, sub.billing_anchor_day)
+                        pricing = plan_terms.pricing(regime.version)
+                        if regime.trial_until is not None:
+                            pricing = None  # in a free trial: nothing to burn
+                        elif pricing is not None and pricing.trial_days:
+                            ended = trial_end(trial_start, pricing.trial_days)
+                            if period.start < ended < period.end:
+                                # Only what was used after the trial is charged.
+                                after = Period(ended, period.end)
+                                usage = sum(
+                                    (r.usage for r in await aggregate(session, after, subscription_id=sub.id)
+                                     if r.plan_id == row.plan_id),
+                                    pr.Usage(),
+                                )  # fmt: skip
+                    parts.append(Part(sub, row.plan_id, period, pricing, usage))
+        return parts
+
+    @staticmethod
+    def _terms(plan: Plan | None, versions: dict[str, list[PlanVersionRecord]]) -> PlanTerms | None:
+        if plan is None:
+            return None
+        try:
+            return plan_terms(plan, versions.get(plan.id, ()))
+        except Exception:
+            return None  # a bad stored pricing is priced by no one (the invoice run names it)
+
+    async def _burn(self, part: Part) -> None:
+        pricing = part.pricing
+        assert pricing is not None
+        sub = part.subscription
+        requests = billable_requests(pricing, part.usage)
+        charge = metered_charge_minor(pricing, part.usage)
+        key = (sub.id, part.plan_id, part.period.start)
+        async with self._db.session() as session:
+            mark = await session.get(CreditBurnMark, key)
+            if mark is not None and mark.requests == requests and mark.burned_minor == charge:
+                return
+            if mark is None:
+                session.add(CreditBurnMark(
+                    subscription_id=sub.id, plan_id=part.plan_id, period_start=part.period.start,
+                    application_id=sub.application_id, currency=pricing.currency, requests=requests,
+                    burned_minor=charge,
+                ))  # fmt: skip
+                before_requests, before_minor = 0, 0
+            else:
+                before_requests, before_minor = mark.requests, mark.burned_minor
+                moved = await session.exec(
+                    update(CreditBurnMark)
+                    .where(
+                        col(CreditBurnMark.subscription_id) == sub.id,
+                        col(CreditBurnMark.plan_id) == part.plan_id,
+                        col(CreditBurnMark.period_start) == part.period.start,
+                        col(CreditBurnMark.requests) == before_requests,
+                        col(CreditBurnMark.burned_minor) == before_minor,
+                    )
+                    .values(requests=requests, burned_minor=charge)
+                )
+                if moved.rowcount != 1:
+                    return  # another replica burned these counts
+            amount = burn_minor(charge, before_minor)
+            try:
+                if amount:
+                    burn_key = f"burn:{sub.id}:{part.plan_id}:{part.period.start.isoformat()}:{requests}"
+                    note = f"{requests - before_requests} requests on plan {part.plan_id}"
+                    await post_entry(
+                        session, key=burn_key,
+                        application_id=sub.application_id, currency=pricing.currency, kind=BURN,
+                        amount_minor=-amount, subscription_id=sub.id, period_start=part.period.start,
+                        requests=requests, note=note,
+                    )  # fmt: skip
+                await session.commit()
+            except IntegrityError:
+                return  # another replica posted this burn (or its mark) first
+        self._on_commit()
+
+    async def _caps(self, caps: list[SpendCap], parts: list[Part]) -> None:
+        if not caps:
+            return
+        requests: dict[tuple[str, str], int] = defaultdict(int)
+        charges: dict[tuple[str, str, str], int] = defaultdict(int)
+        periods: dict[tuple[str, str], Period] = {}
+        for part in parts:
+            if part.pricing is None:
+                continue
+            sub = part.subscription
+            if part.period != period_containing(self._clock(), sub.billing_anchor_day):
+                continue
+            for scope, target_id in ((SUBSCRIPTION, sub.id), (APPLICATION, sub.application_id)):
+                requests[(scope, target_id)] += billable_requests(part.pricing, part.usage)
+                charges[(scope, target_id, part.pricing.currency)] += metered_charge_minor(
+                    part.pricing, part.usage
+                )
+                periods.setdefault((scope, target_id), part.period)
+        by_target: dict[tuple[str, str], list[tuple[SpendCap, bool, str]]] = defaultdict(list)
+        async with self._db.session() as session:
+            for cap in caps:
+                target = (cap.scope, cap.target_id)
+                if cap.kind == CHARGE:
+                    used_minor = charges.get((cap.scope, cap.target_id, cap.currency), 0)
+                    limit_minor = to_minor(Decimal(cap.limit), cap.currency, "limit")
+                    used_text = f"{from_minor(used_minor, cap.currency)} of {cap.limit} {cap.currency}"
+                    hit = used_minor >= limit_minor
+                    crossed = reached(used_minor, limit_minor)
+                    kind = alerts.CAP_CHARGE
+                else:
+                    used = requests.get(target, 0)
+                    used_text = f"{used:,} of {int(cap.limit):,} requests"
+                    hit = used >= int(cap.limit)
+                    crossed = reached(used, int(cap.limit))
+                    kind = alerts.CAP_REQUESTS
+                by_target[target].append((cap, hit, used_text))
+                period = periods.get(target)
+                if period is not None:
+                    for threshold in crossed:
+                        await alerts.raise_alert(
+                            session,
+                            cap.scope,
+                            cap.target_id,
+                            period.start.isoformat(),
+                            kind,
+                            threshold,
+                            used_text,
+                        )
+            changed = False
+            for (scope, target_id), results in by_target.items():
+                hits = [text for _, hit, text in results if hit]
+                refuse = bool(hits)
+                gate = await session.get(BillingGate, cap_gate_id(scope, target_id))
+                if gate is not None and gate.refused == refuse:
+                    continue
+                detail = "spend cap reached: " + "; ".join(hits) if hits else "within its spend caps"
+                if gate is None:
+                    gate = cap_gate(scope, target_id, refuse, detail)
+                else:
+                    gate.refused, gate.detail, gate.updated_at = refuse, detail, utcnow()
+                session.add(gate)
+                changed = True
+            await session.commit()
+        if changed:
+            self._on_commit()
+
+    async def _quota_alerts(self, parts: list[Part], plans: dict[str, Plan]) -> None:
+        """QUOTA alerts: admitted requests (within quota and soft overage) against the monthly quota of
+        the subscription's plan."""
+        used: dict[tuple[str, str], int] = defaultdict(int)
+        quotas: dict[str, int] = {}
+        for part in parts:
+            plan = plans.get(part.subscription.plan_id)
+            if plan is None or plan.monthly_quota <= 0:
+                continue
+            quotas[part.subscription.id] = plan.monthly_quota
+            key = (part.subscription.id, part.period.start.isoformat())
+            used[key] += part.usage.success + part.usage.overage
+        if not used:
+            return
+        async with self._db.session() as session:
+            for (sub_id, period), count in used.items():
+                quota = quotas[sub_id]
+                text = f"{count:,} of {quota:,} requests"
+                for threshold in reached(count, quota):
+                    await alerts.raise_alert(
+                        session, SUBSCRIPTION, sub_id, period, alerts.QUOTA, threshold, text
+                    )
+            await session.commit()
