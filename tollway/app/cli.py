@@ -65,7 +65,7 @@ def _run(main: Coroutine[Any, Any, None]) -> None:
     """Runs a process to its end; a refused setup ends with its message, not a traceback."""
     import asyncio
 
-    from tollway.errors import StartupRefused
+    from tollway.refusal import StartupRefused
 
     try:
         asyncio.run(main)
