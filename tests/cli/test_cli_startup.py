@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 HEAVY = ("grpc", "sqlalchemy", "sqlmodel", "asyncio", "uvicorn", "redis", "starlette", "aiosqlite")
 
@@ -16,3 +17,16 @@ def test_importing_the_cli_loads_nothing_heavy() -> None:
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "", f"imported by the CLI at start: {result.stdout.strip()}"
+
+
+def test_only_the_named_command_group_is_built() -> None:
+    from tollway.app.cli import _command_name
+
+    assert _command_name(["plan", "list"]) == "plan"
+    assert _command_name(["--config", "tollway.toml", "quota", "sub_1"]) == "quota"
+    assert _command_name(["--config=x.toml", "usage"]) == "usage"
+    assert _command_name(["--help"]) is None
+    tollway = str(Path(sys.executable).parent / "tollway")
+    for argv, expected in ((["plan", "--help"], "Usage: tollway plan"), (["plna"], "Did you mean 'plan'?")):
+        result = subprocess.run([tollway, *argv], capture_output=True, text=True, timeout=60)
+        assert expected in result.stdout + result.stderr, argv
