@@ -8,7 +8,7 @@ PROTOS := $(shell find protos -name '*.proto' | sort)
 TOOLS := .tools
 BUF := $(TOOLS)/node_modules/.bin/buf
 
-.PHONY: install tools portal-assets browser run test check typecheck lint protos clean bench bench-scale soak
+.PHONY: install tools portal-assets browser promtool run test check typecheck lint protos clean bench bench-scale soak
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,16 @@ $(CHROMIUM):
 
 browser: $(CHROMIUM)
 
+# promtool (Debian's prometheus package, unpacked here rather than installed: no server is started)
+# checks deploy/prometheus/alerts.yml in the test suite (tests/e2e/test_metrics_e2e.py).
+PROMTOOL := build/prometheus/usr/bin/promtool
+$(PROMTOOL):
+	rm -rf build/prometheus && mkdir -p build/prometheus
+	cd build/prometheus && (apt-get download prometheus || (apt-get update -q && apt-get download prometheus)) \
+	  && dpkg-deb -x prometheus_*.deb . && rm prometheus_*.deb
+
+promtool: $(PROMTOOL)
+
 # Regenerates Tollway's own protobuf/gRPC code next to the hand-written packages (tollway/<area>/v1/).
 # Envoy's contracts come from the xds-protos package and are never generated here.
 protos: install
@@ -75,7 +85,7 @@ PYTEST_CRASH_ISOLATION := -n 1 --reruns 1 --only-rerun '^WorkerProcessCrashed$$'
 
 # PostgreSQL and Redis: the ones at TOLLWAY_TEST_POSTGRES_URL / TOLLWAY_TEST_REDIS_URL (default
 # 127.0.0.1:5432 and :6379) when they answer, else private ones scripts/test-services starts and stops.
-test: install tools portal-assets browser
+test: install tools portal-assets browser promtool
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python scripts/test-services -- $(BIN)/python -m pytest -q $(PYTEST_CRASH_ISOLATION)
@@ -105,4 +115,4 @@ bench-scale: install
 	$(BIN)/python -m bench.scale $(SCALE_ARGS)
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .tollway .pytest_cache .ruff_cache $(PORTAL_VENDOR) test-artifacts
+	rm -rf $(VENV) $(TOOLS) .tollway .pytest_cache .ruff_cache $(PORTAL_VENDOR) test-artifacts build/prometheus

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from billing.accounts_cli import add_account_commands
 from billing.credit_cli import add_commands
 from tollway.billing.v1 import billing_pb2 as pb
 from tollway.cli_support import (
@@ -397,6 +398,7 @@ def _commands() -> typer.Typer:
             emit(billing.call(billing.service.ReconcileUsage, request))
 
     add_commands(app)
+    add_account_commands(app)
     return app
 
 

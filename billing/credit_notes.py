@@ -27,6 +27,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing import pricing as pr
 from billing.invoice_store import reason_text
+from billing.tax import rates_from_details, tax_lines_json, taxes_of
 from billing.usage_queries import chunks, require
 from tollway.db import Database
 from tollway.errors import FailedPrecondition, InvalidArgument, NotFound
@@ -150,16 +151,23 @@ class CreditNoteStore:
             credited = await self._credited(session, invoice.id)
             amounts = credited_amounts(lines, credited, requests, invoice.currency)
             number = await self._next_number(session)
-            zero = pr.round_amount(Decimal(0), invoice.currency)
+            # Taxed with the rates its invoice lines carried, whatever they are now (billing/tax.py).
+            taxes = taxes_of(
+                [(rates_from_details(line.details), True, amount) for line, amount in amounts],
+                invoice.currency,
+            )
             note = CreditNote(
                 id=new_id("cn"),
                 number=f"{CREDIT_NOTE_NUMBER_PREFIX}{number:06d}",
                 invoice_id=invoice.id,
                 application_id=invoice.application_id,
                 currency=invoice.currency,
-                total=money_text(pr.exact_sum((amount for _, amount in amounts), zero)),
+                total=money_text(taxes.total),
                 reason=reason,
                 created_at=self._clock(),
+                subtotal=money_text(taxes.subtotal),
+                tax_total=money_text(taxes.tax_total),
+                taxes=tax_lines_json(taxes),
             )
             session.add(note)
             await session.flush()  # the lines reference it

@@ -1,7 +1,10 @@
 """A period's invoices and their credit notes as text for accounting: CSV (one row per line, header
 first) or JSON lines (one object per invoice, then one per credit note of it). Credit-note rows name
 their credit note (`document` credit_note, `credit_note_number`, `credit_note_total`) and the invoice
-line they credit (`credits_line`); their amounts are what was credited, positive, like the invoice's."""
+line they credit (`credits_line`); their amounts are what was credited, positive, like the invoice's.
+Every row names the customer (the billing account's details as finalized); tax rows (`document` tax)
+give each rate's net base and tax (`credit_note_tax` for a credit note's), and each line its own taxes
+and machine-readable details."""
 
 from __future__ import annotations
 
@@ -43,6 +46,20 @@ CSV_HEADER = [
     "credit_note_number",
     "credits_line",
     "credit_note_total",
+    # The customer (as finalized; a draft's as it is now) and taxes: each line's tax and the net it was
+    # taken from, and one `tax` row per rate (kind TAX, amount = the tax).
+    "billing_account_id",
+    "customer_name",
+    "customer_email",
+    "customer_address",
+    "customer_tax_id",
+    "invoice_subtotal",
+    "invoice_tax_total",
+    "tax_rate",
+    "tax_inclusive",
+    "taxable",
+    "tax_amount",
+    "details",
 ]
 
 
@@ -68,7 +85,9 @@ def export_text(views: Sequence[InvoiceView], fmt: str, notes: Sequence[CreditNo
     for view in views:
         inv = view.invoice
         by_position = {line.position: line for line in view.lines}
+        customer = _customer_columns(view)
         for line in view.lines:
+            taxes = line.details.get("taxes") or []
             writer.writerow(
                 [
                     inv.number or "",
@@ -93,8 +112,23 @@ def export_text(views: Sequence[InvoiceView], fmt: str, notes: Sequence[CreditNo
                     "",
                     "",
                     "",
+                    *customer,
+                    ";".join(t["rate"] for t in taxes),
+                    ";".join("true" if t["inclusive"] else "false" for t in taxes),
+                    ";".join(t["net"] for t in taxes),
+                    ";".join(t["tax"] for t in taxes),
+                    json.dumps(line.details, sort_keys=True),
                 ]
             )
+        for tax in view.taxes:
+            writer.writerow(
+                [
+                    inv.number or "", inv.id, inv.state, inv.application_id, inv.currency,
+                    iso(inv.period_start), iso(inv.period_end), tax.position, "", "", "", "TAX", tax.name,
+                    "", "", tax.amount, inv.total, inv.usage_completeness, "tax", "", "", "", *customer,
+                    tax.rate, "true" if tax.inclusive else "false", tax.taxable, tax.amount, "",
+                ]
+            )  # fmt: skip
         for credit in notes_of[inv.id]:
             for credit_line in credit.lines:
                 credited = by_position.get(credit_line.invoice_line)
@@ -122,9 +156,44 @@ def export_text(views: Sequence[InvoiceView], fmt: str, notes: Sequence[CreditNo
                         credit.note.number,
                         credit_line.invoice_line,
                         credit.note.total,
+                        *customer,
+                        "",
+                        "",
+                        "",
+                        "",
+                        "",
                     ]
                 )
+            for position, credit_tax in enumerate(credit.note.taxes):
+                name, rate, taxable, amount = (
+                    credit_tax["name"],
+                    credit_tax["rate"],
+                    credit_tax["taxable"],
+                    credit_tax["amount"],
+                )
+                writer.writerow(
+                    [
+                        inv.number or "", inv.id, inv.state, inv.application_id, inv.currency,
+                        iso(inv.period_start), iso(inv.period_end), position, "", "", "", "TAX", name, "", "",
+                        amount, inv.total, inv.usage_completeness, "credit_note_tax", credit.note.number, "",
+                        credit.note.total, *customer, rate, "true" if credit_tax["inclusive"] else "false",
+                        taxable, amount, "",
+                    ]
+                )  # fmt: skip
     return out.getvalue()
+
+
+def _customer_columns(view: InvoiceView) -> list[str]:
+    customer = view.customer
+    return [
+        customer.get("billing_account_id", ""),
+        customer.get("name", ""),
+        customer.get("email", ""),
+        customer.get("address", ""),
+        customer.get("tax_id", ""),
+        view.invoice.subtotal,
+        view.invoice.tax_total,
+    ]
 
 
 def iso(value: datetime | None) -> str:
@@ -144,6 +213,9 @@ def credit_note_json(view: CreditNoteView) -> dict[str, Any]:
         "currency": note.currency,
         "total": note.total,
         "reason": note.reason,
+        "subtotal": note.subtotal,
+        "tax_total": note.tax_total,
+        "taxes": list(note.taxes or []),
         "issued_at": iso(note.created_at),
         "lines": [
             {
@@ -172,6 +244,20 @@ def invoice_json(view: InvoiceView) -> dict[str, Any]:
         "period_start": iso(inv.period_start),
         "period_end": iso(inv.period_end),
         "total": inv.total,
+        "subtotal": inv.subtotal,
+        "tax_total": inv.tax_total,
+        "customer": view.customer or None,
+        "taxes": [
+            {
+                "tax_rate_id": tax.tax_rate_id,
+                "name": tax.name,
+                "rate": tax.rate,
+                "inclusive": tax.inclusive,
+                "taxable": tax.taxable,
+                "amount": tax.amount,
+            }
+            for tax in view.taxes
+        ],
         "usage_completeness": inv.usage_completeness,
         "finalized_at": iso(inv.finalized_at),
         "voided_at": iso(inv.voided_at),
@@ -195,6 +281,7 @@ def invoice_json(view: InvoiceView) -> dict[str, Any]:
                 "quantity": line.quantity,
                 "unit_price": line.unit_price,
                 "amount": line.amount,
+                "details": line.details,
             }
             for line in view.lines
         ],

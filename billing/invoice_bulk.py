@@ -18,7 +18,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from billing.usage_queries import chunks
 from tollway.db import Database
-from tollway.schema_billing import BilledSegment, Invoice, InvoiceLine
+from tollway.schema_billing import BilledSegment, Invoice, InvoiceLine, InvoiceTax
 
 _ID_ALPHABET = "abcdefghijkmnopqrstuvwxyz23456789"
 
@@ -69,7 +69,7 @@ class BulkWriter:
         """Deletes the lines and billed segments of invoices, one statement per table on PostgreSQL."""
         if not invoice_ids:
             return
-        tables = [InvoiceLine.__table__, BilledSegment.__table__]  # type: ignore[attr-defined]
+        tables = [InvoiceLine.__table__, BilledSegment.__table__, InvoiceTax.__table__]  # type: ignore[attr-defined]
         if self._db.is_postgres:
             # IN (SELECT unnest(...)) lets the planner hash the ids; `= ANY(array)` probes per element.
             ids = select(func.unnest(bindparam("ids", value=invoice_ids, type_=ARRAY(String))))
@@ -85,23 +85,34 @@ class BulkWriter:
             await session.exec(delete(Invoice.__table__).where(Invoice.__table__.c.id.in_(chunk)))  # type: ignore[attr-defined]
 
     async def update_invoices(
-        self, session: AsyncSession, updates: list[tuple[str, str, str, str, datetime]]
+        self, session: AsyncSession, updates: list[tuple[str, str, str, str, str, str, datetime]]
     ) -> None:
-        """(id, total, usage_completeness, completeness_note, updated_at) of replaced drafts: one
+        """(id, total, subtotal, tax_total, usage_completeness, completeness_note, updated_at) of replaced
+        drafts: one
         UPDATE ... FROM unnest(...) on PostgreSQL, one executemany elsewhere."""
         if not updates:
             return
         table = Invoice.__table__  # type: ignore[attr-defined]
-        names = ["id", "total", "usage_completeness", "completeness_note", "updated_at"]
+        names = [
+            "id",
+            "total",
+            "subtotal",
+            "tax_total",
+            "usage_completeness",
+            "completeness_note",
+            "updated_at",
+        ]
         if self._db.is_postgres and len(updates) >= 100:
             connection = await session.connection()
             raw = await connection.get_raw_connection()
             columns = list(zip(*updates, strict=True))
             await raw.driver_connection.execute(  # type: ignore[union-attr]
-                f"UPDATE {table.name} AS i SET total = v.total, usage_completeness = v.usage_completeness,"
+                f"UPDATE {table.name} AS i SET total = v.total, subtotal = v.subtotal,"
+                " tax_total = v.tax_total, usage_completeness = v.usage_completeness,"
                 " completeness_note = v.completeness_note, updated_at = v.updated_at"
-                " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[])"
-                " AS v(id, total, usage_completeness, completeness_note, updated_at) WHERE i.id = v.id",
+                " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],"
+                " $7::timestamptz[]) AS v(id, total, subtotal, tax_total, usage_completeness,"
+                " completeness_note, updated_at) WHERE i.id = v.id",
                 *(list(c) for c in columns),
             )
             return

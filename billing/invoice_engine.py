@@ -9,15 +9,16 @@ plan changes."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
+from billing import descriptions
 from billing import pricing as pr
 from billing.periods import Period
-from billing.regimes import Piece, PlanTerms, Regime, TermsVersion, split
+from billing.regimes import Piece, PlanTerms, Regime, Stretches, TermsVersion, split
 from billing.segments import PlanChange
 from tollway.catalog.versions import BEGINNING, VersionTiming
 from tollway.money import money_text
@@ -135,6 +136,7 @@ class Pricers:
         self._terms: dict[str, PlanTerms | None] = {}
         self._pricers: dict[tuple[Regime, Fraction, bool], pr.SegmentPricer | None] = {}
         self._whole: dict[tuple[str, Period], Piece | None] = {}
+        self._fees: dict[tuple[int, Stretches], pr.Line] = {}
 
     def terms(self, plan_id: str) -> PlanTerms | None:
         try:
@@ -158,9 +160,28 @@ class Pricers:
         piece = None
         if terms is None or not terms.varies:
             version = terms.timings[0].version if terms is not None else 1
-            piece = Piece(Regime(plan_id, version), _WHOLE, period.start, period.end)
+            whole = ((period.start, period.end),)
+            piece = Piece(Regime(plan_id, version), _WHOLE, period.start, period.end, whole)
         self._whole[key] = piece
         return piece
+
+    def dated_fee(self, line: pr.Line, stretches: Stretches) -> pr.Line:
+        """A fee line naming the days it covers ("Recurring fee, Dec 10-31 (prorated)"), with them in
+        its details; one object per (fee line, days) for the run, as the pricer shares its fee line."""
+        key = (id(line), stretches)
+        try:
+            return self._fees[key]
+        except KeyError:
+            pass
+        head, _, prorated = line.description.partition("Recurring fee")
+        days = descriptions.spans(stretches)
+        details = {
+            **line.details,
+            "stretches": [[lo.isoformat(), hi.isoformat()] for lo, hi in stretches],
+        }
+        dated = replace(line, description=f"{head}Recurring fee, {days}{prorated}", details=details)
+        self._fees[key] = dated
+        return dated
 
     def get(self, regime: Regime, share: Fraction, labelled: bool) -> pr.SegmentPricer | None:
         key = (regime, share, labelled)
@@ -289,6 +310,8 @@ def price_subscription(
         if pricer is None:
             continue  # free plans without a currency are not invoiced (their usage is still reported)
         lines = pricer.price(counts)
+        if lines and lines[0].kind == pr.FEE and piece.stretches:
+            lines[0] = pricers.dated_fee(lines[0], piece.stretches)
         key = (subscription.application_id, pricer.pricing.currency, period)
         draft = drafts.get(key)
         if draft is None:
@@ -325,8 +348,7 @@ def adjustment_line(segment: BilledSegment, now_usage: pr.Usage) -> pr.Line | No
     assert start is not None and end is not None
     return pr.Line(
         pr.ADJUSTMENT,
-        f"late usage for {start.date().isoformat()}-{end.date().isoformat()}"
-        f" ({delta.success:+,} successful, {delta.overage:+,} overage)",
+        descriptions.adjustment(start, end, delta.success, delta.overage),
         Decimal(1),
         amount,
         amount,
@@ -336,5 +358,7 @@ def adjustment_line(segment: BilledSegment, now_usage: pr.Usage) -> pr.Line | No
             "to_usage": now_usage.to_json(),
             "from_amount": segment.amount,
             "to_amount": money_text(new_amount),
+            "period_start": start.isoformat(),
+            "period_end": end.isoformat(),
         },
     )

@@ -28,6 +28,10 @@ class InvoiceRecord:
     finalized_at: datetime | None
     voided_at: datetime | None
     void_reason: str
+    subtotal: str
+    tax_total: str
+    # The account's details as finalized; {} on drafts (InvoiceView.customer holds the current ones).
+    customer: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +68,29 @@ class OverrideRecord:
     completeness_note: str
 
 
+@dataclass(frozen=True, slots=True)
+class TaxRecord:
+    """An invoice's tax line for one rate (billing/tax.py)."""
+
+    position: int
+    tax_rate_id: str
+    name: str
+    rate: str
+    inclusive: bool
+    taxable: str
+    amount: str
+
+
 @dataclass
 class InvoiceView:
     invoice: InvoiceRecord
     lines: list[LineRecord] = field(default_factory=list)
     override: OverrideRecord | None = None
+    taxes: list[TaxRecord] = field(default_factory=list)
+    # Whom the invoice is addressed to: the snapshot once finalized, the account's current details on a
+    # draft, {} when its application has no billing account.
+    customer: dict[str, Any] = field(default_factory=dict)
+
+
+# InvoiceTax's columns as written: the invoice's id, then TaxRecord's fields.
+TAX_FIELDS = ["invoice_id", *TaxRecord.__slots__]

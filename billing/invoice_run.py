@@ -17,6 +17,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from sqlmodel.sql.expression import Select
 
 from billing import pricing as pr
+from billing.accounts import current_customers, tax_context
 from billing.invoice_bulk import BulkWriter, invoice_ids
 from billing.invoice_engine import (
     Draft,
@@ -31,13 +32,22 @@ from billing.invoice_engine import (
     segment_source,
     subscription_pieces,
 )
-from billing.invoice_records import INVOICE_FIELDS, LINE_FIELDS, InvoiceRecord, InvoiceView, LineRecord
+from billing.invoice_records import (
+    INVOICE_FIELDS,
+    LINE_FIELDS,
+    TAX_FIELDS,
+    InvoiceRecord,
+    InvoiceView,
+    LineRecord,
+    TaxRecord,
+)
 from billing.periods import Period, period_starting_in
 from billing.plan_versions import stored_versions
+from billing.tax import InvoiceTaxes, invoice_taxes, per_line_json, tax_rows
 from billing.usage_queries import aggregate, scope_rows, timelines, usage_before
 from tollway.money import money_text
 from tollway.schema import Plan, as_utc
-from tollway.schema_billing import BilledSegment, Invoice, InvoiceLine
+from tollway.schema_billing import BilledSegment, Invoice, InvoiceLine, InvoiceTax
 
 # Late usage is looked for in finalized periods that ended at most this long before the new period.
 ADJUSTMENT_LOOKBACK = timedelta(days=92)
@@ -191,13 +201,14 @@ class InvoiceRun:
                 existing[(row[1], row[2], own)] = (row[0], row[3], row[4])
         now = self._clock()
         completeness = {own: await completeness_of(own) for own in periods}
+        taxing = await tax_context(session, {key[0] for key in drafts})
         await self._bulk.delete_contents(
             session, [inv[0] for key, inv in existing.items() if key in drafts and inv[1] == "DRAFT"]
         )
         with_lines = len(drafts) <= 1000  # a whole run's lines are read with list_invoices / export
         invoice_rows: list[tuple[Any, ...]] = []
-        invoice_updates: list[tuple[str, str, str, str, datetime]] = []
-        written: list[tuple[str, Draft, list[LineOf]]] = []
+        invoice_updates: list[tuple[str, str, str, str, str, str, datetime]] = []
+        written: list[tuple[str, Draft, list[LineOf], InvoiceTaxes | None]] = []
         emptied: list[str] = []
         views: list[InvoiceView | str] = []  # a finalized invoice's id, to read below
         fresh_ids = invoice_ids(len(drafts))
@@ -214,36 +225,48 @@ class InvoiceRun:
                 continue
             # Started at the currency's zero, so an invoice with nothing charged totals "0.00", not "0".
             zero = pr.round_amount(Decimal(0), draft.currency)
-            total = pr.exact_sum((line[4].amount for line in lines if line[4].charged), zero)
+            taxes = None
+            if taxing.empty:
+                total = pr.exact_sum((line[4].amount for line in lines if line[4].charged), zero)
+                subtotal, tax_total = total, zero
+            else:
+                taxes = invoice_taxes(
+                    [(line[2], line[4].charged, line[4].amount) for line in lines], draft.currency,
+                    taxing.plan_rates, taxing.rates_of_application(draft.application_id),
+                )  # fmt: skip
+                subtotal, tax_total, total = taxes.subtotal, taxes.tax_total, taxes.total
             state, note = completeness[key[2]]
             invoice_id = old[0] if old is not None else next(fresh_ids)
-            invoice = (
+            invoice: tuple[Any, ...] = (
                 invoice_id, None, "DRAFT", draft.application_id, draft.currency, draft.period.start,
                 draft.period.end, money_text(total), state, note, old[2] if old is not None else now, now,
-                None, None, "",
+                None, None, "", money_text(subtotal), money_text(tax_total), {},
             )  # fmt: skip
             if old is None:
                 invoice_rows.append(invoice)
             else:
-                invoice_updates.append((invoice_id, invoice[7], state, note, now))
-            written.append((invoice_id, draft, lines))
+                invoice_updates.append((invoice_id, invoice[7], invoice[15], invoice[16], state, note, now))
+            written.append((invoice_id, draft, lines, taxes))
             views.append(InvoiceView(InvoiceRecord(*invoice)))
 
         # Line and segment rows are generated while COPY sends them: Python formats the next rows
         # while PostgreSQL inserts the previous ones.
         def line_rows() -> Iterator[tuple[Any, ...]]:
-            for invoice_id, _, lines in written:
+            for invoice_id, _, lines, taxes in written:
                 for position, (subscription_id, api_id, plan_id, version, line) in enumerate(lines):
+                    details = line.details
+                    if taxes is not None and taxes.per_line[position]:
+                        details = {**details, "taxes": per_line_json(taxes.per_line[position])}
                     yield (
                         invoice_id, position, subscription_id, api_id, plan_id, version, line.kind,
                         line.description, money_text(line.quantity), money_text(line.unit_price),
                         money_text(line.amount),
                         line.details.get("segment_id") if line.kind == pr.ADJUSTMENT else None,
-                        line.details,
+                        details,
                     )  # fmt: skip
 
         def segment_rows() -> Iterator[tuple[Any, ...]]:
-            for invoice_id, draft, _ in written:
+            for invoice_id, draft, _, _ in written:
                 start, end = draft.period.start, draft.period.end
                 for segment in draft.segments:
                     yield (
@@ -254,8 +277,17 @@ class InvoiceRun:
                         money_text(pr.charged_total(segment.lines)),
                     )  # fmt: skip
 
-        line_count = sum(len(lines) for _, _, lines in written)
-        segment_count = sum(len(draft.segments) for _, draft, _ in written)
+        line_count = sum(len(lines) for _, _, lines, _ in written)
+        segment_count = sum(len(draft.segments) for _, draft, _, _ in written)
+        taxes_out = [row for invoice_id, _, _, taxes in written for row in tax_rows(invoice_id, taxes)]
+        customers = await current_customers(session, {draft.application_id for _, draft, _, _ in written})
+        taxes_of: dict[str, list[TaxRecord]] = defaultdict(list)
+        for row in taxes_out:
+            taxes_of[row[0]].append(TaxRecord(*row[1:]))
+        for view in views:
+            if isinstance(view, InvoiceView):
+                view.taxes = taxes_of[view.invoice.id]
+                view.customer = customers.get(view.invoice.application_id, {})
         lines_out: Iterable[tuple[Any, ...]] = line_rows()
         if with_lines:
             lines_out = list(lines_out)
@@ -270,6 +302,7 @@ class InvoiceRun:
         await self._bulk.insert(session, Invoice, INVOICE_FIELDS, invoice_rows, len(invoice_rows))
         await self._bulk.insert(session, InvoiceLine, LINE_FIELDS, lines_out, line_count)
         await self._bulk.insert(session, BilledSegment, _SEGMENT_FIELDS, segment_rows(), segment_count)
+        await self._bulk.insert(session, InvoiceTax, TAX_FIELDS, taxes_out, len(taxes_out))
         finalized = [view for view in views if isinstance(view, str)]
         if not finalized:
             return views  # type: ignore[return-value]

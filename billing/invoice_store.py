@@ -8,6 +8,7 @@ the writes committed before it."""
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -28,6 +29,7 @@ from billing.completeness import (
     read_overrides,
 )
 from billing.invoice_bulk import BulkWriter, gc_paused
+from billing.invoice_customer import fix_at_finalization, taxes_and_customers, with_subtotal
 from billing.invoice_records import (
     INVOICE_COLUMNS,
     INVOICE_STATES,
@@ -37,6 +39,7 @@ from billing.invoice_records import (
     LineRecord,
 )
 from billing.invoice_run import InvoiceRun
+from billing.metrics import BillingMetrics
 from billing.periods import Period
 from billing.usage_queries import chunks, require
 from tollway.db import Database
@@ -82,6 +85,7 @@ class InvoiceStore:
         self._bulk = BulkWriter(db)
         self._run = InvoiceRun(self._bulk, clock)
         self.completeness_source: CompletenessSource = completeness or UnknownCompleteness()
+        self.metrics = BillingMetrics()
 
     def now(self) -> datetime:
         return self._clock()
@@ -129,14 +133,29 @@ class InvoiceStore:
         """Draft invoices for a period: an explicit `period` for every subscription, or each
         subscription's own period starting in `month` (anchor days respected). Regenerating replaces
         drafts; finalized invoices are left alone (late usage goes on the next invoice as adjustments)."""
-        if (period is None) == (month is None):
-            raise InvalidArgument("give either a period (start and end) or a billing month")
-        application_id, subscription_id = application_id.strip(), subscription_id.strip()
-        request_id = request_id.strip()
-        if len(request_id) > REQUEST_ID_MAX:
-            raise InvalidArgument(f"request_id must be at most {REQUEST_ID_MAX} characters")
-        with gc_paused():
-            return await self._generate(period, month, application_id, subscription_id, request_id)
+        started = time.perf_counter()
+        result = "failed"
+        try:
+            if (period is None) == (month is None):
+                raise InvalidArgument("give either a period (start and end) or a billing month")
+            application_id, subscription_id = application_id.strip(), subscription_id.strip()
+            request_id = request_id.strip()
+            if len(request_id) > REQUEST_ID_MAX:
+                raise InvalidArgument(f"request_id must be at most {REQUEST_ID_MAX} characters")
+            with gc_paused():
+                views, replayed = await self._generate(
+                    period, month, application_id, subscription_id, request_id
+                )
+            result = "replayed" if replayed else "ok"
+            if not replayed:
+                self.metrics.invoices.inc(len(views))
+            return views
+        except InvalidArgument:
+            result = "refused"
+            raise
+        finally:
+            self.metrics.runs.labels(result).inc()
+            self.metrics.run_seconds.observe(time.perf_counter() - started)
 
     async def _generate(
         self,
@@ -145,12 +164,13 @@ class InvoiceStore:
         application_id: str,
         subscription_id: str,
         request_id: str,
-    ) -> list[InvoiceView]:
+    ) -> tuple[list[InvoiceView], bool]:
+        """The run's invoices, and whether they are an earlier run's (an idempotent repeat)."""
         async with self._billing_write() as session:
             if request_id:
                 done = await session.get(BillingIdempotency, f"generate:{request_id}")
                 if done is not None:
-                    return await self._views(session, list(done.result.get("invoice_ids", [])))
+                    return await self._views(session, list(done.result.get("invoice_ids", []))), True
             drafts = await self._run.drafts(session, period, month, application_id, subscription_id)
             completeness = self.completeness_source.completeness
             views = await self._run.store(session, drafts, self._views, completeness)
@@ -164,7 +184,7 @@ class InvoiceStore:
                 )
             await self._commit(session)
         log.info("invoice run: %d invoices in scope", len(views))
-        return views
+        return views, False
 
     async def _views(
         self, session: AsyncSession, invoice_ids: list[str], with_lines: bool = True
@@ -174,7 +194,7 @@ class InvoiceStore:
         for chunk in chunks(invoice_ids):
             statement = select(*INVOICE_COLUMNS).where(col(Invoice.id).in_(chunk))
             for row in (await session.exec(statement)).all():
-                invoices[row[0]] = InvoiceRecord(*row)
+                invoices[row[0]] = with_subtotal(InvoiceRecord(*row))
             if with_lines:
                 statement = (
                     select(*LINE_COLUMNS)
@@ -184,7 +204,12 @@ class InvoiceStore:
                 for row in (await session.exec(statement)).all():
                     lines[row[0]].append(LineRecord(*row))
         overrides = await read_overrides(session, [i for i, inv in invoices.items() if inv.finalized_at])
-        return [InvoiceView(invoices[i], lines[i], overrides.get(i)) for i in invoice_ids if i in invoices]
+        taxes, customers = await taxes_and_customers(session, invoices)
+        return [
+            InvoiceView(invoices[i], lines[i], overrides.get(i), taxes.get(i, []), customers.get(i, {}))
+            for i in invoice_ids
+            if i in invoices
+        ]
 
     # --- reading, finalizing, voiding ----------------------------------------------------------------
 
@@ -254,6 +279,7 @@ class InvoiceStore:
             now = self.now()
             override = finalize_override(invoice_id, verdict, allow, now)
             await self._apply_adjustments(session, invoice_id, forward=True)
+            await fix_at_finalization(session, invoice)
             sequence = await session.get(BillingSequence, INVOICE_SEQUENCE)
             assert sequence is not None  # created by the lock
             sequence.value += 1

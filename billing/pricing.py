@@ -49,6 +49,7 @@ from fractions import Fraction
 from operator import attrgetter
 from typing import Any, cast
 
+from billing import descriptions as say
 from billing.price_model import BILLABLE_CLASSES as BILLABLE_CLASSES
 from billing.price_model import DEFAULT_BILLABLE_CLASSES as DEFAULT_BILLABLE_CLASSES
 from billing.price_model import USAGE_FIELDS as USAGE_FIELDS
@@ -154,10 +155,6 @@ def tier_quantities(tiers: Sequence[Tier], quantity: int) -> list[int]:
     return result
 
 
-def _fmt_count(n: int) -> str:
-    return f"{n:,}"
-
-
 class SegmentPricer:
     """`price_segment` for one (pricing, share, label, trial), with everything that does not depend on
     the usage worked out once: an invoice run prices thousands of subscriptions on the same few plans.
@@ -171,7 +168,6 @@ class SegmentPricer:
         "_fee",
         "_included",
         "_included_details",
-        "_included_text",
         "_minimum",
         "_minimum_details",
         "_minimum_text",
@@ -202,43 +198,39 @@ class SegmentPricer:
         self._trial: tuple[str, dict[str, Any]] | None = None
         if trial_until is not None:
             until = trial_until.strftime("%Y-%m-%d %H:%M UTC")
-            self._trial = (f"{prefix}free trial until {until}: nothing charged", {"trial_until": until})
+            self._trial = (say.trial(prefix, trial_until), {"trial_until": until})
         share_text = f"{fraction.numerator}/{fraction.denominator}"
-        share_note = f" (prorated {share_text})" if fraction != 1 else ""
+        prorated = fraction != 1
         self._fee: Line | None = None
         if pricing.recurring_fee:
             fee = _share(pricing.recurring_fee, fraction, digits)
             self._fee = Line(
-                FEE, f"{prefix}recurring fee{share_note}", Decimal(1), pricing.recurring_fee, fee,
+                FEE, say.fee(prefix, (), prorated), Decimal(1), pricing.recurring_fee, fee,
                 {"share": share_text},
             )  # fmt: skip
         self._included = int(pricing.included_requests * fraction)  # floor: prorated allowance
         self._included_details = {"allowance": self._included}
-        self._included_text = (f"{prefix}included requests (", f" of {_fmt_count(self._included)})")
         volume = pricing.tier_mode == TierMode.VOLUME
         # Per tier: its price, line text and details, and its flat-fee line (shared: it never varies).
         tiers: list[tuple[Decimal, str, dict[str, Any], Line | None]] = []
         lower = 0
         for i, tier in enumerate(pricing.tiers):
-            bound = f"{_fmt_count(lower + 1)}-{_fmt_count(tier.up_to)}" if tier.up_to else f"> {lower:,}"
-            lower = tier.up_to or lower
-            name = f"{prefix}requests, {'volume ' if volume else ''}tier {i + 1} ({bound})"
-            if volume:
-                name += ": every request at this tier's price"
+            name = say.tier_name(prefix, i + 1, lower, tier.up_to, volume)
             details = {"tier": i + 1}
             flat = None
             if tier.flat_fee:
                 flat = Line(
-                    TIER_FLAT, f"{prefix}flat fee of tier {i + 1} ({bound})", Decimal(1), tier.flat_fee,
-                    self._round(tier.flat_fee), details,
+                    TIER_FLAT, say.tier_flat_fee(prefix, i + 1, lower, tier.up_to), Decimal(1),
+                    tier.flat_fee, self._round(tier.flat_fee), details,
                 )  # fmt: skip
+            lower = tier.up_to or lower
             tiers.append((tier.unit_price, name, details, flat))
         self._tiers = tuple(tiers)
         self._minimum: Decimal | None = None
         if pricing.minimum_charge:
             self._minimum = _share(pricing.minimum_charge, fraction, digits)
             self._minimum_details = {"minimum": money_text(self._minimum)}
-            self._minimum_text = f"{prefix}minimum charge top-up{share_note}"
+            self._minimum_text = say.minimum(prefix, self._minimum, pricing.currency, prorated)
         self._billable = attrgetter(*pricing.billable_classes) if pricing.billable_classes else None
         self._non_billable = tuple(
             name
@@ -279,18 +271,17 @@ class SegmentPricer:
         included = self._included
         covered = min(billable, included)
         if included:
-            head, tail = self._included_text
             lines.append(
-                Line(INCLUDED, f"{head}{_fmt_count(covered)}{tail}", Decimal(covered), Decimal(0), self._zero,
-                     self._included_details)
+                Line(INCLUDED, say.included(prefix, covered, included), Decimal(covered), Decimal(0),
+                     self._zero, self._included_details)
             )  # fmt: skip
         self._usage_lines(billable - covered, lines)
 
         if usage.overage or pricing.overage_price:
             amount = self._round(_EXACT.multiply(pricing.overage_price, usage.overage))
             lines.append(
-                Line(OVERAGE, f"{prefix}overage beyond the soft quota", Decimal(usage.overage),
-                     pricing.overage_price, amount)
+                Line(OVERAGE, say.overage(prefix, usage.overage, pricing.overage_price, pricing.currency),
+                     Decimal(usage.overage), pricing.overage_price, amount)
             )  # fmt: skip
 
         if self._minimum is not None:
@@ -315,6 +306,7 @@ class SegmentPricer:
                 if quantity:
                     price, description, details, flat = self._tiers[i]
                     amount = self._round(_EXACT.multiply(price, quantity))
+                    description = say.tier_usage(description, quantity, price, pricing.currency)
                     lines.append(Line(TIER, description, Decimal(quantity), price, amount, details))
                     if flat is not None:
                         lines.append(flat)
@@ -322,37 +314,38 @@ class SegmentPricer:
             if beyond or pricing.package_price:
                 packages = -(-beyond // pricing.package_size)  # every started package
                 amount = self._round(_EXACT.multiply(pricing.package_price, packages))
-                description = (
-                    f"{self._prefix}requests in packages of {_fmt_count(pricing.package_size)} "
-                    f"({_fmt_count(beyond)} requests: {_fmt_count(packages)} started packages)"
-                )
+                description = say.packages(
+                    self._prefix, pricing.package_size, beyond, packages, pricing.package_price,
+                    pricing.currency,
+                )  # fmt: skip
                 lines.append(
                     Line(PACKAGE, description, Decimal(packages), pricing.package_price, amount,
                          {"requests": beyond})
                 )  # fmt: skip
         elif beyond or pricing.unit_price:
             amount = self._round(_EXACT.multiply(pricing.unit_price, beyond))
-            lines.append(
-                Line(USAGE, f"{self._prefix}billable requests", Decimal(beyond), pricing.unit_price, amount)
+            description = say.unit_usage(
+                self._prefix, self._included, beyond, pricing.unit_price, pricing.currency
             )
+            lines.append(Line(USAGE, description, Decimal(beyond), pricing.unit_price, amount))
 
     def _informational(self, usage: Usage, lines: list[Line]) -> None:
         prefix = self._prefix
         non_billable = sum(getattr(usage, name) for name in self._non_billable)
         if non_billable:
             lines.append(
-                Line(INFO_NON_BILLABLE, f"{prefix}non-billable requests (not charged)", Decimal(non_billable),
-                     Decimal(0), self._zero)
+                Line(INFO_NON_BILLABLE, say.not_charged(prefix, "Non-billable", non_billable),
+                     Decimal(non_billable), Decimal(0), self._zero)
             )  # fmt: skip
         if usage.throttled:
             lines.append(
-                Line(INFO_THROTTLED, f"{prefix}throttled requests (not charged)", Decimal(usage.throttled),
-                     Decimal(0), self._zero)
+                Line(INFO_THROTTLED, say.not_charged(prefix, "Throttled", usage.throttled),
+                     Decimal(usage.throttled), Decimal(0), self._zero)
             )  # fmt: skip
         refused = usage.unauthorized + usage.ratelimit_error
         if refused:
             lines.append(
-                Line(INFO_REFUSED, f"{prefix}refused requests (not charged)", Decimal(refused), Decimal(0),
+                Line(INFO_REFUSED, say.not_charged(prefix, "Refused", refused), Decimal(refused), Decimal(0),
                      self._zero)
             )  # fmt: skip
 

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from prometheus_client.registry import Collector
+
+from billing.account_servicer import BillingAccountServicer
 from billing.clients import AdminClient, QuotaReader, UsageCompleteness
 from billing.metering import Metering
 from billing.reconcile import AdmittedCounts, NoLimiter
 from billing.servicer import BillingServicer, PendingHub
 from billing.store import BillingRepository, CompletenessSource, UnknownCompleteness
-from tollway.billing.v1 import billing_pb2, billing_pb2_grpc
+from tollway.billing.v1 import accounts_pb2, accounts_pb2_grpc, billing_pb2, billing_pb2_grpc
 from tollway.change_log import Topic
 from tollway.changes import ChangeFeed, ChangeListener, ReloadOnChange
 from tollway.component import GrpcService, RunningComponent, service_name
@@ -34,12 +37,22 @@ class Billing(RunningComponent):
 
     def admin_services(self) -> Sequence[GrpcService]:
         servicer = BillingServicer(self.repository, self.hub, self.limiter)
+        accounts = BillingAccountServicer(self.repository.accounts)
         return (
             GrpcService(
                 service_name(billing_pb2, "BillingService"),
                 lambda server: billing_pb2_grpc.add_BillingServiceServicer_to_server(servicer, server),
             ),
+            GrpcService(
+                service_name(accounts_pb2, "BillingAccountService"),
+                lambda server: accounts_pb2_grpc.add_BillingAccountServiceServicer_to_server(
+                    accounts, server
+                ),
+            ),
         )
+
+    def metrics_collectors(self) -> Sequence[Collector]:
+        return (self.repository.invoices.metrics.registry,)
 
     def change_listeners(self) -> Sequence[ChangeListener]:
         # Wakes the pending-approval watchers.

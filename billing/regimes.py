@@ -38,6 +38,10 @@ def trial_end(start: datetime, days: int) -> datetime:
     return next_whole_minute(whole_second(start) + timedelta(days=days))
 
 
+# Half-open [start, end) stretches of time.
+Stretches = tuple[tuple[datetime, datetime], ...]
+
+
 @dataclass(frozen=True, slots=True)
 class Regime:
     """The terms a stretch of a period is priced under."""
@@ -109,6 +113,9 @@ class Piece:
     # The stretch whose usage of regime.plan_id the piece prices; the whole period when it is one piece.
     usage_start: datetime
     usage_end: datetime
+    # The stretches its fee share covers (the subscription on this plan under these terms), for the fee
+    # line's text; empty: the whole usage stretch.
+    stretches: Stretches = ()
 
     def covers(self, period: Period) -> bool:
         return self.usage_start == period.start and self.usage_end == period.end
@@ -140,8 +147,11 @@ def split(
                 else Regime(plan_id, 1)
             )
             pieces.append(
-                Piece(regime, _share(period, mine, period.start, period.end), period.start, period.end)
-            )
+                Piece(
+                    regime, _share(period, mine, period.start, period.end), period.start, period.end,
+                    _within(mine, period.start, period.end),
+                )
+            )  # fmt: skip
             continue
         bounds = [period.start, *plan_terms.cuts(period, trial_start, anchor_day), period.end]
         stretches: list[tuple[Regime, datetime, datetime]] = []
@@ -151,8 +161,16 @@ def split(
                 stretches[-1] = (regime, stretches[-1][1], hi)  # unchanged terms: one stretch
             else:
                 stretches.append((regime, lo, hi))
-        pieces += [Piece(regime, _share(period, mine, lo, hi), lo, hi) for regime, lo, hi in stretches]
+        pieces += [
+            Piece(regime, _share(period, mine, lo, hi), lo, hi, _within(mine, lo, hi))
+            for regime, lo, hi in stretches
+        ]
     return pieces
+
+
+def _within(intervals: list[tuple[datetime, datetime]], lo: datetime, hi: datetime) -> Stretches:
+    """The parts of `intervals` inside [lo, hi)."""
+    return tuple((max(a, lo), min(b, hi)) for a, b in intervals if max(a, lo) < min(b, hi))
 
 
 def _share(

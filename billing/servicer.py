@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from datetime import datetime
 
@@ -11,6 +12,7 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from billing import pricing as pr
+from billing.account_servicer import credit_note_tax_fields, invoice_account_fields
 from billing.completeness import AllowIncomplete
 from billing.credit_notes import CreditNoteView, CreditRequest
 from billing.credit_servicer import CreditRpcs, paid_and_due
@@ -70,6 +72,7 @@ def invoice_to_proto(
                 quantity=line.quantity,
                 unit_price=line.unit_price,
                 amount=line.amount,
+                details_json=json.dumps(line.details, sort_keys=True),
             )
             for line in view.lines
         ],
@@ -78,6 +81,7 @@ def invoice_to_proto(
         void_time=timestamp(inv.voided_at),
         void_reason=inv.void_reason,
         completeness_override=_override_to_proto(view.override),
+        **invoice_account_fields(view),
     )
 
 
@@ -118,6 +122,7 @@ def credit_note_to_proto(view: CreditNoteView) -> billing_pb2.CreditNote:
             for line in view.lines
         ],
         issue_time=timestamp(note.created_at),
+        **credit_note_tax_fields(note),
     )
 
 

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from billing import alerts
+from billing.accounts import AccountStore
 from billing.approvals import SubscriptionApprovals
 from billing.completeness import CompletenessSource, UnknownCompleteness
 from billing.credit_notes import CreditNoteStore
@@ -49,6 +50,7 @@ class BillingRepository:
         self.usage = UsageQueries(db)
         self.invoices = InvoiceStore(db, on_commit, clock, completeness)
         self.credit_notes = CreditNoteStore(db, self.invoices.billing_write, on_commit, clock)
+        self.accounts = AccountStore(db, on_commit, clock)
         # Subscription workflow.
         self.get_subscription = self.approvals.get_subscription
         self.list_pending = self.approvals.list_pending

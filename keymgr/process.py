@@ -9,9 +9,11 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 from envoy.service.auth.v3 import external_auth_pb2
+from prometheus_client.registry import Collector
 
 from keymgr.admin import StoreServicer
 from keymgr.index import KeyIndex
+from keymgr.metrics import KeymgrMetrics
 from keymgr.servicer import AuthorizationServicer, add_authorization_service
 from keymgr.store import StoreRepository
 from tollway.admission import LimitGate
@@ -50,6 +52,10 @@ class Keymgr(RunningComponent):
         self.applies_limits = settings.applies_limits
         self.index = KeyIndex(db)
         self.gate: LimitGate | None = None
+        self.metrics = KeymgrMetrics()
+
+    def metrics_collectors(self) -> Sequence[Collector]:
+        return (self.metrics.registry,)
 
     def use_limit_gate(self, gate: LimitGate | None) -> None:
         if not self.applies_limits:
@@ -66,7 +72,9 @@ class Keymgr(RunningComponent):
         return self.gate is None or self.gate.healthy()
 
     def envoy_services(self) -> Sequence[GrpcService]:
-        servicer = AuthorizationServicer(self.index, self.key_hash_secret, gate=self.gate)
+        servicer = AuthorizationServicer(
+            self.index, self.key_hash_secret, gate=self.gate, metrics=self.metrics
+        )
         return (
             GrpcService(
                 service_name(external_auth_pb2, "Authorization"),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from google.rpc import code_pb2, status_pb2
 
 from keymgr.decision import Allowed, AuthzRequest, Denied, decide
 from keymgr.index import KeyIndex, KeySnapshot
+from keymgr.metrics import ALLOWED, KeymgrMetrics
 from keymgr.wire import response_header
 from tollway import envoy_contract as contract
 from tollway.admission import Admission, LimitGate
@@ -228,11 +230,13 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):  # ty
         key_hash_secret: str,
         clock: Callable[[], datetime] = utcnow,
         gate: LimitGate | None = None,
+        metrics: KeymgrMetrics | None = None,
     ) -> None:
         self._index = index
         self._secret = key_hash_secret
         self._clock = clock
         self._gate = gate
+        self.metrics = metrics if metrics is not None else KeymgrMetrics()
         # A request that trips the decision repeats as fast as a client sends it: one line per
         # interval and place, with a count.
         self._failures = RateLimitedLog(log)
@@ -246,19 +250,33 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):  # ty
         request: external_auth_pb2.CheckRequest,
         context: grpc.aio.ServicerContext[external_auth_pb2.CheckRequest, external_auth_pb2.CheckResponse],
     ) -> external_auth_pb2.CheckResponse | bytes:
+        started = time.perf_counter()
+        try:
+            return await self._check(request)
+        finally:
+            self.metrics.check_seconds.observe(time.perf_counter() - started)
+
+    async def _check(
+        self, request: external_auth_pb2.CheckRequest
+    ) -> external_auth_pb2.CheckResponse | bytes:
         gate = self._gate
         if gate is None:
             return self.check(request)
-        answer = self._authorize(request)
+        answer, reason = self._authorize(request)
         if not isinstance(answer, _AllowedAnswer):
+            self.metrics.decision(reason)
             return answer
         admission = await gate.admit(answer.descriptors)
         try:
             if not admission.admitted:
+                self.metrics.decision(admission.reason)
                 return limited_response(admission, answer.response.dynamic_metadata)
-            return self._admitted(answer, admission)
+            response = self._admitted(answer, admission)
+            self.metrics.decision(ALLOWED)
+            return response
         except Exception as exc:
             self._failed(exc)
+            self.metrics.decision(contract.INTERNAL_ERROR)
             return self._denied_response(_INTERNAL_ERROR, "")
 
     def _admitted(self, answer: _AllowedAnswer, admission: Admission) -> bytes:
@@ -272,13 +290,14 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):  # ty
 
     def check(self, request: external_auth_pb2.CheckRequest) -> external_auth_pb2.CheckResponse:
         """Synchronous core of Check without limits (no awaits: nothing here waits on I/O)."""
-        answer = self._authorize(request)
+        answer, reason = self._authorize(request)
+        self.metrics.decision(reason)
         return answer.response if isinstance(answer, _AllowedAnswer) else answer
 
     def _authorize(
         self, request: external_auth_pb2.CheckRequest
-    ) -> _AllowedAnswer | external_auth_pb2.CheckResponse:
-        """The cached answer for an allowed request, the refusal for any other."""
+    ) -> tuple[_AllowedAnswer | external_auth_pb2.CheckResponse, str]:
+        """The cached answer for an allowed request, the refusal for any other; and the reason."""
         request_id = ""
         try:
             authz = authz_request(request)
@@ -288,7 +307,7 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):  # ty
             snapshot = self._index.snapshot
             decision = decide(snapshot, authz, self._clock(), self._secret)
             if isinstance(decision, Allowed):
-                return self._allowed(snapshot, decision)
+                return self._allowed(snapshot, decision), ALLOWED
         except Exception as exc:
             self._failed(exc)
             decision = _INTERNAL_ERROR
@@ -301,7 +320,7 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):  # ty
                 decision.context.get(contract.API_ID, "-"),
                 request_id,
             )
-        return self._denied_response(decision, request_id)
+        return self._denied_response(decision, request_id), decision.reason
 
     def _failed(self, exc: Exception) -> None:
         """Logs a failure; the caller fails closed with a defined answer. Only the exception type and

@@ -24,7 +24,7 @@ from tests.catalog import catalog_helpers
 from tests.e2e.harness import free_port
 from tests.support import EnvoyCredential
 from tollway.app.runner import TollwayProcess
-from tollway.billing.v1 import billing_pb2, billing_pb2_grpc
+from tollway.billing.v1 import accounts_pb2, accounts_pb2_grpc, billing_pb2, billing_pb2_grpc
 from tollway.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from tollway.db import Database
 from tollway.request_guard import FREE_TEXT_FIELDS, MAX_STRING_CHARS
@@ -239,6 +239,12 @@ def writes(ids: Setup) -> dict[str, tuple[Call, Message]]:
                 )
             ),
         ),
+        "billing.CreateBillingAccount": (
+            unary(accounts_pb2_grpc.BillingAccountServiceStub, "CreateBillingAccount"),
+            accounts_pb2.CreateBillingAccountRequest(
+                name="Acme", email="ap@acme.example", address="Main St 1\nBerlin", tax_id="DE123"
+            ),
+        ),
         "throttle.SetTrafficLimit": (
             unary(throttle, "SetTrafficLimit"),
             throttle_pb2.SetTrafficLimitRequest(
@@ -259,6 +265,7 @@ RPCS = (
     "billing.SuspendSubscription",
     "billing.TopUpCredit",
     "billing.SetSpendCap",
+    "billing.CreateBillingAccount",
     "throttle.SetTrafficLimit",
 )
 

@@ -3,48 +3,47 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import urllib.request
+from collections.abc import Iterable
 
 from hypothesis import given
 from hypothesis import strategies as st
+from prometheus_client import Counter, Metric
 
 from tests.e2e.harness import free_port
-from tollway.metrics import Histogram, MetricsRegistry, family, serve_metrics
-
-SAMPLE = re.compile(
-    r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*",?)*\})? (\S+)$'
-)
+from tests.metrics_support import parse, value
+from tollway.metrics import FunctionCollector, MetricsRegistry, counter_family, serve_metrics
 
 
 def test_a_failing_source_costs_only_its_own_lines() -> None:
     registry = MetricsRegistry()
-    registry.register("good", lambda: "\n".join(family("a_total", "counter", "A.", [({}, 3)])))
+    registry.include("good", FunctionCollector(lambda: [counter_family("a_total", "A.", (), {(): 3})]))
 
-    def broken() -> str:
+    def broken() -> Iterable[Metric]:
         raise RuntimeError("boom")
 
-    registry.register("broken", broken)
-    text = registry.render()
-    assert "a_total 3\n" in text
-    assert "tollway_metrics_render_errors_total 1\n" in text
+    registry.include("broken", FunctionCollector(broken))
+    series = parse(registry.render())
+    assert value(series, "a_total") == 3
+    assert value(series, "tollway_metrics_render_errors_total") == 1
 
 
 @given(st.text(max_size=40))
-def test_label_values_are_escaped_into_valid_sample_lines(value: str) -> None:
-    for line in family("x_total", "counter", "X.", [({"node": value}, 1)])[2:]:
-        assert SAMPLE.match(line), line
+def test_label_values_survive_the_text_format(label: str) -> None:
+    registry = MetricsRegistry()
+    registry.include(
+        "x", FunctionCollector(lambda: [counter_family("x_total", "X.", ("node",), {(label,): 1})])
+    )
+    assert value(parse(registry.render()), "x_total", node=label) == 1
 
 
-def test_histogram_buckets_are_cumulative() -> None:
-    histogram = Histogram((0.1, 1.0))
-    for value in (0.05, 0.1, 0.5, 7.0):
-        histogram.observe(value)
-    lines = histogram.render("h_seconds", "H.")
-    assert 'h_seconds_bucket{le="0.1"} 2' in lines
-    assert 'h_seconds_bucket{le="1.0"} 3' in lines
-    assert 'h_seconds_bucket{le="+Inf"} 4' in lines
-    assert "h_seconds_count 4" in lines and "h_seconds_sum 7.65" in lines
+def test_each_process_registry_is_its_own() -> None:
+    """Two processes (or components) in one interpreter: the same names never collide."""
+    one, two = MetricsRegistry(), MetricsRegistry()
+    for registry in (one, two):
+        Counter("same_name", "S.", registry=registry.registry).inc()
+    assert value(parse(one.render()), "same_name_total") == 1
+    assert value(parse(two.render()), "same_name_total") == 1
 
 
 async def test_served_over_http_and_only_for_get() -> None:
@@ -62,7 +61,7 @@ async def test_served_over_http_and_only_for_get() -> None:
                 return error.code, ""
 
         status, body = await asyncio.to_thread(fetch, "GET")
-        assert status == 200 and "tollway_metrics_render_errors_total 0" in body
+        assert status == 200 and value(parse(body), "tollway_metrics_render_errors_total") == 0
         assert (await asyncio.to_thread(fetch, "POST"))[0] == 405
     finally:
         server.close()
@@ -79,3 +78,19 @@ def test_metrics_address_from_env_and_the_throttle_era_alias(tmp_path) -> None:
     assert Settings.from_env(alias).metrics_addr == "127.0.0.1:9101"
     both = {**alias, "TOLLWAY_METRICS_ADDR": "127.0.0.1:9100"}
     assert Settings.from_env(both).metrics_addr == "127.0.0.1:9100"
+
+
+@given(st.text(max_size=60))
+def test_admin_method_labels_are_only_registered_methods(method: str) -> None:
+    """Whatever a caller names, the label is a method of a registered service or `other`."""
+    from prometheus_client import CollectorRegistry
+
+    from tollway.catalog.v1 import catalog_pb2
+    from tollway.rpc_metrics import OTHER, RpcMetricsInterceptor
+
+    service = catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"]
+    interceptor = RpcMetricsInterceptor(CollectorRegistry(), [service.full_name])
+    known = {f"/{service.full_name}/{m.name}" for m in service.methods}
+    assert interceptor.method_label(method) in known | {OTHER}
+    assert interceptor.method_label(f"/{service.full_name}/ListPlans") == f"/{service.full_name}/ListPlans"
+    assert interceptor.method_label(f"/{service.full_name}/NoSuchMethod") == OTHER

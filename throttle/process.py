@@ -9,6 +9,7 @@ import logging
 from collections.abc import Callable, Sequence
 
 from envoy.service.ratelimit.v3 import rls_pb2
+from prometheus_client.registry import Collector
 
 from throttle.cluster_store import ClusterCounterStore
 from throttle.counters import CounterStore, MemoryCounterStore
@@ -29,7 +30,6 @@ from tollway.component import (
     service_name,
 )
 from tollway.db import Database
-from tollway.metrics import Render
 from tollway.settings import ThrottleSettings
 from tollway.throttle.v1 import throttle_pb2, throttle_pb2_grpc
 from tollway.vocabulary import FailureMode, RedisMode, ThrottleMode
@@ -157,8 +157,8 @@ class Throttle(RunningComponent):
     def healthy(self) -> bool:
         return self.probe is None or self.probe.reachable
 
-    def metrics_renderer(self) -> Render:
-        return self.metrics.render
+    def metrics_collectors(self) -> Sequence[Collector]:
+        return (self.metrics.registry,)
 
     async def start(self) -> None:
         if self.registration is not None:

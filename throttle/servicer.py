@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from datetime import UTC, datetime
 
 import grpc
@@ -200,27 +201,36 @@ class RateLimitServicer(rls_pb2_grpc.RateLimitServiceServicer):  # type: ignore[
         request: rls_pb2.RateLimitRequest | bytes,
         context: grpc.aio.ServicerContext[rls_pb2.RateLimitRequest, rls_pb2.RateLimitResponse],
     ) -> rls_pb2.RateLimitResponse:
+        started = time.perf_counter()
+        metrics = self.service.metrics
         try:
             key, parts = self._parts(request)
             domain, descriptors, hits = parts
             decision = await self.service.should_rate_limit(domain, descriptors, hits)
         except InvalidRequest as exc:
+            metrics.rls_answer("invalid", "none", time.perf_counter() - started)
             # Its text, not the exception: a kept log record must not hold the request alive.
             self.problems.event(logging.WARNING, "invalid", "ShouldRateLimit: invalid request: %s", str(exc))
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        except StoreUnavailable:
+        except (StoreUnavailable, NotLoaded) as exc:
+            metrics.rls_answer("unavailable", "none", time.perf_counter() - started)
             # Failure mode "deny": Envoy's failure_mode_deny turns this into its status_on_error.
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "rate-limit counters unavailable")
-        except NotLoaded as exc:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+            message = "rate-limit counters unavailable" if isinstance(exc, StoreUnavailable) else str(exc)
+            await context.abort(grpc.StatusCode.UNAVAILABLE, message)
         except Exception as exc:
+            metrics.rls_answer("error", "none", time.perf_counter() - started)
             self.problems.event(
                 logging.WARNING, "failed", "ShouldRateLimit failed: %s", type(exc).__name__, exc_info=True
             )
             await context.abort(grpc.StatusCode.INTERNAL, "internal error")
         # Accepted: worth keeping for the next equal request.
         self.parts_cache.put(key, parts)
-        return rate_limit_response(decision)
+        response = rate_limit_response(decision)
+        window = decision.exceeded.name if decision.exceeded is not None else "none"
+        metrics.rls_answer(
+            "over_limit" if decision.over_limit else "ok", window, time.perf_counter() - started
+        )
+        return response
 
 
 def add_rate_limit_service(servicer: RateLimitServicer, server: grpc.aio.Server) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -50,6 +51,8 @@ class Change:
     topic: Topic
     entity_id: str
     op: Op
+    # When the writer logged it (its transaction's time, UTC): the change-propagation lag's start.
+    at: datetime | None = None
 
 
 def traffic_limit_id(scope: str, target_id: str) -> str:
@@ -147,4 +150,5 @@ def install(session_class: type[Session]) -> None:
 
 def change_of(row: schema.ChangeLogEntry) -> Change:
     assert row.seq is not None
-    return Change(row.seq, Topic(row.topic), row.entity_id, Op(row.op))
+    at = row.at if row.at.tzinfo is not None else row.at.replace(tzinfo=UTC)  # SQLite: naive UTC
+    return Change(row.seq, Topic(row.topic), row.entity_id, Op(row.op), at)

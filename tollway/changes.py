@@ -19,15 +19,17 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from prometheus_client import CollectorRegistry, Histogram
 from sqlalchemy import delete, func, update
 from sqlmodel import col, select
 
 from tollway import schema
 from tollway.change_log import Change, Topic, change_of
 from tollway.db import Database
+from tollway.metrics import component_registry
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,8 @@ _MAX_RETRY_SECONDS = 5.0
 _PRUNE_EVERY_SECONDS = 60.0
 _LISTEN_CHECK_SECONDS = 1.0
 _STOP_SECONDS = 2.0
+# Propagation lag buckets (seconds): the promise is under one second (DESIGN.md).
+LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
 class ChangeListener(Protocol):
@@ -85,8 +89,22 @@ class _Follower:
 
 
 class ChangeFeed:
-    def __init__(self, db: Database, poll_seconds: float = 0.25, retention_seconds: float = 3600.0) -> None:
+    def __init__(
+        self,
+        db: Database,
+        poll_seconds: float = 0.25,
+        retention_seconds: float = 3600.0,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
         self._db = db
+        # Commit → applied, per listener and topic (both fixed sets): the replica's propagation lag.
+        self.lag = Histogram(
+            "tollway_change_lag_seconds",
+            "Seconds from a change's commit to this replica's listener applying it.",
+            ["listener", "topic"],
+            buckets=LAG_BUCKETS,
+            registry=registry if registry is not None else component_registry(),
+        )
         self._poll_seconds = poll_seconds
         self._retention = timedelta(seconds=retention_seconds)
         self._followers: list[_Follower] = []
@@ -217,11 +235,23 @@ class ChangeFeed:
             if changes:
                 await follower.listener.apply(changes)
                 follower.applied += len(changes)
+                self._observe_lag(follower.listener.name, changes)
             if len(changes) < BATCH:
                 follower.position = head
             else:
                 follower.position = changes[-1].seq
                 await asyncio.sleep(0)  # let the hot path run between batches
+
+    def _observe_lag(self, listener: str, changes: Sequence[Change]) -> None:
+        now = datetime.now(UTC)
+        children: dict[str, Any] = {}
+        for change in changes:
+            if change.at is None:
+                continue
+            child = children.get(change.topic)
+            if child is None:
+                child = children[change.topic] = self.lag.labels(listener, change.topic.value)
+            child.observe(max((now - change.at).total_seconds(), 0.0))
 
     async def _bounds(self) -> tuple[int, int]:
         """(pruned through, newest sequence number) of the log."""

@@ -26,12 +26,12 @@ if TYPE_CHECKING:
     from envoy.extensions.filters.network.http_connection_manager.v3 import (
         http_connection_manager_pb2 as hcm_pb2,
     )
+    from prometheus_client.registry import Collector
 
     from tollway.admission import LimitGate
     from tollway.catalog.store import CatalogStore
     from tollway.changes import ChangeFeed, ChangeListener
     from tollway.db import Database
-    from tollway.metrics import Render
 
 
 def service_name(module: Any, service: str) -> str:
@@ -102,9 +102,9 @@ class RunningComponent(Protocol):
         """Called once when the change feed starts, then after every committed change."""
         return ()
 
-    def metrics_renderer(self) -> Render | None:
-        """Renders its Prometheus lines for the process's endpoint; None = no metrics."""
-        return None
+    def metrics_collectors(self) -> Sequence[Collector]:
+        """What it adds to the process's Prometheus endpoint (usually its own registry)."""
+        return ()
 
     def limit_gate(self) -> LimitGate | None:
         """The plan limits it keeps, for another component of the process to apply in its own answer

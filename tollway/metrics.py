@@ -1,110 +1,109 @@
-"""One Prometheus endpoint per process: components register render callables, the process serves them.
+"""One Prometheus endpoint per process, through the maintained client library (prometheus-client).
 
-No client library: each component keeps plain counters on its hot path (an int increment) and renders
-the text exposition format only when scraped. `MetricsRegistry.render()` concatenates every source; a
-source that raises costs only its own lines (counted in tollway_metrics_render_errors_total), never
-the scrape. Served over HTTP (any GET path) at TOLLWAY_METRICS_ADDR when set.
+Each process owns one `MetricsRegistry` (a `CollectorRegistry` of its own, never the library's global
+default one), so tests that build several processes or components in one interpreter never collide.
+Each component keeps its metrics in a registry of its own (`component_registry()`) and the process
+includes it; a component's collector that raises costs only its own families (counted in
+tollway_metrics_render_errors_total), never the scrape. Served over HTTP (any GET path) at
+TOLLWAY_METRICS_ADDR when set; with `--workers N`, worker k serves its own on the metrics port + k.
+
+Hot-path counters that change on every request may stay plain ints exported by a collector at scrape
+time (`counter_family`); histograms and everything else are the library's instruments. Label values
+are always bounded: fixed vocabularies, configured node ids, method names of registered services.
 """
 
 from __future__ import annotations
 
 import asyncio
-import bisect
 import logging
-import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+from prometheus_client import Metric as Metric
+from prometheus_client import disable_created_metrics as _disable_created_metrics
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+# No `_created` series: they double every counter's series and no dashboard reads them.
+_disable_created_metrics()  # type: ignore[no-untyped-call]
 
 log = logging.getLogger(__name__)
 
-Render = Callable[[], str]
 Labels = Mapping[str, str]
 
-
-def escape(value: str) -> str:
-    """A label value in the text format: backslash, double quote and newline escaped."""
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+# Latency buckets (seconds) shared by the hot-path histograms: Check, ShouldRateLimit, Redis.
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 
-def _number(value: float) -> str:
-    if isinstance(value, int):
-        return str(value)
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if math.isnan(value):
-        return "NaN"
-    return repr(float(value))
+def component_registry() -> CollectorRegistry:
+    """A registry for one component's instruments (never the library's global default)."""
+    return CollectorRegistry(auto_describe=False)
 
 
-def _labels(labels: Labels) -> str:
-    if not labels:
-        return ""
-    return "{" + ",".join(f'{name}="{escape(str(value))}"' for name, value in labels.items()) + "}"
+def counter_family(
+    name: str, help_text: str, label_names: Iterable[str], samples: Mapping[Any, float]
+) -> CounterMetricFamily:
+    """A counter family from plain counts keyed by label values (`name` ends in _total)."""
+    family = CounterMetricFamily(name, help_text, labels=list(label_names))
+    for values, value in sorted(samples.items()):
+        family.add_metric(list(values), value)
+    return family
 
 
-def family(name: str, kind: str, help_text: str, samples: Iterable[tuple[Labels, float]]) -> list[str]:
-    """The lines of one metric family: HELP, TYPE, then one sample per label set."""
-    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
-    lines += [f"{name}{_labels(labels)} {_number(value)}" for labels, value in samples]
-    return lines
+def gauge_family(
+    name: str, help_text: str, label_names: Iterable[str], samples: Mapping[Any, float]
+) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, help_text, labels=list(label_names))
+    for values, value in sorted(samples.items()):
+        family.add_metric(list(values), value)
+    return family
 
 
-class Histogram:
-    """Cumulative-bucket histogram (seconds); `observe` is a bisect and two additions."""
+class FunctionCollector(Collector):
+    """A collector from a function returning metric families (values read at scrape time)."""
 
-    def __init__(self, buckets: Sequence[float]) -> None:
-        self.buckets = tuple(sorted(buckets))
-        self.counts = [0] * (len(self.buckets) + 1)
-        self.sum = 0.0
-        self.count = 0
+    def __init__(self, collect: Callable[[], Iterable[Metric]]) -> None:
+        self._collect = collect
 
-    def observe(self, value: float) -> None:
-        self.counts[bisect.bisect_left(self.buckets, value)] += 1
-        self.sum += value
-        self.count += 1
+    def collect(self) -> Iterable[Metric]:
+        return list(self._collect())
 
-    def render(self, name: str, help_text: str) -> list[str]:
-        lines = [f"# HELP {name} {help_text}", f"# TYPE {name} histogram"]
-        cumulative = 0
-        for bound, count in zip((*self.buckets, math.inf), self.counts, strict=True):
-            cumulative += count
-            lines.append(f'{name}_bucket{{le="{_number(bound)}"}} {cumulative}')
-        lines.append(f"{name}_sum {_number(self.sum)}")
-        lines.append(f"{name}_count {self.count}")
-        return lines
+
+class _Guarded(Collector):
+    def __init__(self, name: str, inner: Collector, errors: Counter) -> None:
+        self.name = name
+        self.inner = inner
+        self.errors = errors
+
+    def collect(self) -> Iterable[Metric]:
+        try:
+            return list(self.inner.collect())
+        except Exception:
+            self.errors.inc()
+            log.warning("metrics source %s failed to render", self.name, exc_info=True)
+            return []
 
 
 class MetricsRegistry:
-    """The render callables of one process, in registration order."""
+    """The process's registry: its own instruments plus every component's collectors."""
 
     def __init__(self) -> None:
-        self._sources: list[tuple[str, Render]] = []
-        self.render_errors = 0
+        self.registry = CollectorRegistry(auto_describe=False)
+        # Rendered after everything else, so a scrape counts its own failures.
+        self._last = CollectorRegistry(auto_describe=False)
+        self.render_errors = Counter(
+            "tollway_metrics_render_errors",
+            "Metric sources that raised while rendering a scrape.",
+            registry=self._last,
+        )
 
-    def register(self, name: str, render: Render) -> None:
-        self._sources.append((name, render))
+    def include(self, name: str, collector: Collector) -> None:
+        """Adds a component's collector (or its whole registry); its failures cost only its lines."""
+        self.registry.register(_Guarded(name, collector, self.render_errors))
 
     def render(self) -> str:
-        parts: list[str] = []
-        for name, source in self._sources:
-            try:
-                text = source()
-            except Exception:
-                self.render_errors += 1
-                log.warning("metrics source %s failed to render", name, exc_info=True)
-                continue
-            parts.append(text if text.endswith("\n") else text + "\n")
-        parts.append(
-            "\n".join(
-                family(
-                    "tollway_metrics_render_errors_total",
-                    "counter",
-                    "Metric sources that raised while rendering a scrape.",
-                    [({}, self.render_errors)],
-                )
-            )
-            + "\n"
-        )
-        return "".join(parts)
+        return (generate_latest(self.registry) + generate_latest(self._last)).decode()
 
 
 def split_host_port(address: str) -> tuple[str, int]:
@@ -112,8 +111,10 @@ def split_host_port(address: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
-async def serve_metrics(host: str, port: int, render: Render) -> asyncio.Server:
-    """A minimal HTTP endpoint for Prometheus: any GET answers the current metrics."""
+async def serve_metrics(host: str, port: int, render: Callable[[], str]) -> asyncio.Server:
+    """A minimal HTTP endpoint for Prometheus: any GET answers the current metrics. Served on the
+    event loop (not the library's threaded server), so collectors read component state between two
+    of the loop's steps, never while it changes."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -122,7 +123,7 @@ async def serve_metrics(host: str, port: int, render: Render) -> asyncio.Server:
                 pass
             if request_line.startswith(b"GET "):
                 body = render().encode()
-                head = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"
+                head = b"HTTP/1.1 200 OK\r\nContent-Type: " + CONTENT_TYPE_LATEST.encode() + b"\r\n"
             else:
                 body, head = b"method not allowed\n", b"HTTP/1.1 405 Method Not Allowed\r\n"
             writer.write(head + b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)

@@ -33,7 +33,8 @@ log = logging.getLogger(__name__)
 
 # Fields holding prose an operator types (a description, why a key was revoked): line breaks and tabs
 # are theirs to use. Every other string is an identifier, a name, a URL or an amount: one line.
-FREE_TEXT_FIELDS = frozenset({"description", "note", "reason", "void_reason", "state_reason"})
+# A postal address (billing accounts) has lines too.
+FREE_TEXT_FIELDS = frozenset({"description", "note", "reason", "void_reason", "state_reason", "address"})
 _TEXT_CONTROLS_ALLOWED = frozenset("\t\n\r")
 # Backstops above every domain limit (a name 100, a description 4,000, a URL 2,048 characters): the
 # domain's own message names the exact limit; these only keep a giant string away from the stores.

@@ -155,6 +155,8 @@ class Application(SQLModel, table=True):
     description: str = ""
     created_at: datetime = timestamp_column()
     deleted_at: datetime | None = timestamp_column(nullable=True)
+    # The billing account (billing/) its invoices are addressed to; None: invoices name the application.
+    billing_account_id: str | None = Field(default=None, index=True)
 
 
 # The partial index below: one live subscription per (application, API).

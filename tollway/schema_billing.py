@@ -54,6 +54,12 @@ class Invoice(SQLModel, table=True):
     finalized_at: datetime | None = timestamp_column(nullable=True)
     voided_at: datetime | None = timestamp_column(nullable=True)
     void_reason: str = ""
+    # Sum of the charged lines (gross where a rate is inclusive); `total` adds the exclusive taxes.
+    subtotal: str = "0"
+    tax_total: str = "0"
+    # The billing account's details as they were at finalization (billing/accounts.py); drafts keep {}
+    # and show the account's current details.
+    customer: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
 
 class InvoiceCompletenessOverride(SQLModel, table=True):
@@ -132,6 +138,11 @@ class CreditNote(SQLModel, table=True):
     total: str = "0"
     reason: str = ""
     created_at: datetime = timestamp_column()
+    # The credited lines' sum and the taxes on them (billing/tax.py), as InvoiceTax rows are: a list of
+    # {tax_rate_id, name, rate, inclusive, taxable, amount}. `total` = subtotal + exclusive taxes.
+    subtotal: str = "0"
+    tax_total: str = "0"
+    taxes: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
 
 
 class CreditNoteLine(SQLModel, table=True):
@@ -149,6 +160,55 @@ class CreditNoteLine(SQLModel, table=True):
     plan_version: int = 0
     kind: str = ""
     description: str = ""
+    amount: str = "0"
+
+
+# --- billing accounts and taxes (issue 13, customer-ready invoices) ------------------------------------
+
+
+class BillingAccount(SQLModel, table=True):
+    """The customer an invoice is addressed to; applications point to it (Application.billing_account_id)."""
+
+    __tablename__ = "billing_account"
+
+    id: str = Field(primary_key=True)  # "acct_..."
+    name: str
+    email: str = ""
+    address: str = ""
+    tax_id: str = ""
+    created_at: datetime = timestamp_column()
+    updated_at: datetime = timestamp_column()
+
+
+class TaxRate(SQLModel, table=True):
+    """A tax applied to invoice lines: set on a billing account or on a plan (billing/tax.py says which
+    applies to a line). `rate` is a percentage, canonical decimal text ("20", "8.875")."""
+
+    __tablename__ = "tax_rate"
+
+    id: str = Field(primary_key=True)  # "tax_..."
+    billing_account_id: str = Field(default="", index=True)
+    plan_id: str = Field(default="", index=True)
+    name: str
+    rate: str
+    inclusive: bool = False
+    created_at: datetime = timestamp_column()
+
+
+class InvoiceTax(SQLModel, table=True):
+    """One tax line of an invoice: a rate, the net amount it was applied to, the tax (the sum of the
+    per-line rounded taxes)."""
+
+    __tablename__ = "invoice_tax"
+
+    id: int | None = Field(default=None, primary_key=True)
+    invoice_id: str = Field(foreign_key="invoice.id", index=True, ondelete="CASCADE")
+    position: int = 0
+    tax_rate_id: str = ""
+    name: str = ""
+    rate: str = "0"
+    inclusive: bool = False
+    taxable: str = "0"
     amount: str = "0"
 
 

@@ -21,7 +21,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tollway.metrics import Histogram
+from prometheus_client import CollectorRegistry, Histogram
+
+from tollway.metrics import component_registry
 from usage.frames import Records, encode, entries_in, records_of
 from usage.store import ApplyResult
 from usage.wal import WriteAheadLog
@@ -52,11 +54,21 @@ class IngestMetrics:
     wal_write_errors: int = 0
     flushes: int = 0
     flush_failures: int = 0  # database errors: the records stay in the WAL and are retried
-    flush_seconds: Histogram = field(default_factory=lambda: Histogram(FLUSH_BUCKETS))
+    # The component's own registry (the process includes it): the library's histogram lives there.
+    registry: CollectorRegistry = field(default_factory=component_registry)
+    flush_seconds: Histogram = field(init=False)
     last_flush_seconds: float = 0.0
     max_flush_seconds: float = 0.0
     last_flush_records: int = 0
     started_at: float = field(default_factory=time.monotonic)
+
+    def __post_init__(self) -> None:
+        self.flush_seconds = Histogram(
+            "tollway_usage_flush_seconds",
+            "Database flush (batch) latency.",
+            buckets=FLUSH_BUCKETS,
+            registry=self.registry,
+        )
 
 
 class Ingestor:

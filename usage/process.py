@@ -7,15 +7,16 @@ from collections.abc import Sequence
 from functools import partial
 
 from envoy.service.accesslog.v3 import als_pb2
+from prometheus_client.registry import Collector
 
 from tollway.component import GrpcService, RunningComponent, service_name
 from tollway.db import Database
-from tollway.metrics import Render
+from tollway.metrics import FunctionCollector
 from tollway.settings import UsageSettings
 from tollway.usage.v1 import usage_pb2, usage_pb2_grpc
 from usage.completeness import CompletenessSampler
 from usage.ingest import Ingestor
-from usage.metrics import render as render_metrics
+from usage.metrics import collect as collect_metrics
 from usage.servicer import AccessLogServicer, UsageServicer, register
 from usage.store import UsageStore
 
@@ -51,8 +52,11 @@ class Usage(RunningComponent):
             ),
         )
 
-    def metrics_renderer(self) -> Render:
-        return partial(render_metrics, self.ingestor, self.sampler)
+    def metrics_collectors(self) -> Sequence[Collector]:
+        return (
+            self.ingestor.metrics.registry,
+            FunctionCollector(partial(collect_metrics, self.ingestor, self.sampler)),
+        )
 
     async def start(self) -> None:
         # Replays the WAL into the database before Envoy's streams are accepted.

@@ -5,8 +5,10 @@ HTTPS at the gateway, after every change of its certificate files)."""
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from functools import partial
 
 from envoy.service.discovery.v3 import ads_pb2, ads_pb2_grpc
+from prometheus_client.registry import Collector
 
 from tollway.catalog.store import CatalogStore
 from tollway.catalog.view import PublishedApi
@@ -19,9 +21,11 @@ from tollway.component import (
     service_name,
 )
 from tollway.gateway_tls import TlsPair
+from tollway.metrics import FunctionCollector
 from tollway.settings import GatewaySettings
 from xds.cache import SnapshotCache
 from xds.gateway_tls import CertificateWatch
+from xds.metrics import collect as collect_metrics
 from xds.resources import GatewayOptions, build_resources
 from xds.server import AggregatedDiscoveryServicer
 
@@ -95,6 +99,9 @@ class Xds(RunningComponent):
                 service_name(ads_pb2, "AggregatedDiscoveryService"), lambda server: add(self.ads, server)
             ),
         )
+
+    def metrics_collectors(self) -> Sequence[Collector]:
+        return (FunctionCollector(partial(collect_metrics, self.ads)),)
 
     def change_listeners(self) -> Sequence[ChangeListener]:
         # The catalog only: a new key or subscription never rebuilds Envoy's configuration.

@@ -83,6 +83,10 @@ class NodeState:
     accepted: dict[str, _Payload] = field(default_factory=dict)
     rejected: defaultdict[str, set[Identity]] = field(default_factory=lambda: defaultdict(set))
     last_error: dict[str, str] = field(default_factory=dict)
+    # Responses sent, and Envoy's ACKs and NACKs of them, per type URL (xds/metrics.py exports them).
+    pushes: Counter[str] = field(default_factory=Counter)
+    acks: Counter[str] = field(default_factory=Counter)
+    nacks: Counter[str] = field(default_factory=Counter)
 
     @property
     def accepted_versions(self) -> dict[str, str]:
@@ -261,6 +265,7 @@ class AggregatedDiscoveryServicer(ads_pb2_grpc.AggregatedDiscoveryServiceService
             elif request.HasField("error_detail"):
                 state.pending = False
                 self.nacks[type_url] += 1
+                node.nacks[type_url] += 1
                 node.rejected[type_url].add(state.sent.identity)
                 node.last_error[type_url] = request.error_detail.message
                 self._peer_events.event(
@@ -276,6 +281,7 @@ class AggregatedDiscoveryServicer(ads_pb2_grpc.AggregatedDiscoveryServiceService
             elif request.version_info == state.sent.version:
                 state.pending = False
                 self.acks[type_url] += 1
+                node.acks[type_url] += 1
                 state.accepted = state.sent
                 node.accepted[type_url] = state.sent
                 log.debug("node %s applied %s version %s", node.node_id, short, state.sent.version)
@@ -363,6 +369,7 @@ class AggregatedDiscoveryServicer(ads_pb2_grpc.AggregatedDiscoveryServiceService
         state.sent = payload
         state.pending = True
         self.responses_sent[type_url] += 1
+        node.pushes[type_url] += 1
         log.info(
             "push %s version %s (%d resources) to node %s",
             SHORT_TYPE_NAMES[type_url],

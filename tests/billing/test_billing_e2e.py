@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -158,11 +159,33 @@ def test_cli_drives_the_billing_service(stack: Stack, tmp_path: Path) -> None:
     code, out = run("events", sub.id)
     assert code == 0 and json.loads(out)["events"][0]["kind"] == "APPROVED"
 
+    code, out = run(
+        "account", "create", "--name", "Cli KK", "--email", "ap@cli.example", "--tax-id", "T1234567890123",
+        "--address", "1-1 Chiyoda", "--address", "Tokyo",
+    )  # fmt: skip
+    assert code == 0, out
+    account = json.loads(out)["billing_account"]
+    assert account["address"] == "1-1 Chiyoda\nTokyo"
+    code, out = run("account", "assign", "--application", app.id, "--account", account["id"])
+    assert code == 0, out
+    code, out = run(
+        "tax", "add", "--account", account["id"], "--name", "JCT 10%", "--rate", "10", "--inclusive"
+    )
+    assert code == 0 and json.loads(out)["tax_rate"]["inclusive"] is True, out
+    code, out = run("account", "create", "--name", "Bad", "--email", "not-an-email")
+    assert code == 1 and "INVALID_ARGUMENT" in out and "email" in out
+
     month = datetime.now(UTC).strftime("%Y-%m")
     code, out = run("generate", "--month", month, "--sub", sub.id)
     assert code == 0, out
     [invoice] = json.loads(out)["invoices"]
     assert invoice["currency"] == "JPY" and int(invoice["total"]) <= 3000
+    assert invoice["customer"]["name"] == "Cli KK"
+    # Inclusive JCT: net = round(gross / 1.1) (half-even), the tax the rest; nothing added to the total.
+    gross = int(invoice["subtotal"])
+    [tax] = invoice["taxes"]
+    assert int(tax["amount"]) == gross - round(Fraction(gross) / Fraction(11, 10))
+    assert invoice["total"] == invoice["subtotal"]
     code, out = run("finalize", invoice["id"])
     number = json.loads(out)["invoice"]["number"]
     assert code == 0 and number.startswith("INV-")

@@ -417,7 +417,10 @@ async def test_a_run_of_many_subscriptions_uses_the_bulk_path(
         view = listed[sub.application_id]
         assert Decimal(view.invoice.total) == Decimal("2.00") + Decimal(i) * Decimal("0.10")
         assert [line.kind for line in view.lines][:2] == ["FEE", "USAGE"]
-        assert view.lines[0].details == {"share": "1/1"}
+        assert view.lines[0].details == {
+            "share": "1/1",
+            "stretches": [["2026-11-01T00:00:00+00:00", "2026-12-01T00:00:00+00:00"]],
+        }
     final = await billing.finalize(views[-1].invoice.id)
     assert final.invoice.number == "INV-000001"
 

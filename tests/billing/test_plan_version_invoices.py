@@ -118,7 +118,7 @@ async def test_a_change_now_splits_the_period_at_the_next_minute(
         (2, "USAGE", "105", "2.10"),
     ]
     assert view.invoice.total == "53.70"
-    assert view.lines[0].description.startswith("basic v1: recurring fee")
+    assert view.lines[0].description.startswith("basic v1: Recurring fee, ")
     async with database.session() as session:
         billed = (await session.exec(select(schema_billing.BilledSegment))).all()
     by_version = {segment.plan_version: segment for segment in billed}

@@ -56,7 +56,7 @@ async def test_a_trial_ending_mid_month_charges_only_what_follows_it(
     [view] = await billing.generate(month=NOV)
     # 16 of 30 days after the trial: 30.00 x 16/30 = 16.00; 200 x 0.01 = 2.00.
     assert charged(view) == [("TRIAL", "107", "0.00"), ("FEE", "1", "16.00"), ("USAGE", "200", "2.00")]
-    assert "free trial until 2026-11-15 00:00 UTC" in view.lines[0].description
+    assert "Free trial until 2026-11-15 00:00 UTC" in view.lines[0].description
     assert view.invoice.total == "18.00"
     trial, paid = await segments(database)
     assert (trial.share, schema.as_utc(trial.trial_until), trial.amount) == ("7/15", utc(2026, 11, 15), "0")
@@ -83,7 +83,11 @@ async def test_a_trial_ends_at_the_next_whole_minute(billing: BillingRepository,
     paid_seconds = (utc(2026, 12, 1) - utc(2026, 11, 2, 10, 1)).total_seconds()
     share = Fraction(int(paid_seconds), 30 * 86400)
     fee = next(line for line in view.lines if line.kind == "FEE")
-    assert fee.details == {"share": f"{share.numerator}/{share.denominator}"}
+    assert fee.details == {
+        "share": f"{share.numerator}/{share.denominator}",
+        "stretches": [["2026-11-02T10:01:00+00:00", "2026-12-01T00:00:00+00:00"]],
+    }
+    assert fee.description == "short: Recurring fee, Nov 2-30 (prorated)"
     assert charged(view)[0] == ("TRIAL", "5", "0.00")
     assert ("USAGE", "2", "2.00") in charged(view)
 

@@ -131,7 +131,7 @@ def test_a_trial_segment_charges_nothing_and_says_until_when() -> None:
         ("TRIAL", 500, D("0.00")),
         ("INFO_THROTTLED", 2, D("0.00")),
     ]
-    assert "free trial until 2026-11-15 09:30 UTC" in lines[0].description
+    assert "Free trial until 2026-11-15 09:30 UTC" in lines[0].description
     assert pr.charged_total(lines) == 0
 
 

@@ -42,6 +42,8 @@ def world(stack: Stack) -> dict[str, object]:
     stranger = stack.create_application("stranger-app")
     stranger_key = stack.issue_key(stranger.id)
     stack.wait_for_status("/weather/v1/today", 200, {"x-api-key": key.key})
+    # The stranger's key was issued last: until keymgr applied it, it is an unknown key (401).
+    stack.wait_for_status("/weather/v1/today", 403, {"x-api-key": stranger_key.key})
     return {"plan": plan, "api": api, "app": subscribed, "key": key, "stranger_key": stranger_key}
 
 

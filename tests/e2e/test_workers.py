@@ -5,13 +5,15 @@ exact across the workers on the Redis store. In both throttle modes, with the sa
 from __future__ import annotations
 
 import re
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import Stack, start_stack, stop_stack
+from tests.e2e.harness import Stack, free_port_run, start_stack, stop_stack
+from tests.metrics_support import Series, parse, value
 from tests.throttle.throttle_fixtures import SHARED_REDIS_URL, unique
 from tests.usage.usage_stack import subscription_totals
 from tollway.catalog.v1 import catalog_pb2
@@ -29,6 +31,8 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         redis_url=SHARED_REDIS_URL,
         redis_timeout_ms=1000,
         throttle_mode=request.param,
+        # Worker k serves its metrics on this port + k.
+        metrics_addr=f"127.0.0.1:{free_port_run(2, set())}",
     )
     try:
         yield started
@@ -98,3 +102,32 @@ def test_every_worker_has_its_own_wal(stack: Stack) -> None:
     assert wal is not None
     assert (wal / "LOCK").exists()
     assert (wal / "worker-1" / "LOCK").exists()
+
+
+def worker_metrics(stack: Stack) -> list[Series]:
+    """Each worker's own scrape (worker k on the metrics port + k)."""
+    host, port = stack.settings.metrics_addr.rsplit(":", 1)
+    scrapes = []
+    for k in range(stack.settings.workers):
+        with urllib.request.urlopen(f"http://{host}:{int(port) + k}/metrics", timeout=5) as response:
+            scrapes.append(parse(response.read().decode()))
+    return scrapes
+
+
+def test_each_worker_serves_its_own_metrics_and_their_sum_is_exact(stack: Stack) -> None:
+    path, key, _ = _client(stack, requests_per_minute=100_000)
+    warm_up(stack, path, key)
+    name = "tollway_keymgr_check_decisions_total"
+    before = worker_metrics(stack)
+    statuses = Counter(stack.get(path, {"x-api-key": key}).status for _ in range(40))
+    after = worker_metrics(stack)
+    moved = [
+        value(a, name, reason="allowed") - value(b, name, reason="allowed")
+        for a, b in zip(after, before, strict=True)
+    ]
+    # Envoy round-robins: both workers answered, and summing the workers' series gives the exact total.
+    assert all(count > 0 for count in moved), moved
+    assert sum(moved) == statuses[200] >= 30, statuses
+    # Worker 0 alone runs xds; the other workers' endpoints carry the hot path only.
+    assert value(after[0], "tollway_xds_connected_envoys") == 1
+    assert all(("tollway_xds_connected_envoys", frozenset()) not in scrape for scrape in after[1:])

@@ -6,6 +6,7 @@ import asyncio
 import urllib.request
 from datetime import UTC, datetime
 
+from tests.metrics_support import parse, value
 from tests.throttle.throttle_fixtures import SHARED_REDIS_URL, FakeClock, free_port, index_with, subscription
 from throttle.counters import MemoryCounterStore
 from throttle.metrics import ThrottleMetrics
@@ -28,12 +29,12 @@ async def test_decisions_and_redis_latency_are_counted_and_rendered() -> None:
         await service.should_rate_limit("tollway", [{"api_id": "x"}])
     finally:
         await store.close()
-    text = metrics.render()
-    assert 'tollway_throttle_decisions_total{plan="plan_m",result="ok"} 1' in text
-    assert 'tollway_throttle_decisions_total{plan="plan_m",result="over_limit"} 2' in text
-    assert 'tollway_throttle_decisions_total{plan="",result="unknown"} 1' in text
-    assert "tollway_throttle_redis_seconds_count 3" in text
-    assert 'tollway_throttle_redis_seconds_bucket{le="+Inf"} 3' in text
+    series = parse(metrics.render())
+    assert value(series, "tollway_throttle_decisions_total", plan="plan_m", result="ok") == 1
+    assert value(series, "tollway_throttle_decisions_total", plan="plan_m", result="over_limit") == 2
+    assert value(series, "tollway_throttle_decisions_total", plan="", result="unknown") == 1
+    assert value(series, "tollway_throttle_redis_seconds_count") == 3
+    assert value(series, "tollway_throttle_redis_seconds_bucket", le="+Inf") == 3
 
 
 async def test_metrics_are_served_over_http() -> None:
@@ -52,7 +53,7 @@ async def test_metrics_are_served_over_http() -> None:
         server.close()
         await server.wait_closed()
     assert status == 200 and content_type.startswith("text/plain")
-    assert 'tollway_throttle_redis_errors_total{error="TimeoutError"} 1' in body
+    assert value(parse(body), "tollway_throttle_redis_errors_total", error="TimeoutError") == 1
 
 
 async def test_shadow_and_overage_results_are_labelled() -> None:
@@ -80,14 +81,15 @@ def test_cluster_metrics_are_rendered_per_node() -> None:
     metrics.compensation("ok")
     metrics.compensation("ok")
     metrics.compensation("failed")
-    text = metrics.render()
-    assert 'tollway_throttle_redis_batch_requests_bucket{le="1"} 1' in text
-    assert 'tollway_throttle_redis_batch_requests_bucket{le="4"} 2' in text
-    assert "tollway_throttle_redis_batch_requests_sum 44" in text
-    assert "tollway_throttle_redis_batch_requests_count 3" in text
-    assert 'tollway_throttle_redis_node_seconds_bucket{node="127.0.0.1:7000",le="0.0025"} 1' in text
-    assert 'tollway_throttle_redis_node_seconds_bucket{node="127.0.0.1:7001",le="0.01"} 0' in text
-    assert 'tollway_throttle_redis_node_seconds_count{node="127.0.0.1:7001"} 1' in text
-    assert 'tollway_throttle_redis_node_errors_total{node="127.0.0.1:7001",error="ConnectionError"} 1' in text
-    assert 'tollway_throttle_compensations_total{result="ok"} 2' in text
-    assert 'tollway_throttle_compensations_total{result="failed"} 1' in text
+    series = parse(metrics.render())
+    assert value(series, "tollway_throttle_redis_batch_requests_bucket", le="1.0") == 1
+    assert value(series, "tollway_throttle_redis_batch_requests_bucket", le="4.0") == 2
+    assert value(series, "tollway_throttle_redis_batch_requests_sum") == 44
+    assert value(series, "tollway_throttle_redis_batch_requests_count") == 3
+    node0, node1 = "127.0.0.1:7000", "127.0.0.1:7001"
+    assert value(series, "tollway_throttle_redis_node_seconds_bucket", node=node0, le="0.0025") == 1
+    assert value(series, "tollway_throttle_redis_node_seconds_bucket", node=node1, le="0.01") == 0
+    assert value(series, "tollway_throttle_redis_node_seconds_count", node=node1) == 1
+    assert value(series, "tollway_throttle_redis_node_errors_total", node=node1, error="ConnectionError") == 1
+    assert value(series, "tollway_throttle_compensations_total", result="ok") == 2
+    assert value(series, "tollway_throttle_compensations_total", result="failed") == 1

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]  # grpc-stubs lack aio
+from prometheus_client import Gauge
 
 from tollway.app.registry import COMPONENTS, gateway_contribution
 from tollway.auth import BearerTokenInterceptor, server_tls_credentials
@@ -25,10 +26,11 @@ from tollway.component import Component, GrpcService, ProcessContext, RunningCom
 from tollway.db import Database
 from tollway.deadlines import AdminDeadlineInterceptor
 from tollway.keepalive import KEEPALIVE, KeepalivePolicy
-from tollway.metrics import MetricsRegistry, family, serve_metrics, split_host_port
+from tollway.metrics import MetricsRegistry, serve_metrics, split_host_port
 from tollway.private_files import private_dir, private_sqlite
 from tollway.reflection import enable_server_reflection
 from tollway.request_guard import RateLimitedLog, RequestGuardInterceptor
+from tollway.rpc_metrics import RpcMetricsInterceptor
 from tollway.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -145,13 +147,21 @@ class TollwayProcess:
             if component.name in self.components:
                 component.refuse_unsafe(settings)
         self.db = Database.from_settings(settings.database)
-        self.changes = ChangeFeed(self.db, settings.change_poll_seconds, settings.change_retention_seconds)
+        # One Prometheus registry per process (TOLLWAY_METRICS_ADDR), never the library's global one:
+        # the core's instruments live in it, and each component's collectors are included below.
+        self.metrics = MetricsRegistry()
+        Gauge("tollway_info", "This Tollway process.", ["components"], registry=self.metrics.registry).labels(
+            ",".join(sorted(self.components))
+        ).set(1)
+        self.changes = ChangeFeed(
+            self.db,
+            settings.change_poll_seconds,
+            settings.change_retention_seconds,
+            registry=self.metrics.registry,
+        )
         # The catalog is core: the admin services write it, xds reads it.
         self.catalog = CatalogStore(self.db, self.changes.committed)
         self._servers: list[GrpcServer] = []
-        # One Prometheus endpoint per process (TOLLWAY_METRICS_ADDR): each component registers its own.
-        self.metrics = MetricsRegistry()
-        self.metrics.register("process", self._render_info)
         self._metrics_server: asyncio.Server | None = None
         self._health_watch: asyncio.Task[None] | None = None
         self._health_failures = RateLimitedLog(log)
@@ -168,17 +178,15 @@ class TollwayProcess:
         for running in self.running.values():
             running.use_limit_gate(gate)
         for name, running in self.running.items():
-            render = running.metrics_renderer()
-            if render is not None:
-                self.metrics.register(name, render)
+            for collector in running.metrics_collectors():
+                self.metrics.include(name, collector)
+        # Admin RPCs by method and status (the methods of the services the admin server registers).
+        self._admin_services: list[str] = []
+        self.admin_rpcs = RpcMetricsInterceptor(self.metrics.registry, self._admin_services)
 
     def find(self, kind: type[Running]) -> Running | None:
         """The running component of this type, None when the settings did not select it."""
         return next((r for r in self.running.values() if isinstance(r, kind)), None)
-
-    def _render_info(self) -> str:
-        labels = {"components": ",".join(sorted(self.components))}
-        return "\n".join(family("tollway_info", "gauge", "This Tollway process.", [(labels, 1)])) + "\n"
 
     def _wire(self) -> None:
         for running in self.running.values():
@@ -219,6 +227,7 @@ class TollwayProcess:
         self.admin = GrpcServer(
             self.settings.admin_addr,
             (
+                self.admin_rpcs,
                 BearerTokenInterceptor(self.settings.admin_token, "admin"),
                 RequestGuardInterceptor(validate=True),
                 AdminDeadlineInterceptor(self.settings.admin_timeout_ms / 1000),
@@ -229,6 +238,7 @@ class TollwayProcess:
         # same input checks as the admin port.
         self.consumer = GrpcServer(self.settings.portal_grpc_addr, (RequestGuardInterceptor(validate=True),))
         self._wire()
+        self._admin_services.extend(self.admin.services)
         # Before the servers: usage replays its WAL before Envoy's streams are accepted.
         for running in self.running.values():
             await running.start()

@@ -1,6 +1,7 @@
 import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from tollway.billing.v1 import accounts_pb2 as _accounts_pb2
 from tollway.store.v1 import store_pb2 as _store_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -69,7 +70,7 @@ class PlanUsage(_message.Message):
     def __init__(self, plan_id: _Optional[str] = ..., counts: _Optional[_Union[UsageCounts, _Mapping]] = ...) -> None: ...
 
 class InvoiceLine(_message.Message):
-    __slots__ = ("position", "subscription_id", "api_id", "plan_id", "kind", "description", "quantity", "unit_price", "amount", "plan_version")
+    __slots__ = ("position", "subscription_id", "api_id", "plan_id", "kind", "description", "quantity", "unit_price", "amount", "plan_version", "details_json")
     POSITION_FIELD_NUMBER: _ClassVar[int]
     SUBSCRIPTION_ID_FIELD_NUMBER: _ClassVar[int]
     API_ID_FIELD_NUMBER: _ClassVar[int]
@@ -80,6 +81,7 @@ class InvoiceLine(_message.Message):
     UNIT_PRICE_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
     PLAN_VERSION_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_JSON_FIELD_NUMBER: _ClassVar[int]
     position: int
     subscription_id: str
     api_id: str
@@ -90,10 +92,11 @@ class InvoiceLine(_message.Message):
     unit_price: str
     amount: str
     plan_version: int
-    def __init__(self, position: _Optional[int] = ..., subscription_id: _Optional[str] = ..., api_id: _Optional[str] = ..., plan_id: _Optional[str] = ..., kind: _Optional[str] = ..., description: _Optional[str] = ..., quantity: _Optional[str] = ..., unit_price: _Optional[str] = ..., amount: _Optional[str] = ..., plan_version: _Optional[int] = ...) -> None: ...
+    details_json: str
+    def __init__(self, position: _Optional[int] = ..., subscription_id: _Optional[str] = ..., api_id: _Optional[str] = ..., plan_id: _Optional[str] = ..., kind: _Optional[str] = ..., description: _Optional[str] = ..., quantity: _Optional[str] = ..., unit_price: _Optional[str] = ..., amount: _Optional[str] = ..., plan_version: _Optional[int] = ..., details_json: _Optional[str] = ...) -> None: ...
 
 class Invoice(_message.Message):
-    __slots__ = ("id", "number", "state", "application_id", "currency", "period_start", "period_end", "total", "usage_completeness", "completeness_note", "lines", "create_time", "finalize_time", "void_time", "void_reason", "completeness_override", "paid_from_credit", "amount_due")
+    __slots__ = ("id", "number", "state", "application_id", "currency", "period_start", "period_end", "total", "usage_completeness", "completeness_note", "lines", "create_time", "finalize_time", "void_time", "void_reason", "completeness_override", "paid_from_credit", "amount_due", "subtotal", "tax_total", "taxes", "customer")
     ID_FIELD_NUMBER: _ClassVar[int]
     NUMBER_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -112,6 +115,10 @@ class Invoice(_message.Message):
     COMPLETENESS_OVERRIDE_FIELD_NUMBER: _ClassVar[int]
     PAID_FROM_CREDIT_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_DUE_FIELD_NUMBER: _ClassVar[int]
+    SUBTOTAL_FIELD_NUMBER: _ClassVar[int]
+    TAX_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    TAXES_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
     id: str
     number: str
     state: InvoiceState
@@ -130,7 +137,11 @@ class Invoice(_message.Message):
     completeness_override: CompletenessOverride
     paid_from_credit: str
     amount_due: str
-    def __init__(self, id: _Optional[str] = ..., number: _Optional[str] = ..., state: _Optional[_Union[InvoiceState, str]] = ..., application_id: _Optional[str] = ..., currency: _Optional[str] = ..., period_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., period_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., total: _Optional[str] = ..., usage_completeness: _Optional[_Union[UsageCompleteness, str]] = ..., completeness_note: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[InvoiceLine, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finalize_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., void_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., void_reason: _Optional[str] = ..., completeness_override: _Optional[_Union[CompletenessOverride, _Mapping]] = ..., paid_from_credit: _Optional[str] = ..., amount_due: _Optional[str] = ...) -> None: ...
+    subtotal: str
+    tax_total: str
+    taxes: _containers.RepeatedCompositeFieldContainer[_accounts_pb2.InvoiceTax]
+    customer: _accounts_pb2.Customer
+    def __init__(self, id: _Optional[str] = ..., number: _Optional[str] = ..., state: _Optional[_Union[InvoiceState, str]] = ..., application_id: _Optional[str] = ..., currency: _Optional[str] = ..., period_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., period_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., total: _Optional[str] = ..., usage_completeness: _Optional[_Union[UsageCompleteness, str]] = ..., completeness_note: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[InvoiceLine, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finalize_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., void_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., void_reason: _Optional[str] = ..., completeness_override: _Optional[_Union[CompletenessOverride, _Mapping]] = ..., paid_from_credit: _Optional[str] = ..., amount_due: _Optional[str] = ..., subtotal: _Optional[str] = ..., tax_total: _Optional[str] = ..., taxes: _Optional[_Iterable[_Union[_accounts_pb2.InvoiceTax, _Mapping]]] = ..., customer: _Optional[_Union[_accounts_pb2.Customer, _Mapping]] = ...) -> None: ...
 
 class CompletenessOverride(_message.Message):
     __slots__ = ("by", "reason", "time", "completeness", "completeness_note")
@@ -167,7 +178,7 @@ class CreditNoteLine(_message.Message):
     def __init__(self, position: _Optional[int] = ..., invoice_line: _Optional[int] = ..., subscription_id: _Optional[str] = ..., plan_id: _Optional[str] = ..., plan_version: _Optional[int] = ..., kind: _Optional[str] = ..., description: _Optional[str] = ..., amount: _Optional[str] = ...) -> None: ...
 
 class CreditNote(_message.Message):
-    __slots__ = ("id", "number", "invoice_id", "invoice_number", "application_id", "currency", "total", "reason", "lines", "issue_time")
+    __slots__ = ("id", "number", "invoice_id", "invoice_number", "application_id", "currency", "total", "reason", "lines", "issue_time", "subtotal", "tax_total", "taxes")
     ID_FIELD_NUMBER: _ClassVar[int]
     NUMBER_FIELD_NUMBER: _ClassVar[int]
     INVOICE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -178,6 +189,9 @@ class CreditNote(_message.Message):
     REASON_FIELD_NUMBER: _ClassVar[int]
     LINES_FIELD_NUMBER: _ClassVar[int]
     ISSUE_TIME_FIELD_NUMBER: _ClassVar[int]
+    SUBTOTAL_FIELD_NUMBER: _ClassVar[int]
+    TAX_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    TAXES_FIELD_NUMBER: _ClassVar[int]
     id: str
     number: str
     invoice_id: str
@@ -188,7 +202,10 @@ class CreditNote(_message.Message):
     reason: str
     lines: _containers.RepeatedCompositeFieldContainer[CreditNoteLine]
     issue_time: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., number: _Optional[str] = ..., invoice_id: _Optional[str] = ..., invoice_number: _Optional[str] = ..., application_id: _Optional[str] = ..., currency: _Optional[str] = ..., total: _Optional[str] = ..., reason: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[CreditNoteLine, _Mapping]]] = ..., issue_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    subtotal: str
+    tax_total: str
+    taxes: _containers.RepeatedCompositeFieldContainer[_accounts_pb2.InvoiceTax]
+    def __init__(self, id: _Optional[str] = ..., number: _Optional[str] = ..., invoice_id: _Optional[str] = ..., invoice_number: _Optional[str] = ..., application_id: _Optional[str] = ..., currency: _Optional[str] = ..., total: _Optional[str] = ..., reason: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[CreditNoteLine, _Mapping]]] = ..., issue_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., subtotal: _Optional[str] = ..., tax_total: _Optional[str] = ..., taxes: _Optional[_Iterable[_Union[_accounts_pb2.InvoiceTax, _Mapping]]] = ...) -> None: ...
 
 class SubscriptionEvent(_message.Message):
     __slots__ = ("subscription_id", "time", "kind", "from_state", "to_state", "from_plan_id", "to_plan_id", "reason")
