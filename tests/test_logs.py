@@ -127,3 +127,12 @@ def test_text_lines_keep_their_format_with_the_request_id() -> None:
         assert JsonFormatter(Redactor(), worker=2).format(record).count('"request_id": "abc"') == 1
     finally:
         REQUEST_ID.reset(token)
+
+
+def test_an_admin_call_s_request_id_comes_from_its_metadata() -> None:
+    from tollway.deadlines import caller_request_id
+
+    assert caller_request_id((("authorization", "Bearer x"), ("x-request-id", "ops-7"))) == "ops-7"
+    assert caller_request_id((("x-request-id", "bad id\n"),)) == ""
+    assert caller_request_id((("x-request-id", "x" * 129),)) == ""
+    assert caller_request_id(None) == ""
