@@ -6,8 +6,7 @@ and the request id of the request being served where there is one.
 A JSON line has `time` (UTC, RFC 3339, milliseconds), `level`, `component`, `logger`, `message`,
 `request_id` when the line was written while serving a request that has one (servicers set
 `REQUEST_ID`: ext_authz Check to Envoy's x-request-id, the admin port to the caller's x-request-id
-metadata), `worker` in a worker process, and
-`exception` with the traceback when there is one.
+metadata), `worker` in a worker process, and `exception` with the traceback when there is one.
 
 No secret in any line: the code never logs keys or tokens, and, as a second line of defence, every
 line passes a redaction that replaces the process's own secrets (admin token, key-hash secret, Envoy
