@@ -361,17 +361,20 @@ def test_cli_quota_and_traffic_limits(stack: Stack, clock: FakeClock) -> None:
     report = run("quota", client.subscription.id)
     assert report["plan_id"] == plan.id
     windows = {w["window"]: w for w in report["windows"]}
-    assert (windows["WINDOW_MINUTE"]["limit"], windows["WINDOW_MINUTE"]["used"]) == ("5", "2")
-    assert windows["WINDOW_MINUTE"]["remaining"] == "3"
+    # Counts are numbers; a window without a limit (the billing period here) says so.
+    assert (windows["WINDOW_MINUTE"]["limit"], windows["WINDOW_MINUTE"]["used"]) == (5, 2)
+    assert windows["WINDOW_MINUTE"]["remaining"] == 3
+    assert windows["WINDOW_BILLING_PERIOD"]["limit"] == "unlimited"
+    assert windows["WINDOW_BILLING_PERIOD"]["remaining"] == "unlimited"
     # A past instant reads that minute's counter.
     past = run("quota", client.subscription.id, "--at", "2031-07-14T09:00:30Z")
-    assert {w["window"]: w["used"] for w in past["windows"]}["WINDOW_MINUTE"] == "1"
+    assert {w["window"]: w["used"] for w in past["windows"]}["WINDOW_MINUTE"] == 1
 
     limit = run("limits", "set", "--api", api.id, "--per-minute", "100", "--per-day", "1000")["limit"]
     assert (limit["scope"], limit["target_id"], limit["requests_per_minute"]) == (
         "LIMIT_SCOPE_API",
         api.id,
-        "100",
+        100,
     )
     assert api.id in {row["target_id"] for row in run("limits", "list")["limits"]}
     # The shared limit reaches the throttle through the change feed and shows in the quota report.
