@@ -160,6 +160,26 @@ def test_five_per_minute(stack: Stack, clock: FakeClock) -> None:
     assert client.get().status == 200
 
 
+def test_rate_limit_headers_describe_every_window(stack: Stack, clock: FakeClock) -> None:
+    """Per-second, per-minute and per-hour limits on one plan: X-RateLimit-Limit's quota policy names
+    all three (the IETF draft's list), Remaining and Reset are the window that refuses next."""
+    plan = _plan(stack, requests_per_second=50, requests_per_minute=3, requests_per_hour=100)
+    client = Client(stack, _api(stack, [plan]), plan)
+    client.warm_up()
+    clock.advance(hours=1)
+    first, second = client.get(), client.get()
+    policy = '3, 50;w=1;name="second", 3;w=60;name="minute", 100;w=3600;name="hour"'
+    assert [r.status for r in (first, second)] == [200, 200]
+    assert first.headers["x-ratelimit-limit"] == policy, first.headers
+    assert [r.headers["x-ratelimit-remaining"] for r in (first, second)] == ["2", "1"]
+    assert first.headers["x-ratelimit-reset"] == "60"
+    client.get()
+    refused = client.get()
+    assert refused.status == 429
+    assert refused.headers["x-ratelimit-limit"] == policy
+    assert refused.headers["x-ratelimit-remaining"] == "0"
+
+
 def test_throttled_requests_reach_usage_with_the_window_that_fired(stack: Stack, clock: FakeClock) -> None:
     plan = _plan(stack, requests_per_hour=100, monthly_quota=1000, requests_per_minute=1)
     client = Client(stack, _api(stack, [plan]), plan)
