@@ -184,11 +184,13 @@ async def test_spend_caps_refuse_raise_alerts_once_and_clear(
     await metering.round(all_quotas=True)
     gate = await _gate(database, f"cap:APPLICATION:{app.id}")
     assert gate is not None and not gate.refused
+    assert [cap.spent for cap in await billing.spend_caps.list_caps(APPLICATION, app.id)] == ["1.50"]
     await world.usage(sub, NOW, success=2)  # 2.50: reached
     for _ in range(3):
         await metering.round(all_quotas=True)
     gate = await _gate(database, f"cap:APPLICATION:{app.id}")
     assert gate is not None and gate.refused and "2.50 of 2.00 EUR" in gate.detail
+    assert [cap.spent for cap in await billing.spend_caps.list_caps(APPLICATION, app.id)] == ["2.50"]
     caps = await billing.list_alerts(target_id=app.id, kinds=["CAP_CHARGE"])
     assert sorted(a.threshold for a in caps) == [50, 80, 100]
     quota = await billing.list_alerts(target_id=sub.id, kinds=["QUOTA"])
