@@ -59,7 +59,13 @@ async def test_over_limit_answer_has_retry_after_and_problem_json() -> None:
     assert response.overall_code == RLS.OVER_LIMIT
     assert response.statuses[0].code == RLS.OVER_LIMIT
     headers = {h.key: h.value for h in response.response_headers_to_add}
-    assert headers == {"retry-after": "15", "content-type": "application/problem+json"}
+    assert headers == {
+        "retry-after": "15",
+        "content-type": "application/problem+json",
+        "x-ratelimit-limit": '1, 1;w=60;name="minute"',
+        "x-ratelimit-remaining": "0",
+        "x-ratelimit-reset": "15",
+    }
     problem = json.loads(response.raw_body)
     assert problem["status"] == 429 and problem["window"] == "minute" and problem["reason"] == "rate_limited"
     assert problem["retry_after"] == 15 and problem["reset_time"] == "2026-01-20T10:01:00Z"
