@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from keymgr.keys import parse_key
+from tollway import event_loop
 from tollway.app.registry import COMPONENTS
 from tollway.errors import StartupRefused
 from tollway.settings import Settings
@@ -47,9 +48,10 @@ async def _run_until_signal() -> None:
 
 
 def _run(main: Coroutine[Any, Any, None]) -> None:
-    """Runs a process to its end; a refused setup ends with its message, not a traceback."""
+    """Runs a process to its end (tollway/event_loop.py: uvloop when installed); a refused setup ends
+    with its message, not a traceback."""
     try:
-        asyncio.run(main)
+        event_loop.run(main)
     except StartupRefused as refused:
         typer.echo(f"error: {refused}", err=True)
         raise typer.Exit(2) from None

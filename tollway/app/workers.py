@@ -30,6 +30,7 @@ import time
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from tollway import event_loop
 from tollway.app.runner import TollwayProcess
 from tollway.envoy import die_with_parent
 from tollway.errors import StartupRefused
@@ -165,7 +166,7 @@ def main(argv: list[str]) -> int:
         format=f"%(asctime)s %(levelname)s worker {index} %(name)s: %(message)s",
     )
     try:
-        asyncio.run(_serve_worker(settings.for_worker(index)))
+        event_loop.run(_serve_worker(settings.for_worker(index)))
     except StartupRefused as refused:
         print(f"error: worker {index}: {refused}", file=sys.stderr)
         return 2
