@@ -83,10 +83,12 @@ check: lint typecheck
 # (--only-rerun matches no assertion or error message).
 PYTEST_CRASH_ISOLATION := -n 1 --reruns 1 --only-rerun '^WorkerProcessCrashed$$'
 
+# PostgreSQL and Redis: the ones at TOLLWAY_TEST_POSTGRES_URL / TOLLWAY_TEST_REDIS_URL (default
+# 127.0.0.1:5432 and :6379) when they answer, else private ones scripts/test-services starts and stops.
 test: install tools portal-assets browser promtool
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q $(PYTEST_CRASH_ISOLATION)
+	$(BIN)/python scripts/test-services -- $(BIN)/python -m pytest -q $(PYTEST_CRASH_ISOLATION)
 
 # `make bench`: the end-to-end gateway table (Envoy alone, Envoy's own key check, the no-op gRPC floors,
 # Tollway in each mode; h2load installed from the distribution's packages when missing) and the

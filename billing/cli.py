@@ -7,9 +7,8 @@ import getpass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import grpc
 import typer
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -17,11 +16,11 @@ from billing.accounts_cli import add_account_commands
 from billing.credit_cli import add_commands
 from billing.webhook_cli import commands as webhook_commands
 from tollway.billing.v1 import billing_pb2 as pb
-from tollway.billing.v1.billing_pb2_grpc import BillingServiceStub
 from tollway.cli_support import (
     DEFAULT_ADMIN_ADDR,
     AdminAddr,
     AdminToken,
+    Output,
     admin_client,
     emit,
     fail,
@@ -29,6 +28,18 @@ from tollway.cli_support import (
     timestamp_proto,
     typer_parser,
 )
+
+if TYPE_CHECKING:
+    import grpc
+
+    from tollway.billing.v1.billing_pb2_grpc import BillingServiceStub
+
+
+def _billing_service_stub(channel: grpc.Channel) -> BillingServiceStub:
+    """The stub, imported on first use: gRPC's import is paid by a call, not by `tollway --help`."""
+    from tollway.billing.v1.billing_pb2_grpc import BillingServiceStub
+
+    return BillingServiceStub(channel)
 
 
 class InvoiceStateChoice(StrEnum):
@@ -80,6 +91,9 @@ def parse_credit_line(text: str) -> pb.CreditLine:
 
 
 SubId = Annotated[str, typer.Argument(help="Subscription id.")]
+# The shared names (--app and --sub, the earlier spellings, still work: tollway.cli_support).
+ApplicationOpt = Annotated[str, typer.Option("--application", help="Only this application id.")]
+SubscriptionOpt = Annotated[str, typer.Option("--subscription", help="Only this subscription id.")]
 InvoiceRef = Annotated[str, typer.Argument(help="Invoice id or number.")]
 MonthOpt = Annotated[
     datetime | None,
@@ -110,7 +124,9 @@ StateOpt = Annotated[
     InvoiceStateChoice | None,
     typer.Option("--state", case_sensitive=False, help="Only draft, finalized or void invoices."),
 ]
-OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", help="File to write (stdout if unset).")]
+# Not --output, which chooses json or table in every other command (the old `export --output PATH`
+# still works: tollway.cli_support.LEGACY_COMMAND_OPTIONS).
+FileOpt = Annotated[Path | None, typer.Option("--file", "-o", help="File to write (stdout if unset).")]
 
 
 def _period_fields(
@@ -141,21 +157,21 @@ def _commands() -> typer.Typer:
     @app.command()
     def usage(
         subscription: SubId, month: MonthOpt = None, start: StartOpt = None, end: EndOpt = None,
-        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None,
+        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None,
     ) -> None:  # fmt: skip
         """A subscription's usage in a period (its current billing period by default)."""
         request = pb.GetUsageSummaryRequest(subscription_id=subscription, **_period_fields(month, start, end))
-        with admin_client(addr, token, BillingServiceStub) as billing:
+        with admin_client(addr, token, _billing_service_stub) as billing:
             emit(billing.call(billing.service.GetUsageSummary, request))
 
     @app.command()
     def generate(
         month: RunMonthOpt = "",
         start: StartOpt = None, end: EndOpt = None,
-        application: Annotated[str, typer.Option("--app", help="Only this application.")] = "",
-        subscription: Annotated[str, typer.Option("--sub", help="Only this subscription.")] = "",
+        application: ApplicationOpt = "",
+        subscription: SubscriptionOpt = "",
         request_id: Annotated[str, typer.Option("--request-id", help="Idempotency key of this run.")] = "",
-        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None,
+        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None,
     ) -> None:  # fmt: skip
         """Create or refresh draft invoices for a period."""
         if month and (start or end):
@@ -164,29 +180,34 @@ def _commands() -> typer.Typer:
             billing_month=month, application_id=application, subscription_id=subscription,
             request_id=request_id, **_period_fields(None, start, end),
         )  # fmt: skip
-        with admin_client(addr, token, BillingServiceStub) as billing:
+        with admin_client(addr, token, _billing_service_stub) as billing:
             emit(billing.call(billing.service.GenerateInvoices, request))
 
     @app.command("list")
     def list_(
         state: StateOpt = None,
-        application: Annotated[str, typer.Option("--app")] = "",
+        application: ApplicationOpt = "",
         month: ListMonthOpt = None,
         lines: Annotated[bool, typer.Option("--lines", help="Include the lines.")] = False,
-        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None,
+        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None,
     ) -> None:  # fmt: skip
         """List invoices."""
         request = pb.ListInvoicesRequest(
             state=_state(state), application_id=application, include_lines=lines,
             **_period_fields(month, None, None),
         )  # fmt: skip
-        with admin_client(addr, token, BillingServiceStub) as billing:
+        with admin_client(addr, token, _billing_service_stub) as billing:
             emit(billing.call(billing.service.ListInvoices, request))
 
     @app.command()
-    def show(invoice: InvoiceRef, addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:
+    def show(
+        invoice: InvoiceRef,
+        addr: AdminAddr = DEFAULT_ADMIN_ADDR,
+        token: AdminToken = None,
+        output: Output = None,
+    ) -> None:
         """One invoice with its lines."""
-        with admin_client(addr, token, BillingServiceStub) as billing:
+        with admin_client(addr, token, _billing_service_stub) as billing:
             emit(billing.call(billing.service.GetInvoice, pb.GetInvoiceRequest(id=invoice)))
 
     @app.command()
@@ -203,7 +224,7 @@ def _commands() -> typer.Typer:
         by: Annotated[
             str, typer.Option("--by", help="Who decides --allow-incomplete; default: the OS user name.")
         ] = "",
-        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None,
+        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None,
     ) -> None:  # fmt: skip
         """Finalize a draft: numbered, immutable (finalizing again returns the same invoice). Refused
         (FAILED_PRECONDITION) while the period's usage is incomplete, unless --allow-incomplete."""
@@ -211,18 +232,18 @@ def _commands() -> typer.Typer:
         if allow_incomplete is not None:
             request.allow_incomplete.by = by or getpass.getuser()
             request.allow_incomplete.reason = allow_incomplete
-        with admin_client(addr, token, BillingServiceStub) as billing:
+        with admin_client(addr, token, _billing_service_stub) as billing:
             emit(billing.call(billing.service.FinalizeInvoice, request))
 
     @app.command()
     def void(
         invoice: InvoiceRef,
         reason: Annotated[str, typer.Option("--reason", help="Why (required; kept on the record).")],
-        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None,
+        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None,
     ) -> None:  # fmt: skip
         """Void an invoice; the record and its number stay."""
         request = pb.VoidInvoiceRequest(id=invoice, reason=reason)
-        with admin_client(addr, token, BillingServiceStub) as billing:
+        with admin_client(addr, token, _billing_service_stub) as billing:
             emit(billing.call(billing.service.VoidInvoice, request))
 
     @app.command()
@@ -239,23 +260,23 @@ def _commands() -> typer.Typer:
             ),
         ] = None,
         request_id: Annotated[str, typer.Option("--request-id", help="Idempotency key.")] = "",
-        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None,
+        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None,
     ) -> None:  # fmt: skip
         """Correct a finalized invoice with a credit note (numbered CN-000001, CN-000002, ...)."""
         request = pb.IssueCreditNoteRequest(
             invoice_id=invoice, reason=reason, request_id=request_id,
             lines=[parse_credit_line(text) for text in line or ()],
         )  # fmt: skip
-        with admin_client(addr, token, BillingServiceStub) as billing:
+        with admin_client(addr, token, _billing_service_stub) as billing:
             emit(billing.call(billing.service.IssueCreditNote, request))
 
     @app.command("credit-notes")
     def credit_notes(
         invoice: Annotated[str, typer.Option("--invoice", help="Only this invoice's (id or number).")] = "",
-        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None,
+        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None,
     ) -> None:  # fmt: skip
         """List credit notes."""
-        with admin_client(addr, token, BillingServiceStub) as billing:
+        with admin_client(addr, token, _billing_service_stub) as billing:
             emit(billing.call(billing.service.ListCreditNotes, pb.ListCreditNotesRequest(invoice_id=invoice)))
 
     @app.command()
@@ -271,7 +292,7 @@ def _commands() -> typer.Typer:
             ExportFormatChoice, typer.Option("--format", case_sensitive=False, help="csv or jsonl.")
         ] = ExportFormatChoice.csv,
         state: StateOpt = None,
-        output: OutputOpt = None,
+        file: FileOpt = None,
         addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None,
     ) -> None:  # fmt: skip
         """Export a month's invoices as CSV (one row per line) or JSON lines (one invoice per line)."""
@@ -279,24 +300,28 @@ def _commands() -> typer.Typer:
         request = pb.ExportInvoicesRequest(
             period_start=first, period_end=after, format=_FORMATS[fmt], state=_state(state)
         )
-        with admin_client(addr, token, BillingServiceStub) as billing:
+        with admin_client(addr, token, _billing_service_stub) as billing:
             content = billing.call(billing.service.ExportInvoices, request).content
-        if output is None:
+        if file is None:
             typer.echo(content, nl=False)
         else:
-            output.write_text(content)
+            file.write_text(content)
 
     @app.command()
-    def pending(addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:
+    def pending(
+        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None
+    ) -> None:
         """Subscriptions waiting for approval."""
         request = pb.ListPendingSubscriptionsRequest()
-        with admin_client(addr, token, BillingServiceStub) as billing:
+        with admin_client(addr, token, _billing_service_stub) as billing:
             emit(billing.call(billing.service.ListPendingSubscriptions, request))
 
     @app.command()
-    def watch(addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:
+    def watch(addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None) -> None:
         """Print pending subscriptions now and as they arrive (Ctrl-C stops)."""
-        with admin_client(addr, token, BillingServiceStub) as billing:
+        import grpc
+
+        with admin_client(addr, token, _billing_service_stub) as billing:
             stream = billing.service.WatchPendingSubscriptions(
                 pb.WatchPendingSubscriptionsRequest(), metadata=billing.metadata
             )
@@ -313,12 +338,12 @@ def _commands() -> typer.Typer:
         def command(
             subscription: SubId,
             reason: Annotated[str, typer.Option("--reason", help="Why (kept on the record).")] = "",
-            addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None,
+            addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None,
         ) -> None:  # fmt: skip
             if needs_reason and not reason.strip():
                 raise typer.BadParameter("--reason is required")
             request = request_type(subscription_id=subscription, reason=reason)
-            with admin_client(addr, token, BillingServiceStub) as billing:
+            with admin_client(addr, token, _billing_service_stub) as billing:
                 emit(billing.call(getattr(billing.service, rpc_name), request))
 
         command.__doc__ = help_text
@@ -334,30 +359,43 @@ def _commands() -> typer.Typer:
     @app.command("change-plan")
     def change_plan(
         subscription: SubId,
-        plan: Annotated[str, typer.Argument(help="Plan id or name offered by the subscription's API.")],
-        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None,
+        plan_argument: Annotated[
+            str | None, typer.Argument(metavar="PLAN", help="The same as --plan (the earlier form).")
+        ] = None,
+        plan: Annotated[
+            str | None, typer.Option("--plan", help="Plan id or name offered by the subscription's API.")
+        ] = None,
+        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None,
     ) -> None:  # fmt: skip
         """Move a subscription to another plan from now on (the fee is prorated)."""
+        if bool(plan) == bool(plan_argument):
+            raise typer.BadParameter("give the new plan once: --plan PLAN")
+        plan = plan or plan_argument
         request = pb.ChangeSubscriptionPlanRequest(subscription_id=subscription, plan_id=plan)
-        with admin_client(addr, token, BillingServiceStub) as billing:
+        with admin_client(addr, token, _billing_service_stub) as billing:
             emit(billing.call(billing.service.ChangeSubscriptionPlan, request))
 
     @app.command()
-    def events(subscription: SubId, addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:
+    def events(
+        subscription: SubId,
+        addr: AdminAddr = DEFAULT_ADMIN_ADDR,
+        token: AdminToken = None,
+        output: Output = None,
+    ) -> None:
         """A subscription's approval, suspension and plan-change history."""
         request = pb.ListSubscriptionEventsRequest(subscription_id=subscription)
-        with admin_client(addr, token, BillingServiceStub) as billing:
+        with admin_client(addr, token, _billing_service_stub) as billing:
             emit(billing.call(billing.service.ListSubscriptionEvents, request))
 
     @app.command()
     def reconcile(
-        application: Annotated[str, typer.Option("--app")] = "",
-        subscription: Annotated[str, typer.Option("--sub")] = "",
-        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None,
+        application: ApplicationOpt = "",
+        subscription: SubscriptionOpt = "",
+        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None,
     ) -> None:  # fmt: skip
         """Billed requests vs the rate limiter's admitted counts, current period, per subscription."""
         request = pb.ReconcileUsageRequest(application_id=application, subscription_id=subscription)
-        with admin_client(addr, token, BillingServiceStub) as billing:
+        with admin_client(addr, token, _billing_service_stub) as billing:
             emit(billing.call(billing.service.ReconcileUsage, request))
 
     add_commands(app)

@@ -25,7 +25,13 @@ class BillingComponent(Component):
         from billing.process import Billing
         from billing.webhook_delivery import WebhookSettings
 
-        return Billing(settings.admin_client, context.db, context.changes, WebhookSettings.of(settings))
+        return Billing(
+            settings.admin_client,
+            context.db,
+            context.changes,
+            WebhookSettings.of(settings),
+            event_retention_days=settings.event_retention_days,
+        )
 
 
 COMPONENT = BillingComponent()

@@ -143,3 +143,10 @@ def parse_cap(kind: str, limit: str, currency: str) -> tuple[str, str, str]:
         raise InvalidArgument("limit is required")
     to_minor(amount, currency, "limit")
     return kind, money_text(amount), currency
+
+
+def paid_and_due(total: str, currency: str, paid_minor: int) -> tuple[str, str]:
+    """(paid from credit, amount due) of an invoice total, as decimal text in the currency's unit."""
+    total_minor = to_minor(Decimal(total), currency, "total")
+    paid_minor = max(0, min(paid_minor, total_minor))
+    return from_minor(paid_minor, currency), from_minor(total_minor - paid_minor, currency)

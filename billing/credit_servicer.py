@@ -4,13 +4,15 @@ BillingServicer, kept apart so each module stays one responsibility)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from decimal import Decimal
+from datetime import datetime
 from typing import Any
 
 import grpc
 
-from billing.credit import from_minor, to_minor
-from billing.store import BillingRepository, InvoiceView
+from billing.credit import from_minor, paid_and_due
+from billing.credit_store import utc_instant
+from billing.invoice_records import InvoiceView
+from billing.store import BillingRepository
 from tollway.billing.v1 import billing_pb2 as pb
 from tollway.errors import map_grpc_errors
 from tollway.protoconv import timestamp
@@ -48,7 +50,7 @@ def entry_to_proto(entry: CreditEntry) -> pb.CreditEntry:
 def cap_to_proto(cap: SpendCap) -> pb.SpendCap:
     return pb.SpendCap(
         scope=cap.scope, target_id=cap.target_id, kind=cap.kind, limit=cap.limit, currency=cap.currency,
-        update_time=timestamp(cap.updated_at),
+        update_time=timestamp(cap.updated_at), spent=cap.spent,
     )  # fmt: skip
 
 
@@ -59,11 +61,13 @@ def alert_to_proto(alert: Alert) -> pb.Alert:
     )  # fmt: skip
 
 
-def paid_and_due(total: str, currency: str, paid_minor: int) -> tuple[str, str]:
-    """(paid from credit, amount due) of an invoice total, as decimal text in the currency's unit."""
-    total_minor = to_minor(Decimal(total), currency, "total")
-    paid_minor = max(0, min(paid_minor, total_minor))
-    return from_minor(paid_minor, currency), from_minor(total_minor - paid_minor, currency)
+def settled(view: InvoiceView, paid: dict[tuple[str, str, datetime], int]) -> tuple[str, str]:
+    """(paid from credit, amount due) of an invoice: as fixed at finalization, else from `paid`."""
+    inv = view.invoice
+    if inv.paid_from_credit is not None and inv.amount_due is not None:
+        return inv.paid_from_credit, inv.amount_due
+    paid_minor = paid.get((inv.application_id, inv.currency, utc_instant(inv.period_start)), 0)
+    return paid_and_due(inv.total, inv.currency, paid_minor)
 
 
 @map_grpc_errors
@@ -73,7 +77,11 @@ class CreditRpcs:
     async def _invoices(self, views: Sequence[InvoiceView]) -> list[pb.Invoice]:
         from billing.servicer import invoice_to_proto
 
-        keys = [(v.invoice.application_id, v.invoice.currency, v.invoice.period_start) for v in views]
+        keys = [
+            (v.invoice.application_id, v.invoice.currency, v.invoice.period_start)
+            for v in views
+            if v.invoice.paid_from_credit is None
+        ]
         paid = await self.repository.credit.paid_from_credit(keys)
         return [invoice_to_proto(view, paid) for view in views]
 

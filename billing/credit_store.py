@@ -29,6 +29,7 @@ from billing.credit import (
     TOP_UP,
     active_currency,
     from_minor,
+    paid_and_due,
     parse_top_up,
     reached,
     refused,
@@ -38,7 +39,7 @@ from tollway.db import Database
 from tollway.errors import InvalidArgument, NotFound
 from tollway.events import EventType, emit_event
 from tollway.schema import Application, as_utc, utcnow
-from tollway.schema_billing import BillingGate, CreditAccount, CreditEntry
+from tollway.schema_billing import BillingGate, CreditAccount, CreditEntry, Invoice
 
 MAX_ENTRIES = 1000
 
@@ -200,24 +201,8 @@ class CreditStore:
         """Minor units burned per (application, currency, period start) of `keys` (one query)."""
         if not keys:
             return {}
-        found: dict[tuple[str, str, datetime], int] = {}
-        wanted = {(app, currency, utc_instant(start)) for app, currency, start in keys}
         async with self._db.session() as session:
-            statement = (
-                select(CreditEntry.application_id, CreditEntry.currency, CreditEntry.period_start,
-                       func.sum(CreditEntry.amount_minor))
-                .where(CreditEntry.kind == BURN, col(CreditEntry.application_id).in_({k[0] for k in keys}))
-                .group_by(
-                    col(CreditEntry.application_id), col(CreditEntry.currency), col(CreditEntry.period_start)
-                )
-            )  # fmt: skip
-            for app, currency, start, total in (await session.exec(statement)).all():
-                if start is None:
-                    continue
-                key = (app, currency, utc_instant(start))
-                if key in wanted:
-                    found[key] = found.get(key, 0) - int(total or 0)
-        return found
+            return await burned_minor(session, keys)
 
     async def accounts(self, application_id: str, currency: str = "") -> list[CreditAccount]:
         application_id = require(application_id, "application_id")
@@ -244,3 +229,35 @@ class CreditStore:
                 min(limit or MAX_ENTRIES, MAX_ENTRIES)
             )
             return list((await session.exec(statement)).all())
+
+
+async def burned_minor(
+    session: AsyncSession, keys: list[tuple[str, str, datetime]]
+) -> dict[tuple[str, str, datetime], int]:
+    """Minor units of credit burned per (application, currency, period start) of `keys`, read in
+    `session` (finalization reads it in its own transaction)."""
+    found: dict[tuple[str, str, datetime], int] = {}
+    wanted = {(app, currency, utc_instant(start)) for app, currency, start in keys}
+    statement = (
+        select(CreditEntry.application_id, CreditEntry.currency, CreditEntry.period_start,
+               func.sum(CreditEntry.amount_minor))
+        .where(CreditEntry.kind == BURN, col(CreditEntry.application_id).in_({k[0] for k in keys}))
+        .group_by(col(CreditEntry.application_id), col(CreditEntry.currency), col(CreditEntry.period_start))
+    )  # fmt: skip
+    for app, currency, start, total in (await session.exec(statement)).all():
+        if start is None:
+            continue
+        key = (app, currency, utc_instant(start))
+        if key in wanted:
+            found[key] = found.get(key, 0) - int(total or 0)
+    return found
+
+
+async def fix_paid_from_credit(session: AsyncSession, invoice: Invoice) -> None:
+    """Writes what credit paid of a finalizing invoice and what is due: a finalized invoice never changes,
+    even when usage of its period is burned later (that is for the next invoice or a correction)."""
+    key = (invoice.application_id, invoice.currency, invoice.period_start)
+    paid = (await burned_minor(session, [key])).get(
+        (invoice.application_id, invoice.currency, utc_instant(invoice.period_start)), 0
+    )
+    invoice.paid_from_credit, invoice.amount_due = paid_and_due(invoice.total, invoice.currency, paid)

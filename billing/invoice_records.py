@@ -32,6 +32,9 @@ class InvoiceRecord:
     tax_total: str
     # The account's details as finalized; {} on drafts (InvoiceView.customer holds the current ones).
     customer: dict[str, Any]
+    # Fixed at finalization; None: computed when read (drafts, invoices finalized before they were kept).
+    paid_from_credit: str | None
+    amount_due: str | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -240,7 +240,7 @@ class InvoiceRun:
             invoice: tuple[Any, ...] = (
                 invoice_id, None, "DRAFT", draft.application_id, draft.currency, draft.period.start,
                 draft.period.end, money_text(total), state, note, old[2] if old is not None else now, now,
-                None, None, "", money_text(subtotal), money_text(tax_total), {},
+                None, None, "", money_text(subtotal), money_text(tax_total), {}, None, None,
             )  # fmt: skip
             if old is None:
                 invoice_rows.append(invoice)

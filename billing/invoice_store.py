@@ -28,6 +28,7 @@ from billing.completeness import (
     finalize_override,
     read_overrides,
 )
+from billing.credit_store import fix_paid_from_credit
 from billing.event_payloads import finalized_event
 from billing.invoice_bulk import BulkWriter, gc_paused
 from billing.invoice_customer import fix_at_finalization, taxes_and_customers, with_subtotal
@@ -282,6 +283,7 @@ class InvoiceStore:
             override = finalize_override(invoice_id, verdict, allow, now)
             await self._apply_adjustments(session, invoice_id, forward=True)
             await fix_at_finalization(session, invoice)
+            await fix_paid_from_credit(session, invoice)
             sequence = await session.get(BillingSequence, INVOICE_SEQUENCE)
             assert sequence is not None  # created by the lock
             sequence.value += 1

@@ -288,13 +288,25 @@ class Metering:
                     hit = used_minor >= limit_minor
                     crossed = reached(used_minor, limit_minor)
                     kind = alerts.CAP_CHARGE
+                    spent = from_minor(used_minor, cap.currency)
                 else:
                     used = requests.get(target, 0)
+                    spent = str(used)
                     used_text = f"{used:,} of {int(cap.limit):,} requests"
                     hit = used >= int(cap.limit)
                     crossed = reached(used, int(cap.limit))
                     kind = alerts.CAP_REQUESTS
                 by_target[target].append((cap, hit, used_text))
+                if cap.spent != spent:  # written when it moves: what the portal shows as spent so far
+                    await session.exec(
+                        update(SpendCap)
+                        .where(
+                            col(SpendCap.scope) == cap.scope,
+                            col(SpendCap.target_id) == cap.target_id,
+                            col(SpendCap.kind) == cap.kind,
+                        )
+                        .values(spent=spent)
+                    )
                 period = periods.get(target)
                 if period is not None:
                     for threshold in crossed:

@@ -11,6 +11,7 @@ from prometheus_client.registry import Collector
 
 from billing.account_servicer import BillingAccountServicer
 from billing.clients import AdminClient, QuotaReader, UsageCompleteness
+from billing.event_retention import EventRetention
 from billing.metering import Metering
 from billing.reconcile import AdmittedCounts, NoLimiter
 from billing.servicer import BillingServicer, PendingHub
@@ -28,7 +29,12 @@ from tollway.settings import AdminClientSettings
 
 class Billing(RunningComponent):
     def __init__(
-        self, settings: AdminClientSettings, db: Database, changes: ChangeFeed, webhooks: WebhookSettings
+        self,
+        settings: AdminClientSettings,
+        db: Database,
+        changes: ChangeFeed,
+        webhooks: WebhookSettings,
+        event_retention_days: int = 30,
     ) -> None:
         self.hub = PendingHub()
         # TLS on the admin port would need a client certificate for this loopback call; until one is
@@ -40,6 +46,7 @@ class Billing(RunningComponent):
         self.limiter: AdmittedCounts = QuotaReader(self.client) if self.client is not None else NoLimiter()
         self.webhooks = WebhookStore(db, SecretBox(webhooks.secret_key))
         self.deliverer = WebhookDeliverer(self.webhooks, webhooks)
+        self.retention = EventRetention(db, event_retention_days)
 
         def committed() -> None:
             changes.committed()
@@ -66,7 +73,7 @@ class Billing(RunningComponent):
         )
 
     def metrics_collectors(self) -> Sequence[Collector]:
-        return (self.repository.invoices.metrics.registry,)
+        return (self.repository.invoices.metrics.registry, self.deliverer.metrics.registry)
 
     def change_listeners(self) -> Sequence[ChangeListener]:
         # Wakes the pending-approval watchers.
@@ -75,8 +82,10 @@ class Billing(RunningComponent):
     async def start(self) -> None:
         await self.metering.start()
         await self.deliverer.start()
+        await self.retention.start()
 
     async def stop(self) -> None:
+        await self.retention.stop()
         await self.deliverer.stop()
         await self.metering.stop()
         if self.client is not None:

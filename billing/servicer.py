@@ -15,8 +15,7 @@ from billing import pricing as pr
 from billing.account_servicer import credit_note_tax_fields, invoice_account_fields
 from billing.completeness import AllowIncomplete
 from billing.credit_notes import CreditNoteView, CreditRequest
-from billing.credit_servicer import CreditRpcs, paid_and_due
-from billing.credit_store import utc_instant
+from billing.credit_servicer import CreditRpcs, settled
 from billing.invoice_records import OverrideRecord
 from billing.periods import Period, parse_month, period_containing, validate_period
 from billing.reconcile import AdmittedCounts, NoLimiter, reconcile
@@ -47,8 +46,7 @@ def invoice_to_proto(
     view: InvoiceView, paid: dict[tuple[str, str, datetime], int] | None = None
 ) -> billing_pb2.Invoice:
     inv = view.invoice
-    paid_minor = (paid or {}).get((inv.application_id, inv.currency, utc_instant(inv.period_start)), 0)
-    paid_text, due_text = paid_and_due(inv.total, inv.currency, paid_minor)
+    paid_text, due_text = settled(view, paid or {})
     return billing_pb2.Invoice(
         paid_from_credit=paid_text,
         amount_due=due_text,

@@ -5,12 +5,11 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-import grpc
 import typer
 
+from billing.credit_cli import billing_service_stub
 from tollway.billing.v1 import billing_pb2 as pb
-from tollway.billing.v1.billing_pb2_grpc import BillingServiceStub
-from tollway.cli_support import DEFAULT_ADMIN_ADDR, AdminAddr, AdminToken, admin_client, emit, fail
+from tollway.cli_support import DEFAULT_ADMIN_ADDR, AdminAddr, AdminToken, Output, admin_client, emit, fail
 
 
 class DeliveryStateChoice(StrEnum):
@@ -50,25 +49,30 @@ def commands() -> typer.Typer:
         url: Annotated[str, typer.Option("--url", help="http:// or https:// URL that receives the POSTs.")],
         events: EventsOpt = "",
         description: Annotated[str, typer.Option("--description")] = "",
-        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None,
+        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None,
     ) -> None:  # fmt: skip
         """Register an endpoint; prints its signing secret, shown this once only."""
         request = pb.CreateWebhookEndpointRequest(
             url=url, event_types=split_types(events), description=description
         )
-        with admin_client(addr, token, BillingServiceStub) as billing:
+        with admin_client(addr, token, billing_service_stub) as billing:
             emit(billing.call(billing.service.CreateWebhookEndpoint, request))
 
     @app.command("list")
-    def list_(addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:
+    def list_(addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None) -> None:
         """Every endpoint (never its secret)."""
-        with admin_client(addr, token, BillingServiceStub) as billing:
+        with admin_client(addr, token, billing_service_stub) as billing:
             emit(billing.call(billing.service.ListWebhookEndpoints, pb.ListWebhookEndpointsRequest()))
 
     @app.command()
-    def disable(endpoint: EndpointId, addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:
+    def disable(
+        endpoint: EndpointId,
+        addr: AdminAddr = DEFAULT_ADMIN_ADDR,
+        token: AdminToken = None,
+        output: Output = None,
+    ) -> None:
         """Stop deliveries to an endpoint (pending ones wait until it is enabled)."""
-        with admin_client(addr, token, BillingServiceStub) as billing:
+        with admin_client(addr, token, billing_service_stub) as billing:
             emit(
                 billing.call(
                     billing.service.DisableWebhookEndpoint, pb.DisableWebhookEndpointRequest(id=endpoint)
@@ -76,9 +80,14 @@ def commands() -> typer.Typer:
             )
 
     @app.command()
-    def enable(endpoint: EndpointId, addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:
+    def enable(
+        endpoint: EndpointId,
+        addr: AdminAddr = DEFAULT_ADMIN_ADDR,
+        token: AdminToken = None,
+        output: Output = None,
+    ) -> None:
         """Resume deliveries to a disabled endpoint."""
-        with admin_client(addr, token, BillingServiceStub) as billing:
+        with admin_client(addr, token, billing_service_stub) as billing:
             emit(
                 billing.call(
                     billing.service.EnableWebhookEndpoint, pb.EnableWebhookEndpointRequest(id=endpoint)
@@ -86,9 +95,14 @@ def commands() -> typer.Typer:
             )
 
     @app.command()
-    def delete(endpoint: EndpointId, addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:
+    def delete(
+        endpoint: EndpointId,
+        addr: AdminAddr = DEFAULT_ADMIN_ADDR,
+        token: AdminToken = None,
+        output: Output = None,
+    ) -> None:
         """Remove an endpoint with its deliveries and their log."""
-        with admin_client(addr, token, BillingServiceStub) as billing:
+        with admin_client(addr, token, billing_service_stub) as billing:
             emit(
                 billing.call(
                     billing.service.DeleteWebhookEndpoint, pb.DeleteWebhookEndpointRequest(id=endpoint)
@@ -100,7 +114,7 @@ def commands() -> typer.Typer:
         endpoint: EndpointId,
         state: Annotated[DeliveryStateChoice | None, typer.Option("--state")] = None,
         limit: Annotated[int, typer.Option("--limit", min=1, max=100)] = 100,
-        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None,
+        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None,
     ) -> None:  # fmt: skip
         """An endpoint's delivery log, newest first: state, attempts, status codes, errors."""
         request = pb.ListWebhookDeliveriesRequest(
@@ -108,18 +122,20 @@ def commands() -> typer.Typer:
             page_size=limit,
             state=_DELIVERY_STATES[state] if state else pb.WEBHOOK_DELIVERY_STATE_UNSPECIFIED,
         )
-        with admin_client(addr, token, BillingServiceStub) as billing:
+        with admin_client(addr, token, billing_service_stub) as billing:
             emit(billing.call(billing.service.ListWebhookDeliveries, request))
 
     @app.command()
     def stream(
-        from_sequence: Annotated[int, typer.Option("--from", min=0, help="Replay after this sequence.")] = 0,
+        from_sequence: Annotated[int, typer.Option("--from-sequence", min=0, help="Replay after it.")] = 0,
         events: EventsOpt = "",
-        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None,
+        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None,
     ) -> None:  # fmt: skip
-        """Print events after --from, then each new one as it happens (Ctrl-C stops)."""
+        """Print events after --from-sequence, then each new one as it happens (Ctrl-C stops)."""
+        import grpc  # here, not at the top: `tollway --help` must not pay for gRPC's import
+
         request = pb.StreamEventsRequest(from_sequence=from_sequence, event_types=split_types(events))
-        with admin_client(addr, token, BillingServiceStub) as billing:
+        with admin_client(addr, token, billing_service_stub) as billing:
             call = billing.service.StreamEvents(request, metadata=billing.metadata)
             try:
                 for item in call:

@@ -17,6 +17,7 @@ from datetime import datetime
 
 import httpx
 
+from billing.webhook_metrics import BACKLOG_REFRESH_SECONDS, WebhookMetrics
 from billing.webhook_signing import (
     EVENT_ID_HEADER,
     EVENT_TYPE_HEADER,
@@ -27,7 +28,7 @@ from billing.webhook_signing import (
 )
 from billing.webhook_store import AttemptResult, Claimed, WebhookStore
 from tollway.events import event_json
-from tollway.schema import new_id, utcnow
+from tollway.schema import as_utc, new_id, utcnow
 from tollway.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -76,9 +77,13 @@ class WebhookDeliverer:
     its whole deadline holds one slot, not the others' deliveries; finished attempts are recorded
     together, one transaction per round."""
 
-    def __init__(self, store: WebhookStore, settings: WebhookSettings) -> None:
+    def __init__(
+        self, store: WebhookStore, settings: WebhookSettings, metrics: WebhookMetrics | None = None
+    ) -> None:
         self._store = store
         self._settings = settings
+        self.metrics = metrics or WebhookMetrics()
+        self._backlog_read = -BACKLOG_REFRESH_SECONDS  # monotonic time of the last backlog count
         self.owner = new_id("deliverer", 12)
         self._task: asyncio.Task[None] | None = None
         self._client: httpx.AsyncClient | None = None
@@ -135,6 +140,9 @@ class WebhookDeliverer:
         many due deliveries as there are free slots and start them. True when there was work."""
         recorded = await self._record_finished()
         fanned = await self._store.fan_out()
+        if time.monotonic() - self._backlog_read >= BACKLOG_REFRESH_SECONDS:
+            self._backlog_read = time.monotonic()
+            self.metrics.backlog.set(await self._store.backlog())
         free = CONCURRENCY - len(self._in_flight)
         claimed: list[Claimed] = []
         if free > 0:
@@ -162,7 +170,16 @@ class WebhookDeliverer:
         except BaseException:
             self._finished = batch + self._finished  # recorded next round (the leases still hold)
             raise
-        for (one, _, _), state in zip(batch, states, strict=True):
+        now = utcnow()
+        for (one, result, _), state in zip(batch, states, strict=True):
+            if result.delivered:
+                self.metrics.deliveries.labels("delivered").inc()
+                created = as_utc(one.event.created_at) or one.event.created_at
+                self.metrics.latency.observe(max((now - created).total_seconds(), 0.0))
+            elif state == "FAILED":
+                self.metrics.deliveries.labels("failed").inc()
+            else:
+                self.metrics.deliveries.labels("retried").inc()
             if state == "FAILED":
                 log.warning(
                     "webhook delivery %s of event %s to endpoint %s failed after %d attempts",

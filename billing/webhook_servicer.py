@@ -168,6 +168,7 @@ class WebhookRpc:
             types = validate_event_types(request.event_types)
             if request.from_sequence < 0:
                 raise InvalidArgument("from_sequence must not be negative")
+            await store.check_replay(request.from_sequence)
         except Exception as exc:
             code, message = status_for(exc)
             await context.abort(code, message)

@@ -21,6 +21,7 @@ from sqlalchemy import delete, func, text
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from billing.event_retention import check_replay
 from billing.usage_queries import require
 from billing.webhook_secrets import SecretBox
 from billing.webhook_signing import (
@@ -323,6 +324,27 @@ class WebhookStore:
             row.next_attempt_at = now + timedelta(seconds=retry_in)
         session.add(row)
         return row.state
+
+    async def backlog(self) -> int:
+        """Deliveries pending plus events not fanned out yet (both read through their indexes)."""
+        async with self._db.session() as session:
+            pending = (
+                await session.exec(
+                    select(func.count())
+                    .select_from(WebhookDelivery)
+                    .where(WebhookDelivery.state == "PENDING")
+                )
+            ).one()
+            unfanned = (
+                await session.exec(
+                    select(func.count()).select_from(EventOutbox).where(col(EventOutbox.fanned_out) == False)  # noqa: E712
+                )
+            ).one()
+        return int(pending) + int(unfanned)
+
+    async def check_replay(self, from_sequence: int) -> None:
+        """FAILED_PRECONDITION when events after `from_sequence` were removed by retention."""
+        await check_replay(self._db, from_sequence)
 
     async def events_after(self, sequence: int, types: Sequence[str], limit: int) -> list[EventOutbox]:
         """Outbox events with a larger sequence, in order (StreamEvents)."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 import ipaddress
 from datetime import timedelta
 from enum import StrEnum
-from typing import Annotated, cast
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 from google.protobuf.duration_pb2 import Duration
@@ -16,6 +16,7 @@ from tollway.cli_support import (
     DEFAULT_ADMIN_ADDR,
     AdminAddr,
     AdminToken,
+    Output,
     admin_client,
     duration_param,
     duration_proto,
@@ -23,7 +24,19 @@ from tollway.cli_support import (
     require_changes,
 )
 from tollway.store.v1 import store_pb2 as st
-from tollway.store.v1.store_pb2_grpc import StoreServiceStub
+
+if TYPE_CHECKING:
+    import grpc
+
+    from tollway.store.v1.store_pb2_grpc import StoreServiceStub
+
+
+def _store_service_stub(channel: grpc.Channel) -> StoreServiceStub:
+    """The stub, imported on first use: gRPC's import is paid by a call, not by `tollway --help`."""
+    from tollway.store.v1.store_pb2_grpc import StoreServiceStub
+
+    return StoreServiceStub(channel)
+
 
 Description = Annotated[str | None, typer.Option("--description")]
 
@@ -51,10 +64,11 @@ def _app_commands() -> typer.Typer:
         description: Annotated[str, typer.Option("--description")] = "",
         addr: AdminAddr = DEFAULT_ADMIN_ADDR,
         token: AdminToken = None,
+        output: Output = None,
     ) -> None:
         """Create an application."""
         application = st.Application(name=name, owner=owner, description=description)
-        with admin_client(addr, token, StoreServiceStub) as store:
+        with admin_client(addr, token, _store_service_stub) as store:
             request = st.CreateApplicationRequest(application=application)
             emit(store.call(store.service.CreateApplication, request))
 
@@ -64,16 +78,22 @@ def _app_commands() -> typer.Typer:
         include_deleted: Annotated[bool, typer.Option("--include-deleted")] = False,
         addr: AdminAddr = DEFAULT_ADMIN_ADDR,
         token: AdminToken = None,
+        output: Output = None,
     ) -> None:
         """List applications."""
         request = st.ListApplicationsRequest(owner=owner, include_deleted=include_deleted)
-        with admin_client(addr, token, StoreServiceStub) as store:
+        with admin_client(addr, token, _store_service_stub) as store:
             emit(store.call(store.service.ListApplications, request))
 
     @app_app.command("get")
-    def get(application: AppId, addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:
+    def get(
+        application: AppId,
+        addr: AdminAddr = DEFAULT_ADMIN_ADDR,
+        token: AdminToken = None,
+        output: Output = None,
+    ) -> None:
         """Show one application."""
-        with admin_client(addr, token, StoreServiceStub) as store:
+        with admin_client(addr, token, _store_service_stub) as store:
             emit(store.call(store.service.GetApplication, st.GetApplicationRequest(id=application)))
 
     @app_app.command("update")
@@ -84,6 +104,7 @@ def _app_commands() -> typer.Typer:
         description: Description = None,
         addr: AdminAddr = DEFAULT_ADMIN_ADDR,
         token: AdminToken = None,
+        output: Output = None,
     ) -> None:
         """Change the given fields of an application."""
         changed = st.Application(id=application)
@@ -96,13 +117,18 @@ def _app_commands() -> typer.Typer:
         require_changes(mask)
         request = st.UpdateApplicationRequest(application=changed)
         request.update_mask.paths.extend(mask)
-        with admin_client(addr, token, StoreServiceStub) as store:
+        with admin_client(addr, token, _store_service_stub) as store:
             emit(store.call(store.service.UpdateApplication, request))
 
     @app_app.command("delete")
-    def delete(application: AppId, addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:
+    def delete(
+        application: AppId,
+        addr: AdminAddr = DEFAULT_ADMIN_ADDR,
+        token: AdminToken = None,
+        output: Output = None,
+    ) -> None:
         """Delete an application: revokes its keys and cancels its subscriptions."""
-        with admin_client(addr, token, StoreServiceStub) as store:
+        with admin_client(addr, token, _store_service_stub) as store:
             emit(store.call(store.service.DeleteApplication, st.DeleteApplicationRequest(id=application)))
 
     return app_app
@@ -141,12 +167,13 @@ def _sub_commands() -> typer.Typer:
         ] = 0,
         addr: AdminAddr = DEFAULT_ADMIN_ADDR,
         token: AdminToken = None,
+        output: Output = None,
     ) -> None:
         """Subscribe an application to a published API under one of its plans."""
         request = st.CreateSubscriptionRequest(
             application_id=application, api_id=api, plan_id=plan, billing_anchor_day=anchor_day
         )
-        with admin_client(addr, token, StoreServiceStub) as store:
+        with admin_client(addr, token, _store_service_stub) as store:
             emit(store.call(store.service.CreateSubscription, request))
 
     @sub_app.command("list")
@@ -156,6 +183,7 @@ def _sub_commands() -> typer.Typer:
         state: Annotated[SubStateChoice | None, typer.Option("--state")] = None,
         addr: AdminAddr = DEFAULT_ADMIN_ADDR,
         token: AdminToken = None,
+        output: Output = None,
     ) -> None:
         """List subscriptions."""
         request = st.ListSubscriptionsRequest(application_id=application, api_id=api)
@@ -165,13 +193,18 @@ def _sub_commands() -> typer.Typer:
                 "st.SubscriptionState",
                 st.SubscriptionState.Value(f"SUBSCRIPTION_STATE_{state.value.upper()}"),
             )
-        with admin_client(addr, token, StoreServiceStub) as store:
+        with admin_client(addr, token, _store_service_stub) as store:
             emit(store.call(store.service.ListSubscriptions, request))
 
     @sub_app.command("get")
-    def get(subscription: SubId, addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:
+    def get(
+        subscription: SubId,
+        addr: AdminAddr = DEFAULT_ADMIN_ADDR,
+        token: AdminToken = None,
+        output: Output = None,
+    ) -> None:
         """Show one subscription."""
-        with admin_client(addr, token, StoreServiceStub) as store:
+        with admin_client(addr, token, _store_service_stub) as store:
             emit(store.call(store.service.GetSubscription, st.GetSubscriptionRequest(id=subscription)))
 
     @sub_app.command("block")
@@ -180,24 +213,35 @@ def _sub_commands() -> typer.Typer:
         reason: Annotated[str, typer.Option("--reason")] = "",
         addr: AdminAddr = DEFAULT_ADMIN_ADDR,
         token: AdminToken = None,
+        output: Output = None,
     ) -> None:
         """Block an active subscription (403 at the gateway)."""
         request = st.BlockSubscriptionRequest(id=subscription, reason=reason)
-        with admin_client(addr, token, StoreServiceStub) as store:
+        with admin_client(addr, token, _store_service_stub) as store:
             emit(store.call(store.service.BlockSubscription, request))
 
     @sub_app.command("unblock")
-    def unblock(subscription: SubId, addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:
+    def unblock(
+        subscription: SubId,
+        addr: AdminAddr = DEFAULT_ADMIN_ADDR,
+        token: AdminToken = None,
+        output: Output = None,
+    ) -> None:
         """Unblock a blocked subscription."""
-        with admin_client(addr, token, StoreServiceStub) as store:
+        with admin_client(addr, token, _store_service_stub) as store:
             emit(
                 store.call(store.service.UnblockSubscription, st.UnblockSubscriptionRequest(id=subscription))
             )
 
     @sub_app.command("cancel")
-    def cancel(subscription: SubId, addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:
+    def cancel(
+        subscription: SubId,
+        addr: AdminAddr = DEFAULT_ADMIN_ADDR,
+        token: AdminToken = None,
+        output: Output = None,
+    ) -> None:
         """Cancel a subscription."""
-        with admin_client(addr, token, StoreServiceStub) as store:
+        with admin_client(addr, token, _store_service_stub) as store:
             emit(store.call(store.service.CancelSubscription, st.CancelSubscriptionRequest(id=subscription)))
 
     return sub_app
@@ -237,10 +281,11 @@ def _key_commands() -> typer.Typer:
         ttl: Ttl = None,
         addr: AdminAddr = DEFAULT_ADMIN_ADDR,
         token: AdminToken = None,
+        output: Output = None,
     ) -> None:
         """Issue a key for an application; the full key is printed once."""
         request = st.CreateApiKeyRequest(application_id=application, name=name, ttl=_positive_ttl(ttl))
-        with admin_client(addr, token, StoreServiceStub) as store:
+        with admin_client(addr, token, _store_service_stub) as store:
             response = store.call(store.service.CreateApiKey, request)
         emit(response)
         _note_key_once()
@@ -250,15 +295,18 @@ def _key_commands() -> typer.Typer:
         application: Annotated[str, typer.Argument(help="Application id.")],
         addr: AdminAddr = DEFAULT_ADMIN_ADDR,
         token: AdminToken = None,
+        output: Output = None,
     ) -> None:
         """List an application's keys (never the secrets)."""
-        with admin_client(addr, token, StoreServiceStub) as store:
+        with admin_client(addr, token, _store_service_stub) as store:
             emit(store.call(store.service.ListApiKeys, st.ListApiKeysRequest(application_id=application)))
 
     @key_app.command("get")
-    def get(key_id: KeyId, addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:
+    def get(
+        key_id: KeyId, addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None
+    ) -> None:
         """Show one key (never the secret)."""
-        with admin_client(addr, token, StoreServiceStub) as store:
+        with admin_client(addr, token, _store_service_stub) as store:
             emit(store.call(store.service.GetApiKey, st.GetApiKeyRequest(key_id=key_id)))
 
     @key_app.command("rotate")
@@ -276,21 +324,24 @@ def _key_commands() -> typer.Typer:
         ttl: Ttl = None,
         addr: AdminAddr = DEFAULT_ADMIN_ADDR,
         token: AdminToken = None,
+        output: Output = None,
     ) -> None:
         """Issue a replacement key; the old one expires after the grace period."""
         request = st.RotateApiKeyRequest(key_id=key_id, ttl=_positive_ttl(ttl))
         if grace is not None:
             # Set explicitly even when zero: an unset grace means the server's default.
             request.grace_period.CopyFrom(duration_proto(grace))
-        with admin_client(addr, token, StoreServiceStub) as store:
+        with admin_client(addr, token, _store_service_stub) as store:
             response = store.call(store.service.RotateApiKey, request)
         emit(response)
         _note_key_once()
 
     @key_app.command("revoke")
-    def revoke(key_id: KeyId, addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:
+    def revoke(
+        key_id: KeyId, addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None
+    ) -> None:
         """Revoke a key at once."""
-        with admin_client(addr, token, StoreServiceStub) as store:
+        with admin_client(addr, token, _store_service_stub) as store:
             emit(store.call(store.service.RevokeApiKey, st.RevokeApiKeyRequest(key_id=key_id)))
 
     return key_app
@@ -339,17 +390,18 @@ def _block_commands() -> typer.Typer:
         reason: Annotated[str, typer.Option("--reason")] = "",
         addr: AdminAddr = DEFAULT_ADMIN_ADDR,
         token: AdminToken = None,
+        output: Output = None,
     ) -> None:
         """Add a block rule; give exactly one target."""
         target, value = _block_target(api, application, key, cidr)
         rule = st.BlockRule(target=target, value=value, reason=reason)  # type: ignore[arg-type]
-        with admin_client(addr, token, StoreServiceStub) as store:
+        with admin_client(addr, token, _store_service_stub) as store:
             emit(store.call(store.service.CreateBlockRule, st.CreateBlockRuleRequest(block_rule=rule)))
 
     @block_app.command("list")
-    def list_(addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:
+    def list_(addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None) -> None:
         """List block rules."""
-        with admin_client(addr, token, StoreServiceStub) as store:
+        with admin_client(addr, token, _store_service_stub) as store:
             emit(store.call(store.service.ListBlockRules, st.ListBlockRulesRequest()))
 
     @block_app.command("delete")
@@ -357,9 +409,10 @@ def _block_commands() -> typer.Typer:
         rule_id: Annotated[str, typer.Argument(help="Block rule id.")],
         addr: AdminAddr = DEFAULT_ADMIN_ADDR,
         token: AdminToken = None,
+        output: Output = None,
     ) -> None:
         """Delete a block rule."""
-        with admin_client(addr, token, StoreServiceStub) as store:
+        with admin_client(addr, token, _store_service_stub) as store:
             emit(store.call(store.service.DeleteBlockRule, st.DeleteBlockRuleRequest(id=rule_id)))
 
     return block_app

@@ -36,6 +36,7 @@ from keymgr.metrics import ALLOWED, KeymgrMetrics
 from keymgr.wire import response_header
 from tollway import envoy_contract as contract
 from tollway.admission import Admission, LimitGate
+from tollway.logs import REQUEST_ID
 from tollway.request_guard import RateLimitedLog
 from tollway.schema import utcnow
 
@@ -302,6 +303,8 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):  # ty
         try:
             authz = authz_request(request)
             request_id = authz.request_id
+            # Each RPC runs in its own task (its own context): every line logged for it carries the id.
+            REQUEST_ID.set(request_id)
             snapshot = self._index.snapshot
             decision = decide(snapshot, authz, self._clock(), self._secret)
             if isinstance(decision, Allowed):

@@ -1,4 +1,4 @@
-"""The portal's part of the settings (declared with every other setting in tollway/settings.py)."""
+"""The portal's part of the settings (declared with every other setting in tollway/settings/model.py)."""
 
 from __future__ import annotations
 

@@ -17,6 +17,7 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.field_mask_pb2 import FieldMask
 
 from portal.backend import AdminServices
+from portal.consumer_money import ConsumerMoney
 from tollway.billing.v1 import billing_pb2
 from tollway.catalog.documents import ApiDocuments
 from tollway.catalog.servicer import api_to_proto, plan_to_proto
@@ -53,7 +54,7 @@ def _application_missing(application_id: str) -> NotFound:
     return NotFound(f"application {application_id.strip()!r} not found")
 
 
-class ConsumerPortal:
+class ConsumerPortal(ConsumerMoney):
     def __init__(
         self,
         admin: AdminServices,
@@ -348,60 +349,4 @@ def _duration(value: timedelta) -> Duration:
     return proto
 
 
-def invoice_csv(invoice: billing_pb2.Invoice) -> str:
-    """One invoice as CSV: a header row, one row per line, then the total (amounts as decimal text)."""
-    import csv
-    import io
-
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    number = invoice.number or invoice.id
-    start = invoice.period_start.ToDatetime().date().isoformat()
-    end = invoice.period_end.ToDatetime().date().isoformat()
-    writer.writerow(
-        [
-            "invoice",
-            "period_start",
-            "period_end",
-            "currency",
-            "position",
-            "kind",
-            "description",
-            "subscription_id",
-            "api_id",
-            "plan_id",
-            "quantity",
-            "unit_price",
-            "amount",
-        ]
-    )
-    for line in invoice.lines:
-        writer.writerow(
-            [
-                number,
-                start,
-                end,
-                invoice.currency,
-                line.position,
-                line.kind,
-                _cell(line.description),
-                line.subscription_id,
-                line.api_id,
-                line.plan_id,
-                line.quantity,
-                line.unit_price,
-                line.amount,
-            ]
-        )
-    writer.writerow(
-        [number, start, end, invoice.currency, "", "TOTAL", "", "", "", "", "", "", invoice.total]
-    )
-    return out.getvalue()
-
-
-def _cell(text: str) -> str:
-    # A cell starting with =, +, - or @ is a formula to a spreadsheet: quote it as text.
-    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
-
-
-__all__: Sequence[str] = ("CatalogEntry", "ConsumerPortal", "invoice_csv")
+__all__: Sequence[str] = ("CatalogEntry", "ConsumerPortal")

@@ -260,6 +260,38 @@ class ConsumerServicer(portal_pb2_grpc.ConsumerServiceServicer):
         account_id = await self._account_id(context)
         return pb.GetInvoiceResponse(invoice=await self._portal.invoice(account_id, request.id))
 
+    async def SetSpendCap(self, request: pb.SetSpendCapRequest, context: Context) -> pb.SetSpendCapResponse:
+        account_id = await self._account_id(context)
+        return pb.SetSpendCapResponse(cap=await self._portal.set_spend_cap(account_id, request.cap))
+
+    async def ClearSpendCap(
+        self, request: pb.ClearSpendCapRequest, context: Context
+    ) -> pb.ClearSpendCapResponse:
+        account_id = await self._account_id(context)
+        cleared = await self._portal.clear_spend_cap(
+            account_id, request.scope, request.target_id, request.kind
+        )
+        return pb.ClearSpendCapResponse(cleared=cleared)
+
+    async def ListSpendCaps(
+        self, request: pb.ListSpendCapsRequest, context: Context
+    ) -> pb.ListSpendCapsResponse:
+        account_id = await self._account_id(context)
+        caps = await self._portal.spend_caps(account_id, request.application_id, request.subscription_id)
+        return pb.ListSpendCapsResponse(caps=caps)
+
+    async def ListAlerts(self, request: pb.ListAlertsRequest, context: Context) -> pb.ListAlertsResponse:
+        account_id = await self._account_id(context)
+        alerts = await self._portal.alerts(
+            account_id, request.application_id, request.subscription_id, request.limit
+        )
+        return pb.ListAlertsResponse(alerts=alerts)
+
+    async def GetCredit(self, request: pb.GetCreditRequest, context: Context) -> pb.GetCreditResponse:
+        account_id = await self._account_id(context)
+        balances, entries = await self._portal.credit(account_id, request.application_id, request.limit)
+        return pb.GetCreditResponse(balances=balances, entries=entries)
+
 
 @map_grpc_errors
 class PortalAdminServicer(portal_pb2_grpc.PortalAdminServiceServicer):

@@ -1,5 +1,6 @@
 """Shared fixtures. Store tests run twice: on an SQLite file and on the real PostgreSQL server
-(127.0.0.1:5432, database `test`), each test in a schema of its own that is dropped afterwards.
+(TOLLWAY_TEST_POSTGRES_URL, default 127.0.0.1:5432, database `test`; `make test` starts a private one
+when none answers: scripts/test-services), each test in a schema of its own that is dropped afterwards.
 
 Tiers: a test that reaches a server (PostgreSQL, Redis, Envoy, a whole stack, buf from npm) is marked
 `integration` here, from the fixtures and parameters it uses and the module it lives in, so test files

@@ -1,5 +1,5 @@
 """Every setting's environment variable is in the README's configuration table: settings are declared
-once (tollway/settings.py), and an operator should not have to read the code to find one."""
+once (tollway/settings/model.py), and an operator should not have to read the code to find one."""
 
 from __future__ import annotations
 

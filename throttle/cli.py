@@ -4,7 +4,7 @@ operators (JSON on stdout). Connection options, token and exit codes come from `
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -12,19 +12,47 @@ from tollway.cli_support import (
     DEFAULT_ADMIN_ADDR,
     AdminAddr,
     AdminToken,
+    Output,
     admin_client,
     emit,
     time_param,
     timestamp_proto,
 )
 from tollway.throttle.v1 import throttle_pb2 as pb
-from tollway.throttle.v1.throttle_pb2_grpc import QuotaServiceStub
+
+if TYPE_CHECKING:
+    import grpc
+
+    from tollway.throttle.v1.throttle_pb2_grpc import QuotaServiceStub
+
+
+def _quota_service_stub(channel: grpc.Channel) -> QuotaServiceStub:
+    """The stub, imported on first use: gRPC's import is paid by a call, not by `tollway --help`."""
+    from tollway.throttle.v1.throttle_pb2_grpc import QuotaServiceStub
+
+    return QuotaServiceStub(channel)
+
 
 ApiOpt = Annotated[str, typer.Option("--api", help="The limit is shared by every subscriber of this API id.")]
 AppOpt = Annotated[
     str,
     typer.Option("--application", help="The limit is shared by every subscription of this application id."),
 ]
+
+
+UNLIMITED = "unlimited"
+
+
+def quota_view(data: dict[str, Any]) -> dict[str, Any]:
+    """The report as printed: a window without a limit says "unlimited" (its limit and remaining are 0
+    on the wire, which reads as "nothing left"), and `used` is always a number, 0 included."""
+    for window in data.get("windows", []):
+        window.setdefault("used", 0)
+        if not window.get("limit"):
+            window["limit"] = window["remaining"] = UNLIMITED
+        else:
+            window.setdefault("remaining", 0)
+    return data
 
 
 def target(api: str, application: str) -> tuple[pb.LimitScope, str]:
@@ -46,7 +74,7 @@ def _limit_commands() -> typer.Typer:
         per_minute: Annotated[int, typer.Option("--per-minute", min=0, help="0 = no limit.")] = 0,
         per_hour: Annotated[int, typer.Option("--per-hour", min=0, help="0 = no limit.")] = 0,
         per_day: Annotated[int, typer.Option("--per-day", min=0, help="0 = no limit.")] = 0,
-        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None,
+        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None,
     ) -> None:  # fmt: skip
         """Create or replace the shared limit of an API or application (from the next request on)."""
         scope, target_id = target(api, application)
@@ -58,24 +86,24 @@ def _limit_commands() -> typer.Typer:
             requests_per_hour=per_hour,
             requests_per_day=per_day,
         )
-        with admin_client(addr, token, QuotaServiceStub) as quota:
+        with admin_client(addr, token, _quota_service_stub) as quota:
             emit(quota.call(quota.service.SetTrafficLimit, pb.SetTrafficLimitRequest(limit=limit)))
 
     @app.command("list")
-    def list_(addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:
+    def list_(addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None) -> None:
         """Every shared traffic limit."""
-        with admin_client(addr, token, QuotaServiceStub) as quota:
+        with admin_client(addr, token, _quota_service_stub) as quota:
             emit(quota.call(quota.service.ListTrafficLimits, pb.ListTrafficLimitsRequest()))
 
     @app.command("delete")
     def delete(
         api: ApiOpt = "", application: AppOpt = "",
-        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None,
+        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None,
     ) -> None:  # fmt: skip
         """Remove the shared limit of an API or application."""
         scope, target_id = target(api, application)
         request = pb.DeleteTrafficLimitRequest(scope=scope, target_id=target_id)
-        with admin_client(addr, token, QuotaServiceStub) as quota:
+        with admin_client(addr, token, _quota_service_stub) as quota:
             emit(quota.call(quota.service.DeleteTrafficLimit, request))
 
     return app
@@ -98,12 +126,13 @@ def register(app: typer.Typer) -> None:
         ] = None,
         addr: AdminAddr = DEFAULT_ADMIN_ADDR,
         token: AdminToken = None,
+        output: Output = None,
     ) -> None:
-        """Each window of a subscription's limits: limit, used, remaining and reset time."""
+        """Each window of a subscription's limits: limit ("unlimited" if none), used, remaining, reset."""
         request = pb.GetSubscriptionQuotaRequest(
             subscription_id=subscription_id, at=timestamp_proto(at) if at is not None else None
         )
-        with admin_client(addr, token, QuotaServiceStub) as quota:
-            emit(quota.call(quota.service.GetSubscriptionQuota, request))
+        with admin_client(addr, token, _quota_service_stub) as quota:
+            emit(quota.call(quota.service.GetSubscriptionQuota, request), quota_view)
 
     app.add_typer(_limit_commands(), name="limits")

@@ -41,7 +41,8 @@ def ratelimit_filter(timeout_ms: int, failure_mode: str, link: EnvoyLink) -> hcm
         failure_mode_deny=failure_mode == FailureMode.DENY,
         # When the throttle cannot answer in fail-closed mode: 503, not Envoy's default 500.
         status_on_error=http_status_pb2.HttpStatus(code=http_status_pb2.ServiceUnavailable),
-        enable_x_ratelimit_headers=rate_limit_pb2.RateLimit.DRAFT_VERSION_03,
+        # X-RateLimit-* come from the throttle's answer (throttle/headers.py: every window), not from
+        # Envoy's derivation (one window per descriptor).
         rate_limit_service=rls_config_pb2.RateLimitServiceConfig(
             grpc_service=grpc_service(THROTTLE_CLUSTER, link=link),
             transport_api_version=config_source_pb2.V3,

@@ -84,6 +84,8 @@ class Outcome:
     # The window reported to Envoy: the exceeded one, else the one with the least room; None = unlimited.
     window: Window | None = None
     remaining: int = 0
+    # Every limited window of the descriptor, for the quota policy of X-RateLimit-Limit.
+    windows: tuple[Window, ...] = ()
 
 
 UNLIMITED = Outcome()
@@ -366,6 +368,7 @@ class ThrottleService:
         self, part: _Resolved, result: HitResult, refused: bool, hits: int, decision: Decision
     ) -> Outcome:
         windows = part.windows
+        limited = tuple(window for window in windows if window.limit)
         plan_label = part.metrics_plan
         if result.unseeded and result.exceeded < 0:
             # Not used up: its count is being rebuilt. Refused, and said so (429 quota_rebuilding).
@@ -374,7 +377,7 @@ class ThrottleService:
             decision.over_limit = True
             if decision.exceeded is None:
                 decision.exceeded, decision.rebuilding = period, True
-            return Outcome(True, period, 0)
+            return Outcome(True, period, 0, limited)
         if result.exceeded >= 0:
             exceeded = windows[result.exceeded]
             if not part.shadow:
@@ -382,7 +385,8 @@ class ThrottleService:
                 decision.over_limit = True
                 if decision.exceeded is None:
                     decision.exceeded = exceeded
-                return Outcome(True, exceeded, max(exceeded.limit - result.counts[result.exceeded], 0))
+                room = max(exceeded.limit - result.counts[result.exceeded], 0)
+                return Outcome(True, exceeded, room, limited)
             self.metrics.decision(plan_label, "shadow_over_limit")
             decision.metadata[contract.SHADOW_OVER_LIMIT] = True
             if not refused:
@@ -408,7 +412,7 @@ class ThrottleService:
                 self.metrics.decision(plan_label, "over_limit")
         elif result.exceeded < 0:
             self.metrics.decision(plan_label, "overage" if decision.metadata.get(contract.OVERAGE) else "ok")
-        return Outcome(False, reported, remaining)
+        return Outcome(False, reported, remaining, limited)
 
     async def quota(self, subscription_id: str, at: datetime | None = None) -> QuotaReport:
         snapshot = self.index.snapshot

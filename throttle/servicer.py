@@ -1,7 +1,8 @@
 """Thin gRPC adapters: Envoy's RateLimitService/ShouldRateLimit, and the admin QuotaService.
 
-Every descriptor gets a status (current_limit, limit_remaining, duration_until_reset), so Envoy emits
-X-RateLimit-* headers (DRAFT_VERSION_03). An over-limit answer carries Retry-After and an RFC 9457
+Every descriptor gets a status (current_limit, limit_remaining, duration_until_reset), and the answer
+carries the X-RateLimit-* headers with every limited window (throttle/headers.py) for Envoy to add to
+the client's response, admitted or refused. An over-limit answer carries Retry-After and an RFC 9457
 problem+json body naming the exceeded window; Envoy 1.40 sends `raw_body` as the 429's body and lets
 `response_headers_to_add`'s content-type replace its text/plain default on local replies.
 """
@@ -22,6 +23,7 @@ from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from throttle.counters import StoreUnavailable
+from throttle.headers import ratelimit_headers
 from throttle.limits import API, APPLICATION, DAY, HOUR, MINUTE, PERIOD, SECOND, SUBSCRIPTION
 from throttle.rls_request import MAX_REQUEST_BYTES, Parts, RequestPartsCache, read_parts
 from throttle.service import (
@@ -157,6 +159,9 @@ def rate_limit_response(decision: Decision) -> rls_pb2.RateLimitResponse:
             ]
         )
         response.raw_body = problem_body(decision).encode()
+    # X-RateLimit-* with every limited window (Envoy adds them to the answer, admitted or refused).
+    for key, value in ratelimit_headers(decision):
+        response.response_headers_to_add.add(key=key, value=value)
     if decision.metadata:
         metadata = Struct()
         metadata.update(decision.metadata)

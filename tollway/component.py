@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-import grpc
 import typer
 
 from tollway.settings import Settings
@@ -21,6 +20,7 @@ from tollway.settings import Settings
 # Types only: every `tollway` command imports this module, and the database layer and Envoy's protos
 # take longer to load than the command needs.
 if TYPE_CHECKING:
+    import grpc
     from envoy.config.cluster.v3 import cluster_pb2
     from envoy.config.route.v3 import route_components_pb2
     from envoy.extensions.filters.network.http_connection_manager.v3 import (

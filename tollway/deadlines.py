@@ -20,6 +20,7 @@ from typing import Any
 
 import grpc
 
+from tollway.logs import REQUEST_ID
 from tollway.request_guard import RateLimitedLog
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,18 @@ def rpc_budget(limit: float, caller_remaining: float | None) -> float:
 
 
 # Generic only in the type stubs: subscripted here it would fail at import.
+_REQUEST_ID_CHARS = 128
+
+
+def caller_request_id(metadata: Any) -> str:
+    """`x-request-id` from a call's metadata when it is short printable ASCII, else empty."""
+    for key, value in metadata or ():
+        printable = isinstance(value, str) and all("!" <= char <= "~" for char in value)
+        if key == "x-request-id" and printable and len(value) <= _REQUEST_ID_CHARS:
+            return str(value)
+    return ""
+
+
 class AdminDeadlineInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     """Answers a unary RPC that has not finished within its budget (`rpc_budget`) UNAVAILABLE."""
 
@@ -65,6 +78,8 @@ class AdminDeadlineInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type
 
     def _bounded(self, call: Callable[..., Any], method: str) -> Callable[..., Any]:
         async def bounded(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            # The caller's request id, if it sent one, on every log line of this call (tollway/logs.py).
+            REQUEST_ID.set(caller_request_id(context.invocation_metadata()))
             budget = rpc_budget(self.seconds, context.time_remaining())
             deadline = asyncio.timeout(budget)
             try:

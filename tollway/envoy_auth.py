@@ -25,18 +25,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import grpc
-
-from tollway.auth import (
-    AUTHORIZATION,
-    BearerTokenInterceptor,
-    PeerNameInterceptor,
-    bearer,
-    server_tls_credentials,
-)
 from tollway.vocabulary import EnvoyAuthMode
+
+# grpc and the interceptors are imported where they are used: the settings (and so the CLI, whose
+# start-up time counts) read the dataclasses below without paying for a gRPC import.
+if TYPE_CHECKING:
+    import grpc
 
 MIN_TOKEN_CHARS = 16
 ENVOY = "Envoy"
@@ -72,11 +68,15 @@ class EnvoyLink:
 
     def call_metadata(self) -> tuple[tuple[str, str], ...]:
         """Initial metadata Envoy sends on every call to Tollway (GrpcService.initial_metadata)."""
+        from tollway.auth import AUTHORIZATION, bearer
+
         return ((AUTHORIZATION, bearer(self.token)),) if self.mode is EnvoyAuthMode.TOKEN else ()
 
     def aio_channel(self, target: str) -> grpc.aio.Channel:
         """A channel to an Envoy-facing port as Envoy opens it (e.g. to probe a worker's health; call
         metadata is the caller's to add)."""
+        import grpc
+
         if self.mode is not EnvoyAuthMode.MTLS:
             return grpc.aio.insecure_channel(target)
         credentials = grpc.ssl_channel_credentials(
@@ -106,12 +106,16 @@ class EnvoyFacingSecurity:
 
     def server_credentials(self) -> grpc.ServerCredentials | None:
         """mTLS credentials in mtls mode; None (plaintext) otherwise."""
+        from tollway.auth import server_tls_credentials
+
         if self.mode is not EnvoyAuthMode.MTLS:
             return None
         return server_tls_credentials(self.cert_file, self.key_file, self.client_ca_file)
 
     def interceptors(self) -> tuple[grpc.aio.ServerInterceptor[Any, Any], ...]:
         """What refuses a caller that is not Envoy, before any other interceptor or servicer runs."""
+        from tollway.auth import BearerTokenInterceptor, PeerNameInterceptor
+
         if self.mode is EnvoyAuthMode.TOKEN:
             return (BearerTokenInterceptor(self.token, ENVOY),)
         if self.mode is EnvoyAuthMode.MTLS and self.client_name:

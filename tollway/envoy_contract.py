@@ -122,6 +122,8 @@ RATE_LIMIT_REASONS: Final = (RATE_LIMITED, QUOTA_EXCEEDED, QUOTA_REBUILDING)
 # Server-side refusals of keymgr (the client-side ones are keymgr.decision.REASONS).
 SERVICE_UNAVAILABLE: Final = "service_unavailable"
 INTERNAL_ERROR: Final = "internal_error"
+# Envoy's own 404 for a path no API is published at (the catch-all route's direct response).
+NOT_FOUND: Final = "not_found"
 
 
 def problem_type(reason: str) -> str:

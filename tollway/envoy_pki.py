@@ -7,7 +7,7 @@ certificate cannot be presented as a client's), and nothing else trusts it: it e
 Envoy calls accepts Envoy alone. Keys are ECDSA P-256; leaves live `LEAF_DAYS` and are issued again
 (CA included) when a process starts with less than `RENEW_DAYS` left, or when the names asked for are
 not the ones in the files. An operator with a PKI of their own sets the TOLLWAY_ENVOY_TLS_* paths
-instead (tollway/settings.py), and nothing is generated.
+instead (tollway/settings/), and nothing is generated.
 """
 
 from __future__ import annotations

@@ -12,6 +12,8 @@ import grpc
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from tollway.refusal import StartupRefused as StartupRefused  # re-exported: one class, two homes
+
 log = logging.getLogger(__name__)
 
 
@@ -21,11 +23,6 @@ class TollwayError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
-
-
-class StartupRefused(RuntimeError):
-    """A process refuses to start in a setup that would break a guarantee (e.g. two throttle replicas
-    on in-memory counters would each admit the whole limit); the message says what to change."""
 
 
 class InvalidArgument(TollwayError):

@@ -11,8 +11,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
-
 DIRECTORY_MODE = 0o700
 FILE_MODE = 0o600
 
@@ -43,6 +41,8 @@ def write_private(path: Path, text: str) -> None:
 def private_sqlite(database_url: str) -> None:
     """Creates a SQLite database file 0600 before SQLite does (it would use 0644); its journal and WAL
     files take the database file's mode. Other databases: nothing to do."""
+    from sqlalchemy.engine import make_url  # here: the CLI imports this module and starts fast
+
     url = make_url(database_url)
     if not url.drivername.startswith("sqlite") or url.database in (None, "", ":memory:"):
         return

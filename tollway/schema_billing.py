@@ -61,6 +61,11 @@ class Invoice(SQLModel, table=True):
     # The billing account's details as they were at finalization (billing/accounts.py); drafts keep {}
     # and show the account's current details.
     customer: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    # What prepaid credit paid of `total` and what is left to pay, fixed at finalization (decimal text);
+    # NULL on drafts (computed when read from the credit burns of the period) and on invoices finalized
+    # before these were stored.
+    paid_from_credit: str | None = Field(default=None, nullable=True)
+    amount_due: str | None = Field(default=None, nullable=True)
 
 
 class InvoiceCompletenessOverride(SQLModel, table=True):
@@ -397,6 +402,8 @@ class SpendCap(SQLModel, table=True):
     limit: str  # decimal text: an amount (CHARGE) or a whole number of requests (REQUESTS)
     currency: str = ""
     updated_at: datetime = timestamp_column()
+    # Used so far this period (amount or requests), as the last metering round measured it; "" before.
+    spent: str = ""
 
 
 class BillingGate(SQLModel, table=True):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -14,13 +14,25 @@ from tollway.cli_support import (
     DEFAULT_ADMIN_ADDR,
     AdminAddr,
     AdminToken,
+    Output,
     admin_client,
     emit,
     time_param,
     timestamp_proto,
 )
 from tollway.usage.v1 import usage_pb2 as pb
-from tollway.usage.v1.usage_pb2_grpc import UsageServiceStub
+
+if TYPE_CHECKING:
+    import grpc
+
+    from tollway.usage.v1.usage_pb2_grpc import UsageServiceStub
+
+
+def _usage_service_stub(channel: grpc.Channel) -> UsageServiceStub:
+    """The stub, imported on first use: gRPC's import is paid by a call, not by `tollway --help`."""
+    from tollway.usage.v1.usage_pb2_grpc import UsageServiceStub
+
+    return UsageServiceStub(channel)
 
 
 class GranularityChoice(StrEnum):
@@ -112,6 +124,7 @@ def _commands() -> typer.Typer:
         granularity: GranularityOpt = GranularityChoice.hour,
         start: StartOpt = None, end: EndOpt = None, api: ApiOpt = "", application: AppOpt = "",
         subscription: SubOpt = "", addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None,
+        output: Output = None,
     ) -> None:  # fmt: skip
         """Usage windows of one granularity starting in [start, end)."""
         begin, finish = time_range(start, end)
@@ -121,7 +134,7 @@ def _commands() -> typer.Typer:
             end_time=finish,
             filter=pb.UsageFilter(api_id=api, application_id=application, subscription_id=subscription),
         )
-        with admin_client(addr, token, UsageServiceStub) as usage:
+        with admin_client(addr, token, _usage_service_stub) as usage:
             emit(usage.call(usage.service.ListUsageWindows, request))
 
     @app.command()
@@ -132,6 +145,7 @@ def _commands() -> typer.Typer:
         ] = None,
         start: StartOpt = None, end: EndOpt = None, api: ApiOpt = "", application: AppOpt = "",
         subscription: SubOpt = "", addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None,
+        output: Output = None,
     ) -> None:  # fmt: skip
         """Totals over [start, end), with per-node completeness."""
         begin, finish = time_range(start, end)
@@ -141,7 +155,7 @@ def _commands() -> typer.Typer:
             group_by=[DIMENSIONS[name] for name in by or []],
             filter=pb.UsageFilter(api_id=api, application_id=application, subscription_id=subscription),
         )
-        with admin_client(addr, token, UsageServiceStub) as usage:
+        with admin_client(addr, token, _usage_service_stub) as usage:
             emit(usage.call(usage.service.GetUsageTotals, request))
 
     @app.command()
@@ -152,7 +166,7 @@ def _commands() -> typer.Typer:
         ] = DimensionChoice.subscription,
         limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 10,
         start: StartOpt = None, end: EndOpt = None, api: ApiOpt = "",
-        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None,
+        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None,
     ) -> None:  # fmt: skip
         """Top consumers by requests in [start, end)."""
         begin, finish = time_range(start, end)
@@ -163,31 +177,31 @@ def _commands() -> typer.Typer:
             filter=pb.UsageFilter(api_id=api),
             limit=limit,
         )
-        with admin_client(addr, token, UsageServiceStub) as usage:
+        with admin_client(addr, token, _usage_service_stub) as usage:
             emit(usage.call(usage.service.ListTopConsumers, request))
 
     @app.command()
     def throttled(
         start: StartOpt = None, end: EndOpt = None, api: ApiOpt = "", subscription: SubOpt = "",
-        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None,
+        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None,
     ) -> None:  # fmt: skip
         """Throttled-out requests per minute and the limit that fired."""
         begin, finish = time_range(start, end)
         request = pb.ListThrottledWindowsRequest(
             start_time=begin, end_time=finish, filter=pb.UsageFilter(api_id=api, subscription_id=subscription)
         )
-        with admin_client(addr, token, UsageServiceStub) as usage:
+        with admin_client(addr, token, _usage_service_stub) as usage:
             emit(usage.call(usage.service.ListThrottledWindows, request))
 
     @app.command()
     def completeness(
         start: StartOpt = None, end: EndOpt = None,
-        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None,
+        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None,
     ) -> None:  # fmt: skip
         """Per Envoy node: entries counted vs. what Envoy reports written and dropped."""
         begin, finish = time_range(start, end)
         request = pb.GetCompletenessRequest(start_time=begin, end_time=finish)
-        with admin_client(addr, token, UsageServiceStub) as usage:
+        with admin_client(addr, token, _usage_service_stub) as usage:
             emit(usage.call(usage.service.GetCompleteness, request))
 
     @app.command()
@@ -199,6 +213,7 @@ def _commands() -> typer.Typer:
         limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 100,
         start: StartOpt = None, end: EndOpt = None, api: ApiOpt = "", application: AppOpt = "",
         subscription: SubOpt = "", addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None,
+        output: Output = None,
     ) -> None:  # fmt: skip
         """Requests in [start, end) by API resource (method and route; the default), status code or
         destination upstream, most first."""
@@ -210,7 +225,7 @@ def _commands() -> typer.Typer:
             filter=pb.UsageFilter(api_id=api, application_id=application, subscription_id=subscription),
             limit=limit,
         )
-        with admin_client(addr, token, UsageServiceStub) as usage:
+        with admin_client(addr, token, _usage_service_stub) as usage:
             emit(usage.call(usage.service.ListUsageBreakdown, request))
 
     @app.command()
@@ -218,6 +233,7 @@ def _commands() -> typer.Typer:
         granularity: GranularityOpt = GranularityChoice.hour,
         start: StartOpt = None, end: EndOpt = None, api: ApiOpt = "", application: AppOpt = "",
         subscription: SubOpt = "", addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None,
+        output: Output = None,
     ) -> None:  # fmt: skip
         """Per window: requests by outcome and latency percentiles, every matching row summed."""
         begin, finish = time_range(start, end)
@@ -227,13 +243,13 @@ def _commands() -> typer.Typer:
             end_time=finish,
             filter=pb.UsageFilter(api_id=api, application_id=application, subscription_id=subscription),
         )
-        with admin_client(addr, token, UsageServiceStub) as usage:
+        with admin_client(addr, token, _usage_service_stub) as usage:
             emit(usage.call(usage.service.ListUsageSeries, request))
 
     @app.command()
-    def stats(addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:
+    def stats(addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None) -> None:
         """Ingestion metrics of the replica that answers (rate, batch latency, WAL size, skips)."""
-        with admin_client(addr, token, UsageServiceStub) as usage:
+        with admin_client(addr, token, _usage_service_stub) as usage:
             emit(usage.call(usage.service.GetIngestionStats, pb.GetIngestionStatsRequest()))
 
     return app

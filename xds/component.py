@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from tollway.component import Component, ProcessContext
-from tollway.errors import StartupRefused
+from tollway.refusal import StartupRefused
 from tollway.settings import Settings
 
 if TYPE_CHECKING:

@@ -22,7 +22,7 @@ from tollway.component import (
 )
 from tollway.gateway_tls import TlsPair
 from tollway.metrics import FunctionCollector
-from tollway.settings_gateway import GatewaySettings
+from tollway.settings import GatewaySettings
 from xds.cache import SnapshotCache
 from xds.gateway_tls import CertificateWatch
 from xds.metrics import collect as collect_metrics

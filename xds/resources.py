@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from envoy.config.accesslog.v3 import accesslog_pb2
 from envoy.config.cluster.v3 import cluster_pb2
-from envoy.config.core.v3 import base_pb2, config_source_pb2
+from envoy.config.core.v3 import base_pb2, config_source_pb2, substitution_format_string_pb2
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 from envoy.config.route.v3 import route_components_pb2, route_pb2
 from envoy.extensions.access_loggers.grpc.v3 import als_pb2
@@ -26,7 +26,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import http_con
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
 from envoy.type.matcher.v3 import regex_pb2, string_pb2
 from envoy.type.v3 import http_status_pb2
-from google.protobuf import any_pb2, wrappers_pb2
+from google.protobuf import any_pb2, struct_pb2, wrappers_pb2
 from google.protobuf.message import Message
 
 from tollway import envoy_contract as contract
@@ -70,15 +70,17 @@ ROUTER_FILTER = "envoy.filters.http.router"
 HCM_FILTER = "envoy.filters.network.http_connection_manager"
 GRPC_ACCESS_LOG = "envoy.access_loggers.http_grpc"
 
-# RFC 9457 body for paths no API is published at; served by Envoy itself, keymgr never sees them.
-NOT_FOUND_BODY = json.dumps(
-    {
-        "type": "about:blank",
-        "title": "Not Found",
-        "status": 404,
-        "detail": "No API is published at this path.",
-    }
-)
+# RFC 9457 body for paths no API is published at; served by Envoy itself, keymgr never sees them. The
+# same members as keymgr's and the throttle's refusals, with the request id filled in by Envoy through
+# a JSON format (values JSON-escaped; `status` stays an integer). `body` is the same without the id.
+NOT_FOUND_PROBLEM: dict[str, str | int] = {
+    "type": contract.problem_type(contract.NOT_FOUND),
+    "title": "Not Found",
+    "status": 404,
+    "detail": "No API is published at this path.",
+    "reason": contract.NOT_FOUND,
+}
+NOT_FOUND_BODY = json.dumps(NOT_FOUND_PROBLEM, separators=(",", ":"))
 
 Resources = dict[str, dict[str, Message]]
 
@@ -316,12 +318,23 @@ def api_route(
     return route
 
 
+def _struct(values: dict[str, str | int]) -> struct_pb2.Struct:
+    struct = struct_pb2.Struct()
+    struct.update(values)
+    return struct
+
+
 def not_found_route() -> route_components_pb2.Route:
     route = route_components_pb2.Route(
         name=NOT_FOUND_ROUTE,
         match=route_components_pb2.RouteMatch(prefix="/"),
         direct_response=route_components_pb2.DirectResponseAction(
-            status=404, body=base_pb2.DataSource(inline_string=NOT_FOUND_BODY)
+            status=404,
+            body=base_pb2.DataSource(inline_string=NOT_FOUND_BODY),
+            body_format=substitution_format_string_pb2.SubstitutionFormatString(
+                json_format=_struct({**NOT_FOUND_PROBLEM, "request_id": "%REQ(X-REQUEST-ID)%"}),
+                content_type=contract.PROBLEM_CONTENT_TYPE,
+            ),
         ),
         response_headers_to_add=[
             base_pb2.HeaderValueOption(

@@ -1,5 +1,6 @@
 """The consumer's pages: the catalog and an API's plans and reference docs; applications with their
-subscriptions and keys (create, shown once; rotate with a grace period; revoke). Every write is a
+subscriptions and keys (create, shown once; rotate with a grace period; revoke), their spend caps (set
+and cleared here), the alerts raised on them and their prepaid credit. Every write is a
 POST with the CSRF token; a refusal re-renders the page with its message and writes nothing."""
 
 from __future__ import annotations
@@ -12,12 +13,17 @@ from starlette.routing import BaseRoute, Route
 
 from portal.web.app import Page, PortalWeb, field_text
 from portal.web.openapi_view import reference
+from tollway.billing.v1 import billing_pb2
 from tollway.catalog.documents import parse_document
 from tollway.errors import InvalidArgument, NotFound, TollwayError
 
 # Grace periods a rotation offers (the form's choices, in seconds; 0 = the old key stops at once).
 GRACE_CHOICES = {"0": "at once", "3600": "1 hour", "86400": "24 hours", "604800": "7 days"}
 TTL_CHOICES = {"": "never", "2592000": "30 days", "7776000": "90 days", "31536000": "1 year"}
+CAP_KINDS = {"CHARGE": "charge (amount)", "REQUESTS": "billable requests"}
+# The application page shows the newest alerts and ledger entries.
+ALERTS_SHOWN = 20
+LEDGER_SHOWN = 20
 
 
 def _choice(value: str, choices: dict[str, str], field: str) -> timedelta | None:
@@ -96,8 +102,18 @@ def routes(web: PortalWeb) -> list[BaseRoute]:
         subscriptions = await web.consumer.subscriptions(page.account_id, application.id)
         keys = await web.consumer.keys(page.account_id, application.id)
         entries = {entry.api.id: entry for entry in await web.consumer.catalog()}
-        notices = {"subscribed": "Subscribed.", "revoked": "The key is revoked.", "cancelled": "Cancelled."}
+        notices = {
+            "subscribed": "Subscribed.", "revoked": "The key is revoked.", "cancelled": "Cancelled.",
+            "cap_set": "The spend cap is set.", "cap_cleared": "The spend cap is cleared.",
+        }  # fmt: skip
         notice = notices.get(page.request.query_params.get("done", ""), "")
+        caps = await web.consumer.spend_caps(page.account_id, application.id)
+        raised = await web.consumer.alerts(page.account_id, application.id, limit=ALERTS_SHOWN)
+        balances, ledger = await web.consumer.credit(page.account_id, application.id, LEDGER_SHOWN)
+        targets = {application.id: f"{application.name} (application)"}
+        for sub in subscriptions:
+            entry = entries.get(sub.api_id)
+            targets[sub.id] = f"{entry.api.name if entry else sub.api_id} subscription ({sub.id})"
         return web.render(
             page,
             "app.html",
@@ -110,8 +126,42 @@ def routes(web: PortalWeb) -> list[BaseRoute]:
             notice=notice,
             grace_choices=GRACE_CHOICES,
             ttl_choices=TTL_CHOICES,
+            caps=caps,
+            alerts=raised,
+            balances=balances,
+            ledger=ledger,
+            targets=targets,
+            cap_kinds=CAP_KINDS,
             **values,
         )
+
+    async def set_cap(page: Page) -> Response:
+        form = await web.form(page)
+        application_id = page.request.path_params["application_id"]
+        scope, _, target_id = field_text(form, "target").partition(":")
+        cap = billing_pb2.SpendCap(
+            scope=scope, target_id=target_id, kind=field_text(form, "kind"),
+            limit=field_text(form, "limit").strip(), currency=field_text(form, "currency").strip(),
+        )  # fmt: skip
+        try:
+            await web.consumer.set_spend_cap(page.account_id, cap)
+        except TollwayError as refused:
+            if isinstance(refused, NotFound):
+                raise
+            status, message = web.refused(refused)
+            return await app_page(page, application_id, status, error=message, cap_form=cap)
+        return RedirectResponse(f"/apps/{application_id}?done=cap_set#caps-heading", 303)
+
+    async def clear_cap(page: Page) -> Response:
+        form = await web.form(page)
+        application_id = page.request.path_params["application_id"]
+        await web.consumer.clear_spend_cap(
+            page.account_id,
+            field_text(form, "scope"),
+            field_text(form, "target_id"),
+            field_text(form, "kind"),
+        )
+        return RedirectResponse(f"/apps/{application_id}?done=cap_cleared#caps-heading", 303)
 
     async def app_view(page: Page) -> Response:
         return await app_page(page, page.request.path_params["application_id"])
@@ -183,6 +233,8 @@ def routes(web: PortalWeb) -> list[BaseRoute]:
         Route("/apps/{application_id}", web.wrap(app_view, consumer=True), methods=["GET"]),
         Route("/apps/{application_id}/delete", web.wrap(delete_app, consumer=True), methods=["POST"]),
         Route("/apps/{application_id}/keys", web.wrap(create_key, consumer=True), methods=["POST"]),
+        Route("/apps/{application_id}/caps", web.wrap(set_cap, consumer=True), methods=["POST"]),
+        Route("/apps/{application_id}/caps/clear", web.wrap(clear_cap, consumer=True), methods=["POST"]),
         Route("/keys/{key_id}/rotate", web.wrap(rotate_key, consumer=True), methods=["POST"]),
         Route("/keys/{key_id}/revoke", web.wrap(revoke_key, consumer=True), methods=["POST"]),
         Route(

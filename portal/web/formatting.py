@@ -125,6 +125,18 @@ def _nonzero(amount: str) -> bool:
         return bool(amount)
 
 
+ALERT_KINDS = {
+    "QUOTA": "monthly quota",
+    "CAP_CHARGE": "spend cap (charge)",
+    "CAP_REQUESTS": "spend cap (requests)",
+    "CREDIT": "prepaid credit used",
+}
+
+
+def alert_kind(kind: str) -> str:
+    return ALERT_KINDS.get(kind, kind)
+
+
 def install(environment: Environment) -> None:
     filters: dict[str, Any] = {
         "when": when,
@@ -135,5 +147,6 @@ def install(environment: Environment) -> None:
         "window_name": window_name,
         "plan_limits": plan_limits,
         "plan_prices": plan_prices,
+        "alert_kind": alert_kind,
     }
     environment.filters.update(filters)

@@ -9,7 +9,7 @@ from typing import Any
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from portal.consumer import invoice_csv
+from portal.invoice_csv import invoice_csv
 from portal.web.app import Page, PortalWeb
 from portal.web.charts import STEP, floor, usage_series
 from tollway.errors import InvalidArgument, TollwayError

@@ -184,11 +184,13 @@ async def test_spend_caps_refuse_raise_alerts_once_and_clear(
     await metering.round(all_quotas=True)
     gate = await _gate(database, f"cap:APPLICATION:{app.id}")
     assert gate is not None and not gate.refused
+    assert [cap.spent for cap in await billing.spend_caps.list_caps(APPLICATION, app.id)] == ["1.50"]
     await world.usage(sub, NOW, success=2)  # 2.50: reached
     for _ in range(3):
         await metering.round(all_quotas=True)
     gate = await _gate(database, f"cap:APPLICATION:{app.id}")
     assert gate is not None and gate.refused and "2.50 of 2.00 EUR" in gate.detail
+    assert [cap.spent for cap in await billing.spend_caps.list_caps(APPLICATION, app.id)] == ["2.50"]
     caps = await billing.list_alerts(target_id=app.id, kinds=["CAP_CHARGE"])
     assert sorted(a.threshold for a in caps) == [50, 80, 100]
     quota = await billing.list_alerts(target_id=sub.id, kinds=["QUOTA"])
@@ -215,3 +217,31 @@ async def test_a_free_trial_burns_nothing_and_after_it_only_what_follows(
     await world.usage(sub, utc(2026, 12, 6, 12), success=2)
     await metering.round()
     assert await _balance(billing, app.id) == Decimal("0.98")
+
+
+async def test_a_finalized_invoice_keeps_what_credit_paid_when_its_period_burns_later(
+    billing: BillingRepository, world: World, database: Database, clock: FakeClock
+) -> None:
+    from billing.servicer import BillingServicer
+
+    _, app, sub = await _prepaid(world, recurring_fee="5.00")  # the fee is invoiced, not burned
+    metering = Metering(database, Commits(), clock)
+    await billing.credit.top_up(app.id, "USD", "1.00", "t1")
+    await world.usage(sub, NOW, success=30)
+    await metering.round()
+    servicer = BillingServicer(billing)
+    (draft,) = await billing.generate(month=(2026, 12))
+    assert draft.invoice.paid_from_credit is None  # a draft computes it when read
+    (shown,) = await servicer._invoices([await billing.get_invoice(draft.invoice.id)])
+    assert (shown.total, shown.paid_from_credit, shown.amount_due) == ("5.30", "0.30", "5.00")
+
+    final = await billing.finalize(draft.invoice.id)
+    assert (final.invoice.paid_from_credit, final.invoice.amount_due) == ("0.30", "5.00")
+    await world.usage(sub, NOW, success=20)  # late usage of the finalized period burns more credit
+    await metering.round()
+    assert await _balance(billing, app.id) == Decimal("0.50")
+    live = await billing.credit.paid_from_credit([(app.id, "USD", final.invoice.period_start)])
+    assert list(live.values()) == [50]
+
+    (shown,) = await servicer._invoices([await billing.get_invoice(draft.invoice.id)])
+    assert (shown.total, shown.paid_from_credit, shown.amount_due) == ("5.30", "0.30", "5.00")

@@ -526,7 +526,19 @@ def test_wrong_token_is_unauthenticated(run: Callable[..., Any]) -> None:
     result = run("plan", "list", "--token", "wrong")
     assert result.exit_code == 1
     assert "error: UNAUTHENTICATED" in result.stderr
+    assert "(admin token from --token)" in result.stderr
     assert "wrong" not in result.stderr
+
+
+def test_a_refused_token_names_its_source(run: Callable[..., Any], admin_server: Any, tmp_path: Path) -> None:
+    assert (
+        "(admin token from TOLLWAY_ADMIN_TOKEN)"
+        in run("plan", "list", env={"TOLLWAY_ADMIN_TOKEN": "stale"}).stderr
+    )
+    (tmp_path / "admin-token").write_text("stale\n")
+    from_file = run("plan", "list", env={"TOLLWAY_ADMIN_TOKEN": None, "TOLLWAY_DATA_DIR": str(tmp_path)})
+    assert from_file.exit_code == 1
+    assert f"(admin token from {tmp_path / 'admin-token'} (TOLLWAY_DATA_DIR))" in from_file.stderr
 
 
 def test_options_override_the_environment(
@@ -576,3 +588,26 @@ def test_unreachable_server_names_the_address(cli: typer.Typer) -> None:
     assert result.exit_code == 1
     assert f"error: cannot reach the admin server at 127.0.0.1:{port}" in result.stderr
     assert TOKEN not in result.output
+
+
+def test_table_and_json_of_a_real_answer_carry_the_same_fields(
+    run: Callable[..., Any], admin_server: Any
+) -> None:
+    from tollway.cli_output import data_fields, table_fields
+
+    fake, _ = admin_server
+    fake.replies["ListPlans"] = cat.ListPlansResponse(
+        plans=[
+            cat.Plan(id="plan_1", name="gold", limits=cat.PlanLimits(requests_per_minute=10)),
+            cat.Plan(id="plan_2", name="free", approval_required=True),
+        ]
+    )
+    as_json = run("plan", "list", "--output", "json")
+    as_table = run("plan", "list", "--output", "table")
+    assert as_json.exit_code == 0 and as_table.exit_code == 0, as_json.output + as_table.output
+    data = json.loads(as_json.stdout)
+    assert data["plans"][0]["limits"]["requests_per_minute"] == 10  # a count is a number
+    assert table_fields(as_table.stdout) == data_fields(data)
+    assert "REQUESTS_PER_MINUTE" in as_table.stdout.upper() and "plan_2" in as_table.stdout
+    # Piped (no terminal) without --output: JSON.
+    assert json.loads(run("plan", "list").stdout) == data

@@ -20,6 +20,7 @@ from tollway.cli_support import (
     AdminAddr,
     AdminToken,
     ClientEnvironment,
+    ResolvedToken,
     admin_channel,
     describe_rpc_error,
     emit,
@@ -138,14 +139,34 @@ def test_describe_rpc_error(code: grpc.StatusCode, details: str, connected: bool
 def test_resolve_token_prefers_the_given_one_then_the_data_dir_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert resolve_token(" given \n", tmp_path) == "given"
+    chosen = ClientEnvironment(data_dir=tmp_path, data_dir_chosen=True)
+    assert resolve_token(" given \n", chosen) == ResolvedToken("given", "--token")
+    from_env = ClientEnvironment(data_dir=tmp_path, env_token="given")
+    assert resolve_token("given", from_env).source == "TOLLWAY_ADMIN_TOKEN"
     (tmp_path / "admin-token").write_text("stored\n")
-    assert resolve_token(None, tmp_path) == "stored"
-    assert resolve_token("", tmp_path) == "stored"
+    assert resolve_token(None, chosen) == ResolvedToken(
+        "stored", f"{tmp_path / 'admin-token'} (TOLLWAY_DATA_DIR)"
+    )
+    assert resolve_token("", chosen).token == "stored"
+    assert capsys.readouterr().err == ""  # a chosen data dir is read without a note
     with pytest.raises(typer.Exit) as missing:
-        resolve_token(None, tmp_path / "absent")
+        resolve_token(None, ClientEnvironment(data_dir=tmp_path / "absent", data_dir_chosen=True))
     assert missing.value.exit_code == 2
     assert "no admin token: pass --token or set TOLLWAY_ADMIN_TOKEN" in capsys.readouterr().err
+
+
+def test_the_default_data_dir_is_never_read_silently(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # TOLLWAY_DATA_DIR unset: `.tollway` in the current directory, maybe left by another server's run.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".tollway").mkdir()
+    (tmp_path / ".tollway" / "admin-token").write_text("stale\n")
+    resolved = resolve_token(None, ClientEnvironment.from_environ({}))
+    assert resolved.token == "stale"
+    note = capsys.readouterr().err
+    assert f"note: using the admin token in {tmp_path / '.tollway' / 'admin-token'}" in note
+    assert "stale" not in note
 
 
 def test_client_environment_from_environ() -> None:
@@ -158,7 +179,9 @@ def test_client_environment_from_environ() -> None:
             "TOLLWAY_ADMIN_TLS_CLIENT_KEY": "client.key",
         }
     )
-    assert environment == ClientEnvironment(Path("/var/lib/tollway"), "ca.pem", "client.pem", "client.key")
+    assert environment == ClientEnvironment(
+        Path("/var/lib/tollway"), "ca.pem", "client.pem", "client.key", data_dir_chosen=True
+    )
 
 
 def test_admin_channel_without_a_ca_is_plaintext(tmp_path: Path) -> None:
@@ -169,8 +192,12 @@ def test_admin_channel_without_a_ca_is_plaintext(tmp_path: Path) -> None:
         admin_channel("127.0.0.1:1", ClientEnvironment(tls_ca=str(tmp_path / "missing.pem")))
 
 
-def test_emit_prints_proto_field_names_and_empty_fields(capsys: pytest.CaptureFixture[str]) -> None:
+def test_emit_prints_proto_field_names_numbers_and_no_empty_fields(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     emit(cat.ListPlansResponse())
-    assert json.loads(capsys.readouterr().out) == {"plans": []}
+    assert json.loads(capsys.readouterr().out) == {"plans": []}  # an answer's list, even empty
     emit(cat.PriceTier(up_to=0, unit_price="0.5"))
-    assert json.loads(capsys.readouterr().out) == {"up_to": "0", "unit_price": "0.5", "flat_fee": ""}
+    assert json.loads(capsys.readouterr().out) == {"unit_price": "0.5"}
+    emit(cat.PriceTier(up_to=10000, unit_price="0.5"))
+    assert json.loads(capsys.readouterr().out) == {"up_to": 10000, "unit_price": "0.5"}

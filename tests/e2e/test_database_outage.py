@@ -11,6 +11,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import grpc
 import pytest
@@ -86,9 +87,10 @@ class CuttableProxy:
 
 @pytest.fixture
 def pg_stack(tmp_path: Path) -> Iterator[tuple[Stack, CuttableProxy]]:
-    proxy = CuttableProxy(("127.0.0.1", 5432))
+    server = urlsplit(POSTGRES_URL)
+    proxy = CuttableProxy((server.hostname or "127.0.0.1", server.port or 5432))
     schema_name = f"tw_test_{secrets.token_hex(6)}"
-    url = POSTGRES_URL.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+    url = POSTGRES_URL.replace(server.netloc.rpartition("@")[2], f"127.0.0.1:{proxy.port}")
     stack = start_stack(tmp_path, database_url=url, database_schema=schema_name)
     try:
         yield stack, proxy

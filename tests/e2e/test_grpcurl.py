@@ -36,6 +36,8 @@ def test_grpcurl_lists_services_on_both_ports(stack: Stack) -> None:
         "tollway.catalog.v1.CatalogService",
         "tollway.store.v1.StoreService",
         "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
     } <= set(admin.stdout.split())
     envoy_facing = grpcurl(*as_envoy(stack), stack.settings.grpc_addr, "list")
     assert envoy_facing.returncode == 0, envoy_facing.stderr

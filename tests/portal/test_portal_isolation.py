@@ -60,6 +60,11 @@ FAKE = {
     "invoice": "inv_zzzzzzzzzzzz",
 }
 
+
+def _cap(scope: str, target_id: str) -> billing_pb2.SpendCap:
+    return billing_pb2.SpendCap(scope=scope, target_id=target_id, kind="REQUESTS", limit="1")
+
+
 # RPC, what it names, and its request for an id of that kind.
 CASES: list[tuple[str, str, Callable[[Owned, str], Any]]] = [
     ("GetApplication", "application", lambda o, i: pb.GetApplicationRequest(id=i)),
@@ -83,6 +88,17 @@ CASES: list[tuple[str, str, Callable[[Owned, str], Any]]] = [
     ("RotateApiKey", "key", lambda o, i: pb.RotateApiKeyRequest(key_id=i)),
     ("RevokeApiKey", "key", lambda o, i: pb.RevokeApiKeyRequest(key_id=i)),
     ("GetInvoice", "invoice", lambda o, i: pb.GetInvoiceRequest(id=i)),
+    ("SetSpendCap", "application", lambda o, i: pb.SetSpendCapRequest(cap=_cap("APPLICATION", i))),
+    ("SetSpendCap", "subscription", lambda o, i: pb.SetSpendCapRequest(cap=_cap("SUBSCRIPTION", i))),
+    (
+        "ClearSpendCap",
+        "application",
+        lambda o, i: pb.ClearSpendCapRequest(scope="APPLICATION", target_id=i, kind="REQUESTS"),
+    ),
+    ("ListSpendCaps", "application", lambda o, i: pb.ListSpendCapsRequest(application_id=i)),
+    ("ListSpendCaps", "subscription", lambda o, i: pb.ListSpendCapsRequest(subscription_id=i)),
+    ("ListAlerts", "application", lambda o, i: pb.ListAlertsRequest(application_id=i)),
+    ("GetCredit", "application", lambda o, i: pb.GetCreditRequest(application_id=i)),
 ]
 
 
@@ -142,6 +158,8 @@ def test_refused_calls_changed_nothing_of_the_other_account(accounts: tuple[Owne
     assert [(k.key_id, k.state) for k in keys] == [(bob.key_id, store_pb2.API_KEY_STATE_ACTIVE)]
     subs = bob.consumer.call("ListSubscriptions", pb.ListSubscriptionsRequest()).subscriptions
     assert [s.id for s in subs] == [bob.subscription_id]
+    caps = bob.consumer.call("ListSpendCaps", pb.ListSpendCapsRequest(application_id=bob.application_id))
+    assert list(caps.caps) == []
 
 
 def test_every_consumer_rpc_needs_a_session(portal_stack: Stack, accounts: tuple[Owned, Owned]) -> None:

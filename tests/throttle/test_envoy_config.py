@@ -57,7 +57,9 @@ def test_ratelimit_filter_sits_between_ext_authz_and_router(tmp_path: Path) -> N
     assert config.timeout.ToMilliseconds() == 120
     assert config.failure_mode_deny is True
     assert config.status_on_error.code == http_status_pb2.ServiceUnavailable
-    assert config.enable_x_ratelimit_headers == rate_limit_pb2.RateLimit.DRAFT_VERSION_03
+    # The throttle's answer carries X-RateLimit-* with every window; Envoy's derivation (one window per
+    # descriptor) stays off.
+    assert config.enable_x_ratelimit_headers == rate_limit_pb2.RateLimit.OFF
     assert config.rate_limit_service.grpc_service.envoy_grpc.cluster_name == THROTTLE_CLUSTER
     cluster = resources[CLUSTER_TYPE][THROTTLE_CLUSTER]
     (endpoint,) = cluster.load_assignment.endpoints[0].lb_endpoints

@@ -26,42 +26,17 @@ from tollway.catalog.limits import PlanLimits
 from tollway.vocabulary import FailureMode, LimitScope
 
 RLS = rls_pb2.RateLimitResponse
-# Envoy's convertRateLimitUnit.
-_ENVOY_UNIT_SECONDS = {
-    RLS.RateLimit.SECOND: 1,
-    RLS.RateLimit.MINUTE: 60,
-    RLS.RateLimit.HOUR: 3600,
-    RLS.RateLimit.DAY: 86400,
-    RLS.RateLimit.MONTH: 30 * 86400,
-    RLS.RateLimit.YEAR: 365 * 86400,
-}
 START = datetime(2026, 3, 31, 23, 59, 58, tzinfo=UTC)
 
 
 def envoy_answer(response: rls_pb2.RateLimitResponse) -> tuple[int, dict[str, str], str]:
-    """(status, headers Envoy adds, body) from a ShouldRateLimit response: 0 admitted, else 429."""
-    least = None
-    policy = ""
-    for status in response.statuses:
-        if not status.HasField("current_limit"):
-            continue
-        if least is None or status.limit_remaining < least.limit_remaining:
-            least = status
-        limit = status.current_limit
-        window = _ENVOY_UNIT_SECONDS.get(limit.unit, 0)
-        if window:
-            policy += f", {limit.requests_per_unit};w={window}"
-            if limit.name:
-                policy += f';name="{limit.name}"'
-    headers: dict[str, str] = {}
-    if least is not None:
-        headers["x-ratelimit-limit"] = f"{least.current_limit.requests_per_unit}{policy}"
-        headers["x-ratelimit-remaining"] = str(least.limit_remaining)
-        headers["x-ratelimit-reset"] = str(least.duration_until_reset.seconds)
+    """(status, headers Envoy adds, body) from a ShouldRateLimit response: 0 admitted, else 429. Envoy
+    adds the answer's headers to add either way (X-RateLimit-*; on a refusal also Retry-After and the
+    content type), and x-envoy-ratelimited to a refusal."""
+    headers = {header.key: header.value for header in response.response_headers_to_add}
     if response.overall_code != RLS.OVER_LIMIT:
         return 0, headers, ""
     headers["x-envoy-ratelimited"] = "true"
-    headers.update({header.key: header.value for header in response.response_headers_to_add})
     return 429, headers, response.raw_body.decode()
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.redis_cluster import RedisClusterNodes
-from tests.throttle.throttle_fixtures import SHARED_REDIS_URL, free_port
+from tests.throttle.throttle_fixtures import SHARED_REDIS_ADDR, SHARED_REDIS_URL, free_port
 from throttle.metrics import ThrottleMetrics
 from throttle.process import counter_store
 from throttle.redis_setup import RedisSetupRefused, check_redis_setup
@@ -92,7 +92,7 @@ async def test_a_node_list_that_is_not_one_cluster_refuses_to_start(
     with pytest.raises(RedisSetupRefused, match="different Redis Clusters"):
         await _check(_settings("cluster", nodes=(*redis_cluster.nodes[:2], alone)))
     with pytest.raises(RedisSetupRefused, match="is a standalone Redis"):
-        await _check(_settings("cluster", nodes=(redis_cluster.nodes[0], ("127.0.0.1", 6379))))
+        await _check(_settings("cluster", nodes=(redis_cluster.nodes[0], SHARED_REDIS_ADDR)))
 
 
 async def test_matching_modes_and_unreachable_redis_start(redis_cluster: RedisClusterNodes) -> None:
@@ -124,5 +124,6 @@ def test_tollway_serve_prints_the_refusal_and_exits(tmp_path: Path) -> None:
         timeout=60,
     )
     assert result.returncode == 2, result.stderr
-    assert "error: TOLLWAY_REDIS_MODE=cluster, but 127.0.0.1:6379 is a standalone Redis" in result.stderr
+    host, port = SHARED_REDIS_ADDR
+    assert f"error: TOLLWAY_REDIS_MODE=cluster, but {host}:{port} is a standalone Redis" in result.stderr
     assert "Traceback" not in result.stderr

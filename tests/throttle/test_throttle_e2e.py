@@ -160,6 +160,26 @@ def test_five_per_minute(stack: Stack, clock: FakeClock) -> None:
     assert client.get().status == 200
 
 
+def test_rate_limit_headers_describe_every_window(stack: Stack, clock: FakeClock) -> None:
+    """Per-second, per-minute and per-hour limits on one plan: X-RateLimit-Limit's quota policy names
+    all three (the IETF draft's list), Remaining and Reset are the window that refuses next."""
+    plan = _plan(stack, requests_per_second=50, requests_per_minute=3, requests_per_hour=100)
+    client = Client(stack, _api(stack, [plan]), plan)
+    client.warm_up()
+    clock.advance(hours=1)
+    first, second = client.get(), client.get()
+    policy = '3, 50;w=1;name="second", 3;w=60;name="minute", 100;w=3600;name="hour"'
+    assert [r.status for r in (first, second)] == [200, 200]
+    assert first.headers["x-ratelimit-limit"] == policy, first.headers
+    assert [r.headers["x-ratelimit-remaining"] for r in (first, second)] == ["2", "1"]
+    assert first.headers["x-ratelimit-reset"] == "60"
+    client.get()
+    refused = client.get()
+    assert refused.status == 429
+    assert refused.headers["x-ratelimit-limit"] == policy
+    assert refused.headers["x-ratelimit-remaining"] == "0"
+
+
 def test_throttled_requests_reach_usage_with_the_window_that_fired(stack: Stack, clock: FakeClock) -> None:
     plan = _plan(stack, requests_per_hour=100, monthly_quota=1000, requests_per_minute=1)
     client = Client(stack, _api(stack, [plan]), plan)
@@ -361,17 +381,20 @@ def test_cli_quota_and_traffic_limits(stack: Stack, clock: FakeClock) -> None:
     report = run("quota", client.subscription.id)
     assert report["plan_id"] == plan.id
     windows = {w["window"]: w for w in report["windows"]}
-    assert (windows["WINDOW_MINUTE"]["limit"], windows["WINDOW_MINUTE"]["used"]) == ("5", "2")
-    assert windows["WINDOW_MINUTE"]["remaining"] == "3"
+    # Counts are numbers; a window without a limit (the billing period here) says so.
+    assert (windows["WINDOW_MINUTE"]["limit"], windows["WINDOW_MINUTE"]["used"]) == (5, 2)
+    assert windows["WINDOW_MINUTE"]["remaining"] == 3
+    assert windows["WINDOW_BILLING_PERIOD"]["limit"] == "unlimited"
+    assert windows["WINDOW_BILLING_PERIOD"]["remaining"] == "unlimited"
     # A past instant reads that minute's counter.
     past = run("quota", client.subscription.id, "--at", "2031-07-14T09:00:30Z")
-    assert {w["window"]: w["used"] for w in past["windows"]}["WINDOW_MINUTE"] == "1"
+    assert {w["window"]: w["used"] for w in past["windows"]}["WINDOW_MINUTE"] == 1
 
     limit = run("limits", "set", "--api", api.id, "--per-minute", "100", "--per-day", "1000")["limit"]
     assert (limit["scope"], limit["target_id"], limit["requests_per_minute"]) == (
         "LIMIT_SCOPE_API",
         api.id,
-        "100",
+        100,
     )
     assert api.id in {row["target_id"] for row in run("limits", "list")["limits"]}
     # The shared limit reaches the throttle through the change feed and shows in the quota report.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 import socket
@@ -9,12 +10,16 @@ import subprocess
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from tests.support import free_port
 from throttle.index import SubscriptionInfo, ThrottleIndex, ThrottleSnapshot
 from tollway.catalog.limits import PlanLimits
 
-SHARED_REDIS_URL = "redis://127.0.0.1:6379/0"
+# The shared Redis: 127.0.0.1:6379 unless `make test` started a private one (scripts/test-services).
+SHARED_REDIS_URL = os.environ.get("TOLLWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+_shared = urlsplit(SHARED_REDIS_URL)
+SHARED_REDIS_ADDR = (_shared.hostname or "127.0.0.1", _shared.port or 6379)
 
 
 class FakeClock:

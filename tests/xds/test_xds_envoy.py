@@ -71,7 +71,12 @@ def test_unknown_path_is_a_problem_json_404_without_keymgr(gateway: Gateway) -> 
     problem = reply.json()
     assert problem["status"] == 404
     assert problem["title"] == "Not Found"
-    assert {"type", "detail"} <= problem.keys()
+    # The same members as every other refusal (keymgr's, the throttle's), the request id Envoy's.
+    assert problem["type"] == "https://tollway.dev/problems/not_found"
+    assert problem["reason"] == "not_found"
+    assert {"type", "title", "status", "detail", "reason", "request_id"} == problem.keys()
+    assert problem["request_id"]
+    assert isinstance(problem["status"], int), reply.body  # a JSON integer, as in the other refusals
     assert len(gateway.authz.checks) == checks_before
 
 

@@ -75,7 +75,10 @@ def test_no_apis_still_gives_listener_404_and_service_clusters() -> None:
     assert not_found.match.prefix == "/"
     assert not_found.direct_response.status == 404
     body = json.loads(not_found.direct_response.body.inline_string)
-    assert body["status"] == 404 and {"type", "title", "detail"} <= body.keys()
+    assert body["status"] == 404 and {"type", "title", "detail", "reason"} <= body.keys()
+    formatted = not_found.direct_response.body_format
+    assert formatted.content_type == "application/problem+json"
+    assert dict(formatted.json_format)["request_id"] == "%REQ(X-REQUEST-ID)%"
     assert [(h.header.key, h.header.value) for h in not_found.response_headers_to_add] == [
         ("content-type", "application/problem+json")
     ]

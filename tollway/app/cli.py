@@ -2,44 +2,98 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import signal
+import copy
 import sys
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Coroutine
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 
 from keymgr.keys import parse_key
-from tollway import event_loop
 from tollway.app.registry import COMPONENTS
-from tollway.errors import StartupRefused
+from tollway.cli_support import TollwayGroup
+from tollway.logs import configure_logging
 from tollway.settings import Settings
+from tollway.settings.cli import register as register_config_commands
+from tollway.settings.cli import use_config_file
 
+# asyncio, the runner and everything a server needs are imported by `serve` and `up` only: the admin
+# commands start in well under 0.3 s (README, "Administration").
 if TYPE_CHECKING:
+    from collections.abc import Coroutine
+
     from tollway.app.runner import TollwayProcess
 
-app = typer.Typer(
-    help="Tollway: keys, plans, quotas, usage and invoices for APIs behind Envoy.", no_args_is_help=True
+
+class TollwayTyper(typer.Typer):
+    """The `tollway` app. Run as a command, it hands click only the command group the command line
+    names (`tollway plan list` builds the plan commands, not all eighty): typer turns every command's
+    signature into click parameters before parsing, which was a third of the CLI's start-up. With no
+    command, an unknown one, or a completion request, every command is built."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        wanted = _command_name(sys.argv[1:])
+        if wanted is None:
+            return super().__call__(*args, **kwargs)
+        pruned = copy.copy(self)
+        pruned.registered_groups = [group for group in self.registered_groups if group.name == wanted]
+        pruned.registered_commands = [
+            command for command in self.registered_commands if _name_of(command) == wanted
+        ]
+        if not pruned.registered_groups and not pruned.registered_commands:
+            return super().__call__(*args, **kwargs)  # a typo: the full app suggests the nearest
+        return typer.Typer.__call__(pruned, *args, **kwargs)
+
+
+def _name_of(command: Any) -> str:
+    return str(command.name or command.callback.__name__.replace("_", "-"))
+
+
+def _command_name(argv: list[str]) -> str | None:
+    """The first word of the command line that is not a root option (`--config PATH`)."""
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--config":
+            skip = True
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
+app = TollwayTyper(
+    cls=TollwayGroup,
+    help="Tollway: keys, plans, quotas, usage and invoices for APIs behind Envoy.",
+    no_args_is_help=True,
 )
 for component in COMPONENTS:
     component.register_cli(app)
+register_config_commands(app)
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+CONFIG_OPTION = typer.Option(
+    None,
+    "--config",
+    help="The config file (tollway.toml) for settings the environment does not set [env: TOLLWAY_CONFIG].",
+    dir_okay=False,
+    show_default=False,
+)
+
+
+@app.callback()
+def main(config: Path | None = CONFIG_OPTION) -> None:
+    """Tollway: keys, plans, quotas, usage and invoices for APIs behind Envoy. Exit codes: 0 ok, 1
+    refused by the server (its gRPC status on stderr), 2 usage error."""
+    use_config_file(config)
 
 
 async def _run_until_signal() -> None:
+    import asyncio
+    import signal
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -50,6 +104,9 @@ async def _run_until_signal() -> None:
 def _run(main: Coroutine[Any, Any, None]) -> None:
     """Runs a process to its end (tollway/event_loop.py: uvloop when installed); a refused setup ends
     with its message, not a traceback."""
+    from tollway import event_loop
+    from tollway.refusal import StartupRefused
+
     try:
         event_loop.run(main)
     except StartupRefused as refused:
@@ -68,8 +125,15 @@ WORKERS_OPTION = typer.Option(
 
 
 def _settings(workers: int | None) -> Settings:
-    """The server's settings; --workers before resolving (the default endpoints name every worker)."""
-    settings = Settings.read_env()
+    """The server's settings; --workers before resolving (the default endpoints name every worker). A
+    setting that cannot be used ends the command with its file and key (or variable), exit code 2."""
+    from tollway.settings.loader import ConfigError
+
+    try:
+        settings = Settings.read_env()
+    except ConfigError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
     if workers is not None:
         settings = replace(settings, workers=workers)
     return settings.resolved()
@@ -77,9 +141,9 @@ def _settings(workers: int | None) -> Settings:
 
 @app.command()
 def serve(workers: int | None = WORKERS_OPTION) -> None:
-    """Run Tollway's gRPC services (Envoy-facing and admin), configured from TOLLWAY_* variables."""
+    """Run Tollway's gRPC services (Envoy-facing and admin), configured from TOLLWAY_* and --config."""
     settings = _settings(workers)
-    _configure_logging(settings.log_level)
+    configure_logging(settings)
 
     async def main() -> None:
         from tollway.app.workers import WorkerGroup
@@ -95,6 +159,9 @@ def serve(workers: int | None = WORKERS_OPTION) -> None:
 
 
 def _wait_for_status(url: str, status: int, timeout: float) -> bool:
+    import urllib.error
+    import urllib.request
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -113,6 +180,8 @@ def _wait_for_status(url: str, status: int, timeout: float) -> bool:
 async def _wait_for_key(process: TollwayProcess, key: str, timeout: float) -> bool:
     """The demo key is live once the gateway's key index holds it (checked in-process, so that the
     readiness probe spends none of the demo plan's per-minute allowance)."""
+    import asyncio
+
     from keymgr.process import Keymgr
 
     parsed = parse_key(key)
@@ -138,9 +207,12 @@ def up(
     """Run the services together with Envoy (bootstrap generated, pointing at ADS); Ctrl-C stops all."""
     settings = _settings(workers)
     upstream = demo_upstream or settings.demo_upstream_addr
-    _configure_logging(settings.log_level)
+    configure_logging(settings)
+
+    import asyncio
 
     async def main() -> None:
+        from tollway.app.banner import address_lines
         from tollway.app.launcher import gateway_envoy
         from tollway.app.workers import WorkerGroup
         from tollway.envoy import EnvoyProcess
@@ -166,20 +238,8 @@ def up(
             gateway = f"http{'s' if settings.gateway_tls_cert_file else ''}://{settings.gateway_addr}"
             print("", flush=True)
             print("Tollway is up.", flush=True)
-            print(f"  gateway (Envoy)      {gateway}", flush=True)
-            if settings.gateway_http_redirect_addr:
-                print(f"  HTTP -> HTTPS        http://{settings.gateway_http_redirect_addr}", flush=True)
-            print(f"  Envoy admin          http://{settings.envoy_admin_addr}", flush=True)
-            print(
-                f"  envoy-facing gRPC    {', '.join(group.addresses)}  (ADS, ext_authz Check, "
-                f"ShouldRateLimit, access logs; Envoy only, authenticated by {settings.envoy_auth})",
-                flush=True,
-            )
-            print(
-                f"  admin gRPC           {settings.admin_addr}  (grpcurl -plaintext, or the tollway CLI)",
-                flush=True,
-            )
-            print(f"  Envoy log            {envoy.log_path}", flush=True)
+            for line in address_lines(settings, group.addresses, str(envoy.log_path)):
+                print(line, flush=True)
             if credentials is not None:
                 url = f"{gateway}{credentials.api_path}/hello"
                 # Without a key the route answers 401 once Envoy has it and keymgr is answering.

@@ -16,7 +16,6 @@ from typing import Any, TypeVar
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]  # grpc-stubs lack aio
-from grpc_reflection.v1alpha import reflection
 from prometheus_client import Gauge
 
 from tollway import event_loop
@@ -30,6 +29,7 @@ from tollway.deadlines import AdminDeadlineInterceptor
 from tollway.keepalive import KEEPALIVE, KeepalivePolicy
 from tollway.metrics import MetricsRegistry, serve_metrics, split_host_port
 from tollway.private_files import private_dir, private_sqlite
+from tollway.reflection import enable_server_reflection
 from tollway.request_guard import RateLimitedLog, RequestGuardInterceptor
 from tollway.rpc_metrics import RpcMetricsInterceptor
 from tollway.settings import Settings
@@ -123,9 +123,7 @@ class GrpcServer:
         self._health = health_aio.HealthServicer()
         await self.update_health()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self.server)
-        reflection.enable_server_reflection(
-            [*self.services, service_name(health_pb2, "Health"), reflection.SERVICE_NAME], self.server
-        )
+        enable_server_reflection([*self.services, service_name(health_pb2, "Health")], self.server)
         if self.credentials is None:
             self.server.add_insecure_port(self.address)
         else:

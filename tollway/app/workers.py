@@ -34,6 +34,7 @@ from tollway import event_loop
 from tollway.app.runner import TollwayProcess
 from tollway.envoy import die_with_parent
 from tollway.errors import StartupRefused
+from tollway.logs import configure_logging
 from tollway.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -160,11 +161,7 @@ def main(argv: list[str]) -> int:
     index = int(argv[1])
     # Written by the parent into a pipe only it holds.
     settings: Settings = pickle.load(sys.stdin.buffer)
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        stream=sys.stderr,
-        format=f"%(asctime)s %(levelname)s worker {index} %(name)s: %(message)s",
-    )
+    configure_logging(settings, worker=index)
     try:
         event_loop.run(_serve_worker(settings.for_worker(index)))
     except StartupRefused as refused:

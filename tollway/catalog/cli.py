@@ -4,7 +4,7 @@ CatalogService (JSON on stdout, proto field names; connection options and exit c
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -36,17 +36,29 @@ from tollway.catalog.cli_options import (
 )
 from tollway.catalog.documents_cli import document_commands
 from tollway.catalog.v1 import catalog_pb2 as cat
-from tollway.catalog.v1.catalog_pb2_grpc import CatalogServiceStub
 from tollway.cli_support import (
     DEFAULT_ADMIN_ADDR,
     AdminAddr,
     AdminClient,
     AdminToken,
+    Output,
     admin_client,
     emit,
     require_changes,
     timestamp_proto,
 )
+
+if TYPE_CHECKING:
+    import grpc
+
+    from tollway.catalog.v1.catalog_pb2_grpc import CatalogServiceStub
+
+
+def _catalog_service_stub(channel: grpc.Channel) -> CatalogServiceStub:
+    """The stub, imported on first use: gRPC's import is paid by a call, not by `tollway --help`."""
+    from tollway.catalog.v1.catalog_pb2_grpc import CatalogServiceStub
+
+    return CatalogServiceStub(channel)
 
 
 def _plan_id(catalog: AdminClient[CatalogServiceStub], ref: str) -> str:
@@ -92,6 +104,7 @@ def _plan_commands() -> typer.Typer:
         ] = False,
         addr: AdminAddr = DEFAULT_ADMIN_ADDR,
         token: AdminToken = None,
+        output: Output = None,
     ) -> None:
         """Create a plan."""
         plan = cat.Plan(
@@ -102,19 +115,21 @@ def _plan_commands() -> typer.Typer:
             plan.pricing, currency, fee, included, unit_price, tier, overage_price, minimum_charge, tier_mode,
             package_size, package_price, trial_days,
         )  # fmt: skip
-        with admin_client(addr, token, CatalogServiceStub) as catalog:
+        with admin_client(addr, token, _catalog_service_stub) as catalog:
             emit(catalog.call(catalog.service.CreatePlan, cat.CreatePlanRequest(plan=plan)))
 
     @plan_app.command("list")
-    def list_(addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:
+    def list_(addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None) -> None:
         """List plans."""
-        with admin_client(addr, token, CatalogServiceStub) as catalog:
+        with admin_client(addr, token, _catalog_service_stub) as catalog:
             emit(catalog.call(catalog.service.ListPlans, cat.ListPlansRequest()))
 
     @plan_app.command("get")
-    def get(plan: PlanRef, addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:
+    def get(
+        plan: PlanRef, addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None
+    ) -> None:
         """Show one plan."""
-        with admin_client(addr, token, CatalogServiceStub) as catalog:
+        with admin_client(addr, token, _catalog_service_stub) as catalog:
             emit(catalog.call(catalog.service.GetPlan, cat.GetPlanRequest(id=plan)))
 
     @plan_app.command("update")
@@ -152,6 +167,7 @@ def _plan_commands() -> typer.Typer:
         at: EffectiveAt = None,
         addr: AdminAddr = DEFAULT_ADMIN_ADDR,
         token: AdminToken = None,
+        output: Output = None,
     ) -> None:
         """Change the given fields of a plan; other limits and prices stay as they are. A change of
         limits or prices is a new version of the plan, from each subscription's next period unless
@@ -160,7 +176,7 @@ def _plan_commands() -> typer.Typer:
             raise typer.BadParameter("--tier and --clear-tiers exclude each other")
         if now and at is not None:
             raise typer.BadParameter("--now and --at exclude each other")
-        with admin_client(addr, token, CatalogServiceStub) as catalog:
+        with admin_client(addr, token, _catalog_service_stub) as catalog:
             # The update mask is top-level (limits, pricing), so merge into the current values first.
             current = catalog.call(catalog.service.GetPlan, cat.GetPlanRequest(id=plan)).plan
             changed = cat.Plan(id=current.id)
@@ -201,15 +217,19 @@ def _plan_commands() -> typer.Typer:
             emit(catalog.call(catalog.service.UpdatePlan, request))
 
     @plan_app.command("versions")
-    def versions(plan: PlanRef, addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:
+    def versions(
+        plan: PlanRef, addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None
+    ) -> None:
         """A plan's history: every version of its limits and prices, and when each took effect."""
-        with admin_client(addr, token, CatalogServiceStub) as catalog:
+        with admin_client(addr, token, _catalog_service_stub) as catalog:
             emit(catalog.call(catalog.service.ListPlanVersions, cat.ListPlanVersionsRequest(id=plan)))
 
     @plan_app.command("delete")
-    def delete(plan: PlanRef, addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:
+    def delete(
+        plan: PlanRef, addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None
+    ) -> None:
         """Delete a plan no API offers and no subscription uses."""
-        with admin_client(addr, token, CatalogServiceStub) as catalog:
+        with admin_client(addr, token, _catalog_service_stub) as catalog:
             request = cat.DeletePlanRequest(id=_plan_id(catalog, plan))
             emit(catalog.call(catalog.service.DeletePlan, request))
 
@@ -242,9 +262,10 @@ def _api_commands() -> typer.Typer:
         publish: Annotated[bool, typer.Option("--publish", help="Publish right after creating.")] = False,
         addr: AdminAddr = DEFAULT_ADMIN_ADDR,
         token: AdminToken = None,
+        output: Output = None,
     ) -> None:
         """Create an API (unpublished unless --publish)."""
-        with admin_client(addr, token, CatalogServiceStub) as catalog:
+        with admin_client(addr, token, _catalog_service_stub) as catalog:
             api = cat.Api(
                 name=name,
                 version=version,
@@ -271,16 +292,19 @@ def _api_commands() -> typer.Typer:
         published_only: Annotated[bool, typer.Option("--published-only")] = False,
         addr: AdminAddr = DEFAULT_ADMIN_ADDR,
         token: AdminToken = None,
+        output: Output = None,
     ) -> None:
         """List APIs."""
-        with admin_client(addr, token, CatalogServiceStub) as catalog:
+        with admin_client(addr, token, _catalog_service_stub) as catalog:
             request = cat.ListApisRequest(published_only=published_only)
             emit(catalog.call(catalog.service.ListApis, request))
 
     @api_app.command("get")
-    def get(api: ApiRef, addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:
+    def get(
+        api: ApiRef, addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None
+    ) -> None:
         """Show one API."""
-        with admin_client(addr, token, CatalogServiceStub) as catalog:
+        with admin_client(addr, token, _catalog_service_stub) as catalog:
             emit(catalog.call(catalog.service.GetApi, cat.GetApiRequest(id=api)))
 
     @api_app.command("update")
@@ -298,9 +322,10 @@ def _api_commands() -> typer.Typer:
         description: Description = None,
         addr: AdminAddr = DEFAULT_ADMIN_ADDR,
         token: AdminToken = None,
+        output: Output = None,
     ) -> None:
         """Change the given fields of an API (publishing has its own commands)."""
-        with admin_client(addr, token, CatalogServiceStub) as catalog:
+        with admin_client(addr, token, _catalog_service_stub) as catalog:
             changed = cat.Api(id=_api_id(catalog, api))
             mask: list[str] = []
             for field, value in (
@@ -324,23 +349,29 @@ def _api_commands() -> typer.Typer:
             emit(catalog.call(catalog.service.UpdateApi, request))
 
     @api_app.command("publish")
-    def publish(api: ApiRef, addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:
+    def publish(
+        api: ApiRef, addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None
+    ) -> None:
         """Make an API routable through the gateway."""
-        with admin_client(addr, token, CatalogServiceStub) as catalog:
+        with admin_client(addr, token, _catalog_service_stub) as catalog:
             request = cat.PublishApiRequest(id=_api_id(catalog, api))
             emit(catalog.call(catalog.service.PublishApi, request))
 
     @api_app.command("unpublish")
-    def unpublish(api: ApiRef, addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:
+    def unpublish(
+        api: ApiRef, addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None
+    ) -> None:
         """Remove an API's route from the gateway."""
-        with admin_client(addr, token, CatalogServiceStub) as catalog:
+        with admin_client(addr, token, _catalog_service_stub) as catalog:
             request = cat.UnpublishApiRequest(id=_api_id(catalog, api))
             emit(catalog.call(catalog.service.UnpublishApi, request))
 
     @api_app.command("delete")
-    def delete(api: ApiRef, addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None) -> None:
+    def delete(
+        api: ApiRef, addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None
+    ) -> None:
         """Delete an unpublished API without live subscriptions."""
-        with admin_client(addr, token, CatalogServiceStub) as catalog:
+        with admin_client(addr, token, _catalog_service_stub) as catalog:
             request = cat.DeleteApiRequest(id=_api_id(catalog, api))
             emit(catalog.call(catalog.service.DeleteApi, request))
 

@@ -838,20 +838,22 @@ class ListCreditEntriesResponse(_message.Message):
     def __init__(self, entries: _Optional[_Iterable[_Union[CreditEntry, _Mapping]]] = ...) -> None: ...
 
 class SpendCap(_message.Message):
-    __slots__ = ("scope", "target_id", "kind", "limit", "currency", "update_time")
+    __slots__ = ("scope", "target_id", "kind", "limit", "currency", "update_time", "spent")
     SCOPE_FIELD_NUMBER: _ClassVar[int]
     TARGET_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    SPENT_FIELD_NUMBER: _ClassVar[int]
     scope: str
     target_id: str
     kind: str
     limit: str
     currency: str
     update_time: _timestamp_pb2.Timestamp
-    def __init__(self, scope: _Optional[str] = ..., target_id: _Optional[str] = ..., kind: _Optional[str] = ..., limit: _Optional[str] = ..., currency: _Optional[str] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    spent: str
+    def __init__(self, scope: _Optional[str] = ..., target_id: _Optional[str] = ..., kind: _Optional[str] = ..., limit: _Optional[str] = ..., currency: _Optional[str] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., spent: _Optional[str] = ...) -> None: ...
 
 class SetSpendCapRequest(_message.Message):
     __slots__ = ("cap",)

@@ -419,3 +419,77 @@ class EnableAccountResponse(_message.Message):
     ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     account: Account
     def __init__(self, account: _Optional[_Union[Account, _Mapping]] = ...) -> None: ...
+
+class SetSpendCapRequest(_message.Message):
+    __slots__ = ("cap",)
+    CAP_FIELD_NUMBER: _ClassVar[int]
+    cap: _billing_pb2.SpendCap
+    def __init__(self, cap: _Optional[_Union[_billing_pb2.SpendCap, _Mapping]] = ...) -> None: ...
+
+class SetSpendCapResponse(_message.Message):
+    __slots__ = ("cap",)
+    CAP_FIELD_NUMBER: _ClassVar[int]
+    cap: _billing_pb2.SpendCap
+    def __init__(self, cap: _Optional[_Union[_billing_pb2.SpendCap, _Mapping]] = ...) -> None: ...
+
+class ClearSpendCapRequest(_message.Message):
+    __slots__ = ("scope", "target_id", "kind")
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    TARGET_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    scope: str
+    target_id: str
+    kind: str
+    def __init__(self, scope: _Optional[str] = ..., target_id: _Optional[str] = ..., kind: _Optional[str] = ...) -> None: ...
+
+class ClearSpendCapResponse(_message.Message):
+    __slots__ = ("cleared",)
+    CLEARED_FIELD_NUMBER: _ClassVar[int]
+    cleared: bool
+    def __init__(self, cleared: _Optional[bool] = ...) -> None: ...
+
+class ListSpendCapsRequest(_message.Message):
+    __slots__ = ("application_id", "subscription_id")
+    APPLICATION_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBSCRIPTION_ID_FIELD_NUMBER: _ClassVar[int]
+    application_id: str
+    subscription_id: str
+    def __init__(self, application_id: _Optional[str] = ..., subscription_id: _Optional[str] = ...) -> None: ...
+
+class ListSpendCapsResponse(_message.Message):
+    __slots__ = ("caps",)
+    CAPS_FIELD_NUMBER: _ClassVar[int]
+    caps: _containers.RepeatedCompositeFieldContainer[_billing_pb2.SpendCap]
+    def __init__(self, caps: _Optional[_Iterable[_Union[_billing_pb2.SpendCap, _Mapping]]] = ...) -> None: ...
+
+class ListAlertsRequest(_message.Message):
+    __slots__ = ("application_id", "subscription_id", "limit")
+    APPLICATION_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBSCRIPTION_ID_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    application_id: str
+    subscription_id: str
+    limit: int
+    def __init__(self, application_id: _Optional[str] = ..., subscription_id: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ListAlertsResponse(_message.Message):
+    __slots__ = ("alerts",)
+    ALERTS_FIELD_NUMBER: _ClassVar[int]
+    alerts: _containers.RepeatedCompositeFieldContainer[_billing_pb2.Alert]
+    def __init__(self, alerts: _Optional[_Iterable[_Union[_billing_pb2.Alert, _Mapping]]] = ...) -> None: ...
+
+class GetCreditRequest(_message.Message):
+    __slots__ = ("application_id", "limit")
+    APPLICATION_ID_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    application_id: str
+    limit: int
+    def __init__(self, application_id: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class GetCreditResponse(_message.Message):
+    __slots__ = ("balances", "entries")
+    BALANCES_FIELD_NUMBER: _ClassVar[int]
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    balances: _containers.RepeatedCompositeFieldContainer[_billing_pb2.CreditBalance]
+    entries: _containers.RepeatedCompositeFieldContainer[_billing_pb2.CreditEntry]
+    def __init__(self, balances: _Optional[_Iterable[_Union[_billing_pb2.CreditBalance, _Mapping]]] = ..., entries: _Optional[_Iterable[_Union[_billing_pb2.CreditEntry, _Mapping]]] = ...) -> None: ...

@@ -431,6 +431,31 @@ class ConsumerServiceStub:
                 request_serializer=tollway_dot_portal_dot_v1_dot_portal__pb2.GetInvoiceRequest.SerializeToString,
                 response_deserializer=tollway_dot_portal_dot_v1_dot_portal__pb2.GetInvoiceResponse.FromString,
                 _registered_method=True)
+        self.SetSpendCap = channel.unary_unary(
+                '/tollway.portal.v1.ConsumerService/SetSpendCap',
+                request_serializer=tollway_dot_portal_dot_v1_dot_portal__pb2.SetSpendCapRequest.SerializeToString,
+                response_deserializer=tollway_dot_portal_dot_v1_dot_portal__pb2.SetSpendCapResponse.FromString,
+                _registered_method=True)
+        self.ClearSpendCap = channel.unary_unary(
+                '/tollway.portal.v1.ConsumerService/ClearSpendCap',
+                request_serializer=tollway_dot_portal_dot_v1_dot_portal__pb2.ClearSpendCapRequest.SerializeToString,
+                response_deserializer=tollway_dot_portal_dot_v1_dot_portal__pb2.ClearSpendCapResponse.FromString,
+                _registered_method=True)
+        self.ListSpendCaps = channel.unary_unary(
+                '/tollway.portal.v1.ConsumerService/ListSpendCaps',
+                request_serializer=tollway_dot_portal_dot_v1_dot_portal__pb2.ListSpendCapsRequest.SerializeToString,
+                response_deserializer=tollway_dot_portal_dot_v1_dot_portal__pb2.ListSpendCapsResponse.FromString,
+                _registered_method=True)
+        self.ListAlerts = channel.unary_unary(
+                '/tollway.portal.v1.ConsumerService/ListAlerts',
+                request_serializer=tollway_dot_portal_dot_v1_dot_portal__pb2.ListAlertsRequest.SerializeToString,
+                response_deserializer=tollway_dot_portal_dot_v1_dot_portal__pb2.ListAlertsResponse.FromString,
+                _registered_method=True)
+        self.GetCredit = channel.unary_unary(
+                '/tollway.portal.v1.ConsumerService/GetCredit',
+                request_serializer=tollway_dot_portal_dot_v1_dot_portal__pb2.GetCreditRequest.SerializeToString,
+                response_deserializer=tollway_dot_portal_dot_v1_dot_portal__pb2.GetCreditResponse.FromString,
+                _registered_method=True)
 
 
 class ConsumerServiceServicer:
@@ -566,6 +591,42 @@ class ConsumerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetSpendCap(self, request, context):
+        """Spend caps on the caller's applications and subscriptions: validation and messages are
+        BillingService.SetSpendCap's; reaching a cap refuses at the gateway (402 spend_cap_reached).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ClearSpendCap(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSpendCaps(self, request, context):
+        """The caps of one application and its subscriptions (or of one subscription), with what each has
+        used so far this period.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAlerts(self, request, context):
+        """Alerts raised on one application and its subscriptions (quota, cap and credit thresholds).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCredit(self, request, context):
+        """An application's prepaid credit: balances per currency and the ledger, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ConsumerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -668,6 +729,31 @@ def add_ConsumerServiceServicer_to_server(servicer, server):
                     servicer.GetInvoice,
                     request_deserializer=tollway_dot_portal_dot_v1_dot_portal__pb2.GetInvoiceRequest.FromString,
                     response_serializer=tollway_dot_portal_dot_v1_dot_portal__pb2.GetInvoiceResponse.SerializeToString,
+            ),
+            'SetSpendCap': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetSpendCap,
+                    request_deserializer=tollway_dot_portal_dot_v1_dot_portal__pb2.SetSpendCapRequest.FromString,
+                    response_serializer=tollway_dot_portal_dot_v1_dot_portal__pb2.SetSpendCapResponse.SerializeToString,
+            ),
+            'ClearSpendCap': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClearSpendCap,
+                    request_deserializer=tollway_dot_portal_dot_v1_dot_portal__pb2.ClearSpendCapRequest.FromString,
+                    response_serializer=tollway_dot_portal_dot_v1_dot_portal__pb2.ClearSpendCapResponse.SerializeToString,
+            ),
+            'ListSpendCaps': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSpendCaps,
+                    request_deserializer=tollway_dot_portal_dot_v1_dot_portal__pb2.ListSpendCapsRequest.FromString,
+                    response_serializer=tollway_dot_portal_dot_v1_dot_portal__pb2.ListSpendCapsResponse.SerializeToString,
+            ),
+            'ListAlerts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAlerts,
+                    request_deserializer=tollway_dot_portal_dot_v1_dot_portal__pb2.ListAlertsRequest.FromString,
+                    response_serializer=tollway_dot_portal_dot_v1_dot_portal__pb2.ListAlertsResponse.SerializeToString,
+            ),
+            'GetCredit': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCredit,
+                    request_deserializer=tollway_dot_portal_dot_v1_dot_portal__pb2.GetCreditRequest.FromString,
+                    response_serializer=tollway_dot_portal_dot_v1_dot_portal__pb2.GetCreditResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1212,6 +1298,141 @@ class ConsumerService:
             '/tollway.portal.v1.ConsumerService/GetInvoice',
             tollway_dot_portal_dot_v1_dot_portal__pb2.GetInvoiceRequest.SerializeToString,
             tollway_dot_portal_dot_v1_dot_portal__pb2.GetInvoiceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetSpendCap(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollway.portal.v1.ConsumerService/SetSpendCap',
+            tollway_dot_portal_dot_v1_dot_portal__pb2.SetSpendCapRequest.SerializeToString,
+            tollway_dot_portal_dot_v1_dot_portal__pb2.SetSpendCapResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClearSpendCap(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollway.portal.v1.ConsumerService/ClearSpendCap',
+            tollway_dot_portal_dot_v1_dot_portal__pb2.ClearSpendCapRequest.SerializeToString,
+            tollway_dot_portal_dot_v1_dot_portal__pb2.ClearSpendCapResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSpendCaps(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollway.portal.v1.ConsumerService/ListSpendCaps',
+            tollway_dot_portal_dot_v1_dot_portal__pb2.ListSpendCapsRequest.SerializeToString,
+            tollway_dot_portal_dot_v1_dot_portal__pb2.ListSpendCapsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAlerts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollway.portal.v1.ConsumerService/ListAlerts',
+            tollway_dot_portal_dot_v1_dot_portal__pb2.ListAlertsRequest.SerializeToString,
+            tollway_dot_portal_dot_v1_dot_portal__pb2.ListAlertsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCredit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollway.portal.v1.ConsumerService/GetCredit',
+            tollway_dot_portal_dot_v1_dot_portal__pb2.GetCreditRequest.SerializeToString,
+            tollway_dot_portal_dot_v1_dot_portal__pb2.GetCreditResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,196 +1,57 @@
-"""One settings object for every Tollway process, read from TOLLWAY_* environment variables.
+"""One settings object for every Tollway process: every field from its TOLLWAY_* variable, else from
+the config file (`tollway.toml`, named by --config or TOLLWAY_CONFIG), else its default.
 
-Each field declares its environment variable, default and parser in one place
-(`field(default=..., metadata=env(NAME, parser))`); `Settings.from_env` is the one loader, and nothing
-else reads the environment. Components receive their own part (`Settings.keymgr`, `.gateway`,
-`.throttle`, `.usage`, `.admin_client`), not the whole."""
+Each field declares its variable, default and parser once (`field(default=..., metadata=env(NAME,
+parser))`, tollway/settings/declare.py, which also derives its file key); tollway/settings/loader.py
+is the one loader, and nothing else reads the environment or the file. Components receive their own
+part (`Settings.keymgr`, `.gateway`, `.throttle`, `.usage`, `.admin_client`; tollway/settings/parts.py),
+not the whole."""
 
 from __future__ import annotations
 
-import os
-import secrets
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
-from tollway.envoy_auth import EnvoyFacingSecurity, EnvoyLink, token_problem
-from tollway.private_files import private_dir, private_file
-from tollway.settings_gateway import GatewaySettings
+from tollway.envoy_auth import EnvoyFacingSecurity, EnvoyLink
+from tollway.settings.declare import (
+    ALL_COMPONENTS,
+    WORKER_COMPONENTS,
+    EnvVar,
+    HostPort,
+    choice,
+    components,
+    endpoints,
+    env,
+    flag,
+    log_level,
+    log_levels,
+    names,
+    number,
+    optional_path,
+    positive_int,
+    positive_seconds,
+    seconds,
+    split_addr,
+    throttle_mode,
+)
+from tollway.settings.gateway import GatewaySettings
+from tollway.settings.parts import (
+    AdminClientSettings,
+    DatabaseSettings,
+    KeymgrSettings,
+    ThrottleSettings,
+    UsageSettings,
+)
 from tollway.vocabulary import EnvoyAuthMode, FailureMode, RedisMode, ThrottleMode
 
-ENV_PREFIX = "TOLLWAY_"
-HostPort = tuple[str, int]
-
-
-def split_addr(addr: str) -> HostPort:
-    """`host:port` (IPv6 hosts in brackets) as a (host, port) pair; ValueError otherwise."""
-    host, _, port = addr.rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError(f"address must be host:port, got {addr!r}")
-    return host.strip("[]"), int(port)
-
-
-def _endpoints(value: str) -> tuple[HostPort, ...]:
-    return tuple(split_addr(part.strip()) for part in value.split(",") if part.strip())
-
-
-def _read_or_create_secret(path: Path) -> str:
-    """A secret kept in the data directory so it survives restarts (embedded mode only)."""
-    if path.exists():
-        private_file(path)  # tightens a secret an older version left readable
-        return path.read_text().strip()
-    private_dir(path.parent)  # the data directory: secrets, database, WAL; the Tollway user's only
-    value = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(value)
-    return value
-
-
-# The mtls files (all given, or all generated).
-_ENVOY_TLS_FILES = (
-    "envoy_tls_cert_file",
-    "envoy_tls_key_file",
-    "envoy_tls_client_ca_file",
-    "envoy_tls_ca_file",
-    "envoy_tls_client_cert_file",
-    "envoy_tls_client_key_file",
-)
-
-
-# What one process can host. A replica may run any subset (e.g. usage alone, so it can be killed and
-# restarted without touching the gateway's key checks).
-ALL_COMPONENTS = ("admin", "xds", "keymgr", "throttle", "usage", "billing", "portal")
-
-
-def _components(value: str) -> tuple[str, ...]:
-    chosen = tuple(part.strip() for part in value.split(",") if part.strip())
-    unknown = sorted(set(chosen) - set(ALL_COMPONENTS))
-    if unknown:
-        raise ValueError(f"unknown TOLLWAY_COMPONENTS {unknown}; choose from {', '.join(ALL_COMPONENTS)}")
-    return chosen or ALL_COMPONENTS
-
-
-def _choice(*allowed: str) -> Callable[[str], str]:
-    def parse(value: str) -> str:
-        chosen = value.strip().lower()
-        if chosen not in allowed:
-            raise ValueError(f"{value!r} must be one of {', '.join(allowed)}")
-        return chosen
-
-    return parse
-
-
-def _names(value: str) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(part.strip() for part in value.split(",") if part.strip()))
-
-
-def _throttle_mode(value: str) -> ThrottleMode:
-    return ThrottleMode(_choice(*ThrottleMode)(value))
-
-
-def _flag(value: str) -> bool:
-    return value.lower() in ("1", "true", "yes")
-
-
-def _positive_int(value: str) -> int:
-    number = int(value)
-    if number <= 0:
-        raise ValueError(f"must be a positive number, got {value!r}")
-    return number
-
-
-def _positive_float(value: str) -> float:
-    number = float(value)
-    if not number > 0 or number == float("inf"):
-        raise ValueError(f"must be a positive number, got {value!r}")
-    return number
-
-
-def _optional_path(value: str) -> Path | None:
-    return Path(value) if value else None
-
-
-# What a worker beyond the first runs: the Envoy-facing hot path (each worker is its own endpoint in
-# Envoy's clusters). xds, the admin port and billing stay in worker 0: one ADS stream per Envoy and one
-# admin port need no second process.
-WORKER_COMPONENTS = ("keymgr", "throttle", "usage")
-
-
-@dataclass(frozen=True)
-class EnvVar:
-    """Where a field comes from: TOLLWAY_<names[0]> (later names are older aliases) and its parser."""
-
-    names: tuple[str, ...]
-    parse: Callable[[str], Any]
-
-    def read(self, environ: Mapping[str, str]) -> str | None:
-        """The first name set to a non-empty value, else the first name set at all, else None."""
-        present = [environ[ENV_PREFIX + name] for name in self.names if ENV_PREFIX + name in environ]
-        return next((value for value in present if value), present[0] if present else None)
-
-
-def env(name: str | tuple[str, ...], parse: Callable[[str], Any] = str) -> dict[str, EnvVar]:
-    """Field metadata: read from TOLLWAY_<name> with `parse` (the field's default when unset)."""
-    return {"env": EnvVar((name,) if isinstance(name, str) else name, parse)}
-
-
-@dataclass(frozen=True)
-class DatabaseSettings:
-    url: str
-    schema: str
-    timeout_ms: int
-    connect_timeout_ms: int
-
-
-@dataclass(frozen=True)
-class KeymgrSettings:
-    key_hash_secret: str
-    key_rotation_grace_seconds: int
-    # TOLLWAY_THROTTLE_MODE=authz: Check also applies the plan limits (the throttle's, in this process).
-    applies_limits: bool = False
-
-
-@dataclass(frozen=True)
-class ThrottleSettings:
-    store: str
-    redis_url: str
-    redis_timeout_ms: int
-    failure_mode: str
-    endpoints: tuple[HostPort, ...]
-    timeout_ms: int
-    mode: ThrottleMode = ThrottleMode.RATELIMIT
-    # Worker processes that each run a throttle (the memory store refuses more than one).
-    workers: int = 1
-    redis_mode: str = RedisMode.STANDALONE.value
-    redis_nodes: tuple[HostPort, ...] = ()
-
-
-@dataclass(frozen=True)
-class UsageSettings:
-    wal_dir: Path
-    wal_sync_ms: int
-    flush_ms: int
-    envoy_admins: tuple[HostPort, ...]
-    sample_seconds: float
-    # Copies of each entry Envoy sends (its logs_written counts each copy): completeness divides by it.
-    copies: int = 1
-
-
-@dataclass(frozen=True)
-class AdminClientSettings:
-    """How a component reaches the admin port of its own process (billing asks usage and throttle)."""
-
-    addr: str
-    token: str
-    tls: bool
+LOG_FORMATS = ("text", "json")
 
 
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path = field(default=Path(".tollway"), metadata=env("DATA_DIR", Path))
-    components: tuple[str, ...] = field(default=ALL_COMPONENTS, metadata=env("COMPONENTS", _components))
+    components: tuple[str, ...] = field(default=ALL_COMPONENTS, metadata=env("COMPONENTS", components))
     # SQLAlchemy URL; sqlite:/// and postgresql:// are upgraded to their async drivers.
     database_url: str = field(default="", metadata=env("DATABASE_URL"))
     # PostgreSQL schema (search_path) to keep Tollway's tables in; empty = the server default.
@@ -198,16 +59,16 @@ class Settings:
     # Deadlines of every database call, so an unreachable or frozen database fails calls instead of
     # hanging them: one statement (PostgreSQL cancels it server-side too), a wait for a pooled
     # connection, SQLite's wait for the write lock (busy timeout); and opening a connection.
-    database_timeout_ms: int = field(default=5000, metadata=env("DATABASE_TIMEOUT_MS", _positive_int))
+    database_timeout_ms: int = field(default=5000, metadata=env("DATABASE_TIMEOUT_MS", positive_int))
     database_connect_timeout_ms: int = field(
-        default=2000, metadata=env("DATABASE_CONNECT_TIMEOUT_MS", _positive_int)
+        default=2000, metadata=env("DATABASE_CONNECT_TIMEOUT_MS", positive_int)
     )
     # Envoy-facing gRPC services (ADS, ext_authz Check, ShouldRateLimit and StreamAccessLogs).
     grpc_addr: str = field(default="127.0.0.1:18000", metadata=env("GRPC_ADDR"))
     # How Envoy proves itself to those services: mtls (client certificate, the default), token (a shared
     # bearer token in each call's metadata, where TLS is terminated elsewhere) or none (explicit only).
     envoy_auth: str = field(
-        default=EnvoyAuthMode.MTLS.value, metadata=env("ENVOY_AUTH", _choice(*EnvoyAuthMode))
+        default=EnvoyAuthMode.MTLS.value, metadata=env("ENVOY_AUTH", choice(*EnvoyAuthMode))
     )
     # token mode: the token, or a file holding it; neither = generated into the data dir.
     envoy_token: str = field(default="", repr=False, metadata=env("ENVOY_TOKEN"))
@@ -229,13 +90,13 @@ class Settings:
     envoy_tls_client_name: str = field(default="tollway-envoy", metadata=env("ENVOY_TLS_CLIENT_NAME"))
     # The node id of the Envoy `tollway up` starts, and every node id ADS serves (default: that one).
     envoy_node_id: str = field(default="tollway-gateway", metadata=env("ENVOY_NODE_ID"))
-    envoy_nodes: tuple[str, ...] = field(default=(), metadata=env("ENVOY_NODES", _names))
+    envoy_nodes: tuple[str, ...] = field(default=(), metadata=env("ENVOY_NODES", names))
     # Admin gRPC services (catalog, store, billing, ...): bearer-token protected, on their own port.
     admin_addr: str = field(default="127.0.0.1:18001", metadata=env("ADMIN_ADDR"))
     admin_token: str = field(default="", repr=False, metadata=env("ADMIN_TOKEN"))
     # The most an admin RPC may take (less when the caller's own deadline is nearer); past it the call
     # answers UNAVAILABLE, saying why, instead of hanging on a database that does not answer.
-    admin_timeout_ms: int = field(default=30_000, metadata=env("ADMIN_TIMEOUT_MS", _positive_int))
+    admin_timeout_ms: int = field(default=30_000, metadata=env("ADMIN_TIMEOUT_MS", positive_int))
     # TLS for the admin port (PEM files); with a client CA, callers must present a certificate (mTLS).
     admin_tls_cert_file: str = field(default="", metadata=env("ADMIN_TLS_CERT"))
     admin_tls_key_file: str = field(default="", metadata=env("ADMIN_TLS_KEY"))
@@ -255,99 +116,99 @@ class Settings:
     gateway_tls_key_file: str = field(default="", metadata=env("GATEWAY_TLS_KEY"))
     gateway_http_redirect_addr: str = field(default="", metadata=env("GATEWAY_HTTP_REDIRECT_ADDR"))
     envoy_admin_addr: str = field(default="127.0.0.1:9901", metadata=env("ENVOY_ADMIN_ADDR"))
-    envoy_concurrency: int = field(default=2, metadata=env("ENVOY_CONCURRENCY", int))
+    envoy_concurrency: int = field(default=2, metadata=env("ENVOY_CONCURRENCY", number))
     # Where Envoy reaches each Envoy-facing service; defaults to grpc_addr (all in one process).
-    keymgr_endpoints: tuple[HostPort, ...] = field(default=(), metadata=env("KEYMGR_ENDPOINTS", _endpoints))
-    usage_endpoints: tuple[HostPort, ...] = field(default=(), metadata=env("USAGE_ENDPOINTS", _endpoints))
-    authz_timeout_ms: int = field(default=250, metadata=env("AUTHZ_TIMEOUT_MS", int))
+    keymgr_endpoints: tuple[HostPort, ...] = field(default=(), metadata=env("KEYMGR_ENDPOINTS", endpoints))
+    usage_endpoints: tuple[HostPort, ...] = field(default=(), metadata=env("USAGE_ENDPOINTS", endpoints))
+    authz_timeout_ms: int = field(default=250, metadata=env("AUTHZ_TIMEOUT_MS", number))
     # Envoy's answer when keymgr cannot be reached: deny (default, fail closed) or allow.
-    authz_failure_mode_allow: bool = field(default=False, metadata=env("AUTHZ_FAILURE_MODE_ALLOW", _flag))
+    authz_failure_mode_allow: bool = field(default=False, metadata=env("AUTHZ_FAILURE_MODE_ALLOW", flag))
     # throttle/: where rate-limit counters live (memory: one replica only; redis: shared by replicas).
-    ratelimit_store: str = field(
-        default="memory", metadata=env("RATELIMIT_STORE", _choice("memory", "redis"))
-    )
+    ratelimit_store: str = field(default="memory", metadata=env("RATELIMIT_STORE", choice("memory", "redis")))
     redis_url: str = field(default="redis://127.0.0.1:6379/0", metadata=env("REDIS_URL"))
     # standalone: redis_url is the one Redis. cluster: a Redis Cluster, reached through redis_nodes
     # (host:port,...) or, when those are not set, the node redis_url names; its credentials and TLS
     # apply to every node.
     redis_mode: str = field(
-        default=RedisMode.STANDALONE.value, metadata=env("REDIS_MODE", _choice(*RedisMode))
+        default=RedisMode.STANDALONE.value, metadata=env("REDIS_MODE", choice(*RedisMode))
     )
-    redis_nodes: tuple[HostPort, ...] = field(default=(), metadata=env("REDIS_NODES", _endpoints))
+    redis_nodes: tuple[HostPort, ...] = field(default=(), metadata=env("REDIS_NODES", endpoints))
     # Each Redis call gives up after this long; the answer then follows ratelimit_failure_mode.
-    redis_timeout_ms: int = field(default=50, metadata=env("REDIS_TIMEOUT_MS", int))
+    redis_timeout_ms: int = field(default=50, metadata=env("REDIS_TIMEOUT_MS", number))
     # When counters cannot be reached: allow (fail open, default) or deny (fail closed).
     ratelimit_failure_mode: str = field(
-        default=FailureMode.ALLOW.value, metadata=env("RATELIMIT_FAILURE_MODE", _choice(*FailureMode))
+        default=FailureMode.ALLOW.value, metadata=env("RATELIMIT_FAILURE_MODE", choice(*FailureMode))
     )
     # Where Envoy reaches ShouldRateLimit; defaults to grpc_addr. Envoy's own deadline for the call.
     throttle_endpoints: tuple[HostPort, ...] = field(
-        default=(), metadata=env("THROTTLE_ENDPOINTS", _endpoints)
+        default=(), metadata=env("THROTTLE_ENDPOINTS", endpoints)
     )
-    ratelimit_timeout_ms: int = field(default=250, metadata=env("RATELIMIT_TIMEOUT_MS", int))
+    ratelimit_timeout_ms: int = field(default=250, metadata=env("RATELIMIT_TIMEOUT_MS", number))
     # ratelimit: Envoy calls ShouldRateLimit after Check; authz (fused): Check applies the limits itself,
     # one gRPC call per request (keymgr and throttle then run in the same process).
     throttle_mode: ThrottleMode = field(
-        default=ThrottleMode.RATELIMIT, metadata=env("THROTTLE_MODE", _throttle_mode)
+        default=ThrottleMode.RATELIMIT, metadata=env("THROTTLE_MODE", throttle_mode)
     )
     # host:port serving this process's Prometheus metrics over HTTP (every component); empty = off.
     # TOLLWAY_THROTTLE_METRICS_ADDR: the earlier, throttle-only name, still accepted.
     metrics_addr: str = field(default="", metadata=env(("METRICS_ADDR", "THROTTLE_METRICS_ADDR")))
     # How often each replica polls the change log (push via LISTEN/NOTIFY on PostgreSQL), and how long
     # entries are kept: a replica down for longer loads in full when it comes back.
-    change_poll_seconds: float = field(default=0.25, metadata=env("CHANGE_POLL_SECONDS", float))
-    change_retention_seconds: float = field(default=3600.0, metadata=env("CHANGE_RETENTION_SECONDS", float))
+    change_poll_seconds: float = field(default=0.25, metadata=env("CHANGE_POLL_SECONDS", seconds))
+    change_retention_seconds: float = field(default=3600.0, metadata=env("CHANGE_RETENTION_SECONDS", seconds))
     key_rotation_grace_seconds: int = field(
         default=24 * 3600, metadata=env("KEY_ROTATION_GRACE_SECONDS", int)
     )
     # usage/: local write-ahead log of received access-log entries (default <data_dir>/usage-wal; one
     # directory per usage replica), how often it is fsync'd and applied to the database, and the Envoy
     # admin endpoints whose access-log counters measure completeness (default envoy_admin_addr).
-    usage_wal_dir: Path | None = field(default=None, metadata=env("USAGE_WAL_DIR", _optional_path))
-    usage_wal_sync_ms: int = field(default=5, metadata=env("USAGE_WAL_SYNC_MS", int))
-    usage_flush_ms: int = field(default=200, metadata=env("USAGE_FLUSH_MS", int))
+    usage_wal_dir: Path | None = field(default=None, metadata=env("USAGE_WAL_DIR", optional_path))
+    usage_wal_sync_ms: int = field(default=5, metadata=env("USAGE_WAL_SYNC_MS", number))
+    usage_flush_ms: int = field(default=200, metadata=env("USAGE_FLUSH_MS", number))
     usage_envoy_admins: tuple[HostPort, ...] = field(
-        default=(), metadata=env("USAGE_ENVOY_ADMINS", _endpoints)
+        default=(), metadata=env("USAGE_ENVOY_ADMINS", endpoints)
     )
-    usage_sample_seconds: float = field(default=10.0, metadata=env("USAGE_SAMPLE_SECONDS", float))
+    usage_sample_seconds: float = field(default=10.0, metadata=env("USAGE_SAMPLE_SECONDS", seconds))
     # Envoy sends each access-log entry to this many usage endpoints at once (disjoint groups of
     # TOLLWAY_USAGE_ENDPOINTS), so a usage replica killed mid-stream loses no entry the others got;
     # usage counts each (node, request id) once. Capped at the number of usage endpoints.
-    usage_copies: int = field(default=2, metadata=env("USAGE_COPIES", _positive_int))
+    usage_copies: int = field(default=2, metadata=env("USAGE_COPIES", positive_int))
     # portal/: web pages, consumer gRPC API, public URL (reset links), web TLS, CSRF secret, outbox.
     portal_addr: str = field(default="127.0.0.1:8088", metadata=env("PORTAL_ADDR"))
     portal_grpc_addr: str = field(default="127.0.0.1:18002", metadata=env("PORTAL_GRPC_ADDR"))
     portal_url: str = field(default="", metadata=env("PORTAL_URL"))
     portal_tls_cert_file: str = field(default="", metadata=env("PORTAL_TLS_CERT"))
     portal_tls_key_file: str = field(default="", metadata=env("PORTAL_TLS_KEY"))
-    portal_secret: str = field(default="", metadata=env("PORTAL_SECRET"))
-    portal_outbox_dir: Path | None = field(default=None, metadata=env("PORTAL_OUTBOX_DIR", _optional_path))
+    portal_secret: str = field(default="", repr=False, metadata=env("PORTAL_SECRET"))
+    portal_outbox_dir: Path | None = field(default=None, metadata=env("PORTAL_OUTBOX_DIR", optional_path))
+    # Logs: the level of every logger, a level per component (`throttle=debug,usage=warning`, the first
+    # part of a logger's name), and text or JSON lines (tollway/logs.py).
     # billing/ webhooks: the key of the stored signing secrets (default: generated into the data dir),
     # one POST's deadline, attempts before FAILED, the backoff's first/largest delay (s), the poll (s).
     webhook_secret_key: str = field(default="", repr=False, metadata=env("WEBHOOK_SECRET_KEY"))
-    webhook_timeout: float = field(default=10.0, metadata=env("WEBHOOK_TIMEOUT", _positive_float))
-    webhook_max_attempts: int = field(default=12, metadata=env("WEBHOOK_MAX_ATTEMPTS", _positive_int))
-    webhook_retry_base: float = field(default=10.0, metadata=env("WEBHOOK_RETRY_BASE", _positive_float))
-    webhook_retry_max: float = field(default=3600.0, metadata=env("WEBHOOK_RETRY_MAX", _positive_float))
-    webhook_poll: float = field(default=1.0, metadata=env("WEBHOOK_POLL", _positive_float))
-    log_level: str = field(default="INFO", metadata=env("LOG_LEVEL"))
+    webhook_timeout: float = field(default=10.0, metadata=env("WEBHOOK_TIMEOUT", positive_seconds))
+    webhook_max_attempts: int = field(default=12, metadata=env("WEBHOOK_MAX_ATTEMPTS", positive_int))
+    webhook_retry_base: float = field(default=10.0, metadata=env("WEBHOOK_RETRY_BASE", positive_seconds))
+    webhook_retry_max: float = field(default=3600.0, metadata=env("WEBHOOK_RETRY_MAX", positive_seconds))
+    webhook_poll: float = field(default=1.0, metadata=env("WEBHOOK_POLL", positive_seconds))
+    event_retention_days: int = field(default=30, metadata=env("EVENT_RETENTION_DAYS", positive_int))
+    log_level: str = field(default="INFO", metadata=env("LOG_LEVEL", log_level))
+    log_levels: tuple[tuple[str, str], ...] = field(default=(), metadata=env("LOG_LEVELS", log_levels))
+    log_format: str = field(default="text", metadata=env("LOG_FORMAT", choice(*LOG_FORMATS)))
     # OS processes serving the Envoy-facing services (`--workers` of serve/up wins): worker k > 0 listens
     # on the gRPC port + k (the admin port skipped) and is one more endpoint in Envoy's clusters.
-    workers: int = field(default=1, metadata=env("WORKERS", _positive_int))
+    workers: int = field(default=1, metadata=env("WORKERS", positive_int))
     # Where `tollway up --demo` serves the demo API's upstream (its --demo-upstream option wins).
     demo_upstream_addr: str = field(default="127.0.0.1:8090", metadata=env("DEMO_UPSTREAM_ADDR"))
 
     @classmethod
     def read_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Every field from its TOLLWAY_* variable (the default when unset), nothing filled in or
-        created: what a client (the CLI) needs, without the server's secrets on disk."""
-        source = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for item in fields(cls):
-            raw = item.metadata["env"].read(source)
-            if raw is not None:
-                values[item.name] = item.metadata["env"].parse(raw)
-        return cls(**values)
+        """Every field from its TOLLWAY_* variable, else the config file TOLLWAY_CONFIG names, else its
+        default; nothing filled in or created: what a client (the CLI) needs, without the server's
+        secrets on disk. A bad value or key raises ConfigError naming where it came from."""
+        from tollway.settings.loader import load
+
+        return load(environ).settings
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -357,78 +218,19 @@ class Settings:
     @classmethod
     def env_name(cls, field_name: str) -> str:
         """The environment variable a field is read from (its current name, not older aliases)."""
-        item = next(item for item in fields(cls) if item.name == field_name)
-        env: EnvVar = item.metadata["env"]
-        return ENV_PREFIX + env.names[0]
+        return cls.declaration(field_name).variable
+
+    @classmethod
+    def declaration(cls, field_name: str) -> EnvVar:
+        declared: EnvVar = cls.__dataclass_fields__[field_name].metadata["env"]
+        return declared
 
     def resolved(self) -> Settings:
-        """Fills the embedded defaults: SQLite in the data dir, secrets persisted there, local endpoints."""
-        database_url = self.database_url or f"sqlite:///{self.data_dir / 'tollway.db'}"
-        # Every worker's Envoy-facing address, unless the endpoints are named (replicas elsewhere).
-        grpc = tuple(split_addr(addr) for addr in self.worker_grpc_addrs)
-        return replace(
-            self,
-            database_url=database_url,
-            admin_token=self.admin_token or _read_or_create_secret(self.data_dir / "admin-token"),
-            key_hash_secret=self.key_hash_secret or _read_or_create_secret(self.data_dir / "key-hash-secret"),
-            keymgr_endpoints=self.keymgr_endpoints or grpc,
-            usage_endpoints=self.usage_endpoints or grpc,
-            usage_wal_dir=self.usage_wal_dir or self.data_dir / "usage-wal",
-            usage_envoy_admins=self.usage_envoy_admins or (split_addr(self.envoy_admin_addr),),
-            throttle_endpoints=self.throttle_endpoints or grpc,
-            portal_url=self.portal_url
-            or f"http{'s' if self.portal_tls_cert_file else ''}://{self.portal_addr}",
-            portal_secret=self.portal_secret or _read_or_create_secret(self.data_dir / "portal-secret"),
-            webhook_secret_key=self.webhook_secret_key
-            or _read_or_create_secret(self.data_dir / "webhook-secret-key"),
-            portal_outbox_dir=self.portal_outbox_dir or self.data_dir / "portal-outbox",
-            envoy_nodes=self.envoy_nodes or (self.envoy_node_id,),
-        )._with_envoy_auth()
+        """Fills the embedded defaults: SQLite in the data dir, secrets persisted there, local endpoints;
+        refuses (StartupRefused) an Envoy-facing link that cannot work."""
+        from tollway.settings.resolve import resolve
 
-    def _with_envoy_auth(self) -> Settings:
-        """token mode: the token (given, from its file, or generated). mtls mode: the TLS files (all
-        generated when none is given); refuses a partial set or an unusable token."""
-        from tollway.errors import StartupRefused
-
-        mode = EnvoyAuthMode(self.envoy_auth)
-        if mode is EnvoyAuthMode.TOKEN:
-            token = self.envoy_token
-            if not token and self.envoy_token_file:
-                token = Path(self.envoy_token_file).read_text().strip()
-            token = token or _read_or_create_secret(self.data_dir / "envoy-token")
-            problem = token_problem(token)
-            if problem is not None:
-                raise StartupRefused(f"{self.env_name('envoy_token')}: {problem}")
-            return replace(self, envoy_token=token)
-        if mode is not EnvoyAuthMode.MTLS:
-            return self
-        given = {name: getattr(self, name) for name in _ENVOY_TLS_FILES}
-        if not any(given.values()):
-            from tollway.envoy_pki import ensure_pki
-
-            private_dir(self.data_dir)
-            pki = ensure_pki(
-                self.data_dir / "envoy-tls", self.envoy_tls_server_name, self.envoy_tls_client_name
-            )
-            return replace(
-                self,
-                envoy_tls_cert_file=str(pki.server_cert),
-                envoy_tls_key_file=str(pki.server_key),
-                envoy_tls_client_ca_file=str(pki.ca_cert),
-                envoy_tls_ca_file=str(pki.ca_cert),
-                envoy_tls_client_cert_file=str(pki.client_cert),
-                envoy_tls_client_key_file=str(pki.client_key),
-            )
-        # One private CA usually signs both sides.
-        given["envoy_tls_ca_file"] = given["envoy_tls_ca_file"] or self.envoy_tls_client_ca_file
-        missing = [self.env_name(name) for name, value in given.items() if not value]
-        if missing:
-            raise StartupRefused(
-                "TOLLWAY_ENVOY_AUTH=mtls with TLS files of your own needs all of them; missing "
-                + ", ".join(missing)
-                + " (or set none of them, and a private CA is generated into the data directory)"
-            )
-        return replace(self, envoy_tls_ca_file=given["envoy_tls_ca_file"])
+        return resolve(self)
 
     # -- workers -----------------------------------------------------------------------------------
 

@@ -1,13 +1,12 @@
 """The gateway's part of the settings (`Settings.gateway`): what xds/ tells Envoy beyond the catalog.
-Kept apart from tollway/settings.py, which declares the environment variables these come from."""
+Kept apart from tollway/settings/model.py, which declares the variables these come from."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from tollway.envoy_auth import EnvoyLink
-
-HostPort = tuple[str, int]
+from tollway.settings.declare import HostPort
 
 
 @dataclass(frozen=True)
