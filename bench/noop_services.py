@@ -31,6 +31,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
 
 from tollway import envoy_contract as contract
+from tollway import event_loop
 from tollway.envoy_auth import EnvoyFacingSecurity
 from tollway.keepalive import KEEPALIVE
 
@@ -103,7 +104,8 @@ def _serve(counts: Any, security: EnvoyFacingSecurity, ready: Connection) -> Non
         await stop.wait()
         await server.stop(grace=None)
 
-    asyncio.run(main())
+    # The same event loop and collector settings as Tollway's processes (tollway/event_loop.py).
+    event_loop.run(main())
 
 
 @dataclass

@@ -27,6 +27,7 @@ from tollway.request_guard import (
     MAX_STRING_CHARS,
     RateLimitedLog,
     RequestGuardInterceptor,
+    WrappedHandlers,
     request_problem,
 )
 
@@ -169,3 +170,19 @@ async def test_streaming_handlers_pass_through_the_guard() -> None:
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await client(iter([good, bad]))
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_wrapped_handlers_wrap_each_method_once_while_the_handler_is_the_same() -> None:
+    calls: list[str] = []
+
+    def wrap(method: str, handler: Any) -> Any:
+        calls.append(method)
+        return ("wrapped", method, handler)
+
+    handlers = WrappedHandlers(wrap)
+    first, other = grpc.unary_unary_rpc_method_handler(len), grpc.unary_unary_rpc_method_handler(len)
+    assert handlers.get("/a/A", first) is handlers.get("/a/A", first)
+    assert handlers.get("/b/B", first) == ("wrapped", "/b/B", first)
+    # A different handler for the same method (a server re-registered it) is wrapped anew.
+    assert handlers.get("/a/A", other) == ("wrapped", "/a/A", other)
+    assert calls == ["/a/A", "/b/B", "/a/A"]

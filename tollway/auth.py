@@ -22,7 +22,7 @@ from typing import Any
 
 import grpc
 
-from tollway.request_guard import RateLimitedLog
+from tollway.request_guard import RateLimitedLog, WrappedHandlers
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,7 @@ class PeerNameInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         self._name = name.encode()
         self._refusal = f"the client certificate does not name {who} (expected {name!r})"
         self._reports = RateLimitedLog(log)
+        self._handlers = WrappedHandlers(lambda method, handler: _gated(handler, self._check(method)))
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
@@ -93,7 +94,7 @@ class PeerNameInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         method = handler_call_details.method or ""
         if handler is None or method.startswith(OPEN_SERVICES):
             return handler  # type: ignore[return-value]  # None: the server answers UNIMPLEMENTED
-        return _gated(handler, self._check(method))
+        return self._handlers.get(method, handler)
 
     def _check(self, method: str) -> Callable[[grpc.aio.ServicerContext[Any, Any]], Awaitable[None]]:
         async def check(context: grpc.aio.ServicerContext[Any, Any]) -> None:

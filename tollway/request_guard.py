@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 from google.protobuf.descriptor import FieldDescriptor
@@ -169,6 +169,34 @@ class _Undecodable:
 
 
 _UNDECODABLE = "request message could not be decoded"
+# Methods a WrappedHandlers remembers: a server has a few dozen; the bound only caps the unexpected.
+_MAX_WRAPPED_METHODS = 1_024
+
+# A string: grpc.RpcMethodHandler is generic only in the type stubs.
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
+
+
+class WrappedHandlers:
+    """An interceptor's wrapped handler per method, built once: the handler a server finds for a
+    method is the same object call after call, so wrapping it again per call (closures and a new
+    handler each time, on the Envoy-facing hot path) is work for nothing."""
+
+    __slots__ = ("_wrap", "_wrapped")
+
+    def __init__(self, wrap: Callable[[str, Handler], Handler]) -> None:
+        self._wrap = wrap
+        self._wrapped: dict[str, tuple[Handler, Handler]] = {}
+
+    def get(self, method: str, handler: Handler) -> Handler:
+        """`wrap(method, handler)`, the cached one while the server hands out the same handler."""
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        if len(self._wrapped) >= _MAX_WRAPPED_METHODS:
+            self._wrapped.clear()
+        wrapped = self._wrap(method, handler)
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
 
 
 # Generic only in the type stubs: subscripted here it would fail at import.
@@ -179,6 +207,7 @@ class RequestGuardInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-
     def __init__(self, *, validate: bool, log_interval: float = 60.0) -> None:
         self.validate = validate
         self.reports = RateLimitedLog(log, log_interval)
+        self._handlers = WrappedHandlers(self._wrap)
 
     async def intercept_service(
         self,
@@ -188,7 +217,10 @@ class RequestGuardInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-
         handler = await continuation(handler_call_details)
         if handler is None or handler.request_deserializer is None:
             return handler  # type: ignore[return-value]  # None: the server answers UNIMPLEMENTED
-        method = handler_call_details.method or "?"
+        return self._handlers.get(handler_call_details.method or "?", handler)
+
+    def _wrap(self, method: str, handler: Handler) -> Handler:
+        assert handler.request_deserializer is not None
         return _guarded(handler, self._deserializer(handler.request_deserializer, method), self._check)
 
     def _deserializer(self, decode: Callable[[bytes], Any], method: str) -> Callable[[bytes], Any]:

@@ -102,13 +102,13 @@ async def _run_until_signal() -> None:
 
 
 def _run(main: Coroutine[Any, Any, None]) -> None:
-    """Runs a process to its end; a refused setup ends with its message, not a traceback."""
-    import asyncio
-
+    """Runs a process to its end (tollway/event_loop.py: uvloop when installed); a refused setup ends
+    with its message, not a traceback."""
+    from tollway import event_loop
     from tollway.refusal import StartupRefused
 
     try:
-        asyncio.run(main)
+        event_loop.run(main)
     except StartupRefused as refused:
         typer.echo(f"error: {refused}", err=True)
         raise typer.Exit(2) from None

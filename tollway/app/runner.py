@@ -18,6 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]  # grpc-stubs lack aio
 from prometheus_client import Gauge
 
+from tollway import event_loop
 from tollway.app.registry import COMPONENTS, gateway_contribution
 from tollway.auth import BearerTokenInterceptor, server_tls_credentials
 from tollway.catalog.store import CatalogStore
@@ -255,6 +256,8 @@ class TollwayProcess:
                 await server.stop()
             self._servers = []
             raise
+        # What is loaded now lives as long as the process: out of the collector's reach.
+        event_loop.freeze_startup_objects()
         for server in self._servers:
             await server.update_health()
         self._health_watch = asyncio.create_task(self._watch_health(), name="health-watch")

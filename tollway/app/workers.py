@@ -30,6 +30,7 @@ import time
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from tollway import event_loop
 from tollway.app.runner import TollwayProcess
 from tollway.envoy import die_with_parent
 from tollway.errors import StartupRefused
@@ -162,7 +163,7 @@ def main(argv: list[str]) -> int:
     settings: Settings = pickle.load(sys.stdin.buffer)
     configure_logging(settings, worker=index)
     try:
-        asyncio.run(_serve_worker(settings.for_worker(index)))
+        event_loop.run(_serve_worker(settings.for_worker(index)))
     except StartupRefused as refused:
         print(f"error: worker {index}: {refused}", file=sys.stderr)
         return 2
