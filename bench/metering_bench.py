@@ -53,14 +53,16 @@ async def _copy(db: Database, table: str, batch: list[dict[str, object]]) -> Non
             await conn.close()
     else:
         async with db.session() as session:
-            await session.exec(insert(schema_usage.UsageWindow), params=batch)  # type: ignore[call-overload]
+            await session.exec(insert(schema_usage.UsageWindow), params=batch)
             await session.commit()
     batch.clear()
 
 
 async def seed(db: Database, subscriptions: int, windows: int) -> int:
     plan = schema.Plan(id="plan_quota", name="quota", currency="EUR", monthly_quota=10_000)
-    api = schema.Api(id="api_bench", name="bench", context_path="/bench", upstream_urls=["http://127.0.0.1:9"])
+    api = schema.Api(
+        id="api_bench", name="bench", context_path="/bench", upstream_urls=["http://127.0.0.1:9"]
+    )
     created = PERIOD_START - timedelta(days=40)
     async with db.session() as session:
         session.add(plan)
@@ -78,8 +80,8 @@ async def seed(db: Database, subscriptions: int, windows: int) -> int:
     ]  # fmt: skip
     async with db.session() as session:
         for i in range(0, subscriptions, 5000):
-            await session.exec(insert(schema.Application), params=apps[i : i + 5000])  # type: ignore[call-overload]
-            await session.exec(insert(schema.Subscription), params=subs[i : i + 5000])  # type: ignore[call-overload]
+            await session.exec(insert(schema.Application), params=apps[i : i + 5000])
+            await session.exec(insert(schema.Subscription), params=subs[i : i + 5000])
         await session.commit()
     zeros = {c.name: 0 for c in schema_usage.UsageWindow.__table__.columns if c.name not in _KEYS}  # type: ignore[attr-defined]
     rng = random.Random(7)
@@ -143,7 +145,9 @@ async def run(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--subscriptions", type=int, default=20_000)
     parser.add_argument("--windows", type=int, default=48, help="minute summaries per subscription")
     parser.add_argument("--rounds", type=int, default=3, help="steady quota rounds timed")
