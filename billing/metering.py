@@ -8,6 +8,17 @@ moves by compare-and-set in the burn's transaction and the ledger key names the 
 usage replay (which usage/ never counts twice) or two replicas burning at once burn each count once.
 The gate rows written on a flip reach keymgr through the change log, so Check never reads any of this.
 
+A round's reads are grouped, never one per subscription (billing/metering_reads.py): usage is the
+invoice run's GROUP BY aggregate, once per distinct period (periods follow anchor days, so a handful),
+kept for the subscriptions metered; subscriptions, burn marks and the QUOTA alerts already raised are
+read in chunks of 5,000 ids; a part whose mark already matches opens no burn transaction and a threshold
+already raised is not raised again, so the writes follow what changed. A round still re-reads whole
+periods: usage_window rows carry no write time, and a late or replayed count may land in any window of
+the period, so remembering totals per subscription would miss it. Measured (bench.metering_bench,
+PostgreSQL, 2-core machine): a steady quota round over 20,000 subscriptions and 960,000 minute rows
+takes 2.0 s (2,000 subscriptions: 26 s before, 0.16 s now); before, the 20,000 one did not end in 14
+minutes (one range scan of the period per subscription).
+
 Simplifications (stated in the README): burns and caps price a period's usage with the plan version in
 effect at the latest instant counted (an INSTANT version mid-period reprices the period's burns from
 then on, where the invoice splits it), recurring fees and minimum charges are left to the invoice, and
