@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from keymgr.keys import display, new_key
 from tollway.logs import (
     API_KEY_PATTERN,
+    LOG_COMPONENTS,
     REDACTED,
     REQUEST_ID,
     JsonFormatter,
@@ -33,7 +34,7 @@ def captured() -> Iterator[io.StringIO]:
     """The root logger as configure_logging leaves it, writing into a buffer; restored afterwards."""
     root = logging.getLogger()
     saved = (list(root.handlers), root.level)
-    levels = {name: logging.getLogger(name).level for name in ("throttle", "usage")}
+    levels = {name: logging.getLogger(name).level for name in LOG_COMPONENTS}
     buffer = io.StringIO()
     yield buffer
     root.handlers[:] = saved[0]

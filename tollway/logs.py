@@ -93,6 +93,10 @@ class JsonFormatter(logging.Formatter):
         return self._redact(json.dumps(document, ensure_ascii=False, default=str))
 
 
+# The first parts of Tollway's logger names (the `component` of a JSON line).
+LOG_COMPONENTS = frozenset({"tollway", "keymgr", "throttle", "usage", "billing", "portal", "xds", "bench"})
+
+
 def secrets_of(settings: Settings) -> list[str]:
     """The process's own secrets (resolved settings carry the generated ones too)."""
     return [
@@ -116,5 +120,8 @@ def configure_logging(settings: Settings, worker: int | None = None) -> None:
         root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(settings.log_level.upper())
-    for component, level in settings.log_levels:
-        logging.getLogger(component).setLevel(level.upper())
+    # The levels are exactly the settings': a component not named follows TOLLWAY_LOG_LEVEL, whatever
+    # an earlier configuration in this process left on it.
+    named = dict(settings.log_levels)
+    for component in sorted(LOG_COMPONENTS | set(named)):
+        logging.getLogger(component).setLevel(named.get(component, "NOTSET").upper())
