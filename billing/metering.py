@@ -8,6 +8,17 @@ moves by compare-and-set in the burn's transaction and the ledger key names the 
 usage replay (which usage/ never counts twice) or two replicas burning at once burn each count once.
 The gate rows written on a flip reach keymgr through the change log, so Check never reads any of this.
 
+A round's reads are grouped, never one per subscription (billing/metering_reads.py): usage is the
+invoice run's GROUP BY aggregate, once per distinct period (periods follow anchor days, so a handful),
+kept for the subscriptions metered; subscriptions, burn marks and the QUOTA alerts already raised are
+read in chunks of 5,000 ids; a part whose mark already matches opens no burn transaction and a threshold
+already raised is not raised again, so the writes follow what changed. A round still re-reads whole
+periods: usage_window rows carry no write time, and a late or replayed count may land in any window of
+the period, so remembering totals per subscription would miss it. Measured (bench.metering_bench,
+PostgreSQL, 2-core machine): a steady quota round over 20,000 subscriptions and 960,000 minute rows
+takes 2.0 s (2,000 subscriptions: 26 s before, 0.16 s now); before, the 20,000 one did not end in 14
+minutes (one range scan of the period per subscription).
+
 Simplifications (stated in the README): burns and caps price a period's usage with the plan version in
 effect at the latest instant counted (an INSTANT version mid-period reprices the period's burns from
 then on, where the invoice splits it), recurring fees and minimum charges are left to the invoice, and
@@ -45,12 +56,20 @@ from billing.credit import (
     to_minor,
 )
 from billing.credit_store import post_entry
-from billing.invoice_engine import PlanVersionRecord, plan_terms
+from billing.invoice_engine import PlanVersionRecord, UsageRow, plan_terms
+from billing.metering_reads import (
+    BurnKey,
+    burn_marks,
+    live_subscriptions,
+    quota_alerts_raised,
+    usage_after,
+    usage_in,
+)
 from billing.periods import Period, period_containing
 from billing.plan_versions import stored_versions
 from billing.regimes import PlanTerms, trial_end
 from billing.spend_caps import cap_gate, cap_gate_id
-from billing.usage_queries import _UNBILLED_STATES, aggregate, timelines
+from billing.usage_queries import timelines
 from tollway.db import Database
 from tollway.schema import Plan, Subscription, as_utc, utcnow
 from tollway.schema_billing import BillingGate, CreditAccount, CreditBurnMark, SpendCap
@@ -72,6 +91,20 @@ class Part:
     period: Period
     pricing: pr.Pricing | None
     usage: pr.Usage
+
+
+def _burn_key(part: Part) -> BurnKey:
+    return (part.subscription.id, part.plan_id, part.period.start)
+
+
+def _burned(part: Part, mark: CreditBurnMark | None) -> bool:
+    """Whether `mark` already says this part's counts were burned (then the round has nothing to do)."""
+    assert part.pricing is not None
+    return (
+        mark is not None
+        and mark.requests == billable_requests(part.pricing, part.usage)
+        and mark.burned_minor == metered_charge_minor(part.pricing, part.usage)
+    )
 
 
 class Metering:
@@ -127,34 +160,26 @@ class Metering:
                 return  # nothing to burn or measure: two small queries a round
             app_ids = {a for a, _ in accounts} | {c.target_id for c in caps if c.scope == APPLICATION}
             sub_ids = {c.target_id for c in caps if c.scope == SUBSCRIPTION}
-            live = col(Subscription.state).not_in(_UNBILLED_STATES)
             subs: dict[str, Subscription] = {}
-            if app_ids:
-                for sub in (
-                    await session.exec(
-                        select(Subscription).where(live, col(Subscription.application_id).in_(app_ids))
-                    )
-                ).all():
-                    subs[sub.id] = sub
-            if sub_ids:
-                for sub in (
-                    await session.exec(select(Subscription).where(live, col(Subscription.id).in_(sub_ids)))
-                ).all():
-                    subs[sub.id] = sub
+            for sub in await live_subscriptions(session, Subscription.application_id, app_ids):
+                subs[sub.id] = sub
+            for sub in await live_subscriptions(session, Subscription.id, sub_ids):
+                subs[sub.id] = sub
             plans = {p.id: p for p in (await session.exec(select(Plan))).all()}
             if all_quotas:
                 quota_plans = [p.id for p in plans.values() if p.monthly_quota > 0]
-                if quota_plans:
-                    for sub in (
-                        await session.exec(
-                            select(Subscription).where(live, col(Subscription.plan_id).in_(quota_plans))
-                        )
-                    ).all():
-                        subs.setdefault(sub.id, sub)
+                for sub in await live_subscriptions(session, Subscription.plan_id, quota_plans):
+                    subs.setdefault(sub.id, sub)
             parts = await self._parts(session, list(subs.values()), plans, now)
-        for part in parts:
-            currency = part.pricing.currency if part.pricing is not None else ""
-            if (part.subscription.application_id, currency) in accounts:
+            burnable = [
+                part
+                for part in parts
+                if part.pricing is not None
+                and (part.subscription.application_id, part.pricing.currency) in accounts
+            ]
+            marks = await burn_marks(session, [_burn_key(part) for part in burnable])
+        for part in burnable:
+            if not _burned(part, marks.get(_burn_key(part))):
                 await self._burn(part)
         await self._caps(caps, parts)
         await self._quota_alerts(parts, plans)
@@ -164,8 +189,8 @@ class Metering:
     ) -> list[Part]:
         versions = await stored_versions(session)
         approvals = await timelines(session, [sub.id for sub in subs]) if subs else {}
-        terms: dict[str, PlanTerms | None] = {}
-        parts: list[Part] = []
+        periods_of: dict[str, list[Period]] = {}
+        metered: dict[Period, list[str]] = defaultdict(list)
         for sub in subs:
             current = period_containing(now, sub.billing_anchor_day)
             periods = [current]
@@ -173,14 +198,26 @@ class Metering:
                 periods.append(
                     period_containing(current.start - timedelta(seconds=1), sub.billing_anchor_day)
                 )
+            periods_of[sub.id] = periods
+            for period in periods:
+                metered[period].append(sub.id)
+        # One grouped aggregate per distinct period (a handful: periods follow anchor days) and chunk.
+        rows: dict[tuple[str, Period], list[UsageRow]] = defaultdict(list)
+        for period, ids in metered.items():
+            for row in await usage_in(session, period, ids):
+                rows[(row.subscription_id, period)].append(row)
+        terms: dict[str, PlanTerms | None] = {}
+        priced: list[tuple[Subscription, UsageRow, Period, pr.Pricing | None, datetime | None]] = []
+        cuts: dict[tuple[str, Period], datetime] = {}
+        for sub in subs:
             timeline = approvals.get(sub.id)
             trial_start = (timeline.approved_at if timeline else None) or as_utc(sub.created_at) or now
-            for period in periods:
-                for row in await aggregate(session, period, subscription_id=sub.id):
+            for period in periods_of[sub.id]:
+                for row in rows.get((sub.id, period), ()):
                     if row.plan_id not in terms:
                         terms[row.plan_id] = self._terms(plans.get(row.plan_id), versions)
                     plan_terms = terms[row.plan_id]
-                    pricing, usage = None, row.usage
+                    pricing, cut = None, None
                     if plan_terms is not None:
                         # The terms in effect at the end of what has been counted so far.
                         instant = min(now, period.end - timedelta(seconds=1))
@@ -192,13 +229,15 @@ class Metering:
                             ended = trial_end(trial_start, pricing.trial_days)
                             if period.start < ended < period.end:
                                 # Only what was used after the trial is charged.
-                                after = Period(ended, period.end)
-                                usage = sum(
-                                    (r.usage for r in await aggregate(session, after, subscription_id=sub.id)
-                                     if r.plan_id == row.plan_id),
-                                    pr.Usage(),
-                                )  # fmt: skip
-                    parts.append(Part(sub, row.plan_id, period, pricing, usage))
+                                cut = cuts[(sub.id, period)] = ended
+                    priced.append((sub, row, period, pricing, cut))
+        after = await usage_after(session, cuts) if cuts else {}
+        parts: list[Part] = []
+        for sub, row, period, pricing, cut in priced:
+            usage = row.usage
+            if cut is not None:
+                usage = after.get((sub.id, period), {}).get(row.plan_id, pr.Usage())
+            parts.append(Part(sub, row.plan_id, period, pricing, usage))
         return parts
 
     @staticmethod
@@ -352,10 +391,13 @@ class Metering:
         if not used:
             return
         async with self._db.session() as session:
+            raised = await quota_alerts_raised(session, {period for _, period in used})
             for (sub_id, period), count in used.items():
                 quota = quotas[sub_id]
                 text = f"{count:,} of {quota:,} requests"
                 for threshold in reached(count, quota):
+                    if (sub_id, period, threshold) in raised:
+                        continue  # raised before: raise_alert would find it and do nothing
                     await alerts.raise_alert(
                         session, SUBSCRIPTION, sub_id, period, alerts.QUOTA, threshold, text
                     )
