@@ -8,11 +8,8 @@ sends it. Endpoints are inline in the clusters (load_assignment), so there is no
 from __future__ import annotations
 
 import json
-import os
-import ssl
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 from envoy.config.accesslog.v3 import accesslog_pb2
 from envoy.config.cluster.v3 import cluster_pb2
@@ -23,8 +20,7 @@ from envoy.extensions.access_loggers.grpc.v3 import als_pb2
 from envoy.extensions.filters.http.ext_authz.v3 import ext_authz_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm_pb2
-from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
-from envoy.type.matcher.v3 import regex_pb2, string_pb2
+from envoy.type.matcher.v3 import regex_pb2
 from envoy.type.v3 import http_status_pb2
 from google.protobuf import any_pb2, struct_pb2, wrappers_pb2
 from google.protobuf.message import Message
@@ -39,7 +35,6 @@ from tollway.envoy_resources import (
     duration,
     grpc_service,
     grpc_service_cluster,
-    is_ip,
     load_assignment,
     socket_address,
 )
@@ -51,6 +46,7 @@ from xds.gateway_tls import (
     gateway_secret,
     redirect_listener,
 )
+from xds.upstreams import Upstream, endpoint_hostname, parse_upstream, system_ca_file, upstream_tls
 
 CLUSTER_TYPE = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 LISTENER_TYPE = "type.googleapis.com/envoy.config.listener.v3.Listener"
@@ -88,23 +84,6 @@ Resources = dict[str, dict[str, Message]]
 def api_cluster_name(api_id: str) -> str:
     """The name of an API's cluster and of its route (what the access log's route_name carries)."""
     return contract.API_ROUTE_PREFIX + api_id
-
-
-# Where distributions keep their CA bundle; Python's own idea comes first.
-_CA_BUNDLE_CANDIDATES = (
-    "/etc/ssl/certs/ca-certificates.crt",
-    "/etc/pki/tls/certs/ca-bundle.crt",
-    "/etc/ssl/cert.pem",
-    "/etc/ssl/ca-bundle.pem",
-)
-
-
-def system_ca_file() -> str | None:
-    paths = ssl.get_default_verify_paths()
-    for candidate in (paths.cafile, paths.openssl_cafile, *_CA_BUNDLE_CANDIDATES):
-        if candidate and os.path.isfile(candidate):
-            return candidate
-    return None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -174,37 +153,6 @@ def _check_port(port: int, what: str) -> None:
         raise ValueError(f"{what}: port {port} is out of range")
 
 
-@dataclass(frozen=True, slots=True)
-class Upstream:
-    """One upstream URL, taken apart."""
-
-    tls: bool
-    host: str  # name or IP literal, IPv6 without brackets
-    port: int
-    path: str  # "" or "/base", never a trailing slash
-
-    @property
-    def authority(self) -> str:
-        """The Host header value for this upstream (port only when not the scheme's default)."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        default_port = 443 if self.tls else 80
-        return host if self.port == default_port else f"{host}:{self.port}"
-
-
-def parse_upstream(url: str) -> Upstream:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https"):
-        raise ValueError(f"upstream URL {url!r}: scheme must be http or https")
-    if not parts.hostname:
-        raise ValueError(f"upstream URL {url!r} has no host")
-    tls = parts.scheme == "https"
-    try:
-        port = parts.port or (443 if tls else 80)
-    except ValueError as exc:
-        raise ValueError(f"upstream URL {url!r}: {exc}") from None
-    return Upstream(tls=tls, host=parts.hostname, port=port, path=parts.path.rstrip("/"))
-
-
 def _packed(message: Message) -> any_pb2.Any:
     packed = any_pb2.Any()
     packed.Pack(message)
@@ -234,39 +182,6 @@ def path_rewrite(context_path: str, upstream_path: str) -> regex_pb2.RegexMatchA
     )
 
 
-def _upstream_tls(upstreams: Sequence[Upstream], ca_file: str | None) -> tls_pb2.UpstreamTlsContext:
-    names = sorted({u.host for u in upstreams})
-    validation = common_pb2.CertificateValidationContext(
-        match_typed_subject_alt_names=[
-            common_pb2.SubjectAltNameMatcher(
-                san_type=common_pb2.SubjectAltNameMatcher.IP_ADDRESS
-                if is_ip(name)
-                else common_pb2.SubjectAltNameMatcher.DNS,
-                matcher=string_pb2.StringMatcher(exact=name),
-            )
-            for name in names
-        ]
-    )
-    if not ca_file:
-        raise ValueError("https upstreams need a CA bundle: none found, set GatewayOptions.upstream_ca_file")
-    validation.trusted_ca.filename = ca_file
-    context = tls_pb2.UpstreamTlsContext(
-        common_tls_context=tls_pb2.CommonTlsContext(validation_context=validation)
-    )
-    dns_names = [name for name in names if not is_ip(name)]
-    # SNI carries names only (RFC 6066); several names = each connection sends its endpoint's name.
-    if len(dns_names) == 1:
-        context.sni = dns_names[0]
-    elif len(dns_names) > 1:
-        context.auto_host_sni = True
-    return context
-
-
-def _endpoint_hostname(upstream: Upstream) -> str:
-    # What auto_host_rewrite puts in Host and auto_host_sni in SNI; SNI takes a bare name.
-    return upstream.host if upstream.tls else upstream.authority
-
-
 def api_cluster(api_id: str, upstreams: Sequence[Upstream], options: GatewayOptions) -> cluster_pb2.Cluster:
     name = api_cluster_name(api_id)
     cluster = cluster_pb2.Cluster(
@@ -276,11 +191,11 @@ def api_cluster(api_id: str, upstreams: Sequence[Upstream], options: GatewayOpti
         connect_timeout=duration(options.upstream_connect_timeout_s),
         lb_policy=cluster_pb2.Cluster.ROUND_ROBIN,
         dns_lookup_family=cluster_pb2.Cluster.V4_PREFERRED,
-        load_assignment=load_assignment(name, ((u.host, u.port, _endpoint_hostname(u)) for u in upstreams)),
+        load_assignment=load_assignment(name, ((u.host, u.port, endpoint_hostname(u)) for u in upstreams)),
     )
     if upstreams and upstreams[0].tls:
         cluster.transport_socket.name = TLS_TRANSPORT_SOCKET
-        cluster.transport_socket.typed_config.Pack(_upstream_tls(upstreams, options.upstream_ca_file))
+        cluster.transport_socket.typed_config.Pack(upstream_tls(upstreams, options.upstream_ca_file))
     return cluster
 
 
