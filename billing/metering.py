@@ -360,9 +360,28 @@ class Metering:
                         )
             changed = False
             for (scope, target_id), results in by_target.items():
+                # The caps as they are now, locked until this commit: a cap cleared (or changed) since
+                # this round read them must not leave behind a gate that no later round would lift.
+                current = {
+                    (cap.kind, cap.limit, cap.currency)
+                    for cap in (
+                        await session.exec(
+                            select(SpendCap)
+                            .where(SpendCap.scope == scope, SpendCap.target_id == target_id)
+                            .with_for_update()
+                        )
+                    ).all()
+                }
+                gate = await session.get(BillingGate, cap_gate_id(scope, target_id))
+                if not current:
+                    if gate is not None:
+                        await session.delete(gate)
+                        changed = True
+                    continue
+                if current != {(cap.kind, cap.limit, cap.currency) for cap, _, _ in results}:
+                    continue  # changed meanwhile: the next round measures the new caps
                 hits = [text for _, hit, text in results if hit]
                 refuse = bool(hits)
-                gate = await session.get(BillingGate, cap_gate_id(scope, target_id))
                 if gate is not None and gate.refused == refuse:
                     continue
                 detail = "spend cap reached: " + "; ".join(hits) if hits else "within its spend caps"

@@ -245,3 +245,47 @@ async def test_a_finalized_invoice_keeps_what_credit_paid_when_its_period_burns_
 
     (shown,) = await servicer._invoices([await billing.get_invoice(draft.invoice.id)])
     assert (shown.total, shown.paid_from_credit, shown.amount_due) == ("5.30", "0.30", "5.00")
+
+
+async def test_a_cap_cleared_during_a_metering_round_leaves_no_gate_behind(
+    billing: BillingRepository, world: World, database: Database, clock: FakeClock
+) -> None:
+    """The round reads the caps, then the cap is cleared, then the round writes its gates: the gate must
+    not come back (no later round would lift it, since the cap no longer exists)."""
+    plan = await world.plan("raced", currency="EUR", unit_price="0.50")
+    api = await world.api(plan)
+    app = await world.application()
+    sub = await world.subscription(app, api, plan, utc(2026, 11, 1))
+    metering = Metering(database, Commits(), clock)
+    await billing.spend_caps.set_cap(SUBSCRIPTION, sub.id, "REQUESTS", "2", "")
+    await world.usage(sub, NOW, success=3)
+    await metering.round()
+    gate_id = f"cap:SUBSCRIPTION:{sub.id}"
+    gate = await _gate(database, gate_id)
+    assert gate is not None and gate.refused
+
+    write_gates = metering._caps
+
+    async def cleared_between_read_and_write(caps: list, parts: list) -> None:
+        assert await billing.spend_caps.clear_cap(SUBSCRIPTION, sub.id, "REQUESTS")
+        await write_gates(caps, parts)
+
+    metering._caps = cleared_between_read_and_write  # type: ignore[method-assign]
+    await metering.round()
+    assert await _gate(database, gate_id) is None
+
+    # A cap raised between the read and the write: the stale measure is not applied; the next round is.
+    await billing.spend_caps.set_cap(SUBSCRIPTION, sub.id, "REQUESTS", "2", "")
+    metering._caps = write_gates  # type: ignore[method-assign]
+    await metering.round()
+    assert (gate := await _gate(database, gate_id)) is not None and gate.refused
+
+    async def raised_between_read_and_write(caps: list, parts: list) -> None:
+        await billing.spend_caps.set_cap(SUBSCRIPTION, sub.id, "REQUESTS", "10", "")
+        await write_gates(caps, parts)
+
+    metering._caps = raised_between_read_and_write  # type: ignore[method-assign]
+    await metering.round()
+    metering._caps = write_gates  # type: ignore[method-assign]
+    await metering.round()
+    assert (gate := await _gate(database, gate_id)) is not None and not gate.refused

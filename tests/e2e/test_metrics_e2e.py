@@ -202,11 +202,13 @@ def test_revocation_lag_and_an_invoice_run_are_measured(stack: Stack, world: dic
 
     after = wait_until(lagged)
     assert after is not None
-    count = value(after, "tollway_change_lag_seconds_count", listener="keymgr", topic="keys")
-    # Every change reached keymgr within the promised second (the +Inf bucket minus the 1 s one).
-    assert (
-        value(after, "tollway_change_lag_seconds_bucket", listener="keymgr", topic="keys", le="1.0") == count
-    )
+    # Both changes were observed with a lag: the histogram's +Inf bucket and its sum moved with its count.
+    # (How long the lag is is a latency figure, reported by `make bench`, not asserted here: the 1 s
+    # promise for revocation is checked end to end by tests/e2e/test_gateway_e2e.py.)
+    labels = {"listener": "keymgr", "topic": "keys"}
+    moved = delta(after, before, "tollway_change_lag_seconds_count", **labels)
+    assert delta(after, before, "tollway_change_lag_seconds_bucket", le="+Inf", **labels) == moved
+    assert delta(after, before, "tollway_change_lag_seconds_sum", **labels) > 0
     billing = billing_pb2_grpc.BillingServiceStub(grpc.insecure_channel(stack.settings.admin_addr))
     run = billing_pb2.GenerateInvoicesRequest(billing_month="2026-01", request_id=f"run-{time.time_ns()}")
     stack.call(billing.GenerateInvoices, run)
