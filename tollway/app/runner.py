@@ -27,6 +27,7 @@ from tollway.component import Component, GrpcService, ProcessContext, RunningCom
 from tollway.db import Database
 from tollway.deadlines import AdminDeadlineInterceptor
 from tollway.keepalive import KEEPALIVE, KeepalivePolicy
+from tollway.loop_monitor import LoopMonitor
 from tollway.metrics import MetricsRegistry, serve_metrics, split_host_port
 from tollway.private_files import private_dir, private_sqlite
 from tollway.reflection import enable_server_reflection
@@ -166,6 +167,7 @@ class TollwayProcess:
         self._metrics_server: asyncio.Server | None = None
         self._health_watch: asyncio.Task[None] | None = None
         self._health_failures = RateLimitedLog(log)
+        self.loop_monitor = LoopMonitor(self.metrics.registry)
 
         context = ProcessContext(self.db, self.changes, self.catalog, gateway_contribution(settings))
         # The selected components, in registry order (the order they are wired and started).
@@ -261,6 +263,7 @@ class TollwayProcess:
         for server in self._servers:
             await server.update_health()
         self._health_watch = asyncio.create_task(self._watch_health(), name="health-watch")
+        self.loop_monitor.start()
         if self.settings.metrics_addr:
             self._metrics_server = await serve_metrics(
                 *split_host_port(self.settings.metrics_addr), self.metrics.render
@@ -297,6 +300,7 @@ class TollwayProcess:
                     )
 
     async def stop(self) -> None:
+        await self.loop_monitor.stop()
         if self._health_watch is not None:
             self._health_watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
