@@ -31,7 +31,7 @@ from bench.scenarios import SCENARIOS, Lab, LabOptions, Scenario, Target
 HEADER = ("scenario", "2xx/s", "p50 ms", "p99 ms", "non-2xx", "vs B", "vs floor", "log", "fail-open",
           "Python µs/req", "Envoy µs/req")  # fmt: skip
 FIXED_HEADER = ("fixed rate", "requests/s", "p50 ms", "p99 ms", "A p50 ms", "A p99 ms", "p99 - A p99",
-                "non-2xx")  # fmt: skip
+                "non-2xx", "loop lag p99 / longest")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,16 @@ class FixedRun:
     rate: float
     tollway: LoadResult
     a: LoadResult
+    # Tollway's event-loop lag during its run: cumulative counts by upper bound (seconds), an increase.
+    loop_lag: dict[float, float] = field(default_factory=dict)
+
+    def loop_lag_bound(self, quantile: float) -> float | None:
+        """The histogram bucket bound (seconds) holding the `quantile` of the loop's lags; 1.0 = the
+        longest stall's bucket. None when nothing was measured."""
+        total = self.loop_lag.get(math.inf, 0.0)
+        if not total:
+            return None
+        return next(b for b in sorted(self.loop_lag) if self.loop_lag[b] >= quantile * total)
 
 
 @dataclass
@@ -189,12 +199,16 @@ class GatewayBenchmark:
 
     def _fixed_rate(self, rate: float, target: Target, a: Target) -> FixedRun:
         seconds = self.options.fixed_seconds
+        lag_before = target.loop_lag() if target.loop_lag is not None else {}
         mine = run_paced("127.0.0.1", target.port, target.path, target.headers, rate=rate, seconds=seconds)
+        lag_after = target.loop_lag() if target.loop_lag is not None else {}
         theirs = run_paced("127.0.0.1", a.port, a.path, a.headers, rate=rate, seconds=seconds)
+        run = FixedRun(rate, mine, theirs, {b: n - lag_before.get(b, 0.0) for b, n in lag_after.items()})
         self.say(
-            f"   at {rate:,.0f}/s: p99 {mine.p(0.99):.1f} ms (A at the same rate: {theirs.p(0.99):.1f} ms)"
+            f"   at {rate:,.0f}/s: p99 {mine.p(0.99):.1f} ms (A at the same rate: {theirs.p(0.99):.1f} ms;"
+            f" loop lag p99 <= {_ms(run.loop_lag_bound(0.99))}, longest <= {_ms(run.loop_lag_bound(1.0))})"
         )
-        return FixedRun(rate, mine, theirs)
+        return run
 
     # -- the report ---------------------------------------------------------------------------------
 
@@ -238,6 +252,7 @@ class GatewayBenchmark:
                         _fmt(run.a.p(0.99), 1),
                         f"{run.tollway.p(0.99) - run.a.p(0.99):+.1f} ms",
                         str(run.tollway.non_2xx),
+                        f"{_ms(run.loop_lag_bound(0.99))} / {_ms(run.loop_lag_bound(1.0))}",
                     )
                 )
             text += "\n\n" + _render(rows)
@@ -269,9 +284,18 @@ class GatewayBenchmark:
                     "rate": round(row.fixed.rate, 1),
                     "tollway": row.fixed.tollway.summary(),
                     "A": row.fixed.a.summary(),
+                    "loop_lag_p99_bound_s": row.fixed.loop_lag_bound(0.99),
+                    "loop_lag_longest_bound_s": row.fixed.loop_lag_bound(1.0),
                 }
             out.append(entry)
         return out
+
+
+def _ms(bound: float | None) -> str:
+    """A lag bucket's bound as "<= N ms" reads it ("-" when none; "inf" past the last bucket)."""
+    if bound is None:
+        return "-"
+    return "inf" if math.isinf(bound) else f"{bound * 1000:g} ms"
 
 
 def _fmt(value: float | None, digits: int = 0) -> str:

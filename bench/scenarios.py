@@ -86,6 +86,9 @@ class Target:
     counted: Callable[[], int] | None = None
     # C: the throttle's decisions so far by result (store_unavailable_allowed = admitted uncounted).
     decisions: Callable[[], Counter[str]] | None = None
+    # C: the event-loop lag histogram's cumulative counts by upper bound in seconds (how long one step
+    # of work held the loop); None where there is none.
+    loop_lag: Callable[[], dict[float, float]] | None = None
     # Calls the no-op services answered (N, F).
     calls: Callable[[], dict[str, int]] | None = None
     # Process ids whose CPU counts as the Python side, and Envoy's.
@@ -217,6 +220,7 @@ class Lab:
                 received=gateway.log_entries,
                 counted=gateway.usage_requests,
                 decisions=gateway.throttle_decisions,
+                loop_lag=gateway.loop_lag,
                 python_pids=lambda: [pid for pid in tree() if not is_envoy(pid)],
                 envoy_pids=lambda: [pid for pid in tree() if is_envoy(pid)],
             )

@@ -44,6 +44,7 @@ STARTUP_SECONDS = 120.0
 _DECISION = re.compile(
     r'^tollway_throttle_decisions_total\{[^}]*result="([^"]+)"[^}]*\} (\S+)$', re.MULTILINE
 )
+_LOOP_LAG = re.compile(r'^tollway_event_loop_lag_seconds_bucket\{le="([^"]+)"\} (\S+)$', re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -287,6 +288,19 @@ class TollwayGateway:
                 text = response.read().decode()
             for match in _DECISION.finditer(text):
                 total[match.group(1)] += int(float(match.group(2)))
+        return total
+
+    def loop_lag(self) -> dict[float, float]:
+        """The event-loop lag histogram's cumulative bucket counts by upper bound (seconds), summed over
+        the workers (tollway_event_loop_lag_seconds on each one's metrics port)."""
+        total: dict[float, float] = {}
+        for worker in range(self.mode.workers):
+            url = f"http://127.0.0.1:{self.metrics_port + worker}/metrics"
+            with urllib.request.urlopen(url, timeout=5) as response:
+                text = response.read().decode()
+            for match in _LOOP_LAG.finditer(text):
+                bound = float(match.group(1))
+                total[bound] = total.get(bound, 0.0) + float(match.group(2))
         return total
 
     def usage_requests(self) -> int:

@@ -173,3 +173,16 @@ def test_scenario_names_and_groups() -> None:
     with pytest.raises(SystemExit, match="unknown scenario 'Z'"):
         _names(["A,Z"])
     assert {row.floor for row in SCENARIOS.values() if row.mode is not None} == {"N", "F"}
+
+
+def test_loop_lag_bounds_read_the_histograms_increase() -> None:
+    from bench.gateway import FixedRun
+
+    nothing = LoadResult(1.0)
+    # 100 ticks: 98 within 1 ms, one between 10 and 25 ms, one between 50 and 100 ms.
+    lag = {0.001: 98.0, 0.01: 98.0, 0.025: 99.0, 0.05: 99.0, 0.1: 100.0, 0.25: 100.0, math.inf: 100.0}
+    run = FixedRun(500.0, nothing, nothing, lag)
+    assert run.loop_lag_bound(0.5) == 0.001
+    assert run.loop_lag_bound(0.99) == 0.025
+    assert run.loop_lag_bound(1.0) == 0.1
+    assert FixedRun(500.0, nothing, nothing).loop_lag_bound(0.99) is None
