@@ -75,7 +75,9 @@ def delta(after: Series, before: Series, name: str, **labels: str) -> float:
 def world(stack: Stack) -> dict[str, Any]:
     """Keys in every state the scripted requests need, each already in effect at the gateway."""
     free = stack.create_plan("metrics-free")
-    tight = stack.create_plan("metrics-tight", limits=catalog_pb2.PlanLimits(requests_per_minute=1))
+    # One request a day (not a minute): used up by this fixture, it stays used up for the tests after
+    # it, whatever second of the minute they start at.
+    tight = stack.create_plan("metrics-tight", limits=catalog_pb2.PlanLimits(requests_per_day=1))
     api = stack.create_api("metrics", "/metrics/v1", [free.id, tight.id])
     app = stack.create_application("metrics-app")
     stack.subscribe(app.id, api.id, free.id)
@@ -95,7 +97,7 @@ def world(stack: Stack) -> dict[str, Any]:
     path = "/metrics/v1/x"
     for key, status in ((good, 200), (revoked.key, 401), (blocked, 403), (stranger, 403), (limited, 200)):
         assert stack.wait_for_status(path, status, {"x-api-key": key}, timeout=10)[0].status == status
-    # The tight plan's one request a minute is used up from here on.
+    # The tight plan's one request a day is used up from here on.
     assert stack.wait_for_status(path, 429, {"x-api-key": limited})[0].status == 429
     return {
         "free": free.id,
@@ -152,7 +154,7 @@ def test_each_counter_moves_by_exactly_what_was_sent(stack: Stack, world: dict[s
     assert delta(after, before, "tollway_keymgr_check_seconds_count") == sum(expected_reasons.values())
     # ShouldRateLimit: one call per request that passed Check (none in the fused mode).
     assert delta(after, before, RLS, outcome="ok", window="none") == (0 if fused else 5)
-    assert delta(after, before, RLS, outcome="over_limit", window="minute") == (0 if fused else 3)
+    assert delta(after, before, RLS, outcome="over_limit", window="day") == (0 if fused else 3)
     assert delta(after, before, "tollway_throttle_rls_seconds_count") == (0 if fused else 8)
     # Both modes: the throttle's decisions per plan.
     assert (
