@@ -33,6 +33,7 @@ from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined
 from tollway import envoy_contract as contract
 from tollway import event_loop
 from tollway.envoy_auth import EnvoyFacingSecurity
+from tollway.handler_wrapping import WrappingRegistrar
 from tollway.keepalive import KEEPALIVE
 
 CHECKS, RATE_LIMITS, LOG_ENTRIES = range(3)
@@ -78,10 +79,12 @@ class NoopAccessLog(als_pb2_grpc.AccessLogServiceServicer):
 
 def _serve(counts: Any, security: EnvoyFacingSecurity, ready: Connection) -> None:
     async def main() -> None:
-        server = grpc.aio.server(interceptors=security.interceptors(), options=KEEPALIVE.server_options())
-        external_auth_pb2_grpc.add_AuthorizationServicer_to_server(NoopAuthorization(counts), server)
-        rls_pb2_grpc.add_RateLimitServiceServicer_to_server(NoopRateLimit(counts), server)
-        als_pb2_grpc.add_AccessLogServiceServicer_to_server(NoopAccessLog(counts), server)
+        server = grpc.aio.server(options=KEEPALIVE.server_options())
+        # Envoy's caller check as Tollway's Envoy-facing server applies it: wrapped once per handler.
+        registrar: Any = WrappingRegistrar(server, security.wrappers())
+        external_auth_pb2_grpc.add_AuthorizationServicer_to_server(NoopAuthorization(counts), registrar)
+        rls_pb2_grpc.add_RateLimitServiceServicer_to_server(NoopRateLimit(counts), registrar)
+        als_pb2_grpc.add_AccessLogServiceServicer_to_server(NoopAccessLog(counts), registrar)
         # Envoy's clusters check each service's health every 2 s, as they do Tollway's.
         health = health_aio.HealthServicer()
         for service in (
@@ -91,7 +94,7 @@ def _serve(counts: Any, security: EnvoyFacingSecurity, ready: Connection) -> Non
             contract.ACCESS_LOG_SERVICE,
         ):
             await health.set(service, health_pb2.HealthCheckResponse.SERVING)
-        health_pb2_grpc.add_HealthServicer_to_server(health, server)
+        health_pb2_grpc.add_HealthServicer_to_server(health, registrar)
         credentials = security.server_credentials()
         if credentials is None:
             port = server.add_insecure_port("127.0.0.1:0")

@@ -67,6 +67,18 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-a
         self._reports.event(logging.WARNING, method, "refused %s: %s", method, self._refusal)
         return _deny_handler(self._refusal)
 
+    def wrap(self, method: str, handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
+        """The same refusal applied to a handler once, at registration (tollway/handler_wrapping.py)."""
+        if method.startswith(OPEN_SERVICES):
+            return handler
+
+        async def check(context: grpc.aio.ServicerContext[Any, Any]) -> None:
+            if not self._authorized(context.invocation_metadata()):
+                self._reports.event(logging.WARNING, method, "refused %s: %s", method, self._refusal)
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, self._refusal)
+
+        return _gated(handler, check)
+
     def _authorized(self, metadata: Any) -> bool:
         for key, value in metadata or ():
             if key == AUTHORIZATION:
@@ -85,16 +97,21 @@ class PeerNameInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         self._name = name.encode()
         self._refusal = f"the client certificate does not name {who} (expected {name!r})"
         self._reports = RateLimitedLog(log)
-        self._handlers = WrappedHandlers(lambda method, handler: _gated(handler, self._check(method)))
+        self._handlers = WrappedHandlers(self.wrap)
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler[Any, Any]:
         handler = await continuation(handler_call_details)
-        method = handler_call_details.method or ""
-        if handler is None or method.startswith(OPEN_SERVICES):
+        if handler is None:
             return handler  # type: ignore[return-value]  # None: the server answers UNIMPLEMENTED
-        return self._handlers.get(method, handler)
+        return self._handlers.get(handler_call_details.method or "", handler)
+
+    def wrap(self, method: str, handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
+        """The check applied to a handler once (at registration, or cached by the interceptor)."""
+        if method.startswith(OPEN_SERVICES):
+            return handler
+        return _gated(handler, self._check(method))
 
     def _check(self, method: str) -> Callable[[grpc.aio.ServicerContext[Any, Any]], Awaitable[None]]:
         async def check(context: grpc.aio.ServicerContext[Any, Any]) -> None:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tollway.vocabulary import EnvoyAuthMode
 
@@ -33,6 +33,8 @@ from tollway.vocabulary import EnvoyAuthMode
 # start-up time counts) read the dataclasses below without paying for a gRPC import.
 if TYPE_CHECKING:
     import grpc
+
+    from tollway.handler_wrapping import HandlerWrapper
 
 MIN_TOKEN_CHARS = 16
 ENVOY = "Envoy"
@@ -112,8 +114,9 @@ class EnvoyFacingSecurity:
             return None
         return server_tls_credentials(self.cert_file, self.key_file, self.client_ca_file)
 
-    def interceptors(self) -> tuple[grpc.aio.ServerInterceptor[Any, Any], ...]:
-        """What refuses a caller that is not Envoy, before any other interceptor or servicer runs."""
+    def wrappers(self) -> tuple[HandlerWrapper, ...]:
+        """What refuses a caller that is not Envoy, wrapped around each handler as it registers
+        (tollway/handler_wrapping.py), outermost: before any other check or servicer runs."""
         from tollway.auth import BearerTokenInterceptor, PeerNameInterceptor
 
         if self.mode is EnvoyAuthMode.TOKEN:

@@ -207,7 +207,7 @@ class RequestGuardInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-
     def __init__(self, *, validate: bool, log_interval: float = 60.0) -> None:
         self.validate = validate
         self.reports = RateLimitedLog(log, log_interval)
-        self._handlers = WrappedHandlers(self._wrap)
+        self._handlers = WrappedHandlers(self.wrap)
 
     async def intercept_service(
         self,
@@ -215,12 +215,14 @@ class RequestGuardInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any]:
         handler = await continuation(handler_call_details)
-        if handler is None or handler.request_deserializer is None:
+        if handler is None:
             return handler  # type: ignore[return-value]  # None: the server answers UNIMPLEMENTED
         return self._handlers.get(handler_call_details.method or "?", handler)
 
-    def _wrap(self, method: str, handler: Handler) -> Handler:
-        assert handler.request_deserializer is not None
+    def wrap(self, method: str, handler: Handler) -> Handler:
+        """The guard applied to a handler once (at registration, or cached by the interceptor)."""
+        if handler.request_deserializer is None:
+            return handler
         return _guarded(handler, self._deserializer(handler.request_deserializer, method), self._check)
 
     def _deserializer(self, decode: Callable[[bytes], Any], method: str) -> Callable[[bytes], Any]:

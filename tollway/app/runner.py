@@ -26,6 +26,7 @@ from tollway.changes import ChangeFeed
 from tollway.component import Component, GrpcService, ProcessContext, RunningComponent, service_name
 from tollway.db import Database
 from tollway.deadlines import AdminDeadlineInterceptor
+from tollway.handler_wrapping import HandlerWrapper, WrappingRegistrar
 from tollway.keepalive import KEEPALIVE, KeepalivePolicy
 from tollway.loop_monitor import LoopMonitor
 from tollway.metrics import MetricsRegistry, serve_metrics, split_host_port
@@ -65,11 +66,15 @@ class GrpcServer:
         interceptors: tuple[grpc.aio.ServerInterceptor[Any, Any], ...] = (),
         credentials: grpc.ServerCredentials | None = None,
         keepalive: KeepalivePolicy = KEEPALIVE,
+        wrappers: tuple[HandlerWrapper, ...] = (),
     ) -> None:
         self.address = address
         self.credentials = credentials
         # Explicit keepalive, agreed with Envoy's (tollway/keepalive.py): no too_many_pings GOAWAY.
         self.server = grpc.aio.server(interceptors=interceptors, options=keepalive.server_options())
+        # `wrappers` act like interceptors, applied to each handler once as it registers (the hot path's
+        # servers: no interceptor chain per call, tollway/handler_wrapping.py).
+        self.registrar: Any = WrappingRegistrar(self.server, wrappers) if wrappers else self.server
         self.services: list[str] = []
         self._readiness: dict[str, Callable[[], bool]] = {}
         self._healthy: dict[str, Callable[[], bool]] = {}
@@ -89,7 +94,7 @@ class GrpcServer:
         self.services.append(service.full_name)
         self._readiness[service.full_name] = ready
         self._healthy[service.full_name] = healthy
-        service.add_to_server(self.server)
+        service.add_to_server(self.registrar)
 
     def status(self, name: str) -> bool:
         """Whether the health service reports `name` SERVING now."""
@@ -123,8 +128,8 @@ class GrpcServer:
     async def start(self) -> None:
         self._health = health_aio.HealthServicer()
         await self.update_health()
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, self.server)
-        enable_server_reflection([*self.services, service_name(health_pb2, "Health")], self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self.registrar)
+        enable_server_reflection([*self.services, service_name(health_pb2, "Health")], self.registrar)
         if self.credentials is None:
             self.server.add_insecure_port(self.address)
         else:
@@ -224,8 +229,8 @@ class TollwayProcess:
         security = self.settings.envoy_facing
         self.envoy_facing = GrpcServer(
             self.settings.grpc_addr,
-            (*security.interceptors(), RequestGuardInterceptor(validate=False)),
-            security.server_credentials(),
+            credentials=security.server_credentials(),
+            wrappers=(*security.wrappers(), RequestGuardInterceptor(validate=False)),
         )
         self.admin = GrpcServer(
             self.settings.admin_addr,
