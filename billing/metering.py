@@ -77,6 +77,12 @@ from tollway.schema_billing import BillingGate, CreditAccount, CreditBurnMark, S
 log = logging.getLogger(__name__)
 
 ROUND_SECONDS = 0.2
+# With no credit account and no spend cap anywhere a round has nothing to burn or measure: it waits this
+# long for the next look, unless a billing commit in this process wakes it. Measured under gateway load
+# (`tollway up`, one process): five idle rounds a second were about a tenth of the process's sampled
+# Python time (each round a session: pool ping, begin, two SELECTs, rollback), all of it beside the
+# Envoy-facing hot path on the same event loop.
+IDLE_ROUND_SECONDS = 2.0
 QUOTA_ROUND_SECONDS = 10.0
 LATE_SECONDS = 3600
 MAX_RETRY_SECONDS = 5.0
@@ -115,6 +121,7 @@ class Metering:
         self._on_commit = on_commit
         self._clock = clock
         self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
         self.rounds = 0
         self.failures = 0
 
@@ -128,25 +135,34 @@ class Metering:
                 await asyncio.wait_for(self._task, 2.0)
             self._task = None
 
+    def wake(self) -> None:
+        """Runs the next round now (a billing commit may have added credit or a cap)."""
+        self._wake.set()
+
     async def _run(self) -> None:
         last_quota = 0.0
         loop = asyncio.get_running_loop()
         delay = ROUND_SECONDS
         while True:
+            self._wake.clear()
             try:
                 quota = loop.time() - last_quota >= QUOTA_ROUND_SECONDS
-                await self.round(all_quotas=quota)
+                busy = await self.round(all_quotas=quota)
                 if quota:
                     last_quota = loop.time()
-                delay = ROUND_SECONDS
+                delay = ROUND_SECONDS if busy else IDLE_ROUND_SECONDS
             except Exception as exc:  # the database may be down: back off, then try again
                 self.failures += 1
-                delay = min(delay * 2, MAX_RETRY_SECONDS)
+                delay = min(max(delay, ROUND_SECONDS) * 2, MAX_RETRY_SECONDS)
                 log.warning("metering round failed (%s); retrying in %.1fs", type(exc).__name__, delay)
-            await asyncio.sleep(delay)
+                await asyncio.sleep(delay)
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
 
-    async def round(self, all_quotas: bool = False) -> None:
-        """One pass: burns, caps, alerts. `all_quotas` also checks every quota-limited subscription."""
+    async def round(self, all_quotas: bool = False) -> bool:
+        """One pass: burns, caps, alerts. `all_quotas` also checks every quota-limited subscription.
+        Returns whether any credit account or spend cap exists (whether rounds have work to follow)."""
         now = self._clock()
         async with self._db.session() as session:
             accounts = {
@@ -157,7 +173,7 @@ class Metering:
             }
             caps = list((await session.exec(select(SpendCap))).all())
             if not accounts and not caps and not all_quotas:
-                return  # nothing to burn or measure: two small queries a round
+                return False  # nothing to burn or measure: two small queries a round
             app_ids = {a for a, _ in accounts} | {c.target_id for c in caps if c.scope == APPLICATION}
             sub_ids = {c.target_id for c in caps if c.scope == SUBSCRIPTION}
             subs: dict[str, Subscription] = {}
@@ -183,6 +199,7 @@ class Metering:
                 await self._burn(part)
         await self._caps(caps, parts)
         await self._quota_alerts(parts, plans)
+        return bool(accounts or caps)
 
     async def _parts(
         self, session: AsyncSession, subs: list[Subscription], plans: dict[str, Plan], now: datetime

@@ -48,13 +48,18 @@ class Billing(RunningComponent):
         self.deliverer = WebhookDeliverer(self.webhooks, webhooks)
         self.retention = EventRetention(db, event_retention_days)
 
-        def committed() -> None:
+        def metered() -> None:
             changes.committed()
             # The commit may carry events: deliver them now rather than at the next poll.
             self.deliverer.wake()
 
+        def committed() -> None:
+            metered()
+            # It may have added credit or a cap: meter now rather than at the next idle round.
+            self.metering.wake()
+
         self.repository = BillingRepository(db, committed, completeness=completeness)
-        self.metering = Metering(db, committed)
+        self.metering = Metering(db, metered)
 
     def admin_services(self) -> Sequence[GrpcService]:
         servicer = BillingServicer(self.repository, self.hub, self.limiter, self.webhooks)

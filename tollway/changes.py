@@ -255,14 +255,16 @@ class ChangeFeed:
 
     async def _bounds(self) -> tuple[int, int]:
         """(pruned through, newest sequence number) of the log."""
+        # One statement, not two: every replica runs it each poll interval, on the serving event loop.
+        newest = select(func.max(schema.ChangeLogEntry.seq)).scalar_subquery()
+        statement = select(schema.ChangeRevision.pruned_through, newest).where(schema.ChangeRevision.id == 1)
         async with self._db.session() as session:
-            pruned = (
-                await session.exec(
-                    select(schema.ChangeRevision.pruned_through).where(schema.ChangeRevision.id == 1)
-                )
-            ).one_or_none() or 0
-            newest = (await session.exec(select(func.max(schema.ChangeLogEntry.seq)))).one_or_none()
-        return int(pruned), int(newest or pruned)
+            row = (await session.exec(statement)).one_or_none()
+            if row is None:  # no revision row (a database older than it): the log alone
+                head = (await session.exec(select(func.max(schema.ChangeLogEntry.seq)))).one_or_none()
+                return 0, int(head or 0)
+        pruned, head = row
+        return int(pruned or 0), int(head or pruned or 0)
 
     async def _changes(self, after: int, through: int, topics: list[str]) -> list[Change]:
         entry = schema.ChangeLogEntry
