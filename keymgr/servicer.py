@@ -36,6 +36,7 @@ from keymgr.metrics import ALLOWED, KeymgrMetrics
 from keymgr.wire import response_header
 from tollway import envoy_contract as contract
 from tollway.admission import Admission, LimitGate
+from tollway.handler_wrapping import add_service
 from tollway.logs import REQUEST_ID
 from tollway.request_guard import RateLimitedLog
 from tollway.schema import utcnow
@@ -393,6 +394,4 @@ def add_authorization_service(servicer: AuthorizationServicer, server: grpc.aio.
         request_deserializer=external_auth_pb2.CheckRequest.FromString,
         response_serializer=_serialize,
     )
-    server.add_generic_rpc_handlers(
-        (grpc.method_handlers_generic_handler(_AUTHORIZATION_SERVICE, {"Check": handler}),)
-    )
+    add_service(server, _AUTHORIZATION_SERVICE, {"Check": handler})

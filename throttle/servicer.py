@@ -39,6 +39,7 @@ from throttle.store import TrafficLimitDraft, TrafficLimitStore
 from tollway import envoy_contract as contract
 from tollway import schema
 from tollway.errors import InvalidArgument, NotFound, Unavailable, map_grpc_errors
+from tollway.handler_wrapping import add_service
 from tollway.protoconv import timestamp
 from tollway.request_guard import RateLimitedLog
 from tollway.throttle.v1 import throttle_pb2, throttle_pb2_grpc
@@ -245,9 +246,7 @@ def add_rate_limit_service(servicer: RateLimitServicer, server: grpc.aio.Server)
         request_deserializer=None,
         response_serializer=rls_pb2.RateLimitResponse.SerializeToString,
     )
-    server.add_generic_rpc_handlers(
-        (grpc.method_handlers_generic_handler(_RLS_SERVICE, {"ShouldRateLimit": handler}),)
-    )
+    add_service(server, _RLS_SERVICE, {"ShouldRateLimit": handler})
 
 
 _RLS_SERVICE = rls_pb2.DESCRIPTOR.services_by_name["RateLimitService"].full_name

@@ -255,13 +255,14 @@ class ChangeFeed:
 
     async def _bounds(self) -> tuple[int, int]:
         """(pruned through, newest sequence number) of the log."""
-        # One statement, not two: every replica runs it each poll interval, on the serving event loop.
+        # One Core statement, not two through an ORM session: every replica runs it each poll interval,
+        # on the serving event loop.
         newest = select(func.max(schema.ChangeLogEntry.seq)).scalar_subquery()
         statement = select(schema.ChangeRevision.pruned_through, newest).where(schema.ChangeRevision.id == 1)
-        async with self._db.session() as session:
-            row = (await session.exec(statement)).one_or_none()
+        async with self._db.engine.connect() as conn:
+            row = (await conn.execute(statement)).first()
             if row is None:  # no revision row (a database older than it): the log alone
-                head = (await session.exec(select(func.max(schema.ChangeLogEntry.seq)))).one_or_none()
+                head = (await conn.execute(select(func.max(schema.ChangeLogEntry.seq)))).scalar()
                 return 0, int(head or 0)
         pruned, head = row
         return int(pruned or 0), int(head or pruned or 0)

@@ -69,3 +69,11 @@ class WrappingRegistrar:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.server, name)  # ports, start, stop: the server's own
+
+
+def add_service(server: Any, service: str, handlers: Mapping[str, Handler]) -> None:
+    """Registers hand-built method handlers as generated code registers its own: as registered methods,
+    which the server finds by name in a table per call (a generic handler is instead asked, in Python,
+    one after another until one knows the method), and as a generic handler too."""
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, dict(handlers)),))
+    server.add_registered_method_handlers(service, dict(handlers))

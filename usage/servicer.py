@@ -15,6 +15,7 @@ from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from tollway.errors import InvalidArgument, map_grpc_errors
+from tollway.handler_wrapping import add_service
 from tollway.protoconv import timestamp, to_datetime
 from tollway.request_guard import RateLimitedLog
 from tollway.usage.v1 import usage_pb2, usage_pb2_grpc
@@ -89,9 +90,7 @@ def register(servicer: AccessLogServicer, server: grpc.aio.Server) -> None:
         request_deserializer=None,
         response_serializer=als_pb2.StreamAccessLogsResponse.SerializeToString,
     )
-    server.add_generic_rpc_handlers(
-        (grpc.method_handlers_generic_handler(ACCESS_LOG_SERVICE, {"StreamAccessLogs": handler}),)
-    )
+    add_service(server, ACCESS_LOG_SERVICE, {"StreamAccessLogs": handler})
 
 
 _GRANULARITIES = {
