@@ -31,7 +31,8 @@ from bench.scenarios import SCENARIOS, Lab, LabOptions, Scenario, Target
 HEADER = ("scenario", "2xx/s", "p50 ms", "p99 ms", "non-2xx", "vs B", "vs floor", "log", "fail-open",
           "Python µs/req", "Envoy µs/req")  # fmt: skip
 FIXED_HEADER = ("fixed rate", "requests/s", "p50 ms", "p99 ms", "A p50 ms", "A p99 ms", "p99 - A p99",
-                "non-2xx", "loop lag p99 / longest")  # fmt: skip
+                "non-2xx", "loop lag p99 / longest", "floor p50 / p99 same rate",
+                "floor at half its peak: rate, p50 / p99")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,11 @@ class FixedRun:
     a: LoadResult
     # Tollway's event-loop lag during its run: cumulative counts by upper bound (seconds), an increase.
     loop_lag: dict[float, float] = field(default_factory=dict)
+    # The row's floor (N or F) at the same rate, and at half of its own peak (the same load relative
+    # to its capacity as Tollway's run): what the gRPC stack alone does there.
+    floor: LoadResult | None = None
+    floor_half: LoadResult | None = None
+    floor_half_rate: float = 0.0
 
     def loop_lag_bound(self, quantile: float) -> float | None:
         """The histogram bucket bound (seconds) holding the `quantile` of the loop's lags; 1.0 = the
@@ -194,6 +200,8 @@ class GatewayBenchmark:
                 typical = row.typical
                 if fixed and typical is not None and "A" in targets:
                     row.fixed = self._fixed_rate(typical.rate / 2, target, targets["A"])
+                    floor_peak = _median([paired[floor] for paired in row.paired])
+                    self._floor_at_fixed_rates(row.fixed, targets[floor], floor_peak)
         except Exception as error:  # one broken row must not cost the others
             self._failed(row, error, row.name)
 
@@ -209,6 +217,21 @@ class GatewayBenchmark:
             f" loop lag p99 <= {_ms(run.loop_lag_bound(0.99))}, longest <= {_ms(run.loop_lag_bound(1.0))})"
         )
         return run
+
+    def _floor_at_fixed_rates(self, run: FixedRun, floor: Target, floor_peak: float | None) -> None:
+        seconds = self.options.fixed_seconds
+        run.floor = run_paced(
+            "127.0.0.1", floor.port, floor.path, floor.headers, rate=run.rate, seconds=seconds
+        )
+        if floor_peak:
+            run.floor_half_rate = floor_peak / 2
+            run.floor_half = run_paced(
+                "127.0.0.1", floor.port, floor.path, floor.headers, rate=run.floor_half_rate, seconds=seconds
+            )
+        self.say(
+            f"   its floor at {run.rate:,.0f}/s: p99 {_p99(run.floor)} ms;"
+            f" at half its own peak ({run.floor_half_rate:,.0f}/s): p99 {_p99(run.floor_half)} ms"
+        )
 
     # -- the report ---------------------------------------------------------------------------------
 
@@ -253,6 +276,8 @@ class GatewayBenchmark:
                         f"{run.tollway.p(0.99) - run.a.p(0.99):+.1f} ms",
                         str(run.tollway.non_2xx),
                         f"{_ms(run.loop_lag_bound(0.99))} / {_ms(run.loop_lag_bound(1.0))}",
+                        f"{_p50(run.floor)} / {_p99(run.floor)}",
+                        f"{_fmt(run.floor_half_rate)}, {_p50(run.floor_half)} / {_p99(run.floor_half)}",
                     )
                 )
             text += "\n\n" + _render(rows)
@@ -285,10 +310,21 @@ class GatewayBenchmark:
                     "tollway": row.fixed.tollway.summary(),
                     "A": row.fixed.a.summary(),
                     "loop_lag_p99_bound_s": row.fixed.loop_lag_bound(0.99),
+                    "floor_same_rate": row.fixed.floor.summary() if row.fixed.floor else None,
+                    "floor_half_peak_rate": round(row.fixed.floor_half_rate, 1),
+                    "floor_half_peak": row.fixed.floor_half.summary() if row.fixed.floor_half else None,
                     "loop_lag_longest_bound_s": row.fixed.loop_lag_bound(1.0),
                 }
             out.append(entry)
         return out
+
+
+def _p50(result: LoadResult | None) -> str:
+    return _fmt(result.p(0.5), 1) if result is not None else "-"
+
+
+def _p99(result: LoadResult | None) -> str:
+    return _fmt(result.p(0.99), 1) if result is not None else "-"
 
 
 def _ms(bound: float | None) -> str:
