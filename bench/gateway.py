@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.loadgen import LoadResult
-from bench.measure import PeakOptions, Sample, measure_peak
+from bench.measure import PeakOptions, Sample, cpu_seconds, measure_peak
 from bench.pacer import run_paced
 from bench.scenarios import SCENARIOS, Lab, LabOptions, Scenario, Target
 
@@ -32,7 +32,7 @@ HEADER = ("scenario", "2xx/s", "p50 ms", "p99 ms", "non-2xx", "vs B", "vs floor"
           "Python µs/req", "Envoy µs/req")  # fmt: skip
 FIXED_HEADER = ("fixed rate", "requests/s", "p50 ms", "p99 ms", "A p50 ms", "A p99 ms", "p99 - A p99",
                 "non-2xx", "loop lag p99 / longest", "floor p50 / p99 same rate",
-                "floor at half its peak: rate, p50 / p99")  # fmt: skip
+                "floor at half its peak: rate, p50 / p99", "Python µs/req, floor's same rate")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,11 @@ class FixedRun:
     floor: LoadResult | None = None
     floor_half: LoadResult | None = None
     floor_half_rate: float = 0.0
+    # Python CPU µs per answered request of Tollway's run and of its floor's at the same rate: the two
+    # processes' cost compared at one load (at their peaks they run at different loads, and a grpc.aio
+    # server's cost per call falls as its load rises).
+    python_us: float | None = None
+    floor_python_us: float | None = None
 
     def loop_lag_bound(self, quantile: float) -> float | None:
         """The histogram bucket bound (seconds) holding the `quantile` of the loop's lags; 1.0 = the
@@ -208,10 +213,11 @@ class GatewayBenchmark:
     def _fixed_rate(self, rate: float, target: Target, a: Target) -> FixedRun:
         seconds = self.options.fixed_seconds
         lag_before = target.loop_lag() if target.loop_lag is not None else {}
-        mine = run_paced("127.0.0.1", target.port, target.path, target.headers, rate=rate, seconds=seconds)
+        mine, cpu_us = _paced_with_cpu(target, rate, seconds)
         lag_after = target.loop_lag() if target.loop_lag is not None else {}
         theirs = run_paced("127.0.0.1", a.port, a.path, a.headers, rate=rate, seconds=seconds)
         run = FixedRun(rate, mine, theirs, {b: n - lag_before.get(b, 0.0) for b, n in lag_after.items()})
+        run.python_us = cpu_us
         self.say(
             f"   at {rate:,.0f}/s: p99 {mine.p(0.99):.1f} ms (A at the same rate: {theirs.p(0.99):.1f} ms;"
             f" loop lag p99 <= {_ms(run.loop_lag_bound(0.99))}, longest <= {_ms(run.loop_lag_bound(1.0))})"
@@ -220,14 +226,10 @@ class GatewayBenchmark:
 
     def _floor_at_fixed_rates(self, run: FixedRun, floor: Target, floor_peak: float | None) -> None:
         seconds = self.options.fixed_seconds
-        run.floor = run_paced(
-            "127.0.0.1", floor.port, floor.path, floor.headers, rate=run.rate, seconds=seconds
-        )
+        run.floor, run.floor_python_us = _paced_with_cpu(floor, run.rate, seconds)
         if floor_peak:
             run.floor_half_rate = floor_peak / 2
-            run.floor_half = run_paced(
-                "127.0.0.1", floor.port, floor.path, floor.headers, rate=run.floor_half_rate, seconds=seconds
-            )
+            run.floor_half, _ = _paced_with_cpu(floor, run.floor_half_rate, seconds)
         self.say(
             f"   its floor at {run.rate:,.0f}/s: p99 {_p99(run.floor)} ms;"
             f" at half its own peak ({run.floor_half_rate:,.0f}/s): p99 {_p99(run.floor_half)} ms"
@@ -278,6 +280,7 @@ class GatewayBenchmark:
                         f"{_ms(run.loop_lag_bound(0.99))} / {_ms(run.loop_lag_bound(1.0))}",
                         f"{_p50(run.floor)} / {_p99(run.floor)}",
                         f"{_fmt(run.floor_half_rate)}, {_p50(run.floor_half)} / {_p99(run.floor_half)}",
+                        f"{_fmt(run.python_us)}, {_fmt(run.floor_python_us)}",
                     )
                 )
             text += "\n\n" + _render(rows)
@@ -312,11 +315,24 @@ class GatewayBenchmark:
                     "loop_lag_p99_bound_s": row.fixed.loop_lag_bound(0.99),
                     "floor_same_rate": row.fixed.floor.summary() if row.fixed.floor else None,
                     "floor_half_peak_rate": round(row.fixed.floor_half_rate, 1),
+                    "python_cpu_us_per_request": _round(row.fixed.python_us),
+                    "floor_python_cpu_us_per_request_same_rate": _round(row.fixed.floor_python_us),
                     "floor_half_peak": row.fixed.floor_half.summary() if row.fixed.floor_half else None,
                     "loop_lag_longest_bound_s": row.fixed.loop_lag_bound(1.0),
                 }
             out.append(entry)
         return out
+
+
+def _paced_with_cpu(target: Target, rate: float, seconds: float) -> tuple[LoadResult, float | None]:
+    """A fixed-rate run on `target`, and its Python processes' CPU µs per answered request meanwhile."""
+    pids = target.python_pids()
+    before = cpu_seconds(pids)
+    result = run_paced("127.0.0.1", target.port, target.path, target.headers, rate=rate, seconds=seconds)
+    answered = sum(result.statuses.values())
+    if not pids or not answered:
+        return result, None
+    return result, (cpu_seconds(pids) - before) / answered * 1e6
 
 
 def _p50(result: LoadResult | None) -> str:
