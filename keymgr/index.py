@@ -33,14 +33,14 @@ from sqlalchemy import ColumnElement
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from keymgr.entries import ApiEntry as ApiEntry
+from keymgr.entries import ApplicationEntry as ApplicationEntry
+from keymgr.entries import KeyEntry as KeyEntry
+from keymgr.entries import PlanEntry as PlanEntry
+from keymgr.entries import SubscriptionEntry as SubscriptionEntry
+from keymgr.entries import micros
 from keymgr.snapshot import EMPTY_SNAPSHOT as EMPTY_SNAPSHOT
-from keymgr.snapshot import ApiEntry as ApiEntry
-from keymgr.snapshot import ApplicationEntry as ApplicationEntry
-from keymgr.snapshot import KeyEntry as KeyEntry
 from keymgr.snapshot import KeySnapshot as KeySnapshot
-from keymgr.snapshot import PlanEntry as PlanEntry
-from keymgr.snapshot import SubscriptionEntry as SubscriptionEntry
-from keymgr.snapshot import micros
 from tollway import schema
 from tollway.change_log import Change, Topic
 from tollway.db import Database

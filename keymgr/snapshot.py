@@ -27,11 +27,18 @@ import ipaddress
 import logging
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Set
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
+from keymgr.entries import (
+    ApiEntry,
+    ApplicationEntry,
+    KeyEntry,
+    PlanEntry,
+    SubscriptionEntry,
+    from_micros,
+    micros,
+)
 from keymgr.records import (
     APPLICATION_IDS,
     DELETED,
@@ -53,57 +60,6 @@ log = logging.getLogger(__name__)
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
-
-
-@dataclass(frozen=True, slots=True)
-class ApiEntry:
-    id: str
-    name: str
-
-
-@dataclass(frozen=True, slots=True)
-class PlanEntry:
-    id: str
-    name: str
-    # Admitted only while the application holds credit in `currency` (billing's credit gate).
-    prepaid: bool = False
-    currency: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class ApplicationEntry:
-    id: str
-    # The index does not hold application names (the gateway never sends them): read back as "".
-    name: str = ""
-    deleted: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class SubscriptionEntry:
-    id: str
-    application_id: str
-    api_id: str
-    plan_id: str
-    state: str
-
-
-@dataclass(frozen=True, slots=True)
-class KeyEntry:
-    key_id: str
-    application_id: str
-    # Hex, as the store writes it; held as 32 raw bytes.
-    key_hash: str
-    expires_at: datetime | None
-    revoked_at: datetime | None
-
-    @property
-    def revoked(self) -> bool:
-        # Any revocation time counts, even one ahead of this replica's clock: revocation is immediate.
-        return self.revoked_at is not None
-
-
 # (subscription id, plan id, state) by (application id, API id).
 SubscriptionRecord = tuple[str, str, str]
 SubscriptionKey = tuple[str, str]
@@ -114,15 +70,6 @@ RuleRecord = tuple[str, str]
 # A billing gate: (reason, scope, target id, currency, refused).
 GateRecord = tuple[str, str, str, str, bool]
 CREDIT_EXHAUSTED = "credit_exhausted"
-
-
-def micros(value: datetime | None) -> int | None:
-    """Microseconds since the epoch of an aware datetime (exact, one small int per time)."""
-    return None if value is None else (value - _EPOCH) // _MICROSECOND
-
-
-def from_micros(value: int | None) -> datetime | None:
-    return None if value is None else _EPOCH + timedelta(microseconds=value)
 
 
 class _Tables:

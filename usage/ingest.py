@@ -24,8 +24,8 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, Histogram
 
 from tollway.metrics import component_registry
+from usage.aggregate import ApplyResult
 from usage.frames import Records, encode, entries_in, records_of
-from usage.store import ApplyResult
 from usage.wal import WriteAheadLog
 
 log = logging.getLogger(__name__)

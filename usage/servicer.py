@@ -19,11 +19,12 @@ from tollway.handler_wrapping import add_service
 from tollway.protoconv import timestamp, to_datetime
 from tollway.request_guard import RateLimitedLog
 from tollway.usage.v1 import usage_pb2, usage_pb2_grpc
+from usage.aggregate import BUCKET_COLUMNS
 from usage.classify import OUTCOMES, percentile
 from usage.detail_servicer import DetailQueries
 from usage.frames import MalformedMessage, inspect, valid_node_id
 from usage.ingest import Ingestor
-from usage.store import BUCKET_COLUMNS, UsageStore
+from usage.store import UsageStore
 
 log = logging.getLogger(__name__)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
+from keymgr.entries import SubscriptionEntry
 from keymgr.keys import new_key_id
 from keymgr.records import (
     APPLICATION_IDS,
@@ -16,7 +17,7 @@ from keymgr.records import (
     pack_key,
     unpack_key,
 )
-from keymgr.snapshot import KeySnapshot, SubscriptionEntry
+from keymgr.snapshot import KeySnapshot
 from tollway import schema
 
 

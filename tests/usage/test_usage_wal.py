@@ -14,9 +14,10 @@ from hypothesis import strategies as st
 from tests.usage.usage_entries import entry, message
 from tollway.db import Database
 from usage import frames
+from usage.aggregate import ApplyResult
 from usage.classify import classify
 from usage.ingest import Ingestor
-from usage.store import ApplyResult, UsageStore
+from usage.store import UsageStore
 from usage.wal import WalLockedError, WriteAheadLog
 
 T0 = (int(time.time()) // 86400) * 86400 - 3600
