@@ -10,7 +10,6 @@ from before it instead of silently skipping events (billing/webhook_servicer.py)
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -19,6 +18,7 @@ from sqlalchemy import delete, func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from tollway.background import cancel_task
 from tollway.db import Database
 from tollway.errors import FailedPrecondition
 from tollway.schema import as_utc, utcnow
@@ -50,10 +50,8 @@ class EventRetention:
         self._task = asyncio.create_task(self._run(), name="event-retention")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_task(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         while True:

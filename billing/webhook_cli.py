@@ -6,6 +6,7 @@ from enum import StrEnum
 from typing import Annotated
 
 import typer
+from google.protobuf.message import Message
 
 from billing.credit_cli import billing_service_stub
 from tollway.billing.v1 import billing_pb2 as pb
@@ -39,6 +40,12 @@ def split_types(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
+def _endpoint_call(addr: str, token: str | None, method: str, request: Message) -> None:
+    """One BillingService call about an endpoint, its answer printed."""
+    with admin_client(addr, token, billing_service_stub) as billing:
+        emit(billing.call(getattr(billing.service, method), request))
+
+
 def commands() -> typer.Typer:
     app = typer.Typer(
         help="Webhook endpoints, their delivery log, and the event stream.", no_args_is_help=True
@@ -67,47 +74,26 @@ def commands() -> typer.Typer:
     @app.command()
     def disable(
         endpoint: EndpointId,
-        addr: AdminAddr = DEFAULT_ADMIN_ADDR,
-        token: AdminToken = None,
-        output: Output = None,
-    ) -> None:
+        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None,
+    ) -> None:  # fmt: skip
         """Stop deliveries to an endpoint (pending ones wait until it is enabled)."""
-        with admin_client(addr, token, billing_service_stub) as billing:
-            emit(
-                billing.call(
-                    billing.service.DisableWebhookEndpoint, pb.DisableWebhookEndpointRequest(id=endpoint)
-                )
-            )
+        _endpoint_call(addr, token, "DisableWebhookEndpoint", pb.DisableWebhookEndpointRequest(id=endpoint))
 
     @app.command()
     def enable(
         endpoint: EndpointId,
-        addr: AdminAddr = DEFAULT_ADMIN_ADDR,
-        token: AdminToken = None,
-        output: Output = None,
-    ) -> None:
+        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None,
+    ) -> None:  # fmt: skip
         """Resume deliveries to a disabled endpoint."""
-        with admin_client(addr, token, billing_service_stub) as billing:
-            emit(
-                billing.call(
-                    billing.service.EnableWebhookEndpoint, pb.EnableWebhookEndpointRequest(id=endpoint)
-                )
-            )
+        _endpoint_call(addr, token, "EnableWebhookEndpoint", pb.EnableWebhookEndpointRequest(id=endpoint))
 
     @app.command()
     def delete(
         endpoint: EndpointId,
-        addr: AdminAddr = DEFAULT_ADMIN_ADDR,
-        token: AdminToken = None,
-        output: Output = None,
-    ) -> None:
+        addr: AdminAddr = DEFAULT_ADMIN_ADDR, token: AdminToken = None, output: Output = None,
+    ) -> None:  # fmt: skip
         """Remove an endpoint with its deliveries and their log."""
-        with admin_client(addr, token, billing_service_stub) as billing:
-            emit(
-                billing.call(
-                    billing.service.DeleteWebhookEndpoint, pb.DeleteWebhookEndpointRequest(id=endpoint)
-                )
-            )
+        _endpoint_call(addr, token, "DeleteWebhookEndpoint", pb.DeleteWebhookEndpointRequest(id=endpoint))
 
     @app.command()
     def deliveries(

@@ -27,6 +27,7 @@ from billing.webhook_signing import (
     signature,
 )
 from billing.webhook_store import AttemptResult, Claimed, WebhookStore
+from tollway.background import cancel_task
 from tollway.events import event_json
 from tollway.schema import as_utc, new_id, utcnow
 from tollway.settings import Settings
@@ -105,10 +106,8 @@ class WebhookDeliverer:
     async def stop(self) -> None:
         """Stops claiming; attempts in flight are abandoned (their leases expire and they are made
         again, by this replica after a restart or by another); finished ones are recorded if possible."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_task(self._task)
+        self._task = None
         for task in list(self._in_flight):
             task.cancel()
         await asyncio.gather(*self._in_flight, return_exceptions=True)

@@ -4,7 +4,6 @@ ShouldRateLimit service Envoy calls and the quota query on the admin port."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Sequence
 
@@ -23,6 +22,7 @@ from throttle.service import ThrottleService
 from throttle.servicer import QuotaServicer, RateLimitServicer, add_rate_limit_service
 from throttle.store import TrafficLimitStore
 from tollway.admission import LimitGate
+from tollway.background import cancel_task
 from tollway.changes import ChangeListener
 from tollway.component import (
     GrpcService,
@@ -88,11 +88,8 @@ class StoreProbe:
         self._task = asyncio.create_task(self._run(), name="throttle-store-probe")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_task(self._task)
+        self._task = None
 
 
 class Throttle(RunningComponent):

@@ -30,6 +30,7 @@ from throttle.counters import CounterStore
 from throttle.index import ThrottleIndex
 from throttle.limits import Clock, billing_period, expire_at, windows_for
 from throttle.metrics import ThrottleMetrics
+from tollway.background import cancel_task
 
 log = logging.getLogger(__name__)
 
@@ -75,11 +76,8 @@ class QuotaRebuilder:
                 self.ensure_running()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_task(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         attempt = 0

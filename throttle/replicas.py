@@ -14,7 +14,6 @@ A replica stopped normally deletes its row.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -23,6 +22,7 @@ from datetime import datetime, timedelta
 from sqlmodel import col, delete, select
 
 from tollway import schema
+from tollway.background import cancel_task
 from tollway.db import Database
 from tollway.errors import StartupRefused
 from tollway.settings import ThrottleSettings
@@ -141,11 +141,8 @@ class MemoryStoreRegistration:
             await session.commit()
 
     async def unregister(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_task(self._task)
+        self._task = None
         try:
             await self._delete_own()
         except Exception as exc:  # the row goes stale by itself

@@ -10,9 +10,10 @@ Costs one wake-up per interval (20 a second by default)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 from prometheus_client import CollectorRegistry, Histogram
+
+from tollway.background import cancel_task
 
 # Seconds: a healthy loop fires within a millisecond; past Envoy's 250 ms deadline calls fail.
 LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -35,11 +36,8 @@ class LoopMonitor:
         self._task = asyncio.create_task(self._run(), name="loop-monitor")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_task(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

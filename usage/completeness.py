@@ -7,7 +7,6 @@ counters, beside what usage/ counted per node, give received / (written + droppe
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import urllib.request
@@ -15,6 +14,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from tollway.background import cancel_task
 from usage.store import UsageStore
 
 log = logging.getLogger(__name__)
@@ -90,8 +90,5 @@ class CompletenessSampler:
             self._task = asyncio.create_task(self._loop(), name="usage-completeness")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_task(self._task)
+        self._task = None
