@@ -3,8 +3,9 @@ for a Tollway process's Envoy-facing port."""
 
 from __future__ import annotations
 
+import logging
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,3 +106,16 @@ def shared_envoy_tls(directory: Path) -> dict[str, str]:
 def settings_env(values: dict[str, str]) -> dict[str, str]:
     """The TOLLWAY_* environment that sets these Settings fields."""
     return {Settings.env_name(name): value for name, value in values.items()}
+
+
+def logged_text(records: Iterable[logging.LogRecord]) -> str:
+    """The captured lines as logged, one per line. A record whose arguments cannot be formatted (grpc
+    logs a freed server object whose repr raises, whenever the collector frees it) counts by its
+    message template: what the test looks for is Tollway's own lines."""
+    lines = []
+    for record in records:
+        try:
+            lines.append(record.getMessage())
+        except Exception:
+            lines.append(str(record.msg))
+    return "\n".join(lines)

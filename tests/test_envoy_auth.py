@@ -29,7 +29,7 @@ from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.e2e.harness import free_port
-from tests.support import EnvoyCredential
+from tests.support import EnvoyCredential, logged_text
 from tests.test_bad_input_rpc import METADATA, TOKEN, Running, Setup, setup
 from tests.usage.usage_entries import entry, message
 from tollway import envoy_contract as contract
@@ -253,7 +253,7 @@ async def test_token_mode_refuses_every_envoy_facing_rpc_without_the_token(
             assert health.status == health_pb2.HealthCheckResponse.SERVING
     finally:
         await stop(process)
-    logged = "\n".join(record.getMessage() for record in caplog.records)
+    logged = logged_text(caplog.records)
     assert "missing or invalid Envoy bearer token" in logged
     assert ENVOY_TOKEN not in logged and ENVOY_TOKEN[:-1] not in logged
 

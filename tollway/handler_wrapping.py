@@ -15,7 +15,7 @@ would have wrapped it. Handlers found through a generic handler are wrapped on f
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeAlias
 
 import grpc
@@ -44,18 +44,24 @@ class _WrappedGeneric(grpc.GenericRpcHandler):  # type: ignore[type-arg]
         return self._wrapped.get(handler_call_details.method or "?", handler)
 
 
+def _chain(wrappers: tuple[HandlerWrapper, ...]) -> Callable[[str, Handler], Handler]:
+    def wrap(method: str, handler: Handler) -> Handler:
+        for wrapper in reversed(wrappers):  # the innermost first: the first wrapper runs first
+            handler = wrapper.wrap(method, handler)
+        return handler
+
+    return wrap
+
+
 class WrappingRegistrar:
     """What services register on in place of `server`: their handlers reach it wrapped."""
 
     def __init__(self, server: grpc.aio.Server, wrappers: Sequence[HandlerWrapper]) -> None:
         self.server = server
-        self._wrappers = tuple(wrappers)
+        self.wrap = _chain(tuple(wrappers))
+        # Holds `wrap`, never this registrar: no reference cycle keeps the server alive until the
+        # collector runs (grpc logs from a server object freed late, at whatever runs then).
         self._generic = WrappedHandlers(self.wrap)
-
-    def wrap(self, method: str, handler: Handler) -> Handler:
-        for wrapper in reversed(self._wrappers):  # the innermost first: the first wrapper runs first
-            handler = wrapper.wrap(method, handler)
-        return handler
 
     def add_generic_rpc_handlers(self, handlers: Sequence[GenericHandler]) -> None:
         self.server.add_generic_rpc_handlers(tuple(_WrappedGeneric(h, self._generic) for h in handlers))

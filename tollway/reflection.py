@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2 as v1alpha
 from grpc_reflection.v1alpha._async import ReflectionServicer
 
@@ -56,7 +56,9 @@ def enable_server_reflection(service_names: Sequence[str], server: grpc.aio.Serv
     register_v1_descriptor()
     names = [*service_names, V1_SERVICE_NAME, V1ALPHA_SERVICE_NAME]
     servicer = ReflectionServicer(names)
-    reflection.enable_server_reflection(names, server)
+    # The asyncio servicer, registered directly: grpc_reflection's own helper picks the synchronous one
+    # for anything that is not a grpc.aio.Server instance (a server's registrar, for one).
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)
     handler = grpc.method_handlers_generic_handler(
         V1_SERVICE_NAME,
         {

@@ -20,6 +20,7 @@ import keymgr.servicer as servicer_module
 from keymgr.index import KeyIndex
 from keymgr.keys import key_hash, new_key
 from keymgr.servicer import AuthorizationServicer
+from tests.support import logged_text
 from tollway import schema
 from tollway.db import Database
 
@@ -345,7 +346,7 @@ async def test_logs_never_contain_the_key(
     monkeypatch.setattr(servicer_module, "decide", boom)
     await world.stub.Check(check_request({"x-api-key": world.full_key}, world.api_id))
 
-    text = "\n".join(record.getMessage() for record in caplog.records)
+    text = logged_text(caplog.records)
     assert "reason=subscription_pending_approval" in text and world.key_id in text
     assert "reason=key_revoked" in text
     assert "Check failed: RuntimeError" in text
