@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import func, insert, select, text
 
+from bench.subscribers import API_ID, seed_subscribers
 from billing.store import BillingRepository
 from tollway import schema, schema_usage
 from tollway.db import Database
@@ -46,29 +47,7 @@ async def seed(db: Database, subscriptions: int, windows: int) -> int:
         included_requests=1000,
         tiers=[{"up_to": 10000, "unit_price": "0.001"}, {"up_to": 0, "unit_price": "0.0004"}],
     )
-    api = schema.Api(
-        id="api_bench", name="bench", context_path="/bench", upstream_urls=["http://127.0.0.1:9"]
-    )
-    created = MONTH_START - timedelta(days=40)
-    async with db.session() as session:
-        session.add(plan)
-        session.add(api)
-        await session.flush()
-        session.add(schema.ApiPlan(api_id=api.id, plan_id=plan.id))
-        await session.commit()
-    apps = [{"id": f"app_{i:06d}", "name": f"app-{i}", "owner": "", "description": "", "created_at": created}
-            for i in range(subscriptions)]  # fmt: skip
-    subs = [
-        {"id": f"sub_{i:06d}", "application_id": f"app_{i:06d}", "api_id": api.id, "plan_id": plan.id,
-         "state": "ACTIVE", "state_reason": "", "billing_anchor_day": 0, "created_at": created,
-         "updated_at": created}
-        for i in range(subscriptions)
-    ]  # fmt: skip
-    async with db.session() as session:
-        for i in range(0, subscriptions, 5000):
-            await session.exec(insert(schema.Application), params=apps[i : i + 5000])  # type: ignore[call-overload]
-            await session.exec(insert(schema.Subscription), params=subs[i : i + 5000])  # type: ignore[call-overload]
-        await session.commit()
+    await seed_subscribers(db, plan, subscriptions, MONTH_START - timedelta(days=40))
 
     rng = random.Random(5)
     rows = 0
@@ -117,7 +96,7 @@ async def seed(db: Database, subscriptions: int, windows: int) -> int:
                     **extra_zeros,
                     "granularity": "minute",
                     "window_start": MONTH_START + timedelta(minutes=offset + w * step),
-                    "api_id": api.id,
+                    "api_id": API_ID,
                     "subscription_id": f"sub_{i:06d}",
                     "application_id": f"app_{i:06d}",
                     "plan_id": plan.id,

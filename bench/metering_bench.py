@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import func, insert, select, text
 
+from bench.subscribers import API_ID, seed_subscribers
 from billing.metering import Metering
 from tollway import schema, schema_billing, schema_usage
 from tollway.db import Database
@@ -60,29 +61,7 @@ async def _copy(db: Database, table: str, batch: list[dict[str, object]]) -> Non
 
 async def seed(db: Database, subscriptions: int, windows: int) -> int:
     plan = schema.Plan(id="plan_quota", name="quota", currency="EUR", monthly_quota=10_000)
-    api = schema.Api(
-        id="api_bench", name="bench", context_path="/bench", upstream_urls=["http://127.0.0.1:9"]
-    )
-    created = PERIOD_START - timedelta(days=40)
-    async with db.session() as session:
-        session.add(plan)
-        session.add(api)
-        await session.flush()
-        session.add(schema.ApiPlan(api_id=api.id, plan_id=plan.id))
-        await session.commit()
-    apps = [{"id": f"app_{i:06d}", "name": f"app-{i}", "owner": "", "description": "", "created_at": created}
-            for i in range(subscriptions)]  # fmt: skip
-    subs = [
-        {"id": f"sub_{i:06d}", "application_id": f"app_{i:06d}", "api_id": api.id, "plan_id": plan.id,
-         "state": "ACTIVE", "state_reason": "", "billing_anchor_day": 0, "created_at": created,
-         "updated_at": created}
-        for i in range(subscriptions)
-    ]  # fmt: skip
-    async with db.session() as session:
-        for i in range(0, subscriptions, 5000):
-            await session.exec(insert(schema.Application), params=apps[i : i + 5000])
-            await session.exec(insert(schema.Subscription), params=subs[i : i + 5000])
-        await session.commit()
+    await seed_subscribers(db, plan, subscriptions, PERIOD_START - timedelta(days=40))
     zeros = {c.name: 0 for c in schema_usage.UsageWindow.__table__.columns if c.name not in _KEYS}  # type: ignore[attr-defined]
     rng = random.Random(7)
     minutes = int((NOW - PERIOD_START).total_seconds() // 60)
@@ -96,7 +75,7 @@ async def seed(db: Database, subscriptions: int, windows: int) -> int:
             batch.append({
                 **zeros, "granularity": "minute",
                 "window_start": PERIOD_START + timedelta(minutes=offset + w * step),
-                "api_id": api.id, "subscription_id": f"sub_{i:06d}", "application_id": f"app_{i:06d}",
+                "api_id": API_ID, "subscription_id": f"sub_{i:06d}", "application_id": f"app_{i:06d}",
                 "plan_id": plan.id, "key_id": "", "success": success, "client_error": rng.randrange(0, 3),
             })  # fmt: skip
             rows += 1
@@ -136,7 +115,7 @@ async def run(args: argparse.Namespace) -> None:
             print(f"backend {args.backend}: first quota round {first:.3f} s ({alerts[0]:,} alerts raised)")
             print(f"steady quota round {min(steady):.3f} s (best of {len(steady)}: "
                   + ", ".join(f"{s:.3f}" for s in steady) + ")")  # fmt: skip
-            print(f"idle 0.2 s round {idle * 1000:.1f} ms")
+            print(f"round between quota rounds {idle * 1000:.1f} ms")
         finally:
             if db.is_postgres:
                 async with db.engine.begin() as conn:
