@@ -32,6 +32,7 @@ from bench.subscribers import API_ID, seed_subscribers
 from billing.store import BillingRepository
 from tollway import schema, schema_usage
 from tollway.db import Database
+from usage.aggregate import KEY_COLUMNS
 
 MONTH_START = datetime(2026, 11, 1, tzinfo=UTC)
 MINUTES = 30 * 24 * 60
@@ -78,16 +79,7 @@ async def seed(db: Database, subscriptions: int, windows: int) -> int:
 
     step = MINUTES // windows
     # Counter columns usage/ may add (latency buckets, ...): zero, as a fresh window has them.
-    known = {
-        "granularity",
-        "window_start",
-        "api_id",
-        "subscription_id",
-        "application_id",
-        "plan_id",
-        "key_id",
-    }
-    extra_zeros = {c.name: 0 for c in schema_usage.UsageWindow.__table__.columns if c.name not in known}  # type: ignore[attr-defined]
+    extra_zeros = {c.name: 0 for c in schema_usage.UsageWindow.__table__.columns if c.name not in KEY_COLUMNS}  # type: ignore[attr-defined]
     for i in range(subscriptions):
         offset = rng.randrange(step)
         for w in range(windows):

@@ -30,11 +30,11 @@ from bench.subscribers import API_ID, seed_subscribers
 from billing.metering import Metering
 from tollway import schema, schema_billing, schema_usage
 from tollway.db import Database
+from usage.aggregate import KEY_COLUMNS
 
 PERIOD_START = datetime(2026, 11, 1, tzinfo=UTC)
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
-_KEYS = ("granularity", "window_start", "api_id", "subscription_id", "application_id", "plan_id", "key_id")
 
 
 async def _copy(db: Database, table: str, batch: list[dict[str, object]]) -> None:
@@ -62,7 +62,7 @@ async def _copy(db: Database, table: str, batch: list[dict[str, object]]) -> Non
 async def seed(db: Database, subscriptions: int, windows: int) -> int:
     plan = schema.Plan(id="plan_quota", name="quota", currency="EUR", monthly_quota=10_000)
     await seed_subscribers(db, plan, subscriptions, PERIOD_START - timedelta(days=40))
-    zeros = {c.name: 0 for c in schema_usage.UsageWindow.__table__.columns if c.name not in _KEYS}  # type: ignore[attr-defined]
+    zeros = {c.name: 0 for c in schema_usage.UsageWindow.__table__.columns if c.name not in KEY_COLUMNS}  # type: ignore[attr-defined]
     rng = random.Random(7)
     minutes = int((NOW - PERIOD_START).total_seconds() // 60)
     step = minutes // windows
