@@ -7,7 +7,9 @@
   from the client CA; this refuses one whose certificate the same CA issued to someone else.
 - `server_tls_credentials`: TLS for either port from PEM files; with a client CA, mTLS.
 
-A refused call answers UNAUTHENTICATED before its request is read, and is reported once per interval
+Each works as an interceptor (the admin port) or, through `wrap`, around each handler once as it is
+registered (the Envoy-facing port, tollway/handler_wrapping.py: no interceptor chain per call).
+A refused call answers UNAUTHENTICATED before the servicer runs, and is reported once per interval
 with a count (never the presented credential). Reflection and health describe the server, not its
 data, and stay open: grpcurl can list services, and orchestrators probe health, without a credential.
 """

@@ -8,7 +8,6 @@ they share the core only."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -21,6 +20,7 @@ from prometheus_client import Gauge
 from tollway import event_loop
 from tollway.app.registry import COMPONENTS, gateway_contribution
 from tollway.auth import BearerTokenInterceptor, server_tls_credentials
+from tollway.background import cancel_task
 from tollway.catalog.store import CatalogStore
 from tollway.changes import ChangeFeed
 from tollway.component import Component, GrpcService, ProcessContext, RunningComponent, service_name
@@ -306,11 +306,8 @@ class TollwayProcess:
 
     async def stop(self) -> None:
         await self.loop_monitor.stop()
-        if self._health_watch is not None:
-            self._health_watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._health_watch
-            self._health_watch = None
+        await cancel_task(self._health_watch)
+        self._health_watch = None
         if self._metrics_server is not None:
             self._metrics_server.close()
             await self._metrics_server.wait_closed()
