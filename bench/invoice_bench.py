@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import random
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import func, insert, select, text
 
-from bench.subscribers import API_ID, seed_subscribers
+from bench.subscribers import API_ID, bench_database, seed_subscribers
 from billing.store import BillingRepository
 from tollway import schema, schema_usage
 from tollway.db import Database
@@ -36,7 +35,6 @@ from usage.aggregate import KEY_COLUMNS
 
 MONTH_START = datetime(2026, 11, 1, tzinfo=UTC)
 MINUTES = 30 * 24 * 60
-POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 async def seed(db: Database, subscriptions: int, windows: int) -> int:
@@ -139,36 +137,25 @@ async def aggregate(db: Database) -> float:
 
 
 async def run(args: argparse.Namespace) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        if args.backend == "sqlite":
-            db = Database(f"sqlite:///{Path(tmp) / 'bench.db'}")
-        else:
-            db = Database(POSTGRES_URL, schema_name=f"tw_bench_{random.randrange(10**9)}")
-        await db.create_schema()
-        try:
-            t0 = time.perf_counter()
-            rows = await seed(db, args.subscriptions, args.windows)
-            seconds = time.perf_counter() - t0
-            print(f"seeded {args.subscriptions:,} subscriptions, {rows:,} minute rows in {seconds:.1f} s")
-            billing = BillingRepository(db, lambda: None)
-            aggregates = [await aggregate(db) for _ in range(3)]
-            t0 = time.perf_counter()
-            views = await billing.generate(month=(2026, 11))
-            first_run = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            views = await billing.generate(month=(2026, 11))  # replaces every draft
-            rerun = time.perf_counter() - t0
-            assert len(views) == args.subscriptions
-            best = min(aggregates)
-            each = ", ".join(f"{a:.3f}" for a in aggregates)
-            print(f"backend {args.backend}: aggregate {best:.3f} s (best of 3: {each})")
-            print(f"invoice run (create drafts): {first_run:.3f} s = {first_run / best:.2f} x aggregate")
-            print(f"invoice run (replace drafts): {rerun:.3f} s = {rerun / best:.2f} x aggregate")
-        finally:
-            if db.is_postgres:
-                async with db.engine.begin() as conn:
-                    await conn.execute(text(f'DROP SCHEMA IF EXISTS "{db.schema_name}" CASCADE'))
-            await db.dispose()
+    async with bench_database(args.backend, "tw_bench") as db:
+        t0 = time.perf_counter()
+        rows = await seed(db, args.subscriptions, args.windows)
+        seconds = time.perf_counter() - t0
+        print(f"seeded {args.subscriptions:,} subscriptions, {rows:,} minute rows in {seconds:.1f} s")
+        billing = BillingRepository(db, lambda: None)
+        aggregates = [await aggregate(db) for _ in range(3)]
+        t0 = time.perf_counter()
+        views = await billing.generate(month=(2026, 11))
+        first_run = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        views = await billing.generate(month=(2026, 11))  # replaces every draft
+        rerun = time.perf_counter() - t0
+        assert len(views) == args.subscriptions
+        best = min(aggregates)
+        each = ", ".join(f"{a:.3f}" for a in aggregates)
+        print(f"backend {args.backend}: aggregate {best:.3f} s (best of 3: {each})")
+        print(f"invoice run (create drafts): {first_run:.3f} s = {first_run / best:.2f} x aggregate")
+        print(f"invoice run (replace drafts): {rerun:.3f} s = {rerun / best:.2f} x aggregate")
 
 
 def main() -> None:

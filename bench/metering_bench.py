@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import random
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import func, insert, select, text
 
-from bench.subscribers import API_ID, seed_subscribers
+from bench.subscribers import API_ID, bench_database, seed_subscribers
 from billing.metering import Metering
 from tollway import schema, schema_billing, schema_usage
 from tollway.db import Database
@@ -34,7 +33,6 @@ from usage.aggregate import KEY_COLUMNS
 
 PERIOD_START = datetime(2026, 11, 1, tzinfo=UTC)
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
-POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 async def _copy(db: Database, table: str, batch: list[dict[str, object]]) -> None:
@@ -95,32 +93,21 @@ async def _timed(metering: Metering, all_quotas: bool) -> float:
 
 
 async def run(args: argparse.Namespace) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        if args.backend == "sqlite":
-            db = Database(f"sqlite:///{Path(tmp) / 'bench.db'}")
-        else:
-            db = Database(POSTGRES_URL, schema_name=f"tw_mbench_{random.randrange(10**9)}")
-        await db.create_schema()
-        try:
-            t0 = time.perf_counter()
-            rows = await seed(db, args.subscriptions, args.windows)
-            print(f"seeded {args.subscriptions:,} subscriptions, {rows:,} minute rows "
-                  f"in {time.perf_counter() - t0:.1f} s")  # fmt: skip
-            metering = Metering(db, lambda: None, lambda: NOW)
-            first = await _timed(metering, True)
-            async with db.session() as session:
-                alerts = (await session.exec(select(func.count()).select_from(schema_billing.Alert))).one()  # type: ignore[call-overload]
-            steady = [await _timed(metering, True) for _ in range(args.rounds)]
-            idle = min([await _timed(metering, False) for _ in range(5)])
-            print(f"backend {args.backend}: first quota round {first:.3f} s ({alerts[0]:,} alerts raised)")
-            print(f"steady quota round {min(steady):.3f} s (best of {len(steady)}: "
-                  + ", ".join(f"{s:.3f}" for s in steady) + ")")  # fmt: skip
-            print(f"round between quota rounds {idle * 1000:.1f} ms")
-        finally:
-            if db.is_postgres:
-                async with db.engine.begin() as conn:
-                    await conn.execute(text(f'DROP SCHEMA IF EXISTS "{db.schema_name}" CASCADE'))
-            await db.dispose()
+    async with bench_database(args.backend, "tw_mbench") as db:
+        t0 = time.perf_counter()
+        rows = await seed(db, args.subscriptions, args.windows)
+        print(f"seeded {args.subscriptions:,} subscriptions, {rows:,} minute rows "
+              f"in {time.perf_counter() - t0:.1f} s")  # fmt: skip
+        metering = Metering(db, lambda: None, lambda: NOW)
+        first = await _timed(metering, True)
+        async with db.session() as session:
+            alerts = (await session.exec(select(func.count()).select_from(schema_billing.Alert))).one()  # type: ignore[call-overload]
+        steady = [await _timed(metering, True) for _ in range(args.rounds)]
+        idle = min([await _timed(metering, False) for _ in range(5)])
+        print(f"backend {args.backend}: first quota round {first:.3f} s ({alerts[0]:,} alerts raised)")
+        print(f"steady quota round {min(steady):.3f} s (best of {len(steady)}: "
+              + ", ".join(f"{s:.3f}" for s in steady) + ")")  # fmt: skip
+        print(f"round between quota rounds {idle * 1000:.1f} ms")
 
 
 def main() -> None:
