@@ -2,13 +2,14 @@
 
 - `BearerTokenInterceptor`: `authorization: Bearer <token>` in the call's metadata, compared in
   constant time (the admin port; the Envoy-facing port in token mode).
-- `PeerNameInterceptor`: over mTLS, the client certificate must name the expected peer (the
+- `PeerNameCheck`: over mTLS, the client certificate must name the expected peer (the
   Envoy-facing port in mtls mode). The TLS handshake has already refused a peer without a certificate
   from the client CA; this refuses one whose certificate the same CA issued to someone else.
 - `server_tls_credentials`: TLS for either port from PEM files; with a client CA, mTLS.
 
-Each works as an interceptor (the admin port) or, through `wrap`, around each handler once as it is
-registered (the Envoy-facing port, tollway/handler_wrapping.py: no interceptor chain per call).
+The token check works as an interceptor (the admin port) or, through `wrap`, around each handler once
+as it is registered (the Envoy-facing port, tollway/handler_wrapping.py: no interceptor chain per call);
+the peer check only the second way.
 A refused call answers UNAUTHENTICATED before the servicer runs, and is reported once per interval
 with a count (never the presented credential). Reflection and health describe the server, not its
 data, and stay open: grpcurl can list services, and orchestrators probe health, without a credential.
@@ -24,7 +25,7 @@ from typing import Any
 
 import grpc
 
-from tollway.request_guard import RateLimitedLog, WrappedHandlers
+from tollway.request_guard import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +90,10 @@ class BearerTokenInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-a
         return False
 
 
-class PeerNameInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+class PeerNameCheck:
     """Over mTLS: refuses every call but reflection and health whose client certificate does not
-    carry `name` as its common name or a subject alternative name."""
+    carry `name` as its common name or a subject alternative name. Only ever wrapped around handlers
+    at registration (the Envoy-facing port), so it is no interceptor."""
 
     def __init__(self, name: str, who: str) -> None:
         if not name:
@@ -99,18 +101,9 @@ class PeerNameInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         self._name = name.encode()
         self._refusal = f"the client certificate does not name {who} (expected {name!r})"
         self._reports = RateLimitedLog(log)
-        self._handlers = WrappedHandlers(self.wrap)
-
-    async def intercept_service(
-        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
-    ) -> grpc.RpcMethodHandler[Any, Any]:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler  # type: ignore[return-value]  # None: the server answers UNIMPLEMENTED
-        return self._handlers.get(handler_call_details.method or "", handler)
 
     def wrap(self, method: str, handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
-        """The check applied to a handler once (at registration, or cached by the interceptor)."""
+        """The check applied to a handler once, at registration (tollway/handler_wrapping.py)."""
         if method.startswith(OPEN_SERVICES):
             return handler
         return _gated(handler, self._check(method))

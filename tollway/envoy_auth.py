@@ -117,12 +117,12 @@ class EnvoyFacingSecurity:
     def wrappers(self) -> tuple[HandlerWrapper, ...]:
         """What refuses a caller that is not Envoy, wrapped around each handler as it registers
         (tollway/handler_wrapping.py), outermost: before any other check or servicer runs."""
-        from tollway.auth import BearerTokenInterceptor, PeerNameInterceptor
+        from tollway.auth import BearerTokenInterceptor, PeerNameCheck
 
         if self.mode is EnvoyAuthMode.TOKEN:
             return (BearerTokenInterceptor(self.token, ENVOY),)
         if self.mode is EnvoyAuthMode.MTLS and self.client_name:
-            return (PeerNameInterceptor(self.client_name, ENVOY),)
+            return (PeerNameCheck(self.client_name, ENVOY),)
         return ()
 
     def startup_warning(self) -> str | None:
