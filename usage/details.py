@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
+from functools import lru_cache
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,15 +42,28 @@ def _segment(segment: str) -> str:
     return "{id}"
 
 
+# Paths repeat (a few routes carry most traffic): short ones are normalized once, from a bounded cache
+# (its memory at most _CACHED_PATHS × _CACHED_PATH_CHARS characters of keys, whatever callers send).
+_CACHED_PATHS = 4096
+_CACHED_PATH_CHARS = 256
+
+
 def normalize_route(path: str) -> str:
     """`/users/123/orders?x=1` → `/users/{id}/orders`; the empty path is `/`."""
     path = path.split("?", 1)[0].split("#", 1)[0]
+    return _cached_route(path) if len(path) <= _CACHED_PATH_CHARS else _route(path)
+
+
+def _route(path: str) -> str:
     segments = [s for s in path.split("/") if s]
     deeper = len(segments) > MAX_SEGMENTS
     route = "/" + "/".join(_segment(s) for s in segments[:MAX_SEGMENTS])
     if deeper:
         route += "/…"
     return route[:MAX_ROUTE_CHARS]
+
+
+_cached_route = lru_cache(maxsize=_CACHED_PATHS)(_route)
 
 
 def detail_of(entry: accesslog_pb2.HTTPAccessLogEntry) -> Detail:

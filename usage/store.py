@@ -122,9 +122,9 @@ class UsageStore:
         claims += [(t.node_id, t.key, t.minute) for t in skips.values()]
         claims.sort()
         async with self.db.engine.begin() as conn:
-            claimed = await self._claim(conn, claims)
-            fresh = [unique[key] for key in claimed if key in unique]
-            fresh_skips = [skips[key] for key in claimed if key in skips]
+            seen = await self._claim(conn, claims)
+            fresh = [record for key, record in unique.items() if key not in seen]
+            fresh_skips = [tally for key, tally in skips.items() if key not in seen]
             result.duplicates += len(unique) - len(fresh)
             if not fresh and not fresh_skips:
                 return result
@@ -153,17 +153,20 @@ class UsageStore:
                               record[R_LATENCY], self._routes)  # fmt: skip
         return aggregate
 
-    async def _claim(self, conn: Any, records: list[tuple[str, str, int]]) -> list[tuple[str, str]]:
+    async def _claim(self, conn: Any, records: list[tuple[str, str, int]]) -> set[tuple[str, str]]:
         """Inserts the dedupe rows of (node, request id, minute) triples; returns the (node, request id)
-        pairs that were not there yet. One statement per chunk, and only the rows it inserted come back
-        (ON CONFLICT DO NOTHING)."""
-        claimed: list[tuple[str, str]] = []
+        pairs that were there already. One statement per chunk; what comes back is the duplicates only
+        (usually none: every row fresh, or after a replay or another replica's copy, every row seen),
+        so the database, not Python, walks the rows."""
+        seen: set[tuple[str, str]] = set()
         if self.db.is_postgres:
             statement = text(
-                "INSERT INTO usage_seen (node_id, request_id, minute) "
-                "SELECT * FROM unnest(CAST(:nodes AS text[]), CAST(:ids AS text[]), "
-                "CAST(:minutes AS bigint[])) "
-                "ON CONFLICT DO NOTHING RETURNING node_id, request_id"
+                "WITH batch AS (SELECT * FROM unnest(CAST(:nodes AS text[]), CAST(:ids AS text[]), "
+                "CAST(:minutes AS bigint[])) AS b (node_id, request_id, minute)), "
+                "inserted AS (INSERT INTO usage_seen (node_id, request_id, minute) "
+                "SELECT node_id, request_id, minute FROM batch "
+                "ON CONFLICT DO NOTHING RETURNING node_id, request_id) "
+                "SELECT node_id, request_id FROM batch EXCEPT ALL SELECT node_id, request_id FROM inserted"
             )
             for start in range(0, len(records), _PG_CHUNK):
                 chunk = records[start : start + _PG_CHUNK]
@@ -175,13 +178,12 @@ class UsageStore:
                         "minutes": [r[2] for r in chunk],
                     },
                 )
-                claimed.extend((node, request_id) for node, request_id in rows)
-            return claimed
+                seen.update((node, request_id) for node, request_id in rows)
+            return seen
         # SQLite: look the ids up, then insert the new ones. Safe without RETURNING: SQLite has one
         # writer at a time, and a write after another process committed fails (SQLITE_BUSY_SNAPSHOT)
         # instead of going ahead on a stale read, so the flush is retried, never double counted.
         table = _table(UsageSeen)
-        existing: set[tuple[str, str]] = set()
         by_node: dict[str, list[str]] = defaultdict(list)
         for node, request_id, _ in records:
             by_node[node].append(request_id)
@@ -192,15 +194,15 @@ class UsageStore:
                         table.c.node_id == node, table.c.request_id.in_(ids[start : start + _SQLITE_CHUNK])
                     )
                 )
-                existing.update((node, request_id) for (request_id,) in rows)
-        new = [r for r in records if (r[0], r[1]) not in existing]
+                seen.update((node, request_id) for (request_id,) in rows)
+        new = [r for r in records if (r[0], r[1]) not in seen]
         if new:
             # Straight to the driver: one dedupe row per entry, so SQLAlchemy's per-row work would cost
             # more than SQLite's.
             await conn.exec_driver_sql(
                 f"INSERT INTO {table.name} (node_id, request_id, minute) VALUES (?, ?, ?)", new
             )
-        return [(r[0], r[1]) for r in new]
+        return seen
 
     async def _upsert_windows(self, conn: Any, aggregate: Aggregate) -> None:
         table = _table(UsageWindow)

@@ -113,16 +113,23 @@ def test_refused_requests_are_counted_per_api_and_key(stack: Stack, traffic: dic
 def test_windows_top_consumers_and_throttled_summaries(stack: Stack, traffic: dict) -> None:
     stub = usage_stub(stack)
     start, end = today()
-    windows = stack.call(
-        stub.ListUsageWindows,
-        usage_pb2.ListUsageWindowsRequest(
-            granularity=usage_pb2.GRANULARITY_MINUTE,
-            start_time=start,
-            end_time=end,
-            filter=usage_pb2.UsageFilter(subscription_id=traffic["busy"].id),
-        ),
-    ).windows
-    assert sum(w.counts.requests for w in windows) == sum(traffic["seen"][traffic["busy"].id].values())
+    sent = sum(traffic["seen"][traffic["busy"].id].values())
+
+    def busy_windows() -> list:
+        # Waits for usage itself: run alone (or on another test worker) no earlier test has.
+        windows = stack.call(
+            stub.ListUsageWindows,
+            usage_pb2.ListUsageWindowsRequest(
+                granularity=usage_pb2.GRANULARITY_MINUTE,
+                start_time=start,
+                end_time=end,
+                filter=usage_pb2.UsageFilter(subscription_id=traffic["busy"].id),
+            ),
+        ).windows
+        return list(windows) if sum(w.counts.requests for w in windows) >= sent else []
+
+    windows = wait_until(busy_windows)
+    assert sum(w.counts.requests for w in windows) == sent
     top = stack.call(
         stub.ListTopConsumers,
         usage_pb2.ListTopConsumersRequest(
