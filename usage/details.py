@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
-from functools import lru_cache
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from envoy.config.core.v3 import base_pb2
@@ -43,7 +43,7 @@ def _segment(segment: str) -> str:
 
 
 # Paths repeat (a few routes carry most traffic): short ones are normalized once, from a bounded cache
-# (its memory at most _CACHED_PATHS × _CACHED_PATH_CHARS characters of keys, whatever callers send).
+# (its memory at most _CACHED_PATHS times _CACHED_PATH_CHARS characters of keys, whatever callers send).
 _CACHED_PATHS = 4096
 _CACHED_PATH_CHARS = 256
 
