@@ -27,7 +27,7 @@ from google.rpc import code_pb2, status_pb2
 
 from keymgr.index import KeyIndex
 from keymgr.keys import key_hash, new_key
-from keymgr.servicer import AuthorizationServicer
+from keymgr.servicer import AuthorizationServicer, add_authorization_service
 from tollway import schema
 from tollway.db import Database
 
@@ -100,10 +100,9 @@ def serve(url: str, noop: bool, port_out) -> None:
     async def main() -> None:
         server = grpc.aio.server()
         if noop:
-            servicer: external_auth_pb2_grpc.AuthorizationServicer = NoopServicer()
+            external_auth_pb2_grpc.add_AuthorizationServicer_to_server(NoopServicer(), server)
         else:
-            servicer = AuthorizationServicer(await load_index(url), SECRET)
-        external_auth_pb2_grpc.add_AuthorizationServicer_to_server(servicer, server)
+            add_authorization_service(AuthorizationServicer(await load_index(url), SECRET), server)
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
         port_out.send(port)

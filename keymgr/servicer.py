@@ -8,8 +8,9 @@ HTTP status, never a bare 403.
 In the fused mode (TOLLWAY_THROTTLE_MODE=authz, a `LimitGate` given) an allowed request then passes the
 plan limits in the same call: admitted, the answer adds the X-RateLimit-* response headers and the
 limits' access-log metadata; refused, it is the 429 (or 503) the gate describes, with the request's
-identity in the metadata so usage/ files it as throttled. The admitted answer is sent as bytes: the
-cached allowed response's, followed by the headers' (keymgr/wire.py).
+identity in the metadata so usage/ files it as throttled. An allowed answer is sent as bytes: the
+cached allowed response's (encoded once per key and snapshot), in the fused mode followed by the
+headers' (keymgr/wire.py).
 """
 
 from __future__ import annotations
@@ -208,8 +209,8 @@ class _AllowedAnswer:
     """The answer to an allowed (api, key) until the snapshot changes, with what the fused mode adds."""
 
     response: external_auth_pb2.CheckResponse
-    # Fused mode only: the response encoded, and the descriptor handed to the limit gate.
-    encoded: bytes = b""
+    encoded: bytes
+    # Fused mode only: the descriptor handed to the limit gate.
     descriptors: tuple[dict[str, str], ...] = ()
 
 
@@ -222,8 +223,8 @@ _INTERNAL_ERROR = Denied(
 
 
 class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):  # type: ignore[misc]  # Envoy ships no types
-    """With a `gate` (fused mode) Check also applies the plan limits and may answer bytes: register it
-    with `add_authorization_service`, which sends those as they are."""
+    """Check answers an allowed request with bytes (and, with a `gate`, fused mode, also applies the
+    plan limits): register it with `add_authorization_service`, which sends those as they are."""
 
     def __init__(
         self,
@@ -253,8 +254,13 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):  # ty
     ) -> external_auth_pb2.CheckResponse | bytes:
         started = time.perf_counter()
         try:
-            # Without limits nothing awaits: no second coroutine per Check.
-            return self.check(request) if self._gate is None else await self._check(request)
+            if self._gate is not None:
+                return await self._check(request)
+            # Without limits nothing awaits (no second coroutine per Check), and an allowed answer
+            # goes out as the bytes cached with it: nothing is serialized per request.
+            answer, reason = self._authorize(request)
+            self.metrics.decision(reason)
+            return answer.encoded if isinstance(answer, _AllowedAnswer) else answer
         finally:
             self.metrics.check_seconds.observe(time.perf_counter() - started)
 
@@ -372,10 +378,9 @@ class AuthorizationServicer(external_auth_pb2_grpc.AuthorizationServicer):  # ty
         if answer is None:
             # Shared between calls: grpc only serializes it, nothing mutates it.
             response = allowed_response(decision)
-            answer = self._cache[cache_key] = (
-                _AllowedAnswer(response, response.SerializeToString(), (limit_descriptor(decision),))
-                if self._gate is not None
-                else _AllowedAnswer(response)
+            descriptors = (limit_descriptor(decision),) if self._gate is not None else ()
+            answer = self._cache[cache_key] = _AllowedAnswer(
+                response, response.SerializeToString(), descriptors
             )
         return answer
 
@@ -388,7 +393,7 @@ _AUTHORIZATION_SERVICE = external_auth_pb2.DESCRIPTOR.services_by_name["Authoriz
 
 
 def add_authorization_service(servicer: AuthorizationServicer, server: grpc.aio.Server) -> None:
-    """Registers Check, sending an answer that is already bytes (fused mode) as it is."""
+    """Registers Check, sending an answer that is already bytes (an allowed one) as it is."""
     handler = grpc.unary_unary_rpc_method_handler(
         servicer.Check,
         request_deserializer=external_auth_pb2.CheckRequest.FromString,

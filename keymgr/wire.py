@@ -12,36 +12,15 @@ from __future__ import annotations
 
 from envoy.config.core.v3.base_pb2 import HeaderValue, HeaderValueOption
 from envoy.service.auth.v3 import external_auth_pb2
-from google.protobuf.descriptor import Descriptor
 
-_LENGTH_DELIMITED = 2
-_ONE_BYTE = [bytes((value,)) for value in range(0x80)]
-
-
-def _varint(value: int) -> bytes:
-    if value < 0x80:
-        return _ONE_BYTE[value]
-    out = bytearray()
-    while value >= 0x80:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _tag(message: Descriptor, field: str) -> bytes:
-    return _varint(message.fields_by_name[field].number << 3 | _LENGTH_DELIMITED)
-
+from tollway.protowire import length_delimited as _field
+from tollway.protowire import tag as _tag
 
 _OK_RESPONSE = _tag(external_auth_pb2.CheckResponse.DESCRIPTOR, "ok_response")
 _HEADERS_TO_ADD = _tag(external_auth_pb2.OkHttpResponse.DESCRIPTOR, "response_headers_to_add")
 _HEADER = _tag(HeaderValueOption.DESCRIPTOR, "header")
 _KEY = _tag(HeaderValue.DESCRIPTOR, "key")
 _VALUE = _tag(HeaderValue.DESCRIPTOR, "value")
-
-
-def _field(tag: bytes, payload: bytes) -> bytes:
-    return tag + _varint(len(payload)) + payload
 
 
 def response_header(name: str, value: str) -> bytes:

@@ -17,8 +17,8 @@ from keymgr.index import ApiEntry, ApplicationEntry, PlanEntry, SubscriptionEntr
 from keymgr.servicer import allowed_response, problem_body
 from throttle.envoy_config import ratelimit_filter, route_rate_limits
 from throttle.limits import MINUTE, Window
+from throttle.rls_response import problem_body as throttle_problem_body
 from throttle.service import Decision
-from throttle.servicer import problem_body as throttle_problem_body
 from tollway import envoy_contract as contract
 from tollway.catalog.view import PublishedApi
 from tollway.envoy_auth import PLAINTEXT_LINK

@@ -4,7 +4,7 @@
 what Envoy's ratelimit filter would have made of ShouldRateLimit's answer for it: the same decision
 (`ThrottleService.should_rate_limit`, one atomic store step, shadow mode, soft quotas and shared limits
 included), the same X-RateLimit-* headers (throttle/headers.py, every limited window in the policy),
-and for a 429 the same Retry-After, `x-envoy-ratelimited` and problem body (throttle.servicer). The
+and for a 429 the same Retry-After, `x-envoy-ratelimited` and problem body (throttle/rls_response.py). The
 access-log metadata is the decision's, so usage/ classifies the request the same way in both modes.
 
 Failures follow TOLLWAY_RATELIMIT_FAILURE_MODE as Envoy's ratelimit filter applies it in the other
@@ -21,8 +21,8 @@ from collections.abc import Callable, Mapping, Sequence
 
 from throttle.counters import StoreUnavailable
 from throttle.headers import ratelimit_headers
+from throttle.rls_response import problem_body, problem_reason
 from throttle.service import Decision, NotLoaded, ThrottleService
-from throttle.servicer import problem_body, problem_reason
 from tollway import envoy_contract as contract
 from tollway.admission import Admission, LimitGate
 from tollway.request_guard import RateLimitedLog

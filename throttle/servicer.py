@@ -1,42 +1,29 @@
-"""Thin gRPC adapters: Envoy's RateLimitService/ShouldRateLimit, and the admin QuotaService.
-
-Every descriptor gets a status (current_limit, limit_remaining, duration_until_reset), and the answer
-carries the X-RateLimit-* headers with every limited window (throttle/headers.py) for Envoy to add to
-the client's response, admitted or refused. An over-limit answer carries Retry-After and an RFC 9457
-problem+json body naming the exceeded window; Envoy 1.40 sends `raw_body` as the 429's body and lets
-`response_headers_to_add`'s content-type replace its text/plain default on local replies.
-"""
+"""Thin gRPC adapters: Envoy's RateLimitService/ShouldRateLimit (its answers: throttle/rls_response.py),
+and the admin QuotaService."""
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from datetime import UTC, datetime
 
 import grpc
-from envoy.config.core.v3.base_pb2 import HeaderValue
 from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
-from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import DecodeError
-from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from throttle.counters import StoreUnavailable
-from throttle.headers import ratelimit_headers
 from throttle.limits import API, APPLICATION, DAY, HOUR, MINUTE, PERIOD, SECOND, SUBSCRIPTION
 from throttle.rls_request import MAX_REQUEST_BYTES, Parts, RequestPartsCache, read_parts
+from throttle.rls_response import admitted_bytes, rate_limit_response
 from throttle.service import (
-    Decision,
     InvalidRequest,
     NotLoaded,
-    Outcome,
     ThrottleService,
     UnknownSubscription,
     WindowUsage,
 )
 from throttle.store import TrafficLimitDraft, TrafficLimitStore
-from tollway import envoy_contract as contract
 from tollway import schema
 from tollway.errors import InvalidArgument, NotFound, Unavailable, map_grpc_errors
 from tollway.handler_wrapping import add_service
@@ -47,16 +34,6 @@ from tollway.vocabulary import LimitScope
 
 log = logging.getLogger(__name__)
 
-RateLimit = rls_pb2.RateLimitResponse.RateLimit
-# The unit each window is reported in (statuses' current_limit; the fused mode's X-RateLimit-Limit).
-UNITS = {
-    SECOND: RateLimit.SECOND,
-    MINUTE: RateLimit.MINUTE,
-    HOUR: RateLimit.HOUR,
-    DAY: RateLimit.DAY,
-    PERIOD: RateLimit.MONTH,
-}
-_WINDOW_WORDS = {SECOND: "per-second", MINUTE: "per-minute", HOUR: "per-hour", DAY: "per-day"}
 _WINDOW_ENUM = {
     SECOND: throttle_pb2.WINDOW_SECOND,
     MINUTE: throttle_pb2.WINDOW_MINUTE,
@@ -69,105 +46,6 @@ _SCOPE_ENUM = {
     API: throttle_pb2.LIMIT_SCOPE_API,
     APPLICATION: throttle_pb2.LIMIT_SCOPE_APPLICATION,
 }
-_OK = rls_pb2.RateLimitResponse.OK
-_OVER = rls_pb2.RateLimitResponse.OVER_LIMIT
-_UNLIMITED_STATUS = rls_pb2.RateLimitResponse.DescriptorStatus(code=_OK)
-# (window name, limit) → the RateLimit reported for it, built once (statuses copy it).
-_current_limits: dict[tuple[str, int], rls_pb2.RateLimitResponse.RateLimit] = {}
-
-
-def _status(outcome: Outcome, decision: Decision) -> rls_pb2.RateLimitResponse.DescriptorStatus:
-    window = outcome.window
-    if window is None:
-        return _UNLIMITED_STATUS
-    reset = decision.reset_seconds(window)
-    limit_key = (window.name, window.limit)
-    current_limit = _current_limits.get(limit_key)
-    if current_limit is None:
-        if len(_current_limits) >= 10_000:
-            _current_limits.clear()
-        current_limit = _current_limits[limit_key] = RateLimit(
-            name=window.name, requests_per_unit=window.limit, unit=UNITS[window.name]
-        )
-    return rls_pb2.RateLimitResponse.DescriptorStatus(
-        code=_OVER if outcome.over_limit else _OK,
-        current_limit=current_limit,
-        limit_remaining=outcome.remaining,
-        duration_until_reset=Duration(seconds=reset),
-    )
-
-
-def problem_reason(decision: Decision) -> str:
-    """The reason of the decision's 429."""
-    window = decision.exceeded
-    assert window is not None
-    if decision.rebuilding:
-        return contract.QUOTA_REBUILDING
-    return contract.QUOTA_EXCEEDED if window.name == PERIOD else contract.RATE_LIMITED
-
-
-def problem_body(decision: Decision) -> str:
-    window = decision.exceeded
-    assert window is not None
-    retry_after = decision.retry_after
-    reason = problem_reason(decision)
-    if decision.rebuilding:
-        title = "Quota Being Restored"
-        detail = (
-            f"The rate limiter lost this billing period's count of the plan's {window.limit}-request"
-            " quota and is restoring it from metered usage."
-        )
-    elif window.name == PERIOD:
-        title = "Quota Exceeded"
-        detail = f"The plan's quota of {window.limit} requests for this billing period is used up."
-    else:
-        title = "Too Many Requests"
-        owner = {
-            API: "The API's",
-            APPLICATION: "The application's",
-        }.get(window.scope, "The plan's")
-        shared = {API: ", shared by all its subscribers,", APPLICATION: ", shared by all its subscriptions,"}
-        detail = (
-            f"{owner} {_WINDOW_WORDS[window.name]} limit of {window.limit} requests"
-            f"{shared.get(window.scope, '')} is reached."
-        )
-    return json.dumps(
-        {
-            "type": contract.problem_type(reason),
-            "title": title,
-            "status": 429,
-            "detail": f"{detail} Retry after {retry_after} s.",
-            "reason": reason,
-            "window": window.name,
-            "scope": window.scope,
-            "limit": window.limit,
-            "retry_after": retry_after,
-            "reset_time": window.end.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-        }
-    )
-
-
-def rate_limit_response(decision: Decision) -> rls_pb2.RateLimitResponse:
-    response = rls_pb2.RateLimitResponse(
-        overall_code=_OVER if decision.over_limit else _OK,
-        statuses=[_status(outcome, decision) for outcome in decision.outcomes],
-    )
-    if decision.over_limit and decision.exceeded is not None:
-        response.response_headers_to_add.extend(
-            [
-                HeaderValue(key=contract.RETRY_AFTER_HEADER, value=str(decision.retry_after)),
-                HeaderValue(key=contract.CONTENT_TYPE_HEADER, value=contract.PROBLEM_CONTENT_TYPE),
-            ]
-        )
-        response.raw_body = problem_body(decision).encode()
-    # X-RateLimit-* with every limited window (Envoy adds them to the answer, admitted or refused).
-    for key, value in ratelimit_headers(decision):
-        response.response_headers_to_add.add(key=key, value=value)
-    if decision.metadata:
-        metadata = Struct()
-        metadata.update(decision.metadata)
-        response.dynamic_metadata.CopyFrom(metadata)
-    return response
 
 
 class RateLimitServicer(rls_pb2_grpc.RateLimitServiceServicer):  # type: ignore[misc]  # Envoy ships no types
@@ -206,7 +84,7 @@ class RateLimitServicer(rls_pb2_grpc.RateLimitServiceServicer):  # type: ignore[
         self,
         request: rls_pb2.RateLimitRequest | bytes,
         context: grpc.aio.ServicerContext[rls_pb2.RateLimitRequest, rls_pb2.RateLimitResponse],
-    ) -> rls_pb2.RateLimitResponse:
+    ) -> rls_pb2.RateLimitResponse | bytes:
         started = time.perf_counter()
         metrics = self.service.metrics
         try:
@@ -231,7 +109,9 @@ class RateLimitServicer(rls_pb2_grpc.RateLimitServiceServicer):  # type: ignore[
             await context.abort(grpc.StatusCode.INTERNAL, "internal error")
         # Accepted: worth keeping for the next equal request.
         self.parts_cache.put(key, parts)
-        response = rate_limit_response(decision)
+        # Sent as bytes when registered by add_rate_limit_service (the request came as bytes too).
+        encoded = admitted_bytes(decision) if isinstance(request, bytes) else None
+        response = rate_limit_response(decision) if encoded is None else encoded
         window = decision.exceeded.name if decision.exceeded is not None else "none"
         metrics.rls_answer(
             "over_limit" if decision.over_limit else "ok", window, time.perf_counter() - started
@@ -239,12 +119,17 @@ class RateLimitServicer(rls_pb2_grpc.RateLimitServiceServicer):  # type: ignore[
         return response
 
 
+def _serialize(response: rls_pb2.RateLimitResponse | bytes) -> bytes:
+    return response if isinstance(response, bytes) else response.SerializeToString()
+
+
 def add_rate_limit_service(servicer: RateLimitServicer, server: grpc.aio.Server) -> None:
-    """Registers ShouldRateLimit taking the request's bytes undecoded (see RateLimitServicer)."""
+    """Registers ShouldRateLimit taking the request's bytes undecoded (see RateLimitServicer) and
+    sending an answer that is already bytes as it is."""
     handler = grpc.unary_unary_rpc_method_handler(
         servicer.ShouldRateLimit,
         request_deserializer=None,
-        response_serializer=rls_pb2.RateLimitResponse.SerializeToString,
+        response_serializer=_serialize,
     )
     add_service(server, _RLS_SERVICE, {"ShouldRateLimit": handler})
 

@@ -19,7 +19,7 @@ from support import grpc_server
 import keymgr.servicer as servicer_module
 from keymgr.index import KeyIndex
 from keymgr.keys import key_hash, new_key
-from keymgr.servicer import AuthorizationServicer
+from keymgr.servicer import AuthorizationServicer, add_authorization_service
 from tests.support import logged_text
 from tollway import schema
 from tollway.db import Database
@@ -97,7 +97,7 @@ async def world(database: Database) -> AsyncIterator[World]:
     index = KeyIndex(database)
     await index.load_all()
     servicer = AuthorizationServicer(index, SECRET, clock=lambda: NOW)
-    register = lambda server: external_auth_pb2_grpc.add_AuthorizationServicer_to_server(servicer, server)  # noqa: E731
+    register = lambda server: add_authorization_service(servicer, server)  # noqa: E731
     async with grpc_server(register) as channel:
         yield World(**ids, stub=external_auth_pb2_grpc.AuthorizationStub(channel), index=index)
 

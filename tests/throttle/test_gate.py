@@ -19,8 +19,8 @@ from throttle.gate import ThrottleGate
 from throttle.index import ThrottleIndex, ThrottleSnapshot
 from throttle.limits import SharedLimits
 from throttle.redis_store import RedisCounterStore
+from throttle.rls_response import rate_limit_response
 from throttle.service import MAX_DESCRIPTORS, ThrottleService
-from throttle.servicer import rate_limit_response
 from tollway.admission import Admission
 from tollway.catalog.limits import PlanLimits
 from tollway.vocabulary import FailureMode, LimitScope

@@ -18,8 +18,9 @@ from tests.support import grpc_server
 from tests.throttle.throttle_fixtures import FakeClock, index_with, subscription
 from throttle.counters import MemoryCounterStore
 from throttle.index import ThrottleSnapshot
+from throttle.rls_response import rate_limit_response
 from throttle.service import MAX_HITS, InvalidRequest, ThrottleService
-from throttle.servicer import RateLimitServicer, rate_limit_response
+from throttle.servicer import RateLimitServicer
 from tollway.catalog.limits import PlanLimits
 
 RLS = rls_pb2.RateLimitResponse

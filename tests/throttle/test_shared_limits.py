@@ -15,8 +15,9 @@ from tests.throttle.throttle_fixtures import FakeClock, unique
 from throttle.counters import MemoryCounterStore
 from throttle.index import SubscriptionInfo, ThrottleIndex, ThrottleSnapshot
 from throttle.limits import API, APPLICATION, PlanLimits, SharedLimits
+from throttle.rls_response import rate_limit_response
 from throttle.service import ThrottleService
-from throttle.servicer import QuotaServicer, rate_limit_response
+from throttle.servicer import QuotaServicer
 from throttle.store import TrafficLimitStore
 from tollway import schema
 from tollway.db import Database
