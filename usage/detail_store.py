@@ -47,10 +47,10 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-async def upsert_details(conn: Any, aggregate: DetailAggregate, insert: Any) -> None:
+async def upsert_details(conn: Any, aggregate: DetailAggregate, upsert: Any) -> None:
+    """Adds the aggregate's rows through `upsert` (UsageStore's additive upsert of usage_detail)."""
     if not aggregate.rows:
         return
-    table = _table(UsageDetail)
     rows = []
     # A fixed order of row locks, as for usage_window: concurrent replicas cannot deadlock.
     for key in sorted(aggregate.rows):
@@ -58,17 +58,7 @@ async def upsert_details(conn: Any, aggregate: DetailAggregate, insert: Any) -> 
         row["window_start"] = datetime.fromtimestamp(key[1], UTC)
         row["requests"], row["latency_us_sum"] = aggregate.rows[key]
         rows.append(row)
-    statement = insert(table)
-    await conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=list(DETAIL_KEYS),
-            set_={
-                "requests": table.c.requests + statement.excluded.requests,
-                "latency_us_sum": table.c.latency_us_sum + statement.excluded.latency_us_sum,
-            },
-        ),
-        rows,
-    )
+    await conn.execute(upsert, rows)
 
 
 def _filters(table: Table, api_id: str, application_id: str, subscription_id: str) -> list[Any]:

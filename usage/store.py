@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,6 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import SQLModel
 
 from tollway.db import Database
+from tollway.schema_analytics import UsageDetail
 from tollway.schema_usage import (
     UsageNodeReceipt,
     UsageNodeSample,
@@ -40,11 +41,12 @@ from usage.classify import (
     R_SUB,
     Record,
 )
-from usage.detail_store import upsert_details
+from usage.detail_store import DETAIL_KEYS, upsert_details
 from usage.details import Detail, DetailAggregate, RouteCap
 from usage.frames import SkipTally
 
 DEDUPE_RETENTION_S = 7 * 86400
+_THROTTLE_KEYS = ("window_start", "api_id", "subscription_id", "application_id", "plan_id", "limit_name")
 _PG_CHUNK = 20_000
 # SQLite allows 32766 bound parameters per statement.
 _SQLITE_CHUNK = 5_000
@@ -95,8 +97,31 @@ class UsageStore:
         self._insert = postgresql.insert if db.is_postgres else sqlite.insert
         self._greatest = func.greatest if db.is_postgres else func.max
         self._last_prune = 0.0
+        # Each flush runs the same upserts: built once (SQLAlchemy's statement building and cache-key
+        # walk cost a flush a few ms of the serving loop's CPU when rebuilt every time).
+        self._windows_upsert = self._additive_upsert(
+            UsageWindow, KEY_COLUMNS, SUM_COLUMNS, greatest=("latency_us_max",)
+        )
+        self._receipts_upsert = self._additive_upsert(
+            UsageNodeReceipt, ("node_id", "window_start"), ("received",)
+        )
+        self._skips_upsert = self._additive_upsert(
+            UsageNodeSkip, ("node_id", "window_start", "reason"), ("skipped",)
+        )
+        self._throttles_upsert = self._additive_upsert(UsageThrottle, _THROTTLE_KEYS, ("throttled",))
+        self._details_upsert = self._additive_upsert(UsageDetail, DETAIL_KEYS, ("requests", "latency_us_sum"))
         # Distinct routes per API counted under their own name (usage/details.py).
         self._routes = RouteCap()
+
+    def _additive_upsert(
+        self, model: type[SQLModel], keys: Sequence[str], sums: Sequence[str], greatest: Sequence[str] = ()
+    ) -> Any:
+        """INSERT … ON CONFLICT (keys) DO UPDATE adding `sums` (and keeping the larger `greatest`)."""
+        table = _table(model)
+        insert = self._insert(table)
+        updates = {name: table.c[name] + insert.excluded[name] for name in sums}
+        updates.update({name: self._greatest(table.c[name], insert.excluded[name]) for name in greatest})
+        return insert.on_conflict_do_update(index_elements=list(keys), set_=updates)
 
     async def apply(
         self,
@@ -137,7 +162,7 @@ class UsageStore:
                 await self._upsert_receipts(conn, aggregate)
                 await self._upsert_throttles(conn, aggregate)
                 if details:
-                    await upsert_details(conn, self._details(fresh, details), self._insert)
+                    await upsert_details(conn, self._details(fresh, details), self._details_upsert)
             if fresh_skips:
                 result.skipped = await self._upsert_skips(conn, fresh_skips)
             result.counted = len(fresh)
@@ -205,7 +230,6 @@ class UsageStore:
         return seen
 
     async def _upsert_windows(self, conn: Any, aggregate: Aggregate) -> None:
-        table = _table(UsageWindow)
         rows = []
         # A fixed order of row locks: two replicas upserting the same windows cannot deadlock.
         for key in sorted(aggregate.windows, key=lambda k: (k[0], k[1], *k[2:])):
@@ -214,25 +238,14 @@ class UsageStore:
             row.update(zip(SUM_COLUMNS, aggregate.windows[key], strict=True))
             row["latency_us_max"] = aggregate.latency_max[key]
             rows.append(row)
-        insert = self._insert(table)
-        updates = {name: table.c[name] + insert.excluded[name] for name in SUM_COLUMNS}
-        updates["latency_us_max"] = self._greatest(table.c.latency_us_max, insert.excluded.latency_us_max)
-        await conn.execute(insert.on_conflict_do_update(index_elements=list(KEY_COLUMNS), set_=updates), rows)
+        await conn.execute(self._windows_upsert, rows)
 
     async def _upsert_receipts(self, conn: Any, aggregate: Aggregate) -> None:
-        table = _table(UsageNodeReceipt)
         rows = [
             {"node_id": node, "window_start": _utc(hour), "received": count}
             for (node, hour), count in sorted(aggregate.receipts.items())
         ]
-        insert = self._insert(table)
-        await conn.execute(
-            insert.on_conflict_do_update(
-                index_elements=["node_id", "window_start"],
-                set_={"received": table.c.received + insert.excluded.received},
-            ),
-            rows,
-        )
+        await conn.execute(self._receipts_upsert, rows)
 
     async def _upsert_skips(self, conn: Any, tallies: list[SkipTally]) -> int:
         """Adds the tallies to the per node, hour and reason skip counts; returns the entries added."""
@@ -241,39 +254,23 @@ class UsageStore:
             hour = tally.minute - tally.minute % 3600
             for reason, count in tally.reasons.items():
                 totals[(tally.node_id, hour, reason)] += count
-        table = _table(UsageNodeSkip)
         rows = [
             {"node_id": node, "window_start": _utc(hour), "reason": reason, "skipped": count}
             for (node, hour, reason), count in sorted(totals.items())
         ]
-        insert = self._insert(table)
-        await conn.execute(
-            insert.on_conflict_do_update(
-                index_elements=["node_id", "window_start", "reason"],
-                set_={"skipped": table.c.skipped + insert.excluded.skipped},
-            ),
-            rows,
-        )
+        await conn.execute(self._skips_upsert, rows)
         return sum(totals.values())
 
     async def _upsert_throttles(self, conn: Any, aggregate: Aggregate) -> None:
         if not aggregate.throttles:
             return
-        table = _table(UsageThrottle)
-        names = ("window_start", "api_id", "subscription_id", "application_id", "plan_id", "limit_name")
         rows = []
         for key, count in sorted(aggregate.throttles.items()):
-            row = dict(zip(names, key, strict=True))
+            row = dict(zip(_THROTTLE_KEYS, key, strict=True))
             row["window_start"] = _utc(key[0])
             row["throttled"] = count
             rows.append(row)
-        insert = self._insert(table)
-        await conn.execute(
-            insert.on_conflict_do_update(
-                index_elements=list(names), set_={"throttled": table.c.throttled + insert.excluded.throttled}
-            ),
-            rows,
-        )
+        await conn.execute(self._throttles_upsert, rows)
 
     async def _maybe_prune(self, conn: Any) -> None:
         now = time.time()
