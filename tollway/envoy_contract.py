@@ -85,6 +85,8 @@ LIMIT: Final = "limit"
 API_KEY_HEADER: Final = "x-api-key"
 AUTHORIZATION_HEADER: Final = "authorization"
 REQUEST_ID_HEADER: Final = "x-request-id"
+# The request headers Envoy sends with a Check (ext_authz allowed_headers): all a decision reads.
+CHECK_HEADERS: Final = (API_KEY_HEADER, AUTHORIZATION_HEADER, REQUEST_ID_HEADER)
 # Identity headers added for the upstream (overwriting whatever a client sent under these names).
 APPLICATION_HEADER: Final = "x-tollway-application"
 SUBSCRIPTION_HEADER: Final = "x-tollway-subscription"

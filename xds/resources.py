@@ -20,7 +20,7 @@ from envoy.extensions.access_loggers.grpc.v3 import als_pb2
 from envoy.extensions.filters.http.ext_authz.v3 import ext_authz_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm_pb2
-from envoy.type.matcher.v3 import regex_pb2
+from envoy.type.matcher.v3 import regex_pb2, string_pb2
 from envoy.type.v3 import http_status_pb2
 from google.protobuf import any_pb2, struct_pb2, wrappers_pb2
 from google.protobuf.message import Message
@@ -285,6 +285,12 @@ def ext_authz_filter(options: GatewayOptions) -> hcm_pb2.HttpFilter:
         ext_authz_pb2.ExtAuthz(
             grpc_service=grpc_service(KEYMGR_CLUSTER, options.authz_timeout_ms, link=options.envoy_link),
             transport_api_version=config_source_pb2.V3,
+            # Only what Check reads (the key's two headers, the request id) goes to keymgr: no cookie
+            # or other credential of the client's leaves the gateway, and each Check is smaller to
+            # build and to decode.
+            allowed_headers=string_pb2.ListStringMatcher(
+                patterns=[string_pb2.StringMatcher(exact=name) for name in contract.CHECK_HEADERS]
+            ),
             failure_mode_allow=options.authz_failure_mode_allow,
             status_on_error=http_status_pb2.HttpStatus(code=http_status_pb2.ServiceUnavailable),
         ),

@@ -60,6 +60,28 @@ def test_route_reaches_upstream_with_rewritten_path(gateway: Gateway) -> None:
     }
 
 
+def test_check_carries_only_the_headers_a_decision_reads(gateway: Gateway) -> None:
+    gateway.publish([gateway.api("private", "/private/v1")])
+    wait_until(lambda: _status(gateway, "/private/v1/x") == 200, 2)
+    sent = {
+        "x-api-key": "tw_key",
+        "authorization": "Bearer tw_other",
+        "cookie": "session=secret",
+        "x-custom": "1",
+    }
+    reply = gateway.get("/private/v1/headers", headers=sent)
+    assert reply.status == 200
+    # The upstream still gets every header; keymgr only the key's two and the request id.
+    assert {"cookie", "x-custom"} <= set(reply.json()["headers"])
+    check = next(
+        c for c in reversed(gateway.authz.checks) if c.attributes.request.http.path == "/private/v1/headers"
+    )
+    headers = check.attributes.request.http.headers
+    assert headers["x-api-key"] == "tw_key" and headers["authorization"] == "Bearer tw_other"
+    assert headers["x-request-id"]
+    assert "cookie" not in headers and "x-custom" not in headers
+
+
 def test_unknown_path_is_a_problem_json_404_without_keymgr(gateway: Gateway) -> None:
     gateway.publish([gateway.api("weather", "/weather/v1", "/base")])
     wait_until(lambda: _status(gateway, "/weather/v1") == 200, 2)

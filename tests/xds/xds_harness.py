@@ -117,10 +117,10 @@ class Reply:
         return json.loads(self.body)
 
 
-def http_get(port: int, path: str, timeout: float = 5.0) -> Reply:
+def http_get(port: int, path: str, timeout: float = 5.0, headers: dict[str, str] | None = None) -> Reply:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        connection.request("GET", path)
+        connection.request("GET", path, headers=headers or {})
         response = connection.getresponse()
         headers = {k.lower(): v for k, v in response.getheaders()}
         return Reply(response.status, headers, response.read())
@@ -167,8 +167,8 @@ class Gateway:
     def publish(self, apis: list[PublishedApi], options: GatewayOptions | None = None) -> None:
         self.cache.set_snapshot(self.resources(apis, options))
 
-    def get(self, path: str) -> Reply:
-        return http_get(self.listener_port, path)
+    def get(self, path: str, headers: dict[str, str] | None = None) -> Reply:
+        return http_get(self.listener_port, path, headers=headers)
 
     def config_dump(self) -> dict[str, Any]:
         return json.loads(self.envoy.admin_get("/config_dump"))
