@@ -14,11 +14,16 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
-from prometheus_client import Histogram
-
 from keymgr.decision import REASONS
 from tollway import envoy_contract as contract
-from tollway.metrics import LATENCY_BUCKETS, FunctionCollector, Metric, component_registry, counter_family
+from tollway.metrics import (
+    LATENCY_BUCKETS,
+    FunctionCollector,
+    LoopHistogram,
+    Metric,
+    component_registry,
+    counter_family,
+)
 
 ALLOWED = "allowed"
 # The fused mode's refusals by the plan limits (throttle's problem reasons), and a catch-all.
@@ -31,7 +36,7 @@ class KeymgrMetrics:
         self.registry = component_registry()
         # One dict increment per Check; exported at scrape time.
         self.decisions: Counter[str] = Counter(dict.fromkeys(KNOWN_REASONS, 0))
-        self.check_seconds = Histogram(
+        self.check_seconds = LoopHistogram(
             "tollway_keymgr_check_seconds",
             "ext_authz Check latency in the servicer.",
             buckets=LATENCY_BUCKETS,

@@ -8,11 +8,18 @@ from collections.abc import Iterable
 
 from hypothesis import given
 from hypothesis import strategies as st
-from prometheus_client import Counter, Metric
+from prometheus_client import CollectorRegistry, Counter, Histogram, Metric, generate_latest
 
 from tests.e2e.harness import free_port
 from tests.metrics_support import parse, value
-from tollway.metrics import FunctionCollector, MetricsRegistry, counter_family, serve_metrics
+from tollway.metrics import (
+    LATENCY_BUCKETS,
+    FunctionCollector,
+    LoopHistogram,
+    MetricsRegistry,
+    counter_family,
+    serve_metrics,
+)
 
 
 def test_a_failing_source_costs_only_its_own_lines() -> None:
@@ -94,3 +101,20 @@ def test_admin_method_labels_are_only_registered_methods(method: str) -> None:
     assert interceptor.method_label(method) in known | {OTHER}
     assert interceptor.method_label(f"/{service.full_name}/ListPlans") == f"/{service.full_name}/ListPlans"
     assert interceptor.method_label(f"/{service.full_name}/NoSuchMethod") == OTHER
+
+
+# Latencies around and on the bucket bounds, as a Check's or a ShouldRateLimit's are.
+latencies = st.lists(
+    st.one_of(st.sampled_from(LATENCY_BUCKETS), st.floats(min_value=0, max_value=3)), max_size=60
+)
+
+
+@given(latencies)
+def test_a_loop_histogram_exposes_what_the_library_histogram_exposes(values: list[float]) -> None:
+    ours, theirs = CollectorRegistry(), CollectorRegistry()
+    loop_histogram = LoopHistogram("t_seconds", "T.", LATENCY_BUCKETS, ours)
+    library_histogram = Histogram("t_seconds", "T.", buckets=LATENCY_BUCKETS, registry=theirs)
+    for latency in values:
+        loop_histogram.observe(latency)
+        library_histogram.observe(latency)
+    assert generate_latest(ours) == generate_latest(theirs)

@@ -31,7 +31,14 @@ from collections.abc import Iterable
 
 from prometheus_client import Histogram
 
-from tollway.metrics import LATENCY_BUCKETS, FunctionCollector, Metric, component_registry, counter_family
+from tollway.metrics import (
+    LATENCY_BUCKETS,
+    FunctionCollector,
+    LoopHistogram,
+    Metric,
+    component_registry,
+    counter_family,
+)
 
 _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -46,19 +53,19 @@ class ThrottleMetrics:
         self.quota_rebuilds: Counter[str] = Counter()
         self.node_errors: Counter[tuple[str, str]] = Counter()
         self.compensations: Counter[str] = Counter()
-        self.rls_seconds = Histogram(
+        self.rls_seconds = LoopHistogram(
             "tollway_throttle_rls_seconds",
             "ShouldRateLimit latency in the servicer.",
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self.redis_seconds = Histogram(
+        self.redis_seconds = LoopHistogram(
             "tollway_throttle_redis_seconds",
             "Latency of successful Redis calls.",
             buckets=_BUCKETS,
             registry=self.registry,
         )
-        self.batch_requests = Histogram(
+        self.batch_requests = LoopHistogram(
             "tollway_throttle_redis_batch_requests",
             "Requests per Redis script call.",
             buckets=_BATCH_BUCKETS,

@@ -8,7 +8,8 @@ tollway_metrics_render_errors_total), never the scrape. Served over HTTP (any GE
 TOLLWAY_METRICS_ADDR when set; with `--workers N`, worker k serves its own on the metrics port + k.
 
 Hot-path counters that change on every request may stay plain ints exported by a collector at scrape
-time (`counter_family`); histograms and everything else are the library's instruments. Label values
+time (`counter_family`), and their latency histograms `LoopHistogram`s (no lock per observation);
+everything else is the library's instruments. Label values
 are always bounded: fixed vocabularies, configured node ids, method names of registered services.
 """
 
@@ -16,14 +17,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 from prometheus_client import Metric as Metric
 from prometheus_client import disable_created_metrics as _disable_created_metrics
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 # No `_created` series: they double every counter's series and no dashboard reads them.
 _disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -68,6 +71,36 @@ class FunctionCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         return list(self._collect())
+
+
+class LoopHistogram(Collector):
+    """A histogram without labels observed only on the event loop, which also serves the scrape
+    (tollway.metrics.serve_metrics): so no lock per observation, which the library's Histogram takes
+    for its bucket and its sum. An observation costs 0.25 µs against the library's 1.6 (timeit, 11
+    buckets, the 2-core development machine); Check and ShouldRateLimit each make one per request."""
+
+    def __init__(
+        self, name: str, documentation: str, buckets: Iterable[float], registry: CollectorRegistry
+    ) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._bounds = sorted(buckets)
+        self._counts = [0] * (len(self._bounds) + 1)  # the last: above every bound (+Inf only)
+        self._sum = 0.0
+        registry.register(self)
+
+    def observe(self, value: float) -> None:
+        self._counts[bisect_left(self._bounds, value)] += 1  # the first bound >= value: le semantics
+        self._sum += value
+
+    def collect(self) -> Iterable[Metric]:
+        cumulative, buckets = 0, []
+        for bound, count in zip([*self._bounds, float("inf")], self._counts, strict=True):
+            cumulative += count
+            buckets.append((floatToGoString(bound), cumulative))  # type: ignore[no-untyped-call]  # untyped upstream
+        family = HistogramMetricFamily(self._name, self._documentation)
+        family.add_metric([], buckets, self._sum)
+        return [family]
 
 
 class _Guarded(Collector):
