@@ -33,7 +33,7 @@ from throttle.counters import CounterStore, MemoryCounterStore
 from throttle.index import SubscriptionInfo, ThrottleIndex, ThrottleSnapshot
 from throttle.redis_store import RedisCounterStore
 from throttle.service import ThrottleService
-from throttle.servicer import RateLimitServicer
+from throttle.servicer import RateLimitServicer, add_rate_limit_service
 from tollway.catalog.limits import PlanLimits
 
 PLAN_ID = "plan_bench"
@@ -78,11 +78,11 @@ def serve(kind: str, subscriptions: int, run: str, redis_url: str, port_out) -> 
     async def serve_forever() -> None:
         server = grpc.aio.server()
         if kind == "noop":
-            servicer: rls_pb2_grpc.RateLimitServiceServicer = NoopServicer()
+            rls_pb2_grpc.add_RateLimitServiceServicer_to_server(NoopServicer(), server)
         else:
+            # Registered as Tollway registers it: the request undecoded, an admitted answer as bytes.
             service = ThrottleService(index_for(subscriptions, run), make_store(kind, redis_url))
-            servicer = RateLimitServicer(service)
-        rls_pb2_grpc.add_RateLimitServiceServicer_to_server(servicer, server)
+            add_rate_limit_service(RateLimitServicer(service), server)
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
         port_out.send(port)
@@ -99,7 +99,8 @@ async def in_process(
     store = make_store(kind, redis_url)
     service = ThrottleService(index_for(subscriptions, run + "-inproc"), store)
     servicer = RateLimitServicer(service)
-    requests = [rls_request(f"sub_{run}-inproc_{i % subscriptions}") for i in range(2000)]
+    # As the server hands them over (add_rate_limit_service): the request's bytes.
+    requests = [rls_request(f"sub_{run}-inproc_{i % subscriptions}").SerializeToString() for i in range(2000)]
     for r in requests[:100]:
         await servicer.ShouldRateLimit(r, None)  # type: ignore[arg-type]
     counter = iter(range(n))
