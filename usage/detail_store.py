@@ -15,6 +15,7 @@ from tollway.schema_analytics import UsageDetail
 from tollway.schema_usage import UsageWindow
 from usage.classify import OUTCOMES, percentile
 from usage.details import DetailAggregate
+from usage.upserts import AdditiveUpsert
 
 DETAIL_KEYS = (
     "granularity",
@@ -47,7 +48,7 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-async def upsert_details(conn: Any, aggregate: DetailAggregate, upsert: Any) -> None:
+async def upsert_details(conn: Any, aggregate: DetailAggregate, upsert: AdditiveUpsert) -> None:
     """Adds the aggregate's rows through `upsert` (UsageStore's additive upsert of usage_detail)."""
     if not aggregate.rows:
         return
@@ -58,7 +59,7 @@ async def upsert_details(conn: Any, aggregate: DetailAggregate, upsert: Any) -> 
         row["window_start"] = datetime.fromtimestamp(key[1], UTC)
         row["requests"], row["latency_us_sum"] = aggregate.rows[key]
         rows.append(row)
-    await conn.execute(upsert, rows)
+    await upsert.execute(conn, rows)
 
 
 def _filters(table: Table, api_id: str, application_id: str, subscription_id: str) -> list[Any]:
