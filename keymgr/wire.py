@@ -4,30 +4,45 @@ grpc sends what Check returns; protobuf reads concatenated encodings of a messag
 (repeated fields appended). So an admitted answer is the cached allowed response's bytes followed by
 one small CheckResponse per X-RateLimit-* header, written here straight in the wire format. Through the
 generated classes that small message took 10 µs a header on the (busy, 2-core) development machine,
-against 2.4 µs here (timeit, 50,000 rounds each); X-RateLimit-Remaining changes with every request, so
-no cache spares the encoding. tests/keymgr/test_keymgr_wire.py checks the bytes are the generated
-classes' own, field numbers are read from the generated descriptors."""
+against 2.4 µs here (timeit, 50,000 rounds each); with its three lengths written inline (the header
+name's key field cached) 0.76 µs against 0.98 on a later machine. X-RateLimit-Remaining changes with
+every request, so no cache spares the encoding of the value. tests/keymgr/test_keymgr_wire.py checks
+the bytes are the generated classes' own; field numbers are read from the generated descriptors."""
 
 from __future__ import annotations
 
 from envoy.config.core.v3.base_pb2 import HeaderValue, HeaderValueOption
 from envoy.service.auth.v3 import external_auth_pb2
 
-from tollway.protowire import length_delimited as _field
-from tollway.protowire import tag as _tag
+from tollway.protowire import length_delimited, tag, varint
 
-_OK_RESPONSE = _tag(external_auth_pb2.CheckResponse.DESCRIPTOR, "ok_response")
-_HEADERS_TO_ADD = _tag(external_auth_pb2.OkHttpResponse.DESCRIPTOR, "response_headers_to_add")
-_HEADER = _tag(HeaderValueOption.DESCRIPTOR, "header")
-_KEY = _tag(HeaderValue.DESCRIPTOR, "key")
-_VALUE = _tag(HeaderValue.DESCRIPTOR, "value")
+_OK_RESPONSE = tag(external_auth_pb2.CheckResponse.DESCRIPTOR, "ok_response")
+_HEADERS_TO_ADD = tag(external_auth_pb2.OkHttpResponse.DESCRIPTOR, "response_headers_to_add")
+_HEADER = tag(HeaderValueOption.DESCRIPTOR, "header")
+_KEY = tag(HeaderValue.DESCRIPTOR, "key")
+_VALUE = tag(HeaderValue.DESCRIPTOR, "value")
+# A header name's key field: the names are the contract's few response headers.
+_key_fields: dict[str, bytes] = {}
+_KEY_FIELDS_LIMIT = 1_000
+
+
+def _key_field(name: str) -> bytes:
+    field = _key_fields.get(name)
+    if field is None:
+        if len(_key_fields) >= _KEY_FIELDS_LIMIT:
+            _key_fields.clear()
+        field = _key_fields[name] = length_delimited(_KEY, name.encode()) if name else b""
+    return field
 
 
 def response_header(name: str, value: str) -> bytes:
     """The encoding of a CheckResponse whose ok_response adds one response header for the client,
     append action APPEND_IF_EXISTS_OR_ADD (as Envoy's ratelimit filter adds its headers; it is the
-    enum's zero, so proto3 leaves it out)."""
-    header = (_field(_KEY, name.encode()) if name else b"") + (
-        _field(_VALUE, value.encode()) if value else b""
-    )
-    return _field(_OK_RESPONSE, _field(_HEADERS_TO_ADD, _field(_HEADER, header)))
+    enum's zero, so proto3 leaves it out). Three nested messages, each length written inline."""
+    header = _key_field(name)
+    if value:
+        encoded = value.encode()
+        header += _VALUE + varint(len(encoded)) + encoded
+    option = _HEADER + varint(len(header)) + header
+    added = _HEADERS_TO_ADD + varint(len(option)) + option
+    return _OK_RESPONSE + varint(len(added)) + added
