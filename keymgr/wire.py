@@ -11,38 +11,21 @@ the bytes are the generated classes' own; field numbers are read from the genera
 
 from __future__ import annotations
 
-from envoy.config.core.v3.base_pb2 import HeaderValue, HeaderValueOption
+from envoy.config.core.v3.base_pb2 import HeaderValueOption
 from envoy.service.auth.v3 import external_auth_pb2
 
-from tollway.protowire import length_delimited, tag, varint
+from tollway.protowire import header_value, tag, varint
 
 _OK_RESPONSE = tag(external_auth_pb2.CheckResponse.DESCRIPTOR, "ok_response")
 _HEADERS_TO_ADD = tag(external_auth_pb2.OkHttpResponse.DESCRIPTOR, "response_headers_to_add")
 _HEADER = tag(HeaderValueOption.DESCRIPTOR, "header")
-_KEY = tag(HeaderValue.DESCRIPTOR, "key")
-_VALUE = tag(HeaderValue.DESCRIPTOR, "value")
-# A header name's key field: the names are the contract's few response headers.
-_key_fields: dict[str, bytes] = {}
-_KEY_FIELDS_LIMIT = 1_000
-
-
-def _key_field(name: str) -> bytes:
-    field = _key_fields.get(name)
-    if field is None:
-        if len(_key_fields) >= _KEY_FIELDS_LIMIT:
-            _key_fields.clear()
-        field = _key_fields[name] = length_delimited(_KEY, name.encode()) if name else b""
-    return field
 
 
 def response_header(name: str, value: str) -> bytes:
     """The encoding of a CheckResponse whose ok_response adds one response header for the client,
     append action APPEND_IF_EXISTS_OR_ADD (as Envoy's ratelimit filter adds its headers; it is the
     enum's zero, so proto3 leaves it out). Three nested messages, each length written inline."""
-    header = _key_field(name)
-    if value:
-        encoded = value.encode()
-        header += _VALUE + varint(len(encoded)) + encoded
+    header = header_value(name, value)
     option = _HEADER + varint(len(header)) + header
     added = _HEADERS_TO_ADD + varint(len(option)) + option
     return _OK_RESPONSE + varint(len(added)) + added

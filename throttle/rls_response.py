@@ -28,7 +28,7 @@ from throttle.headers import ratelimit_headers
 from throttle.limits import API, APPLICATION, DAY, HOUR, MINUTE, PERIOD, SECOND, Window
 from throttle.service import Decision, Outcome
 from tollway import envoy_contract as contract
-from tollway.protowire import VARINT, length_delimited, tag, varint
+from tollway.protowire import VARINT, header_value, length_delimited, tag, varint
 
 RateLimit = rls_pb2.RateLimitResponse.RateLimit
 # The unit each window is reported in (statuses' current_limit; the fused mode's X-RateLimit-Limit).
@@ -53,8 +53,6 @@ _STATUS_CURRENT_LIMIT = tag(_DESCRIPTOR_STATUS, "current_limit")
 _STATUS_REMAINING = tag(_DESCRIPTOR_STATUS, "limit_remaining", VARINT)
 _STATUS_RESET = tag(_DESCRIPTOR_STATUS, "duration_until_reset")
 _SECONDS = tag(Duration.DESCRIPTOR, "seconds", VARINT)
-_HEADER_KEY = tag(HeaderValue.DESCRIPTOR, "key")
-_HEADER_VALUE = tag(HeaderValue.DESCRIPTOR, "value")
 _UNLIMITED_STATUS_BYTES = length_delimited(_STATUSES, _STATUS_OK)
 # (window name, limit) → the RateLimit reported for it and the start of an admitting status's bytes
 # (its code and current_limit), built once. Bounded: plans are few.
@@ -181,17 +179,6 @@ def admitted_bytes(decision: Decision) -> bytes | None:
         status += _STATUS_RESET + varint(len(reset)) + reset
         parts += (_STATUSES, varint(len(status)), status)
     for name, value in ratelimit_headers(decision):
-        header = _header_key(name) + _HEADER_VALUE + varint(len(encoded := value.encode())) + encoded
+        header = header_value(name, value)
         parts += (_HEADERS_TO_ADD, varint(len(header)), header)
     return b"".join(parts)
-
-
-_header_keys: dict[str, bytes] = {}
-
-
-def _header_key(name: str) -> bytes:
-    """A HeaderValue's key field; the names are the contract's few X-RateLimit-* headers."""
-    encoded = _header_keys.get(name)
-    if encoded is None:
-        encoded = _header_keys[name] = length_delimited(_HEADER_KEY, name.encode())
-    return encoded

@@ -8,6 +8,7 @@ and each user's tests compare its bytes with the generated classes' own."""
 
 from __future__ import annotations
 
+from envoy.config.core.v3.base_pb2 import HeaderValue
 from google.protobuf.descriptor import Descriptor
 
 VARINT = 0
@@ -35,3 +36,24 @@ def tag(message: Descriptor, field: str, wire_type: int = LENGTH_DELIMITED) -> b
 def length_delimited(key: bytes, payload: bytes) -> bytes:
     """A length-delimited field (a string, bytes or an embedded message)."""
     return key + varint(len(payload)) + payload
+
+
+_HEADER_KEY = tag(HeaderValue.DESCRIPTOR, "key")
+_HEADER_VALUE = tag(HeaderValue.DESCRIPTOR, "value")
+# A header name's key field, encoded once: the names are the contract's few response headers.
+_header_keys: dict[str, bytes] = {}
+_HEADER_KEYS_LIMIT = 1_000
+
+
+def header_value(name: str, value: str) -> bytes:
+    """The fields of an Envoy HeaderValue (the message's content, without its own length): empty
+    strings left out, as proto3 writes them."""
+    key = _header_keys.get(name)
+    if key is None:
+        if len(_header_keys) >= _HEADER_KEYS_LIMIT:
+            _header_keys.clear()
+        key = _header_keys[name] = length_delimited(_HEADER_KEY, name.encode()) if name else b""
+    if not value:
+        return key
+    encoded = value.encode()
+    return key + _HEADER_VALUE + varint(len(encoded)) + encoded
