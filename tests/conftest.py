@@ -10,6 +10,7 @@ no server running. A test that reaches a server in its own body is listed below 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from tests.redis_cluster import RedisClusterNodes
 from tollway.db import Database
@@ -96,8 +98,17 @@ async def open_database(backend: str, tmp_path: Path) -> Database:
 
 async def close_database(db: Database) -> None:
     if db.is_postgres and db.schema_name:
-        async with db.engine.begin() as conn:
-            await conn.execute(text(f'DROP SCHEMA IF EXISTS "{db.schema_name}" CASCADE'))
+        # Another engine's backend on the same schema may still be winding down when a test ends; the
+        # DROP can then lose a deadlock to it (seen once in CI): try again, it is gone by then.
+        for attempt in range(3):
+            try:
+                async with db.engine.begin() as conn:
+                    await conn.execute(text(f'DROP SCHEMA IF EXISTS "{db.schema_name}" CASCADE'))
+                break
+            except DBAPIError as exc:
+                if "deadlock" not in str(exc) or attempt == 2:
+                    raise
+                await asyncio.sleep(0.5)
     await db.dispose()
 
 
