@@ -49,7 +49,7 @@ from usage.upserts import AdditiveUpsert
 DEDUPE_RETENTION_S = 7 * 86400
 _THROTTLE_KEYS = ("window_start", "api_id", "subscription_id", "application_id", "plan_id", "limit_name")
 _PG_CHUNK = 20_000
-# SQLite allows 32766 bound parameters per statement.
+# Rows per dedupe insert: SQLite allows 32766 bound parameters per statement (three a row).
 _SQLITE_CHUNK = 5_000
 
 
@@ -199,28 +199,21 @@ class UsageStore:
                 )
                 seen.update((node, request_id) for node, request_id in rows)
             return seen
-        # SQLite: look the ids up, then insert the new ones. Safe without RETURNING: SQLite has one
-        # writer at a time, and a write after another process committed fails (SQLITE_BUSY_SNAPSHOT)
-        # instead of going ahead on a stale read, so the flush is retried, never double counted.
-        table = _table(UsageSeen)
-        by_node: dict[str, list[str]] = defaultdict(list)
-        for node, request_id, _ in records:
-            by_node[node].append(request_id)
-        for node, ids in by_node.items():
-            for start in range(0, len(ids), _SQLITE_CHUNK):
-                rows = await conn.execute(
-                    select(table.c.request_id).where(
-                        table.c.node_id == node, table.c.request_id.in_(ids[start : start + _SQLITE_CHUNK])
-                    )
-                )
-                seen.update((node, request_id) for (request_id,) in rows)
-        new = [r for r in records if (r[0], r[1]) not in seen]
-        if new:
+        # SQLite: the same in one statement per chunk (RETURNING, SQLite 3.35+): the rows inserted come
+        # back and the rest were seen. A look-up before the insert would race another process's commit
+        # in between (pysqlite opens the transaction only at the first write), failing the flush.
+        for start in range(0, len(records), _SQLITE_CHUNK):
+            chunk = records[start : start + _SQLITE_CHUNK]
             # Straight to the driver: one dedupe row per entry, so SQLAlchemy's per-row work would cost
             # more than SQLite's.
-            await conn.exec_driver_sql(
-                f"INSERT INTO {table.name} (node_id, request_id, minute) VALUES (?, ?, ?)", new
+            rows = await conn.exec_driver_sql(
+                f"INSERT INTO {_table(UsageSeen).name} (node_id, request_id, minute) VALUES "
+                + ", ".join(["(?, ?, ?)"] * len(chunk))
+                + " ON CONFLICT DO NOTHING RETURNING node_id, request_id",
+                tuple(value for record in chunk for value in record),
             )
+            inserted = {(node, request_id) for node, request_id in rows}
+            seen.update(pair for pair in ((r[0], r[1]) for r in chunk) if pair not in inserted)
         return seen
 
     async def _upsert_windows(self, conn: Any, aggregate: Aggregate) -> None:

@@ -166,3 +166,22 @@ async def test_skipped_entries_are_accounted_once_so_a_healthy_node_is_complete(
     await store.record_sample("node-a", written_at + timedelta(minutes=1), 10, 0)
     [node] = await store.completeness(*DAY)
     assert node["accounted"] == 9 and node["completeness"] == 0.9
+
+
+async def test_copies_applied_by_two_replicas_at_once_count_once(database: Database) -> None:
+    """Envoy sends each entry to more than one usage process (TOLLWAY_USAGE_COPIES): two replicas
+    applying the same batches at the same moment, on one database, count each entry once, and neither
+    fails its flush (a look-up before the insert raced the other's commit on SQLite)."""
+    batches = [
+        [record(request_id=f"copy-{b}-{i}", start=T0 + (i % 3) * 60) for i in range(50)] for b in range(12)
+    ]
+    twin = Database(database.url, database.schema_name)
+    try:
+        stores = [UsageStore(database), UsageStore(twin)]
+        results = await asyncio.gather(*(store.apply(batch) for batch in batches for store in stores))
+        assert sum(result.counted for result in results) == 12 * 50
+        assert sum(result.duplicates for result in results) == 12 * 50
+        [row] = await stores[1].totals(*DAY, group_by=())
+        assert row["requests"] == 12 * 50
+    finally:
+        await twin.dispose()
