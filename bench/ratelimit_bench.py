@@ -1,6 +1,12 @@
 """ShouldRateLimit throughput and latency: Tollway's RateLimitService (memory store, Redis store)
 each beside a no-op RateLimitService, the same client load, the same run.
 
+A third server, "constant", is registered as Tollway registers its own (`add_rate_limit_service`: the
+request undecoded, the answer sent as bytes) and answers every call with one prebuilt admitted
+answer: the floor of Tollway's registration, so what the memory store costs above it is Tollway's own
+work as a gRPC server pays for it (more than the in-process figure: a closed loop of callers runs at
+a lower rate, where the server's per-call work is dearer).
+
     .venv/bin/python bench/ratelimit_bench.py [--requests 20000] [--concurrency 32] [--subscriptions 1000]
         [--redis-url redis://127.0.0.1:6379/0]
 
@@ -70,6 +76,15 @@ class NoopServicer(rls_pb2_grpc.RateLimitServiceServicer):
         return self._OK
 
 
+class ConstantServicer:
+    """Registered through `add_rate_limit_service`: takes the request's bytes, answers prebuilt bytes."""
+
+    _OK: bytes = NoopServicer._OK.SerializeToString()
+
+    async def ShouldRateLimit(self, request: bytes, context: object) -> bytes:
+        return self._OK
+
+
 def make_store(kind: str, redis_url: str) -> CounterStore:
     return RedisCounterStore(redis_url, 1000) if kind == "redis" else MemoryCounterStore()
 
@@ -79,6 +94,8 @@ def serve(kind: str, subscriptions: int, run: str, redis_url: str, port_out) -> 
         server = grpc.aio.server()
         if kind == "noop":
             rls_pb2_grpc.add_RateLimitServiceServicer_to_server(NoopServicer(), server)
+        elif kind == "constant":
+            add_rate_limit_service(ConstantServicer(), server)  # type: ignore[arg-type]
         else:
             # Registered as Tollway registers it: the request undecoded, an admitted answer as bytes.
             service = ThrottleService(index_for(subscriptions, run), make_store(kind, redis_url))
@@ -166,9 +183,11 @@ def measure(kind: str, args: argparse.Namespace, run: str) -> tuple[float, float
         cpu_before = cpu_seconds(process.pid)
         rate, p50, p99 = asyncio.run(load(port, requests, args.requests, args.concurrency))
         cpu = (cpu_seconds(process.pid) - cpu_before) / args.requests * 1e6
-        label = "no-op RateLimitService" if kind == "noop" else f"tollway, {kind} store"
+        label = {"noop": "no-op RateLimitService", "constant": "constant, Tollway's registration"}.get(
+            kind, f"tollway, {kind} store"
+        )
         print(
-            f"  gRPC, {label:24s}: {rate:7.0f} decisions/s  p50 {p50:.2f} ms  p99 {p99:.2f} ms"
+            f"  gRPC, {label:32s}: {rate:7.0f} decisions/s  p50 {p50:.2f} ms  p99 {p99:.2f} ms"
             f"  server CPU {cpu:5.0f} µs/decision"
         )
         return rate, cpu
@@ -207,13 +226,17 @@ def main() -> None:
     # load on the (shared, 2-core) machine cannot favour one side for long.
     ratios: dict[str, list[float]] = {"memory": [], "redis": []}
     capacity: dict[str, list[float]] = {"memory": [], "redis": []}
+    above_constant: list[float] = []
     for round_ in range(args.rounds):
         print(f" round {round_ + 1}")
         noop_rate, noop_cpu = measure("noop", args, run)
+        _, constant_cpu = measure("constant", args, run)
         for kind in ("memory", "redis"):
             rate, cpu = measure(kind, args, run)
             ratios[kind].append(rate / noop_rate)
             capacity[kind].append(noop_cpu / cpu)
+            if kind == "memory":
+                above_constant.append(cpu - constant_cpu)
     asyncio.run(forget_counters(args.redis_url, run))
     for kind in ("memory", "redis"):
         shown = ", ".join(f"{v:.2f}" for v in ratios[kind])
@@ -222,6 +245,11 @@ def main() -> None:
             f" (median of rounds: {shown}); server capacity (no-op CPU / real CPU per decision)"
             f" {statistics.median(capacity[kind]):.2f}"
         )
+    shown = ", ".join(f"{v:.0f}" for v in above_constant)
+    print(
+        f"  → memory store above the constant answer (Tollway's own work through gRPC):"
+        f" {statistics.median(above_constant):.0f} µs/decision (rounds: {shown})"
+    )
 
 
 if __name__ == "__main__":
