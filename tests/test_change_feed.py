@@ -240,6 +240,35 @@ async def test_listen_reconnects_after_its_connection_is_killed(tmp_path: Path) 
         await close_database(db)
 
 
+async def test_the_poll_slows_to_the_listen_check_only_while_listen_is_up(tmp_path: Path) -> None:
+    db = await open_database("postgres", tmp_path)
+    changes = ChangeFeed(db, poll_seconds=0.25)
+    changes.subscribe(Recorder("apps", frozenset({Topic.APPLICATIONS})))
+    try:
+        await changes.start()
+        await eventually(lambda: changes.poll_interval() == 1.0)
+        # LISTEN lost: the poll is the only source of other replicas' changes again, at full rate.
+        changes._pg_conn.terminate()
+        assert changes.poll_interval() == 0.25
+        # Reconnected by the health check, the poll slows down again.
+        await eventually(lambda: changes.poll_interval() == 1.0, timeout=10)
+    finally:
+        await changes.stop()
+        await close_database(db)
+
+
+async def test_without_listen_the_poll_keeps_its_interval(tmp_path: Path) -> None:
+    db = await open_database("sqlite", tmp_path)  # SQLite has no LISTEN
+    changes = ChangeFeed(db, poll_seconds=0.25)
+    changes.subscribe(Recorder("apps", frozenset({Topic.APPLICATIONS})))
+    try:
+        await changes.start()
+        assert changes.poll_interval() == 0.25
+    finally:
+        await changes.stop()
+        await close_database(db)
+
+
 # --- a whole process --------------------------------------------------------------------------------
 
 

@@ -197,12 +197,21 @@ class ChangeFeed:
                 await asyncio.sleep(follower.retry_delay)
                 follower.wake.set()
 
+    def poll_interval(self) -> float:
+        """Seconds between polls. While LISTEN is up, NOTIFY brings other replicas' changes at once and
+        the poll is only a safety net, so it runs no oftener than the LISTEN health check (1 s): three
+        database round trips a second fewer per idle replica. Without LISTEN (SQLite, or the connection
+        lost) it is the configured interval, the only way changes arrive."""
+        if self._pg_conn is not None and not self._pg_conn.is_closed():
+            return max(self._poll_seconds, _LISTEN_CHECK_SECONDS)
+        return self._poll_seconds
+
     async def _poll(self) -> None:
         """The floor under NOTIFY and local commits: one query pair per interval for the whole process
         (not one per listener), waking only the listeners behind the log's head. With five listeners
         that is a fifth of the database round trips, all of them on the serving event loop."""
         while True:
-            await asyncio.sleep(self._poll_seconds)
+            await asyncio.sleep(self.poll_interval())
             try:
                 pruned_through, head = await self._bounds()
             except Exception as exc:
