@@ -221,7 +221,7 @@ class Lab:
                 counted=gateway.usage_requests,
                 decisions=gateway.throttle_decisions,
                 loop_lag=gateway.loop_lag,
-                python_pids=lambda: [pid for pid in tree() if not is_envoy(pid)],
+                python_pids=lambda: [pid for pid in tree() if not is_envoy(pid)] + gateway.other_pids,
                 envoy_pids=lambda: [pid for pid in tree() if is_envoy(pid)],
             )
             gateway.check_alive()
@@ -275,6 +275,12 @@ TOLLWAY_ROWS = (
     Scenario("C-redis", "Tollway, Redis", mode=TollwayMode("redis"), floor="N"),
     Scenario("C-fused", "Tollway fused, memory", mode=TollwayMode("memory", FUSED), floor="F"),
     Scenario("C-fused-redis", "Tollway fused, Redis", mode=TollwayMode("redis", FUSED), floor="F"),
+    Scenario(
+        "C-usage-apart",
+        "Tollway, memory, usage in its own process",
+        mode=TollwayMode("memory", usage_apart=True),
+        floor="N",
+    ),
     Scenario(
         "C-workers",
         "Tollway 2 workers, Redis",

@@ -36,6 +36,7 @@ from bench.scale_replicas import free_port, tollway_command
 from bench.scale_seed import create_database, drop_database, private_url
 from throttle.limits import subscription_tag
 from tollway.catalog.v1 import catalog_pb2, catalog_pb2_grpc
+from tollway.settings import ALL_COMPONENTS
 from tollway.store.v1 import store_pb2, store_pb2_grpc
 from tollway.usage.v1 import usage_pb2, usage_pb2_grpc
 
@@ -63,6 +64,10 @@ class TollwayMode:
     store: str = "memory"
     env: Mapping[str, str] = field(default_factory=dict)
     up_args: Sequence[str] = ()
+    # Usage in a process of its own: a `tollway serve` running only the usage component, Envoy's access
+    # log pointed at it (TOLLWAY_USAGE_ENDPOINTS), `tollway up` running the rest. Classification and
+    # the database flushes then leave the process answering Check and ShouldRateLimit.
+    usage_apart: bool = False
 
     @property
     def workers(self) -> int:
@@ -131,6 +136,12 @@ class TollwayGateway:
         self.log_path = work_dir / "tollway-up.log"
         self.process: subprocess.Popen[bytes] | None = None
         self.channel: grpc.Channel | None = None
+        # The usage process of a `usage_apart` mode, and the admin channel usage is read through.
+        self.usage_grpc_addr = f"127.0.0.1:{free_port()}" if mode.usage_apart else self.grpc_addr
+        self.usage_admin_addr = f"127.0.0.1:{free_port()}" if mode.usage_apart else self.admin_addr
+        self.usage_log_path = work_dir / "tollway-usage.log"
+        self.usage_process: subprocess.Popen[bytes] | None = None
+        self.usage_channel: grpc.Channel | None = None
         self.key = ""
         self.subscription_id = ""
 
@@ -167,18 +178,22 @@ class TollwayGateway:
             "TOLLWAY_LOG_LEVEL": "WARNING",
             **self.mode.env,
         }
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                [*tollway_command(), "up", *self.mode.up_args],
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        main_env = env
+        if self.mode.usage_apart:
+            main_env = {
+                **env,
+                "TOLLWAY_COMPONENTS": ",".join(c for c in ALL_COMPONENTS if c != "usage"),
+                "TOLLWAY_USAGE_ENDPOINTS": self.usage_grpc_addr,
+            }
+        self.process = _spawn([*tollway_command(), "up", *self.mode.up_args], main_env, self.log_path)
         try:
-            self._seed_when_ready(time.monotonic() + STARTUP_SECONDS)
-            wait_for_status(self.url, self.headers, 200, time.monotonic() + STARTUP_SECONDS)
+            deadline = time.monotonic() + STARTUP_SECONDS
+            self._seed_when_ready(deadline)
+            if self.mode.usage_apart:
+                # Started once `tollway up` serves: it has written the data directory's secrets and
+                # Envoy-facing certificates, which this process reads.
+                self._start_usage(env, deadline)
+            wait_for_status(self.url, self.headers, 200, deadline)
         except RuntimeError as error:
             tail = self.log_tail()
             self.stop()
@@ -187,17 +202,37 @@ class TollwayGateway:
             self.stop()
             raise
 
+    def _start_usage(self, env: Mapping[str, str], deadline: float) -> None:
+        usage_env = {
+            **env,
+            "TOLLWAY_COMPONENTS": "usage",
+            "TOLLWAY_GRPC_ADDR": self.usage_grpc_addr,
+            "TOLLWAY_ADMIN_ADDR": self.usage_admin_addr,
+            "TOLLWAY_METRICS_ADDR": f"127.0.0.1:{free_port()}",
+            "TOLLWAY_USAGE_WAL_DIR": str(self.work_dir / "usage-wal"),
+        }
+        self.usage_process = _spawn([*tollway_command(), "serve"], usage_env, self.usage_log_path)
+        self.usage_channel = grpc.insecure_channel(self.usage_admin_addr)
+        timeout = max(1.0, deadline - time.monotonic())
+        try:
+            grpc.channel_ready_future(self.usage_channel).result(timeout=timeout)
+        except grpc.FutureTimeoutError:
+            tail = self.log_tail(usage=True)
+            raise RuntimeError(f"the usage process did not serve in time:\n{tail}") from None
+
     def stop(self) -> None:
-        if self.channel is not None:
-            self.channel.close()
-            self.channel = None
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        for channel in (self.channel, self.usage_channel):
+            if channel is not None:
+                channel.close()
+        self.channel = self.usage_channel = None
+        for process in (self.process, self.usage_process):
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
         if self.mode.store == "redis" and self.subscription_id:
             self._forget_counters()
         if self.server_url:
@@ -207,15 +242,25 @@ class TollwayGateway:
     def check_alive(self) -> None:
         if self.process is not None and self.process.poll() is not None:
             raise RuntimeError(f"`tollway up` exited with {self.process.returncode}:\n{self.log_tail()}")
+        if self.usage_process is not None and self.usage_process.poll() is not None:
+            raise RuntimeError(
+                f"the usage process exited with {self.usage_process.returncode}:\n{self.log_tail(usage=True)}"
+            )
 
-    def log_tail(self, lines: int = 25) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+    def log_tail(self, lines: int = 25, *, usage: bool = False) -> str:
+        path = self.usage_log_path if usage else self.log_path
+        text = path.read_text(errors="replace") if path.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
 
     @property
     def pid(self) -> int:
         assert self.process is not None
         return self.process.pid
+
+    @property
+    def other_pids(self) -> list[int]:
+        """Tollway's processes that are not `tollway up` or its children: the usage process, if any."""
+        return [self.usage_process.pid] if self.usage_process is not None else []
 
     @property
     def url(self) -> str:
@@ -273,8 +318,7 @@ class TollwayGateway:
     def log_entries(self) -> int:
         """Access-log entries that reached usage's WAL (UsageService.GetIngestionStats): what arrived,
         whether or not it can be attributed to the API (an ext_authz timeout carries no metadata)."""
-        assert self.channel is not None
-        stub = usage_pb2_grpc.UsageServiceStub(self.channel)
+        stub = usage_pb2_grpc.UsageServiceStub(self._usage_channel)
         response = self._call(stub.GetIngestionStats, usage_pb2.GetIngestionStatsRequest())
         return int(response.received)  # type: ignore[attr-defined]
 
@@ -305,8 +349,7 @@ class TollwayGateway:
 
     def usage_requests(self) -> int:
         """Requests to the API that usage has counted (every outcome class, refused ones included)."""
-        assert self.channel is not None
-        stub = usage_pb2_grpc.UsageServiceStub(self.channel)
+        stub = usage_pb2_grpc.UsageServiceStub(self._usage_channel)
         request = usage_pb2.GetUsageTotalsRequest(
             filter=usage_pb2.UsageFilter(api_id=self.api_id), group_by=[usage_pb2.DIMENSION_API]
         )
@@ -315,6 +358,13 @@ class TollwayGateway:
         request.end_time.FromDatetime(now + timedelta(hours=1))
         response = self._call(stub.GetUsageTotals, request)
         return sum(int(group.counts.requests) for group in response.groups)  # type: ignore[attr-defined]
+
+    @property
+    def _usage_channel(self) -> grpc.Channel:
+        """The admin channel of the process running usage."""
+        channel = self.usage_channel if self.mode.usage_apart else self.channel
+        assert channel is not None
+        return channel
 
     def _check_redis(self) -> None:
         """A Redis-store row on an unreachable Redis would measure the fail-open path: refuse it."""
@@ -340,3 +390,15 @@ class TollwayGateway:
                     client.delete(*keys)
             finally:
                 client.close()
+
+
+def _spawn(command: list[str], env: Mapping[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            command,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
