@@ -45,6 +45,27 @@ def free_port() -> int:
             return port
 
 
+def free_port_run(count: int) -> int:
+    """The first of `count` consecutive loopback ports, each free now and not handed out before: worker
+    k of `tollway up --workers N` listens on the gRPC port + k and its metrics on the metrics port + k,
+    and an ephemeral port a client happens to hold there would stop that worker from starting."""
+    while True:
+        first = free_port()
+        rest = range(first + 1, first + count)
+        if all(port not in _ISSUED_PORTS and _bindable(port) for port in rest):
+            _ISSUED_PORTS.update(rest)
+            return first
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def memory_kib(pid: int) -> tuple[int, int]:
     """(VmRSS, VmHWM) of a process in KiB: resident now, and its peak."""
     values = {"VmRSS": 0, "VmHWM": 0}

@@ -32,7 +32,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from bench.envoys import API, REQUEST_PATH
-from bench.scale_replicas import free_port, tollway_command
+from bench.scale_replicas import free_port, free_port_run, tollway_command
 from bench.scale_seed import create_database, drop_database, private_url
 from throttle.limits import subscription_tag
 from tollway.catalog.v1 import catalog_pb2, catalog_pb2_grpc
@@ -120,10 +120,10 @@ class TollwayGateway:
         self.mode = mode
         self.redis_url = redis_url
         self.gateway_port = free_port()
-        self.grpc_addr = f"127.0.0.1:{free_port()}"
+        self.grpc_addr = f"127.0.0.1:{free_port_run(mode.workers)}"
         self.admin_addr = f"127.0.0.1:{free_port()}"
         self.envoy_admin_addr = f"127.0.0.1:{free_port()}"
-        self.metrics_port = free_port()
+        self.metrics_port = free_port_run(mode.workers)
         self.token = secrets.token_urlsafe(24)
         self.server_url = "" if database == "sqlite" else database
         self.database_name = f"tollway_bench_{secrets.token_hex(4)}"
