@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,19 +46,23 @@ def free_port() -> int:
             return port
 
 
-def free_port_run(count: int) -> int:
-    """The first of `count` consecutive loopback ports, each free now and not handed out before: worker
-    k of `tollway up --workers N` listens on the gRPC port + k and its metrics on the metrics port + k,
-    and an ephemeral port a client happens to hold there would stop that worker from starting."""
+def free_port_run(count: int, avoid: Collection[int] = ()) -> int:
+    """The first of `count` consecutive loopback ports, each free now, not handed out before and not in
+    `avoid`: worker k of `tollway serve|up --workers N` listens on the gRPC port + k and its metrics on
+    the metrics port + k, and an ephemeral port a client happens to hold there would stop that worker
+    from starting."""
     while True:
         first = free_port()
         rest = range(first + 1, first + count)
-        if all(port not in _ISSUED_PORTS and _bindable(port) for port in rest):
+        if first not in avoid and all(
+            p not in _ISSUED_PORTS and p not in avoid and bindable(p) for p in rest
+        ):
             _ISSUED_PORTS.update(rest)
             return first
 
 
-def _bindable(port: int) -> bool:
+def bindable(port: int) -> bool:
+    """Whether a loopback port can be bound right now."""
     with socket.socket() as sock:
         try:
             sock.bind(("127.0.0.1", port))

@@ -12,7 +12,6 @@ import random
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -20,6 +19,8 @@ from pathlib import Path
 from redis import Redis
 from redis.crc import key_slot
 from redis.exceptions import RedisError
+
+from tests.support import bindable
 
 MASTERS = 3
 CREATE_OPTIONS = ("--cluster-replicas", "1", "--cluster-yes")
@@ -32,21 +33,12 @@ class PortTaken(RuntimeError):
     """A port chosen as free was taken before the node bound it."""
 
 
-def _bindable(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def free_cluster_ports(count: int) -> list[int]:
     """Ports p, each with p + 10000 (its cluster bus) free as well."""
     chosen: list[int] = []
     while len(chosen) < count:
         port = random.randrange(*_PORT_RANGE)
-        if port not in chosen and port + 10000 not in chosen and _bindable(port) and _bindable(port + 10000):
+        if port not in chosen and port + 10000 not in chosen and bindable(port) and bindable(port + 10000):
             chosen.append(port)
     return chosen
 

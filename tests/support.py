@@ -4,7 +4,6 @@ for a Tollway process's Envoy-facing port."""
 from __future__ import annotations
 
 import logging
-import socket
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -13,25 +12,15 @@ from typing import Any
 
 import grpc
 
+# One registry of handed-out ports per process, shared with the benchmark's stacks.
+from bench.scale_replicas import bindable as bindable
+from bench.scale_replicas import free_port as free_port
+from bench.scale_replicas import free_port_run as free_port_run
 from tollway.envoy_pki import ensure_pki
 from tollway.settings import Settings
 from tollway.vocabulary import EnvoyAuthMode
 
 Registration = Callable[[grpc.aio.Server], None]
-
-_ISSUED_PORTS: set[int] = set()
-
-
-def free_port() -> int:
-    """A loopback port free now and not handed out before by this process: bind(0) can return the port
-    it returned a moment ago once that socket closed, and two services given one port collide."""
-    while True:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        if port not in _ISSUED_PORTS:
-            _ISSUED_PORTS.add(port)
-            return port
 
 
 @asynccontextmanager

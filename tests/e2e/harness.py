@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import socket
 import threading
 import time
 import urllib.error
@@ -20,7 +19,7 @@ from typing import Any, TypeVar
 
 import grpc
 
-from tests.support import free_port
+from tests.support import free_port, free_port_run
 from tollway.app.demo import start_echo_server
 from tollway.app.runner import TollwayProcess
 from tollway.app.workers import WorkerGroup
@@ -30,24 +29,6 @@ from tollway.settings import Settings
 from tollway.store.v1 import store_pb2, store_pb2_grpc
 
 T = TypeVar("T")
-
-
-def free_port_run(count: int, avoid: set[int]) -> int:
-    """The first of `count` consecutive free ports, none in `avoid` (a worker k listens on port + k)."""
-    while True:
-        first = free_port()
-        ports = range(first, first + count)
-        if avoid.isdisjoint(ports) and all(_bindable(port) for port in ports[1:]):
-            return first
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 class LogCapture(logging.Handler):
