@@ -44,13 +44,17 @@ COMPONENT_BENCHES = {
             ("--subscriptions", "300", "--windows", "24"),
         ),
         ComponentBench(
+            "idle", "an idle `tollway up`: its background work's CPU, % of a core",
+            ("bench/idle_bench.py", "--seconds", "30"), ("--seconds", "10", "--settle", "5"),
+        ),
+        ComponentBench(
             "scale", "two keymgr replicas on 100k keys in PostgreSQL (long; `make bench-scale`)",
             ("-m", "bench.scale", "--quick"), (),
         ),
     )
 }  # fmt: skip
 # What `python -m bench` runs unless told otherwise.
-DEFAULT_COMPONENTS = ("check", "ratelimit", "ingest", "invoice")
+DEFAULT_COMPONENTS = ("check", "ratelimit", "ingest", "invoice", "idle")
 
 
 def run_component(bench: ComponentBench, quick: bool) -> dict[str, Any]:

@@ -169,7 +169,7 @@ def test_a_mode_needing_what_this_checkout_lacks_is_not_available() -> None:
 def test_scenario_names_and_groups() -> None:
     assert _names(["gateway"]) == list(SCENARIOS)
     assert _names(["B,N", "C-memory", "N"]) == ["B", "N", "C-memory"]
-    assert _names(["components"]) == ["check", "ratelimit", "ingest", "invoice"]
+    assert _names(["components"]) == ["check", "ratelimit", "ingest", "invoice", "idle"]
     with pytest.raises(SystemExit, match="unknown scenario 'Z'"):
         _names(["A,Z"])
     assert {row.floor for row in SCENARIOS.values() if row.mode is not None} == {"N", "F"}
