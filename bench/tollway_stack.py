@@ -318,7 +318,7 @@ class TollwayGateway:
     def log_entries(self) -> int:
         """Access-log entries that reached usage's WAL (UsageService.GetIngestionStats): what arrived,
         whether or not it can be attributed to the API (an ext_authz timeout carries no metadata)."""
-        stub = usage_pb2_grpc.UsageServiceStub(self._usage_channel)
+        stub = usage_pb2_grpc.UsageServiceStub(self._usage_admin_channel)
         response = self._call(stub.GetIngestionStats, usage_pb2.GetIngestionStatsRequest())
         return int(response.received)  # type: ignore[attr-defined]
 
@@ -349,7 +349,7 @@ class TollwayGateway:
 
     def usage_requests(self) -> int:
         """Requests to the API that usage has counted (every outcome class, refused ones included)."""
-        stub = usage_pb2_grpc.UsageServiceStub(self._usage_channel)
+        stub = usage_pb2_grpc.UsageServiceStub(self._usage_admin_channel)
         request = usage_pb2.GetUsageTotalsRequest(
             filter=usage_pb2.UsageFilter(api_id=self.api_id), group_by=[usage_pb2.DIMENSION_API]
         )
@@ -360,7 +360,7 @@ class TollwayGateway:
         return sum(int(group.counts.requests) for group in response.groups)  # type: ignore[attr-defined]
 
     @property
-    def _usage_channel(self) -> grpc.Channel:
+    def _usage_admin_channel(self) -> grpc.Channel:
         """The admin channel of the process running usage."""
         channel = self.usage_channel if self.mode.usage_apart else self.channel
         assert channel is not None
