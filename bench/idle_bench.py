@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.measure import cpu_seconds
 from bench.scale_replicas import free_port
-from bench.scenarios import DEFAULT_DATABASE, DEFAULT_REDIS, UNLIMITED, children, is_envoy
+from bench.scenarios import DEFAULT_DATABASE, DEFAULT_REDIS, UNLIMITED
 from bench.tollway_stack import TollwayGateway, TollwayMode
 from tollway.app.demo import start_echo_server
 
@@ -41,7 +41,7 @@ def measure(database: str, settle: float, seconds: float) -> dict[str, float]:
         gateway.start()
         try:
             time.sleep(settle)
-            pids = [pid for pid in (gateway.pid, *children(gateway.pid)) if not is_envoy(pid)]
+            pids = gateway.python_pids()
             before, started = cpu_seconds(pids), time.monotonic()
             time.sleep(seconds)
             used, elapsed = cpu_seconds(pids) - before, time.monotonic() - started

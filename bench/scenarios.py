@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -107,33 +106,6 @@ class Target:
         return {"x-api-key": new_key().full_key}
 
 
-def children(pid: int) -> list[int]:
-    """Every live descendant of `pid` (Linux /proc)."""
-    parents: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        parent = int(stat.rsplit(")", 1)[1].split()[1])
-        parents.setdefault(parent, []).append(int(entry))
-    found, todo = [], [pid]
-    while todo:
-        for child in parents.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-def is_envoy(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip() == "envoy"
-    except OSError:
-        return False
-
-
 class Lab:
     """What every scenario shares: the upstream Envoy (and A's, kept up for the fixed-rate runs) and a
     working directory; opens each scenario's gateway on demand."""
@@ -211,7 +183,6 @@ class Lab:
         )
         gateway.start()
         try:
-            tree = lambda: [gateway.pid, *children(gateway.pid)]  # noqa: E731
             yield Target(
                 gateway.gateway_port,
                 gateway.headers,
@@ -221,8 +192,8 @@ class Lab:
                 counted=gateway.usage_requests,
                 decisions=gateway.throttle_decisions,
                 loop_lag=gateway.loop_lag,
-                python_pids=lambda: [pid for pid in tree() if not is_envoy(pid)] + gateway.other_pids,
-                envoy_pids=lambda: [pid for pid in tree() if is_envoy(pid)],
+                python_pids=gateway.python_pids,
+                envoy_pids=gateway.envoy_pids,
             )
             gateway.check_alive()
         finally:

@@ -257,10 +257,17 @@ class TollwayGateway:
         assert self.process is not None
         return self.process.pid
 
-    @property
-    def other_pids(self) -> list[int]:
-        """Tollway's processes that are not `tollway up` or its children: the usage process, if any."""
-        return [self.usage_process.pid] if self.usage_process is not None else []
+    def python_pids(self) -> list[int]:
+        """Tollway's service processes: `tollway up` and its workers, and the usage process, if any."""
+        apart = [self.usage_process.pid] if self.usage_process is not None else []
+        return [pid for pid in self._tree() if not is_envoy(pid)] + apart
+
+    def envoy_pids(self) -> list[int]:
+        """The Envoy `tollway up` launched."""
+        return [pid for pid in self._tree() if is_envoy(pid)]
+
+    def _tree(self) -> list[int]:
+        return [self.pid, *children(self.pid)]
 
     @property
     def url(self) -> str:
@@ -402,3 +409,30 @@ def _spawn(command: list[str], env: Mapping[str, str], log_path: Path) -> subpro
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+
+def children(pid: int) -> list[int]:
+    """Every live descendant of `pid` (Linux /proc)."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        parents.setdefault(parent, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def is_envoy(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip() == "envoy"
+    except OSError:
+        return False
