@@ -255,7 +255,14 @@ class Ingestor:
                 raise
             elapsed = time.monotonic() - started
             if self.wal is not None:
-                await asyncio.to_thread(self.wal.remove_through, closed)
+                removal = asyncio.ensure_future(asyncio.to_thread(self.wal.remove_through, closed))
+                try:
+                    await asyncio.shield(removal)
+                except asyncio.CancelledError:
+                    # Stopping mid-removal: stop() returns only once the applied segments are gone,
+                    # not with a thread still deleting them behind it.
+                    await removal
+                    raise
             self.metrics.flushes += 1
             self.metrics.flush_seconds.observe(elapsed)
             self.metrics.last_flush_seconds = elapsed

@@ -271,3 +271,30 @@ async def test_a_failed_group_and_those_after_it_are_retried_and_none_applied_tw
     assert sorted(applied) == sorted(f"r{i}" for i in range(50))  # each once
     await ingestor.stop()
     assert not [p for p in (tmp_path / "wal").glob("*.wal") if p.stat().st_size]
+
+
+async def test_stop_during_segment_removal_returns_with_the_applied_segments_gone(
+    tmp_path, monkeypatch
+) -> None:
+    """A flush that committed is still deleting its segments (off the event loop) when stop() cancels
+    it: stop() must wait for the deletion, not return with a thread still at work behind it."""
+    remove_through = WriteAheadLog.remove_through
+
+    def slow_remove_through(self, seq) -> None:
+        time.sleep(0.3)
+        remove_through(self, seq)
+
+    monkeypatch.setattr(WriteAheadLog, "remove_through", slow_remove_through)
+
+    async def sink(batch, tallies):
+        return ApplyResult(counted=len(batch))
+
+    ingestor = Ingestor(tmp_path / "wal", sink, sync_interval=0.001, flush_interval=0.01)
+    await ingestor.start()
+    await ingestor.submit("n1", raw(range(10)), 10)
+    deadline = time.monotonic() + 5
+    while ingestor.metrics.counted < 10 and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    await ingestor.stop()  # the flush is inside the slow removal now
+    assert ingestor.metrics.counted == 10
+    assert not [p for p in (tmp_path / "wal").glob("*.wal") if p.stat().st_size]
